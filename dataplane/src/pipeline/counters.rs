@@ -1,0 +1,160 @@
+//! Per-port packet counters and drop reasons.
+//!
+//! A worker counts into plain integers on its hot path and publishes them to
+//! shared atomics once per batch ([`SharedCounters::publish`]); readers sum
+//! the workers' published values. One writer per cell, so publishing is a
+//! plain store, never a locked read-modify-write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a packet was dropped. Indexes [`PortCounters::drops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// A header was truncated or inconsistent (lengths, version, checksum).
+    Malformed = 0,
+    /// Not IPv4 or IPv6 (the XDP program passes ARP and the like to the kernel).
+    NotIp = 1,
+    /// The destination MAC is neither the port's nor multicast.
+    NotForUs = 2,
+    /// Addressed to the appliance itself (the XDP program should have passed it).
+    Local = 3,
+    /// No route to the destination.
+    NoRoute = 4,
+    /// The next hop's MAC is not resolved yet (resolution was requested).
+    NoNeighbour = 5,
+    /// TTL or hop limit would reach zero.
+    TtlExpired = 6,
+    /// The egress port's transmit ring was full.
+    TxRingFull = 7,
+    /// The frame spans several buffers (AF_XDP multi-buffer), not supported.
+    Fragmented = 8,
+}
+
+impl DropReason {
+    /// The number of reasons: the length of a counter array.
+    pub const COUNT: usize = 9;
+
+    /// Every reason, in index order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::Malformed,
+        Self::NotIp,
+        Self::NotForUs,
+        Self::Local,
+        Self::NoRoute,
+        Self::NoNeighbour,
+        Self::TtlExpired,
+        Self::TxRingFull,
+        Self::Fragmented,
+    ];
+
+    /// The label used in metrics and `causeway stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::NotIp => "not_ip",
+            Self::NotForUs => "not_for_us",
+            Self::Local => "local",
+            Self::NoRoute => "no_route",
+            Self::NoNeighbour => "no_neighbour",
+            Self::TtlExpired => "ttl_expired",
+            Self::TxRingFull => "tx_ring_full",
+            Self::Fragmented => "fragmented",
+        }
+    }
+}
+
+/// What one port saw, from one worker or summed over all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PortCounters {
+    /// Frames received from the port's AF_XDP sockets.
+    pub rx_packets: u64,
+    /// Bytes of those frames.
+    pub rx_bytes: u64,
+    /// Frames transmitted on the port.
+    pub tx_packets: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// ICMP errors (time exceeded) the appliance sent out of this port.
+    pub icmp_errors_sent: u64,
+    /// Frames dropped after arriving on this port, by [`DropReason`].
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortCounters {
+    /// Counts a drop.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Every drop, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Self) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.icmp_errors_sent += other.icmp_errors_sent;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+    }
+}
+
+const CELLS: usize = 5 + DropReason::COUNT;
+
+/// One worker's published counters, one row of cells per port.
+#[derive(Debug)]
+pub struct SharedCounters {
+    cells: Box<[[AtomicU64; CELLS]]>,
+}
+
+impl SharedCounters {
+    /// Zeroed counters for `ports` ports.
+    pub fn new(ports: usize) -> Self {
+        Self {
+            cells: (0..ports)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    /// Publishes a worker's running totals. Only that worker may call this.
+    pub fn publish(&self, totals: &[PortCounters]) {
+        for (row, c) in self.cells.iter().zip(totals) {
+            let values = [
+                c.rx_packets,
+                c.rx_bytes,
+                c.tx_packets,
+                c.tx_bytes,
+                c.icmp_errors_sent,
+            ];
+            for (cell, v) in row.iter().zip(values.iter().chain(c.drops.iter())) {
+                cell.store(*v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The last published totals.
+    pub fn read(&self) -> Vec<PortCounters> {
+        self.cells
+            .iter()
+            .map(|row| {
+                let v = |i: usize| row[i].load(Ordering::Relaxed);
+                PortCounters {
+                    rx_packets: v(0),
+                    rx_bytes: v(1),
+                    tx_packets: v(2),
+                    tx_bytes: v(3),
+                    icmp_errors_sent: v(4),
+                    drops: std::array::from_fn(|i| v(5 + i)),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,401 @@
+//! The per-packet pipeline, sans-IO: a frame, its ingress port and `now` in;
+//! a verdict (transmit on a port, or drop for a reason) out. It never touches
+//! a socket or a clock, so the same code runs under the AF_XDP workers, the
+//! in-memory port of the tests and the benchmarks.
+//!
+//! The walk for one frame:
+//!
+//! 1. L2: Ethernet, through up to two 802.1Q/802.1ad tags; the destination
+//!    MAC must be the ingress port's.
+//! 2. L3: IPv4 (header checksum verified, RFC 1812 §5.2.2) or IPv6; the L4
+//!    header of a first fragment must be whole (TCP, UDP, ICMP, ICMPv6).
+//! 3. TTL / hop limit: a packet that would expire is answered with ICMP time
+//!    exceeded from the ingress port's address (rate limited) and dropped.
+//! 4. Route: longest-prefix match → egress port and next hop.
+//! 5. Neighbour: the next hop's MAC from the kernel's table; a miss asks for
+//!    resolution (see [`Pipeline::take_unresolved`]) and drops.
+//! 6. Rewrite: MACs, TTL − 1 with the IPv4 checksum updated incrementally
+//!    (RFC 1624 eqn. 3), hop limit − 1 for IPv6. Transmit on the egress port.
+//!
+//! A VLAN-tagged frame is routed with its tags untouched (see
+//! docs/ARCHITECTURE.md, "VLANs").
+#![forbid(unsafe_code)]
+
+pub mod counters;
+mod icmp;
+
+pub use counters::{DropReason, PortCounters, SharedCounters};
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::Instant,
+};
+
+use crate::{
+    port::PortId,
+    route::{NeighTable, RouteTable},
+    wire::{
+        EtherType, EthernetAddress, IpProtocol, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6,
+        tcp, udp,
+    },
+};
+
+/// What the pipeline decided for a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit the (rewritten) frame, now `len` bytes long, on `port`.
+    Tx {
+        /// The egress port.
+        port: PortId,
+        /// The frame's length after rewriting.
+        len: usize,
+    },
+    /// Drop the frame, counted under the reason.
+    Drop(DropReason),
+}
+
+/// What the pipeline knows of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The port's MAC: the source of what it transmits.
+    pub mac: EthernetAddress,
+    /// The port's IPv4 address: the source of the ICMP errors it sends.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The port's IPv6 address (global, not link-local), likewise.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// The configuration a worker runs with: ports, routes, neighbours.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// Indexed by [`PortId`].
+    pub ports: Vec<PortInfo>,
+    /// Connected and configured routes.
+    pub routes: Arc<RouteTable>,
+    /// The addresses of the appliance itself: never forwarded.
+    pub local: Vec<IpAddr>,
+}
+
+/// ICMP errors a worker may send per second (Linux: net.ipv4.icmp_msgs_per_sec).
+const ICMP_RATE_PER_SEC: u32 = 1000;
+const ICMP_BURST: u32 = 50;
+
+/// The pipeline of one worker.
+#[derive(Debug)]
+pub struct Pipeline {
+    tables: Tables,
+    neigh: Arc<NeighTable>,
+    counters: Vec<PortCounters>,
+    unresolved: Vec<(PortId, IpAddr)>,
+    icmp_tokens: u32,
+    icmp_refill_at: Option<Instant>,
+}
+
+impl Pipeline {
+    /// A pipeline over `tables`, with the neighbours known so far.
+    pub fn new(tables: Tables, neigh: Arc<NeighTable>) -> Self {
+        let counters = vec![PortCounters::default(); tables.ports.len()];
+        Self {
+            tables,
+            neigh,
+            counters,
+            unresolved: Vec::new(),
+            icmp_tokens: ICMP_BURST,
+            icmp_refill_at: None,
+        }
+    }
+
+    /// Adopts a newer neighbour snapshot (cheap: an `Arc` swap).
+    #[inline]
+    pub fn set_neighbours(&mut self, neigh: Arc<NeighTable>) {
+        self.neigh = neigh;
+    }
+
+    /// The running totals per port.
+    pub fn counters(&self) -> &[PortCounters] {
+        &self.counters
+    }
+
+    /// Mutable totals, for the port driver's own counts (tx, ring full).
+    pub fn counters_mut(&mut self) -> &mut [PortCounters] {
+        &mut self.counters
+    }
+
+    /// Next hops that were missing since the last call: the driver asks the
+    /// kernel to resolve them.
+    pub fn take_unresolved(&mut self) -> Vec<(PortId, IpAddr)> {
+        std::mem::take(&mut self.unresolved)
+    }
+
+    /// Decides the fate of one frame. `buf` is the whole frame buffer (the
+    /// frame's bytes first, then spare room an ICMP error may use); `len` is
+    /// the frame's length. Counts rx and drops for the ingress port; the
+    /// driver counts tx once the frame is on a ring.
+    #[inline]
+    pub fn process(
+        &mut self,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: usize,
+        now: Instant,
+    ) -> Verdict {
+        let c = &mut self.counters[ingress.index()];
+        c.rx_packets += 1;
+        c.rx_bytes += len as u64;
+        let verdict = self.route(ingress, buf, len, now);
+        if let Verdict::Drop(reason) = verdict {
+            self.counters[ingress.index()].drop(reason);
+        }
+        verdict
+    }
+
+    fn route(&mut self, ingress: PortId, buf: &mut [u8], len: usize, now: Instant) -> Verdict {
+        let Some(frame) = buf.get(..len) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let Ok(l2) = ethernet::l2_info(frame) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let eth = ethernet::Frame::new_unchecked(frame);
+        let dst_mac = eth.dst_addr();
+        if dst_mac != self.tables.ports[ingress.index()].mac {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let off = l2.l3_offset;
+        match l2.ethertype {
+            EtherType::Ipv4 => self.ipv4(ingress, buf, len, off, now),
+            EtherType::Ipv6 => self.ipv6(ingress, buf, len, off, now),
+            _ => Verdict::Drop(DropReason::NotIp),
+        }
+    }
+
+    fn ipv4(
+        &mut self,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: usize,
+        off: usize,
+        now: Instant,
+    ) -> Verdict {
+        let (dst, ttl, proto, first_fragment) = {
+            let Ok(ip) = ipv4::Packet::new_checked(&buf[off..len]) else {
+                return Verdict::Drop(DropReason::Malformed);
+            };
+            if !ip.verify_checksum() {
+                return Verdict::Drop(DropReason::Malformed);
+            }
+            if first_fragment_l4_truncated(ip.next_header(), ip.frag_offset() == 0, ip.payload()) {
+                return Verdict::Drop(DropReason::Malformed);
+            }
+            (
+                ip.dst_addr(),
+                ip.hop_limit(),
+                ip.next_header(),
+                ip.frag_offset() == 0,
+            )
+        };
+        if self.is_local(IpAddr::V4(dst)) {
+            return Verdict::Drop(DropReason::Local);
+        }
+        if ttl <= 1 {
+            return self.time_exceeded_v4(ingress, buf, len, off, proto, first_fragment, now);
+        }
+        let Some(route) = self.tables.routes.lookup_v4(dst).copied() else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let next_hop = route.via.unwrap_or(IpAddr::V4(dst));
+        let Some(mac) = self.neighbour(route.port, next_hop) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        self.rewrite_l2(buf, route.port, mac);
+        let mut ip = ipv4::Packet::new_unchecked(&mut buf[off..len]);
+        // RFC 1624 §3, eqn. 3: TTL shares a 16-bit word with the protocol.
+        let old_word = u16::from_be_bytes([ttl, u8::from(proto)]);
+        let new_word = u16::from_be_bytes([ttl - 1, u8::from(proto)]);
+        let sum = checksum::update(ip.checksum(), old_word, new_word);
+        ip.set_hop_limit(ttl - 1);
+        ip.set_checksum(sum);
+        Verdict::Tx {
+            port: route.port,
+            len,
+        }
+    }
+
+    fn ipv6(
+        &mut self,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: usize,
+        off: usize,
+        now: Instant,
+    ) -> Verdict {
+        let (dst, hop_limit, upper) = {
+            let Ok(ip) = ipv6::Packet::new_checked(&buf[off..len]) else {
+                return Verdict::Drop(DropReason::Malformed);
+            };
+            let ip_len = ipv6::HEADER_LEN + usize::from(ip.payload_len());
+            let Ok(upper) = ipv6::upper_layer(&buf[off..off + ip_len]) else {
+                return Verdict::Drop(DropReason::Malformed);
+            };
+            let l4 = &buf[off + upper.offset..off + ip_len];
+            if first_fragment_l4_truncated(upper.protocol, !upper.non_first_fragment, l4) {
+                return Verdict::Drop(DropReason::Malformed);
+            }
+            (ip.dst_addr(), ip.hop_limit(), upper)
+        };
+        if self.is_local(IpAddr::V6(dst)) {
+            return Verdict::Drop(DropReason::Local);
+        }
+        if hop_limit <= 1 {
+            let is_error = upper.protocol == IpProtocol::Icmpv6
+                && buf.get(off + upper.offset).is_some_and(|t| *t < 128);
+            return self.time_exceeded_v6(ingress, buf, len, off, is_error, now);
+        }
+        let Some(route) = self.tables.routes.lookup_v6(dst).copied() else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let next_hop = route.via.unwrap_or(IpAddr::V6(dst));
+        let Some(mac) = self.neighbour(route.port, next_hop) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        self.rewrite_l2(buf, route.port, mac);
+        ipv6::Packet::new_unchecked(&mut buf[off..len]).set_hop_limit(hop_limit - 1);
+        Verdict::Tx {
+            port: route.port,
+            len,
+        }
+    }
+
+    #[inline]
+    fn is_local(&self, dst: IpAddr) -> bool {
+        self.tables.local.contains(&dst)
+    }
+
+    #[inline]
+    fn neighbour(&mut self, port: PortId, next_hop: IpAddr) -> Option<EthernetAddress> {
+        let mac = self.neigh.get(port, next_hop);
+        if mac.is_none() && !self.unresolved.contains(&(port, next_hop)) {
+            self.unresolved.push((port, next_hop));
+        }
+        mac
+    }
+
+    #[inline]
+    fn rewrite_l2(&self, buf: &mut [u8], egress: PortId, dst: EthernetAddress) {
+        let mut eth = ethernet::Frame::new_unchecked(buf);
+        eth.set_dst_addr(dst);
+        eth.set_src_addr(self.tables.ports[egress.index()].mac);
+    }
+
+    /// Takes a token of the ICMP error rate limit (a token bucket refilled
+    /// continuously at [`ICMP_RATE_PER_SEC`]).
+    fn icmp_allowed(&mut self, now: Instant) -> bool {
+        let last = *self.icmp_refill_at.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(last);
+        let earned = (elapsed.as_micros() * u128::from(ICMP_RATE_PER_SEC) / 1_000_000) as u32;
+        if earned > 0 {
+            self.icmp_tokens = (self.icmp_tokens + earned).min(ICMP_BURST);
+            self.icmp_refill_at = Some(now);
+        }
+        if self.icmp_tokens == 0 {
+            return false;
+        }
+        self.icmp_tokens -= 1;
+        true
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private helper; the arguments are one frame's facts"
+    )]
+    fn time_exceeded_v4(
+        &mut self,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: usize,
+        off: usize,
+        proto: IpProtocol,
+        first_fragment: bool,
+        now: Instant,
+    ) -> Verdict {
+        let port = self.tables.ports[ingress.index()];
+        let Some(src) = port.ipv4 else {
+            return Verdict::Drop(DropReason::TtlExpired);
+        };
+        // RFC 1812 §4.3.2.7: no ICMP error about an ICMP error or a non-first fragment.
+        let about_error = proto == IpProtocol::Icmp
+            && buf
+                .get(off + ipv4::Packet::new_unchecked(&buf[off..len]).header_len())
+                .is_some_and(|t| {
+                    !matches!(
+                        icmpv4::Message::from(*t),
+                        icmpv4::Message::EchoRequest | icmpv4::Message::EchoReply
+                    )
+                });
+        if about_error || !first_fragment || !self.icmp_allowed(now) {
+            return Verdict::Drop(DropReason::TtlExpired);
+        }
+        match icmp::time_exceeded_v4(buf, len, off, port.mac, src) {
+            Some(new_len) => {
+                self.counters[ingress.index()].icmp_errors_sent += 1;
+                // The ICMP error replaces the frame; the original is still counted as expired.
+                self.counters[ingress.index()].drop(DropReason::TtlExpired);
+                Verdict::Tx {
+                    port: ingress,
+                    len: new_len,
+                }
+            }
+            None => Verdict::Drop(DropReason::TtlExpired),
+        }
+    }
+
+    fn time_exceeded_v6(
+        &mut self,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: usize,
+        off: usize,
+        about_error: bool,
+        now: Instant,
+    ) -> Verdict {
+        let port = self.tables.ports[ingress.index()];
+        let Some(src) = port.ipv6 else {
+            return Verdict::Drop(DropReason::TtlExpired);
+        };
+        // RFC 4443 §2.4 (e): no ICMPv6 error about an ICMPv6 error.
+        if about_error || !self.icmp_allowed(now) {
+            return Verdict::Drop(DropReason::TtlExpired);
+        }
+        match icmp::time_exceeded_v6(buf, len, off, port.mac, src) {
+            Some(new_len) => {
+                self.counters[ingress.index()].icmp_errors_sent += 1;
+                self.counters[ingress.index()].drop(DropReason::TtlExpired);
+                Verdict::Tx {
+                    port: ingress,
+                    len: new_len,
+                }
+            }
+            None => Verdict::Drop(DropReason::TtlExpired),
+        }
+    }
+}
+
+/// Whether a first fragment's L4 header is cut short. Policy (and later
+/// conntrack) reads ports and flags from it, so such a packet is malformed.
+#[inline]
+fn first_fragment_l4_truncated(proto: IpProtocol, first_fragment: bool, l4: &[u8]) -> bool {
+    if !first_fragment {
+        return false;
+    }
+    match proto {
+        IpProtocol::Tcp => tcp::Packet::new_checked(l4).is_err(),
+        IpProtocol::Udp => udp::Packet::new_checked(l4).is_err(),
+        IpProtocol::Icmp => icmpv4::Packet::new_checked(l4).is_err(),
+        IpProtocol::Icmpv6 => icmpv6::Packet::new_checked(l4).is_err(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

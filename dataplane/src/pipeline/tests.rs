@@ -1,0 +1,423 @@
+//! The pipeline on hand-built frames and on the in-memory port.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::Instant,
+};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    port::{HeapMemory, MemPort, Worker},
+    route::{IpPrefix, Route},
+    wire::checksum,
+};
+
+const MAC_A: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xa0]);
+const MAC_B: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xb0]);
+const CLIENT: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
+const SERVER: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
+const A: PortId = PortId(0);
+const B: PortId = PortId(1);
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn tables() -> Tables {
+    let mut routes = RouteTable::default();
+    routes.insert("10.1.0.0/24".parse().unwrap(), Route { port: A, via: None });
+    routes.insert("10.2.0.0/24".parse().unwrap(), Route { port: B, via: None });
+    routes.insert("fd00:a::/64".parse().unwrap(), Route { port: A, via: None });
+    routes.insert("fd00:b::/64".parse().unwrap(), Route { port: B, via: None });
+    routes.insert(
+        "10.20.0.0/16".parse::<IpPrefix>().unwrap(),
+        Route {
+            port: B,
+            via: Some("10.2.0.9".parse().unwrap()),
+        },
+    );
+    Tables {
+        ports: vec![
+            PortInfo {
+                mac: MAC_A,
+                ipv4: Some(v4("10.1.0.1")),
+                ipv6: Some(v6("fd00:a::1")),
+            },
+            PortInfo {
+                mac: MAC_B,
+                ipv4: Some(v4("10.2.0.1")),
+                ipv6: Some(v6("fd00:b::1")),
+            },
+        ],
+        routes: Arc::new(routes),
+        local: vec![
+            "10.1.0.1".parse().unwrap(),
+            "10.2.0.1".parse().unwrap(),
+            "fd00:a::1".parse().unwrap(),
+        ],
+    }
+}
+
+fn neighbours() -> Arc<NeighTable> {
+    let mut n = NeighTable::default();
+    n.insert(B, "10.2.0.2".parse().unwrap(), SERVER);
+    n.insert(B, "fd00:b::2".parse().unwrap(), SERVER);
+    n.insert(B, "10.2.0.9".parse().unwrap(), SERVER);
+    n.insert(A, "10.1.0.2".parse().unwrap(), CLIENT);
+    Arc::new(n)
+}
+
+fn pipeline() -> Pipeline {
+    Pipeline::new(tables(), neighbours())
+}
+
+fn eth(dst: EthernetAddress, src: EthernetAddress, ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// An Ethernet + IPv4 + UDP frame with correct checksums.
+fn udp4(src: &str, dst: &str, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = eth(MAC_A, CLIENT, 0x0800);
+    let total = 20 + 8 + payload.len();
+    let mut ip = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, ttl, 17, 0, 0];
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip.extend_from_slice(&v4(src).octets());
+    ip.extend_from_slice(&v4(dst).octets());
+    let sum = !checksum::data(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let mut udp = vec![0x30, 0x39, 0x00, 0x35, 0, 0, 0, 0];
+    udp[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(payload);
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// An Ethernet + IPv6 + TCP SYN frame.
+fn tcp6(src: &str, dst: &str, hop_limit: u8) -> Vec<u8> {
+    let mut f = eth(MAC_A, CLIENT, 0x86dd);
+    let mut ip = vec![0x60, 0, 0, 0, 0, 20, 6, hop_limit];
+    ip.extend_from_slice(&v6(src).octets());
+    ip.extend_from_slice(&v6(dst).octets());
+    f.extend_from_slice(&ip);
+    // ports 40000 → 80, seq 1, SYN, data offset 5, window 64240
+    f.extend_from_slice(&[
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0,
+    ]);
+    f
+}
+
+fn run(p: &mut Pipeline, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    let mut buf = vec![0u8; 2048];
+    buf[..frame.len()].copy_from_slice(frame);
+    let v = p.process(port, &mut buf, frame.len(), Instant::now());
+    let len = match v {
+        Verdict::Tx { len, .. } => len,
+        Verdict::Drop(_) => frame.len(),
+    };
+    buf.truncate(len);
+    (v, buf)
+}
+
+fn ipv4_header_ok(ip: &[u8]) -> bool {
+    checksum::data(&ip[..usize::from(ip[0] & 0xf) * 4]) == 0xffff
+}
+
+#[test]
+fn forwards_ipv4_rewriting_macs_and_ttl() {
+    let mut p = pipeline();
+    let frame = udp4("10.1.0.2", "10.2.0.2", 64, b"hello");
+    let (v, out) = run(&mut p, A, &frame);
+    assert_eq!(
+        v,
+        Verdict::Tx {
+            port: B,
+            len: frame.len()
+        }
+    );
+    assert_eq!(&out[0..6], &SERVER.0, "next hop's MAC");
+    assert_eq!(&out[6..12], &MAC_B.0, "egress port's MAC");
+    assert_eq!(out[14 + 8], 63, "TTL decremented by exactly one");
+    assert!(
+        ipv4_header_ok(&out[14..]),
+        "incrementally updated checksum is right"
+    );
+    assert_eq!(&out[14 + 20..], &frame[14 + 20..], "L4 untouched");
+    assert_eq!(p.counters()[0].rx_packets, 1);
+    assert_eq!(p.counters()[0].rx_bytes, frame.len() as u64);
+    assert_eq!(p.counters()[0].dropped(), 0);
+}
+
+#[test]
+fn forwards_via_a_next_hop() {
+    let mut p = pipeline();
+    let (v, out) = run(&mut p, A, &udp4("10.1.0.2", "10.20.3.4", 9, b""));
+    assert_eq!(
+        v,
+        Verdict::Tx {
+            port: B,
+            len: out.len()
+        }
+    );
+    assert_eq!(&out[0..6], &SERVER.0);
+}
+
+#[test]
+fn forwards_ipv6_decrementing_hop_limit() {
+    let mut p = pipeline();
+    let frame = tcp6("fd00:a::2", "fd00:b::2", 64);
+    let (v, out) = run(&mut p, A, &frame);
+    assert_eq!(
+        v,
+        Verdict::Tx {
+            port: B,
+            len: frame.len()
+        }
+    );
+    assert_eq!(out[14 + 7], 63);
+    assert_eq!(&out[0..6], &SERVER.0);
+    assert_eq!(&out[6..12], &MAC_B.0);
+}
+
+#[test]
+fn a_missing_neighbour_is_asked_for_not_guessed() {
+    let mut p = Pipeline::new(tables(), Arc::new(NeighTable::default()));
+    let frame = udp4("10.1.0.2", "10.2.0.2", 64, b"x");
+    assert_eq!(
+        run(&mut p, A, &frame).0,
+        Verdict::Drop(DropReason::NoNeighbour)
+    );
+    assert_eq!(
+        run(&mut p, A, &frame).0,
+        Verdict::Drop(DropReason::NoNeighbour)
+    );
+    assert_eq!(
+        p.take_unresolved(),
+        vec![(B, IpAddr::V4(v4("10.2.0.2")))],
+        "asked once per batch"
+    );
+    p.set_neighbours(neighbours());
+    assert!(matches!(
+        run(&mut p, A, &frame).0,
+        Verdict::Tx { port: B, .. }
+    ));
+    assert_eq!(p.counters()[0].drops[DropReason::NoNeighbour as usize], 2);
+}
+
+#[test]
+fn drops_what_it_cannot_route_and_counts_why() {
+    let mut p = pipeline();
+    assert_eq!(
+        run(&mut p, A, &udp4("10.1.0.2", "192.0.2.1", 64, b"")).0,
+        Verdict::Drop(DropReason::NoRoute)
+    );
+    assert_eq!(
+        run(&mut p, A, &udp4("10.1.0.2", "10.2.0.1", 64, b"")).0,
+        Verdict::Drop(DropReason::Local)
+    );
+    let mut other_mac = udp4("10.1.0.2", "10.2.0.2", 64, b"");
+    other_mac[5] = 0x99;
+    assert_eq!(
+        run(&mut p, A, &other_mac).0,
+        Verdict::Drop(DropReason::NotForUs)
+    );
+    let mut bad_sum = udp4("10.1.0.2", "10.2.0.2", 64, b"");
+    bad_sum[14 + 10] ^= 0xff;
+    assert_eq!(
+        run(&mut p, A, &bad_sum).0,
+        Verdict::Drop(DropReason::Malformed)
+    );
+    let arp = eth(MAC_A, CLIENT, 0x0806)
+        .into_iter()
+        .chain([0u8; 28])
+        .collect::<Vec<_>>();
+    assert_eq!(run(&mut p, A, &arp).0, Verdict::Drop(DropReason::NotIp));
+    let c = p.counters()[0];
+    assert_eq!(c.rx_packets, 5);
+    assert_eq!(c.dropped(), 5);
+    for r in [
+        DropReason::NoRoute,
+        DropReason::Local,
+        DropReason::NotForUs,
+        DropReason::Malformed,
+        DropReason::NotIp,
+    ] {
+        assert_eq!(c.drops[r as usize], 1, "{r:?}");
+    }
+}
+
+#[test]
+fn every_truncation_is_dropped_as_malformed_never_a_panic() {
+    for frame in [
+        udp4("10.1.0.2", "10.2.0.2", 64, b"payload"),
+        tcp6("fd00:a::2", "fd00:b::2", 64),
+    ] {
+        for cut in 0..frame.len() {
+            let mut p = pipeline();
+            let (v, _) = run(&mut p, A, &frame[..cut]);
+            assert!(
+                matches!(v, Verdict::Drop(DropReason::Malformed)),
+                "cut at {cut}: {v:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn expired_ipv4_ttl_is_answered_with_time_exceeded() {
+    let mut p = pipeline();
+    let frame = udp4("10.1.0.2", "10.2.0.2", 1, b"traceroute probe");
+    let (v, out) = run(&mut p, A, &frame);
+    let Verdict::Tx { port, len } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(port, A, "back out of the ingress port");
+    assert_eq!(&out[0..6], &CLIENT.0);
+    assert_eq!(&out[6..12], &MAC_A.0);
+    let ip = &out[14..len];
+    assert!(ipv4_header_ok(ip));
+    assert_eq!(ip[9], 1, "ICMP");
+    assert_eq!(
+        &ip[12..16],
+        &v4("10.1.0.1").octets(),
+        "from the ingress port's address"
+    );
+    assert_eq!(&ip[16..20], &v4("10.1.0.2").octets(), "to the sender");
+    let icmp = &ip[20..];
+    assert_eq!((icmp[0], icmp[1]), (11, 0), "time exceeded in transit");
+    assert_eq!(checksum::data(icmp), 0xffff, "ICMP checksum");
+    assert_eq!(
+        &icmp[8..],
+        &frame[14..],
+        "the whole original datagram is quoted"
+    );
+    assert_eq!(p.counters()[0].icmp_errors_sent, 1);
+    assert_eq!(p.counters()[0].drops[DropReason::TtlExpired as usize], 1);
+}
+
+#[test]
+fn expired_ipv6_hop_limit_is_answered_with_time_exceeded() {
+    let mut p = pipeline();
+    let frame = tcp6("fd00:a::2", "fd00:b::2", 1);
+    let (v, out) = run(&mut p, A, &frame);
+    let Verdict::Tx { port: A, len } = v else {
+        panic!("{v:?}")
+    };
+    let ip = &out[14..len];
+    assert_eq!(ip[6], 58, "ICMPv6");
+    assert_eq!(&ip[8..24], &v6("fd00:a::1").octets());
+    assert_eq!(&ip[24..40], &v6("fd00:a::2").octets());
+    let icmp = &ip[40..];
+    assert_eq!((icmp[0], icmp[1]), (3, 0));
+    let src = v6("fd00:a::1");
+    let dst = v6("fd00:a::2");
+    let pseudo = checksum::pseudo_header_v6(src, dst, IpProtocol::Icmpv6, icmp.len() as u32);
+    assert_eq!(
+        checksum::combine(&[pseudo, checksum::data(icmp)]),
+        0xffff,
+        "ICMPv6 checksum"
+    );
+    assert_eq!(&icmp[8..], &frame[14..]);
+}
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let mut p = pipeline();
+    let frame = udp4("10.1.0.2", "10.2.0.2", 1, b"");
+    let now = Instant::now();
+    let mut sent = 0;
+    for _ in 0..200 {
+        let mut buf = vec![0u8; 2048];
+        buf[..frame.len()].copy_from_slice(&frame);
+        if matches!(p.process(A, &mut buf, frame.len(), now), Verdict::Tx { .. }) {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, ICMP_BURST as usize);
+    assert_eq!(p.counters()[0].drops[DropReason::TtlExpired as usize], 200);
+}
+
+#[test]
+fn vlan_tagged_frames_are_routed_with_their_tag() {
+    let mut p = pipeline();
+    let plain = udp4("10.1.0.2", "10.2.0.2", 64, b"tagged");
+    let mut tagged = plain[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]); // VLAN 100
+    tagged.extend_from_slice(&plain[12..]);
+    let (v, out) = run(&mut p, A, &tagged);
+    assert_eq!(
+        v,
+        Verdict::Tx {
+            port: B,
+            len: tagged.len()
+        }
+    );
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 0x64]);
+    assert_eq!(out[18 + 8], 63);
+    assert!(ipv4_header_ok(&out[18..]));
+}
+
+#[test]
+fn the_worker_moves_frames_between_memory_ports() {
+    let (mem, free) = HeapMemory::new(256, 2048);
+    let ports = vec![MemPort::new(1024), MemPort::new(100)];
+    let mut w = Worker::new(mem, ports, free, pipeline(), 64);
+    let frame = udp4("10.1.0.2", "10.2.0.2", 64, b"bulk");
+    for _ in 0..150 {
+        w.inject(A, &frame);
+    }
+    let now = Instant::now();
+    assert_eq!(w.poll(now), 64, "one batch per port per turn");
+    assert_eq!(w.poll(now), 64);
+    assert_eq!(w.poll(now), 22);
+    let sent = w.take_sent(B);
+    assert_eq!(sent.len(), 100, "the TX ring holds 100");
+    assert!(sent.iter().all(|f| f[14 + 8] == 63));
+    let c = w.pipeline.counters();
+    assert_eq!(c[0].rx_packets, 150);
+    assert_eq!(c[1].tx_packets, 100);
+    assert_eq!(c[1].tx_bytes, 100 * frame.len() as u64);
+    assert_eq!(c[1].drops[DropReason::TxRingFull as usize], 50);
+    assert_eq!(w.free_frames(), 256, "every buffer came back");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut p = pipeline();
+        let mut buf = bytes.clone();
+        buf.resize(2048, 0);
+        let _ = p.process(A, &mut buf, bytes.len(), Instant::now());
+    }
+
+    #[test]
+    fn mutated_frames_never_panic_and_forwarded_ones_stay_valid(
+        which in 0..2usize,
+        flips in proptest::collection::vec((0usize..80, any::<u8>()), 1..6),
+        cut in 0usize..100,
+    ) {
+        let mut frame = if which == 0 { udp4("10.1.0.2", "10.2.0.2", 3, b"abcdefgh") } else { tcp6("fd00:a::2", "fd00:b::2", 3) };
+        for (i, b) in flips {
+            if i < frame.len() { frame[i] = b; }
+        }
+        frame.truncate(frame.len().saturating_sub(cut % 8));
+        let mut p = pipeline();
+        let (v, out) = run(&mut p, A, &frame);
+        if let Verdict::Tx { len, .. } = v {
+            prop_assert!(len <= 2048);
+            if which == 0 && out.len() > 14 && out[12..14] == [8, 0] {
+                prop_assert!(ipv4_header_ok(&out[14..]));
+            }
+        }
+    }
+}
