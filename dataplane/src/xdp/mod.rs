@@ -1,0 +1,562 @@
+//! The kernel side of the dataplane: the XDP program, AF_XDP sockets,
+//! netlink, and the pinned worker threads that drive the pipeline.
+//!
+//! [`Dataplane::start`] assembles it, in this order (each step fails closed:
+//! until the last one nothing is forwarded):
+//!
+//! 1. read the ports' interfaces, MACs and addresses over netlink;
+//! 2. build the route table: connected routes, then configured routes;
+//! 3. start the neighbour manager (kernel neighbour table → snapshots);
+//! 4. load the XDP program, mark the appliance's own addresses, attach it
+//!    to every port (packets are dropped until a socket takes its queue);
+//! 5. per worker: a UMEM, one AF_XDP socket per (port, queue) it owns,
+//!    registered in the XSKMAP; then the worker thread, pinned to its core.
+//!
+//! Minimum kernel: 5.16 (managed neighbours); AF_XDP need_wakeup needs 5.4.
+
+pub mod neigh;
+pub mod netlink;
+pub mod program;
+pub mod socket;
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use tracing::{info, warn};
+
+pub use program::{XdpCounters, XdpMode, XdpProgram};
+
+use self::{
+    neigh::{NeighbourManager, SharedNeighbours},
+    netlink::Netlink,
+    socket::{RING_SIZE, XskMemory, XskPort},
+};
+use crate::{
+    pipeline::{Pipeline, PortCounters, PortInfo, SharedCounters, Tables},
+    port::{PortId, Worker},
+    route::{IpPrefix, Route, RouteTable},
+    wire::EthernetAddress,
+};
+
+/// A port of the appliance, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// The port's name (`a`, `b`, `host`): used in routes, counters, logs.
+    pub name: String,
+    /// The kernel interface in the appliance's network namespace.
+    pub interface: String,
+    /// RX queues to bind, 0..queues (one AF_XDP socket each).
+    #[serde(default = "one")]
+    pub queues: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A configured route (beyond the ports' connected routes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The destination prefix.
+    pub prefix: IpPrefix,
+    /// The next hop; it must lie in a connected subnet of some port.
+    #[serde(default)]
+    pub via: Option<IpAddr>,
+    /// The egress port by name: required without `via` (a connected route),
+    /// optional with it.
+    #[serde(default)]
+    pub port: Option<String>,
+}
+
+/// How workers run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// One worker per listed CPU, pinned to it.
+    #[serde(default = "default_cores")]
+    pub cores: Vec<usize>,
+    /// Frames taken from each RX ring per turn.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Never sleep: spin on the rings even when idle.
+    #[serde(default)]
+    pub busy_poll: bool,
+    /// How long a worker spins on empty rings before it sleeps in poll(2).
+    #[serde(default = "default_idle_us")]
+    pub idle_before_sleep_us: u64,
+}
+
+fn default_cores() -> Vec<usize> {
+    // The last CPU: CPU 0 keeps the kernel's receive work and everything else
+    // (see docs/ARCHITECTURE.md, "Core layout").
+    let n = thread::available_parallelism().map_or(1, |n| n.get());
+    vec![n - 1]
+}
+
+fn default_batch() -> usize {
+    64
+}
+
+fn default_idle_us() -> u64 {
+    200
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            cores: default_cores(),
+            batch: default_batch(),
+            busy_poll: false,
+            idle_before_sleep_us: default_idle_us(),
+        }
+    }
+}
+
+/// Everything the dataplane needs to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// The ports, in [`PortId`] order.
+    pub ports: Vec<PortConfig>,
+    /// Configured routes.
+    pub routes: Vec<RouteConfig>,
+    /// The workers.
+    pub workers: WorkerConfig,
+    /// How the XDP program attaches.
+    pub xdp_mode: XdpMode,
+}
+
+/// A port as the dataplane found it in the kernel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortState {
+    /// Configured name.
+    pub name: String,
+    /// Interface name.
+    pub interface: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// The interface's MAC.
+    pub mac: String,
+    /// The interface's addresses, with prefix length.
+    pub addresses: Vec<String>,
+    /// Whether the XDP program runs in native (driver) mode.
+    pub native_xdp: bool,
+}
+
+/// A snapshot of the dataplane's counters.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DataplaneStats {
+    /// Per port, summed over workers.
+    pub ports: Vec<(PortState, PortCounters)>,
+    /// The XDP program's counters.
+    pub xdp: XdpCounters,
+    /// Resolved neighbours.
+    pub neighbours: usize,
+    /// The routes in force.
+    pub routes: Vec<String>,
+}
+
+/// The running dataplane. Dropping it (or [`Self::stop`]) stops the workers,
+/// closes the sockets and detaches the XDP program.
+#[derive(Debug)]
+pub struct Dataplane {
+    ports: Vec<PortState>,
+    routes: Arc<RouteTable>,
+    counters: Vec<Arc<SharedCounters>>,
+    workers: Vec<thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    neighbours: Option<NeighbourManager>,
+    neigh: Arc<SharedNeighbours>,
+    program: Option<Arc<Mutex<XdpProgram>>>,
+}
+
+impl Dataplane {
+    /// Starts the dataplane (see the module documentation for the steps).
+    ///
+    /// # Errors
+    /// A port's interface is missing, a route is inconsistent, the XDP
+    /// program or a socket cannot be set up; the error names which.
+    pub fn start(config: &DataplaneConfig) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        if config.ports.is_empty() {
+            bail!("no ports configured");
+        }
+        if config.workers.cores.is_empty() {
+            bail!("workers.cores is empty: list at least one CPU");
+        }
+        // Worker w owns queue w of every port, so that every worker can send
+        // on every port (see docs/ARCHITECTURE.md, "Core layout").
+        let n_workers = config.workers.cores.len() as u32;
+        if let Some(p) = config.ports.iter().find(|p| p.queues != n_workers) {
+            bail!(
+                "port {}: {} queue(s) but {n_workers} worker(s); every port needs one queue per worker \
+                 (set queues: {n_workers}, or list {} core(s) in workers.cores)",
+                p.name,
+                p.queues,
+                p.queues
+            );
+        }
+        // 1. Interfaces and addresses.
+        let mut nl = Netlink::open(false).context("opening a netlink socket")?;
+        let links = nl.links().context("listing interfaces")?;
+        let addrs = nl.addrs().context("listing addresses")?;
+        let mut ports = Vec::new();
+        let mut infos = Vec::new();
+        let mut routes = RouteTable::default();
+        let mut local = Vec::new();
+        for (i, p) in config.ports.iter().enumerate() {
+            let id = PortId(i as u16);
+            let link = links
+                .iter()
+                .find(|l| l.name == p.interface)
+                .with_context(|| {
+                    format!(
+                        "port {}: interface {} not found in this network namespace",
+                        p.name, p.interface
+                    )
+                })?;
+            let mac = link.mac.with_context(|| {
+                format!(
+                    "port {}: {} has no MAC (not Ethernet?)",
+                    p.name, p.interface
+                )
+            })?;
+            let mine: Vec<_> = addrs.iter().filter(|a| a.index == link.index).collect();
+            let mut info = PortInfo {
+                mac,
+                ipv4: None,
+                ipv6: None,
+            };
+            for a in &mine {
+                local.push(a.addr);
+                match a.addr {
+                    IpAddr::V4(v4) => {
+                        info.ipv4.get_or_insert(v4);
+                    }
+                    IpAddr::V6(v6) if v6.is_unicast_link_local() => continue,
+                    IpAddr::V6(v6) => {
+                        info.ipv6.get_or_insert(v6);
+                    }
+                }
+                // 2a. Connected route of the address's subnet.
+                routes.insert(
+                    IpPrefix::containing(a.addr, a.prefix_len),
+                    Route {
+                        port: id,
+                        via: None,
+                    },
+                );
+            }
+            infos.push(info);
+            ports.push(PortState {
+                name: p.name.clone(),
+                interface: p.interface.clone(),
+                ifindex: link.index,
+                mac: mac.to_string(),
+                addresses: mine
+                    .iter()
+                    .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+                    .collect(),
+                native_xdp: false,
+            });
+        }
+        // 2b. Configured routes.
+        let connected = routes.clone();
+        for r in &config.routes {
+            let by_name = |name: &str| {
+                config
+                    .ports
+                    .iter()
+                    .position(|p| p.name == name)
+                    .map(|i| PortId(i as u16))
+                    .with_context(|| format!("route {}: no port named {name}", r.prefix))
+            };
+            let route = match (r.via, &r.port) {
+                (Some(via), port) => {
+                    let found = connected.lookup(via).map(|c| c.port).with_context(|| {
+                        format!(
+                            "route {} via {via}: {via} is not in any port's connected subnet",
+                            r.prefix
+                        )
+                    })?;
+                    if let Some(name) = port {
+                        let named = by_name(name)?;
+                        if named != found {
+                            bail!(
+                                "route {} via {via}: {via} is reached on port {}, not {name}",
+                                r.prefix,
+                                config.ports[found.index()].name
+                            );
+                        }
+                    }
+                    Route {
+                        port: found,
+                        via: Some(via),
+                    }
+                }
+                (None, Some(name)) => Route {
+                    port: by_name(name)?,
+                    via: None,
+                },
+                (None, None) => bail!("route {}: give a next hop (via) or a port", r.prefix),
+            };
+            routes.insert(r.prefix, route);
+        }
+        let routes = Arc::new(routes);
+
+        // 3. Neighbours.
+        let neighbours = NeighbourManager::start(
+            ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (PortId(i as u16), p.ifindex))
+                .collect(),
+            stop.clone(),
+        )?;
+        let neigh = neighbours.shared.clone();
+        // Resolve configured next hops before the first packet needs them.
+        for r in routes.routes() {
+            if let Some(via) = r.1.via {
+                let _ = neighbours.requests.try_send((r.1.port, via));
+            }
+        }
+
+        // 4. The XDP program.
+        let mut program = XdpProgram::load()?;
+        program.add_own_addresses(&local)?;
+        let mut slots = Vec::new();
+        for (p, state) in config.ports.iter().zip(&mut ports) {
+            let (first, native) = program.attach(
+                &mut nl,
+                &p.interface,
+                state.ifindex,
+                p.queues,
+                config.xdp_mode,
+            )?;
+            state.native_xdp = native;
+            slots.push(first);
+        }
+
+        // 5. Workers.
+        let tables = Tables {
+            ports: infos,
+            routes: routes.clone(),
+            local,
+        };
+        let n_workers = config.workers.cores.len();
+        let mut counters = Vec::new();
+        let mut workers = Vec::new();
+        for (w, &core) in config.workers.cores.iter().enumerate() {
+            let mut owned = Vec::new(); // (port, queue)
+            for (i, p) in config.ports.iter().enumerate() {
+                owned.extend(
+                    (0..p.queues)
+                        .filter(|q| *q as usize % n_workers == w)
+                        .map(|q| (i, q)),
+                );
+            }
+            // Each socket can hold a full fill ring and a full TX ring.
+            let frames = (owned.len() as u32) * 2 * RING_SIZE + 4 * config.workers.batch as u32;
+            let (mem, free) = XskMemory::new(frames)?;
+            // One port per configured port; queues of one port beyond the
+            // first are separate ports of this worker sharing the same id.
+            let mut xsk_ports = Vec::new();
+            for &(i, q) in &owned {
+                let port = XskPort::bind(&mem, &config.ports[i].interface, q)?;
+                program.register_socket(slots[i] + q, port.fd())?;
+                xsk_ports.push((PortId(i as u16), port));
+            }
+            let shared = Arc::new(SharedCounters::new(config.ports.len()));
+            counters.push(shared.clone());
+            let pipeline = Pipeline::new(tables.clone(), neigh.load());
+            let run = WorkerRun {
+                core,
+                busy_poll: config.workers.busy_poll,
+                idle: Duration::from_micros(config.workers.idle_before_sleep_us),
+                stop: stop.clone(),
+                neigh: neigh.clone(),
+                requests: neighbours.requests.clone(),
+                counters: shared,
+            };
+            let batch = config.workers.batch;
+            let n_ports = config.ports.len();
+            workers.push(
+                thread::Builder::new()
+                    .name(format!("cw-worker-{w}"))
+                    .spawn(move || run.run(mem, xsk_ports, free, pipeline, batch, n_ports))
+                    .context("spawning a worker thread")?,
+            );
+            info!(
+                worker = w,
+                core,
+                sockets = owned.len(),
+                frames,
+                "worker started"
+            );
+        }
+        Ok(Self {
+            ports,
+            routes,
+            counters,
+            workers,
+            stop,
+            neighbours: Some(neighbours),
+            neigh,
+            program: Some(Arc::new(Mutex::new(program))),
+        })
+    }
+
+    /// The ports as found at start.
+    pub fn ports(&self) -> &[PortState] {
+        &self.ports
+    }
+
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> DataplaneStats {
+        let mut sums = vec![PortCounters::default(); self.ports.len()];
+        for c in &self.counters {
+            for (s, v) in sums.iter_mut().zip(c.read()) {
+                s.add(&v);
+            }
+        }
+        let xdp = self
+            .program
+            .as_ref()
+            .and_then(|p| p.lock().ok().and_then(|p| p.counters().ok()))
+            .unwrap_or_default();
+        DataplaneStats {
+            ports: self.ports.iter().cloned().zip(sums).collect(),
+            xdp,
+            neighbours: self.neigh.load().len(),
+            routes: self
+                .routes
+                .routes()
+                .iter()
+                .map(|(p, r)| match r.via {
+                    Some(via) => format!("{p} via {via} port {}", self.ports[r.port.index()].name),
+                    None => format!("{p} port {}", self.ports[r.port.index()].name),
+                })
+                .collect(),
+        }
+    }
+
+    /// Stops the workers, closes the sockets and detaches the XDP program.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.neighbours.take();
+        if self.program.take().is_some() {
+            info!("XDP program detached");
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What a worker thread needs besides its ports.
+struct WorkerRun {
+    core: usize,
+    busy_poll: bool,
+    idle: Duration,
+    stop: Arc<AtomicBool>,
+    neigh: Arc<SharedNeighbours>,
+    requests: crossbeam_channel::Sender<(PortId, IpAddr)>,
+    counters: Arc<SharedCounters>,
+}
+
+impl WorkerRun {
+    fn run(
+        self,
+        mem: XskMemory,
+        ports: Vec<(PortId, XskPort)>,
+        free: Vec<xsk_rs::FrameDesc>,
+        pipeline: Pipeline,
+        batch: usize,
+        n_ports: usize,
+    ) {
+        if let Err(e) = pin_to_core(self.core) {
+            warn!(core = self.core, error = %e, "could not pin the worker to its core");
+        }
+        // The worker owns one socket per port (checked at start), in port
+        // order, so socket index and PortId agree.
+        let fds: Vec<_> = ports.iter().map(|(_, p)| p.fd()).collect();
+        debug_assert!(
+            ports.iter().enumerate().all(|(i, (id, _))| id.index() == i) && ports.len() == n_ports
+        );
+        let mut worker = Worker::new(
+            mem,
+            ports.into_iter().map(|(_, p)| p).collect(),
+            free,
+            pipeline,
+            batch,
+        );
+        let mut generation = self.neigh.generation();
+        let mut last_traffic = Instant::now();
+        let mut pfds: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: *fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        while !self.stop.load(Ordering::Relaxed) {
+            let g = self.neigh.generation();
+            if g != generation {
+                generation = g;
+                worker.pipeline.set_neighbours(self.neigh.load());
+            }
+            let now = Instant::now();
+            let n = worker.poll(now);
+            for req in worker.pipeline.take_unresolved() {
+                let _ = self.requests.try_send(req);
+            }
+            if n > 0 {
+                last_traffic = now;
+                self.counters.publish(worker.pipeline.counters());
+                continue;
+            }
+            if self.busy_poll || now.duration_since(last_traffic) < self.idle {
+                std::hint::spin_loop();
+                continue;
+            }
+            self.counters.publish(worker.pipeline.counters());
+            // Idle: sleep until a socket has frames (or 10 ms pass, to see `stop`).
+            // SAFETY: `pfds` is a valid array of pollfd of its length.
+            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
+        }
+        self.counters.publish(worker.pipeline.counters());
+    }
+}
+
+/// Pins the calling thread to `core`.
+fn pin_to_core(core: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; the set is
+    // passed with its own size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The MAC type of the wire module, re-exported for configuration code.
+pub type Mac = EthernetAddress;

@@ -1,0 +1,252 @@
+//! The XDP program (`bpf/causeway.bpf.c`): loading with aya, attaching to
+//! the ports' interfaces, and its maps: XSK slots, own addresses, counters.
+
+use std::{
+    net::IpAddr,
+    os::fd::{AsRawFd, RawFd},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap},
+    programs::{Xdp, XdpFlags},
+};
+use tracing::{info, warn};
+
+use super::netlink::Netlink;
+
+/// The compiled program, built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/causeway.bpf.o"));
+
+const PROGRAM: &str = "causeway_xdp";
+const XDP_FLAGS_SKB_MODE: u32 = 2;
+const XDP_FLAGS_DRV_MODE: u32 = 4;
+
+/// How to attach the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver (fast); fail if the driver cannot.
+    Native,
+    /// In the generic (skb) path: works everywhere, slower.
+    Generic,
+    /// Native, falling back to generic with a warning.
+    #[default]
+    Auto,
+}
+
+/// The counters of the XDP program, summed over CPUs (indices mirror
+/// `enum counter` in the C source).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct XdpCounters {
+    /// Redirected to an AF_XDP socket.
+    pub redirect: u64,
+    /// ARP passed to the kernel.
+    pub pass_arp: u64,
+    /// IPv6 neighbour discovery passed to the kernel.
+    pub pass_ndp: u64,
+    /// Addressed to the appliance: passed to the kernel.
+    pub pass_local: u64,
+    /// L2 multicast or broadcast: passed to the kernel.
+    pub pass_multicast: u64,
+    /// Neither IP nor ARP: passed to the kernel.
+    pub pass_other: u64,
+    /// Malformed L2/L3 header: dropped in the kernel.
+    pub drop_malformed: u64,
+    /// No AF_XDP socket for the queue (not started, or stopping): dropped.
+    pub drop_no_socket: u64,
+}
+
+/// The loaded program and the interfaces it is attached to. Dropping it
+/// detaches the program everywhere (the links are released).
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    xsks: XskMap<MapData>,
+    slots: BpfHashMap<MapData, u32, u32>,
+    own: BpfHashMap<MapData, [u8; 16], u8>,
+    counters: PerCpuArray<MapData, u64>,
+    next_slot: u32,
+    attached: Vec<String>,
+}
+
+impl std::fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdpProgram {
+    /// Loads the program into the kernel (not attached yet).
+    ///
+    /// # Errors
+    /// The kernel refused the program or its maps (not root, no BPF).
+    pub fn load() -> Result<Self> {
+        let mut ebpf = Ebpf::load(OBJECT).context("loading the XDP program (are you root?)")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .context("program missing from object")?
+            .try_into()?;
+        prog.load()
+            .context("the kernel's verifier refused the XDP program")?;
+        let xsks = XskMap::try_from(ebpf.take_map("xsks").context("map xsks")?)?;
+        let slots = BpfHashMap::try_from(ebpf.take_map("port_slots").context("map port_slots")?)?;
+        let own = BpfHashMap::try_from(ebpf.take_map("own_addrs").context("map own_addrs")?)?;
+        let counters = PerCpuArray::try_from(ebpf.take_map("counters").context("map counters")?)?;
+        Ok(Self {
+            ebpf,
+            xsks,
+            slots,
+            own,
+            counters,
+            next_slot: 0,
+            attached: Vec::new(),
+        })
+    }
+
+    /// Attaches to interface `name` (index `index`) with `queues` RX queues
+    /// and reserves its XSK slots; returns the first slot and whether native
+    /// mode took. A program left attached through netlink (a crash of an old
+    /// version, another tool) is replaced; one held by a live BPF link
+    /// (another causeway running) is an error.
+    ///
+    /// # Errors
+    /// The attach failed (in native mode, with `XdpMode::Native`).
+    pub fn attach(
+        &mut self,
+        nl: &mut Netlink,
+        name: &str,
+        index: u32,
+        queues: u32,
+        mode: XdpMode,
+    ) -> Result<(u32, bool)> {
+        let prog: &mut Xdp = self.ebpf.program_mut(PROGRAM).expect("loaded").try_into()?;
+        let try_attach = |prog: &mut Xdp, flags: XdpFlags| prog.attach_to_if_index(index, flags);
+        let mut attempt = |prog: &mut Xdp, flags: XdpFlags| -> Result<()> {
+            match try_attach(prog, flags) {
+                Ok(_) => Ok(()),
+                Err(first) => {
+                    // Perhaps a stale program attached through netlink: remove it and retry once.
+                    let removed = [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE]
+                        .into_iter()
+                        .filter(|m| nl.detach_xdp(index, *m).is_ok())
+                        .count();
+                    if removed == 0 {
+                        return Err(anyhow::Error::new(first));
+                    }
+                    match try_attach(prog, flags) {
+                        Ok(_) => {
+                            warn!(interface = name, "replaced a stale XDP program");
+                            Ok(())
+                        }
+                        Err(e) => Err(anyhow::Error::new(e).context(format!(
+                            "{name} already has an XDP program that could not be replaced \
+                             (another causeway running? see `ip link show {name}`)"
+                        ))),
+                    }
+                }
+            }
+        };
+        let native = match mode {
+            XdpMode::Native => {
+                attempt(prog, XdpFlags::DRV_MODE)
+                    .with_context(|| format!("attaching XDP to {name} in native mode"))?;
+                true
+            }
+            XdpMode::Generic => {
+                attempt(prog, XdpFlags::SKB_MODE)
+                    .with_context(|| format!("attaching XDP to {name} in generic mode"))?;
+                false
+            }
+            XdpMode::Auto => match attempt(prog, XdpFlags::DRV_MODE) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(interface = name, error = %format!("{e:#}"), "native XDP failed; falling back to generic mode (slower)");
+                    attempt(prog, XdpFlags::SKB_MODE)
+                        .with_context(|| format!("attaching XDP to {name}"))?;
+                    false
+                }
+            },
+        };
+        if self.next_slot + queues > self.xsks.len() {
+            bail!(
+                "too many queues: at most {} AF_XDP sockets in all",
+                self.xsks.len()
+            );
+        }
+        let first = self.next_slot;
+        self.next_slot += queues;
+        self.slots
+            .insert(index, first, 0)
+            .context("port_slots map")?;
+        self.attached.push(name.to_owned());
+        info!(
+            interface = name,
+            native,
+            first_slot = first,
+            queues,
+            "XDP program attached"
+        );
+        Ok((first, native))
+    }
+
+    /// Puts an AF_XDP socket in slot `slot`: from now on its queue's packets
+    /// are redirected to it.
+    ///
+    /// # Errors
+    /// The map update failed.
+    pub fn register_socket(&mut self, slot: u32, fd: RawFd) -> Result<()> {
+        self.xsks
+            .set(slot, BorrowedRaw(fd), 0)
+            .context("xsks map")?;
+        Ok(())
+    }
+
+    /// Marks `addrs` as the appliance's own: the program passes packets to
+    /// them to the kernel.
+    ///
+    /// # Errors
+    /// The map update failed.
+    pub fn add_own_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
+        for a in addrs {
+            let key = match a {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                IpAddr::V6(v6) => v6.octets(),
+            };
+            self.own.insert(key, 1, 0).context("own_addrs map")?;
+        }
+        Ok(())
+    }
+
+    /// The program's counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// The map read failed.
+    pub fn counters(&self) -> Result<XdpCounters> {
+        let mut v = [0u64; 8];
+        for (i, slot) in v.iter_mut().enumerate() {
+            *slot = self.counters.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(XdpCounters {
+            redirect: v[0],
+            pass_arp: v[1],
+            pass_ndp: v[2],
+            pass_local: v[3],
+            pass_multicast: v[4],
+            pass_other: v[5],
+            drop_malformed: v[6],
+            drop_no_socket: v[7],
+        })
+    }
+}
+
+/// A raw fd for aya's `AsRawFd` parameter; the socket outlives the call.
+struct BorrowedRaw(RawFd);
+
+impl AsRawFd for BorrowedRaw {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}

@@ -1,0 +1,217 @@
+//! The AF_XDP port: one socket (interface, queue) bound to the worker's UMEM,
+//! with its RX, TX, fill and completion rings (xsk-rs over libxdp).
+//!
+//! Every socket of a worker shares one UMEM (`XDP_SHARED_UMEM`), so a frame
+//! received on one port is transmitted on another by moving its descriptor.
+
+use std::{
+    ffi::CString,
+    num::NonZeroU32,
+    os::fd::{AsRawFd, RawFd},
+};
+
+use anyhow::{Context, Result};
+use xsk_rs::{
+    CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem,
+    config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
+};
+
+use crate::port::{FrameMemory, Port};
+
+/// Ring sizes (descriptors) of every AF_XDP ring.
+pub const RING_SIZE: u32 = 2048;
+/// The size of one UMEM frame: an MTU-sized packet plus headroom.
+pub const FRAME_SIZE: u32 = 2048;
+
+/// The UMEM of one worker.
+#[derive(Debug)]
+pub struct XskMemory {
+    umem: Umem,
+}
+
+impl XskMemory {
+    /// A UMEM of `frames` frames and their descriptors.
+    ///
+    /// # Errors
+    /// The mmap or the UMEM registration failed.
+    pub fn new(frames: u32) -> Result<(Self, Vec<FrameDesc>)> {
+        let config = UmemConfig::builder()
+            .frame_size(FrameSize::new(FRAME_SIZE)?)
+            .fill_queue_size(QueueSize::new(RING_SIZE)?)
+            .comp_queue_size(QueueSize::new(RING_SIZE)?)
+            .build()?;
+        let frames = NonZeroU32::new(frames).context("a UMEM needs frames")?;
+        let (umem, descs) = Umem::new(config, frames, false).context("creating the UMEM")?;
+        Ok((Self { umem }, descs))
+    }
+}
+
+impl FrameMemory for XskMemory {
+    type Desc = FrameDesc;
+
+    #[inline]
+    fn with_frame<R>(
+        &mut self,
+        desc: &mut FrameDesc,
+        f: impl FnOnce(&mut [u8], usize) -> (R, usize),
+    ) -> R {
+        let len = desc.lengths().data();
+        // SAFETY: `desc` came from this UMEM (every descriptor a worker
+        // handles does) and the worker holds it: it is on no ring, so
+        // neither the kernel nor another reference touches the frame.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let mut cursor = data.cursor();
+        let capacity = cursor.buf_len();
+        cursor.set_pos(capacity);
+        let (r, new_len) = f(data.contents_mut(), len);
+        data.cursor().set_pos(new_len);
+        r
+    }
+
+    #[inline]
+    fn frame_len(&self, desc: &FrameDesc) -> usize {
+        desc.lengths().data()
+    }
+}
+
+/// One AF_XDP socket as a [`Port`].
+pub struct XskPort {
+    tx: TxQueue,
+    rx: RxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    fd: RawFd,
+    scratch: Vec<FrameDesc>,
+    /// Frames on the TX ring not yet completed.
+    in_flight: usize,
+    /// Frames queued since the last kick.
+    unkicked: usize,
+}
+
+impl std::fmt::Debug for XskPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XskPort")
+            .field("fd", &self.fd)
+            .field("in_flight", &self.in_flight)
+            .finish()
+    }
+}
+
+impl XskPort {
+    /// Binds a socket to `(interface, queue)` on `mem`'s UMEM. The XDP
+    /// program must be attached by us ([`super::XdpProgram`]), so libxdp is
+    /// told not to load its own.
+    ///
+    /// # Errors
+    /// The bind failed (interface missing, queue out of range, not root).
+    pub fn bind(mem: &XskMemory, interface: &str, queue: u32) -> Result<Self> {
+        let config = SocketConfig::builder()
+            .rx_queue_size(QueueSize::new(RING_SIZE)?)
+            .tx_queue_size(QueueSize::new(RING_SIZE)?)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        let name =
+            Interface::new(CString::new(interface).context("interface name has a NUL byte")?);
+        // SAFETY: XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD is set, as `Socket::new`
+        // requires when a UMEM is shared.
+        let (tx, rx, rings) = unsafe { Socket::new(config, &mem.umem, &name, queue) }
+            .with_context(|| format!("binding an AF_XDP socket to {interface} queue {queue}"))?;
+        let (fill, comp) = rings
+            .context("libxdp returned no fill/completion rings for a new (interface, queue)")?;
+        let fd = rx.fd().as_raw_fd();
+        Ok(Self {
+            tx,
+            rx,
+            fill,
+            comp,
+            fd,
+            scratch: vec![FrameDesc::default(); RING_SIZE as usize],
+            in_flight: 0,
+            unkicked: 0,
+        })
+    }
+
+    /// The socket's file descriptor (XSKMAP entry, poll(2)).
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Whether the kernel asked to be woken to use the fill ring.
+    pub fn fill_needs_wakeup(&self) -> bool {
+        self.fill.needs_wakeup()
+    }
+}
+
+impl Port for XskPort {
+    type Desc = FrameDesc;
+
+    #[inline]
+    fn recv(&mut self, out: &mut Vec<FrameDesc>, max: usize) -> usize {
+        let start = out.len();
+        out.resize(start + max, FrameDesc::default());
+        // SAFETY: the RX ring only ever holds frames of this worker's UMEM.
+        let n = unsafe { self.rx.consume(&mut out[start..]) };
+        out.truncate(start + n);
+        n
+    }
+
+    #[inline]
+    fn send(&mut self, frames: &[FrameDesc]) -> usize {
+        let room = self.tx.nb_free(frames.len() as u32) as usize;
+        let n = room.min(frames.len());
+        // SAFETY: the frames are this UMEM's and the worker gives them up:
+        // none is on another ring until it comes back on completion.
+        let sent = unsafe { self.tx.produce(&frames[..n]) };
+        self.in_flight += sent;
+        self.unkicked += sent;
+        sent
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        if self.unkicked == 0 && self.in_flight == 0 {
+            return;
+        }
+        // In copy mode each sendto(2) transmits at most 32 frames
+        // (TX_BATCH_SIZE in net/xdp/xsk.c): kick once per 32.
+        if self.tx.needs_wakeup() {
+            for _ in 0..self.unkicked.div_ceil(32).max(1) {
+                if self.tx.wakeup().is_err() {
+                    break;
+                }
+            }
+        }
+        self.unkicked = 0;
+    }
+
+    #[inline]
+    fn reclaim(&mut self, free: &mut Vec<FrameDesc>) {
+        if self.in_flight == 0 {
+            return;
+        }
+        // SAFETY: the completion ring only holds frames of this UMEM.
+        let n = unsafe { self.comp.consume(&mut self.scratch) };
+        self.in_flight -= n;
+        free.extend_from_slice(&self.scratch[..n]);
+        if self.in_flight > 0 && self.tx.needs_wakeup() {
+            // Frames still waiting: keep the copy-mode transmitter going.
+            let _ = self.tx.wakeup();
+        }
+    }
+
+    #[inline]
+    fn refill(&mut self, free: &mut Vec<FrameDesc>) {
+        if free.is_empty() {
+            return;
+        }
+        let n = (self.fill.nb_free(free.len() as u32) as usize).min(free.len());
+        if n == 0 {
+            return;
+        }
+        let from = free.len() - n;
+        // SAFETY: free frames belong to this UMEM and to no ring.
+        let given = unsafe { self.fill.produce(&free[from..]) };
+        free.truncate(free.len() - given);
+    }
+}
