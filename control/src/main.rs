@@ -1,1 +1,61 @@
-fn main() {}
+//! `causeway`: the appliance (`run`), the lab (`lab`) and the operator's
+//! view of counters (`stats`). See README.md.
+#![forbid(unsafe_code)]
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "causeway",
+    version,
+    about = "An edge gateway appliance: AF_XDP routing with policy, and an mTLS terminator"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text (the filter is RUST_LOG, default info).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance from a configuration file.
+    Run(causeway_control::run::RunArgs),
+    /// Build, inspect and remove labs of network namespaces.
+    Lab(causeway_control::lab::LabArgs),
+    /// Show the appliance's counters.
+    Stats(causeway_control::stats::StatsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let result = match cli.cmd {
+        Command::Run(args) => causeway_control::run::run(&args),
+        Command::Lab(args) => causeway_control::lab::run(args),
+        Command::Stats(args) => causeway_control::stats::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("causeway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The appliance configuration file (`causeway run --config FILE`).
+//!
+//! YAML, every field documented in `control/lab/default.yaml`; unknown
+//! fields are errors (a typo must not silently mean "default").
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use causeway_dataplane::xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The dataplane's ports, in order.
+    pub ports: Vec<PortConfig>,
+    /// Routes beyond the ports' connected subnets.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Worker threads.
+    #[serde(default)]
+    pub workers: WorkerConfig,
+    /// The XDP program.
+    #[serde(default)]
+    pub xdp: XdpConfig,
+    /// The operator API.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// How the XDP program attaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdpConfig {
+    /// native, generic, or auto (native, falling back to generic).
+    #[serde(default)]
+    pub mode: XdpMode,
+}
+
+/// Where the operator API listens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// A Unix socket, mode 0600: `GET /metrics` (Prometheus text) and
+    /// `GET /stats` (JSON).
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/causeway/causeway.sock")
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket: default_socket(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid YAML for this schema (the error
+    /// names the field and the line), or fails validation.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and validates configuration text.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = serde_yaml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.ports.is_empty() {
+            bail!("ports: at least one port is needed");
+        }
+        let mut names = HashSet::new();
+        let mut interfaces = HashSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!(
+                    "ports[{i}].name: `{}` must be letters, digits, - or _",
+                    p.name
+                );
+            }
+            if !names.insert(&p.name) {
+                bail!("ports[{i}].name: `{}` is used twice", p.name);
+            }
+            if p.interface.is_empty() || p.interface.len() > 15 {
+                bail!(
+                    "ports[{i}].interface: `{}` is not an interface name (1 to 15 characters)",
+                    p.interface
+                );
+            }
+            if !interfaces.insert(&p.interface) {
+                bail!("ports[{i}].interface: {} is used by two ports", p.interface);
+            }
+            if p.queues == 0 || p.queues > 64 {
+                bail!("ports[{i}].queues: {} is out of range (1 to 64)", p.queues);
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some(via) = r.via
+                && via.is_ipv4() != r.prefix.addr().is_ipv4()
+            {
+                bail!("routes[{i}]: {} via {via} mixes IPv4 and IPv6", r.prefix);
+            }
+            if let Some(p) = &r.port
+                && !names.contains(p)
+            {
+                bail!("routes[{i}].port: no port named `{p}`");
+            }
+            if r.via.is_none() && r.port.is_none() {
+                bail!("routes[{i}]: give a next hop (via) or a port");
+            }
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut seen = HashSet::new();
+        for (i, c) in self.workers.cores.iter().enumerate() {
+            if *c >= cpus {
+                bail!("workers.cores[{i}]: CPU {c} does not exist (this machine has {cpus})");
+            }
+            if !seen.insert(c) {
+                bail!("workers.cores[{i}]: CPU {c} is listed twice");
+            }
+        }
+        if self.workers.cores.is_empty() {
+            bail!("workers.cores: list at least one CPU");
+        }
+        if !(1..=1024).contains(&self.workers.batch) {
+            bail!(
+                "workers.batch: {} is out of range (1 to 1024)",
+                self.workers.batch
+            );
+        }
+        Ok(())
+    }
+
+    /// The dataplane's part of the configuration.
+    pub fn dataplane(&self) -> DataplaneConfig {
+        DataplaneConfig {
+            ports: self.ports.clone(),
+            routes: self.routes.clone(),
+            workers: self.workers.clone(),
+            xdp_mode: self.xdp.mode,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = include_str!("../lab/default.yaml");
+
+    #[test]
+    fn the_lab_default_parses() {
+        let c = Config::parse(&LAB.replace("{{socket}}", "/tmp/x.sock")).unwrap();
+        assert_eq!(c.ports.len(), 3);
+        assert_eq!(c.ports[0].interface, "a0");
+        assert_eq!(c.api.socket, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = format!(
+            "{:#}",
+            Config::parse("ports:\n  - name: a\n    interface: a0\n    queue: 2\n").unwrap_err()
+        );
+        assert!(e.contains("unknown field `queue`"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("ports:\n  - {name: a, interface: a0}\n  - {name: a, interface: b0}\n")
+                .unwrap_err()
+        );
+        assert!(e.contains("ports[1].name"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                "ports: [{name: a, interface: a0}]\nroutes: [{prefix: 10.0.0.1/8, via: 10.1.0.9}]\n"
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("host bits"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                "ports: [{name: a, interface: a0}]\nroutes: [{prefix: 10.0.0.0/8, port: z}]\n"
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("routes[0].port"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("ports: [{name: a, interface: a0}]\nworkers: {cores: [999]}\n")
+                .unwrap_err()
+        );
+        assert!(e.contains("workers.cores[0]"), "{e}");
+    }
+}

@@ -1,0 +1,342 @@
+//! `up`, `down` and `status`: building a lab from its plan, removing exactly
+//! what its record lists, and reading back what exists.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::appliance;
+use super::cmd::{self, ETHTOOL, IP, PING, SYSCTL};
+use super::config;
+use super::error::{LabError, Result};
+use super::name;
+use super::state::{LabDir, LabRecord};
+use super::status::{ApplianceStatus, LabStatus, NamespaceStatus, interfaces};
+use super::topology::{self, Role};
+
+/// How long `up` waits for its links to report carrier.
+const LINKS_UP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How `up` builds a lab.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Start the appliance in `NAME-gw` and wait until it forwards.
+    pub start: bool,
+    /// A directory of manifests, recorded in the lab's state (and shown by
+    /// `status`) for the appliance and tests to use.
+    pub manifests: Option<PathBuf>,
+    /// The `causeway` binary to start as the appliance; `None` means this
+    /// process's own executable, which is right for `causeway lab up` but
+    /// not for a test binary.
+    pub appliance_exe: Option<PathBuf>,
+    /// How long `start` waits for the appliance to forward.
+    pub ready_timeout: Duration,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        Self {
+            start: false,
+            manifests: None,
+            appliance_exe: None,
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds lab `name`, see the [module docs](super).
+pub(crate) fn up(name: &str, opts: &UpOptions) -> Result<LabStatus> {
+    // Arguments and tools first: a mistake there should cost nothing to undo.
+    name::validate(name)?;
+    let manifests = opts.manifests.as_deref().map(manifests_dir).transpose()?;
+    let exe = if opts.start {
+        Some(appliance_exe(opts)?)
+    } else {
+        None
+    };
+    for tool in [IP, ETHTOOL, SYSCTL] {
+        tool.require()?;
+    }
+    if opts.start {
+        PING.require()?;
+    }
+
+    let dir = LabDir::new(name)?;
+    if dir.dir.exists() {
+        return Err(LabError::AlreadyExists {
+            name: name.to_owned(),
+            dir: dir.dir,
+        });
+    }
+    // Never adopt a namespace the lab did not make.
+    let existing = existing_namespaces()?;
+    if let Some(netns) = Role::ALL
+        .iter()
+        .map(|r| r.netns(name))
+        .find(|ns| existing.contains(ns))
+    {
+        return Err(LabError::NamespaceTaken {
+            name: name.to_owned(),
+            netns,
+        });
+    }
+
+    dir.create(name)?;
+    let mut record = LabRecord {
+        name: name.to_owned(),
+        namespaces: Vec::new(),
+        manifests,
+    };
+    if let Err(e) = dir.write_record(&record) {
+        let _ = dir.remove();
+        return Err(e);
+    }
+    tracing::info!(lab = name, dir = %dir.dir.display(), "lab: building");
+
+    match build(name, &dir, &mut record, opts, exe.as_deref()) {
+        Ok(()) => status(name),
+        Err(e) => {
+            tracing::warn!(lab = name, error = %e, "lab: up failed; removing what was made");
+            let cause = Box::new(e);
+            match teardown(&dir, &record) {
+                Ok(()) => Err(LabError::UpFailed {
+                    name: name.to_owned(),
+                    cause,
+                }),
+                Err(teardown) => Err(LabError::UpAndTeardownFailed {
+                    name: name.to_owned(),
+                    cause,
+                    teardown: Box::new(teardown),
+                }),
+            }
+        }
+    }
+}
+
+fn build(
+    name: &str,
+    dir: &LabDir,
+    record: &mut LabRecord,
+    opts: &UpOptions,
+    exe: Option<&Path>,
+) -> Result<()> {
+    // The namespaces, each recorded before it is made: whatever happens
+    // next, `down` finds it.
+    for role in Role::ALL {
+        let netns = role.netns(name);
+        record.namespaces.push(netns.clone());
+        dir.write_record(record)?;
+        if let Err(e) = cmd::run(IP, &["netns", "add", &netns]) {
+            // Not made by us (it may have appeared since the check): forget it.
+            record.namespaces.pop();
+            dir.write_record(record)?;
+            return Err(e);
+        }
+    }
+    // Links, offloads, addresses and routes (see `topology::plan`).
+    for step in topology::plan(name) {
+        cmd::run(step.tool, &step.args)?;
+    }
+    // The kernel reports carrier a moment after `link set up`; a lab is
+    // handed over with every link passing packets.
+    wait_links_up(&record.namespaces)?;
+    // The appliance's configuration.
+    let yaml = config::render(&dir.socket())?;
+    dir.write_atomic(&dir.config(), yaml.as_bytes())?;
+    // The appliance itself, if asked for.
+    if let Some(exe) = exe {
+        appliance::start(name, dir, exe, opts.ready_timeout)?;
+    }
+    Ok(())
+}
+
+/// Waits until every interface but loopback in `namespaces` is
+/// operationally up.
+fn wait_links_up(namespaces: &[String]) -> Result<()> {
+    let deadline = Instant::now() + LINKS_UP_TIMEOUT;
+    loop {
+        let mut down = Vec::new();
+        for netns in namespaces {
+            for ifc in interfaces(netns)? {
+                if ifc.name != "lo" && ifc.operstate.as_deref() != Some("UP") {
+                    down.push(format!("{} in {netns}", ifc.name));
+                }
+            }
+        }
+        if down.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::LinksDown {
+                links: down,
+                waited: LINKS_UP_TIMEOUT,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn manifests_dir(path: &Path) -> Result<PathBuf> {
+    let abs = path
+        .canonicalize()
+        .map_err(|e| LabError::io("find the manifests directory", path, e))?;
+    if !abs.is_dir() {
+        return Err(LabError::Config(format!(
+            "--manifests {} is not a directory",
+            path.display()
+        )));
+    }
+    Ok(abs)
+}
+
+fn appliance_exe(opts: &UpOptions) -> Result<PathBuf> {
+    match &opts.appliance_exe {
+        Some(exe) => exe
+            .canonicalize()
+            .map_err(|e| LabError::io("find the appliance binary", exe, e)),
+        None => std::env::current_exe()
+            .map_err(|e| LabError::io("find the appliance binary", "/proc/self/exe", e)),
+    }
+}
+
+/// Removes lab `name`, see the [module docs](super).
+pub(crate) fn down(name: &str) -> Result<()> {
+    name::validate(name)?;
+    let dir = LabDir::new(name)?;
+    let Some(record) = dir.read_record()? else {
+        let stray = stray_namespaces(name)?;
+        if dir.dir.is_dir() && stray.is_empty() {
+            // An `up` that died between creating the directory and writing
+            // its record made nothing else.
+            tracing::warn!(
+                lab = name,
+                "lab: removing a state directory without a record"
+            );
+            return dir.remove();
+        }
+        return Err(LabError::NoSuchLab {
+            name: name.to_owned(),
+            record: dir.record(),
+            stray,
+        });
+    };
+    tracing::info!(lab = name, "lab: removing");
+    teardown(&dir, &record)
+}
+
+/// Stops the appliance, empties and deletes every recorded namespace that
+/// exists, then removes the state directory. Safe to repeat: the record
+/// goes last, so an interrupted teardown can be run again.
+fn teardown(dir: &LabDir, record: &LabRecord) -> Result<()> {
+    // The appliance first, gently, so it can detach its XDP programs.
+    match dir.read_pid() {
+        Ok(Some(pid)) => {
+            if let Err(e) = appliance::stop(pid) {
+                // Killing everything in the namespaces below stops it too.
+                tracing::warn!(pid, error = %e, "lab: cannot stop the appliance");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "lab: cannot read the appliance pid"),
+    }
+    let existing = existing_namespaces()?;
+    for netns in record.namespaces.iter().rev() {
+        if !existing.contains(netns) {
+            tracing::debug!(netns, "lab: namespace already gone");
+            continue;
+        }
+        kill_all_in(netns)?;
+        cmd::run(IP, &["netns", "del", netns])?;
+    }
+    dir.remove()
+}
+
+/// SIGKILLs every process in `netns` (servers, clients and shells that tests
+/// or people left there), except this one.
+fn kill_all_in(netns: &str) -> Result<()> {
+    let me = std::process::id();
+    let pids: Vec<u32> = cmd::run(IP, &["netns", "pids", netns])?
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| p != me)
+        .collect();
+    for &pid in &pids {
+        tracing::debug!(netns, pid, "lab: killing a process left in the namespace");
+        appliance::signal(pid, "-KILL")?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pids.iter().any(|&p| appliance::is_alive(p)) {
+        if Instant::now() >= deadline {
+            // The namespace outlives its name until they exit; nothing else
+            // can be done about a process stuck in the kernel.
+            tracing::warn!(
+                netns,
+                "lab: processes survive SIGKILL; deleting the namespace anyway"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// What lab `name` looks like now, see [`LabStatus`].
+pub(crate) fn status(name: &str) -> Result<LabStatus> {
+    name::validate(name)?;
+    let dir = LabDir::new(name)?;
+    let Some(record) = dir.read_record()? else {
+        return Err(LabError::NoSuchLab {
+            name: name.to_owned(),
+            record: dir.record(),
+            stray: stray_namespaces(name)?,
+        });
+    };
+    let existing = existing_namespaces()?;
+    let mut namespaces = Vec::new();
+    for netns in &record.namespaces {
+        let exists = existing.contains(netns);
+        namespaces.push(NamespaceStatus {
+            role: Role::of(netns, name),
+            name: netns.clone(),
+            exists,
+            interfaces: if exists {
+                interfaces(netns)?
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    let pid = dir.read_pid()?;
+    Ok(LabStatus {
+        name: name.to_owned(),
+        state_dir: dir.dir.clone(),
+        manifests: record.manifests,
+        namespaces,
+        appliance: ApplianceStatus {
+            pid,
+            running: pid.is_some_and(appliance::is_causeway),
+            log: dir.log(),
+            config: dir.config(),
+            api_socket: dir.socket(),
+        },
+    })
+}
+
+/// The names of all network namespaces, from `ip netns list`.
+fn existing_namespaces() -> Result<Vec<String>> {
+    // Lines are `NAME` or `NAME (id: N)`.
+    Ok(cmd::run(IP, &["netns", "list"])?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The lab's namespace names that exist although no record lists them.
+fn stray_namespaces(name: &str) -> Result<Vec<String>> {
+    let existing = existing_namespaces()?;
+    Ok(Role::ALL
+        .iter()
+        .map(|r| r.netns(name))
+        .filter(|ns| existing.contains(ns))
+        .collect())
+}
