@@ -12,9 +12,23 @@
 //! [`Pipeline`](crate::pipeline::Pipeline) on every frame, transmit.
 #![forbid(unsafe_code)]
 
-use std::{collections::VecDeque, time::Instant};
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use crate::pipeline::{DropReason, Pipeline, Verdict};
+use crate::{
+    pipeline::{DropReason, Pipeline, Verdict},
+    route::NeighTable,
+};
+
+/// Frames a worker holds while their next hop is resolved (Linux holds
+/// 101 per neighbour, `unres_qlen`; this is per worker).
+pub const HOLD_MAX: usize = 256;
+/// How long a held frame waits before it is dropped (Linux gives up on a
+/// neighbour after 3 probes a second apart).
+pub const HOLD_FOR: Duration = Duration::from_secs(3);
 
 /// A port's index in the worker's (and the configuration's) port list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +95,9 @@ pub struct Worker<M: FrameMemory, P: Port<Desc = M::Desc>> {
     rx: Vec<M::Desc>,
     tx: Vec<Vec<M::Desc>>,
     batch: usize,
+    /// Frames waiting for a next hop's MAC: (frame, ingress port, since).
+    held: VecDeque<(M::Desc, PortId, Instant)>,
+    retry_held: bool,
 }
 
 impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
@@ -104,7 +121,21 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
             rx: Vec::with_capacity(batch),
             tx,
             batch,
+            held: VecDeque::new(),
+            retry_held: false,
         }
+    }
+
+    /// Adopts a newer neighbour snapshot; held frames are tried again at
+    /// the next [`Self::poll`].
+    pub fn set_neighbours(&mut self, neigh: Arc<NeighTable>) {
+        self.pipeline.set_neighbours(neigh);
+        self.retry_held = !self.held.is_empty();
+    }
+
+    /// Frames held for an unresolved next hop.
+    pub fn held_frames(&self) -> usize {
+        self.held.len()
     }
 
     /// One turn over every port; returns the number of frames received.
@@ -113,25 +144,36 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
             port.reclaim(&mut self.free);
             port.refill(&mut self.free);
         }
+        self.expire_held(now);
+        if std::mem::take(&mut self.retry_held) {
+            for _ in 0..self.held.len() {
+                let Some((mut desc, ingress, since)) = self.held.pop_front() else {
+                    break;
+                };
+                let pipeline = &mut self.pipeline;
+                let verdict = self.mem.with_frame(&mut desc, |buf, len| {
+                    (pipeline.retry(ingress, buf, len, now), len)
+                });
+                self.dispatch(desc, ingress, since, verdict);
+            }
+        }
         let mut received = 0;
         for i in 0..self.ports.len() {
             self.rx.clear();
             received += self.ports[i].recv(&mut self.rx, self.batch);
             let ingress = PortId(i as u16);
-            for mut desc in self.rx.drain(..) {
+            for k in 0..self.rx.len() {
+                let mut desc = self.rx[k];
                 let pipeline = &mut self.pipeline;
                 let verdict = self.mem.with_frame(&mut desc, |buf, len| {
                     let v = pipeline.process(ingress, buf, len, now);
                     let new_len = match v {
                         Verdict::Tx { len, .. } => len,
-                        Verdict::Drop(_) => len,
+                        Verdict::Drop(_) | Verdict::Unresolved => len,
                     };
                     (v, new_len)
                 });
-                match verdict {
-                    Verdict::Tx { port, .. } => self.tx[port.index()].push(desc),
-                    Verdict::Drop(_) => self.free.push(desc),
-                }
+                self.dispatch(desc, ingress, now, verdict);
             }
         }
         for (i, queue) in self.tx.iter_mut().enumerate() {
@@ -151,6 +193,35 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
             self.ports[i].flush();
         }
         received
+    }
+
+    /// Sends a frame where its verdict says: a TX queue, the held queue, or
+    /// back to the free frames.
+    #[inline]
+    fn dispatch(&mut self, desc: M::Desc, ingress: PortId, since: Instant, verdict: Verdict) {
+        match verdict {
+            Verdict::Tx { port, .. } => self.tx[port.index()].push(desc),
+            Verdict::Drop(_) => self.free.push(desc),
+            Verdict::Unresolved if self.held.len() < HOLD_MAX => {
+                self.held.push_back((desc, ingress, since));
+            }
+            Verdict::Unresolved => {
+                self.pipeline.counters_mut()[ingress.index()].drop(DropReason::NoNeighbour);
+                self.free.push(desc);
+            }
+        }
+    }
+
+    /// Drops held frames whose next hop stayed unresolved for [`HOLD_FOR`].
+    fn expire_held(&mut self, now: Instant) {
+        while let Some((desc, ingress, since)) = self.held.front().copied() {
+            if now.saturating_duration_since(since) < HOLD_FOR {
+                break;
+            }
+            self.held.pop_front();
+            self.pipeline.counters_mut()[ingress.index()].drop(DropReason::NoNeighbour);
+            self.free.push(desc);
+        }
     }
 
     /// Frames not currently given to a port.

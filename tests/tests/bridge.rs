@@ -302,3 +302,61 @@ fn labs_coexist_and_down_leaves_nothing_behind() {
         );
     }
 }
+
+#[test]
+fn a_stale_xdp_program_is_replaced_at_start() {
+    require("clang", "clang");
+    let lab = Lab::up("s");
+    // A program some other tool left attached through netlink.
+    let dir = std::env::temp_dir().join(format!("causeway-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("stale.c");
+    std::fs::write(
+        &src,
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n\
+         SEC(\"xdp\") int stale(struct xdp_md *ctx) { return XDP_PASS; }\n\
+         char _license[] SEC(\"license\") = \"GPL\";\n",
+    )
+    .unwrap();
+    let obj = dir.join("stale.o");
+    ok(&format!(
+        "clang -O2 -target bpf -I/usr/include/$(uname -m)-linux-gnu -c {} -o {}",
+        src.display(),
+        obj.display()
+    ));
+    ok(&format!(
+        "ip -n {} link set dev a0 xdpdrv obj {} sec xdp",
+        lab.ns("gw"),
+        obj.display()
+    ));
+    assert!(ok(&format!("ip -n {} link show a0", lab.ns("gw"))).contains("name stale"));
+
+    let st = lab.status();
+    let config = st["appliance"]["config"].as_str().unwrap().to_owned();
+    let log = dir.join("appliance.log");
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns("gw")])
+        .arg(causeway_bin())
+        .args(["run", "--config", &config])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let forwarded = wait_for(Duration::from_secs(20), || {
+        lab.try_exec("a", "ping -c1 -W1 10.2.0.2")
+            .status
+            .success()
+            .then_some(())
+    });
+    let link = ok(&format!("ip -n {} link show a0", lab.ns("gw")));
+    let _ = sh(&format!("kill -TERM {}", child.id()));
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(forwarded.is_some(), "did not forward:\n{text}");
+    assert!(
+        link.contains("causeway_xdp") && !link.contains("name stale"),
+        "{link}"
+    );
+    assert!(text.contains("replaced a stale XDP program"), "{text}");
+}

@@ -21,7 +21,8 @@ pub enum DropReason {
     Local = 3,
     /// No route to the destination.
     NoRoute = 4,
-    /// The next hop's MAC is not resolved yet (resolution was requested).
+    /// The next hop's MAC stayed unresolved (the frame was held
+    /// [`crate::port::HOLD_FOR`], or the hold queue was full).
     NoNeighbour = 5,
     /// TTL or hop limit would reach zero.
     TtlExpired = 6,

@@ -13,7 +13,8 @@
 //!    exceeded from the ingress port's address (rate limited) and dropped.
 //! 4. Route: longest-prefix match → egress port and next hop.
 //! 5. Neighbour: the next hop's MAC from the kernel's table; a miss asks for
-//!    resolution (see [`Pipeline::take_unresolved`]) and drops.
+//!    resolution (see [`Pipeline::take_unresolved`]) and the driver holds
+//!    the frame until the neighbours change ([`Verdict::Unresolved`]).
 //! 6. Rewrite: MACs, TTL − 1 with the IPv4 checksum updated incrementally
 //!    (RFC 1624 eqn. 3), hop limit − 1 for IPv6. Transmit on the egress port.
 //!
@@ -53,6 +54,11 @@ pub enum Verdict {
     },
     /// Drop the frame, counted under the reason.
     Drop(DropReason),
+    /// The next hop's MAC is not known yet: hold the frame (unchanged) and
+    /// [`Pipeline::retry`] it when the neighbours change; resolution was
+    /// requested. Not counted until the driver gives up
+    /// ([`DropReason::NoNeighbour`]).
+    Unresolved,
 }
 
 /// What the pipeline knows of a port.
@@ -143,6 +149,13 @@ impl Pipeline {
         let c = &mut self.counters[ingress.index()];
         c.rx_packets += 1;
         c.rx_bytes += len as u64;
+        self.retry(ingress, buf, len, now)
+    }
+
+    /// Decides again for a frame that was [`Verdict::Unresolved`]: as
+    /// [`Self::process`], without counting it as received a second time.
+    #[inline]
+    pub fn retry(&mut self, ingress: PortId, buf: &mut [u8], len: usize, now: Instant) -> Verdict {
         let verdict = self.route(ingress, buf, len, now);
         if let Verdict::Drop(reason) = verdict {
             self.counters[ingress.index()].drop(reason);
@@ -206,7 +219,7 @@ impl Pipeline {
         };
         let next_hop = route.via.unwrap_or(IpAddr::V4(dst));
         let Some(mac) = self.neighbour(route.port, next_hop) else {
-            return Verdict::Drop(DropReason::NoNeighbour);
+            return Verdict::Unresolved;
         };
         self.rewrite_l2(buf, route.port, mac);
         let mut ip = ipv4::Packet::new_unchecked(&mut buf[off..len]);
@@ -257,7 +270,7 @@ impl Pipeline {
         };
         let next_hop = route.via.unwrap_or(IpAddr::V6(dst));
         let Some(mac) = self.neighbour(route.port, next_hop) else {
-            return Verdict::Drop(DropReason::NoNeighbour);
+            return Verdict::Unresolved;
         };
         self.rewrite_l2(buf, route.port, mac);
         ipv6::Packet::new_unchecked(&mut buf[off..len]).set_hop_limit(hop_limit - 1);

@@ -123,7 +123,7 @@ fn run(p: &mut Pipeline, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
     let v = p.process(port, &mut buf, frame.len(), Instant::now());
     let len = match v {
         Verdict::Tx { len, .. } => len,
-        Verdict::Drop(_) => frame.len(),
+        Verdict::Drop(_) | Verdict::Unresolved => frame.len(),
     };
     buf.truncate(len);
     (v, buf)
@@ -193,14 +193,10 @@ fn forwards_ipv6_decrementing_hop_limit() {
 fn a_missing_neighbour_is_asked_for_not_guessed() {
     let mut p = Pipeline::new(tables(), Arc::new(NeighTable::default()));
     let frame = udp4("10.1.0.2", "10.2.0.2", 64, b"x");
-    assert_eq!(
-        run(&mut p, A, &frame).0,
-        Verdict::Drop(DropReason::NoNeighbour)
-    );
-    assert_eq!(
-        run(&mut p, A, &frame).0,
-        Verdict::Drop(DropReason::NoNeighbour)
-    );
+    let (v, held) = run(&mut p, A, &frame);
+    assert_eq!(v, Verdict::Unresolved);
+    assert_eq!(held, frame, "a held frame is left as it came");
+    assert_eq!(run(&mut p, A, &frame).0, Verdict::Unresolved);
     assert_eq!(
         p.take_unresolved(),
         vec![(B, IpAddr::V4(v4("10.2.0.2")))],
@@ -211,7 +207,46 @@ fn a_missing_neighbour_is_asked_for_not_guessed() {
         run(&mut p, A, &frame).0,
         Verdict::Tx { port: B, .. }
     ));
-    assert_eq!(p.counters()[0].drops[DropReason::NoNeighbour as usize], 2);
+    assert_eq!(p.counters()[0].dropped(), 0, "holding is not dropping");
+}
+
+#[test]
+fn the_worker_holds_frames_until_the_neighbour_is_resolved() {
+    let (mem, free) = HeapMemory::new(64, 2048);
+    let pipeline = Pipeline::new(tables(), Arc::new(NeighTable::default()));
+    let mut w = Worker::new(
+        mem,
+        vec![MemPort::new(64), MemPort::new(64)],
+        free,
+        pipeline,
+        64,
+    );
+    let frame = udp4("10.1.0.2", "10.2.0.2", 64, b"first ping");
+    let t0 = Instant::now();
+    w.inject(A, &frame);
+    w.poll(t0);
+    assert_eq!(w.held_frames(), 1);
+    assert!(w.take_sent(B).is_empty());
+    w.set_neighbours(neighbours());
+    w.poll(t0);
+    let sent = w.take_sent(B);
+    assert_eq!(sent.len(), 1, "sent once resolved");
+    assert_eq!(sent[0][14 + 8], 63, "and rewritten exactly once");
+    assert_eq!(w.pipeline.counters()[0].rx_packets, 1, "received once");
+    assert_eq!(w.pipeline.counters()[0].dropped(), 0);
+
+    // A next hop that never resolves: dropped after HOLD_FOR, and counted.
+    let frame = udp4("10.1.0.2", "10.2.0.77", 64, b"nobody");
+    w.inject(A, &frame);
+    w.poll(t0);
+    assert_eq!(w.held_frames(), 1);
+    w.poll(t0 + crate::port::HOLD_FOR);
+    assert_eq!(w.held_frames(), 0);
+    assert_eq!(
+        w.pipeline.counters()[0].drops[DropReason::NoNeighbour as usize],
+        1
+    );
+    assert_eq!(w.free_frames(), 64, "every buffer came back");
 }
 
 #[test]

@@ -150,6 +150,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Message::from(self.buffer.as_ref()[field::TYPE])
     }
 
+    /// Whether this is a Neighbor Discovery message (types 133 to 137).
+    pub fn is_ndp(&self) -> bool {
+        self.msg_type().is_ndp()
+    }
+
     /// The message code.
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]

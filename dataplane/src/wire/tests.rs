@@ -439,12 +439,7 @@ fn touch_views(bytes: &[u8]) {
         sink(Icmpv4Repr::parse(&p));
     }
     if let Ok(p) = Icmpv6Packet::new_checked(bytes) {
-        sink((
-            p.msg_type(),
-            p.msg_type().is_ndp(),
-            p.msg_code(),
-            p.checksum(),
-        ));
+        sink((p.msg_type(), p.is_ndp(), p.msg_code(), p.checksum()));
         sink((p.echo_ident(), p.echo_seq_no(), p.mtu(), p.pointer()));
         sink(p.rest_of_header());
         sink((p.payload(), p.verify_checksum(V6_A, V6_B)));

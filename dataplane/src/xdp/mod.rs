@@ -519,14 +519,14 @@ impl WorkerRun {
             let g = self.neigh.generation();
             if g != generation {
                 generation = g;
-                worker.pipeline.set_neighbours(self.neigh.load());
+                worker.set_neighbours(self.neigh.load());
             }
             let now = Instant::now();
             let n = worker.poll(now);
             for req in worker.pipeline.take_unresolved() {
                 let _ = self.requests.try_send(req);
             }
-            if n > 0 {
+            if n > 0 || worker.held_frames() > 0 {
                 last_traffic = now;
                 self.counters.publish(worker.pipeline.counters());
                 continue;

@@ -13,7 +13,7 @@ fn echo_request() -> &'static [u8] {
 fn parse_echo_request() {
     let packet = Packet::new_checked(echo_request()).unwrap();
     assert_eq!(packet.msg_type(), Message::EchoRequest);
-    assert!(!packet.msg_type().is_ndp());
+    assert!(!packet.is_ndp());
     assert!(!packet.msg_type().is_error());
     assert_eq!(packet.msg_code(), 0);
     assert_eq!(packet.checksum(), 0x17ba);
@@ -38,6 +38,7 @@ fn parse_neighbour_solicit() {
     let packet = Packet::new_checked(ip.payload()).unwrap();
     assert_eq!(packet.msg_type(), Message::NeighbourSolicit);
     assert!(packet.msg_type().is_ndp());
+    assert!(packet.is_ndp());
     assert!(!packet.msg_type().is_error());
     assert!(packet.verify_checksum(ip.src_addr(), ip.dst_addr()));
     // The target address follows the reserved word.
