@@ -132,13 +132,25 @@ fn ping_crosses_only_through_the_dataplane() {
     let back = lab.exec("b", "ping -c2 -i0.2 -W2 10.1.0.2");
     assert!(back.contains("2 received"), "{back}");
 
+    // A next hop the kernel forgot: the first packet waits for resolution
+    // instead of being lost.
+    for (addr, ping) in [("10.2.0.2", "ping"), ("fd00:b::2", "ping -6")] {
+        ok(&format!("ip -n {} neigh del {addr} dev b0", lab.ns("gw")));
+        let first = lab.exec("a", &format!("{ping} -c1 -W2 {addr}"));
+        assert!(
+            first.contains("1 received"),
+            "first packet to a re-resolved {addr} lost:\n{first}"
+        );
+    }
+
     let after = lab.stats();
     let delta = |port: &str, c: &str| {
         Lab::port_counter(&after, port, c) - Lab::port_counter(&before, port, c)
     };
-    // 3 + 3 echo requests in on a, 2 replies to B's pings; the same out on b.
-    assert!(delta("a", "rx_packets") >= 8, "port a rx: {after}");
-    assert!(delta("b", "tx_packets") >= 8, "port b tx: {after}");
+    // 3 + 3 + 2 echo requests in on a, 2 replies to B's pings; the same out on b.
+    assert!(delta("a", "rx_packets") >= 10, "port a rx: {after}");
+    assert!(delta("b", "tx_packets") >= 10, "port b tx: {after}");
+    assert_eq!(Lab::port_drops(&after, "a", "no_neighbour"), 0, "{after}");
     assert!(delta("b", "rx_packets") >= 8, "port b rx: {after}");
     assert!(delta("a", "tx_packets") >= 8, "port a tx: {after}");
     assert!(after["xdp"]["redirect"].as_u64().unwrap() >= 16, "{after}");

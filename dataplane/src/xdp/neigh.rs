@@ -124,6 +124,9 @@ impl State {
         let Some(port) = self.port_of(n.index) else {
             return false;
         };
+        // Any news of a next hop ends the wait for it: ask again at once
+        // should it be missed later.
+        self.asked.remove(&(port, n.addr));
         match n.mac {
             Some(mac) if self.table.get(port, n.addr) != Some(mac) => {
                 debug!(port = port.0, addr = %n.addr, %mac, "neighbour resolved");
