@@ -192,9 +192,42 @@ pub fn prometheus(s: &DataplaneStats) -> String {
         ("pass", "other", x.pass_other),
         ("drop", "malformed", x.drop_malformed),
         ("drop", "no_socket", x.drop_no_socket),
+        ("drop", "prefilter", x.drop_prefilter),
     ] {
         let _ = writeln!(out, "{name}{{action=\"{action}\",reason=\"{reason}\"}} {v}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP causeway_policy_rule_packets_total Packets judged by each policy rule (new and re-judged flows, denied packets).\n# TYPE causeway_policy_rule_packets_total counter"
+    );
+    for (rule, (p, _)) in &s.rules {
+        let _ = writeln!(
+            out,
+            "causeway_policy_rule_packets_total{{rule=\"{rule}\"}} {p}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP causeway_policy_rule_bytes_total Bytes of those packets.\n# TYPE causeway_policy_rule_bytes_total counter"
+    );
+    for (rule, (_, b)) in &s.rules {
+        let _ = writeln!(
+            out,
+            "causeway_policy_rule_bytes_total{{rule=\"{rule}\"}} {b}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP causeway_prefilter_drops_total Packets dropped in XDP by each doNotTrack rule.\n# TYPE causeway_prefilter_drops_total counter"
+    );
+    for (rule, (p, _)) in &s.prefilter {
+        let _ = writeln!(out, "causeway_prefilter_drops_total{{rule=\"{rule}\"}} {p}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP causeway_policy_generation The policy generation published.\n# TYPE causeway_policy_generation gauge\ncauseway_policy_generation {}\n# HELP causeway_policy_enforced_generation The oldest generation a worker enforces.\n# TYPE causeway_policy_enforced_generation gauge\ncauseway_policy_enforced_generation {}\n# HELP causeway_flows Tracked flows.\n# TYPE causeway_flows gauge\ncauseway_flows {}",
+        s.policy_generation, s.enforced_generation, s.flows
+    );
     let _ = writeln!(
         out,
         "# HELP causeway_neighbours Resolved next hops.\n# TYPE causeway_neighbours gauge\ncauseway_neighbours {}",

@@ -9,7 +9,13 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use causeway_dataplane::xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode};
+use std::sync::Arc;
+
+use causeway_dataplane::{
+    policy::program::{PolicyProgram, RuleId},
+    route::IpPrefix,
+    xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode},
+};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
@@ -30,6 +36,36 @@ pub struct Config {
     /// The operator API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Network policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Manifest files and directories (Calico and Kubernetes policy,
+    /// namespaces, pods, static endpoints), loaded before the first packet
+    /// is forwarded and again on SIGHUP. None: no policy, all allowed.
+    #[serde(default)]
+    pub manifests: Vec<PathBuf>,
+    /// Flows each worker tracks at most (Linux: nf_conntrack_max).
+    #[serde(default = "default_conntrack")]
+    pub conntrack_capacity: usize,
+}
+
+fn default_conntrack() -> usize {
+    262_144
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            manifests: Vec::new(),
+            conntrack_capacity: default_conntrack(),
+        }
+    }
 }
 
 /// How the XDP program attaches.
@@ -147,6 +183,12 @@ impl Config {
         if self.workers.cores.is_empty() {
             bail!("workers.cores: list at least one CPU");
         }
+        if !(1024..=1 << 26).contains(&self.policy.conntrack_capacity) {
+            bail!(
+                "policy.conntrack_capacity: {} is out of range (1024 to 67108864)",
+                self.policy.conntrack_capacity
+            );
+        }
         if !(1..=1024).contains(&self.workers.batch) {
             bail!(
                 "workers.batch: {} is out of range (1 to 1024)",
@@ -156,13 +198,20 @@ impl Config {
         Ok(())
     }
 
-    /// The dataplane's part of the configuration.
-    pub fn dataplane(&self) -> DataplaneConfig {
+    /// The dataplane's part of the configuration, enforcing `policy`.
+    pub fn dataplane(
+        &self,
+        policy: Arc<PolicyProgram>,
+        prefilter: Vec<(IpPrefix, RuleId)>,
+    ) -> DataplaneConfig {
         DataplaneConfig {
             ports: self.ports.clone(),
             routes: self.routes.clone(),
             workers: self.workers.clone(),
             xdp_mode: self.xdp.mode,
+            policy,
+            prefilter,
+            conntrack_capacity: self.policy.conntrack_capacity,
         }
     }
 }

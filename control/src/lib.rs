@@ -6,5 +6,6 @@
 pub mod api;
 pub mod config;
 pub mod lab;
+pub mod policy;
 pub mod run;
 pub mod stats;

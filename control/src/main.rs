@@ -31,6 +31,17 @@ enum Command {
     Lab(causeway_control::lab::LabArgs),
     /// Show the appliance's counters.
     Stats(causeway_control::stats::StatsArgs),
+    /// Check and explain network policy manifests.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate manifests and print every error.
+    Check(causeway_control::policy::check::CheckArgs),
+    /// Explain the verdict a packet gets, and which rule decides it.
+    Explain(causeway_control::policy::explain::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +61,10 @@ fn main() -> ExitCode {
         Command::Run(args) => causeway_control::run::run(&args),
         Command::Lab(args) => causeway_control::lab::run(args),
         Command::Stats(args) => causeway_control::stats::run(&args),
+        Command::Policy(PolicyCommand::Check(args)) => causeway_control::policy::check::run(&args),
+        Command::Policy(PolicyCommand::Explain(args)) => {
+            causeway_control::policy::explain::run(&args)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

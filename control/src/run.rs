@@ -1,24 +1,34 @@
 //! `causeway run`: the appliance.
 //!
 //! Start order (fail closed: nothing is forwarded until the dataplane's
-//! sockets are in the XSKMAP, which is its last step):
-//! configuration → signals → dataplane → API. SIGINT/SIGTERM stop the
-//! workers, close the sockets and detach the XDP program.
+//! sockets are in the XSKMAP, its last step, and the policy is compiled
+//! before the dataplane starts): configuration → policy → signals →
+//! dataplane → API. SIGHUP reloads the policy manifests atomically: a set
+//! with any error is refused whole (each error logged) and the policy in
+//! force stays. SIGINT/SIGTERM stop the workers, close the sockets and
+//! detach the XDP program.
 
 use std::{
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use anyhow::{Context, Result};
-use causeway_dataplane::xdp::Dataplane;
-use tracing::info;
+use anyhow::{Context, Result, bail};
+use causeway_dataplane::{policy::program::PolicyProgram, xdp::Dataplane};
+use tracing::{error, info, warn};
 
-use crate::{api::Api, config::Config};
+use crate::{
+    api::Api,
+    config::Config,
+    policy::{
+        compile::{self, Cache, Compiled},
+        load_set,
+    },
+};
 
 /// Arguments of `causeway run`.
 #[derive(Debug, clap::Args)]
@@ -28,18 +38,59 @@ pub struct RunArgs {
     pub config: PathBuf,
 }
 
+/// Loads and compiles the configured manifests as `generation`.
+fn compile_policy(config: &Config, generation: u64, cache: &mut Cache) -> Result<Compiled> {
+    if config.policy.manifests.is_empty() {
+        return Ok(Compiled {
+            program: PolicyProgram::allow_all(generation),
+            ..Compiled::default()
+        });
+    }
+    match load_set(&config.policy.manifests) {
+        Ok(set) => {
+            let c = compile::compile(&set, generation, cache);
+            info!(
+                generation,
+                policies = set.policies.len(),
+                endpoints = set.endpoints.len(),
+                rules = c.program.rules.len(),
+                programs_built = c.built,
+                programs_reused = c.reused,
+                prefilter = c.prefilter.len(),
+                "policy compiled"
+            );
+            Ok(c)
+        }
+        Err(errors) => {
+            for e in &errors {
+                error!("{e}");
+            }
+            bail!(
+                "{} error(s) in the policy manifests; nothing was applied",
+                errors.len()
+            )
+        }
+    }
+}
+
 /// Runs the appliance until SIGINT or SIGTERM.
 ///
 /// # Errors
-/// The configuration is invalid or the dataplane cannot start.
+/// The configuration or policy is invalid, or the dataplane cannot start.
 pub fn run(args: &RunArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
+    let mut cache = Cache::default();
+    let mut generation = 1;
+    let compiled = compile_policy(&config, generation, &mut cache)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let dataplane = Arc::new(std::sync::Mutex::new(Dataplane::start(
-        &config.dataplane(),
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing SIGHUP")?;
+    let dataplane = Arc::new(Mutex::new(Dataplane::start(
+        &config.dataplane(Arc::new(compiled.program), compiled.prefilter),
     )?));
     let ports: Vec<String> = dataplane
         .lock()
@@ -56,6 +107,26 @@ pub fn run(args: &RunArgs) -> Result<()> {
     info!(config = %args.config.display(), ports = %ports.join(","), api = %config.api.socket.display(), "causeway is forwarding");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            info!("SIGHUP: reloading the policy");
+            match compile_policy(&config, generation + 1, &mut cache) {
+                Ok(c) => {
+                    let dp = dataplane.lock().expect("not poisoned");
+                    match dp.set_policy(Arc::new(c.program), &c.prefilter) {
+                        Ok(g) => {
+                            generation = g;
+                            info!(generation, "policy published");
+                        }
+                        Err(e) => {
+                            warn!(error = %format!("{e:#}"), "the new policy was not published; the old one stays")
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "policy reload refused; the policy in force stays")
+                }
+            }
+        }
     }
     info!("stopping");
     dataplane.lock().expect("not poisoned").stop();

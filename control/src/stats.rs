@@ -87,7 +87,7 @@ pub fn table(v: &Value) -> String {
     }
     let x = &v["xdp"];
     out += &format!(
-        "XDP: redirect={} pass(arp={} ndp={} local={} multicast={} other={}) drop(malformed={} no_socket={})\n",
+        "XDP: redirect={} pass(arp={} ndp={} local={} multicast={} other={}) drop(malformed={} no_socket={} prefilter={})\n",
         x["redirect"],
         x["pass_arp"],
         x["pass_ndp"],
@@ -95,8 +95,29 @@ pub fn table(v: &Value) -> String {
         x["pass_multicast"],
         x["pass_other"],
         x["drop_malformed"],
-        x["drop_no_socket"]
+        x["drop_no_socket"],
+        x["drop_prefilter"]
     );
-    out += &format!("neighbours: {}\n", v["neighbours"]);
+    out += &format!(
+        "neighbours: {}   flows: {}   policy generation: {} (enforced {})\n",
+        v["neighbours"], v["flows"], v["policy_generation"], v["enforced_generation"]
+    );
+    if let Some(rules) = v["rules"].as_object().filter(|r| !r.is_empty()) {
+        out += &format!("{:<72} {:>12} {:>14}\n", "RULE", "PACKETS", "BYTES");
+        for (name, c) in rules {
+            out += &format!(
+                "{:<72} {:>12} {:>14}\n",
+                name,
+                c[0].as_u64().unwrap_or(0),
+                c[1].as_u64().unwrap_or(0)
+            );
+        }
+    }
+    if let Some(rules) = v["prefilter"].as_object().filter(|r| !r.is_empty()) {
+        out += &format!("{:<72} {:>12}\n", "PREFILTER RULE (XDP)", "DROPS");
+        for (name, c) in rules {
+            out += &format!("{:<72} {:>12}\n", name, c[0].as_u64().unwrap_or(0));
+        }
+    }
     out
 }

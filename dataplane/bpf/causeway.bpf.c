@@ -3,6 +3,7 @@
 // causeway's XDP program: the kernel half of the packet walk.
 //
 //   malformed L2/L3 header            -> XDP_DROP   (counted: DROP_MALFORMED)
+//   source in deny_src (doNotTrack)   -> XDP_DROP   (counted per rule: deny_counts)
 //   ARP, IPv6 neighbour discovery     -> XDP_PASS   (the kernel resolves neighbours)
 //   L2 multicast / broadcast          -> XDP_PASS   (not routed by the dataplane)
 //   to one of the appliance's own
@@ -34,7 +35,8 @@ enum counter {
 	C_PASS_OTHER = 5,
 	C_DROP_MALFORMED = 6,
 	C_DROP_NO_SOCKET = 7,
-	C_MAX = 8,
+	C_DROP_PREFILTER = 8,
+	C_MAX = 9,
 };
 
 struct own_addr {
@@ -61,6 +63,29 @@ struct {
 	__type(key, struct own_addr);
 	__type(value, __u8);
 } own_addrs SEC(".maps");
+
+// The prefilter: sources denied by doNotTrack rules, dropped here before
+// anything else looks at them. Value: the rule's slot in deny_counts.
+#define PREFILTER_MAX 16384
+struct lpm_key {
+	__u32 prefixlen;
+	__u8 addr[16]; // IPv4 as ::ffff:a.b.c.d (prefix length + 96)
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, PREFILTER_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_key);
+	__type(value, __u32);
+} deny_src SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PREFILTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} deny_counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -89,6 +114,7 @@ int causeway_xdp(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct own_addr key = {};
+	struct lpm_key src = { .prefixlen = 128 };
 	__u16 proto;
 	void *l3;
 
@@ -121,6 +147,9 @@ int causeway_xdp(struct xdp_md *ctx)
 		key.addr[10] = 0xff;
 		key.addr[11] = 0xff;
 		__builtin_memcpy(&key.addr[12], &ip->daddr, 4);
+		src.addr[10] = 0xff;
+		src.addr[11] = 0xff;
+		__builtin_memcpy(&src.addr[12], &ip->saddr, 4);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
@@ -134,9 +163,18 @@ int causeway_xdp(struct xdp_md *ctx)
 				return count(C_PASS_NDP, XDP_PASS);
 		}
 		__builtin_memcpy(key.addr, &ip6->daddr, 16);
+		__builtin_memcpy(src.addr, &ip6->saddr, 16);
 	} else {
 		// Neither IP nor ARP (LLDP, STP, ...): the kernel decides.
 		return count(C_PASS_OTHER, XDP_PASS);
+	}
+
+	__u32 *rule = bpf_map_lookup_elem(&deny_src, &src);
+	if (rule) {
+		__u64 *c = bpf_map_lookup_elem(&deny_counts, rule);
+		if (c)
+			*c += 1;
+		return count(C_DROP_PREFILTER, XDP_DROP);
 	}
 
 	if (bpf_map_lookup_elem(&own_addrs, &key))

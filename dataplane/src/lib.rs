@@ -7,6 +7,7 @@
 //! - [`xdp`]: the kernel side: XDP program, AF_XDP sockets, netlink, pinned workers.
 
 pub mod pipeline;
+pub mod policy;
 pub mod port;
 pub mod route;
 pub mod wire;

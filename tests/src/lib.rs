@@ -109,6 +109,44 @@ impl Lab {
         lab
     }
 
+    /// Builds a lab and starts the appliance enforcing the manifests in `dir`.
+    ///
+    /// # Panics
+    /// If the lab cannot be built or the appliance does not forward.
+    pub fn start_with_manifests(tag: &str, dir: &std::path::Path) -> Self {
+        let lab = Self {
+            name: Self::unique(tag),
+        };
+        ok(&format!(
+            "{} lab up --name {} --start --manifests {}",
+            causeway_bin().display(),
+            lab.name,
+            dir.display()
+        ));
+        lab
+    }
+
+    /// Sends SIGHUP to the appliance and waits until every worker enforces a
+    /// newer policy generation, or until `timeout`; returns the generation
+    /// in force afterwards.
+    ///
+    /// # Panics
+    /// If the appliance is not running.
+    pub fn reload(&self, timeout: Duration) -> u64 {
+        let before = self.stats()["enforced_generation"]
+            .as_u64()
+            .expect("generation");
+        let pid = self.status()["appliance"]["pid"]
+            .as_u64()
+            .expect("appliance pid");
+        ok(&format!("kill -HUP {pid}"));
+        wait_for(timeout, || {
+            let g = self.stats()["enforced_generation"].as_u64().unwrap_or(0);
+            (g > before).then_some(g)
+        })
+        .unwrap_or(before)
+    }
+
     /// Builds a lab without starting the appliance.
     ///
     /// # Panics
@@ -196,7 +234,7 @@ impl Lab {
     /// # Panics
     /// If the port or reason is unknown.
     pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
-        const REASONS: [&str; 9] = [
+        const REASONS: [&str; 10] = [
             "malformed",
             "not_ip",
             "not_for_us",
@@ -206,6 +244,7 @@ impl Lab {
             "ttl_expired",
             "tx_ring_full",
             "fragmented",
+            "policy",
         ];
         let i = REASONS
             .iter()

@@ -27,6 +27,22 @@ pub fn render(socket: &Path) -> Result<String> {
     Ok(DEFAULT_TEMPLATE.replace(SOCKET_PLACEHOLDER, &yaml_string(socket)))
 }
 
+/// The `policy:` section that makes the appliance enforce the manifests in
+/// `dir` (the lab's `--manifests`).
+///
+/// # Errors
+///
+/// [`LabError::Config`] if `dir` is not valid UTF-8.
+pub fn policy_section(dir: &Path) -> Result<String> {
+    let dir = dir.to_str().ok_or_else(|| {
+        LabError::Config(format!("the manifests path {} is not UTF-8", dir.display()))
+    })?;
+    Ok(format!(
+        "\n# Network policy: the lab's --manifests, reloaded on SIGHUP.\npolicy:\n  manifests: [{}]\n",
+        yaml_string(dir)
+    ))
+}
+
 /// A YAML scalar for `s`: plain when that reads back unchanged, else a
 /// double-quoted string (JSON's escaping is valid YAML).
 fn yaml_string(s: &str) -> String {

@@ -140,7 +140,10 @@ fn build(
     // handed over with every link passing packets.
     wait_links_up(&record.namespaces)?;
     // The appliance's configuration.
-    let yaml = config::render(&dir.socket())?;
+    let mut yaml = config::render(&dir.socket())?;
+    if let Some(m) = &record.manifests {
+        yaml.push_str(&config::policy_section(m)?);
+    }
     dir.write_atomic(&dir.config(), yaml.as_bytes())?;
     // The appliance itself, if asked for.
     if let Some(exe) = exe {

@@ -30,11 +30,13 @@ pub enum DropReason {
     TxRingFull = 7,
     /// The frame spans several buffers (AF_XDP multi-buffer), not supported.
     Fragmented = 8,
+    /// Denied by network policy (counted under the rule as well).
+    Policy = 9,
 }
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -47,6 +49,7 @@ impl DropReason {
         Self::TtlExpired,
         Self::TxRingFull,
         Self::Fragmented,
+        Self::Policy,
     ];
 
     /// The label used in metrics and `causeway stats`.
@@ -61,6 +64,7 @@ impl DropReason {
             Self::TtlExpired => "ttl_expired",
             Self::TxRingFull => "tx_ring_full",
             Self::Fragmented => "fragmented",
+            Self::Policy => "policy",
         }
     }
 }

@@ -11,11 +11,13 @@
 //!    header of a first fragment must be whole (TCP, UDP, ICMP, ICMPv6).
 //! 3. TTL / hop limit: a packet that would expire is answered with ICMP time
 //!    exceeded from the ingress port's address (rate limited) and dropped.
-//! 4. Route: longest-prefix match → egress port and next hop.
-//! 5. Neighbour: the next hop's MAC from the kernel's table; a miss asks for
+//! 4. Policy ([`filter`]): connection tracking, then the compiled policy
+//!    for new flows; denied packets are dropped and counted per rule.
+//! 5. Route: longest-prefix match → egress port and next hop.
+//! 6. Neighbour: the next hop's MAC from the kernel's table; a miss asks for
 //!    resolution (see [`Pipeline::take_unresolved`]) and the driver holds
 //!    the frame until the neighbours change ([`Verdict::Unresolved`]).
-//! 6. Rewrite: MACs, TTL − 1 with the IPv4 checksum updated incrementally
+//! 7. Rewrite: MACs, TTL − 1 with the IPv4 checksum updated incrementally
 //!    (RFC 1624 eqn. 3), hop limit − 1 for IPv6. Transmit on the egress port.
 //!
 //! A VLAN-tagged frame is routed with its tags untouched (see
@@ -23,9 +25,11 @@
 #![forbid(unsafe_code)]
 
 pub mod counters;
+pub mod filter;
 mod icmp;
 
 pub use counters::{DropReason, PortCounters, SharedCounters};
+pub use filter::{Filter, PacketFacts};
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -34,6 +38,7 @@ use std::{
 };
 
 use crate::{
+    policy::{conntrack::FlowKey, program::PolicyProgram},
     port::PortId,
     route::{NeighTable, RouteTable},
     wire::{
@@ -96,11 +101,30 @@ pub struct Pipeline {
     unresolved: Vec<(PortId, IpAddr)>,
     icmp_tokens: u32,
     icmp_refill_at: Option<Instant>,
+    filter: Filter,
 }
+
+/// Flows a pipeline tracks unless told otherwise.
+pub const DEFAULT_CONNTRACK_CAPACITY: usize = 4096;
 
 impl Pipeline {
     /// A pipeline over `tables`, with the neighbours known so far.
     pub fn new(tables: Tables, neigh: Arc<NeighTable>) -> Self {
+        Self::with_policy(
+            tables,
+            neigh,
+            Arc::new(PolicyProgram::allow_all(0)),
+            DEFAULT_CONNTRACK_CAPACITY,
+        )
+    }
+
+    /// A pipeline enforcing `policy`, tracking at most `capacity` flows.
+    pub fn with_policy(
+        tables: Tables,
+        neigh: Arc<NeighTable>,
+        policy: Arc<PolicyProgram>,
+        capacity: usize,
+    ) -> Self {
         let counters = vec![PortCounters::default(); tables.ports.len()];
         Self {
             tables,
@@ -109,7 +133,27 @@ impl Pipeline {
             unresolved: Vec::new(),
             icmp_tokens: ICMP_BURST,
             icmp_refill_at: None,
+            filter: Filter::new(policy, capacity),
         }
+    }
+
+    /// The policy stage (flow table, per-rule counters).
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// The policy stage, mutable (policy swaps, counters, expiry).
+    pub fn filter_mut(&mut self) -> &mut Filter {
+        &mut self.filter
+    }
+
+    /// Adopts a newer policy: flows judged under the old one are judged
+    /// again at their next packet. Returns the old policy's rule counters.
+    pub fn set_policy(
+        &mut self,
+        policy: Arc<PolicyProgram>,
+    ) -> (Arc<PolicyProgram>, Vec<(u64, u64)>) {
+        self.filter.set_policy(policy)
     }
 
     /// Adopts a newer neighbour snapshot (cheap: an `Arc` swap).
@@ -191,25 +235,37 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (dst, ttl, proto, first_fragment) = {
+        let (dst, ttl, proto, first_fragment, facts) = {
             let Ok(ip) = ipv4::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
             if !ip.verify_checksum() {
                 return Verdict::Drop(DropReason::Malformed);
             }
-            if first_fragment_l4_truncated(ip.next_header(), ip.frag_offset() == 0, ip.payload()) {
+            let first = ip.frag_offset() == 0;
+            if first_fragment_l4_truncated(ip.next_header(), first, ip.payload()) {
                 return Verdict::Drop(DropReason::Malformed);
             }
+            let facts = self.filter.active().then(|| {
+                let src = u128::from(ip.src_addr().to_ipv6_mapped());
+                let dst = u128::from(ip.dst_addr().to_ipv6_mapped());
+                facts(src, dst, ip.next_header(), first, ip.payload(), len)
+            });
             (
                 ip.dst_addr(),
                 ip.hop_limit(),
                 ip.next_header(),
-                ip.frag_offset() == 0,
+                first,
+                facts,
             )
         };
         if self.is_local(IpAddr::V4(dst)) {
             return Verdict::Drop(DropReason::Local);
+        }
+        if let Some(f) = facts
+            && self.filter.check(&f, now).is_err()
+        {
+            return Verdict::Drop(DropReason::Policy);
         }
         if ttl <= 1 {
             return self.time_exceeded_v4(ingress, buf, len, off, proto, first_fragment, now);
@@ -243,7 +299,7 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (dst, hop_limit, upper) = {
+        let (dst, hop_limit, upper, facts) = {
             let Ok(ip) = ipv6::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
@@ -255,10 +311,19 @@ impl Pipeline {
             if first_fragment_l4_truncated(upper.protocol, !upper.non_first_fragment, l4) {
                 return Verdict::Drop(DropReason::Malformed);
             }
-            (ip.dst_addr(), ip.hop_limit(), upper)
+            let facts = self.filter.active().then(|| {
+                let (src, dst) = (u128::from(ip.src_addr()), u128::from(ip.dst_addr()));
+                facts(src, dst, upper.protocol, !upper.non_first_fragment, l4, len)
+            });
+            (ip.dst_addr(), ip.hop_limit(), upper, facts)
         };
         if self.is_local(IpAddr::V6(dst)) {
             return Verdict::Drop(DropReason::Local);
+        }
+        if let Some(f) = facts
+            && self.filter.check(&f, now).is_err()
+        {
+            return Verdict::Drop(DropReason::Policy);
         }
         if hop_limit <= 1 {
             let is_error = upper.protocol == IpProtocol::Icmpv6
@@ -392,6 +457,109 @@ impl Pipeline {
             None => Verdict::Drop(DropReason::TtlExpired),
         }
     }
+}
+
+/// What the policy stage needs of a packet. `l4` is the L4 header and
+/// payload (validated for first fragments); a non-first fragment has no
+/// ports and is judged on addresses and protocol.
+fn facts(
+    src: u128,
+    dst: u128,
+    proto: IpProtocol,
+    first_fragment: bool,
+    l4: &[u8],
+    len: usize,
+) -> PacketFacts {
+    let mut f = PacketFacts {
+        src,
+        dst,
+        proto: u8::from(proto),
+        sport: 0,
+        dport: 0,
+        icmp: None,
+        tcp_flags: 0,
+        inner: None,
+        len: len as u32,
+    };
+    if !first_fragment {
+        return f;
+    }
+    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    match proto {
+        IpProtocol::Tcp => {
+            f.sport = be16(l4, 0);
+            f.dport = be16(l4, 2);
+            f.tcp_flags = l4[13];
+        }
+        IpProtocol::Udp => {
+            f.sport = be16(l4, 0);
+            f.dport = be16(l4, 2);
+        }
+        IpProtocol::Icmp | IpProtocol::Icmpv6 => {
+            let (ty, code) = (l4[0], l4[1]);
+            f.icmp = Some((ty, code));
+            let v6 = proto == IpProtocol::Icmpv6;
+            let echo = if v6 {
+                matches!(ty, 128 | 129)
+            } else {
+                matches!(ty, 0 | 8)
+            };
+            let error = if v6 {
+                ty < 128
+            } else {
+                matches!(ty, 3 | 4 | 5 | 11 | 12)
+            };
+            if echo {
+                f.sport = be16(l4, 4);
+                f.dport = f.sport;
+            } else if error {
+                f.inner = inner_flow(&l4[8..], v6);
+            }
+        }
+        // SCTP and UDP-Lite carry ports where TCP and UDP do.
+        IpProtocol::Unknown(132 | 136) if l4.len() >= 4 => {
+            f.sport = be16(l4, 0);
+            f.dport = be16(l4, 2);
+        }
+        _ => {}
+    }
+    f
+}
+
+/// The flow of the packet an ICMP error quotes, as its sender sent it.
+fn inner_flow(quoted: &[u8], v6: bool) -> Option<FlowKey> {
+    let (src, dst, proto, l4) = if v6 {
+        let ip = quoted.get(..40)?;
+        let src = u128::from_be_bytes(ip[8..24].try_into().ok()?);
+        let dst = u128::from_be_bytes(ip[24..40].try_into().ok()?);
+        (src, dst, ip[6], &quoted[40..])
+    } else {
+        let ihl = usize::from(*quoted.first()? & 0x0f) * 4;
+        let ip = quoted.get(..ihl.max(20))?;
+        let addr = |i: usize| -> Option<u128> {
+            let b: [u8; 4] = ip.get(i..i + 4)?.try_into().ok()?;
+            Some(u128::from(Ipv4Addr::from(b).to_ipv6_mapped()))
+        };
+        (addr(12)?, addr(16)?, ip[9], quoted.get(ihl..)?)
+    };
+    let (sport, dport) = match proto {
+        1 | 58 => {
+            let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
+            (id, id)
+        }
+        6 | 17 | 132 | 136 => (
+            u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
+            u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+        ),
+        _ => (0, 0),
+    };
+    Some(FlowKey {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+    })
 }
 
 /// Whether a first fragment's L4 header is cut short. Policy (and later

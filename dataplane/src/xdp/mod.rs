@@ -20,16 +20,18 @@ pub mod program;
 pub mod socket;
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 pub use program::{XdpCounters, XdpMode, XdpProgram};
@@ -41,6 +43,7 @@ use self::{
 };
 use crate::{
     pipeline::{Pipeline, PortCounters, PortInfo, SharedCounters, Tables},
+    policy::program::{PolicyProgram, RuleId, RuleMeta},
     port::{PortId, Worker},
     route::{IpPrefix, Route, RouteTable},
     wire::EthernetAddress,
@@ -123,7 +126,7 @@ impl Default for WorkerConfig {
 }
 
 /// Everything the dataplane needs to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DataplaneConfig {
     /// The ports, in [`PortId`] order.
     pub ports: Vec<PortConfig>,
@@ -133,7 +136,25 @@ pub struct DataplaneConfig {
     pub workers: WorkerConfig,
     /// How the XDP program attaches.
     pub xdp_mode: XdpMode,
+    /// The policy to enforce from the first packet.
+    pub policy: Arc<PolicyProgram>,
+    /// The XDP prefilter: sources dropped in the kernel, with their rule.
+    pub prefilter: Vec<(IpPrefix, RuleId)>,
+    /// Flows each worker tracks at most.
+    pub conntrack_capacity: usize,
 }
+
+/// The policy the workers enforce, published RCU-style: an atomic pointer
+/// swap; workers adopt it at their next turn.
+#[derive(Debug)]
+pub struct SharedPolicy {
+    program: ArcSwap<PolicyProgram>,
+    generation: AtomicU64,
+}
+
+/// Per-rule packet and byte counters, by rule name, summed over workers and
+/// policy generations.
+pub type RuleCounters = BTreeMap<String, (u64, u64)>;
 
 /// A port as the dataplane found it in the kernel.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -163,6 +184,16 @@ pub struct DataplaneStats {
     pub neighbours: usize,
     /// The routes in force.
     pub routes: Vec<String>,
+    /// The policy generation published to the workers.
+    pub policy_generation: u64,
+    /// The oldest generation a worker still enforces.
+    pub enforced_generation: u64,
+    /// Packets and bytes judged per rule (`tier/policy/direction/index`).
+    pub rules: RuleCounters,
+    /// Packets dropped by the XDP prefilter, per rule.
+    pub prefilter: RuleCounters,
+    /// Tracked flows, summed over workers.
+    pub flows: u64,
 }
 
 /// The running dataplane. Dropping it (or [`Self::stop`]) stops the workers,
@@ -177,6 +208,11 @@ pub struct Dataplane {
     neighbours: Option<NeighbourManager>,
     neigh: Arc<SharedNeighbours>,
     program: Option<Arc<Mutex<XdpProgram>>>,
+    policy: Arc<SharedPolicy>,
+    adopted: Arc<Vec<AtomicU64>>,
+    flows: Arc<Vec<AtomicU64>>,
+    rule_counters: Arc<Mutex<RuleCounters>>,
+    prefilter_names: Mutex<Vec<String>>,
 }
 
 impl Dataplane {
@@ -333,6 +369,8 @@ impl Dataplane {
         // 4. The XDP program.
         let mut program = XdpProgram::load()?;
         program.add_own_addresses(&local)?;
+        let prefilter_names = prefilter_names(&config.policy, &config.prefilter);
+        program.set_prefilter(&config.prefilter)?;
         let mut slots = Vec::new();
         for (p, state) in config.ports.iter().zip(&mut ports) {
             let (first, native) = program.attach(
@@ -353,6 +391,18 @@ impl Dataplane {
             local,
         };
         let n_workers = config.workers.cores.len();
+        let policy = Arc::new(SharedPolicy {
+            program: ArcSwap::new(config.policy.clone()),
+            generation: AtomicU64::new(config.policy.generation),
+        });
+        let adopted: Arc<Vec<AtomicU64>> = Arc::new(
+            (0..n_workers)
+                .map(|_| AtomicU64::new(config.policy.generation))
+                .collect(),
+        );
+        let flows: Arc<Vec<AtomicU64>> =
+            Arc::new((0..n_workers).map(|_| AtomicU64::new(0)).collect());
+        let rule_counters = Arc::new(Mutex::new(RuleCounters::new()));
         let mut counters = Vec::new();
         let mut workers = Vec::new();
         for (w, &core) in config.workers.cores.iter().enumerate() {
@@ -377,8 +427,18 @@ impl Dataplane {
             }
             let shared = Arc::new(SharedCounters::new(config.ports.len()));
             counters.push(shared.clone());
-            let pipeline = Pipeline::new(tables.clone(), neigh.load());
+            let pipeline = Pipeline::with_policy(
+                tables.clone(),
+                neigh.load(),
+                config.policy.clone(),
+                config.conntrack_capacity,
+            );
             let run = WorkerRun {
+                index: w,
+                policy: policy.clone(),
+                adopted: adopted.clone(),
+                flows: flows.clone(),
+                rule_counters: rule_counters.clone(),
                 core,
                 busy_poll: config.workers.busy_poll,
                 idle: Duration::from_micros(config.workers.idle_before_sleep_us),
@@ -412,7 +472,43 @@ impl Dataplane {
             neighbours: Some(neighbours),
             neigh,
             program: Some(Arc::new(Mutex::new(program))),
+            policy,
+            adopted,
+            flows,
+            rule_counters,
+            prefilter_names: Mutex::new(prefilter_names),
         })
+    }
+
+    /// Publishes a new policy (and XDP prefilter); workers adopt it at their
+    /// next turn. Returns its generation.
+    ///
+    /// # Errors
+    /// The prefilter map could not be updated (the workers' policy is then
+    /// left as it was).
+    pub fn set_policy(
+        &self,
+        policy: Arc<PolicyProgram>,
+        prefilter: &[(IpPrefix, RuleId)],
+    ) -> Result<u64> {
+        if let Some(p) = &self.program {
+            p.lock().expect("not poisoned").set_prefilter(prefilter)?;
+            *self.prefilter_names.lock().expect("not poisoned") =
+                prefilter_names(&policy, prefilter);
+        }
+        let generation = policy.generation;
+        self.policy.program.store(policy);
+        self.policy.generation.store(generation, Ordering::Release);
+        Ok(generation)
+    }
+
+    /// The oldest policy generation any worker enforces.
+    pub fn enforced_generation(&self) -> u64 {
+        self.adopted
+            .iter()
+            .map(|a| a.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
     }
 
     /// The ports as found at start.
@@ -433,7 +529,29 @@ impl Dataplane {
             .as_ref()
             .and_then(|p| p.lock().ok().and_then(|p| p.counters().ok()))
             .unwrap_or_default();
+        let prefilter = match &self.program {
+            Some(p) => {
+                let counts = p
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.prefilter_counters().ok())
+                    .unwrap_or_default();
+                let names = self.prefilter_names.lock().expect("not poisoned");
+                let mut out = RuleCounters::new();
+                for (name, c) in names.iter().zip(counts) {
+                    let e = out.entry(name.clone()).or_default();
+                    e.0 += c;
+                }
+                out
+            }
+            None => RuleCounters::new(),
+        };
         DataplaneStats {
+            policy_generation: self.policy.generation.load(Ordering::Acquire),
+            enforced_generation: self.enforced_generation(),
+            rules: self.rule_counters.lock().expect("not poisoned").clone(),
+            prefilter,
+            flows: self.flows.iter().map(|f| f.load(Ordering::Relaxed)).sum(),
             ports: self.ports.iter().cloned().zip(sums).collect(),
             xdp,
             neighbours: self.neigh.load().len(),
@@ -468,8 +586,39 @@ impl Drop for Dataplane {
     }
 }
 
+/// The rule names of prefilter slots (slot i is entry i).
+fn prefilter_names(policy: &PolicyProgram, prefilter: &[(IpPrefix, RuleId)]) -> Vec<String> {
+    prefilter
+        .iter()
+        .map(|(_, id)| {
+            policy
+                .rules
+                .get(*id as usize)
+                .map_or_else(|| format!("rule-{id}"), RuleMeta::name)
+        })
+        .collect()
+}
+
+/// Adds a worker's per-rule deltas (ids of `policy`) into the totals.
+fn add_rule_deltas(totals: &Mutex<RuleCounters>, policy: &PolicyProgram, deltas: &[(u64, u64)]) {
+    if deltas.iter().all(|d| d.0 == 0) {
+        return;
+    }
+    let mut t = totals.lock().expect("not poisoned");
+    for (meta, d) in policy.rules.iter().zip(deltas).filter(|(_, d)| d.0 > 0) {
+        let e = t.entry(meta.name()).or_default();
+        e.0 += d.0;
+        e.1 += d.1;
+    }
+}
+
 /// What a worker thread needs besides its ports.
 struct WorkerRun {
+    index: usize,
+    policy: Arc<SharedPolicy>,
+    adopted: Arc<Vec<AtomicU64>>,
+    flows: Arc<Vec<AtomicU64>>,
+    rule_counters: Arc<Mutex<RuleCounters>>,
     core: usize,
     busy_poll: bool,
     idle: Duration,
@@ -506,7 +655,9 @@ impl WorkerRun {
             batch,
         );
         let mut generation = self.neigh.generation();
+        let mut policy_generation = self.policy.generation.load(Ordering::Acquire);
         let mut last_traffic = Instant::now();
+        let mut last_publish = Instant::now();
         let mut pfds: Vec<libc::pollfd> = fds
             .iter()
             .map(|fd| libc::pollfd {
@@ -521,7 +672,23 @@ impl WorkerRun {
                 generation = g;
                 worker.set_neighbours(self.neigh.load());
             }
+            let pg = self.policy.generation.load(Ordering::Acquire);
+            if pg != policy_generation {
+                policy_generation = pg;
+                let (old, deltas) = worker.pipeline.set_policy(self.policy.program.load_full());
+                add_rule_deltas(&self.rule_counters, &old, &deltas);
+                self.adopted[self.index].store(pg, Ordering::Release);
+            }
             let now = Instant::now();
+            if now.duration_since(last_publish) >= Duration::from_millis(100) {
+                last_publish = now;
+                let (policy, deltas) = worker.pipeline.filter_mut().take_rule_deltas();
+                add_rule_deltas(&self.rule_counters, &policy, &deltas);
+                self.flows[self.index].store(
+                    worker.pipeline.filter().conntrack().len() as u64,
+                    Ordering::Relaxed,
+                );
+            }
             let n = worker.poll(now);
             for req in worker.pipeline.take_unresolved() {
                 let _ = self.requests.try_send(req);
@@ -536,11 +703,14 @@ impl WorkerRun {
                 continue;
             }
             self.counters.publish(worker.pipeline.counters());
+            worker.pipeline.filter_mut().expire(now);
             // Idle: sleep until a socket has frames (or 10 ms pass, to see `stop`).
             // SAFETY: `pfds` is a valid array of pollfd of its length.
             unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
         }
         self.counters.publish(worker.pipeline.counters());
+        let (policy, deltas) = worker.pipeline.filter_mut().take_rule_deltas();
+        add_rule_deltas(&self.rule_counters, &policy, &deltas);
     }
 }
 

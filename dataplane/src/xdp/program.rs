@@ -9,7 +9,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap},
+    maps::{
+        HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues, XskMap,
+        lpm_trie::Key as LpmKey,
+    },
     programs::{Xdp, XdpFlags},
 };
 use tracing::{info, warn};
@@ -56,6 +59,8 @@ pub struct XdpCounters {
     pub drop_malformed: u64,
     /// No AF_XDP socket for the queue (not started, or stopping): dropped.
     pub drop_no_socket: u64,
+    /// Source denied by a doNotTrack rule: dropped by the prefilter.
+    pub drop_prefilter: u64,
 }
 
 /// The loaded program and the interfaces it is attached to. Dropping it
@@ -66,6 +71,9 @@ pub struct XdpProgram {
     slots: BpfHashMap<MapData, u32, u32>,
     own: BpfHashMap<MapData, [u8; 16], u8>,
     counters: PerCpuArray<MapData, u64>,
+    deny_src: LpmTrie<MapData, [u8; 16], u32>,
+    deny_counts: PerCpuArray<MapData, u64>,
+    prefilter_len: usize,
     next_slot: u32,
     attached: Vec<String>,
 }
@@ -95,12 +103,18 @@ impl XdpProgram {
         let slots = BpfHashMap::try_from(ebpf.take_map("port_slots").context("map port_slots")?)?;
         let own = BpfHashMap::try_from(ebpf.take_map("own_addrs").context("map own_addrs")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map("counters").context("map counters")?)?;
+        let deny_src = LpmTrie::try_from(ebpf.take_map("deny_src").context("map deny_src")?)?;
+        let deny_counts =
+            PerCpuArray::try_from(ebpf.take_map("deny_counts").context("map deny_counts")?)?;
         Ok(Self {
             ebpf,
             xsks,
             slots,
             own,
             counters,
+            deny_src,
+            deny_counts,
+            prefilter_len: 0,
             next_slot: 0,
             attached: Vec::new(),
         })
@@ -220,12 +234,64 @@ impl XdpProgram {
         Ok(())
     }
 
+    /// Replaces the prefilter: entry *i* drops its source prefix and counts
+    /// in slot *i* (counters restart from zero).
+    ///
+    /// # Errors
+    /// A map update failed, or there are more entries than the map holds.
+    pub fn set_prefilter(
+        &mut self,
+        entries: &[(crate::route::IpPrefix, crate::policy::program::RuleId)],
+    ) -> Result<()> {
+        let max = self.deny_counts.len() as usize;
+        if entries.len() > max {
+            bail!(
+                "{} prefilter entries: the XDP map holds {max}",
+                entries.len()
+            );
+        }
+        let old: Vec<_> = self.deny_src.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = self.deny_src.remove(&k);
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        for slot in 0..self.prefilter_len.max(entries.len()) {
+            self.deny_counts
+                .set(slot as u32, PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        }
+        for (slot, (prefix, _)) in entries.iter().enumerate() {
+            let (addr, len) = match prefix.addr() {
+                IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), u32::from(prefix.len()) + 96),
+                IpAddr::V6(a) => (a.octets(), u32::from(prefix.len())),
+            };
+            let key = LpmKey::new(len, addr);
+            // The first rule for a prefix counts it.
+            if self.deny_src.get(&key, 0).is_err() {
+                self.deny_src
+                    .insert(&key, slot as u32, 0)
+                    .context("deny_src map")?;
+            }
+        }
+        self.prefilter_len = entries.len();
+        Ok(())
+    }
+
+    /// Packets dropped by each prefilter entry, summed over CPUs.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn prefilter_counters(&self) -> Result<Vec<u64>> {
+        (0..self.prefilter_len as u32)
+            .map(|i| Ok(self.deny_counts.get(&i, 0)?.iter().sum()))
+            .collect()
+    }
+
     /// The program's counters, summed over CPUs.
     ///
     /// # Errors
     /// The map read failed.
     pub fn counters(&self) -> Result<XdpCounters> {
-        let mut v = [0u64; 8];
+        let mut v = [0u64; 9];
         for (i, slot) in v.iter_mut().enumerate() {
             *slot = self.counters.get(&(i as u32), 0)?.iter().sum();
         }
@@ -238,6 +304,7 @@ impl XdpProgram {
             pass_other: v[5],
             drop_malformed: v[6],
             drop_no_socket: v[7],
+            drop_prefilter: v[8],
         })
     }
 }

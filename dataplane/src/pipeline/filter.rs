@@ -1,0 +1,269 @@
+//! The policy stage of the pipeline: connection tracking first, the
+//! classifier for what it does not know.
+//!
+//! - A packet of a tracked flow judged under the current policy generation
+//!   passes (return traffic of an allowed flow included).
+//! - A flow judged under an older generation is judged again (its original
+//!   direction); if the new policy denies it, the flow is removed and the
+//!   packet dropped: a live policy change cuts established flows it denies.
+//! - An ICMP error about a tracked flow passes as related.
+//! - Anything else is judged by the [`PolicyProgram`]; allowed flows are
+//!   tracked (unless an untracked doNotTrack rule decided), denied packets
+//!   are dropped and counted under the deciding rule.
+//!
+//! Per-rule counters count the packets and bytes that were judged (new
+//! flows, re-judged flows, denied packets), as iptables counters count a
+//! connection's first packet.
+
+use std::{sync::Arc, time::Instant};
+
+use tracing::info;
+
+use crate::policy::{
+    classifier::Key,
+    conntrack::{Conntrack, FlowKey, Lookup, Timeouts},
+    program::{PolicyProgram, RuleId},
+};
+
+/// The facts of a packet the policy stage needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketFacts {
+    /// Source address (IPv4 mapped).
+    pub src: u128,
+    /// Destination address (IPv4 mapped).
+    pub dst: u128,
+    /// IP protocol.
+    pub proto: u8,
+    /// Source port; ICMP echo: the identifier; 0 when none.
+    pub sport: u16,
+    /// Destination port; ICMP echo: the identifier; 0 when none.
+    pub dport: u16,
+    /// ICMP type and code.
+    pub icmp: Option<(u8, u8)>,
+    /// Raw TCP flags (0 for others).
+    pub tcp_flags: u8,
+    /// For an ICMP error: the flow of the packet it quotes, as sent.
+    pub inner: Option<FlowKey>,
+    /// Frame length, for counters.
+    pub len: u32,
+}
+
+impl PacketFacts {
+    fn flow_key(&self) -> FlowKey {
+        FlowKey {
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto,
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
+
+    /// The classifier's key: ICMP type and code ride in the port fields.
+    fn class_key(&self) -> Key {
+        match self.icmp {
+            Some((ty, code)) => Key {
+                src: self.src,
+                dst: self.dst,
+                proto: self.proto,
+                sport: u16::from(ty),
+                dport: u16::from(code),
+            },
+            None => Key {
+                src: self.src,
+                dst: self.dst,
+                proto: self.proto,
+                sport: self.sport,
+                dport: self.dport,
+            },
+        }
+    }
+}
+
+/// The classifier key of a tracked flow's original direction.
+fn flow_class_key(k: &FlowKey) -> Key {
+    match k.proto {
+        // An ICMP flow is an echo exchange: judge it as the request.
+        1 => Key {
+            src: k.src,
+            dst: k.dst,
+            proto: 1,
+            sport: 8,
+            dport: 0,
+        },
+        58 => Key {
+            src: k.src,
+            dst: k.dst,
+            proto: 58,
+            sport: 128,
+            dport: 0,
+        },
+        _ => Key {
+            src: k.src,
+            dst: k.dst,
+            proto: k.proto,
+            sport: k.sport,
+            dport: k.dport,
+        },
+    }
+}
+
+/// Flow log records per second per worker.
+const LOG_RATE: u32 = 100;
+
+/// A worker's policy state.
+#[derive(Debug)]
+pub struct Filter {
+    policy: Arc<PolicyProgram>,
+    conntrack: Conntrack,
+    /// (packets, bytes) per rule id of `policy`, since the last take.
+    rule_deltas: Vec<(u64, u64)>,
+    log_tokens: u32,
+    log_second: Option<Instant>,
+}
+
+impl Filter {
+    /// A filter enforcing `policy`, tracking at most `capacity` flows.
+    pub fn new(policy: Arc<PolicyProgram>, capacity: usize) -> Self {
+        let rule_deltas = vec![(0, 0); policy.rules.len()];
+        Self {
+            policy,
+            conntrack: Conntrack::new(capacity, Timeouts::default()),
+            rule_deltas,
+            log_tokens: LOG_RATE,
+            log_second: None,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Arc<PolicyProgram> {
+        &self.policy
+    }
+
+    /// The flow table.
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.conntrack
+    }
+
+    /// Adopts a new policy; returns the counters of the old one (their rule
+    /// ids only mean something with it).
+    pub fn set_policy(
+        &mut self,
+        policy: Arc<PolicyProgram>,
+    ) -> (Arc<PolicyProgram>, Vec<(u64, u64)>) {
+        let deltas = std::mem::replace(&mut self.rule_deltas, vec![(0, 0); policy.rules.len()]);
+        (std::mem::replace(&mut self.policy, policy), deltas)
+    }
+
+    /// Takes the per-rule counters accumulated since the last take.
+    pub fn take_rule_deltas(&mut self) -> (Arc<PolicyProgram>, Vec<(u64, u64)>) {
+        let n = self.rule_deltas.len();
+        (
+            self.policy.clone(),
+            std::mem::replace(&mut self.rule_deltas, vec![(0, 0); n]),
+        )
+    }
+
+    /// Whether any policy is in force (with none, the stage is skipped).
+    #[inline]
+    pub fn active(&self) -> bool {
+        !(self.policy.endpoints.is_empty() && self.policy.untracked.is_empty())
+    }
+
+    /// Expires idle flows, a few at a time (workers call it when idle).
+    pub fn expire(&mut self, now: Instant) -> usize {
+        self.conntrack.expire(now, 256)
+    }
+
+    /// Judges a packet: `Ok` forwards it; `Err(rule)` drops it (denied,
+    /// by `rule` if a rule decided).
+    #[inline]
+    pub fn check(&mut self, p: &PacketFacts, now: Instant) -> Result<(), Option<RuleId>> {
+        if !self.active() {
+            return Ok(());
+        }
+        let generation = self.policy.generation;
+        if let Some(inner) = &p.inner
+            && self.conntrack.related(inner, now).is_some()
+        {
+            return Ok(());
+        }
+        let key = p.flow_key();
+        let rejudge = match self.conntrack.lookup(&key, p.tcp_flags, p.len, now) {
+            Lookup::Hit { flow, .. } if flow.generation == generation => return Ok(()),
+            Lookup::Hit { flow, .. } => Some(flow.key),
+            Lookup::Miss => None,
+        };
+        if let Some(original) = rejudge {
+            let j = self.policy.judge(&flow_class_key(&original));
+            self.count(j.deciding(), p.len);
+            self.log(j.logged, p, j.allow, now);
+            if !j.allow {
+                self.conntrack.remove(&original);
+                return Err(j.deciding());
+            }
+            if let Lookup::Hit { flow, .. } = self.conntrack.lookup(&key, 0, 0, now) {
+                flow.generation = generation;
+                flow.verdict = j.deciding().unwrap_or(RuleId::MAX);
+            }
+            return Ok(());
+        }
+        let j = self.policy.judge(&p.class_key());
+        self.count(j.deciding(), p.len);
+        self.log(j.logged, p, j.allow, now);
+        if !j.allow {
+            return Err(j.deciding());
+        }
+        if j.untracked.is_none() {
+            self.conntrack.insert(
+                key,
+                p.tcp_flags,
+                p.len,
+                j.deciding().unwrap_or(RuleId::MAX),
+                generation,
+                now,
+            );
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn count(&mut self, rule: Option<RuleId>, len: u32) {
+        if let Some(c) = rule.and_then(|r| self.rule_deltas.get_mut(r as usize)) {
+            c.0 += 1;
+            c.1 += u64::from(len);
+        }
+    }
+
+    /// A flow record for a Log rule, at most [`LOG_RATE`] a second.
+    fn log(&mut self, rule: Option<RuleId>, p: &PacketFacts, allow: bool, now: Instant) {
+        let Some(rule) = rule else { return };
+        let second = *self.log_second.get_or_insert(now);
+        if now.saturating_duration_since(second).as_secs() >= 1 {
+            self.log_second = Some(now);
+            self.log_tokens = LOG_RATE;
+        }
+        if self.log_tokens == 0 {
+            return;
+        }
+        self.log_tokens -= 1;
+        let ip = |a: u128| std::net::Ipv6Addr::from(a).to_canonical();
+        let name = self
+            .policy
+            .rules
+            .get(rule as usize)
+            .map(|r| r.name())
+            .unwrap_or_default();
+        info!(
+            target: "causeway::flowlog",
+            rule = %name,
+            src = %ip(p.src),
+            dst = %ip(p.dst),
+            proto = p.proto,
+            sport = p.sport,
+            dport = p.dport,
+            verdict = if allow { "allow" } else { "deny" },
+            "flow"
+        );
+    }
+}

@@ -1,0 +1,722 @@
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use super::{
+    Conntrack, Direction, Flow, FlowKey, Lookup, TcpState, Timeouts, index, is_icmp_error, proto,
+};
+use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN, URG};
+
+mod model;
+
+use Direction::{Original, Reply};
+use TcpState::{Close, CloseWait, Established, FinWait, LastAck, SynRecv, SynSent, TimeWait};
+
+const SYNACK: u8 = SYN | ACK;
+const FINACK: u8 = FIN | ACK;
+
+/// One fixed origin for every test's clock.
+fn t0() -> Instant {
+    static T0: OnceLock<Instant> = OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
+fn at(secs: u64) -> Instant {
+    t0() + Duration::from_secs(secs)
+}
+
+fn v4(d: u8) -> u128 {
+    FlowKey::ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, d)))
+}
+
+fn v6(d: u16) -> u128 {
+    FlowKey::ip(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, d)))
+}
+
+fn key(proto: u8, src: u128, sport: u16, dst: u128, dport: u16) -> FlowKey {
+    FlowKey {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+    }
+}
+
+/// Client 10.0.0.1:40000 → server 10.0.0.2:443.
+fn tcp_key() -> FlowKey {
+    key(proto::TCP, v4(1), 40_000, v4(2), 443)
+}
+
+fn udp_key() -> FlowKey {
+    key(proto::UDP, v4(1), 5353, v4(2), 53)
+}
+
+fn table() -> Conntrack {
+    Conntrack::with_seed(1024, Timeouts::default(), 7)
+}
+
+/// Looks up a packet; `None` on a miss, else its direction and the flow.
+fn send(ct: &mut Conntrack, k: FlowKey, flags: u8, now: Instant) -> Option<(Direction, Flow)> {
+    match ct.lookup(&k, flags, 100, now) {
+        Lookup::Hit { flow, dir } => Some((dir, flow.clone())),
+        Lookup::Miss => None,
+    }
+}
+
+/// The state after a packet; panics on a miss.
+fn state_after(ct: &mut Conntrack, k: FlowKey, flags: u8, now: Instant) -> TcpState {
+    let (_, flow) = send(ct, k, flags, now).expect("the flow is tracked");
+    flow.tcp.expect("a TCP flow")
+}
+
+/// A table holding one established connection (client → server).
+fn established() -> (Conntrack, FlowKey) {
+    let mut ct = table();
+    let k = tcp_key();
+    ct.insert(k, SYN, 60, 1, 1, at(0));
+    assert_eq!(state_after(&mut ct, k.reversed(), SYNACK, at(0)), SynRecv);
+    assert_eq!(state_after(&mut ct, k, ACK, at(0)), Established);
+    (ct, k)
+}
+
+// TCP -------------------------------------------------------------------
+
+#[test]
+fn handshake_reaches_established() {
+    let mut ct = table();
+    let k = tcp_key();
+    let flow = ct.insert(k, SYN, 60, 9, 3, at(0));
+    assert_eq!(flow.tcp, Some(SynSent));
+    assert_eq!((flow.verdict, flow.generation), (9, 3));
+    let (dir, flow) = send(&mut ct, k.reversed(), SYNACK, at(1)).unwrap();
+    assert_eq!((dir, flow.tcp), (Reply, Some(SynRecv)));
+    let (dir, flow) = send(&mut ct, k, ACK, at(2)).unwrap();
+    assert_eq!((dir, flow.tcp), (Original, Some(Established)));
+    assert_eq!(flow.packets, [2, 1]);
+    assert_eq!(flow.bytes, [160, 100]);
+    assert_eq!((flow.created, flow.last_seen), (at(0), at(2)));
+    assert_eq!(flow.key, k);
+    // Data with PSH (and ECN bits) keeps it there.
+    let ecn = PSH | ACK | 0x40 | 0x80;
+    assert_eq!(state_after(&mut ct, k.reversed(), ecn, at(3)), Established);
+    assert_eq!(ct.stats().invalid, 0);
+}
+
+#[test]
+fn client_closes_first() {
+    let (mut ct, k) = established();
+    assert_eq!(state_after(&mut ct, k, FINACK, at(1)), FinWait);
+    assert_eq!(state_after(&mut ct, k.reversed(), ACK, at(1)), CloseWait);
+    // The server may keep sending before its own FIN.
+    assert_eq!(
+        state_after(&mut ct, k.reversed(), PSH | ACK, at(1)),
+        CloseWait
+    );
+    assert_eq!(state_after(&mut ct, k.reversed(), FINACK, at(2)), LastAck);
+    assert_eq!(state_after(&mut ct, k, ACK, at(2)), TimeWait);
+    assert_eq!(state_after(&mut ct, k.reversed(), ACK, at(3)), TimeWait);
+    assert_eq!(ct.stats().invalid, 0);
+}
+
+#[test]
+fn server_closes_first() {
+    let (mut ct, k) = established();
+    assert_eq!(state_after(&mut ct, k.reversed(), FINACK, at(1)), FinWait);
+    assert_eq!(state_after(&mut ct, k, ACK, at(1)), CloseWait);
+    assert_eq!(state_after(&mut ct, k, FINACK, at(2)), LastAck);
+    // A retransmitted FIN stays.
+    assert_eq!(state_after(&mut ct, k, FINACK, at(2)), LastAck);
+    assert_eq!(state_after(&mut ct, k.reversed(), ACK, at(2)), TimeWait);
+}
+
+#[test]
+fn simultaneous_close() {
+    let (mut ct, k) = established();
+    assert_eq!(state_after(&mut ct, k, FINACK, at(1)), FinWait);
+    assert_eq!(state_after(&mut ct, k.reversed(), FINACK, at(1)), LastAck);
+    assert_eq!(state_after(&mut ct, k, ACK, at(1)), TimeWait);
+    assert_eq!(state_after(&mut ct, k.reversed(), ACK, at(1)), TimeWait);
+}
+
+#[test]
+fn rst_closes_from_every_state() {
+    // Reach each state, then RST from either side.
+    let paths: &[&[(Direction, u8)]] = &[
+        &[],
+        &[(Reply, SYNACK)],
+        &[(Reply, SYNACK), (Original, ACK)],
+        &[(Reply, SYNACK), (Original, ACK), (Original, FINACK)],
+        &[
+            (Reply, SYNACK),
+            (Original, ACK),
+            (Original, FINACK),
+            (Reply, ACK),
+        ],
+        &[
+            (Reply, SYNACK),
+            (Original, ACK),
+            (Original, FINACK),
+            (Reply, FINACK),
+        ],
+        &[
+            (Reply, SYNACK),
+            (Original, ACK),
+            (Original, FINACK),
+            (Reply, FINACK),
+            (Original, ACK),
+        ],
+    ];
+    let expected = [
+        SynSent,
+        SynRecv,
+        Established,
+        FinWait,
+        CloseWait,
+        LastAck,
+        TimeWait,
+    ];
+    for (path, want) in paths.iter().zip(expected) {
+        for (rst_dir, rst) in [(Original, RST), (Reply, RST | ACK)] {
+            let mut ct = table();
+            let k = tcp_key();
+            ct.insert(k, SYN, 60, 0, 0, at(0));
+            let mut state = SynSent;
+            for &(dir, flags) in *path {
+                let pk = if dir == Original { k } else { k.reversed() };
+                state = state_after(&mut ct, pk, flags, at(0));
+            }
+            assert_eq!(state, want);
+            let pk = if rst_dir == Original { k } else { k.reversed() };
+            assert_eq!(
+                state_after(&mut ct, pk, rst, at(1)),
+                Close,
+                "RST in {want:?}"
+            );
+            // Close stays Close for anything but a new SYN.
+            assert_eq!(state_after(&mut ct, k, ACK, at(1)), Close);
+            assert_eq!(state_after(&mut ct, k.reversed(), FINACK, at(1)), Close);
+            assert_eq!(ct.stats().invalid, 0);
+        }
+    }
+}
+
+#[test]
+fn syn_retransmit_stays_syn_sent() {
+    let mut ct = table();
+    let k = tcp_key();
+    ct.insert(k, SYN, 60, 0, 0, at(0));
+    let (_, flow) = send(&mut ct, k, SYN, at(1)).unwrap();
+    assert_eq!(flow.tcp, Some(SynSent));
+    assert_eq!(flow.packets, [2, 0]);
+    assert_eq!(flow.last_seen, at(1));
+    // The SYN/ACK comes, and is retransmitted: ignored, not counted.
+    assert_eq!(state_after(&mut ct, k.reversed(), SYNACK, at(2)), SynRecv);
+    let (_, flow) = send(&mut ct, k.reversed(), SYNACK, at(3)).unwrap();
+    assert_eq!(flow.tcp, Some(SynRecv));
+    assert_eq!(flow.packets, [2, 1]);
+    assert_eq!(flow.last_seen, at(2));
+    // A late retransmitted SYN on the established flow is ignored too.
+    assert_eq!(state_after(&mut ct, k, ACK, at(4)), Established);
+    let (_, flow) = send(&mut ct, k, SYN, at(5)).unwrap();
+    assert_eq!(flow.tcp, Some(Established));
+    assert_eq!(flow.last_seen, at(4));
+    assert_eq!(ct.stats().invalid, 0);
+}
+
+#[test]
+fn simultaneous_open() {
+    let mut ct = table();
+    let k = tcp_key();
+    ct.insert(k, SYN, 60, 0, 0, at(0));
+    // A SYN from the other side (Linux's SYN_SENT2).
+    assert_eq!(state_after(&mut ct, k.reversed(), SYN, at(0)), SynSent);
+    assert_eq!(state_after(&mut ct, k, SYNACK, at(0)), SynRecv);
+    assert_eq!(state_after(&mut ct, k.reversed(), SYNACK, at(0)), SynRecv);
+    assert_eq!(state_after(&mut ct, k, ACK, at(0)), Established);
+    assert_eq!(ct.stats().invalid, 0);
+}
+
+#[test]
+fn client_cannot_complete_the_handshake_alone() {
+    let mut ct = table();
+    let k = tcp_key();
+    ct.insert(k, SYN, 60, 0, 0, at(0));
+    // SYN then SYN/ACK or ACK from the same side: sIV.
+    assert_eq!(state_after(&mut ct, k, SYNACK, at(1)), SynSent);
+    assert_eq!(state_after(&mut ct, k, ACK, at(1)), SynSent);
+    // A FIN before the handshake.
+    assert_eq!(state_after(&mut ct, k.reversed(), FINACK, at(1)), SynSent);
+    assert_eq!(ct.stats().invalid, 3);
+    let flow = ct.iter().next().unwrap();
+    assert_eq!((flow.packets, flow.last_seen), ([1, 0], at(0)));
+}
+
+#[test]
+fn invalid_flag_combinations_change_nothing() {
+    let (mut ct, k) = established();
+    let before = ct.iter().next().unwrap().clone();
+    for bad in [
+        SYN | FIN,
+        SYN | RST,
+        0,
+        FIN,
+        PSH,
+        URG,
+        SYN | FIN | ACK,
+        SYN | ACK | URG,
+    ] {
+        let (dir, flow) = send(&mut ct, k, bad, at(5)).unwrap();
+        assert_eq!(dir, Original);
+        assert_eq!(flow, before, "flags {bad:#04x}");
+    }
+    assert_eq!(ct.stats().invalid, 8);
+}
+
+#[test]
+fn syn_reopens_after_time_wait_and_close() {
+    for last in [TimeWait, Close] {
+        let (mut ct, k) = established();
+        if last == TimeWait {
+            state_after(&mut ct, k, FINACK, at(1));
+            state_after(&mut ct, k.reversed(), FINACK, at(1));
+            assert_eq!(state_after(&mut ct, k, ACK, at(1)), TimeWait);
+        } else {
+            assert_eq!(state_after(&mut ct, k, RST, at(1)), Close);
+        }
+        let flow = ct.related(&k, at(1)).unwrap();
+        flow.verdict = 42;
+        // The client reuses its port: the flow starts again.
+        let (dir, flow) = send(&mut ct, k, SYN, at(2)).unwrap();
+        assert_eq!((dir, flow.tcp), (Original, Some(SynSent)));
+        assert_eq!((flow.packets, flow.bytes), ([1, 0], [100, 0]));
+        assert_eq!((flow.created, flow.verdict), (at(2), 42));
+        assert_eq!(state_after(&mut ct, k.reversed(), SYNACK, at(2)), SynRecv);
+        assert_eq!(state_after(&mut ct, k, ACK, at(2)), Established);
+        assert_eq!(ct.len(), 1);
+    }
+}
+
+#[test]
+fn reply_syn_on_time_wait_is_a_new_connection() {
+    let (mut ct, k) = established();
+    state_after(&mut ct, k, FINACK, at(1));
+    state_after(&mut ct, k.reversed(), FINACK, at(1));
+    state_after(&mut ct, k, ACK, at(1));
+    // The server opens towards the client's port: judged as new.
+    assert!(send(&mut ct, k.reversed(), SYN, at(2)).is_none());
+    assert!(ct.is_empty());
+    let flow = ct.insert(k.reversed(), SYN, 60, 0, 2, at(2));
+    assert_eq!((flow.key, flow.tcp), (k.reversed(), Some(SynSent)));
+
+    // On a Close flow a reply SYN is invalid.
+    let mut ct = table();
+    ct.insert(k, SYN, 60, 0, 0, at(0));
+    state_after(&mut ct, k, RST, at(0));
+    assert_eq!(state_after(&mut ct, k.reversed(), SYN, at(1)), Close);
+    assert_eq!(ct.stats().invalid, 1);
+}
+
+#[test]
+fn insert_states_follow_the_first_segment() {
+    let cases = [
+        (SYN, SynSent, false),
+        (ACK, Established, false),
+        (PSH | ACK, Established, false),
+        (SYNACK, Close, true),
+        (FINACK, Close, true),
+        (RST, Close, true),
+        (SYN | FIN, Close, true),
+        (0, Close, true),
+    ];
+    for (flags, want, invalid) in cases {
+        let mut ct = table();
+        let flow = ct.insert(tcp_key(), flags, 60, 0, 0, at(0));
+        assert_eq!(flow.tcp, Some(want), "flags {flags:#04x}");
+        assert_eq!(flow.packets, [1, 0]);
+        assert_eq!(ct.stats().invalid, u64::from(invalid));
+    }
+    // Not TCP: no state, flags ignored.
+    let mut ct = table();
+    assert_eq!(ct.insert(udp_key(), SYN | FIN, 60, 0, 0, at(0)).tcp, None);
+    assert_eq!(ct.stats().invalid, 0);
+}
+
+#[test]
+fn each_tcp_state_expires_at_its_timeout() {
+    let t = Timeouts::default();
+    let paths: &[(&[(Direction, u8)], TcpState)] = &[
+        (&[], SynSent),
+        (&[(Reply, SYNACK)], SynRecv),
+        (&[(Reply, SYNACK), (Original, ACK)], Established),
+        (
+            &[(Reply, SYNACK), (Original, ACK), (Original, FINACK)],
+            FinWait,
+        ),
+        (
+            &[
+                (Reply, SYNACK),
+                (Original, ACK),
+                (Original, FINACK),
+                (Reply, ACK),
+            ],
+            CloseWait,
+        ),
+        (
+            &[
+                (Reply, SYNACK),
+                (Original, ACK),
+                (Original, FINACK),
+                (Reply, FINACK),
+            ],
+            LastAck,
+        ),
+        (
+            &[
+                (Reply, SYNACK),
+                (Original, ACK),
+                (Original, FINACK),
+                (Reply, FINACK),
+                (Original, ACK),
+            ],
+            TimeWait,
+        ),
+        (&[(Original, RST)], Close),
+    ];
+    for &(path, state) in paths {
+        let mut ct = table();
+        let k = tcp_key();
+        ct.insert(k, SYN, 60, 0, 0, at(1));
+        for &(dir, flags) in path {
+            let pk = if dir == Original { k } else { k.reversed() };
+            send(&mut ct, pk, flags, at(1)).unwrap();
+        }
+        let flow = ct.related(&k, at(1)).unwrap();
+        assert_eq!(flow.tcp, Some(state));
+        let deadline = at(1) + t.tcp(state);
+        assert_eq!(ct.deadline(ct.iter().next().unwrap()), deadline);
+        assert!(
+            ct.related(&k, deadline - Duration::from_nanos(1)).is_some(),
+            "{state:?}"
+        );
+        assert!(ct.related(&k, deadline).is_none(), "{state:?}");
+        assert!(ct.is_empty());
+        assert_eq!(ct.stats().expired, 1);
+    }
+}
+
+#[test]
+fn default_timeouts_are_linuxs() {
+    let t = Timeouts::default();
+    let secs = [
+        t.tcp_syn_sent,
+        t.tcp_syn_recv,
+        t.tcp_established,
+        t.tcp_fin_wait,
+        t.tcp_close_wait,
+        t.tcp_last_ack,
+        t.tcp_time_wait,
+        t.tcp_close,
+        t.udp,
+        t.udp_stream,
+        t.icmp,
+        t.other,
+    ]
+    .map(|d| d.as_secs());
+    assert_eq!(
+        secs,
+        [120, 60, 432_000, 120, 60, 30, 120, 10, 30, 120, 30, 600]
+    );
+}
+
+// UDP, ICMP, others --------------------------------------------------------
+
+#[test]
+fn udp_one_way_uses_the_short_timeout() {
+    let mut ct = table();
+    let k = udp_key();
+    ct.insert(k, 0, 60, 0, 0, at(0));
+    // Refreshed by more packets the same way, 30 s each time.
+    assert!(send(&mut ct, k, 0, at(29)).is_some());
+    assert!(send(&mut ct, k, 0, at(58)).is_some());
+    assert!(send(&mut ct, k, 0, at(88)).is_none());
+    assert_eq!(ct.stats().expired, 1);
+}
+
+#[test]
+fn udp_both_ways_uses_the_stream_timeout() {
+    let mut ct = table();
+    let k = udp_key();
+    ct.insert(k, 0, 60, 0, 0, at(0));
+    let (dir, flow) = send(&mut ct, k.reversed(), 0, at(10)).unwrap();
+    assert_eq!((dir, flow.packets), (Reply, [1, 1]));
+    // 119 s idle: alive; then 120 s idle: gone.
+    assert!(send(&mut ct, k, 0, at(129)).is_some());
+    assert!(ct.related(&k, at(249)).is_none());
+}
+
+#[test]
+fn icmp_echo_flows() {
+    for (proto, a, b) in [(proto::ICMP, v4(1), v4(2)), (proto::ICMPV6, v6(1), v6(2))] {
+        let mut ct = table();
+        // Echo request a → b with identifier 0x1234; the reply b → a.
+        let request = key(proto, a, 0x1234, b, 0x1234);
+        let reply = key(proto, b, 0x1234, a, 0x1234);
+        assert_eq!(request.reversed(), reply);
+        ct.insert(request, 0, 84, 0, 0, at(0));
+        let (dir, flow) = send(&mut ct, reply, 0, at(1)).unwrap();
+        assert_eq!((dir, flow.tcp, flow.packets), (Reply, None, [1, 1]));
+        // Another identifier is another flow.
+        assert!(send(&mut ct, key(proto, b, 7, a, 7), 0, at(1)).is_none());
+        // 30 s idle.
+        assert!(send(&mut ct, request, 0, at(30)).is_some());
+        assert!(send(&mut ct, reply, 0, at(60)).is_none());
+    }
+}
+
+#[test]
+fn other_protocols_use_the_generic_timeout_exactly() {
+    let mut ct = table();
+    let gre = key(47, v4(1), 0, v4(2), 0);
+    ct.insert(gre, 0, 60, 0, 0, at(0));
+    let almost = at(600) - Duration::from_nanos(1);
+    let (_, flow) = send(&mut ct, gre.reversed(), 0, almost).unwrap();
+    assert_eq!(flow.last_seen, almost);
+    assert!(send(&mut ct, gre, 0, almost + Duration::from_secs(600)).is_none());
+    assert_eq!(ct.stats().expired, 1);
+    assert!(ct.is_empty());
+}
+
+#[test]
+fn icmp_errors_find_their_flow_both_ways() {
+    for (client, server) in [(v4(1), v4(2)), (v6(1), v6(2))] {
+        for proto in [proto::UDP, proto::TCP] {
+            let mut ct = table();
+            let k = key(proto, client, 40_000, server, 53);
+            ct.insert(k, SYN, 60, 5, 0, at(0));
+            // A router between them reports the client's packet: the error
+            // travels router → client and quotes client → server.
+            let flow = ct.related(&k, at(1)).expect("related to the flow");
+            assert_eq!((flow.key, flow.verdict), (k, 5));
+            // The client reports the server's reply (port unreachable): the
+            // error travels client → server and quotes server → client.
+            assert_eq!(ct.related(&k.reversed(), at(1)).unwrap().key, k);
+            // Related packets neither count nor refresh.
+            let flow = ct.iter().next().unwrap();
+            assert_eq!((flow.packets, flow.last_seen), ([1, 0], at(0)));
+            // A quote of an untracked packet.
+            let other = key(proto, client, 40_001, server, 53);
+            assert!(ct.related(&other, at(1)).is_none());
+        }
+    }
+    // ICMP about an echo request.
+    let mut ct = table();
+    let echo = key(proto::ICMP, v4(1), 9, v4(2), 9);
+    ct.insert(echo, 0, 84, 0, 0, at(0));
+    assert!(ct.related(&echo, at(1)).is_some());
+    assert!(ct.related(&echo, at(30)).is_none());
+}
+
+#[test]
+fn which_icmp_messages_are_errors() {
+    let v4: Vec<u8> = (0..=255)
+        .filter(|&t| is_icmp_error(proto::ICMP, t))
+        .collect();
+    assert_eq!(v4, [3, 11, 12]);
+    let v6: Vec<u8> = (0..=255)
+        .filter(|&t| is_icmp_error(proto::ICMPV6, t))
+        .collect();
+    assert_eq!(v6, [1, 2, 3, 4]);
+    assert!(!is_icmp_error(proto::UDP, 3));
+}
+
+// Table --------------------------------------------------------------------
+
+#[test]
+fn hash_is_the_same_both_ways() {
+    let seed = index::Seed::new(99);
+    for k in [tcp_key(), udp_key(), key(proto::ICMPV6, v6(1), 3, v6(2), 3)] {
+        assert_eq!(index::hash(&seed, &k), index::hash(&seed, &k.reversed()));
+    }
+}
+
+#[test]
+fn expire_boundary_and_budget() {
+    let mut ct = table();
+    for port in 0..100 {
+        ct.insert(key(proto::UDP, v4(1), port, v4(2), 53), 0, 60, 0, 0, at(0));
+    }
+    let live = key(proto::TCP, v4(3), 1, v4(4), 2);
+    ct.insert(live, ACK, 60, 0, 0, at(0));
+    assert_eq!(ct.expire(at(30) - Duration::from_nanos(1), usize::MAX), 0);
+    assert_eq!(ct.expire(at(30), 10), 10);
+    assert_eq!(ct.len(), 91);
+    assert_eq!(ct.expire(at(30), 0), 0);
+    assert_eq!(ct.expire(at(30), usize::MAX), 90);
+    assert_eq!(ct.len(), 1);
+    assert_eq!(ct.iter().next().unwrap().key, live);
+    assert_eq!(ct.stats().expired, 100);
+    assert_eq!(ct.expire(at(30), usize::MAX), 0);
+}
+
+#[test]
+fn expire_sweeps_round_robin_from_where_it_stopped() {
+    let mut ct = table();
+    // Alternate live (TCP established) and expiring (UDP) flows.
+    for port in 0..200 {
+        let proto = if port % 2 == 0 {
+            proto::UDP
+        } else {
+            proto::TCP
+        };
+        ct.insert(key(proto, v4(1), port, v4(2), 80), ACK, 60, 0, 0, at(0));
+    }
+    let mut removed = 0;
+    for _ in 0..100 {
+        removed += ct.expire(at(31), 1);
+    }
+    assert_eq!(removed, 100);
+    assert!(ct.iter().all(|f| f.key.proto == proto::TCP));
+}
+
+#[test]
+fn remove_finds_either_direction_and_keeps_the_rest() {
+    let mut ct = Conntrack::with_seed(4096, Timeouts::default(), 1);
+    let keys: Vec<FlowKey> = (0..4000)
+        .map(|i| key(proto::UDP, v4((i % 200) as u8), i, v6(i), 53))
+        .collect();
+    for k in &keys {
+        ct.insert(*k, 0, 60, 0, 0, at(0));
+    }
+    for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let k = if i % 4 == 0 { *k } else { k.reversed() };
+        assert!(ct.remove(&k));
+        assert!(!ct.remove(&k));
+    }
+    assert_eq!(ct.len(), 2000);
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            ct.related(&k.reversed(), at(1)).is_some(),
+            i % 2 == 1,
+            "key {i}"
+        );
+    }
+    let held: HashSet<FlowKey> = ct.iter().map(|f| f.key).collect();
+    assert_eq!(held.len(), 2000);
+    assert!(keys.iter().skip(1).step_by(2).all(|k| held.contains(k)));
+}
+
+#[test]
+fn insert_replaces_a_flow_with_the_same_key() {
+    let mut ct = table();
+    let k = udp_key();
+    ct.insert(k, 0, 60, 1, 1, at(0));
+    send(&mut ct, k.reversed(), 0, at(1));
+    let flow = ct.insert(k.reversed(), 0, 70, 2, 2, at(2));
+    assert_eq!(
+        (flow.key, flow.verdict, flow.packets),
+        (k.reversed(), 2, [1, 0])
+    );
+    assert_eq!(ct.len(), 1);
+    assert_eq!(send(&mut ct, k, 0, at(3)).unwrap().0, Reply);
+    assert_eq!(ct.stats().inserted, 2);
+}
+
+#[test]
+fn full_table_never_grows_and_counts_evictions() {
+    let cap = 64;
+    let mut ct = Conntrack::with_seed(cap, Timeouts::default(), 3);
+    for i in 0..cap as u16 * 3 {
+        let now = t0() + Duration::from_millis(u64::from(i));
+        ct.insert(key(proto::UDP, v4(1), i, v4(2), 53), 0, 60, 0, 0, now);
+        assert!(ct.len() <= cap);
+    }
+    let s = ct.stats();
+    assert_eq!((s.entries, s.capacity, s.inserted), (cap, cap, 192));
+    assert_eq!((s.evicted, s.table_full, s.expired), (128, 128, 0));
+    // Every held flow is still found.
+    let held: Vec<FlowKey> = ct.iter().map(|f| f.key).collect();
+    for k in held {
+        assert!(ct.related(&k, at(1)).is_some());
+    }
+}
+
+#[test]
+fn sampled_lru_keeps_busy_flows() {
+    let cap = 64;
+    let mut ct = Conntrack::with_seed(cap, Timeouts::default(), 11);
+    let flow = |i: u16| key(proto::UDP, v4(1), i, v4(2), 53);
+    for i in 0..cap as u16 {
+        ct.insert(flow(i), 0, 60, 0, 0, at(0));
+    }
+    let hot: Vec<FlowKey> = (0..8).map(flow).collect();
+    let cold: Vec<FlowKey> = (8..16).map(flow).collect();
+    // Each millisecond the hot flows see a packet and a new flow arrives.
+    for i in 0..cap as u16 * 2 {
+        let now = at(1) + Duration::from_millis(u64::from(i));
+        for k in &hot {
+            assert!(send(&mut ct, *k, 0, now).is_some());
+        }
+        ct.insert(flow(1000 + i), 0, 60, 0, 0, now);
+        assert_eq!(ct.len(), cap);
+    }
+    let held: HashSet<FlowKey> = ct.iter().map(|f| f.key).collect();
+    let hot_left = hot.iter().filter(|k| held.contains(k)).count();
+    let cold_left = cold.iter().filter(|k| held.contains(k)).count();
+    assert_eq!(hot_left, 8);
+    assert!(cold_left < hot_left, "cold flows left: {cold_left}");
+    assert_eq!(ct.stats().evicted, 128);
+}
+
+#[test]
+fn full_table_reclaims_expired_flows_before_evicting() {
+    let cap = 16;
+    let mut ct = Conntrack::with_seed(cap, Timeouts::default(), 5);
+    for i in 0..cap as u16 {
+        ct.insert(key(proto::UDP, v4(1), i, v4(2), 53), 0, 60, 0, 0, at(0));
+    }
+    // Every candidate is expired: one is reclaimed, none evicted.
+    ct.insert(key(proto::UDP, v4(3), 0, v4(2), 53), 0, 60, 0, 0, at(30));
+    let s = ct.stats();
+    assert_eq!(
+        (s.entries, s.expired, s.evicted, s.table_full),
+        (16, 1, 0, 1)
+    );
+    // Fresh flows in the way are evicted only when no candidate expired.
+    for i in 1..cap as u16 {
+        ct.insert(key(proto::UDP, v4(3), i, v4(2), 53), 0, 60, 0, 0, at(30));
+    }
+    let s = ct.stats();
+    assert_eq!(
+        (s.entries, s.expired + s.evicted, s.table_full),
+        (16, 16, 16)
+    );
+    assert!(s.expired > s.evicted, "{s:?}");
+}
+
+#[test]
+fn capacity_one_works() {
+    let mut ct = Conntrack::with_seed(1, Timeouts::default(), 0);
+    ct.insert(udp_key(), 0, 1, 0, 0, at(0));
+    ct.insert(tcp_key(), SYN, 1, 0, 0, at(1));
+    assert_eq!(ct.len(), 1);
+    assert!(send(&mut ct, udp_key(), 0, at(1)).is_none());
+    assert!(send(&mut ct, tcp_key().reversed(), SYNACK, at(1)).is_some());
+    assert_eq!(ct.stats().evicted, 1);
+}
+
+#[test]
+#[should_panic(expected = "capacity 0")]
+fn capacity_zero_panics() {
+    Conntrack::new(0, Timeouts::default());
+}
+
+#[test]
+fn memory_is_reported() {
+    let ct = Conntrack::new(1000, Timeouts::default());
+    assert!(ct.memory() >= 1000 * size_of::<Flow>() + 2048 * 8);
+    assert!(format!("{ct:?}").contains("capacity: 1000"));
+}
