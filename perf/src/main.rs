@@ -1,8 +1,32 @@
-//! causeway-perf: the perf harness. Scenarios arrive with the perf-harness
-//! issue; until then this binary only says so, with a non-zero exit.
+//! causeway-perf: the perf harness. One subcommand per scenario; each
+//! measures causeway's part beside a peer in the same run and reports the
+//! ratio, on stderr, while results go to stdout or `--out`.
+//!
+//! - `classify`: the policy classifier (TupleMerge) on ClassBench filter
+//!   sets and traces, against a linear first-match scan; or, with
+//!   `--generate`, makes such sets.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("causeway-perf: no scenarios yet (see the perf harness issue)");
-    std::process::exit(2);
+mod classify;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "causeway-perf", about = "causeway's perf harness", version)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Classify a ClassBench trace against a filter set, or generate both.
+    Classify(classify::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::Classify(args) => classify::run(&args),
+    }
 }

@@ -202,7 +202,8 @@ impl Filter {
                 self.conntrack.remove(&original);
                 return Err(j.deciding());
             }
-            if let Lookup::Hit { flow, .. } = self.conntrack.lookup(&key, 0, 0, now) {
+            // Found again without counting the packet a second time.
+            if let Some(flow) = self.conntrack.related(&key, now) {
                 flow.generation = generation;
                 flow.verdict = j.deciding().unwrap_or(RuleId::MAX);
             }

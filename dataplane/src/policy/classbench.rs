@@ -6,12 +6,13 @@
 //! classifiers. Its `db_generator` writes one filter per line:
 //!
 //! ```text
-//! @192.168.0.0/16	10.0.0.0/8	0 : 65535	1024 : 65535	0x06/0xFF	0x0000/0x0000
+//! @192.168.0.0/16  10.0.0.0/8  0 : 65535  1024 : 65535  0x06/0xFF  0x0000/0x0000
 //! ```
 //!
 //! source and destination prefixes, source and destination port ranges
 //! (inclusive), protocol `value/mask` (mask `0xFF`: exact, `0x00`: any) and
-//! an optional flags `value/mask` that is ignored here. `trace_generator`
+//! an optional flags `value/mask` that is ignored here (the generator
+//! separates fields with tabs). `trace_generator`
 //! writes one packet per line: `src dst sport dport proto` with addresses as
 //! decimal `u32`s (dotted quads are accepted too) and maybe more columns,
 //! which are ignored. Both are IPv4; rules and keys come out IPv4-mapped.
@@ -660,7 +661,7 @@ fn pick_len(rng: &mut Rng, choices: &[(u32, u8, u8)]) -> u8 {
 
 /// A random IPv4 address inside `p` (any IPv4 address for `::/0`).
 fn point_in(rng: &mut Rng, p: &Prefix) -> u32 {
-    let len = if p.len >= 96 { p.len - 96 } else { 0 };
+    let len = p.len.saturating_sub(96);
     let host = if len == 32 { 0 } else { u32::MAX >> len };
     (p.addr as u32 & !host) | (rng.next_u32() & host)
 }

@@ -32,8 +32,8 @@
 //! When the table is full, [`Conntrack::insert`] first reclaims an expired
 //! flow from the new key's probe chain (the neighbourhood it has just read),
 //! then samples [`EVICTION_SAMPLES`] flows at random (sampled LRU, as Redis
-//! does): an expired one is reclaimed, else the one idle the longest is
-//! evicted. The table never grows.
+//! does): an expired one is reclaimed, else the one idle the longest among
+//! the chain and the sample is evicted. The table never grows.
 //!
 //! # Protocols
 //!
