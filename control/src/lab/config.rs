@@ -33,7 +33,7 @@ pub fn render(socket: &Path) -> Result<String> {
 /// # Errors
 ///
 /// [`LabError::Config`] if `dir` is not valid UTF-8.
-pub fn policy_section(dir: &Path) -> Result<String> {
+pub(super) fn policy_section(dir: &Path) -> Result<String> {
     let dir = dir.to_str().ok_or_else(|| {
         LabError::Config(format!("the manifests path {} is not UTF-8", dir.display()))
     })?;

@@ -94,13 +94,16 @@ pub struct Cache {
 
 type Cubes = Vec<(Cube, DpAction, RuleId)>;
 
+/// What makes two endpoints share a program: the direction, the applicable
+/// policies, and the endpoint's addresses when a rule constrains them.
+type Signature = (PolicyType, Vec<usize>, Option<Vec<IpAddr>>);
+
 /// Compiles `set` into generation `generation`, reusing `cache`.
 pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled {
     let mut rules: Vec<RuleMeta> = Vec::new();
     let mut rule_ids: HashMap<(usize, PolicyType, Option<usize>), RuleId> = HashMap::new();
     let mut tier_defaults: HashMap<(String, PolicyType), RuleId> = HashMap::new();
-    let mut signatures: HashMap<(PolicyType, Vec<usize>, Option<Vec<IpAddr>>), u32> =
-        HashMap::new();
+    let mut signatures: HashMap<Signature, u32> = HashMap::new();
     let mut programs: Vec<Arc<Program>> = Vec::new();
     let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
     let mut next_cache = HashMap::new();

@@ -262,7 +262,7 @@ fn untracked(set: &PolicySet, pkt: &Packet) -> Option<Explanation> {
     None
 }
 
-fn endpoint_at<'a>(set: &'a PolicySet, ip: IpAddr) -> Option<&'a Endpoint> {
+fn endpoint_at(set: &PolicySet, ip: IpAddr) -> Option<&Endpoint> {
     set.endpoints.iter().find(|e| e.ips.contains(&ip))
 }
 
@@ -413,10 +413,10 @@ fn namespace_labels(set: &PolicySet, ns: &str) -> BTreeMap<String, String> {
 
 fn rule_matches(set: &PolicySet, policy: &Policy, rule: &NRule, pkt: &Packet) -> bool {
     let _ = policy;
-    if let Some(v) = rule.ip_version {
-        if (v == 4) != pkt.src.is_ipv4() {
-            return false;
-        }
+    if let Some(v) = rule.ip_version
+        && (v == 4) != pkt.src.is_ipv4()
+    {
+        return false;
     }
     if rule.protocol.is_some_and(|p| p != pkt.protocol) {
         return false;

@@ -496,7 +496,10 @@ fn calico_rule(r: &Rule, scope: &Scope) -> Result<NRule, String> {
 
 /// Kubernetes ports grouped by protocol, as Calico's converter does: one
 /// rule per (peer, protocol). `None`: no port constraint at all.
-fn k8s_port_groups(ports: &[K8sPort]) -> Result<Option<Vec<(Protocol, Vec<Port>)>>, String> {
+/// Ports grouped by protocol.
+type PortGroups = Vec<(Protocol, Vec<Port>)>;
+
+fn k8s_port_groups(ports: &[K8sPort]) -> Result<Option<PortGroups>, String> {
     if ports.is_empty() {
         return Ok(None);
     }
@@ -570,39 +573,36 @@ fn k8s_policy(id: &str, name: &str, ns: &str, spec: &K8sPolicySpec) -> Result<Po
         &spec.pod_selector.match_expressions,
     )
     .map_err(|e| format!("spec.podSelector: {e}"))?;
-    let allow = |peer: Entity,
-                 local: Entity,
-                 ports: &Option<Vec<(Protocol, Vec<Port>)>>,
-                 ingress: bool|
-     -> Vec<NRule> {
-        let base = |protocol: Option<Protocol>, ports: Vec<Port>| {
-            let (mut source, mut destination) = if ingress {
-                (peer.clone(), local.clone())
-            } else {
-                (local.clone(), peer.clone())
+    let allow =
+        |peer: Entity, local: Entity, ports: &Option<PortGroups>, ingress: bool| -> Vec<NRule> {
+            let base = |protocol: Option<Protocol>, ports: Vec<Port>| {
+                let (mut source, mut destination) = if ingress {
+                    (peer.clone(), local.clone())
+                } else {
+                    (local.clone(), peer.clone())
+                };
+                // Ports are the destination's, in both directions.
+                destination.ports = ports;
+                let _ = &mut source;
+                NRule {
+                    action: Action::Allow,
+                    protocol,
+                    not_protocol: None,
+                    icmp: None,
+                    not_icmp: None,
+                    ip_version: None,
+                    source,
+                    destination,
+                }
             };
-            // Ports are the destination's, in both directions.
-            destination.ports = ports;
-            let _ = &mut source;
-            NRule {
-                action: Action::Allow,
-                protocol,
-                not_protocol: None,
-                icmp: None,
-                not_icmp: None,
-                ip_version: None,
-                source,
-                destination,
+            match ports {
+                None => vec![base(None, Vec::new())],
+                Some(groups) => groups
+                    .iter()
+                    .map(|(p, ports)| base(Some(*p), ports.clone()))
+                    .collect(),
             }
         };
-        match ports {
-            None => vec![base(None, Vec::new())],
-            Some(groups) => groups
-                .iter()
-                .map(|(p, ports)| base(Some(*p), ports.clone()))
-                .collect(),
-        }
-    };
     let mut ingress = Vec::new();
     for (i, r) in spec.ingress.iter().enumerate() {
         let ports =

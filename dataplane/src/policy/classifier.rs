@@ -13,18 +13,19 @@
 //! 2017) refines Tuple Space Search, the scheme Open vSwitch uses:
 //!
 //! - Rules are kept in a few hash **tables**. A table has a **tuple**: a
-//!   source prefix length, a destination prefix length, and whether it keys
-//!   on the exact source port, destination port and protocol. A rule may go
-//!   into any table whose tuple is no more specific than the rule itself
-//!   (its prefixes are at least as long, its ports and protocol exact where
-//!   the tuple asks). Its hash key there is its fields cut to the tuple.
+//!   source and a destination prefix length, a source and a destination
+//!   port prefix length (a port range keys on the leading bits its two ends
+//!   share: 16 for one port, 0 for `0 : 65535`), and whether it keys on the
+//!   protocol. A rule may go into any table whose tuple is no more specific
+//!   than the rule's own; its hash key there is its fields cut to the tuple.
 //! - Tuple Space Search makes one table per distinct rule tuple: tens to
 //!   hundreds of probes per packet. TupleMerge **relaxes** a new table's
-//!   tuple (shorter prefixes; drop one address when the other is much
-//!   longer — the paper's heuristic, kept here) so that rules of nearby
-//!   tuples share a table. A packet key is cut the same way, so one probe
-//!   per table finds every candidate; the bucket then checks each rule in
-//!   full (prefix bits beyond the tuple, port ranges, protocol).
+//!   tuple so that rules of nearby tuples share it: when one address is
+//!   much longer than the other, the table keys on that one and on the
+//!   dropped side's port; then both lengths shrink a little (the paper's
+//!   `Relax`). A packet key is cut the same way, so one probe per table
+//!   finds every candidate; the bucket then checks each rule in full
+//!   (prefix bits beyond the tuple, port ranges, protocol).
 //! - Relaxing makes rules collide in a bucket. When a bucket grows past the
 //!   **collision limit** ([`COLLISION_LIMIT`]) the colliding rules that fit
 //!   a more specific tuple move to a table with that tuple (found or made):
@@ -36,8 +37,10 @@
 //!   the lookup stops (TupleMerge's priority sort, from PartitionSort).
 //!
 //! The cost of a lookup is one hash probe per table plus a short bucket
-//! scan, so it follows the number of tables (tens on ClassBench sets), not
-//! the number of rules: 1 000 or 100 000 rules cost about the same.
+//! scan: it follows the number of tables (about 10 to 40 on ClassBench-like
+//! sets of 1k to 100k rules), not the number of rules. What does grow with
+//! the rules is the memory the probes touch, so large sets pay in cache
+//! misses (see `benches/classifier.rs`).
 //!
 //! # Why not the others
 //!
@@ -58,15 +61,23 @@
 //! - Addresses are `u128`; IPv4 is mapped (`::ffff:a.b.c.d`), so a v4 `/24`
 //!   is length 120. A prefix shorter than `/96` other than `::/0` is IPv6
 //!   and never contains a v4-mapped address ([`Prefix::contains`]); `::/0`
-//!   ([`Prefix::ANY`]) matches both families.
-//! - Protocol and ports take part in a table's key only where the table's
-//!   tuple says exact (as in the paper); otherwise they are checked in the
-//!   bucket, ports as ranges.
+//!   ([`Prefix::ANY`]) matches both families. Relaxation and splits count
+//!   IPv4 lengths from /96, since every mapped address shares those bits.
+//! - The protocol and the ports join a new table's key only where an
+//!   address was dropped from it; splits add them where collisions call
+//!   for it. Elsewhere the bucket checks them, ports as ranges.
 //! - A new rule goes into the most specific table it fits, a new table
 //!   (relaxed from the rule's own tuple) only if it fits none; splits move
 //!   only the colliding bucket's rules, so an update touches one bucket.
+//! - A table is an open-addressing index (linear probing, at most half
+//!   full, deletion by backward shift) of 8-byte slots, each a 32-bit hash
+//!   and the bucket's first entry; entries are one cache line each, in an
+//!   arena, chained by index. A probe that misses reads one slot.
+//! - A lookup first reads the home slot of up to eight tables, then
+//!   resolves them in order: the reads do not depend on each other, so
+//!   their cache misses overlap.
 //! - [`Classifier::classify`] does not allocate: it masks the key, hashes
-//!   with FxHash and scans `Vec`s.
+//!   with one folded 64x64 multiply and follows indices into `Vec`s.
 
 #![forbid(unsafe_code)]
 
@@ -88,8 +99,8 @@ pub type RuleIndex = u32;
 
 /// How many rules one bucket holds before TupleMerge tries to split it.
 /// The paper's code defaults to 10; on generated ClassBench-like sets 20
-/// makes a third to a half fewer tables at 100k rules for slightly longer
-/// bucket scans, about the same cost per lookup at 1k and 10k.
+/// makes a third to two thirds fewer tables at 100k rules for somewhat
+/// longer bucket scans, and about the same cost per lookup at 1k and 10k.
 pub const COLLISION_LIMIT: usize = 20;
 
 /// Tables whose home slots one lookup loads before resolving any.
