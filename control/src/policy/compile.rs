@@ -106,8 +106,13 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     let mut signatures: HashMap<Signature, u32> = HashMap::new();
     let mut programs: Vec<Arc<Program>> = Vec::new();
     let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
-    let mut next_cache = HashMap::new();
-    let (mut built, mut reused) = (0, 0);
+    let previous = std::mem::take(&mut cache.programs);
+    let mut reuse = Reuse {
+        previous: &previous,
+        next: HashMap::new(),
+        built: 0,
+        reused: 0,
+    };
 
     for direction in [PolicyType::Ingress, PolicyType::Egress] {
         for ep in &set.endpoints {
@@ -143,19 +148,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
                         tier_defaults: &mut tier_defaults,
                     };
                     let tiers = tier_cubes(set, &applicable, direction, local, true, tables);
-                    let key = content_key(&tiers);
-                    let program = match cache.programs.get(&key) {
-                        Some(p) => {
-                            reused += 1;
-                            p.clone()
-                        }
-                        None => {
-                            built += 1;
-                            Arc::new(build_program(&tiers))
-                        }
-                    };
-                    next_cache.insert(key, program.clone());
-                    programs.push(program);
+                    programs.push(reuse.program(&tiers));
                     let i = (programs.len() - 1) as u32;
                     signatures.insert(sig, i);
                     i
@@ -192,22 +185,11 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
             tier_defaults: &mut tier_defaults,
         };
         let tiers = tier_cubes(set, &own, direction, None, false, tables);
-        let key = content_key(&tiers);
-        let program = match cache.programs.get(&key) {
-            Some(p) => {
-                reused += 1;
-                p.clone()
-            }
-            None => {
-                built += 1;
-                Arc::new(build_program(&tiers))
-            }
-        };
-        next_cache.insert(key, program.clone());
-        programs.push(program);
+        programs.push(reuse.program(&tiers));
         untracked.push((programs.len() - 1) as u32);
     }
-    cache.programs = next_cache;
+    let (built, reused) = (reuse.built, reuse.reused);
+    cache.programs = reuse.next;
     let prefilter = prefilter(set, &rule_ids);
     Compiled {
         program: PolicyProgram {
@@ -247,6 +229,33 @@ fn local_constrained(e: &Entity) -> bool {
             .iter()
             .chain(&e.not_ports)
             .any(|p| matches!(p, Port::Named(_)))
+}
+
+/// Builds programs, or takes them from the previous compile's cache when
+/// their content is the same.
+struct Reuse<'a> {
+    previous: &'a HashMap<u64, Arc<Program>>,
+    next: HashMap<u64, Arc<Program>>,
+    built: usize,
+    reused: usize,
+}
+
+impl Reuse<'_> {
+    fn program(&mut self, tiers: &[Cubes]) -> Arc<Program> {
+        let key = content_key(tiers);
+        let program = match self.previous.get(&key) {
+            Some(p) => {
+                self.reused += 1;
+                p.clone()
+            }
+            None => {
+                self.built += 1;
+                Arc::new(build_program(tiers))
+            }
+        };
+        self.next.insert(key, program.clone());
+        program
+    }
 }
 
 /// The rule tables a compile fills as it goes.
