@@ -61,4 +61,4 @@ echo -n "TCP 22 (denied):   "; ip netns exec "$LAB-a" curl -s -m 3 -o /dev/null 
 
 step "per-rule counters: the allow rule and the tier's default deny"
 "$CW" stats --lab "$LAB"
-kill $(jobs -p) 2>/dev/null; wait 2>/dev/null || true
+kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
