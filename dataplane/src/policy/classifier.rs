@@ -382,7 +382,7 @@ impl Classifier {
             // First every table's home slot: the loads do not depend on one
             // another, so the CPU overlaps their cache misses.
             let mut hashes = [0u32; BATCH];
-            let mut slots = [table::EMPTY; BATCH];
+            let mut slots = [0u64; BATCH];
             for (k, hot) in batch.iter().enumerate() {
                 let (hash, slot) = self.tables[hot.id as usize].first_slot(hot, &probe);
                 hashes[k % BATCH] = hash;

@@ -191,17 +191,14 @@ fn hash(src: u128, dst: u128, extra: u64) -> u32 {
 }
 
 /// A slot of the open-addressing index: the bucket's hash (whose low bits
-/// are its home slot) in bits 0..32, its first entry in bits 32..64 and
-/// that entry's rule index (the bucket's smallest) in bits 64..96. With
-/// the smallest index in the slot, a lookup skips a bucket that cannot
-/// beat the match in hand without reading any of its entries.
-type Slot = u128;
-pub(super) const EMPTY: Slot = u128::MAX;
+/// are its home slot) in the low half, its first entry in the high half.
+type Slot = u64;
+pub(super) const EMPTY: Slot = u64::MAX;
 /// No entry (end of a chain, empty free list).
 const NIL: u32 = u32::MAX;
 
-fn slot(hash: u32, entry: u32, min: RuleIndex) -> Slot {
-    (u128::from(min) << 64) | (u128::from(entry) << 32) | u128::from(hash)
+fn slot(hash: u32, entry: u32) -> Slot {
+    (u64::from(entry) << 32) | u64::from(hash)
 }
 
 fn slot_hash(s: Slot) -> u32 {
@@ -210,10 +207,6 @@ fn slot_hash(s: Slot) -> u32 {
 
 fn slot_entry(s: Slot) -> u32 {
     (s >> 32) as u32
-}
-
-fn slot_min(s: Slot) -> RuleIndex {
-    (s >> 64) as u32
 }
 
 /// `Entry::flags`: the protocol must match.
@@ -502,14 +495,14 @@ impl Table {
         let id = self.alloc(e);
         let Some(pos) = found else {
             self.reserve_slot();
-            self.put_slot(slot(hash, id, index));
+            self.put_slot(slot(hash, id));
             self.buckets += 1;
             return 1;
         };
         let head = slot_entry(self.slots[pos]);
         if index < self.entries[head as usize].index {
             self.entries[id as usize].next = head;
-            self.slots[pos] = slot(hash, id, index);
+            self.slots[pos] = slot(hash, id);
         } else {
             let mut prev = head;
             loop {
@@ -538,7 +531,7 @@ impl Table {
                     self.delete_slot(pos);
                     self.buckets -= 1;
                 } else {
-                    self.slots[pos] = slot(slot_hash(s), next, self.entries[next as usize].index);
+                    self.slots[pos] = slot(slot_hash(s), next);
                 }
             } else {
                 let mut prev = head;
@@ -611,9 +604,7 @@ impl Table {
             if s == EMPTY {
                 return None;
             }
-            // A bucket whose smallest index cannot beat `best` is skipped
-            // unread, whether it is `p`'s bucket or another one.
-            if slot_hash(s) == hash && u64::from(slot_min(s)) < best {
+            if slot_hash(s) == hash {
                 let head = &self.entries[slot_entry(s) as usize];
                 if (p.src ^ head.src) & self.src_mask == 0
                     && (p.dst ^ head.dst) & self.dst_mask == 0
