@@ -17,6 +17,7 @@
 pub mod neigh;
 pub mod netlink;
 pub mod program;
+pub mod publish;
 pub mod socket;
 
 use std::{
@@ -31,7 +32,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 pub use program::{XdpCounters, XdpMode, XdpProgram};
@@ -39,6 +39,7 @@ pub use program::{XdpCounters, XdpMode, XdpProgram};
 use self::{
     neigh::{NeighbourManager, SharedNeighbours},
     netlink::Netlink,
+    publish::Published,
     socket::{RING_SIZE, XskMemory, XskPort},
 };
 use crate::{
@@ -144,13 +145,8 @@ pub struct DataplaneConfig {
     pub conntrack_capacity: usize,
 }
 
-/// The policy the workers enforce, published RCU-style: an atomic pointer
-/// swap; workers adopt it at their next turn.
-#[derive(Debug)]
-pub struct SharedPolicy {
-    program: ArcSwap<PolicyProgram>,
-    generation: AtomicU64,
-}
+/// The policy the workers enforce; they adopt a new one at their next turn.
+pub type SharedPolicy = Published<PolicyProgram>;
 
 /// Per-rule packet and byte counters, by rule name, summed over workers and
 /// policy generations.
@@ -391,10 +387,10 @@ impl Dataplane {
             local,
         };
         let n_workers = config.workers.cores.len();
-        let policy = Arc::new(SharedPolicy {
-            program: ArcSwap::new(config.policy.clone()),
-            generation: AtomicU64::new(config.policy.generation),
-        });
+        let policy = Arc::new(SharedPolicy::new(
+            config.policy.clone(),
+            config.policy.generation,
+        ));
         let adopted: Arc<Vec<AtomicU64>> = Arc::new(
             (0..n_workers)
                 .map(|_| AtomicU64::new(config.policy.generation))
@@ -497,8 +493,7 @@ impl Dataplane {
                 prefilter_names(&policy, prefilter);
         }
         let generation = policy.generation;
-        self.policy.program.store(policy);
-        self.policy.generation.store(generation, Ordering::Release);
+        self.policy.publish(policy, generation);
         Ok(generation)
     }
 
@@ -547,7 +542,7 @@ impl Dataplane {
             None => RuleCounters::new(),
         };
         DataplaneStats {
-            policy_generation: self.policy.generation.load(Ordering::Acquire),
+            policy_generation: self.policy.generation(),
             enforced_generation: self.enforced_generation(),
             rules: self.rule_counters.lock().expect("not poisoned").clone(),
             prefilter,
@@ -655,7 +650,7 @@ impl WorkerRun {
             batch,
         );
         let mut generation = self.neigh.generation();
-        let mut policy_generation = self.policy.generation.load(Ordering::Acquire);
+        let mut policy_generation = self.policy.generation();
         let mut last_traffic = Instant::now();
         let mut last_publish = Instant::now();
         let mut pfds: Vec<libc::pollfd> = fds
@@ -672,10 +667,10 @@ impl WorkerRun {
                 generation = g;
                 worker.set_neighbours(self.neigh.load());
             }
-            let pg = self.policy.generation.load(Ordering::Acquire);
+            let pg = self.policy.generation();
             if pg != policy_generation {
                 policy_generation = pg;
-                let (old, deltas) = worker.pipeline.set_policy(self.policy.program.load_full());
+                let (old, deltas) = worker.pipeline.set_policy(self.policy.load());
                 add_rule_deltas(&self.rule_counters, &old, &deltas);
                 self.adopted[self.index].store(pg, Ordering::Release);
             }

@@ -12,44 +12,24 @@ use std::{
     net::IpAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
-use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use tracing::{debug, warn};
 
-use super::netlink::{Neigh, Netlink};
+use super::{
+    netlink::{Neigh, Netlink},
+    publish::Published,
+};
 use crate::{port::PortId, route::NeighTable};
 
-/// The published neighbour table and its generation.
-#[derive(Debug, Default)]
-pub struct SharedNeighbours {
-    table: ArcSwap<NeighTable>,
-    generation: AtomicU64,
-}
-
-impl SharedNeighbours {
-    /// The current generation: it changes whenever the table does.
-    #[inline]
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// The current table.
-    pub fn load(&self) -> Arc<NeighTable> {
-        self.table.load_full()
-    }
-
-    fn publish(&self, table: NeighTable) {
-        self.table.store(Arc::new(table));
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-}
+/// The published neighbour table.
+pub type SharedNeighbours = Published<NeighTable>;
 
 /// Handle to the neighbour manager thread.
 #[derive(Debug)]
@@ -77,7 +57,7 @@ impl NeighbourManager {
             asked: HashMap::new(),
         };
         state.redump(&mut control)?;
-        shared.publish(state.table.clone());
+        shared.publish(Arc::new(state.table.clone()), 1);
         let (requests, rx) = crossbeam_channel::bounded(4096);
         let sh = shared.clone();
         let thread = thread::Builder::new()
@@ -183,7 +163,7 @@ impl State {
                 }
             }
             if changed {
-                shared.publish(self.table.clone());
+                shared.publish(Arc::new(self.table.clone()), shared.generation() + 1);
             }
             let now = Instant::now();
             while let Ok((port, addr)) = requests.try_recv() {
