@@ -1,6 +1,17 @@
 //! causeway's terminator (the armoured car): io_uring workers that terminate
 //! and originate mTLS, balance across upstream pools, retry, and break
-//! circuits. Not built yet: see issue "Armoured car". The crate exists so the
-//! workspace has its final shape and the dataplane's host port has a peer to
-//! grow into.
-#![forbid(unsafe_code)]
+//! circuits.
+//!
+//! - [`engine`]: the proxy logic, sans-IO (tested on virtual time);
+//! - [`buf`]: connection buffers lent from a per-worker pool;
+//! - [`metrics`]: Linkerd-style counters and histograms;
+//! - `identity`, `pool`: TLS material and upstream pools.
+
+pub mod buf;
+pub mod engine;
+#[path = "stub/identity.rs"]
+pub mod identity;
+pub mod metrics;
+#[path = "stub/pool.rs"]
+pub mod pool;
+pub mod uring;

@@ -1,0 +1,217 @@
+//! Connection buffers: fixed-size chunks lent by a per-worker pool.
+//!
+//! A connection holds a chunk only while it has bytes in it, so an idle
+//! connection costs no buffer memory, and after warm-up no read or write
+//! allocates: chunks come back to the worker's free list and are lent
+//! again. A chunk is big enough for one whole TLS record (16 KiB of
+//! plaintext plus the record overhead), which is the unit rustls reads and
+//! writes.
+
+/// Bytes in one chunk: a maximal TLS 1.2/1.3 record (2^14 plaintext +
+/// 256 expansion + 5 header) rounded up.
+pub const CHUNK: usize = 16 * 1024 + 512;
+
+/// The free list of one worker. Chunks are never returned to the allocator;
+/// the list keeps at most `keep` of them.
+#[derive(Debug)]
+pub struct BufPool {
+    free: Vec<Box<[u8]>>,
+    keep: usize,
+    /// Chunks lent out right now.
+    lent: usize,
+}
+
+impl BufPool {
+    /// A pool that keeps up to `keep` idle chunks for reuse.
+    #[must_use]
+    pub fn new(keep: usize) -> Self {
+        Self {
+            free: Vec::new(),
+            keep,
+            lent: 0,
+        }
+    }
+
+    fn take(&mut self) -> Box<[u8]> {
+        self.lent += 1;
+        self.free
+            .pop()
+            .unwrap_or_else(|| vec![0; CHUNK].into_boxed_slice())
+    }
+
+    fn give(&mut self, chunk: Box<[u8]>) {
+        self.lent -= 1;
+        if self.free.len() < self.keep {
+            self.free.push(chunk);
+        }
+    }
+
+    /// Chunks lent to connections now.
+    #[must_use]
+    pub fn lent(&self) -> usize {
+        self.lent
+    }
+}
+
+/// A byte queue backed by at most one chunk: `head..tail` holds the bytes.
+///
+/// While the driver sends from `readable()`, new bytes may only be
+/// appended after `tail` and nothing before `tail` moves; [`Buf::settle`]
+/// rewinds or gives the chunk back once nothing is in flight.
+#[derive(Debug, Default)]
+pub struct Buf {
+    chunk: Option<Box<[u8]>>,
+    head: usize,
+    tail: usize,
+}
+
+impl Buf {
+    /// Bytes queued.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tail - self.head
+    }
+
+    /// Whether nothing is queued.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.head == self.tail
+    }
+
+    /// Bytes that can still be appended.
+    #[must_use]
+    pub fn room(&self) -> usize {
+        CHUNK - self.tail
+    }
+
+    /// The queued bytes.
+    #[must_use]
+    pub fn readable(&self) -> &[u8] {
+        match &self.chunk {
+            Some(c) => &c[self.head..self.tail],
+            None => &[],
+        }
+    }
+
+    /// Drops `n` bytes from the front.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.head += n;
+    }
+
+    /// Appends as much of `data` as fits; returns how much did.
+    pub fn append(&mut self, pool: &mut BufPool, data: &[u8]) -> usize {
+        let n = data.len().min(self.room());
+        if n == 0 {
+            return 0;
+        }
+        let chunk = self.chunk.get_or_insert_with(|| pool.take());
+        chunk[self.tail..self.tail + n].copy_from_slice(&data[..n]);
+        self.tail += n;
+        n
+    }
+
+    /// The free space after `tail`, taking a chunk if needed; pair with
+    /// [`Buf::commit`].
+    pub fn spare(&mut self, pool: &mut BufPool) -> &mut [u8] {
+        let tail = self.tail;
+        let chunk = self.chunk.get_or_insert_with(|| pool.take());
+        &mut chunk[tail..]
+    }
+
+    /// Marks `n` bytes written into [`Buf::spare`] as queued.
+    pub fn commit(&mut self, n: usize) {
+        debug_assert!(self.tail + n <= CHUNK);
+        self.tail += n;
+    }
+
+    /// Call when no send from this buffer is in flight: an empty buffer
+    /// gives its chunk back; a buffer whose head has moved past half the
+    /// chunk moves its bytes to the front so the room comes back.
+    pub fn settle(&mut self, pool: &mut BufPool) {
+        if self.is_empty() {
+            self.head = 0;
+            self.tail = 0;
+            if let Some(c) = self.chunk.take() {
+                pool.give(c);
+            }
+        } else if self.head > CHUNK / 2 {
+            if let Some(c) = &mut self.chunk {
+                c.copy_within(self.head..self.tail, 0);
+            }
+            self.tail -= self.head;
+            self.head = 0;
+        }
+    }
+
+    /// Gives the chunk back whatever it holds (the connection is gone).
+    pub fn release(&mut self, pool: &mut BufPool) {
+        self.head = 0;
+        self.tail = 0;
+        if let Some(c) = self.chunk.take() {
+            pool.give(c);
+        }
+    }
+}
+
+/// Writes into a [`Buf`] up to its room: how rustls's `write_tls` fills an
+/// outbox without growing it.
+pub struct BufWriter<'a> {
+    /// The buffer written to.
+    pub buf: &'a mut Buf,
+    /// Where its chunk comes from.
+    pub pool: &'a mut BufPool,
+}
+
+impl std::io::Write for BufWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        match self.buf.append(self.pool, data) {
+            0 => Err(std::io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_lent_only_while_bytes_are_held() {
+        let mut pool = BufPool::new(4);
+        let mut b = Buf::default();
+        assert_eq!(b.room(), CHUNK);
+        assert_eq!(b.append(&mut pool, b"hello"), 5);
+        assert_eq!(pool.lent(), 1);
+        assert_eq!(b.readable(), b"hello");
+        b.consume(5);
+        b.settle(&mut pool);
+        assert_eq!(pool.lent(), 0);
+        // The chunk is reused, not reallocated.
+        b.append(&mut pool, b"x");
+        assert_eq!(pool.free.len(), 0);
+        b.release(&mut pool);
+        assert_eq!(pool.free.len(), 1);
+    }
+
+    #[test]
+    fn a_full_buffer_refuses_and_settling_compacts() {
+        let mut pool = BufPool::new(4);
+        let mut b = Buf::default();
+        let big = vec![7u8; CHUNK + 10];
+        assert_eq!(b.append(&mut pool, &big), CHUNK);
+        assert_eq!(b.append(&mut pool, b"more"), 0);
+        b.consume(CHUNK / 2 + 1);
+        assert_eq!(b.room(), 0, "room comes back only when settled");
+        b.settle(&mut pool);
+        assert_eq!(b.room(), CHUNK / 2 + 1);
+        assert_eq!(b.len(), CHUNK / 2 - 1);
+    }
+}

@@ -1,0 +1,468 @@
+//! The terminator's proxy logic, sans-IO: connections in, IO requests out.
+//!
+//! One [`Engine`] per worker owns every connection that worker accepted,
+//! the worker's upstream pool per service and its timers. A driver (io_uring
+//! in production, tokio where io_uring is unavailable, a simulated network
+//! in tests) feeds it what happened — a connection accepted, bytes
+//! received, a send or connect completed, time passed — and carries out the
+//! [`Io`] requests it queues. Everything the issue calls "proxy logic"
+//! lives here and is tested on virtual time: the TLS handshakes (rustls is
+//! itself sans-IO), half-close in each direction, the handshake, connect and
+//! idle timeouts, retries within the budget, ejection and probing (through
+//! [`crate::pool::Pool`]).
+//!
+//! A connection has two legs: the client leg (the accepted socket) and the
+//! upstream leg (the socket the engine asks the driver to connect). Each leg
+//! is plain TCP or TLS; which is set by the service's mode. Bytes move
+//! client → upstream and upstream → client through per-leg inboxes and
+//! outboxes ([`crate::buf::Buf`]), each at most one chunk: a leg reads only
+//! when its inbox is empty, so a slow peer stops the other side's reads and
+//! TCP's own flow control does the rest. Memory per connection is bounded
+//! by four chunks plus rustls's state.
+
+mod conn;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    buf::BufPool,
+    identity::{ClientTls, ServerTls},
+    metrics::WorkerMetrics,
+    pool::{EndpointId, Pool, PoolConfig},
+};
+
+use conn::Conn;
+
+/// Which socket of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The accepted socket, towards the client.
+    Client = 0,
+    /// The socket the terminator connected, towards the upstream endpoint.
+    Upstream = 1,
+}
+
+impl Leg {
+    /// The other leg.
+    #[must_use]
+    pub fn other(self) -> Self {
+        match self {
+            Self::Client => Self::Upstream,
+            Self::Upstream => Self::Client,
+        }
+    }
+}
+
+/// A connection's handle: a slot index and the generation of the slot, so
+/// that a late completion for a connection that is gone is recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    /// Slot in the engine's table (and the driver's).
+    pub index: u32,
+    /// Bumped each time the slot is reused.
+    pub generation: u32,
+}
+
+/// What the engine asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Io {
+    /// Receive on `leg` (one receive at a time per leg); report with
+    /// [`Engine::received`] or [`Engine::recv_failed`].
+    Recv { conn: ConnKey, leg: Leg },
+    /// Send [`Engine::outgoing`] on `leg`; report with [`Engine::sent`].
+    Send { conn: ConnKey, leg: Leg },
+    /// Open a socket and connect it to `addr` as the upstream leg; report
+    /// with [`Engine::connected`], quoting `attempt`.
+    Connect {
+        conn: ConnKey,
+        addr: SocketAddr,
+        attempt: u32,
+    },
+    /// Shut down the writing half of `leg` (TCP FIN).
+    Shutdown { conn: ConnKey, leg: Leg },
+    /// Give up the upstream leg's current attempt: cancel what is in flight
+    /// on it and close its socket. Completions for it may still arrive and
+    /// are ignored.
+    Abort { conn: ConnKey },
+    /// Close both legs (`reset`: with an RST, for refusals and errors).
+    /// When nothing is in flight any more, call [`Engine::released`].
+    Close { conn: ConnKey, reset: bool },
+    /// Stop accepting on `service` (it is at its connection limit, or
+    /// draining).
+    PauseAccept { service: usize },
+    /// Accept on `service` again.
+    ResumeAccept { service: usize },
+}
+
+/// How a service's legs are secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain TCP both ways (a balancing TCP proxy).
+    Plain,
+    /// TLS or mTLS from the client, plain TCP to the upstream.
+    Terminate,
+    /// Plain TCP from the client, mTLS to the upstream.
+    Originate,
+    /// mTLS on both legs.
+    TerminateOriginate,
+}
+
+/// Timeouts of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One upstream connect attempt (TCP, and TLS when originating).
+    pub connect: Duration,
+    /// The client's TLS handshake.
+    pub handshake: Duration,
+    /// No byte either way for this long closes the connection.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            // Linkerd's default connect timeout; Envoy's 5 s is for WANs.
+            connect: Duration::from_secs(1),
+            handshake: Duration::from_secs(10),
+            // Envoy's tcp_proxy default idle timeout.
+            idle: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// One service as the engine needs it.
+pub struct ServiceSpec {
+    /// The service's name, for metrics and logs.
+    pub name: String,
+    /// TLS towards clients (terminate modes).
+    pub server_tls: Option<Arc<ServerTls>>,
+    /// TLS towards upstreams (originate modes).
+    pub client_tls: Option<Arc<ClientTls>>,
+    /// The upstream endpoints.
+    pub endpoints: Vec<SocketAddr>,
+    /// Balancer, ejection and retry budget.
+    pub pool: PoolConfig,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Connections this worker holds open at most; beyond, it stops
+    /// accepting until one closes.
+    pub max_connections: usize,
+}
+
+impl ServiceSpec {
+    /// The mode the TLS settings amount to.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        match (self.server_tls.is_some(), self.client_tls.is_some()) {
+            (false, false) => Mode::Plain,
+            (true, false) => Mode::Terminate,
+            (false, true) => Mode::Originate,
+            (true, true) => Mode::TerminateOriginate,
+        }
+    }
+}
+
+/// A service's live state in one worker.
+pub(crate) struct Service {
+    pub(crate) spec: ServiceSpec,
+    pub(crate) pool: Pool,
+    pub(crate) open: usize,
+    pub(crate) paused: bool,
+}
+
+enum Slot {
+    Free { generation: u32 },
+    Busy(Box<Conn>),
+}
+
+/// Shared state a connection needs while it runs, borrowed alongside it.
+pub(crate) struct Ctx<'a> {
+    pub(crate) services: &'a mut [Service],
+    pub(crate) bufs: &'a mut BufPool,
+    pub(crate) io: &'a mut VecDeque<Io>,
+    pub(crate) metrics: &'a WorkerMetrics,
+    pub(crate) scratch: &'a mut [u8],
+}
+
+/// All connections of one worker.
+pub struct Engine {
+    services: Vec<Service>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    bufs: BufPool,
+    io: VecDeque<Io>,
+    timers: BinaryHeap<Reverse<(Instant, ConnKey)>>,
+    metrics: Arc<WorkerMetrics>,
+    scratch: Box<[u8]>,
+    draining: bool,
+    live: usize,
+}
+
+impl Engine {
+    /// An engine for `services`, counting into `metrics`; `seed` feeds the
+    /// balancers' randomness (differs per worker).
+    #[must_use]
+    pub fn new(
+        services: Vec<ServiceSpec>,
+        seed: u64,
+        now: Instant,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Self {
+        let services = services
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| Service {
+                pool: Pool::new(
+                    spec.endpoints.clone(),
+                    spec.pool.clone(),
+                    seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    now,
+                ),
+                spec,
+                open: 0,
+                paused: false,
+            })
+            .collect();
+        Self {
+            services,
+            slots: Vec::new(),
+            free: Vec::new(),
+            bufs: BufPool::new(1024),
+            io: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            metrics,
+            scratch: vec![0; crate::buf::CHUNK].into_boxed_slice(),
+            draining: false,
+            live: 0,
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_io(&mut self) -> Option<Io> {
+        self.io.pop_front()
+    }
+
+    /// Whether `service` takes new connections now.
+    #[must_use]
+    pub fn accepting(&self, service: usize) -> bool {
+        !self.draining && !self.services[service].paused
+    }
+
+    /// Connections not yet released.
+    #[must_use]
+    pub fn live_connections(&self) -> usize {
+        self.live
+    }
+
+    /// Buffer chunks lent to connections right now.
+    #[must_use]
+    pub fn buffers_in_use(&self) -> usize {
+        self.bufs.lent()
+    }
+
+    /// The pool of `service` (for metrics and tests).
+    #[must_use]
+    pub fn pool(&self, service: usize) -> &Pool {
+        &self.services[service].pool
+    }
+
+    /// The client identity of `conn`, once its TLS handshake is done.
+    #[must_use]
+    pub fn identity(&self, conn: ConnKey) -> Option<&str> {
+        self.conn(conn).and_then(|c| c.identity.as_deref())
+    }
+
+    /// A connection was accepted on `service` from `peer`.
+    pub fn accepted(&mut self, service: usize, peer: SocketAddr, now: Instant) -> ConnKey {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::Free { generation: 0 });
+            (self.slots.len() - 1) as u32
+        });
+        let generation = match &self.slots[index as usize] {
+            Slot::Free { generation } => generation.wrapping_add(1),
+            Slot::Busy(_) => unreachable!("a free index names a free slot"),
+        };
+        let key = ConnKey { index, generation };
+        self.live += 1;
+        let svc = &mut self.services[service];
+        svc.open += 1;
+        let conn = Conn::new(key, service, &svc.spec, peer, now);
+        self.slots[index as usize] = Slot::Busy(Box::new(conn));
+        self.metrics.service(service).accepted();
+        if svc.open >= svc.spec.max_connections && !svc.paused {
+            svc.paused = true;
+            self.io.push_back(Io::PauseAccept { service });
+        }
+        self.with_conn(key, now, |c, cx| c.start(cx, now));
+        key
+    }
+
+    /// Bytes arrived on `leg` (`data` empty: the peer sent FIN).
+    pub fn received(&mut self, conn: ConnKey, leg: Leg, data: &[u8], now: Instant) {
+        self.with_conn(conn, now, |c, cx| c.on_received(cx, leg, data, now));
+    }
+
+    /// A receive on `leg` failed with `errno`.
+    pub fn recv_failed(&mut self, conn: ConnKey, leg: Leg, errno: i32, now: Instant) {
+        self.with_conn(conn, now, |c, cx| c.on_io_error(cx, leg, errno, now));
+    }
+
+    /// `n` bytes of [`Engine::outgoing`] on `leg` were sent.
+    pub fn sent(&mut self, conn: ConnKey, leg: Leg, n: usize, now: Instant) {
+        self.with_conn(conn, now, |c, cx| c.on_sent(cx, leg, n, now));
+    }
+
+    /// A send on `leg` failed with `errno`.
+    pub fn send_failed(&mut self, conn: ConnKey, leg: Leg, errno: i32, now: Instant) {
+        self.with_conn(conn, now, |c, cx| c.on_io_error(cx, leg, errno, now));
+    }
+
+    /// The upstream connect `attempt` finished (`Err(errno)` on failure).
+    pub fn connected(
+        &mut self,
+        conn: ConnKey,
+        attempt: u32,
+        result: Result<(), i32>,
+        now: Instant,
+    ) {
+        self.with_conn(conn, now, |c, cx| c.on_connected(cx, attempt, result, now));
+    }
+
+    /// The bytes to send on `leg` (valid until the next call into the
+    /// engine for this connection).
+    #[must_use]
+    pub fn outgoing(&self, conn: ConnKey, leg: Leg) -> &[u8] {
+        self.conn(conn).map_or(&[], |c| c.outgoing(leg))
+    }
+
+    /// The driver closed both sockets of `conn` and nothing of it is in
+    /// flight: its slot may be reused.
+    pub fn released(&mut self, conn: ConnKey) {
+        let Some(Slot::Busy(c)) = self.slots.get_mut(conn.index as usize) else {
+            return;
+        };
+        if c.key != conn {
+            return;
+        }
+        let mut c = std::mem::replace(
+            &mut self.slots[conn.index as usize],
+            Slot::Free {
+                generation: conn.generation,
+            },
+        );
+        if let Slot::Busy(c) = &mut c {
+            c.release(&mut self.bufs);
+        }
+        self.free.push(conn.index);
+        self.live -= 1;
+    }
+
+    /// When [`Engine::tick`] next has something to do.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Time has passed: fire the timeouts due by `now`.
+    pub fn tick(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.with_conn(key, now, |c, cx| {
+                c.scheduled = None;
+                c.on_timer(cx, now);
+            });
+        }
+    }
+
+    /// Stop accepting everywhere; connections run on until they end or
+    /// [`Engine::close_all`].
+    pub fn drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        for (service, s) in self.services.iter_mut().enumerate() {
+            if !s.paused {
+                s.paused = true;
+                self.io.push_back(Io::PauseAccept { service });
+            }
+        }
+    }
+
+    /// Close every connection now (the end of a drain).
+    pub fn close_all(&mut self, now: Instant) {
+        let keys: Vec<ConnKey> = self
+            .slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Busy(c) => Some(c.key),
+                Slot::Free { .. } => None,
+            })
+            .collect();
+        for key in keys {
+            self.with_conn(key, now, |c, cx| c.close(cx, true, now));
+        }
+    }
+
+    fn conn(&self, key: ConnKey) -> Option<&Conn> {
+        match self.slots.get(key.index as usize) {
+            Some(Slot::Busy(c)) if c.key == key => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Runs `f` on the connection `key` if it is still the same
+    /// connection, then settles its timer and frees its service's accept
+    /// slot if it closed.
+    fn with_conn(&mut self, key: ConnKey, now: Instant, f: impl FnOnce(&mut Conn, &mut Ctx<'_>)) {
+        let Some(Slot::Busy(c)) = self.slots.get_mut(key.index as usize) else {
+            return;
+        };
+        if c.key != key {
+            return;
+        }
+        let was_open = !c.closed;
+        let mut cx = Ctx {
+            services: &mut self.services,
+            bufs: &mut self.bufs,
+            io: &mut self.io,
+            metrics: &self.metrics,
+            scratch: &mut self.scratch,
+        };
+        f(c, &mut cx);
+        if was_open && c.closed {
+            let service = c.service;
+            let s = &mut self.services[service];
+            s.open -= 1;
+            if s.paused && !self.draining && s.open < s.spec.max_connections {
+                s.paused = false;
+                self.io.push_back(Io::ResumeAccept { service });
+            }
+        }
+        if let Some(at) = c.deadline(now)
+            && c.scheduled.is_none_or(|s| at < s)
+        {
+            c.scheduled = Some(at);
+            self.timers.push(Reverse((at, key)));
+        }
+    }
+}
+
+/// An endpoint chosen for a connect attempt, with when it started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    pub(crate) endpoint: EndpointId,
+    pub(crate) number: u32,
+    pub(crate) started: Instant,
+}

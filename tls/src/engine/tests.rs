@@ -1,0 +1,494 @@
+//! The engine on virtual time, driven by a simulated network: no sockets,
+//! no clock, every step deterministic.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::*;
+use crate::{metrics::WorkerMetrics, pool::PoolConfig};
+
+/// What an upstream address does with a connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Behaviour {
+    Accept,
+    Refuse,
+    /// Never answers: only the connect timeout ends the attempt.
+    Blackhole,
+}
+
+/// One end of a simulated TCP connection, seen from the test's side.
+#[derive(Debug, Default)]
+pub(crate) struct End {
+    /// Bytes the test's peer sends to the engine.
+    pub(crate) to_engine: VecDeque<u8>,
+    /// FIN from the test's peer, delivered after `to_engine` drains.
+    pub(crate) fin_to_engine: bool,
+    fin_delivered: bool,
+    /// Bytes the engine sent to the test's peer.
+    pub(crate) from_engine: Vec<u8>,
+    /// The engine shut its writing half.
+    pub(crate) fin_from_engine: bool,
+    recv_armed: bool,
+    /// Sends are held (a peer that does not read).
+    pub(crate) stalled: bool,
+    send_pending: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SimConn {
+    pub(crate) client: End,
+    pub(crate) upstream: Option<(SocketAddr, End)>,
+    pub(crate) closed: Option<bool>,
+    /// Engine asked to connect and nothing answered yet.
+    connecting: Option<(SocketAddr, u32)>,
+}
+
+pub(crate) struct Sim {
+    pub(crate) engine: Engine,
+    pub(crate) now: Instant,
+    pub(crate) conns: HashMap<ConnKey, SimConn>,
+    pub(crate) behaviour: HashMap<SocketAddr, Behaviour>,
+    /// Upstreams echo what they receive, and their FIN.
+    pub(crate) echo: bool,
+    pub(crate) connects: Vec<SocketAddr>,
+    pub(crate) paused: Vec<bool>,
+    pub(crate) metrics: Arc<WorkerMetrics>,
+}
+
+pub(crate) fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([10, 2, 0, i], 8080))
+}
+
+pub(crate) fn plain_spec(endpoints: Vec<SocketAddr>) -> ServiceSpec {
+    ServiceSpec {
+        name: "demo".into(),
+        server_tls: None,
+        client_tls: None,
+        endpoints,
+        pool: PoolConfig::default(),
+        timeouts: Timeouts::default(),
+        max_connections: 1000,
+    }
+}
+
+impl Sim {
+    pub(crate) fn new(spec: ServiceSpec) -> Self {
+        let now = Instant::now();
+        let metrics = Arc::new(WorkerMetrics::new([(
+            spec.name.as_str(),
+            spec.endpoints.as_slice(),
+        )]));
+        let behaviour = spec
+            .endpoints
+            .iter()
+            .map(|&a| (a, Behaviour::Accept))
+            .collect();
+        Self {
+            engine: Engine::new(vec![spec], 7, now, metrics.clone()),
+            now,
+            conns: HashMap::new(),
+            behaviour,
+            echo: true,
+            connects: Vec::new(),
+            paused: vec![false],
+            metrics,
+        }
+    }
+
+    pub(crate) fn accept(&mut self) -> ConnKey {
+        let peer = SocketAddr::from(([10, 1, 0, 2], 40000 + self.conns.len() as u16));
+        let k = self.engine.accepted(0, peer, self.now);
+        self.conns.insert(k, SimConn::default());
+        self.run();
+        k
+    }
+
+    pub(crate) fn client_send(&mut self, k: ConnKey, data: &[u8]) {
+        self.conns
+            .get_mut(&k)
+            .unwrap()
+            .client
+            .to_engine
+            .extend(data);
+        self.run();
+    }
+
+    pub(crate) fn client_fin(&mut self, k: ConnKey) {
+        self.conns.get_mut(&k).unwrap().client.fin_to_engine = true;
+        self.run();
+    }
+
+    pub(crate) fn upstream(&mut self, k: ConnKey) -> &mut End {
+        &mut self.conns.get_mut(&k).unwrap().upstream.as_mut().unwrap().1
+    }
+
+    pub(crate) fn conn(&self, k: ConnKey) -> &SimConn {
+        &self.conns[&k]
+    }
+
+    pub(crate) fn advance(&mut self, d: Duration) {
+        // In steps, so that timers fire in order with IO in between.
+        let end = self.now + d;
+        while self.now < end {
+            let next = self
+                .engine
+                .next_deadline()
+                .filter(|&t| t > self.now && t < end)
+                .unwrap_or(end);
+            self.now = next;
+            self.engine.tick(self.now);
+            self.run();
+        }
+    }
+
+    /// Carries out the engine's requests and delivers what the peers have
+    /// for it until nothing moves.
+    pub(crate) fn run(&mut self) {
+        for _ in 0..100_000 {
+            let mut moved = false;
+            while let Some(io) = self.engine.poll_io() {
+                moved = true;
+                self.carry_out(io);
+            }
+            let keys: Vec<ConnKey> = self.conns.keys().copied().collect();
+            for k in keys {
+                moved |= self.deliver(k);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the simulation does not settle");
+    }
+
+    fn carry_out(&mut self, io: Io) {
+        let now = self.now;
+        match io {
+            Io::Recv { conn, leg } => {
+                let c = self.conns.get_mut(&conn).unwrap();
+                end(c, leg).recv_armed = true;
+            }
+            Io::Send { conn, leg } => {
+                let data = self.engine.outgoing(conn, leg).to_vec();
+                let c = self.conns.get_mut(&conn).unwrap();
+                let e = end(c, leg);
+                if e.stalled {
+                    e.send_pending = true;
+                    return;
+                }
+                e.from_engine.extend_from_slice(&data);
+                self.engine.sent(conn, leg, data.len(), now);
+            }
+            Io::Connect {
+                conn,
+                addr,
+                attempt,
+            } => {
+                self.connects.push(addr);
+                let c = self.conns.get_mut(&conn).unwrap();
+                c.upstream = Some((addr, End::default()));
+                match self.behaviour[&addr] {
+                    Behaviour::Accept => self.engine.connected(conn, attempt, Ok(()), now),
+                    Behaviour::Refuse => {
+                        self.engine
+                            .connected(conn, attempt, Err(libc::ECONNREFUSED), now);
+                    }
+                    Behaviour::Blackhole => c.connecting = Some((addr, attempt)),
+                }
+            }
+            Io::Shutdown { conn, leg } => {
+                let c = self.conns.get_mut(&conn).unwrap();
+                end(c, leg).fin_from_engine = true;
+            }
+            Io::Abort { conn } => {
+                let c = self.conns.get_mut(&conn).unwrap();
+                c.upstream = None;
+                c.connecting = None;
+            }
+            Io::Close { conn, reset } => {
+                let c = self.conns.get_mut(&conn).unwrap();
+                c.closed = Some(reset);
+                self.engine.released(conn);
+            }
+            Io::PauseAccept { service } => self.paused[service] = true,
+            Io::ResumeAccept { service } => self.paused[service] = false,
+        }
+    }
+
+    fn deliver(&mut self, k: ConnKey) -> bool {
+        let now = self.now;
+        let echo = self.echo;
+        let c = self.conns.get_mut(&k).unwrap();
+        if c.closed.is_some() {
+            return false;
+        }
+        let mut moved = false;
+        // Echo upstream: what it got goes back, its FIN too.
+        if echo && let Some((_, u)) = &mut c.upstream {
+            {
+                if !u.from_engine.is_empty() {
+                    let data: Vec<u8> = std::mem::take(&mut u.from_engine);
+                    u.to_engine.extend(data);
+                    moved = true;
+                }
+                if u.fin_from_engine && !u.fin_to_engine {
+                    u.fin_to_engine = true;
+                    moved = true;
+                }
+            }
+        }
+        for leg in [Leg::Client, Leg::Upstream] {
+            let c = self.conns.get_mut(&k).unwrap();
+            if leg == Leg::Upstream && c.upstream.is_none() {
+                continue;
+            }
+            let e = end(c, leg);
+            if !e.recv_armed {
+                continue;
+            }
+            if !e.to_engine.is_empty() {
+                let n = e.to_engine.len().min(crate::buf::CHUNK);
+                let data: Vec<u8> = e.to_engine.drain(..n).collect();
+                e.recv_armed = false;
+                self.engine.received(k, leg, &data, now);
+                moved = true;
+            } else if e.fin_to_engine && !e.fin_delivered {
+                e.fin_delivered = true;
+                e.recv_armed = false;
+                self.engine.received(k, leg, &[], now);
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    /// Lets a stalled peer read again.
+    pub(crate) fn unstall(&mut self, k: ConnKey, leg: Leg) {
+        let now = self.now;
+        let c = self.conns.get_mut(&k).unwrap();
+        let e = end(c, leg);
+        e.stalled = false;
+        if std::mem::take(&mut e.send_pending) {
+            let data = self.engine.outgoing(k, leg).to_vec();
+            let c = self.conns.get_mut(&k).unwrap();
+            end(c, leg).from_engine.extend_from_slice(&data);
+            self.engine.sent(k, leg, data.len(), now);
+        }
+        self.run();
+    }
+
+    /// Answers a blackholed connect now.
+    pub(crate) fn answer_connect(&mut self, k: ConnKey, ok: bool) {
+        let now = self.now;
+        let c = self.conns.get_mut(&k).unwrap();
+        if let Some((_, attempt)) = c.connecting.take() {
+            let r = if ok { Ok(()) } else { Err(libc::ETIMEDOUT) };
+            self.engine.connected(k, attempt, r, now);
+        }
+        self.run();
+    }
+}
+
+fn end(c: &mut SimConn, leg: Leg) -> &mut End {
+    match leg {
+        Leg::Client => &mut c.client,
+        Leg::Upstream => &mut c.upstream.as_mut().expect("an upstream leg").1,
+    }
+}
+
+#[test]
+fn bytes_flow_both_ways_and_a_client_half_close_ends_cleanly() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    let k = sim.accept();
+    assert_eq!(sim.connects, [addr(1)]);
+    sim.client_send(k, b"hello upstream");
+    assert_eq!(sim.conn(k).client.from_engine, b"hello upstream");
+    assert_eq!(sim.conn(k).closed, None);
+    // Client FIN → upstream FIN → echo FIN → client FIN → closed, no RST.
+    sim.client_fin(k);
+    assert!(sim.conn(k).client.fin_from_engine);
+    assert_eq!(sim.conn(k).closed, Some(false));
+    assert_eq!(sim.engine.live_connections(), 0);
+    assert_eq!(sim.engine.buffers_in_use(), 0, "every chunk went back");
+    let m = sim.metrics.service(0);
+    assert_eq!(m.open(), 0);
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_open() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    sim.echo = false;
+    let k = sim.accept();
+    sim.client_send(k, b"request");
+    sim.client_fin(k);
+    assert_eq!(sim.upstream(k).from_engine, b"request");
+    assert!(sim.upstream(k).fin_from_engine, "the FIN went on");
+    assert_eq!(sim.conn(k).closed, None, "the upstream may still answer");
+    // The upstream answers after the client's half-close, then closes.
+    sim.upstream(k).to_engine.extend(b"late answer");
+    sim.run();
+    assert_eq!(sim.conn(k).client.from_engine, b"late answer");
+    assert!(!sim.conn(k).client.fin_from_engine);
+    sim.upstream(k).fin_to_engine = true;
+    sim.run();
+    assert!(sim.conn(k).client.fin_from_engine);
+    assert_eq!(sim.conn(k).closed, Some(false));
+}
+
+#[test]
+fn an_upstream_half_close_reaches_the_client_who_can_still_send() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    sim.echo = false;
+    let k = sim.accept();
+    sim.upstream(k).to_engine.extend(b"banner");
+    sim.upstream(k).fin_to_engine = true;
+    sim.run();
+    assert_eq!(sim.conn(k).client.from_engine, b"banner");
+    assert!(sim.conn(k).client.fin_from_engine);
+    sim.client_send(k, b"still talking");
+    assert_eq!(sim.upstream(k).from_engine, b"still talking");
+    sim.client_fin(k);
+    assert_eq!(sim.conn(k).closed, Some(false));
+}
+
+#[test]
+fn a_slow_reader_stops_the_other_side_and_memory_stays_bounded() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    sim.echo = false;
+    let k = sim.accept();
+    sim.upstream(k).stalled = true;
+    sim.client_send(k, &vec![1u8; 1 << 20]);
+    // The outbox towards the upstream and the client's inbox are full; the
+    // rest waits in the "kernel" (the peer's queue).
+    assert!(sim.conn(k).client.to_engine.len() > (1 << 20) - 3 * crate::buf::CHUNK);
+    assert!(sim.engine.buffers_in_use() <= 4);
+    sim.unstall(k, Leg::Upstream);
+    // Keep unstalling until the megabyte is through.
+    for _ in 0..200 {
+        if sim.upstream(k).from_engine.len() == 1 << 20 {
+            break;
+        }
+        sim.run();
+    }
+    assert_eq!(sim.upstream(k).from_engine.len(), 1 << 20);
+}
+
+#[test]
+fn a_refused_connect_is_retried_on_another_endpoint() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1), addr(2)]));
+    sim.behaviour.insert(addr(1), Behaviour::Refuse);
+    let k = sim.accept();
+    assert_eq!(sim.conn(k).upstream.as_ref().unwrap().0, addr(2));
+    sim.client_send(k, b"x");
+    assert_eq!(sim.conn(k).client.from_engine, b"x");
+    let (retries, exhausted, refused) = sim.metrics.service(0).retry_figures();
+    assert_eq!(
+        (retries, exhausted, refused),
+        (sim.connects.len() as u64 - 1, 0, 0)
+    );
+    assert!(sim.connects.contains(&addr(1)) || retries == 0);
+}
+
+#[test]
+fn a_connect_that_hangs_times_out_and_is_retried() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1), addr(2)]));
+    sim.behaviour.insert(addr(1), Behaviour::Blackhole);
+    sim.behaviour.insert(addr(2), Behaviour::Blackhole);
+    let k = sim.accept();
+    let first = sim.connects[0];
+    sim.behaviour.insert(
+        if first == addr(1) { addr(2) } else { addr(1) },
+        Behaviour::Accept,
+    );
+    sim.advance(Duration::from_millis(999));
+    assert_eq!(sim.connects.len(), 1, "still waiting on the first attempt");
+    sim.advance(Duration::from_millis(2));
+    assert_eq!(sim.connects.len(), 2, "timed out and retried");
+    assert_ne!(sim.connects[1], first);
+    sim.client_send(k, b"ok");
+    assert_eq!(sim.conn(k).client.from_engine, b"ok");
+}
+
+#[test]
+fn the_idle_timeout_closes_a_quiet_connection() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.timeouts.idle = Duration::from_secs(30);
+    let mut sim = Sim::new(spec);
+    let k = sim.accept();
+    sim.advance(Duration::from_secs(20));
+    sim.client_send(k, b"keepalive");
+    sim.advance(Duration::from_secs(20));
+    assert_eq!(sim.conn(k).closed, None, "activity pushed the deadline");
+    sim.advance(Duration::from_secs(11));
+    assert_eq!(sim.conn(k).closed, Some(false));
+}
+
+#[test]
+fn the_connection_limit_pauses_and_resumes_accepting() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.max_connections = 2;
+    let mut sim = Sim::new(spec);
+    let a = sim.accept();
+    assert!(!sim.paused[0]);
+    let _b = sim.accept();
+    assert!(sim.paused[0]);
+    assert!(!sim.engine.accepting(0));
+    sim.client_fin(a);
+    assert_eq!(sim.conn(a).closed, Some(false));
+    assert!(!sim.paused[0]);
+    assert!(sim.engine.accepting(0));
+}
+
+#[test]
+fn drain_stops_accepting_and_close_all_ends_the_rest() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    let k = sim.accept();
+    sim.engine.drain();
+    sim.run();
+    assert!(sim.paused[0]);
+    sim.client_send(k, b"still served");
+    assert_eq!(sim.conn(k).client.from_engine, b"still served");
+    sim.engine.close_all(sim.now);
+    sim.run();
+    assert_eq!(sim.conn(k).closed, Some(true));
+    assert_eq!(sim.engine.live_connections(), 0);
+}
+
+#[test]
+fn stale_completions_for_a_reused_slot_are_ignored() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    let a = sim.accept();
+    sim.client_fin(a);
+    let b = sim.accept();
+    assert_eq!(a.index, b.index, "the slot is reused");
+    assert_ne!(a.generation, b.generation);
+    // A late completion for the old connection changes nothing.
+    sim.engine.received(a, Leg::Client, b"ghost", sim.now);
+    sim.engine.connected(a, 1, Err(libc::ECONNREFUSED), sim.now);
+    sim.run();
+    assert!(sim.upstream(b).from_engine.is_empty());
+    assert_eq!(sim.conn(b).closed, None);
+}
+
+#[test]
+fn a_late_answer_to_a_timed_out_connect_is_ignored() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    sim.behaviour.insert(addr(1), Behaviour::Blackhole);
+    let k = sim.accept();
+    sim.advance(Duration::from_millis(1001));
+    // The retry went to the same (only) endpoint and hangs too; the first
+    // attempt's answer arrives late and must not count as the second's.
+    assert_eq!(sim.connects.len(), 2);
+    let retried = sim.conns[&k].connecting.unwrap().1;
+    assert_eq!(retried, 2);
+    sim.engine.connected(k, 1, Ok(()), sim.now);
+    sim.run();
+    assert!(sim.conns[&k].connecting.is_some(), "still waiting on attempt 2");
+    sim.answer_connect(k, true);
+    sim.client_send(k, b"finally");
+    assert_eq!(sim.conn(k).client.from_engine, b"finally");
+}
