@@ -8,6 +8,7 @@
 //! - `identity`, `pool`: TLS material and upstream pools.
 
 pub mod buf;
+pub mod config;
 pub mod engine;
 #[path = "stub/identity.rs"]
 pub mod identity;
