@@ -4,3 +4,5 @@
 //! workspace has its final shape and the dataplane's host port has a peer to
 //! grow into.
 #![forbid(unsafe_code)]
+
+pub mod pool;
