@@ -50,6 +50,8 @@ mod ewma;
 mod health;
 mod maglev;
 mod rng;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{HashMap, HashSet},
