@@ -541,7 +541,18 @@ proptest! {
                         .map(|i| EndpointId(i as u32))
                         .collect();
                     match p.pick(ip, &tried, now) {
-                        None => prop_assert!(usable.is_empty()),
+                        None => {
+                            prop_assert!(usable.is_empty());
+                            for (id, _, state) in p.endpoints(now) {
+                                prop_assert!(
+                                    matches!(
+                                        state,
+                                        EndpointState::Ejected { .. } | EndpointState::Probing
+                                    ),
+                                    "refused while {id:?} is {state:?}"
+                                );
+                            }
+                        }
                         Some(id) => {
                             prop_assert!(usable.contains(&id), "{id:?} not usable");
                             prop_assert!(matches!(
