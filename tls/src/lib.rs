@@ -1,8 +1,9 @@
 //! causeway's terminator (the armoured car): io_uring workers that terminate
 //! and originate mTLS, balance across upstream pools, retry, and break
-//! circuits. Not built yet: see issue "Armoured car". The crate exists so the
-//! workspace has its final shape and the dataplane's host port has a peer to
-//! grow into.
+//! circuits. Mostly not built yet: see issue "Armoured car".
+//!
+//! - [`pool`]: sans-IO upstream pools: balancers, passive health (ejection
+//!   and probing) and the retry budget, on virtual time.
 #![forbid(unsafe_code)]
 
 pub mod pool;

@@ -40,6 +40,27 @@
 //! [`Pool::connection_closed`]. The endpoint's load (for P2C) is its
 //! attempts in flight plus its open connections.
 //!
+//! # Where this departs from the references, and why
+//!
+//! - Retry budget reserve: Finagle and tower put `min_per_sec × ttl` reserve
+//!   tokens into the deposit window, so a quiet service may burst 100
+//!   retries (defaults) at once. Here the reserve is its own token bucket
+//!   of `min_per_sec`, refilled at `min_per_sec` per second: 100 new
+//!   connections in a second buy 20 + 10 retries, not 20 + 100.
+//! - Peak EWMA reads are pure (Finagle and tower decay the estimate by
+//!   mutating it on each read), so costs depend on the samples only.
+//! - Maglev: the table covers all listed endpoints and is rebuilt only
+//!   when the list changes; an ejected or tried endpoint's keys walk to the
+//!   next usable slot, so nobody else's client moves during an ejection.
+//!   Hashes are unseeded and placement is in address order, so every
+//!   worker builds the same table.
+//! - Jitter is Linkerd's: added, never subtracted (`[b, b·(1+jitter))`,
+//!   capped at `backoff_max`); the backoff exponent resets after the
+//!   endpoint has stayed healthy for `backoff_max`.
+//! - Latency for P2C is the connect (handshake) latency reported by the
+//!   caller, and load is attempts in flight plus open connections: a TCP
+//!   terminator has no per-request RTT, unlike Linkerd's HTTP balancer.
+//!
 //! Events for an id the pool never issued are ignored. Events for a removed
 //! endpoint only settle its load: its slot (and id) is reused for a new
 //! address only once nothing is outstanding on it.
