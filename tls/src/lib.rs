@@ -3,9 +3,13 @@
 //! circuits.
 //!
 //! - [`engine`]: the proxy logic, sans-IO (tested on virtual time);
+//! - [`uring`]: the io_uring driver that runs an engine on real sockets;
+//! - [`pool`]: sans-IO upstream pools: balancers, passive health (ejection
+//!   and probing) and the retry budget, on virtual time;
 //! - [`buf`]: connection buffers lent from a per-worker pool;
 //! - [`metrics`]: Linkerd-style counters and histograms;
-//! - `identity`, `pool`: TLS material and upstream pools.
+//! - [`config`]: the `terminator:` section of the appliance configuration;
+//! - `identity`: TLS material, SPIFFE identities and reload.
 
 pub mod buf;
 pub mod config;
@@ -13,6 +17,5 @@ pub mod engine;
 #[path = "stub/identity.rs"]
 pub mod identity;
 pub mod metrics;
-#[path = "stub/pool.rs"]
 pub mod pool;
 pub mod uring;

@@ -115,7 +115,7 @@ pub struct EndpointCounters {
     failures: AtomicU64,
     timeouts: AtomicU64,
     ejections: AtomicU64,
-    /// 0 ready, 1 ejected, 2 probing.
+    /// 0 ready, 1 ejected, 2 probing, 3 removed.
     state: AtomicU8,
 }
 
@@ -154,6 +154,7 @@ impl EndpointCounters {
             EndpointState::Healthy => 0,
             EndpointState::Ejected { .. } => 1,
             EndpointState::Probing => 2,
+            EndpointState::Removed => 3,
         };
         let before = self.state.swap(state, Relaxed);
         if state == 1 && before != 1 {
@@ -173,6 +174,7 @@ impl EndpointCounters {
         match self.state.load(Relaxed) {
             1 => "ejected",
             2 => "probing",
+            3 => "removed",
             _ => "ready",
         }
     }

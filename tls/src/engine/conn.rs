@@ -662,7 +662,8 @@ impl Conn {
         self.phase = Phase::Closed;
         let svc = &mut cx.services[self.service];
         if let Some(a) = self.attempt.take() {
-            svc.pool.connection_closed(a.endpoint, now);
+            // The client left while an attempt was in flight.
+            svc.pool.connect_abandoned(a.endpoint, now);
         }
         let counters = cx.metrics.service(self.service);
         if let Some(ep) = self.endpoint {

@@ -9,7 +9,10 @@ use std::{
 };
 
 use super::*;
-use crate::{metrics::WorkerMetrics, pool::PoolConfig};
+use crate::{
+    metrics::WorkerMetrics,
+    pool::{EndpointId, PoolConfig},
+};
 
 /// What an upstream address does with a connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -487,8 +490,101 @@ fn a_late_answer_to_a_timed_out_connect_is_ignored() {
     assert_eq!(retried, 2);
     sim.engine.connected(k, 1, Ok(()), sim.now);
     sim.run();
-    assert!(sim.conns[&k].connecting.is_some(), "still waiting on attempt 2");
+    assert!(
+        sim.conns[&k].connecting.is_some(),
+        "still waiting on attempt 2"
+    );
     sim.answer_connect(k, true);
     sim.client_send(k, b"finally");
     assert_eq!(sim.conn(k).client.from_engine, b"finally");
+}
+
+fn rr_spec(endpoints: Vec<SocketAddr>) -> ServiceSpec {
+    let mut spec = plain_spec(endpoints);
+    spec.pool.balancer = crate::pool::Balancer::RoundRobin;
+    spec
+}
+
+#[test]
+fn an_endpoint_that_keeps_refusing_is_ejected_then_probed_back() {
+    let mut sim = Sim::new(rr_spec(vec![addr(1), addr(2)]));
+    sim.behaviour.insert(addr(1), Behaviour::Refuse);
+    // Every client is served (retried onto addr 2) while addr 1 fails.
+    let ejected = |sim: &Sim| {
+        matches!(
+            sim.engine.pool(0).state(EndpointId(0), sim.now),
+            crate::pool::EndpointState::Ejected { .. }
+        )
+    };
+    for _ in 0..50 {
+        if ejected(&sim) {
+            break;
+        }
+        let k = sim.accept();
+        assert_eq!(sim.conn(k).upstream.as_ref().unwrap().0, addr(2));
+        assert_eq!(sim.conn(k).closed, None);
+    }
+    assert!(ejected(&sim));
+    let refused = sim.connects.iter().filter(|&&a| a == addr(1)).count();
+    assert_eq!(refused, 7, "ejected at the seventh consecutive failure");
+    assert_eq!(sim.metrics.service(0).endpoint(0).state(), "ejected");
+    assert_eq!(sim.metrics.service(0).endpoint(0).ejections(), 1);
+    // Ejected: no more attempts on it.
+    let before = sim.connects.len();
+    for _ in 0..4 {
+        sim.accept();
+    }
+    assert_eq!(sim.connects.len(), before + 4);
+    assert!(sim.connects[before..].iter().all(|&a| a == addr(2)));
+    // It comes back; after the backoff (1 s, up to +50% jitter) a probe
+    // finds it healthy.
+    sim.behaviour.insert(addr(1), Behaviour::Accept);
+    sim.advance(Duration::from_millis(1600));
+    for _ in 0..4 {
+        sim.accept();
+    }
+    assert!(sim.connects[before + 4..].contains(&addr(1)), "probed back");
+    assert!(matches!(
+        sim.engine.pool(0).state(EndpointId(0), sim.now),
+        crate::pool::EndpointState::Healthy
+    ));
+}
+
+#[test]
+fn when_every_endpoint_is_ejected_clients_are_refused_fast() {
+    let mut sim = Sim::new(rr_spec(vec![addr(1)]));
+    sim.behaviour.insert(addr(1), Behaviour::Refuse);
+    let mut refused = 0;
+    for _ in 0..20 {
+        let k = sim.accept();
+        if sim.conn(k).closed == Some(true) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 20, "each client is reset, none hangs");
+    let (_, _, no_endpoint) = sim.metrics.service(0).retry_figures();
+    assert!(no_endpoint > 0, "after ejection, refusals need no connect");
+    let attempts = sim.connects.len();
+    let k = sim.accept();
+    assert_eq!(sim.conn(k).closed, Some(true));
+    assert_eq!(sim.connects.len(), attempts, "refused without a connect");
+}
+
+#[test]
+fn retries_stop_when_the_budget_is_spent() {
+    let mut spec = rr_spec(vec![addr(1), addr(2), addr(3)]);
+    spec.pool.failures_to_eject = 0; // never eject: only the budget limits
+    spec.pool.budget.min_per_sec = 0;
+    spec.pool.budget.ratio = 0.2;
+    let mut sim = Sim::new(spec);
+    for a in [addr(1), addr(2), addr(3)] {
+        sim.behaviour.insert(a, Behaviour::Refuse);
+    }
+    for _ in 0..50 {
+        sim.accept();
+    }
+    let (retries, exhausted, _) = sim.metrics.service(0).retry_figures();
+    // 50 connections deposit 10 retries' worth.
+    assert!((9..=10).contains(&retries), "retries {retries}");
+    assert!(exhausted >= 40, "exhausted {exhausted}");
 }

@@ -1,0 +1,344 @@
+//! The running terminator: worker threads, their shared TLS material, the
+//! reload loop, and the metrics of them all.
+//!
+//! Thread per core: each worker is pinned to its CPU, enters the
+//! configured network namespace (the kernel side of the host port), opens
+//! its own `SO_REUSEPORT` listener per service and runs its own engine and
+//! ring; workers share nothing but the TLS material (read lock-free
+//! through an atomic pointer) and the stop flag.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::{
+    config::{BalancerName, MinVersion, ModeName, ServiceConfig, TerminatorConfig},
+    driver::{DriverKind, choose_driver},
+    engine::{Engine, ServiceSpec, Timeouts},
+    identity::{
+        ClientMaterialConfig, ClientTls, Reload, ServerMaterialConfig, ServerTls, TlsVersions,
+    },
+    metrics::{self, WorkerMetrics},
+    pool::{Balancer, BudgetConfig, PoolConfig},
+    tokio_driver::TokioWorker,
+    uring::{Listen, Worker},
+};
+
+/// How often certificate, key and trust bundle files are checked.
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// One service's TLS material, shared by every worker.
+struct Material {
+    name: String,
+    server: Option<Arc<ServerTls>>,
+    client: Option<Arc<ClientTls>>,
+}
+
+/// The terminator while it runs; [`Terminator::stop`] drains and joins it.
+pub struct Terminator {
+    stop: Arc<AtomicBool>,
+    workers: Vec<thread::JoinHandle<()>>,
+    reloader: Option<thread::JoinHandle<()>>,
+    metrics: Vec<Arc<WorkerMetrics>>,
+    driver: DriverKind,
+}
+
+fn versions(v: MinVersion) -> TlsVersions {
+    match v {
+        MinVersion::Tls12 => TlsVersions::Tls12And13,
+        MinVersion::Tls13 => TlsVersions::Tls13,
+    }
+}
+
+fn pool_config(s: &ServiceConfig) -> PoolConfig {
+    PoolConfig {
+        balancer: match s.balancer {
+            BalancerName::RoundRobin => Balancer::RoundRobin,
+            BalancerName::PeakEwma => Balancer::PeakEwma,
+            BalancerName::Maglev => Balancer::Maglev,
+        },
+        failures_to_eject: s.breaker.consecutive_failures,
+        backoff_min: s.breaker.backoff_min,
+        backoff_max: s.breaker.backoff_max,
+        budget: BudgetConfig {
+            ratio: s.retry_budget.ratio,
+            min_per_sec: s.retry_budget.min_per_second,
+            ttl: s.retry_budget.ttl,
+        },
+        ..PoolConfig::default()
+    }
+}
+
+fn load_material(s: &ServiceConfig) -> Result<Material> {
+    let server = match (&s.tls, s.mode) {
+        (Some(t), ModeName::Terminate | ModeName::TerminateOriginate) => Some(Arc::new(
+            ServerTls::load(&ServerMaterialConfig {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                client_trust: t.client_ca.clone(),
+                allowed_identities: t.allowed_identities.clone(),
+                versions: versions(t.min_version),
+            })
+            .with_context(|| format!("service {}: tls", s.name))?,
+        )),
+        _ => None,
+    };
+    let client = match (&s.upstream_tls, s.mode) {
+        (Some(t), ModeName::Originate | ModeName::TerminateOriginate) => Some(Arc::new(
+            ClientTls::load(&ClientMaterialConfig {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                trust: t.ca.clone(),
+                upstream_identities: t.identities.clone(),
+                versions: versions(t.min_version),
+            })
+            .with_context(|| format!("service {}: upstream_tls", s.name))?,
+        )),
+        _ => None,
+    };
+    Ok(Material {
+        name: s.name.clone(),
+        server,
+        client,
+    })
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays in its bounds for
+    // cpu < CPU_SETSIZE, and sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu < libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
+                tracing::warn!(cpu, "could not pin the terminator worker");
+            }
+        }
+    }
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+fn enter_netns(path: &Path) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("opening netns {}", path.display()))?;
+    // SAFETY: setns on a descriptor we hold open; affects this thread only.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "entering netns {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+impl Terminator {
+    /// Loads every service's TLS material, then starts one worker per
+    /// configured core; returns once every worker listens.
+    ///
+    /// # Errors
+    ///
+    /// A certificate, key or bundle that cannot be loaded (naming the
+    /// service and file), a namespace that cannot be entered, a listener
+    /// that cannot be opened, or no usable driver.
+    pub fn start(cfg: &TerminatorConfig) -> Result<Self> {
+        let material: Vec<Material> = cfg
+            .services
+            .iter()
+            .map(load_material)
+            .collect::<Result<_>>()?;
+        let driver = choose_driver(cfg.driver)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let listen: Vec<Listen> = cfg
+            .services
+            .iter()
+            .enumerate()
+            .map(|(service, s)| Listen {
+                service,
+                addr: s.listen,
+            })
+            .collect();
+        let mut workers = Vec::new();
+        let mut all_metrics = Vec::new();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        for (w, &cpu) in cfg.cores.iter().enumerate() {
+            let specs: Vec<ServiceSpec> = cfg
+                .services
+                .iter()
+                .zip(&material)
+                .map(|(s, m)| ServiceSpec {
+                    name: s.name.clone(),
+                    server_tls: m.server.clone(),
+                    client_tls: m.client.clone(),
+                    endpoints: s.upstreams.clone(),
+                    pool: pool_config(s),
+                    timeouts: Timeouts {
+                        connect: s.timeouts.connect,
+                        handshake: s.timeouts.handshake,
+                        idle: s.timeouts.idle,
+                    },
+                    max_connections: s.max_connections,
+                })
+                .collect();
+            let metrics = Arc::new(WorkerMetrics::new(
+                cfg.services
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.upstreams.as_slice())),
+            ));
+            all_metrics.push(metrics.clone());
+            let (stop, ready, listen, netns, drain) = (
+                stop.clone(),
+                ready_tx.clone(),
+                listen.clone(),
+                cfg.netns.clone(),
+                cfg.drain_timeout,
+            );
+            let handle = thread::Builder::new()
+                .name(format!("terminator-{w}"))
+                .spawn(move || {
+                    pin(cpu);
+                    if let Some(ns) = &netns
+                        && let Err(e) = enter_netns(ns)
+                    {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                    let engine = Engine::new(specs, w as u64 + 1, Instant::now(), metrics);
+                    let result = match driver {
+                        DriverKind::IoUring => Worker::new(engine, &listen).map(|mut worker| {
+                            let _ = ready.send(Ok(()));
+                            worker.run(&stop, drain)
+                        }),
+                        DriverKind::Tokio => TokioWorker::new(engine, &listen).map(|mut worker| {
+                            let _ = ready.send(Ok(()));
+                            worker.run(&stop, drain)
+                        }),
+                    };
+                    match result {
+                        Err(e) => {
+                            let _ = ready.send(Err(anyhow!("terminator worker {w}: {e}")));
+                        }
+                        Ok(Err(e)) => tracing::error!(worker = w, error = %e, "terminator worker failed"),
+                        Ok(Ok(())) => {}
+                    }
+                })
+                .context("spawning a terminator worker")?;
+            workers.push(handle);
+        }
+        drop(ready_tx);
+        let mut me = Self {
+            stop: stop.clone(),
+            workers,
+            reloader: None,
+            metrics: all_metrics,
+            driver,
+        };
+        for _ in 0..cfg.cores.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    me.shutdown();
+                    return Err(e);
+                }
+                Err(_) => {
+                    me.shutdown();
+                    bail!("a terminator worker ended before it listened");
+                }
+            }
+        }
+        me.reloader = Some(
+            thread::Builder::new()
+                .name("terminator-reload".into())
+                .spawn(move || reload_loop(&material, &stop))
+                .context("spawning the reload thread")?,
+        );
+        tracing::info!(
+            services = cfg.services.len(),
+            workers = cfg.cores.len(),
+            driver = ?driver,
+            "terminator listening"
+        );
+        Ok(me)
+    }
+
+    /// The driver the workers run on.
+    #[must_use]
+    pub fn driver(&self) -> DriverKind {
+        self.driver
+    }
+
+    /// Every worker's figures summed, as Prometheus text.
+    #[must_use]
+    pub fn render_metrics(&self) -> String {
+        let refs: Vec<&WorkerMetrics> = self.metrics.iter().map(AsRef::as_ref).collect();
+        metrics::render(&refs)
+    }
+
+    /// Each worker's figures.
+    #[must_use]
+    pub fn worker_metrics(&self) -> &[Arc<WorkerMetrics>] {
+        &self.metrics
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(r) = self.reloader.take() {
+            let _ = r.join();
+        }
+    }
+
+    /// Stops accepting, lets open connections drain (up to the configured
+    /// drain timeout), then joins the workers.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+}
+
+impl Drop for Terminator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Re-reads changed certificate, key and bundle files every second: new
+/// handshakes take the new material, established sessions keep theirs, a
+/// bad file is refused and the old material stays.
+fn reload_loop(material: &[Material], stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(RELOAD_EVERY);
+        for m in material {
+            if let Some(s) = &m.server {
+                log_reload(&m.name, "tls", s.reload_if_changed());
+            }
+            if let Some(c) = &m.client {
+                log_reload(&m.name, "upstream_tls", c.reload_if_changed());
+            }
+        }
+    }
+}
+
+fn log_reload(service: &str, section: &str, r: Reload) {
+    match r {
+        Reload::Unchanged => {}
+        Reload::Reloaded => tracing::info!(service, section, "new TLS material in force"),
+        Reload::Refused(e) => tracing::warn!(
+            service,
+            section,
+            error = %e,
+            "new TLS material refused; the old material stays in force"
+        ),
+    }
+}
