@@ -222,7 +222,7 @@ impl Engine {
             .map(|(i, spec)| Service {
                 pool: Pool::new(
                     spec.endpoints.clone(),
-                    spec.pool.clone(),
+                    spec.pool,
                     seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                     now,
                 ),
