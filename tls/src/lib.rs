@@ -1,6 +1,8 @@
 //! causeway's terminator (the armoured car): io_uring workers that terminate
 //! and originate mTLS, balance across upstream pools, retry, and break
-//! circuits. Not built yet: see issue "Armoured car". The crate exists so the
-//! workspace has its final shape and the dataplane's host port has a peer to
-//! grow into.
+//! circuits. Being built: [`identity`] holds the TLS material, SPIFFE
+//! identities and authorization; the proxy state machine and the io_uring
+//! driver come next and consume it.
 #![forbid(unsafe_code)]
+
+pub mod identity;
