@@ -19,6 +19,8 @@
 //!   were made with.
 //! - [`classify`] sorts a failed handshake into a [`HandshakeFailure`], a small
 //!   `Copy` reason that indexes a counter array.
+//! - [`ca`] is a lab certificate authority that issues SVIDs, so tests and the
+//!   lab need no outside PKI.
 //!
 //! # Why
 //!
@@ -43,6 +45,8 @@ mod reload;
 mod server;
 mod spiffe;
 mod verify;
+
+pub mod ca;
 
 use std::sync::Arc;
 
