@@ -48,6 +48,9 @@ mod verify;
 
 pub mod ca;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
