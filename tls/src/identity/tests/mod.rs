@@ -4,6 +4,7 @@ mod ca;
 mod handshake;
 mod originate;
 mod reload;
+mod s_client;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
