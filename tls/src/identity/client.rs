@@ -41,7 +41,8 @@ impl ClientMaterialConfig {
 /// `ClientConnection::new`. The name still keys the session store, so
 /// resumption works per upstream address.
 pub struct ClientTls {
-    cfg: ClientMaterialConfig,
+    /// `None` for a fixed config ([`ClientTls::fixed`]).
+    cfg: Option<ClientMaterialConfig>,
     reloader: Reloader<ClientConfig>,
 }
 
@@ -53,10 +54,13 @@ impl ClientTls {
     /// Any [`MaterialError`]: a file missing or not PEM, a key that does not
     /// match the certificate, an empty trust bundle, or an allow-list entry
     /// that is not a SPIFFE ID.
-    pub fn load(cfg: ClientMaterialConfig) -> Result<Self, MaterialError> {
+    pub fn load(cfg: &ClientMaterialConfig) -> Result<Self, MaterialError> {
         spiffe::validate("upstream_identities", &cfg.upstream_identities)?;
-        let reloader = Reloader::load(cfg.paths(), |files| build(&cfg, files))?;
-        Ok(Self { cfg, reloader })
+        let reloader = Reloader::load(cfg.paths(), |files| build(cfg, files))?;
+        Ok(Self {
+            cfg: Some(cfg.clone()),
+            reloader,
+        })
     }
 
     /// The config for a new connection: one atomic load and a refcount.
@@ -68,13 +72,25 @@ impl ClientTls {
     /// A reload starts a new session store, so the next connection to each
     /// upstream is a full handshake under the new material.
     pub fn reload_if_changed(&self) -> Reload {
-        self.reloader
-            .reload_if_changed(|files| build(&self.cfg, files))
+        match &self.cfg {
+            Some(cfg) => self.reloader.reload_if_changed(|files| build(cfg, files)),
+            None => Reload::Unchanged,
+        }
     }
 
-    /// The paths and policy this was loaded with.
-    pub fn config(&self) -> &ClientMaterialConfig {
-        &self.cfg
+    /// A config built elsewhere, served as is: nothing is read from disk and
+    /// `reload_if_changed` always says `Unchanged`. For tests of the proxy
+    /// engine, and for callers that manage material themselves.
+    pub fn fixed(config: Arc<ClientConfig>) -> Self {
+        Self {
+            cfg: None,
+            reloader: Reloader::fixed(config),
+        }
+    }
+
+    /// The paths and policy this was loaded with; `None` for [`Self::fixed`].
+    pub fn material(&self) -> Option<&ClientMaterialConfig> {
+        self.cfg.as_ref()
     }
 }
 

@@ -16,7 +16,7 @@ use super::MaterialError;
 /// version of each. Compared whole to tell whether anything changed: the
 /// files are a few kilobytes, and content (unlike mtime) cannot be fooled by
 /// a copy that keeps timestamps or a rewrite within one clock tick.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Files(Vec<(PathBuf, Vec<u8>)>);
 
 impl Files {

@@ -55,6 +55,18 @@ impl<T> Reloader<T> {
         })
     }
 
+    /// A reloader over no files: never changes.
+    pub(crate) fn fixed(config: Arc<T>) -> Self {
+        Self {
+            current: ArcSwap::new(config),
+            paths: Vec::new(),
+            state: Mutex::new(State {
+                loaded: Files::default(),
+                refused: None,
+            }),
+        }
+    }
+
     pub(crate) fn current(&self) -> Arc<T> {
         self.current.load_full()
     }
@@ -77,7 +89,7 @@ impl<T> Reloader<T> {
                 self.current.store(config);
                 state.loaded = files;
                 state.refused = None;
-                tracing::info!(files = ?self.paths, "TLS material reloaded");
+                tracing::debug!(files = ?self.paths, "TLS material reloaded");
                 Reload::Reloaded
             }
             Err(e) => {

@@ -50,7 +50,8 @@ impl ServerMaterialConfig {
 /// holds its own `Arc` of the config it started with, so a reload never
 /// touches connections already made.
 pub struct ServerTls {
-    cfg: ServerMaterialConfig,
+    /// `None` for a fixed config ([`ServerTls::fixed`]).
+    cfg: Option<ServerMaterialConfig>,
     reloader: Reloader<ServerConfig>,
 }
 
@@ -62,13 +63,16 @@ impl ServerTls {
     /// Any [`MaterialError`]: a file missing or not PEM, a key that does not
     /// match the certificate, an empty trust bundle, an allow-list entry that
     /// is not a SPIFFE ID, or identities without `client_trust`.
-    pub fn load(cfg: ServerMaterialConfig) -> Result<Self, MaterialError> {
+    pub fn load(cfg: &ServerMaterialConfig) -> Result<Self, MaterialError> {
         spiffe::validate("allowed_identities", &cfg.allowed_identities)?;
         if cfg.client_trust.is_none() && !cfg.allowed_identities.is_empty() {
             return Err(MaterialError::IdentitiesWithoutTrust);
         }
-        let reloader = Reloader::load(cfg.paths(), |files| build(&cfg, files))?;
-        Ok(Self { cfg, reloader })
+        let reloader = Reloader::load(cfg.paths(), |files| build(cfg, files))?;
+        Ok(Self {
+            cfg: Some(cfg.clone()),
+            reloader,
+        })
     }
 
     /// The config for a new connection: one atomic load and a refcount.
@@ -84,13 +88,25 @@ impl ServerTls {
     /// Each reload starts a new ticket key and session cache, so sessions
     /// resumed afterwards were first verified under the new trust bundle.
     pub fn reload_if_changed(&self) -> Reload {
-        self.reloader
-            .reload_if_changed(|files| build(&self.cfg, files))
+        match &self.cfg {
+            Some(cfg) => self.reloader.reload_if_changed(|files| build(cfg, files)),
+            None => Reload::Unchanged,
+        }
     }
 
-    /// The paths and policy this was loaded with.
-    pub fn config(&self) -> &ServerMaterialConfig {
-        &self.cfg
+    /// A config built elsewhere, served as is: nothing is read from disk and
+    /// `reload_if_changed` always says `Unchanged`. For tests of the proxy
+    /// engine, and for callers that manage material themselves.
+    pub fn fixed(config: Arc<ServerConfig>) -> Self {
+        Self {
+            cfg: None,
+            reloader: Reloader::fixed(config),
+        }
+    }
+
+    /// The paths and policy this was loaded with; `None` for [`Self::fixed`].
+    pub fn material(&self) -> Option<&ServerMaterialConfig> {
+        self.cfg.as_ref()
     }
 }
 

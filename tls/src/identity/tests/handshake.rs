@@ -10,7 +10,7 @@ use super::{Lab, connect, exchange, id, leaf_between, leaf_der, localhost, opens
 #[test]
 fn mtls_handshake_names_both_peers() {
     let lab = Lab::new();
-    let server = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server = ServerTls::load(&lab.pki.server_material()).expect("server material");
     let client = lab.client(
         &lab.pki.client.cert,
         &lab.pki.client.key,
@@ -29,7 +29,7 @@ fn mtls_handshake_names_both_peers() {
 #[test]
 fn client_without_certificate_is_refused() {
     let lab = Lab::new();
-    let server = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server = ServerTls::load(&lab.pki.server_material()).expect("server material");
 
     let (_, _, outcome) = connect(lab.anonymous_client(), localhost(), server.current());
     let err = outcome.server.expect_err("server must refuse");
@@ -49,7 +49,7 @@ fn client_without_certificate_is_refused() {
 #[test]
 fn client_from_another_ca_is_refused() {
     let lab = Lab::new();
-    let server = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server = ServerTls::load(&lab.pki.server_material()).expect("server material");
     let rogue = Ca::new("rogue CA").expect("rogue CA");
     // Same SPIFFE ID as the real client: only the chain gives it away.
     let (cert, key) = write_issued(&rogue, lab.dir.path(), "rogue", &Leaf::svid(&id("client")));
@@ -69,7 +69,7 @@ fn client_from_another_ca_is_refused() {
 #[test]
 fn expired_and_not_yet_valid_clients_are_refused() {
     let lab = Lab::new();
-    let server = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server = ServerTls::load(&lab.pki.server_material()).expect("server material");
     for (stem, leaf, want) in [
         (
             "expired",
@@ -100,7 +100,7 @@ fn expired_and_not_yet_valid_clients_are_refused() {
 #[test]
 fn identity_not_admitted_is_refused_with_access_denied() {
     let lab = Lab::new();
-    let server = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server = ServerTls::load(&lab.pki.server_material()).expect("server material");
     let mut no_id = Leaf::svid(&id("x"));
     no_id.spiffe_id = None;
     no_id.dns_names = vec!["client.lab.test".to_owned()];
@@ -129,7 +129,7 @@ fn empty_allow_list_admits_any_verified_client() {
     let lab = Lab::new();
     let mut material = lab.pki.server_material();
     material.allowed_identities.clear();
-    let server = ServerTls::load(material).expect("server material");
+    let server = ServerTls::load(&material).expect("server material");
     let (cert, key) = lab.issue("other", &Leaf::svid(&id("other")));
     let client = lab.client(&cert, &key, TlsVersions::Tls13);
 
@@ -144,7 +144,7 @@ fn plain_tls_asks_for_no_client_certificate() {
     let mut material = lab.pki.server_material();
     material.client_trust = None;
     material.allowed_identities.clear();
-    let server = ServerTls::load(material).expect("server material");
+    let server = ServerTls::load(&material).expect("server material");
 
     let (mut c, mut s, outcome) = connect(lab.anonymous_client(), localhost(), server.current());
     outcome.assert_ok();
@@ -158,7 +158,7 @@ fn tls12_only_client_needs_tls12_allowed() {
     let lab = Lab::new();
     let tls12_client = lab.tls12_client();
 
-    let server13 = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server13 = ServerTls::load(&lab.pki.server_material()).expect("server material");
     let (_, _, outcome) = connect(tls12_client.clone(), localhost(), server13.current());
     let err = outcome.server.expect_err("1.3-only server must refuse 1.2");
     assert_eq!(classify(&err), HandshakeFailure::ProtocolVersion, "{err:?}");
@@ -171,7 +171,7 @@ fn tls12_only_client_needs_tls12_allowed() {
 
     let mut material = lab.pki.server_material();
     material.versions = TlsVersions::Tls12And13;
-    let server12 = ServerTls::load(material).expect("server material");
+    let server12 = ServerTls::load(&material).expect("server material");
     let (c, s, outcome) = connect(tls12_client, localhost(), server12.current());
     outcome.assert_ok();
     assert_eq!(s.protocol_version(), Some(ProtocolVersion::TLSv1_2));
@@ -235,7 +235,7 @@ fn ecdsa_and_rsa_server_keys_in_every_pem_format() {
             let mut material = lab.pki.server_material();
             material.cert = cert.clone();
             material.key = key.clone();
-            let server = ServerTls::load(material).expect("server material");
+            let server = ServerTls::load(&material).expect("server material");
             let (mut c, mut s, outcome) = connect(client.current(), localhost(), server.current());
             outcome.assert_ok();
             let presented = c.peer_certificates().expect("server chain")[0].clone();
@@ -248,7 +248,7 @@ fn ecdsa_and_rsa_server_keys_in_every_pem_format() {
 #[test]
 fn second_handshake_resumes_and_keeps_the_identity() {
     let lab = Lab::new();
-    let server = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server = ServerTls::load(&lab.pki.server_material()).expect("server material");
     let client = lab.client(
         &lab.pki.client.cert,
         &lab.pki.client.key,
@@ -271,7 +271,7 @@ fn tls12_resumes_too() {
     let lab = Lab::new();
     let mut material = lab.pki.server_material();
     material.versions = TlsVersions::Tls12And13;
-    let server = ServerTls::load(material).expect("server material");
+    let server = ServerTls::load(&material).expect("server material");
     let config = lab.tls12_client();
     let name = ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]));
 
@@ -293,4 +293,26 @@ fn failure_labels_are_distinct_and_index_in_order() {
     labels.sort_unstable();
     labels.dedup();
     assert_eq!(labels.len(), HandshakeFailure::ALL.len());
+}
+
+#[test]
+fn fixed_configs_serve_as_given() {
+    let lab = Lab::new();
+    let loaded = ServerTls::load(&lab.pki.server_material()).expect("server material");
+    let fixed = ServerTls::fixed(loaded.current());
+    assert!(std::sync::Arc::ptr_eq(&fixed.current(), &loaded.current()));
+    assert!(fixed.material().is_none());
+    assert!(matches!(
+        fixed.reload_if_changed(),
+        super::super::Reload::Unchanged
+    ));
+    let client = lab.client(
+        &lab.pki.client.cert,
+        &lab.pki.client.key,
+        TlsVersions::Tls13,
+    );
+    let client = super::super::ClientTls::fixed(client.current());
+    connect(client.current(), localhost(), fixed.current())
+        .2
+        .assert_ok();
 }

@@ -58,7 +58,7 @@ impl Lab {
     /// A downstream client speaking through [`ClientTls`]: presents
     /// `cert`/`key`, trusts the lab CA, admits only the gateway.
     pub(super) fn client(&self, cert: &Path, key: &Path, versions: TlsVersions) -> ClientTls {
-        ClientTls::load(ClientMaterialConfig {
+        ClientTls::load(&ClientMaterialConfig {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             trust: self.pki.ca_cert.clone(),

@@ -13,7 +13,7 @@ use super::{Lab, connect, exchange, id, write_issued};
 
 /// An upstream presenting `cert`/`key`, requiring mTLS from the lab CA.
 fn upstream(lab: &Lab, cert: &std::path::Path, key: &std::path::Path) -> ServerTls {
-    ServerTls::load(ServerMaterialConfig {
+    ServerTls::load(&ServerMaterialConfig {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
         client_trust: Some(lab.pki.ca_cert.clone()),
@@ -24,7 +24,7 @@ fn upstream(lab: &Lab, cert: &std::path::Path, key: &std::path::Path) -> ServerT
 }
 
 fn gateway(lab: &Lab) -> ClientTls {
-    ClientTls::load(lab.pki.upstream_material()).expect("gateway client material")
+    ClientTls::load(&lab.pki.upstream_material()).expect("gateway client material")
 }
 
 /// Names that are not in the upstream's certificate (it has no DNS or IP
@@ -68,7 +68,7 @@ fn upstream_outside_the_identities_is_refused() {
     assert_eq!(classify(&server_err), HandshakeFailure::IdentityNotAdmitted);
 
     // With no identities listed, any chain from the trust bundle will do.
-    let any = ClientTls::load(ClientMaterialConfig {
+    let any = ClientTls::load(&ClientMaterialConfig {
         upstream_identities: Vec::new(),
         ..lab.pki.upstream_material()
     })

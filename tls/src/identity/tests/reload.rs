@@ -9,7 +9,7 @@ use super::super::{
 use super::{Lab, connect, exchange, id, leaf_der, localhost, pump};
 
 fn server(lab: &Lab) -> ServerTls {
-    ServerTls::load(lab.pki.server_material()).expect("server material")
+    ServerTls::load(&lab.pki.server_material()).expect("server material")
 }
 
 #[test]
@@ -192,7 +192,7 @@ fn load_errors_name_what_to_fix() {
         allowed_identities: vec!["client".to_owned()],
         ..base.clone()
     };
-    let err = ServerTls::load(bad_id).err().expect("not a SPIFFE ID");
+    let err = ServerTls::load(&bad_id).err().expect("not a SPIFFE ID");
     assert!(matches!(
         err,
         MaterialError::NotSpiffeId {
@@ -206,7 +206,7 @@ fn load_errors_name_what_to_fix() {
         client_trust: None,
         ..base.clone()
     };
-    let err = ServerTls::load(no_trust)
+    let err = ServerTls::load(&no_trust)
         .err()
         .expect("identities without trust");
     assert!(matches!(err, MaterialError::IdentitiesWithoutTrust));
@@ -215,7 +215,7 @@ fn load_errors_name_what_to_fix() {
         key: lab.path("nope-key.pem"),
         ..base
     };
-    let err = ServerTls::load(missing).err().expect("missing key");
+    let err = ServerTls::load(&missing).err().expect("missing key");
     assert!(err.to_string().contains("nope-key.pem"), "{err}");
     assert_eq!(err.path(), Some(lab.path("nope-key.pem").as_path()));
 }

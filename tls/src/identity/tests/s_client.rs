@@ -85,7 +85,7 @@ fn s_client(lab: &Lab, port: u16, cert: &Path, key: &Path) -> String {
 #[test]
 fn openssl_s_client_is_admitted_or_sees_access_denied() {
     let lab = Lab::new();
-    let server = ServerTls::load(lab.pki.server_material()).expect("server material");
+    let server = ServerTls::load(&lab.pki.server_material()).expect("server material");
 
     let (port, handle) = serve_one(server.current());
     let out = s_client(&lab, port, &lab.pki.client.cert, &lab.pki.client.key);
