@@ -23,6 +23,8 @@
 mod conn;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 use std::{
     cmp::Reverse,
