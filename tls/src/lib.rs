@@ -5,7 +5,10 @@
 //! - [`engine`]: the proxy logic, sans-IO (tested on virtual time);
 //! - [`buf`]: connection buffers lent from a per-worker pool;
 //! - [`metrics`]: Linkerd-style counters and histograms;
-//! - `identity`, `pool`: TLS material and upstream pools.
+//! - `identity`, `pool`: TLS material and upstream pools;
+//! - [`uring`]: the io_uring driver (production);
+//! - [`tokio_driver`]: the tokio (epoll) driver, where io_uring is
+//!   unavailable.
 
 pub mod buf;
 pub mod engine;
@@ -14,4 +17,5 @@ pub mod identity;
 pub mod metrics;
 #[path = "stub/pool.rs"]
 pub mod pool;
+pub mod tokio_driver;
 pub mod uring;
