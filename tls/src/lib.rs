@@ -8,9 +8,11 @@
 //! - `identity`, `pool`: TLS material and upstream pools;
 //! - [`uring`]: the io_uring driver (production);
 //! - [`tokio_driver`]: the tokio (epoll) driver, where io_uring is
-//!   unavailable.
+//!   unavailable;
+//! - [`driver`]: which of the two a worker runs on.
 
 pub mod buf;
+pub mod driver;
 pub mod engine;
 #[path = "stub/identity.rs"]
 pub mod identity;
