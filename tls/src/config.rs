@@ -42,18 +42,7 @@ fn default_drain() -> Duration {
     Duration::from_secs(10)
 }
 
-/// Which driver runs the workers' IO.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DriverChoice {
-    /// io_uring when the kernel allows it, else tokio.
-    #[default]
-    Auto,
-    /// io_uring or fail.
-    IoUring,
-    /// tokio (epoll).
-    Tokio,
-}
+pub use crate::driver::DriverChoice;
 
 /// How a service's legs are secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -10,12 +10,18 @@
 //!   and the lab CA;
 //! - [`buf`]: connection buffers lent from a per-worker pool;
 //! - [`metrics`]: Linkerd-style counters and histograms;
-//! - [`config`]: the `terminator:` section of the appliance configuration.
+//! - [`config`]: the `terminator:` section of the appliance configuration;
+//! - [`tokio_driver`]: the tokio (epoll) driver, where io_uring is
+//!   unavailable; [`driver`]: which of the two a worker runs on;
+//! - [`terminator`]: the running terminator (workers, reload, metrics).
 
 pub mod buf;
 pub mod config;
+pub mod driver;
 pub mod engine;
 pub mod identity;
 pub mod metrics;
 pub mod pool;
+pub mod terminator;
+pub mod tokio_driver;
 pub mod uring;

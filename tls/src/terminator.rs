@@ -157,7 +157,7 @@ impl Terminator {
             .iter()
             .map(load_material)
             .collect::<Result<_>>()?;
-        let driver = choose_driver(cfg.driver)?;
+        let driver = choose_driver(cfg.driver);
         let stop = Arc::new(AtomicBool::new(false));
         let listen: Vec<Listen> = cfg
             .services
@@ -228,7 +228,9 @@ impl Terminator {
                         Err(e) => {
                             let _ = ready.send(Err(anyhow!("terminator worker {w}: {e}")));
                         }
-                        Ok(Err(e)) => tracing::error!(worker = w, error = %e, "terminator worker failed"),
+                        Ok(Err(e)) => {
+                            tracing::error!(worker = w, error = %e, "terminator worker failed")
+                        }
                         Ok(Ok(())) => {}
                     }
                 })
@@ -334,11 +336,13 @@ fn log_reload(service: &str, section: &str, r: Reload) {
     match r {
         Reload::Unchanged => {}
         Reload::Reloaded => tracing::info!(service, section, "new TLS material in force"),
-        Reload::Refused(e) => tracing::warn!(
+        // The identity module warns once per distinct bad file; repeating
+        // it every second would drown the log.
+        Reload::Refused(e) => tracing::debug!(
             service,
             section,
             error = %e,
-            "new TLS material refused; the old material stays in force"
+            "new TLS material still refused; the old material stays in force"
         ),
     }
 }
