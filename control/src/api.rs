@@ -28,6 +28,9 @@ use tracing::{debug, warn};
 /// Something that can produce a stats snapshot.
 pub type StatsSource = Arc<dyn Fn() -> DataplaneStats + Send + Sync>;
 
+/// More Prometheus text for `/metrics` (the terminator's families).
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// The API listener; the socket file is removed on drop.
 #[derive(Debug)]
 pub struct Api {
@@ -39,7 +42,7 @@ impl Api {
     ///
     /// # Errors
     /// The directory cannot be made or the socket cannot be bound.
-    pub fn start(path: &Path, stats: StatsSource) -> Result<Self> {
+    pub fn start(path: &Path, stats: StatsSource, more: Option<MetricsSource>) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -60,9 +63,10 @@ impl Api {
                     match conn {
                         Ok(c) => {
                             let s = stats.clone();
+                            let m = more.clone();
                             let _ = thread::Builder::new().name("cw-api-conn".into()).spawn(
                                 move || {
-                                    if let Err(e) = serve(c, &s) {
+                                    if let Err(e) = serve(c, &s, m.as_ref()) {
                                         debug!(error = %e, "API connection");
                                     }
                                 },
@@ -84,7 +88,11 @@ impl Drop for Api {
     }
 }
 
-fn serve(conn: UnixStream, stats: &StatsSource) -> std::io::Result<()> {
+fn serve(
+    conn: UnixStream,
+    stats: &StatsSource,
+    more: Option<&MetricsSource>,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request = String::new();
@@ -96,7 +104,13 @@ fn serve(conn: UnixStream, stats: &StatsSource) -> std::io::Result<()> {
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let (status, ctype, body) = match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", prometheus(&stats())),
+        "/metrics" => {
+            let mut text = prometheus(&stats());
+            if let Some(more) = more {
+                text.push_str(&more());
+            }
+            ("200 OK", "text/plain; version=0.0.4", text)
+        }
         "/stats" => (
             "200 OK",
             "application/json",

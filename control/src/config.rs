@@ -16,10 +16,11 @@ use causeway_dataplane::{
     route::IpPrefix,
     xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode},
 };
+use causeway_tls::config::TerminatorConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The dataplane's ports, in order.
@@ -39,6 +40,9 @@ pub struct Config {
     /// Network policy.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The TLS terminator and its services (none: no terminator).
+    #[serde(default)]
+    pub terminator: Option<TerminatorConfig>,
 }
 
 /// Where the policy comes from.
@@ -122,8 +126,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.ports.is_empty() {
-            bail!("ports: at least one port is needed");
+        if self.ports.is_empty() && self.terminator.is_none() {
+            bail!(
+                "ports: at least one port is needed (or a terminator, for an appliance without a dataplane)"
+            );
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(t) = &self.terminator
+            && let Err(errors) = t.validate(cpus)
+        {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            bail!("{}", lines.join("\n"));
         }
         let mut names = HashSet::new();
         let mut interfaces = HashSet::new();
@@ -170,7 +183,6 @@ impl Config {
                 bail!("routes[{i}]: give a next hop (via) or a port");
             }
         }
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut seen = HashSet::new();
         for (i, c) in self.workers.cores.iter().enumerate() {
             if *c >= cpus {
@@ -180,7 +192,7 @@ impl Config {
                 bail!("workers.cores[{i}]: CPU {c} is listed twice");
             }
         }
-        if self.workers.cores.is_empty() {
+        if self.workers.cores.is_empty() && !self.ports.is_empty() {
             bail!("workers.cores: list at least one CPU");
         }
         if !(1024..=1 << 26).contains(&self.policy.conntrack_capacity) {
@@ -228,6 +240,20 @@ mod tests {
         assert_eq!(c.ports.len(), 3);
         assert_eq!(c.ports[0].interface, "a0");
         assert_eq!(c.api.socket, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn a_terminator_only_appliance_needs_no_ports() {
+        let yaml = "ports: []\nterminator:\n  cores: [0]\n  services:\n    - {name: web, listen: 127.0.0.1:8443, mode: plain, upstreams: [127.0.0.1:8080]}\n";
+        let c = Config::parse(yaml).unwrap();
+        assert_eq!(c.terminator.unwrap().services[0].name, "web");
+        let e = format!("{:#}", Config::parse("ports: []\n").unwrap_err());
+        assert!(e.contains("at least one port"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse(&yaml.replace("mode: plain", "mode: terminate")).unwrap_err()
+        );
+        assert!(e.contains("terminator.services[0].tls"), "{e}");
     }
 
     #[test]

@@ -18,11 +18,15 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use causeway_dataplane::{policy::program::PolicyProgram, xdp::Dataplane};
+use causeway_dataplane::{
+    policy::program::PolicyProgram,
+    xdp::{Dataplane, DataplaneStats},
+};
+use causeway_tls::{metrics::WorkerMetrics, terminator::Terminator};
 use tracing::{error, info, warn};
 
 use crate::{
-    api::Api,
+    api::{Api, MetricsSource, StatsSource},
     config::Config,
     policy::{
         compile::{self, Cache, Compiled},
@@ -89,25 +93,58 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .context("installing SIGHUP")?;
-    let dataplane = Arc::new(Mutex::new(Dataplane::start(
-        &config.dataplane(Arc::new(compiled.program), compiled.prefilter),
-    )?));
-    let ports: Vec<String> = dataplane
-        .lock()
-        .expect("not poisoned")
-        .ports()
-        .iter()
-        .map(|p| format!("{}={}", p.name, p.interface))
-        .collect();
-    let dp = dataplane.clone();
-    let api = Api::start(
-        &config.api.socket,
-        Arc::new(move || dp.lock().expect("not poisoned").stats()),
-    )?;
-    info!(config = %args.config.display(), ports = %ports.join(","), api = %config.api.socket.display(), "causeway is forwarding");
+    let dataplane = if config.ports.is_empty() {
+        info!("no ports: this appliance runs the terminator only");
+        None
+    } else {
+        Some(Arc::new(Mutex::new(Dataplane::start(&config.dataplane(
+            Arc::new(compiled.program),
+            compiled.prefilter,
+        ))?)))
+    };
+    // The terminator starts once the dataplane forwards: its upstream
+    // connections leave through the host port.
+    let terminator = match &config.terminator {
+        Some(t) if !t.services.is_empty() => Some(Terminator::start(t)?),
+        _ => None,
+    };
+    let ports: Vec<String> = dataplane.as_ref().map_or_else(Vec::new, |dp| {
+        dp.lock()
+            .expect("not poisoned")
+            .ports()
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.interface))
+            .collect()
+    });
+    let stats: StatsSource = match &dataplane {
+        Some(dp) => {
+            let dp = dp.clone();
+            Arc::new(move || dp.lock().expect("not poisoned").stats())
+        }
+        None => Arc::new(DataplaneStats::default),
+    };
+    let more: Option<MetricsSource> = terminator.as_ref().map(|t| {
+        let workers: Vec<Arc<WorkerMetrics>> = t.worker_metrics().to_vec();
+        Arc::new(move || {
+            let refs: Vec<&WorkerMetrics> = workers.iter().map(AsRef::as_ref).collect();
+            causeway_tls::metrics::render(&refs)
+        }) as MetricsSource
+    });
+    let api = Api::start(&config.api.socket, stats, more)?;
+    info!(
+        config = %args.config.display(),
+        ports = %ports.join(","),
+        services = config.terminator.as_ref().map_or(0, |t| t.services.len()),
+        api = %config.api.socket.display(),
+        "causeway is forwarding"
+    );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if reload.swap(false, Ordering::Relaxed) {
+            let Some(dataplane) = &dataplane else {
+                info!("SIGHUP: no dataplane, no policy to reload");
+                continue;
+            };
             info!("SIGHUP: reloading the policy");
             match compile_policy(&config, generation + 1, &mut cache) {
                 Ok(c) => {
@@ -129,7 +166,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
     }
     info!("stopping");
-    dataplane.lock().expect("not poisoned").stop();
+    // The terminator drains first, while the dataplane still carries its
+    // connections.
+    if let Some(t) = terminator {
+        t.stop();
+    }
+    if let Some(dp) = dataplane {
+        dp.lock().expect("not poisoned").stop();
+    }
     drop(api);
     info!("stopped");
     Ok(())

@@ -169,8 +169,9 @@ pub struct PortState {
     pub native_xdp: bool,
 }
 
-/// A snapshot of the dataplane's counters.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A snapshot of the dataplane's counters (all zero and empty for an
+/// appliance that runs only the terminator).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DataplaneStats {
     /// Per port, summed over workers.
     pub ports: Vec<(PortState, PortCounters)>,
