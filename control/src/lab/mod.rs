@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod appliance;
+mod backend;
 mod cmd;
 mod config;
 mod error;
@@ -49,6 +50,7 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use config::{DEFAULT_TEMPLATE as DEFAULT_CONFIG_TEMPLATE, render as render_config};
@@ -99,6 +101,17 @@ pub enum LabCommand {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// One of the lab's HTTP backends (started by `up` in NAME-b): answers
+    /// every request with `hello from NAME`.
+    #[command(hide = true)]
+    Backend {
+        /// Where to listen, e.g. 10.2.0.2:8081.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Its name, in the `X-Backend` header and the body.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// How `causeway lab status` prints.
@@ -142,6 +155,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
             }
         }
+        LabCommand::Backend { listen, name } => backend::run(listen, &name)?,
     }
     Ok(())
 }

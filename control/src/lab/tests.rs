@@ -693,6 +693,30 @@ fn the_command_line_parses() {
     ));
     let cli = Cli::try_parse_from(["lab", "down", "--name", "demo"]).unwrap();
     assert!(matches!(cli.lab.cmd, LabCommand::Down { .. }));
+    let cli = Cli::try_parse_from([
+        "lab",
+        "backend",
+        "--listen",
+        "10.2.0.2:8081",
+        "--name",
+        "backend-1",
+    ])
+    .unwrap();
+    match cli.lab.cmd {
+        LabCommand::Backend { listen, name } => {
+            assert_eq!(listen, "10.2.0.2:8081".parse().unwrap());
+            assert_eq!(name, "backend-1");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Hidden: `causeway lab --help` does not offer it.
+    let help = <Cli as clap::CommandFactory>::command()
+        .render_help()
+        .to_string();
+    assert!(
+        help.contains("status") && !help.lines().any(|l| l.trim_start().starts_with("backend")),
+        "{help}"
+    );
     assert!(
         Cli::try_parse_from(["lab", "up"]).is_err(),
         "--name is required"
