@@ -6,10 +6,11 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "causeway: run as root (the lab makes network namespaces and loads XDP programs)" >&2; exit 1; }
 
 # clang/llvm/libbpf-dev: the XDP program; libelf-dev, zlib1g-dev, m4, pkg-config:
-# libxdp and libbpf, built from source by xsk-rs; iproute2, ethtool: the lab;
-# iputils-ping, iperf3, python3: the demo and the tests; nftables: the perf peer.
+# libxdp and libbpf, built from source by xsk-rs; iproute2, ethtool, openssl: the lab
+# (openssl makes its PKI); iputils-ping, iperf3, python3: the demo and the tests;
+# nftables: the perf peer.
 PACKAGES=(build-essential clang llvm libbpf-dev linux-libc-dev libelf-dev zlib1g-dev m4 pkg-config
-          iproute2 ethtool iputils-ping iperf3 nftables python3 curl ca-certificates procps)
+          iproute2 ethtool openssl iputils-ping iperf3 nftables python3 curl ca-certificates procps)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
