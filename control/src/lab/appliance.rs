@@ -135,18 +135,21 @@ fn wait_until_forwarding(lab: &str, child: &mut Child, timeout: Duration) -> Res
 /// [`TERM_GRACE`]. Does nothing unless `pid` is alive and a causeway process,
 /// so a stale pid file never kills a stranger. Returns whether it stopped one.
 pub(crate) fn stop(pid: u32) -> Result<bool> {
+    stop_process(pid, "the appliance")
+}
+
+/// [`stop`] for any of the lab's causeway processes; `what` names it in
+/// the log.
+pub(crate) fn stop_process(pid: u32, what: &str) -> Result<bool> {
     if !is_causeway(pid) {
         return Ok(false);
     }
-    tracing::info!(pid, "lab: stopping the appliance");
+    tracing::info!(pid, "lab: stopping {what}");
     signal(pid, "-TERM")?;
     if wait_gone(pid, TERM_GRACE) {
         return Ok(true);
     }
-    tracing::warn!(
-        pid,
-        "lab: the appliance ignored SIGTERM for 5 s; killing it"
-    );
+    tracing::warn!(pid, "lab: {what} ignored SIGTERM for 5 s; killing it");
     signal(pid, "-KILL")?;
     wait_gone(pid, Duration::from_secs(1));
     Ok(true)

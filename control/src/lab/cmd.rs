@@ -1,5 +1,5 @@
-//! The lab's one door to the system: every `ip`, `ethtool`, `sysctl`, `ping`
-//! and `kill` it runs goes through [`run`], which logs the command and turns
+//! The lab's one door to the system: every `ip`, `ethtool`, `sysctl`, `ping`,
+//! `openssl` and `kill` it runs goes through [`run`], which logs the command and turns
 //! a failure into an error that names the command and quotes its stderr.
 
 use std::ffi::OsStr;
@@ -31,6 +31,10 @@ pub(crate) const SYSCTL: Tool = Tool {
 pub(crate) const PING: Tool = Tool {
     program: "ping",
     package: "iputils-ping",
+};
+pub(crate) const OPENSSL: Tool = Tool {
+    program: "openssl",
+    package: "openssl",
 };
 pub(crate) const KILL: Tool = Tool {
     program: "kill",

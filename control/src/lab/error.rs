@@ -145,6 +145,22 @@ pub enum LabError {
         tail: String,
     },
 
+    /// One of the lab's HTTP backends exited or did not listen in time.
+    #[error(
+        "the lab backend {backend} did not start: {reason}; last lines of {}:\n{tail}",
+        log.display()
+    )]
+    BackendNotReady {
+        /// Which backend, where, e.g. `backend-1 (10.2.0.2:8081 in demo-b)`.
+        backend: String,
+        /// Why the lab gave up waiting.
+        reason: String,
+        /// Its log.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+
     /// A step of `up` failed; what had been made was removed again.
     #[error("could not build lab {name} (what was made has been removed): {cause}")]
     UpFailed {

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::appliance;
-use super::cmd::{self, ETHTOOL, IP, PING, SYSCTL};
-use super::config;
+use super::backends;
+use super::cmd::{self, ETHTOOL, IP, OPENSSL, PING, SYSCTL};
+use super::config::{self, ConfigPaths};
 use super::error::{LabError, Result};
 use super::name;
+use super::pki::{self, Pki};
 use super::state::{LabDir, LabRecord};
-use super::status::{ApplianceStatus, LabStatus, NamespaceStatus, interfaces};
-use super::topology::{self, Role};
+use super::status::{ApplianceStatus, LabStatus, NamespaceStatus, TerminatorStatus, interfaces};
+use super::topology::{self, Role, addr};
 
 /// How long `up` waits for its links to report carrier.
 const LINKS_UP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,9 +26,10 @@ pub struct UpOptions {
     /// A directory of manifests, recorded in the lab's state (and shown by
     /// `status`) for the appliance and tests to use.
     pub manifests: Option<PathBuf>,
-    /// The `causeway` binary to start as the appliance; `None` means this
-    /// process's own executable, which is right for `causeway lab up` but
-    /// not for a test binary.
+    /// The `causeway` binary to start as the appliance and as the lab's HTTP
+    /// backends (`causeway lab backend`); `None` means this process's own
+    /// executable, which is right for `causeway lab up` but not for a test
+    /// binary.
     pub appliance_exe: Option<PathBuf>,
     /// How long `start` waits for the appliance to forward.
     pub ready_timeout: Duration,
@@ -48,12 +51,8 @@ pub(crate) fn up(name: &str, opts: &UpOptions) -> Result<LabStatus> {
     // Arguments and tools first: a mistake there should cost nothing to undo.
     name::validate(name)?;
     let manifests = opts.manifests.as_deref().map(manifests_dir).transpose()?;
-    let exe = if opts.start {
-        Some(appliance_exe(opts)?)
-    } else {
-        None
-    };
-    for tool in [IP, ETHTOOL, SYSCTL] {
+    let exe = appliance_exe(opts)?;
+    for tool in [IP, ETHTOOL, SYSCTL, OPENSSL] {
         tool.require()?;
     }
     if opts.start {
@@ -92,7 +91,7 @@ pub(crate) fn up(name: &str, opts: &UpOptions) -> Result<LabStatus> {
     }
     tracing::info!(lab = name, dir = %dir.dir.display(), "lab: building");
 
-    match build(name, &dir, &mut record, opts, exe.as_deref()) {
+    match build(name, &dir, &mut record, opts, &exe) {
         Ok(()) => status(name),
         Err(e) => {
             tracing::warn!(lab = name, error = %e, "lab: up failed; removing what was made");
@@ -117,7 +116,7 @@ fn build(
     dir: &LabDir,
     record: &mut LabRecord,
     opts: &UpOptions,
-    exe: Option<&Path>,
+    exe: &Path,
 ) -> Result<()> {
     // The namespaces, each recorded before it is made: whatever happens
     // next, `down` finds it.
@@ -139,14 +138,23 @@ fn build(
     // The kernel reports carrier a moment after `link set up`; a lab is
     // handed over with every link passing packets.
     wait_links_up(&record.namespaces)?;
+    // The PKI the terminator's configuration names.
+    let pki = pki::make(&dir.pki())?;
     // The appliance's configuration.
-    let mut yaml = config::render(&dir.socket())?;
+    let svc_netns = Role::Svc.netns_path(name);
+    let mut yaml = config::render(&ConfigPaths {
+        socket: &dir.socket(),
+        svc_netns: &svc_netns,
+        pki: &pki.dir,
+    })?;
     if let Some(m) = &record.manifests {
         yaml.push_str(&config::policy_section(m)?);
     }
     dir.write_atomic(&dir.config(), yaml.as_bytes())?;
+    // The HTTP backends in island B, the demo service's upstreams.
+    backends::start(name, dir, exe)?;
     // The appliance itself, if asked for.
-    if let Some(exe) = exe {
+    if opts.start {
         appliance::start(name, dir, exe, opts.ready_timeout)?;
     }
     Ok(())
@@ -241,6 +249,7 @@ fn teardown(dir: &LabDir, record: &LabRecord) -> Result<()> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "lab: cannot read the appliance pid"),
     }
+    backends::stop(dir);
     let existing = existing_namespaces()?;
     for netns in record.namespaces.iter().rev() {
         if !existing.contains(netns) {
@@ -321,7 +330,22 @@ pub(crate) fn status(name: &str) -> Result<LabStatus> {
             config: dir.config(),
             api_socket: dir.socket(),
         },
+        terminator: terminator_status(name, &dir),
     })
+}
+
+/// Where the lab's terminator listens and what a client needs to reach it.
+fn terminator_status(name: &str, dir: &LabDir) -> TerminatorStatus {
+    let pki = Pki::at(&dir.pki());
+    TerminatorStatus {
+        service: (addr::SERVICE_V4, addr::SERVICE_PORT).into(),
+        ca: pki.ca,
+        client_cert: pki.client,
+        client_key: pki.client_key,
+        server_name: addr::SERVICE_NAME.to_owned(),
+        backends: backends::all().into_iter().map(|(_, a)| a).collect(),
+        svc_netns: Role::Svc.netns(name),
+    }
 }
 
 /// The names of all network namespaces, from `ip netns list`.

@@ -1,21 +1,34 @@
 //! `causeway lab`: a whole test network in network namespaces on one host.
 //!
-//! A lab named NAME is three namespaces joined by veth pairs:
+//! A lab named NAME is four namespaces joined by veth pairs:
 //!
 //! ```text
 //!   NAME-a (clients)          NAME-gw (the appliance)              NAME-b (servers)
 //!   eth0 10.1.0.2/24 <-veth-> a0 10.1.0.1/24   b0 10.2.0.1/24 <-veth-> eth0 10.2.0.2/24
 //!        fd00:a::2/64            fd00:a::1/64     fd00:b::1/64            fd00:b::2/64
-//!                             hp0 <-veth-> hp1   (the host port)
+//!                             hp0 10.0.255.1/30   (the host port)     backend-1..3 on
+//!                              ^                                     10.2.0.2:8081..8083
+//!                            veth
+//!                              v
+//!                             hp1 10.0.255.2/30   NAME-svc (the terminator's side)
+//!                             lo  10.100.0.10/32 (the demo service), 10.100.0.20/32,
+//!                                 10.100.0.21/32 (spare service addresses)
 //! ```
 //!
 //! The islands route to each other through the appliance's addresses, but
 //! the kernel in `NAME-gw` does not forward: only the dataplane, attached to
-//! `a0`, `b0` and `hp0` with AF_XDP, carries packets between them. `hp1` is
-//! the kernel side of the host port, where the terminator listens. Every
-//! offload is off on every lab veth (see `topology.rs` for why). Nothing in a
-//! lab reaches beyond its own namespaces, and labs with different names
-//! never share anything, so tests can build several at once.
+//! `a0`, `b0` and `hp0` with AF_XDP, carries packets between them. `NAME-svc`
+//! is the kernel side of the host port, where the terminator's sockets live
+//! (its workers enter `/run/netns/NAME-svc`): island A reaches the service
+//! addresses, and the terminator reaches island B, only through the
+//! dataplane. The host port is IPv4 only. Every offload is off on every lab
+//! veth (see `topology.rs` for why). Nothing in a lab reaches beyond its own
+//! namespaces, and labs with different names never share anything, so tests
+//! can build several at once.
+//!
+//! Every lab runs three small HTTP backends in island B
+//! (`causeway lab backend`), the upstreams of the terminator's demo service,
+//! and has its own PKI for the terminator's mTLS.
 //!
 //! A lab's state lives in `/run/causeway/lab/NAME/` (the base directory
 //! moves with `CAUSEWAY_RUN_DIR`):
@@ -23,13 +36,18 @@
 //! - `lab.json`: what the lab made, written before it is made, so that
 //!   [`down`] removes exactly that, even after a crash in the middle of [`up`];
 //! - `config.yaml`: the appliance configuration (`control/lab/default.yaml`
-//!   with the API socket path filled in);
+//!   with the API socket path filled in, and `control/lab/terminator.yaml`
+//!   once the configuration has a `terminator:` section);
+//! - `pki/`: the lab CA and the gateway's, a client's and an upstream's
+//!   certificates and keys (see `pki.rs`);
+//! - `backend-N.log`, `backend-N.pid`: the HTTP backends' output and pids;
 //! - `appliance.log`, `appliance.pid`: the appliance's output and pid, when
 //!   started with `--start`;
 //! - `causeway.sock`: the appliance's API socket, once it listens.
 //!
 //! Every change to the system goes through `ip` (iproute2), `sysctl` run with
-//! `ip netns exec`, and `ethtool`; all of it needs root.
+//! `ip netns exec`, and `ethtool`; all of it needs root. The PKI is made with
+//! `openssl`.
 //!
 //! The kernel needs veth and network namespaces (any kernel AF_XDP runs on,
 //! 4.18 or later, has both).
@@ -37,11 +55,14 @@
 #![forbid(unsafe_code)]
 
 mod appliance;
+mod backend;
+mod backends;
 mod cmd;
 mod config;
 mod error;
 mod lifecycle;
 mod name;
+mod pki;
 mod state;
 mod status;
 mod topology;
@@ -49,14 +70,20 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use config::{DEFAULT_TEMPLATE as DEFAULT_CONFIG_TEMPLATE, render as render_config};
+pub use config::{
+    ConfigPaths, DEFAULT_TEMPLATE as DEFAULT_CONFIG_TEMPLATE, TERMINATOR_IN_CONFIG,
+    TERMINATOR_TEMPLATE as TERMINATOR_CONFIG_TEMPLATE, render as render_config,
+};
 pub use error::{LabError, Result};
 pub use lifecycle::UpOptions;
 pub use name::{MAX_NAME_LEN, validate as validate_name};
 pub use state::RUN_DIR_ENV;
-pub use status::{AddressStatus, ApplianceStatus, InterfaceStatus, LabStatus, NamespaceStatus};
+pub use status::{
+    AddressStatus, ApplianceStatus, InterfaceStatus, LabStatus, NamespaceStatus, TerminatorStatus,
+};
 pub use topology::{Role, addr};
 
 /// `causeway lab …`: build, inspect and remove labs.
@@ -70,7 +97,8 @@ pub struct LabArgs {
 /// The `causeway lab` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCommand {
-    /// Build a lab: namespaces NAME-a, NAME-gw and NAME-b, wired and addressed.
+    /// Build a lab: namespaces NAME-a, NAME-gw, NAME-svc and NAME-b, wired and
+    /// addressed, with its PKI and HTTP backends.
     Up {
         /// The lab's name: 1 to 15 of a-z, 0-9 and '-', not starting with '-'.
         #[arg(long)]
@@ -98,6 +126,17 @@ pub enum LabCommand {
         /// How to print it.
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+    },
+    /// One of the lab's HTTP backends (started by `up` in NAME-b): answers
+    /// every request with `hello from NAME`.
+    #[command(hide = true)]
+    Backend {
+        /// Where to listen, e.g. 10.2.0.2:8081.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Its name, in the `X-Backend` header and the body.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -142,6 +181,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
             }
         }
+        LabCommand::Backend { listen, name } => backend::run(listen, &name)?,
     }
     Ok(())
 }
@@ -150,23 +190,26 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
 ///
 /// Creates the state directory and `lab.json` first, then the namespaces
 /// (each recorded before it is made), the veths, offload settings,
-/// addresses and routes, then `config.yaml`; with `opts.start`, starts the
-/// appliance and waits until island A pings island B over IPv4 and IPv6.
+/// addresses and routes, then the PKI and `config.yaml`, then starts the HTTP
+/// backends in island B and waits until they listen; with `opts.start`,
+/// starts the appliance and waits until island A pings island B over IPv4
+/// and IPv6.
 ///
 /// # Errors
 ///
 /// - [`LabError::InvalidName`], [`LabError::ToolMissing`],
 ///   [`LabError::AlreadyExists`] (the lab exists: `down` it first) or
 ///   [`LabError::NamespaceTaken`] before anything is made;
-/// - [`LabError::UpFailed`], naming the failing command and its stderr,
+/// - [`LabError::UpFailed`], naming the failing command and its stderr (or
+///   the backend or appliance that did not start, quoting its log),
 ///   after removing what was made; [`LabError::UpAndTeardownFailed`] if that
 ///   removal failed too (then run [`down`]).
 pub fn up(name: &str, opts: &UpOptions) -> Result<LabStatus> {
     lifecycle::up(name, opts)
 }
 
-/// Removes lab `name`: stops its appliance (SIGTERM, SIGKILL after 5 s, and
-/// only if the recorded pid is a live causeway process), kills every process
+/// Removes lab `name`: stops its appliance and backends (SIGTERM, SIGKILL
+/// after 5 s, and only if a recorded pid is a live causeway process), kills every process
 /// left in each recorded namespace, deletes the namespaces, then the state
 /// directory. Works on a lab whose appliance crashed, whose `up` died midway
 /// or whose namespaces are already gone, and can be repeated until it

@@ -21,6 +21,7 @@ const CONFIG: &str = "config.yaml";
 const LOG: &str = "appliance.log";
 const PID: &str = "appliance.pid";
 const SOCKET: &str = "causeway.sock";
+const PKI: &str = "pki";
 
 /// The directory that holds every lab's state directory.
 pub(crate) fn labs_dir() -> Result<PathBuf> {
@@ -64,6 +65,17 @@ impl LabDir {
     }
     pub(crate) fn socket(&self) -> PathBuf {
         self.dir.join(SOCKET)
+    }
+    pub(crate) fn pki(&self) -> PathBuf {
+        self.dir.join(PKI)
+    }
+    /// `backend-N.log`: what backend `name` printed.
+    pub(crate) fn backend_log(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+    /// `backend-N.pid`: backend `name`'s pid.
+    pub(crate) fn backend_pid(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.pid"))
     }
 
     /// Creates the state directory; it existing already means the lab does.

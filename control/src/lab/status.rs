@@ -3,6 +3,7 @@
 //! of `causeway lab status -o json`.
 
 use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -20,16 +21,21 @@ pub struct LabStatus {
     pub state_dir: PathBuf,
     /// The manifests directory given to `up --manifests`, if any.
     pub manifests: Option<PathBuf>,
-    /// The lab's namespaces, island A first, then the appliance, then island B.
+    /// The lab's namespaces, in the order `up` made them: island A, the
+    /// appliance, the terminator's, island B.
     pub namespaces: Vec<NamespaceStatus>,
     /// The appliance process and its files.
     pub appliance: ApplianceStatus,
+    /// The demo service of the terminator, and what a client needs to
+    /// reach it.
+    pub terminator: TerminatorStatus,
 }
 
 /// One of the lab's namespaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceStatus {
-    /// `a`, `gw` or `b`; `None` for a recorded name that is none of them.
+    /// `a`, `gw`, `svc` or `b`; `None` for a recorded name that is none of
+    /// them.
     pub role: Option<Role>,
     /// The namespace name, e.g. `demo-gw`.
     pub name: String,
@@ -82,6 +88,27 @@ pub struct ApplianceStatus {
     pub config: PathBuf,
     /// Its API socket.
     pub api_socket: PathBuf,
+}
+
+/// The lab's terminator: where its demo service listens, the files a
+/// client needs for mTLS, and the service's upstreams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminatorStatus {
+    /// The demo service, e.g. `10.100.0.10:443`.
+    pub service: SocketAddr,
+    /// The lab CA, which the service's certificate chains to.
+    pub ca: PathBuf,
+    /// A client certificate the service admits
+    /// (`spiffe://causeway.lab/ns/lab/sa/client`).
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+    /// The name to send as SNI and check the certificate against.
+    pub server_name: String,
+    /// The HTTP backends in island B that the service balances across.
+    pub backends: Vec<SocketAddr>,
+    /// The namespace the terminator's sockets live in, e.g. `demo-svc`.
+    pub svc_netns: String,
 }
 
 impl LabStatus {
@@ -247,6 +274,13 @@ impl fmt::Display for LabStatus {
             .manifests
             .as_ref()
             .map_or_else(|| "-".to_owned(), |m| m.display().to_string());
+        let t = &self.terminator;
+        let backends = t
+            .backends
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
         let fields = [
             ("appliance", appliance),
             ("log", a.log.display().to_string()),
@@ -254,9 +288,15 @@ impl fmt::Display for LabStatus {
             ("api socket", a.api_socket.display().to_string()),
             ("manifests", manifests),
             ("state dir", self.state_dir.display().to_string()),
+            ("service", format!("{} in {}", t.service, t.svc_netns)),
+            ("server name", t.server_name.clone()),
+            ("ca", t.ca.display().to_string()),
+            ("client cert", t.client_cert.display().to_string()),
+            ("client key", t.client_key.display().to_string()),
+            ("backends", backends),
         ];
         for (key, value) in fields {
-            writeln!(f, "{:<11} {value}", format!("{key}:"))?;
+            writeln!(f, "{:<12} {value}", format!("{key}:"))?;
         }
         Ok(())
     }
@@ -338,6 +378,18 @@ mod tests {
                 config: "/run/causeway/lab/demo/config.yaml".into(),
                 api_socket: "/run/causeway/lab/demo/causeway.sock".into(),
             },
+            terminator: TerminatorStatus {
+                service: "10.100.0.10:443".parse().unwrap(),
+                ca: "/run/causeway/lab/demo/pki/ca.pem".into(),
+                client_cert: "/run/causeway/lab/demo/pki/client.pem".into(),
+                client_key: "/run/causeway/lab/demo/pki/client-key.pem".into(),
+                server_name: "demo.causeway.lab".to_owned(),
+                backends: vec![
+                    "10.2.0.2:8081".parse().unwrap(),
+                    "10.2.0.2:8082".parse().unwrap(),
+                ],
+                svc_netns: "demo-svc".to_owned(),
+            },
         }
     }
 
@@ -351,12 +403,18 @@ lab demo
              eth0       up     6a:1b:2c:3d:4e:5f  10.1.0.2/24 fd00:a::2/64
              hp1        down   aa:bb:cc:dd:ee:ff
   demo-gw    (missing)
-appliance:  not running (was pid 42)
-log:        /run/causeway/lab/demo/appliance.log
-config:     /run/causeway/lab/demo/config.yaml
-api socket: /run/causeway/lab/demo/causeway.sock
-manifests:  -
-state dir:  /run/causeway/lab/demo
+appliance:   not running (was pid 42)
+log:         /run/causeway/lab/demo/appliance.log
+config:      /run/causeway/lab/demo/config.yaml
+api socket:  /run/causeway/lab/demo/causeway.sock
+manifests:   -
+state dir:   /run/causeway/lab/demo
+service:     10.100.0.10:443 in demo-svc
+server name: demo.causeway.lab
+ca:          /run/causeway/lab/demo/pki/ca.pem
+client cert: /run/causeway/lab/demo/pki/client.pem
+client key:  /run/causeway/lab/demo/pki/client-key.pem
+backends:    10.2.0.2:8081 10.2.0.2:8082
 ";
         assert_eq!(text, expected);
     }
@@ -371,6 +429,18 @@ state dir:  /run/causeway/lab/demo
             24
         );
         assert_eq!(json["appliance"]["pid"], 42);
+        assert_eq!(
+            json["terminator"],
+            serde_json::json!({
+                "service": "10.100.0.10:443",
+                "ca": "/run/causeway/lab/demo/pki/ca.pem",
+                "client_cert": "/run/causeway/lab/demo/pki/client.pem",
+                "client_key": "/run/causeway/lab/demo/pki/client-key.pem",
+                "server_name": "demo.causeway.lab",
+                "backends": ["10.2.0.2:8081", "10.2.0.2:8082"],
+                "svc_netns": "demo-svc",
+            })
+        );
         let back: LabStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, status);
         assert_eq!(

@@ -1,17 +1,24 @@
 //! Lab tests against the real kernel. They need root, `ip`, `ethtool`,
-//! `sysctl` and `ping`, and fail (not skip) without them. Each builds labs
-//! named `lt<pid><tag>`, so parallel tests and parallel runs do not meet,
-//! and a guard removes its lab even when an assertion fails.
+//! `sysctl`, `ping` and `openssl`, and fail (not skip) without them. Each
+//! builds labs named `lt<pid><tag>`, so parallel tests and parallel runs do
+//! not meet, and a guard removes its lab even when an assertion fails.
+//!
+//! `up` starts the lab's backends as `EXE lab backend …`, and this test
+//! binary is no `causeway`: the tests hand `up` a script ([`test_exe`]) that
+//! runs [`helper_backend`] of this binary for `lab backend`, so the real
+//! backend code serves.
 
 use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 
-use super::cmd::{self, ETHTOOL, IP, PING, SYSCTL};
+use super::cmd::{self, ETHTOOL, IP, OPENSSL, PING, SYSCTL};
 use super::state::{LabDir, LabRecord};
 use super::*;
 
@@ -27,11 +34,81 @@ fn require_root_and_tools() {
         "the lab tests create network namespaces and need root: run them as root \
          (e.g. `sudo -E cargo test -p causeway-control lab`)"
     );
-    for tool in [IP, ETHTOOL, SYSCTL, PING] {
+    for tool in [IP, ETHTOOL, SYSCTL, PING, OPENSSL] {
         if let Err(e) = tool.require() {
             panic!("the lab tests need `{}`: {e}", tool.program);
         }
     }
+}
+
+/// Set for [`helper_backend`] by the script of [`test_exe`]: `ADDR NAME`.
+const BACKEND_ENV: &str = "CAUSEWAY_LAB_TEST_BACKEND";
+
+/// Bash that runs [`helper_backend`] of this binary for
+/// `lab backend --listen ADDR --name NAME`, and falls through otherwise.
+fn backend_preamble() -> String {
+    let exe = std::env::current_exe().unwrap();
+    // This module's path without the crate name, as the test filter wants it.
+    let module = module_path!().split_once("::").unwrap().1;
+    format!(
+        "if [ \"$1 $2 $3 $5\" = 'lab backend --listen --name' ]; then\n\
+         \x20 export {BACKEND_ENV}=\"$4 $6\"\n\
+         \x20 exec {} --exact {module}::helper_backend --ignored --nocapture --quiet \
+         --test-threads=1\n\
+         fi",
+        exe.display()
+    )
+}
+
+/// The `causeway` binary for `up` in tests that do not start an appliance:
+/// serves `lab backend`, fails for anything else. It lives beside this test
+/// binary (one per build, shared by its processes).
+fn test_exe() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let me = std::env::current_exe().unwrap();
+        let name = me.file_name().unwrap().to_string_lossy().into_owned();
+        let path = me.with_file_name(format!("{name}-lab-exe"));
+        write_script(&path, "echo 'not an appliance' >&2\nexit 1");
+        path
+    })
+    .clone()
+}
+
+/// `UpOptions::default()`, with [`test_exe`] as the binary.
+fn opts() -> UpOptions {
+    UpOptions {
+        appliance_exe: Some(test_exe()),
+        ..UpOptions::default()
+    }
+}
+
+/// Not a test: the lab's backends in these tests (see [`test_exe`]).
+#[test]
+#[ignore = "a helper process for the lab's backends"]
+fn helper_backend() {
+    let Ok(args) = std::env::var(BACKEND_ENV) else {
+        return;
+    };
+    let (listen, name) = args.split_once(' ').expect("ADDR NAME");
+    backend::run(listen.parse().expect("an address"), name).expect("the backend serves");
+}
+
+/// `bash`, for its /dev/tcp in namespaces without curl.
+const BASH: cmd::Tool = cmd::Tool {
+    program: "bash",
+    package: "bash",
+};
+
+/// An HTTP/1.1 GET to `addr` from inside `netns`: the whole response.
+fn http_get(netns: &str, addr: SocketAddr) -> String {
+    let script = format!(
+        "exec 3<>/dev/tcp/{}/{} && printf 'GET / HTTP/1.1\\r\\nHost: lab\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 5 cat <&3",
+        addr.ip(),
+        addr.port()
+    );
+    cmd::run_in(netns, BASH, &["-c", &script])
+        .unwrap_or_else(|e| panic!("GET {addr} in {netns}: {e}"))
 }
 
 fn unique(tag: &str) -> String {
@@ -100,7 +177,15 @@ fn is_mac(s: &str) -> bool {
 fn check_lab(lab: &str, status: &LabStatus) {
     assert_eq!(status.name, lab);
     let roles: Vec<_> = status.namespaces.iter().map(|ns| ns.role).collect();
-    assert_eq!(roles, [Some(Role::A), Some(Role::Gw), Some(Role::B)]);
+    assert_eq!(
+        roles,
+        [
+            Some(Role::A),
+            Some(Role::Gw),
+            Some(Role::Svc),
+            Some(Role::B)
+        ]
+    );
     for ns in &status.namespaces {
         assert!(ns.exists, "{} should exist", ns.name);
         assert!(
@@ -122,7 +207,8 @@ fn check_lab(lab: &str, status: &LabStatus) {
     assert_eq!(names(Role::B), ["lo", "eth0"]);
     let mut gw = names(Role::Gw);
     gw.sort_unstable();
-    assert_eq!(gw, ["a0", "b0", "hp0", "hp1", "lo"]);
+    assert_eq!(gw, ["a0", "b0", "hp0", "lo"]);
+    assert_eq!(names(Role::Svc), ["lo", "hp1"]);
 
     // Addresses, global scope only (link-local ones come and go).
     let global = |role, ifname: &str| -> Vec<String> {
@@ -139,8 +225,8 @@ fn check_lab(lab: &str, status: &LabStatus) {
     assert_eq!(global(Role::Gw, "a0"), ["10.1.0.1/24", "fd00:a::1/64"]);
     assert_eq!(global(Role::Gw, "b0"), ["10.2.0.1/24", "fd00:b::1/64"]);
     assert_eq!(global(Role::B, "eth0"), ["10.2.0.2/24", "fd00:b::2/64"]);
-    assert!(global(Role::Gw, "hp0").is_empty());
-    assert!(global(Role::Gw, "hp1").is_empty());
+    assert_eq!(global(Role::Gw, "hp0"), ["10.0.255.1/30"]);
+    assert_eq!(global(Role::Svc, "hp1"), ["10.0.255.2/30"]);
     assert!(
         status
             .interface(Role::A, "lo")
@@ -148,6 +234,18 @@ fn check_lab(lab: &str, status: &LabStatus) {
             .cidrs()
             .contains(&"127.0.0.1/8".to_owned())
     );
+    let svc_lo = status.interface(Role::Svc, "lo").unwrap().cidrs();
+    for want in [
+        "127.0.0.1/8",
+        "10.100.0.10/32",
+        "10.100.0.20/32",
+        "10.100.0.21/32",
+    ] {
+        assert!(
+            svc_lo.contains(&want.to_owned()),
+            "{want} on lo: {svc_lo:?}"
+        );
+    }
 
     // Every interface is up, and every veth's MAC is what the kernel says.
     let mut macs = Vec::new();
@@ -194,7 +292,7 @@ fn check_lab(lab: &str, status: &LabStatus) {
         (Role::Gw, "a0"),
         (Role::Gw, "b0"),
         (Role::Gw, "hp0"),
-        (Role::Gw, "hp1"),
+        (Role::Svc, "hp1"),
     ] {
         let features = cmd::run_in(&role.netns(lab), ETHTOOL, &["-k", dev]).unwrap();
         for feature in [
@@ -229,6 +327,63 @@ fn check_lab(lab: &str, status: &LabStatus) {
     assert_eq!(status.appliance.pid, None);
     assert!(!status.appliance.running);
 
+    // The PKI, and what status tells a client.
+    let t = &status.terminator;
+    assert_eq!(t.service, "10.100.0.10:443".parse().unwrap());
+    assert_eq!(t.ca, dir.pki().join("ca.pem"));
+    assert_eq!(t.client_cert, dir.pki().join("client.pem"));
+    assert_eq!(t.client_key, dir.pki().join("client-key.pem"));
+    assert_eq!(t.server_name, "demo.causeway.lab");
+    assert_eq!(t.svc_netns, format!("{lab}-svc"));
+    let verify = cmd::run(
+        OPENSSL,
+        &[
+            "verify".as_ref(),
+            "-CAfile".as_ref(),
+            t.ca.as_os_str(),
+            t.client_cert.as_os_str(),
+            dir.pki().join("server.pem").as_os_str(),
+        ],
+    )
+    .unwrap();
+    assert!(
+        verify.contains("client.pem: OK") && verify.contains("server.pem: OK"),
+        "{verify}"
+    );
+    if TERMINATOR_IN_CONFIG {
+        assert!(
+            config.contains(&format!("netns: /run/netns/{lab}-svc")),
+            "{config}"
+        );
+    }
+
+    // The backends answer in island B, each with its name.
+    assert_eq!(t.backends.len(), 3);
+    for (i, &backend) in t.backends.iter().enumerate() {
+        let response = http_get(&b_ns(lab), backend);
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        let name = format!("backend-{}", i + 1);
+        assert!(
+            response.contains(&format!("X-Backend: {name}\r\n")),
+            "{response}"
+        );
+        assert!(
+            response.ends_with(&format!("\r\n\r\nhello from {name}\n")),
+            "{response}"
+        );
+        let pid: u32 = fs::read_to_string(dir.backend_pid(&name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(appliance::is_causeway(pid), "{name} runs as pid {pid}");
+        let b_pids = cmd::run(IP, &["netns", "pids", &b_ns(lab)]).unwrap();
+        assert!(
+            b_pids.split_whitespace().any(|p| p == pid.to_string()),
+            "{name} in island B"
+        );
+    }
+
     // The kernel in the appliance answers its own addresses…
     let a = Role::A.netns(lab);
     let b = Role::B.netns(lab);
@@ -236,12 +391,28 @@ fn check_lab(lab: &str, status: &LabStatus) {
     assert!(ping(&a, "fd00:a::1"), "{a} -> fd00:a::1");
     assert!(ping(&b, "10.2.0.1"), "{b} -> 10.2.0.1");
     assert!(ping(&b, "fd00:b::1"), "{b} -> fd00:b::1");
+    // …and the host port's other end, which answers it.
+    let svc = Role::Svc.netns(lab);
+    assert!(ping(&gw_ns, "10.0.255.2"), "{gw_ns} -> 10.0.255.2");
+    assert!(ping(&svc, "10.0.255.1"), "{svc} -> 10.0.255.1");
     // …but does not carry packets between the islands: that is the
     // dataplane's job.
     assert!(
         !ping(&a, "10.2.0.2"),
         "{a} -> 10.2.0.2 must not pass without the dataplane"
     );
+    assert!(
+        !ping(&a, "10.100.0.10"),
+        "{a} -> 10.100.0.10 must not pass without the dataplane"
+    );
+    assert!(
+        !ping(&svc, "10.2.0.2"),
+        "{svc} -> 10.2.0.2 must not pass without the dataplane"
+    );
+}
+
+fn b_ns(lab: &str) -> String {
+    Role::B.netns(lab)
 }
 
 /// `cat`, to read /sys inside a namespace.
@@ -253,8 +424,8 @@ const CAT: cmd::Tool = cmd::Tool {
 #[test]
 fn up_status_down_with_two_labs_at_once() {
     require_root_and_tools();
-    let (p_guard, p) = up_guarded("p", &UpOptions::default());
-    let (q_guard, q) = up_guarded("q", &UpOptions::default());
+    let (p_guard, p) = up_guarded("p", &opts());
+    let (q_guard, q) = up_guarded("q", &opts());
     let (p_name, q_name) = (p_guard.0.clone(), q_guard.0.clone());
 
     check_lab(&p_name, &p);
@@ -262,7 +433,7 @@ fn up_status_down_with_two_labs_at_once() {
     // status reads back what up returned (modulo link-local addresses that
     // may have appeared since).
     let again = status(&p_name).unwrap();
-    assert_eq!(again.namespaces.len(), 3);
+    assert_eq!(again.namespaces.len(), 4);
     check_lab(&p_name, &again);
     let labs = list().unwrap();
     assert!(labs.contains(&p_name) && labs.contains(&q_name), "{labs:?}");
@@ -271,10 +442,27 @@ fn up_status_down_with_two_labs_at_once() {
     let json = serde_json::to_value(&again).unwrap();
     assert_eq!(json["namespaces"][0]["name"], format!("{p_name}-a"));
     assert_eq!(json["namespaces"][1]["role"], "gw");
+    assert_eq!(json["namespaces"][2]["role"], "svc");
     assert!(json["appliance"]["pid"].is_null());
+    assert_eq!(json["terminator"]["service"], "10.100.0.10:443");
+    assert_eq!(json["terminator"]["svc_netns"], format!("{p_name}-svc"));
+    assert_eq!(
+        json["terminator"]["backends"],
+        serde_json::json!(["10.2.0.2:8081", "10.2.0.2:8082", "10.2.0.2:8083"])
+    );
+    let text = again.to_string();
+    assert!(text.contains("server name: demo.causeway.lab\n"), "{text}");
+    let backend_pids: Vec<u32> = (1..=3)
+        .map(|i| {
+            let path = LabDir::new(&p_name)
+                .unwrap()
+                .backend_pid(&format!("backend-{i}"));
+            fs::read_to_string(path).unwrap().trim().parse().unwrap()
+        })
+        .collect();
 
     // A second `up` of the same name names the lab and the way out.
-    let err = up(&p_name, &UpOptions::default()).unwrap_err();
+    let err = up(&p_name, &opts()).unwrap_err();
     assert!(matches!(err, LabError::AlreadyExists { .. }), "{err}");
     assert!(
         err.to_string()
@@ -290,8 +478,12 @@ fn up_status_down_with_two_labs_at_once() {
         "state dir removed"
     );
     assert!(!list().unwrap().contains(&p_name));
+    for pid in backend_pids {
+        assert!(!appliance::is_alive(pid), "down stops backend pid {pid}");
+    }
     assert!(ping(&Role::A.netns(&q_name), "10.1.0.1"));
-    assert_eq!(status(&q_name).unwrap().namespaces.len(), 3);
+    assert!(http_get(&b_ns(&q_name), "10.2.0.2:8083".parse().unwrap()).contains("backend-3"));
+    assert_eq!(status(&q_name).unwrap().namespaces.len(), 4);
 
     // Gone is gone: down and status say so.
     let err = down(&p_name).unwrap_err();
@@ -310,7 +502,7 @@ fn up_status_down_with_two_labs_at_once() {
 #[test]
 fn down_after_a_crash_removes_what_is_left_and_nothing_else() {
     require_root_and_tools();
-    let (guard, _) = up_guarded("c", &UpOptions::default());
+    let (guard, _) = up_guarded("c", &opts());
     let lab = guard.0.clone();
     let dir = LabDir::new(&lab).unwrap();
 
@@ -407,7 +599,7 @@ fn helper_up_then_wait() {
     let Ok(name) = std::env::var(CRASH_ENV) else {
         return;
     };
-    let _ = up(&name, &UpOptions::default());
+    let _ = up(&name, &opts());
     std::thread::sleep(Duration::from_secs(60));
 }
 
@@ -468,7 +660,7 @@ fn namespaces_the_lab_did_not_make_are_never_touched() {
     let cleanup = NetnsGuard(stray.clone());
 
     // up refuses to adopt it, and leaves no state behind.
-    let err = up(&lab, &UpOptions::default()).unwrap_err();
+    let err = up(&lab, &opts()).unwrap_err();
     assert!(matches!(err, LabError::NamespaceTaken { .. }), "{err}");
     assert!(
         err.to_string().contains(&format!("ip netns del {stray}")),
@@ -499,12 +691,24 @@ fn fake_appliance(tag: &str, body: &str) -> (PathBuf, TempDir) {
     );
     fs::create_dir_all(&dir.0).unwrap();
     let exe = dir.0.join("causeway-fake-appliance");
-    fs::write(&exe, format!("#!/bin/bash\n{body}\n")).unwrap();
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(&exe, body);
+    (exe, dir)
+}
+
+/// Writes an executable bash script, `body` after [`backend_preamble`], in
+/// place of whatever `path` was (unless it is that already).
+fn write_script(path: &Path, body: &str) {
+    let text = format!("#!/bin/bash\n{}\n{body}\n", backend_preamble());
+    if fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return;
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    fs::write(&tmp, text).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::rename(&tmp, path).unwrap();
     // Another test thread forking while the file was open for writing would
     // make exec fail with ETXTBSY; its child execs within microseconds.
     std::thread::sleep(Duration::from_millis(100));
-    (exe, dir)
 }
 
 struct TempDir(PathBuf);
@@ -628,7 +832,7 @@ fn start_failures_tear_the_lab_down_and_quote_the_log() {
 #[test]
 fn up_checks_its_arguments_before_making_anything() {
     // No root needed: these fail before the first command.
-    let err = up("Bad_Name", &UpOptions::default()).unwrap_err();
+    let err = up("Bad_Name", &opts()).unwrap_err();
     assert!(matches!(err, LabError::InvalidName { .. }), "{err}");
     let err = up(
         &unique("n"),
@@ -693,6 +897,30 @@ fn the_command_line_parses() {
     ));
     let cli = Cli::try_parse_from(["lab", "down", "--name", "demo"]).unwrap();
     assert!(matches!(cli.lab.cmd, LabCommand::Down { .. }));
+    let cli = Cli::try_parse_from([
+        "lab",
+        "backend",
+        "--listen",
+        "10.2.0.2:8081",
+        "--name",
+        "backend-1",
+    ])
+    .unwrap();
+    match cli.lab.cmd {
+        LabCommand::Backend { listen, name } => {
+            assert_eq!(listen, "10.2.0.2:8081".parse().unwrap());
+            assert_eq!(name, "backend-1");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Hidden: `causeway lab --help` does not offer it.
+    let help = <Cli as clap::CommandFactory>::command()
+        .render_help()
+        .to_string();
+    assert!(
+        help.contains("status") && !help.lines().any(|l| l.trim_start().starts_with("backend")),
+        "{help}"
+    );
     assert!(
         Cli::try_parse_from(["lab", "up"]).is_err(),
         "--name is required"
