@@ -243,6 +243,25 @@ mod tests {
     }
 
     #[test]
+    fn the_rendered_lab_config_parses_with_its_terminator() {
+        let yaml = crate::lab::render_config(&crate::lab::ConfigPaths {
+            socket: Path::new("/run/causeway/lab/x/causeway.sock"),
+            svc_netns: Path::new("/run/netns/x-svc"),
+            pki: Path::new("/run/causeway/lab/x/pki"),
+        })
+        .unwrap();
+        let c = Config::parse(&yaml).unwrap();
+        let t = c.terminator.expect("the lab runs the terminator");
+        let names: Vec<&str> = t.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["demo", "postgres", "redis"]);
+        assert_eq!(t.netns.as_deref(), Some(Path::new("/run/netns/x-svc")));
+        assert_eq!(
+            t.services[0].tls.as_ref().unwrap().cert,
+            Path::new("/run/causeway/lab/x/pki/server.pem")
+        );
+    }
+
+    #[test]
     fn a_terminator_only_appliance_needs_no_ports() {
         let yaml = "ports: []\nterminator:\n  cores: [0]\n  services:\n    - {name: web, listen: 127.0.0.1:8443, mode: plain, upstreams: [127.0.0.1:8080]}\n";
         let c = Config::parse(yaml).unwrap();

@@ -21,10 +21,10 @@ pub const DEFAULT_TEMPLATE: &str = include_str!("../../lab/default.yaml");
 /// directory (`<state dir>/pki`).
 pub const TERMINATOR_TEMPLATE: &str = include_str!("../../lab/terminator.yaml");
 
-/// Whether the appliance configuration has a `terminator:` section yet.
-/// Unknown fields are errors there, so until it has, the lab leaves
-/// [`TERMINATOR_TEMPLATE`] out of `config.yaml`.
-pub const TERMINATOR_IN_CONFIG: bool = false;
+/// Whether the lab's `config.yaml` carries [`TERMINATOR_TEMPLATE`]: it
+/// does, the lab runs the terminator; the switch stays so a lab without one
+/// remains one line away for debugging the dataplane alone.
+pub const TERMINATOR_IN_CONFIG: bool = true;
 
 const SOCKET_PLACEHOLDER: &str = "{{socket}}";
 const SVC_NETNS_PLACEHOLDER: &str = "{{svc_netns}}";
