@@ -50,6 +50,10 @@ pub(crate) struct Args {
     /// Skip the linear-scan peer (and its cross-check).
     #[arg(long, conflicts_with = "generate")]
     no_peer: bool,
+    /// Also write the figures as JSON (the harness's result schema, for
+    /// `causeway-perf report`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["generate", "no_peer"])]
+    json: Option<PathBuf>,
 
     /// Generate a filter set of N rules and a trace instead.
     #[arg(
@@ -144,8 +148,45 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     );
 
     if !args.no_peer {
-        peer(&rules, &trace, &answers, min_time, ours.rate())?;
+        let linear = peer(&rules, &trace, &answers, min_time, ours.rate())?;
+        if let Some(path) = &args.json {
+            write_json(path, rules.len(), ours.rate(), linear)?;
+        }
     }
+    Ok(())
+}
+
+/// The figures in the harness's result schema.
+fn write_json(path: &Path, rules: usize, ours: f64, linear: f64) -> anyhow::Result<()> {
+    let cpu_model = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let doc = serde_json::json!({
+        "scenario": "classify",
+        "machine": {
+            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "cpu_model": cpu_model,
+        },
+        "placement": {"classifier and peer": "one thread, wherever the scheduler puts it"},
+        "figures": [{
+            "name": format!("lookups/s, {rules} rules"),
+            "unit": "lookups/s",
+            "causeway": ours,
+            "peer": "linear first-match scan",
+            "peer_value": linear,
+            "ratio": ours / linear.max(1e-9),
+            "higher_is_better": true,
+        }],
+    });
+    fs::write(path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -157,7 +198,7 @@ fn peer(
     answers: &[Option<RuleIndex>],
     min_time: Duration,
     ours: f64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<f64> {
     let indexed: Vec<(RuleIndex, Rule)> = (0..).zip(rules.iter().copied()).collect();
     let mut disagree = None;
     let linear = measure(min_time, |time_left| {
@@ -187,7 +228,7 @@ fn peer(
         linear.lookups,
         ours / linear.rate(),
     );
-    Ok(())
+    Ok(linear.rate())
 }
 
 struct Rate {

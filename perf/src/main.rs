@@ -5,9 +5,12 @@
 //! - `classify`: the policy classifier (TupleMerge) on ClassBench filter
 //!   sets and traces, against a linear first-match scan; or, with
 //!   `--generate`, makes such sets.
+//! - `report`: results of the scenarios into `docs/benchmarks.md` with
+//!   tables and SVG plots of the ratios.
 #![forbid(unsafe_code)]
 
 mod classify;
+mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -22,11 +25,14 @@ struct Cli {
 enum Scenario {
     /// Classify a ClassBench trace against a filter set, or generate both.
     Classify(classify::Args),
+    /// Turn scenario results (JSON) into a markdown report with plots.
+    Report(report::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
         Scenario::Classify(args) => classify::run(&args),
+        Scenario::Report(args) => report::run(&args),
     }
 }

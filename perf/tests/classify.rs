@@ -253,3 +253,79 @@ fn bad_lines_are_reported_with_file_and_line() {
     assert!(stderr.contains("bad.rules"), "{stderr}");
     assert!(stderr.contains("line 2: protocol mask `0x0F`"), "{stderr}");
 }
+
+#[test]
+fn the_figures_go_to_json_and_the_report_draws_them() {
+    let dir = scratch("report");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rules, trace) = (dir.join("rules"), dir.join("trace"));
+    let out = run(&[
+        "classify",
+        "--generate",
+        "300",
+        "--seed",
+        "77",
+        "--rules-out",
+        s(&rules),
+        "--trace-out",
+        s(&trace),
+        "--packets",
+        "2000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = dir.join("classify.json");
+    let out = run(&[
+        "classify",
+        "--rules",
+        s(&rules),
+        "--trace",
+        s(&trace),
+        "--min-time",
+        "0.05",
+        "--out",
+        s(&dir.join("answers")),
+        "--json",
+        s(&json),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let f = &doc["figures"][0];
+    let (ours, peer, ratio) = (
+        f["causeway"].as_f64().unwrap(),
+        f["peer_value"].as_f64().unwrap(),
+        f["ratio"].as_f64().unwrap(),
+    );
+    assert!(
+        ours > 0.0 && peer > 0.0 && ours.is_finite() && peer.is_finite(),
+        "{doc}"
+    );
+    assert!((ratio - ours / peer).abs() < 1e-6 * ratio, "{doc}");
+    assert_eq!(f["name"], "lookups/s, 300 rules");
+
+    let md = dir.join("benchmarks.md");
+    let plots = dir.join("plots");
+    let out = run(&["report", s(&json), "--out", s(&md), "--plots", s(&plots)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.contains("## `classify`"), "{text}");
+    assert!(text.contains("| lookups/s, 300 rules |"), "{text}");
+    assert!(text.contains("(plots/classify.svg)"), "{text}");
+    assert!(
+        std::fs::read_to_string(plots.join("classify.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+}
