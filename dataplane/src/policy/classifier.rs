@@ -92,7 +92,7 @@ use std::{
 
 use rustc_hash::FxHashMap;
 
-use table::{Hot, Table, Tuple};
+use table::{Hot, Slot, Table, Tuple};
 
 /// A rule's priority and identity: lower wins. The caller picks them.
 pub type RuleIndex = u32;
@@ -104,7 +104,7 @@ pub type RuleIndex = u32;
 pub const COLLISION_LIMIT: usize = 20;
 
 /// Tables whose home slots one lookup loads before resolving any.
-const BATCH: usize = 8;
+const BATCH: usize = 16;
 
 /// The IPv4-mapped block `::ffff:0:0/96` as a bare address.
 const V4_MAPPED_BASE: u128 = 0xffff_0000_0000;
@@ -372,35 +372,50 @@ impl Classifier {
     /// The first rule matching `key` whose index is at least `min`: the
     /// next match after `min - 1`, for walks that go on past a rule.
     pub fn classify_from(&self, key: &Key, min: RuleIndex) -> Option<RuleIndex> {
-        let probe = table::Probe::new(key);
         // Sentinel above every index so u32::MAX stays a valid index.
         let mut best = u64::MAX;
-        for batch in self.order.chunks(BATCH) {
-            if u64::from(batch[0].min) >= best {
-                break;
-            }
-            // First every table's home slot: the loads do not depend on one
-            // another, so the CPU overlaps their cache misses.
-            let mut hashes = [0u32; BATCH];
-            let mut slots = [0u64; BATCH];
-            for (k, hot) in batch.iter().enumerate() {
-                let (hash, slot) = self.tables[hot.id as usize].first_slot(hot, &probe);
-                hashes[k % BATCH] = hash;
-                slots[k % BATCH] = slot;
-            }
-            // Then the buckets, in order of each table's best rule.
-            for (k, hot) in batch.iter().enumerate() {
-                if u64::from(hot.min) >= best {
-                    // No table further on can beat the match in hand.
-                    return RuleIndex::try_from(best).ok();
+        if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
+            let probe = table::Probe4::new(key);
+            for batch in self.order.chunks(BATCH) {
+                if u64::from(batch[0].min) >= best {
+                    break;
                 }
-                if slots[k % BATCH] == table::EMPTY || hot.max < min {
+                // First every table's home slot: the loads do not depend on
+                // one another, so the CPU overlaps their cache misses.
+                let mut hashes = [0; BATCH];
+                let mut homes = [Slot::EMPTY; BATCH];
+                for (k, hot) in batch.iter().enumerate() {
+                    let hash = hot.hash_v4(&probe);
+                    hashes[k % BATCH] = hash;
+                    homes[k % BATCH] = self.tables[hot.id as usize].home(hash);
+                }
+                // Then the buckets, in order of each table's best rule.
+                for (k, hot) in batch.iter().enumerate() {
+                    if u64::from(hot.min) >= best {
+                        // No table further on can beat the match in hand.
+                        return RuleIndex::try_from(best).ok();
+                    }
+                    if hot.max < min {
+                        continue;
+                    }
+                    let home = (hashes[k % BATCH], homes[k % BATCH]);
+                    let table = &self.tables[hot.id as usize];
+                    if let Some(found) = table.lookup_v4(home, &probe, key, min, best) {
+                        best = u64::from(found);
+                    }
+                }
+            }
+        } else {
+            let probe = table::Probe::new(key);
+            for hot in &self.order {
+                if u64::from(hot.min) >= best {
+                    break;
+                }
+                if hot.max < min {
                     continue;
                 }
                 let table = &self.tables[hot.id as usize];
-                if let Some(found) =
-                    table.resolve(&probe, hashes[k % BATCH], slots[k % BATCH], min, best)
-                {
+                if let Some(found) = table.lookup(&probe, key, min, best) {
                     best = u64::from(found);
                 }
             }

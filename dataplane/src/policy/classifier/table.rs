@@ -1,7 +1,7 @@
 //! One TupleMerge hash table: its tuple, its buckets, and the relax and
 //! split rules that choose tuples.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, ops::Range};
 
 use super::{Key, Prefix, Rule, RuleIndex, is_v4_mapped, mask};
 
@@ -136,38 +136,36 @@ fn midpoint(lo: u8, hi: u8) -> u8 {
     }
 }
 
-/// A key's fields prepared once per lookup.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Probe {
-    src: u128,
-    dst: u128,
-    /// `sport << 24 | dport << 8 | proto`.
-    extra: u64,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    /// The `V6_ONLY` flags an entry must not carry for this key.
-    v4_flags: u8,
+/// `Entry::flags` and `Wide::flags`: the protocol must match.
+const PROTO_EXACT: u8 = 1;
+/// `Wide::flags`: the source prefix is IPv6 only (see [`Prefix::contains`]).
+const SRC_V6_ONLY: u8 = 2;
+/// `Wide::flags`: the destination prefix is IPv6 only.
+const DST_V6_ONLY: u8 = 4;
+/// `Wide::flags`: a port range is empty; the rule matches nothing.
+const NO_PORTS: u8 = 8;
+
+/// `Entry::proto` and `Entry::proto_mask`: above the protocol's byte, a
+/// bit that no IPv4 key has, set in a rule that can match no IPv4 key.
+const NEVER_V4: u16 = 0x100;
+
+/// The `::ffff:0:0/96` bits of a v4-mapped address.
+const V4_BASE: u64 = 0xffff_0000_0000;
+
+const SEED_A: u64 = 0xa076_1d64_78bd_642f;
+const SEED_B: u64 = 0xe703_7ed1_a0b4_28db;
+
+/// The exact fields a table may key on beside the source address: the
+/// source port and the protocol, in the bits above a v4-mapped address's
+/// low 32 (the `::ffff` bits they overlap are the same in every IPv4 key
+/// of a table, so no two IPv4 keys of a table alias).
+fn extra_a(sport: u16, proto: u8) -> u64 {
+    (u64::from(sport) << 48) | (u64::from(proto) << 32)
 }
 
-impl Probe {
-    pub(super) fn new(key: &Key) -> Self {
-        let v4_flags = (u8::from(is_v4_mapped(key.src)) * SRC_V6_ONLY)
-            | (u8::from(is_v4_mapped(key.dst)) * DST_V6_ONLY);
-        Self {
-            src: key.src,
-            dst: key.dst,
-            extra: extra(key.sport, key.dport, key.proto),
-            sport: key.sport,
-            dport: key.dport,
-            proto: key.proto,
-            v4_flags,
-        }
-    }
-}
-
-fn extra(sport: u16, dport: u16, proto: u8) -> u64 {
-    (u64::from(sport) << 24) | (u64::from(dport) << 8) | u64::from(proto)
+/// The exact field a table may key on beside the destination address.
+fn extra_b(dport: u16) -> u64 {
+    u64::from(dport) << 48
 }
 
 /// The 128-bit product of `a` and `b`, folded to 64 bits (wyhash's mix).
@@ -177,56 +175,215 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// The hash of a key cut to a tuple: one folded multiply of the halves.
-/// Cut keys are mostly zero bits, which FxHash's add-multiply spreads
-/// poorly; a full 64x64 product does not.
+/// An address folded to the 64 bits the hash takes. A v4-mapped address
+/// has nothing in its high half, so its fold is its low half: IPv4 keys
+/// hash without 128-bit arithmetic.
 #[inline]
-fn hash(src: u128, dst: u128, extra: u64) -> u32 {
-    let a = src as u64 ^ ((src >> 64) as u64).rotate_left(29) ^ 0xa076_1d64_78bd_642f;
-    let b = dst as u64
-        ^ ((dst >> 64) as u64).rotate_left(29)
-        ^ extra.rotate_left(40)
-        ^ 0xe703_7ed1_a0b4_28db;
-    (fold_mul(a, b) >> 32) as u32
+fn fold_addr(a: u128) -> u64 {
+    a as u64 ^ ((a >> 64) as u64).rotate_left(29)
 }
 
-/// A slot of the open-addressing index: the bucket's hash (whose low bits
-/// are its home slot) in the low half, its first entry in the high half.
-type Slot = u64;
-pub(super) const EMPTY: Slot = u64::MAX;
-/// No entry (end of a chain, empty free list).
-const NIL: u32 = u32::MAX;
-
-fn slot(hash: u32, entry: u32) -> Slot {
-    (u64::from(entry) << 32) | u64::from(hash)
+/// The hash of the two halves of a cut key: one folded 64x64 multiply.
+/// Cut keys are mostly zero bits, which FxHash's add-multiply spreads
+/// poorly; a full product does not.
+///
+/// Tests keep only 12 bits, so that distinct keys of a table often share
+/// a hash and the rare path that tells them apart ([`SHARED_HASH`]) runs.
+#[inline]
+fn hash(a: u64, b: u64) -> u32 {
+    let h = (fold_mul(a, b) >> 32) as u32;
+    if cfg!(test) { h & 0xfff } else { h }
 }
 
-fn slot_hash(s: Slot) -> u32 {
-    s as u32
-}
-
-fn slot_entry(s: Slot) -> u32 {
-    (s >> 32) as u32
-}
-
-/// `Entry::flags`: the protocol must match.
-const PROTO_EXACT: u8 = 1;
-/// `Entry::flags`: the source prefix is IPv6 only (see [`Prefix::contains`]).
-const SRC_V6_ONLY: u8 = 2;
-/// `Entry::flags`: the destination prefix is IPv6 only.
-const DST_V6_ONLY: u8 = 4;
-
-/// A rule as a bucket holds it: one cache line with everything a match
-/// needs and the next rule of the bucket (by index).
-#[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
-struct Entry {
+/// A key cut to a tuple, in the form the hash takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cut {
     src: u128,
     dst: u128,
+    /// [`extra_a`] of the source port and protocol.
+    xa: u64,
+    /// [`extra_b`] of the destination port.
+    xb: u64,
+}
+
+impl Cut {
+    fn of_key(k: &Key) -> Self {
+        Self {
+            src: k.src,
+            dst: k.dst,
+            xa: extra_a(k.sport, k.proto),
+            xb: extra_b(k.dport),
+        }
+    }
+
+    /// A rule's fields (its port ranges by their low ends).
+    fn of_wide(w: &Wide) -> Self {
+        Self {
+            src: w.src,
+            dst: w.dst,
+            xa: extra_a(w.sport.0, w.proto),
+            xb: extra_b(w.dport.0),
+        }
+    }
+
+    fn masked(self, t: &Table) -> Self {
+        Self {
+            src: self.src & t.src_mask,
+            dst: self.dst & t.dst_mask,
+            xa: self.xa & t.xa_mask,
+            xb: self.xb & t.xb_mask,
+        }
+    }
+
+    fn hash(self) -> u32 {
+        hash(
+            fold_addr(self.src) ^ self.xa ^ SEED_A,
+            fold_addr(self.dst) ^ self.xb ^ SEED_B,
+        )
+    }
+}
+
+/// An IPv4 key (both addresses v4-mapped) prepared once per lookup.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe4 {
+    /// `src32 | extra_a(sport, proto)`: the first hash input, before the
+    /// table's mask.
+    a: u64,
+    /// `dst32 | extra_b(dport)`.
+    b: u64,
+    /// `src32 << 32 | dst32`, as [`Entry::addr`].
+    addr: u64,
+    sport: u16,
+    dport: u16,
+    proto: u16,
+}
+
+impl Probe4 {
+    /// `key`'s addresses must be v4-mapped.
+    #[inline]
+    pub(super) fn new(key: &Key) -> Self {
+        debug_assert!(is_v4_mapped(key.src) && is_v4_mapped(key.dst));
+        let (src, dst) = (key.src as u32, key.dst as u32);
+        Self {
+            a: u64::from(src) | extra_a(key.sport, key.proto),
+            b: u64::from(dst) | extra_b(key.dport),
+            addr: (u64::from(src) << 32) | u64::from(dst),
+            sport: key.sport,
+            dport: key.dport,
+            proto: u16::from(key.proto),
+        }
+    }
+}
+
+/// Any key prepared once per lookup.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe {
+    cut: Cut,
+    sport: u16,
+    dport: u16,
+    proto: u16,
+    /// The [`Wide::flags`] an entry must not carry for this key: the
+    /// `V6_ONLY` of a v4-mapped address, and `NO_PORTS`.
+    refuse: u8,
+}
+
+impl Probe {
+    pub(super) fn new(key: &Key) -> Self {
+        let refuse = (u8::from(is_v4_mapped(key.src)) * SRC_V6_ONLY)
+            | (u8::from(is_v4_mapped(key.dst)) * DST_V6_ONLY)
+            | NO_PORTS;
+        Self {
+            cut: Cut::of_key(key),
+            sport: key.sport,
+            dport: key.dport,
+            proto: u16::from(key.proto),
+            refuse,
+        }
+    }
+}
+
+/// A slot of a table's open-addressing index: one bucket, that is the
+/// rules whose fields cut to the tuple are the same, held as a run of
+/// entries sorted by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Slot {
+    /// The hash of the bucket's key; its low bits give the home slot.
+    hash: u32,
+    /// The bucket's smallest index: a lookup that has a better match in
+    /// hand skips the bucket without reading it.
+    min: RuleIndex,
+    /// The bucket's first entry.
+    start: u32,
+    /// The bucket's length (0: the slot is empty), and [`SHARED_HASH`].
+    len: u32,
+}
+
+/// `Slot::len`: another bucket of the table has the same hash, so a
+/// lookup must compare keys. Without it a slot whose hash is the key's
+/// holds the key's bucket if the key has one; if it has none, no rule of
+/// the slot's bucket can match it (they cut to another key), so scanning
+/// the bucket anyway is harmless.
+const SHARED_HASH: u32 = 1 << 31;
+
+impl Slot {
+    pub(super) const EMPTY: Self = Self {
+        hash: 0,
+        min: 0,
+        start: 0,
+        len: 0,
+    };
+
+    fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    fn shared(self) -> bool {
+        self.len & SHARED_HASH != 0
+    }
+
+    fn len(self) -> usize {
+        (self.len & !SHARED_HASH) as usize
+    }
+
+    fn run(self) -> Range<usize> {
+        self.start as usize..self.start as usize + self.len()
+    }
+}
+
+/// The size class of a run of `len` entries (at least 1): runs hold
+/// `len.next_power_of_two()` entries, so a full run's length is a power
+/// of two.
+fn class(len: usize) -> usize {
+    len.next_power_of_two().trailing_zeros() as usize
+}
+
+/// What an IPv4 key needs of a rule, in half a cache line; the rest is in
+/// [`Wide`], at the same position of its own arena.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
+struct Entry {
+    /// The IPv4 parts of the prefixes, `src << 32 | dst` (0 where a
+    /// prefix is `::/0`, or holds no IPv4 address).
+    addr: u64,
+    /// The prefixes' masks on the same layout.
+    mask: u64,
+    /// Port ranges as low end and width (`hi - lo`), one compare each.
+    sport: u16,
+    sport_span: u16,
+    dport: u16,
+    dport_span: u16,
     index: RuleIndex,
-    /// The next entry of the bucket (larger index), or [`NIL`]; in the
-    /// free list, the next free entry.
-    next: u32,
+    /// The protocol, and [`NEVER_V4`] when the rule matches no IPv4 key.
+    proto: u16,
+    /// `0xff` when the protocol must match; [`NEVER_V4`] as `proto`.
+    proto_mask: u16,
+}
+
+/// The rest of a rule: what keys of other families and updates need.
+#[derive(Debug, Clone, Copy)]
+struct Wide {
+    src: u128,
+    dst: u128,
     sport: (u16, u16),
     dport: (u16, u16),
     src_len: u8,
@@ -236,7 +393,37 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(index: RuleIndex, rule: &Rule) -> Self {
+    const VACANT: Self = Self {
+        addr: 0,
+        mask: 0,
+        sport: 0,
+        sport_span: 0,
+        dport: 0,
+        dport_span: 0,
+        index: 0,
+        proto: 0,
+        proto_mask: 0,
+    };
+
+    fn new(index: RuleIndex, rule: &Rule) -> (Self, Wide) {
+        /// A prefix's IPv4 part and mask, `None` if it holds no IPv4
+        /// address.
+        fn v4_part(p: &Prefix) -> Option<(u32, u32)> {
+            if p.len == 0 {
+                Some((0, 0))
+            } else if p.is_v4() {
+                let mask = (mask(p.len) as u64) as u32;
+                Some((p.addr as u32 & mask, mask))
+            } else {
+                None
+            }
+        }
+        let empty_ports = rule.sport.0 > rule.sport.1 || rule.dport.0 > rule.dport.1;
+        let (v4, never) = match (v4_part(&rule.src), v4_part(&rule.dst)) {
+            (Some(s), Some(d)) if !empty_ports => ((s, d), 0),
+            _ => (((0, 0), (0, 0)), NEVER_V4),
+        };
+        let ((src4, src4_mask), (dst4, dst4_mask)) = v4;
         let mut flags = 0;
         if rule.proto.is_some() {
             flags |= PROTO_EXACT;
@@ -247,19 +434,66 @@ impl Entry {
         if rule.dst.is_v6_only() {
             flags |= DST_V6_ONLY;
         }
-        Self {
+        if empty_ports {
+            flags |= NO_PORTS;
+        }
+        let proto = rule.proto.unwrap_or(0);
+        let entry = Self {
+            addr: (u64::from(src4) << 32) | u64::from(dst4),
+            mask: (u64::from(src4_mask) << 32) | u64::from(dst4_mask),
+            sport: rule.sport.0,
+            sport_span: rule.sport.1.wrapping_sub(rule.sport.0),
+            dport: rule.dport.0,
+            dport_span: rule.dport.1.wrapping_sub(rule.dport.0),
+            index,
+            proto: u16::from(proto) | never,
+            proto_mask: if rule.proto.is_some() { 0xff } else { 0 } | never,
+        };
+        let wide = Wide {
             src: rule.src.addr & mask(rule.src.len),
             dst: rule.dst.addr & mask(rule.dst.len),
-            index,
-            next: NIL,
             sport: rule.sport,
             dport: rule.dport,
             src_len: rule.src.len,
             dst_len: rule.dst.len,
-            proto: rule.proto.unwrap_or(0),
+            proto,
             flags,
-        }
+        };
+        (entry, wide)
     }
+
+    /// Whether the rule matches an IPv4 key.
+    #[inline]
+    fn matches_v4(&self, p: &Probe4) -> bool {
+        (p.addr ^ self.addr) & self.mask == 0
+            && (p.proto ^ self.proto) & self.proto_mask == 0
+            && p.sport.wrapping_sub(self.sport) <= self.sport_span
+            && p.dport.wrapping_sub(self.dport) <= self.dport_span
+    }
+
+    /// Whether the rule (with `w`, its other half) matches any key.
+    #[inline]
+    fn matches(&self, w: &Wide, p: &Probe) -> bool {
+        (p.cut.src ^ w.src) & mask(w.src_len) == 0
+            && (p.cut.dst ^ w.dst) & mask(w.dst_len) == 0
+            && w.flags & p.refuse == 0
+            && (p.proto ^ self.proto) & self.proto_mask & 0xff == 0
+            && p.sport.wrapping_sub(self.sport) <= self.sport_span
+            && p.dport.wrapping_sub(self.dport) <= self.dport_span
+    }
+}
+
+impl Wide {
+    const VACANT: Self = Self {
+        src: 0,
+        dst: 0,
+        sport: (0, 0),
+        dport: (0, 0),
+        src_len: 0,
+        dst_len: 0,
+        proto: 0,
+        flags: 0,
+    };
 
     fn rule(&self) -> Rule {
         Rule {
@@ -286,33 +520,20 @@ impl Entry {
             proto: self.flags & PROTO_EXACT != 0,
         }
     }
-
-    /// The exact fields as a key's `extra` (meaningful where exact).
-    fn extra(&self) -> u64 {
-        extra(self.sport.0, self.dport.0, self.proto)
-    }
-
-    #[inline]
-    fn matches(&self, p: &Probe) -> bool {
-        let proto_mask = 0u8.wrapping_sub(self.flags & PROTO_EXACT);
-        (p.src ^ self.src) & mask(self.src_len) == 0
-            && (p.dst ^ self.dst) & mask(self.dst_len) == 0
-            && (p.proto ^ self.proto) & proto_mask == 0
-            && self.flags & p.v4_flags == 0
-            && self.sport.0 <= p.sport
-            && p.sport <= self.sport.1
-            && self.dport.0 <= p.dport
-            && p.dport <= self.dport.1
-    }
 }
 
-/// A table as the probe order lists it: its masks and index range beside
-/// its id, so that a lookup reads them from one array.
+/// A table as the probe order lists it: what an IPv4 lookup needs to
+/// hash its key for the table, and the table's index range, beside its
+/// id, so that a lookup reads them from one array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hot {
-    pub(super) src_mask: u128,
-    pub(super) dst_mask: u128,
-    pub(super) extra_mask: u64,
+    /// An IPv4 key's hash inputs are `(a & ma) ^ ka` and `(b & mb) ^ kb`
+    /// ([`Probe4`]): the masks of the low 32 address bits and of the
+    /// exact fields, and the table's constant `::ffff` bits and seeds.
+    ma: u64,
+    mb: u64,
+    ka: u64,
+    kb: u64,
     /// The smallest index held.
     pub(super) min: RuleIndex,
     /// The largest index held.
@@ -320,24 +541,35 @@ pub(super) struct Hot {
     pub(super) id: u32,
 }
 
-/// One hash table of TupleMerge: an open-addressing index (linear probing,
-/// at most half full) of buckets, each a chain of entries sorted by index
-/// in an arena.
+impl Hot {
+    /// The hash of an IPv4 key cut to the table's tuple: the same as
+    /// [`Cut::hash`] of the key cut, without 128-bit arithmetic.
+    #[inline]
+    pub(super) fn hash_v4(&self, p: &Probe4) -> u32 {
+        hash((p.a & self.ma) ^ self.ka, (p.b & self.mb) ^ self.kb)
+    }
+}
+
+/// One hash table of TupleMerge: an open-addressing index (linear
+/// probing, at most half full, deletion by backward shift) of buckets,
+/// each a run of entries sorted by index in an arena of power-of-two
+/// runs.
 #[derive(Debug, Clone)]
 pub(super) struct Table {
     tuple: Tuple,
     src_mask: u128,
     dst_mask: u128,
-    extra_mask: u64,
+    xa_mask: u64,
+    xb_mask: u64,
     /// A power of two long, or empty when the table is.
     slots: Vec<Slot>,
-    /// `slots.len() - 1`.
-    slot_mask: usize,
     /// Occupied slots: buckets.
     buckets: usize,
-    /// Entries; free ones are chained from `free`.
+    /// Runs of entries, and their other halves at the same positions.
     entries: Vec<Entry>,
-    free: u32,
+    wide: Vec<Wide>,
+    /// Free runs by size class: `free[k]` starts runs of `2^k` entries.
+    free: Vec<Vec<u32>>,
     /// The indices held, for the smallest and largest.
     indices: BTreeSet<RuleIndex>,
     /// The largest index held (0 when empty).
@@ -346,20 +578,18 @@ pub(super) struct Table {
 
 impl Table {
     pub(super) fn new(tuple: Tuple) -> Self {
+        let proto_mask = if tuple.proto { u8::MAX } else { 0 };
         Self {
             tuple,
             src_mask: mask(tuple.src),
             dst_mask: mask(tuple.dst),
-            extra_mask: extra(
-                port_mask(tuple.sport),
-                port_mask(tuple.dport),
-                if tuple.proto { u8::MAX } else { 0 },
-            ),
+            xa_mask: extra_a(port_mask(tuple.sport), proto_mask),
+            xb_mask: extra_b(port_mask(tuple.dport)),
             slots: Vec::new(),
-            slot_mask: 0,
             buckets: 0,
             entries: Vec::new(),
-            free: NIL,
+            wide: Vec::new(),
+            free: Vec::new(),
             indices: BTreeSet::new(),
             max: 0,
         }
@@ -378,60 +608,85 @@ impl Table {
         self.indices.is_empty()
     }
 
-    fn hash_of(&self, e: &Entry) -> u32 {
-        hash(
-            e.src & self.src_mask,
-            e.dst & self.dst_mask,
-            e.extra() & self.extra_mask,
-        )
-    }
-
-    /// Whether entries `a` and `b` hash to the same bucket here.
-    fn same_bucket(&self, a: &Entry, b: &Entry) -> bool {
-        (a.src ^ b.src) & self.src_mask == 0
-            && (a.dst ^ b.dst) & self.dst_mask == 0
-            && (a.extra() ^ b.extra()) & self.extra_mask == 0
-    }
-
-    /// The slot of the bucket `e` belongs to.
-    fn find(&self, hash: u32, e: &Entry) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
+    /// What a lookup needs of this table before touching it.
+    pub(super) fn hot(&self, id: u32) -> Hot {
+        let src_lo = self.src_mask as u64;
+        let dst_lo = self.dst_mask as u64;
+        Hot {
+            ma: (src_lo & 0xffff_ffff) | self.xa_mask,
+            mb: (dst_lo & 0xffff_ffff) | self.xb_mask,
+            ka: (V4_BASE & src_lo) ^ SEED_A,
+            kb: (V4_BASE & dst_lo) ^ SEED_B,
+            min: self.min().unwrap_or(0),
+            max: self.max,
+            id,
         }
-        let mut pos = hash as usize & self.slot_mask;
+    }
+
+    /// The key of the bucket whose run starts at `start`.
+    fn bucket_key(&self, start: u32) -> Cut {
+        Cut::of_wide(&self.wide[start as usize]).masked(self)
+    }
+
+    /// The slot of the bucket of key `cut` (cut to the tuple).
+    fn find(&self, hash: u32, cut: Cut) -> Option<usize> {
+        let slot_mask = self.slots.len().wrapping_sub(1);
+        let mut pos = hash as usize & slot_mask;
         loop {
-            let s = self.slots[pos];
-            if s == EMPTY {
+            let s = *self.slots.get(pos)?;
+            if s.is_empty() {
                 return None;
             }
-            if slot_hash(s) == hash && self.same_bucket(&self.entries[slot_entry(s) as usize], e) {
+            if s.hash == hash && self.bucket_key(s.start) == cut {
                 return Some(pos);
             }
-            pos = (pos + 1) & self.slot_mask;
+            pos = (pos + 1) & slot_mask;
         }
     }
 
-    fn alloc(&mut self, e: Entry) -> u32 {
-        if self.free == NIL {
-            self.entries.push(e);
-            u32::try_from(self.entries.len() - 1).expect("fewer than u32::MAX entries")
-        } else {
-            let id = self.free;
-            self.free = self.entries[id as usize].next;
-            self.entries[id as usize] = e;
-            id
+    /// The bucket a rule belongs to, cut and hashed, and its slot.
+    fn bucket_of(&self, wide: &Wide) -> (Cut, u32, Option<usize>) {
+        let cut = Cut::of_wide(wide).masked(self);
+        let hash = cut.hash();
+        (cut, hash, self.find(hash, cut))
+    }
+
+    /// A free run of `2^class` entries.
+    fn alloc_run(&mut self, class: usize) -> u32 {
+        if let Some(start) = self.free.get_mut(class).and_then(Vec::pop) {
+            return start;
         }
+        let start = self.entries.len();
+        let end = start + (1 << class);
+        self.entries.resize(end, Entry::VACANT);
+        self.wide.resize(end, Wide::VACANT);
+        u32::try_from(start).expect("fewer than u32::MAX entries")
     }
 
-    fn release(&mut self, id: u32) {
-        self.entries[id as usize].next = self.free;
-        self.free = id;
+    fn free_run(&mut self, start: u32, class: usize) {
+        if self.free.len() <= class {
+            self.free.resize_with(class + 1, Vec::new);
+        }
+        self.free[class].push(start);
     }
 
+    /// Moves the first `len` entries of the run at `from` to a new run of
+    /// size class `class`; frees the old one (of class `old`).
+    fn move_run(&mut self, from: u32, len: usize, old: usize, class: usize) -> u32 {
+        let to = self.alloc_run(class);
+        let (f, t) = (from as usize, to as usize);
+        self.entries.copy_within(f..f + len, t);
+        self.wide.copy_within(f..f + len, t);
+        self.free_run(from, old);
+        to
+    }
+
+    /// Puts `s` in the first empty slot from its home.
     fn put_slot(&mut self, s: Slot) {
-        let mut pos = slot_hash(s) as usize & self.slot_mask;
-        while self.slots[pos] != EMPTY {
-            pos = (pos + 1) & self.slot_mask;
+        let slot_mask = self.slots.len() - 1;
+        let mut pos = s.hash as usize & slot_mask;
+        while !self.slots[pos].is_empty() {
+            pos = (pos + 1) & slot_mask;
         }
         self.slots[pos] = s;
     }
@@ -442,110 +697,115 @@ impl Table {
             return;
         }
         let len = (self.slots.len() * 2).max(8);
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; len]);
-        self.slot_mask = len - 1;
-        for s in old.into_iter().filter(|&s| s != EMPTY) {
+        let old = std::mem::replace(&mut self.slots, vec![Slot::EMPTY; len]);
+        for s in old.into_iter().filter(|s| !s.is_empty()) {
             self.put_slot(s);
         }
     }
 
-    /// Empties slot `pos` and shifts back the entries probing past it
+    /// Empties slot `pos` and shifts back the slots probing past it
     /// (deletion without tombstones under linear probing).
     fn delete_slot(&mut self, pos: usize) {
+        let slot_mask = self.slots.len() - 1;
         let mut hole = pos;
         let mut j = pos;
         loop {
-            j = (j + 1) & self.slot_mask;
+            j = (j + 1) & slot_mask;
             let s = self.slots[j];
-            if s == EMPTY {
+            if s.is_empty() {
                 break;
             }
-            let home = slot_hash(s) as usize & self.slot_mask;
+            let home = s.hash as usize & slot_mask;
             // `s` may fill the hole unless its home lies after the hole.
-            if j.wrapping_sub(home) & self.slot_mask >= j.wrapping_sub(hole) & self.slot_mask {
+            if j.wrapping_sub(home) & slot_mask >= j.wrapping_sub(hole) & slot_mask {
                 self.slots[hole] = s;
                 hole = j;
             }
         }
-        self.slots[hole] = EMPTY;
-    }
-
-    /// The entries of the bucket starting at entry `head`, by index.
-    fn chain(&self, head: u32) -> impl Iterator<Item = &Entry> {
-        std::iter::successors(Some(&self.entries[head as usize]), |e| {
-            (e.next != NIL).then(|| &self.entries[e.next as usize])
-        })
-    }
-
-    /// The bucket `rule` belongs to, as its first entry.
-    fn bucket_of(&self, rule: &Rule) -> Option<u32> {
-        let e = Entry::new(0, rule);
-        let pos = self.find(self.hash_of(&e), &e)?;
-        Some(slot_entry(self.slots[pos]))
+        self.slots[hole] = Slot::EMPTY;
     }
 
     /// Adds a rule that fits the tuple; returns its bucket's new length.
     pub(super) fn insert(&mut self, index: RuleIndex, rule: &Rule) -> usize {
         debug_assert!(Tuple::of_rule(rule).fits(self.tuple));
-        let e = Entry::new(index, rule);
-        let hash = self.hash_of(&e);
+        let (entry, wide) = Entry::new(index, rule);
+        let (_, hash, found) = self.bucket_of(&wide);
         self.indices.insert(index);
         self.max = self.max.max(index);
-        let found = self.find(hash, &e);
-        let id = self.alloc(e);
         let Some(pos) = found else {
             self.reserve_slot();
-            self.put_slot(slot(hash, id));
+            let start = self.alloc_run(0);
+            self.entries[start as usize] = entry;
+            self.wide[start as usize] = wide;
+            let mut new = Slot {
+                hash,
+                min: index,
+                start,
+                len: 1,
+            };
+            // Buckets of one hash lie between its home and the next empty
+            // slot; any there must compare keys from now on.
+            let slot_mask = self.slots.len() - 1;
+            let mut pos = hash as usize & slot_mask;
+            while !self.slots[pos].is_empty() {
+                if self.slots[pos].hash == hash {
+                    self.slots[pos].len |= SHARED_HASH;
+                    new.len |= SHARED_HASH;
+                }
+                pos = (pos + 1) & slot_mask;
+            }
+            self.slots[pos] = new;
             self.buckets += 1;
             return 1;
         };
-        let head = slot_entry(self.slots[pos]);
-        if index < self.entries[head as usize].index {
-            self.entries[id as usize].next = head;
-            self.slots[pos] = slot(hash, id);
-        } else {
-            let mut prev = head;
-            loop {
-                let next = self.entries[prev as usize].next;
-                if next == NIL || self.entries[next as usize].index > index {
-                    break;
-                }
-                prev = next;
-            }
-            self.entries[id as usize].next = self.entries[prev as usize].next;
-            self.entries[prev as usize].next = id;
+        let s = self.slots[pos];
+        let len = s.len();
+        let mut start = s.start;
+        if len.is_power_of_two() {
+            // The run is full.
+            start = self.move_run(start, len, class(len), class(len + 1));
         }
-        self.chain(slot_entry(self.slots[pos])).count()
+        let run = start as usize..start as usize + len;
+        let at = run.start + self.entries[run.clone()].partition_point(|e| e.index < index);
+        self.entries.copy_within(at..run.end, at + 1);
+        self.wide.copy_within(at..run.end, at + 1);
+        self.entries[at] = entry;
+        self.wide[at] = wide;
+        self.slots[pos] = Slot {
+            hash,
+            min: self.entries[run.start].index,
+            start,
+            len: s.len + 1,
+        };
+        len + 1
     }
 
     /// Removes the rule at `index`, which this table holds as `rule`.
     pub(super) fn remove(&mut self, index: RuleIndex, rule: &Rule) {
-        let e = Entry::new(index, rule);
-        if let Some(pos) = self.find(self.hash_of(&e), &e) {
+        let (_, wide) = Entry::new(index, rule);
+        if let (_, _, Some(pos)) = self.bucket_of(&wide) {
             let s = self.slots[pos];
-            let head = slot_entry(s);
-            if self.entries[head as usize].index == index {
-                let next = self.entries[head as usize].next;
-                self.release(head);
-                if next == NIL {
+            let (run, len) = (s.run(), s.len());
+            let at = run.start + self.entries[run.clone()].partition_point(|e| e.index < index);
+            if at < run.end && self.entries[at].index == index {
+                if len == 1 {
+                    self.free_run(s.start, 0);
                     self.delete_slot(pos);
                     self.buckets -= 1;
                 } else {
-                    self.slots[pos] = slot(slot_hash(s), next);
-                }
-            } else {
-                let mut prev = head;
-                loop {
-                    let next = self.entries[prev as usize].next;
-                    if next == NIL {
-                        break;
+                    self.entries.copy_within(at + 1..run.end, at);
+                    self.wide.copy_within(at + 1..run.end, at);
+                    let mut start = s.start;
+                    if class(len - 1) < class(len) {
+                        // Half the run is empty now.
+                        start = self.move_run(start, len - 1, class(len), class(len - 1));
                     }
-                    if self.entries[next as usize].index == index {
-                        self.entries[prev as usize].next = self.entries[next as usize].next;
-                        self.release(next);
-                        break;
-                    }
-                    prev = next;
+                    self.slots[pos] = Slot {
+                        min: self.entries[start as usize].index,
+                        start,
+                        len: s.len - 1,
+                        ..s
+                    };
                 }
             }
         }
@@ -557,87 +817,96 @@ impl Table {
         }
     }
 
-    /// Lookup, first half: the hash of `p` cut to the tuple and the
-    /// content of its home slot. Independent of other tables, so a caller
-    /// can start every table's load before waiting on any.
+    /// Lookup, first half: the home slot of a key whose hash (cut to the
+    /// tuple) is `hash`. Independent of other tables, so a caller can start
+    /// every table's load before waiting on any.
     #[inline]
-    pub(super) fn first_slot(&self, hot: &Hot, p: &Probe) -> (u32, Slot) {
-        let hash = hash(
-            p.src & hot.src_mask,
-            p.dst & hot.dst_mask,
-            p.extra & hot.extra_mask,
-        );
-        let s = self
-            .slots
-            .get(hash as usize & self.slot_mask)
+    pub(super) fn home(&self, hash: u32) -> Slot {
+        let slot_mask = self.slots.len().wrapping_sub(1);
+        self.slots
+            .get(hash as usize & slot_mask)
             .copied()
-            .unwrap_or(EMPTY);
-        (hash, s)
+            .unwrap_or(Slot::EMPTY)
     }
 
-    /// What a lookup needs of this table before touching it.
-    pub(super) fn hot(&self, id: u32) -> Hot {
-        Hot {
-            src_mask: self.src_mask,
-            dst_mask: self.dst_mask,
-            extra_mask: self.extra_mask,
-            min: self.min().unwrap_or(0),
-            max: self.max,
-            id,
-        }
-    }
-
-    /// Lookup, second half: from the home slot `s` [`Table::first_slot`]
-    /// read, the first rule of `p`'s bucket that matches, has an index of at
-    /// least `min`, and is below `best`.
+    /// Lookup, second half: from `s`, the key's home slot, the slot of the
+    /// bucket the key cut to the tuple would be in, if the table has one
+    /// of its hash (see [`SHARED_HASH`]).
     #[inline]
-    pub(super) fn resolve(
-        &self,
-        p: &Probe,
-        hash: u32,
-        mut s: Slot,
-        min: RuleIndex,
-        best: u64,
-    ) -> Option<RuleIndex> {
-        let mut pos = hash as usize & self.slot_mask;
+    fn probe(&self, hash: u32, mut s: Slot, key: &Key) -> Option<Slot> {
+        let slot_mask = self.slots.len().wrapping_sub(1);
+        let mut pos = hash as usize & slot_mask;
         loop {
-            if s == EMPTY {
+            if s.is_empty() {
                 return None;
             }
-            if slot_hash(s) == hash {
-                let head = &self.entries[slot_entry(s) as usize];
-                if (p.src ^ head.src) & self.src_mask == 0
-                    && (p.dst ^ head.dst) & self.dst_mask == 0
-                    && (p.extra ^ head.extra()) & self.extra_mask == 0
-                {
-                    return self.scan(head, p, min, best);
-                }
+            if s.hash == hash && (!s.shared() || self.holds(s, key)) {
+                return Some(s);
             }
-            pos = (pos + 1) & self.slot_mask;
-            s = self.slots[pos];
+            pos = (pos + 1) & slot_mask;
+            s = *self.slots.get(pos)?;
         }
     }
 
+    /// Whether the bucket of slot `s` is that of `key` cut to the tuple:
+    /// seldom asked (see [`SHARED_HASH`]), so kept out of the lookup loop.
+    #[cold]
+    #[inline(never)]
+    fn holds(&self, s: Slot, key: &Key) -> bool {
+        self.bucket_key(s.start) == Cut::of_key(key).masked(self)
+    }
+
+    /// The first rule matching IPv4 key `p` (`key` as given) whose index
+    /// is at least `min` and below `best`; `hash` is [`Hot::hash_v4`] and
+    /// `home` what [`Table::home`] read for it.
     #[inline]
-    fn scan<'a>(
-        &'a self,
-        mut e: &'a Entry,
-        p: &Probe,
+    pub(super) fn lookup_v4(
+        &self,
+        (hash, home): (u32, Slot),
+        p: &Probe4,
+        key: &Key,
         min: RuleIndex,
         best: u64,
     ) -> Option<RuleIndex> {
-        loop {
+        let s = self.probe(hash, home, key)?;
+        if u64::from(s.min) >= best {
+            return None;
+        }
+        for e in self.entries.get(s.run())? {
             if u64::from(e.index) >= best {
                 return None;
             }
-            if e.index >= min && e.matches(p) {
+            if e.index >= min && e.matches_v4(p) {
                 return Some(e.index);
             }
-            if e.next == NIL {
+        }
+        None
+    }
+
+    /// [`Table::lookup_v4`] for any key.
+    pub(super) fn lookup(
+        &self,
+        p: &Probe,
+        key: &Key,
+        min: RuleIndex,
+        best: u64,
+    ) -> Option<RuleIndex> {
+        let hash = p.cut.masked(self).hash();
+        let s = self.probe(hash, self.home(hash), key)?;
+        if u64::from(s.min) >= best {
+            return None;
+        }
+        let run = s.run();
+        let wide = self.wide.get(run.clone())?;
+        for (e, w) in self.entries.get(run)?.iter().zip(wide) {
+            if u64::from(e.index) >= best {
                 return None;
             }
-            e = &self.entries[e.next as usize];
+            if e.index >= min && e.matches(w, p) {
+                return Some(e.index);
+            }
         }
+        None
     }
 
     /// The tuple to move the rules colliding with `rule` to, if one is more
@@ -645,8 +914,9 @@ impl Table {
     /// the field where their lengths spread the most raised halfway (the
     /// paper's split).
     pub(super) fn split_tuple(&self, rule: &Rule) -> Option<Tuple> {
-        let head = self.bucket_of(rule)?;
-        let mut tuples = self.chain(head).map(Entry::tuple);
+        let (_, wide) = Entry::new(0, rule);
+        let pos = self.bucket_of(&wide).2?;
+        let mut tuples = self.wide[self.slots[pos].run()].iter().map(Wide::tuple);
         let first = tuples.next()?;
         let (mut lo, hi) = tuples.fold((first, first), |(lo, hi), t| {
             (
@@ -693,14 +963,17 @@ impl Table {
 
     /// The rules in `rule`'s bucket that fit `target`.
     pub(super) fn colliders_fitting(&self, rule: &Rule, target: Tuple) -> Vec<(RuleIndex, Rule)> {
-        self.bucket_of(rule)
-            .map(|head| {
-                self.chain(head)
-                    .filter(|e| e.tuple().fits(target))
-                    .map(|e| (e.index, e.rule()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let (_, wide) = Entry::new(0, rule);
+        let Some(pos) = self.bucket_of(&wide).2 else {
+            return Vec::new();
+        };
+        let run = self.slots[pos].run();
+        self.entries[run.clone()]
+            .iter()
+            .zip(&self.wide[run])
+            .filter(|(_, w)| w.tuple().fits(target))
+            .map(|(e, w)| (e.index, w.rule()))
+            .collect()
     }
 
     pub(super) fn buckets(&self) -> usize {
@@ -708,12 +981,7 @@ impl Table {
     }
 
     pub(super) fn max_bucket(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|&&s| s != EMPTY)
-            .map(|&s| self.chain(slot_entry(s)).count())
-            .max()
-            .unwrap_or(0)
+        self.slots.iter().map(|s| s.len()).max().unwrap_or(0)
     }
 
     /// Heap bytes, estimated: slots, entries and about 8 bytes per index
@@ -721,6 +989,8 @@ impl Table {
     pub(super) fn memory_bytes(&self) -> usize {
         self.slots.capacity() * size_of::<Slot>()
             + self.entries.capacity() * size_of::<Entry>()
+            + self.wide.capacity() * size_of::<Wide>()
+            + self.free.iter().map(Vec::capacity).sum::<usize>() * size_of::<u32>()
             + self.indices.len() * 8
     }
 }
@@ -731,7 +1001,7 @@ mod tests {
 
     #[test]
     fn entry_is_compact() {
-        assert_eq!(size_of::<Entry>(), 64);
+        assert_eq!(size_of::<Entry>(), 32);
     }
 
     #[test]
