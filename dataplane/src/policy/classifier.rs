@@ -92,7 +92,7 @@ use std::{
 
 use rustc_hash::FxHashMap;
 
-use table::{Hot, Slot, Table, Tuple};
+use table::{Home, Hot, Table, Tuple};
 
 /// A rule's priority and identity: lower wins. The caller picks them.
 pub type RuleIndex = u32;
@@ -383,7 +383,7 @@ impl Classifier {
                 // First every table's home slot: the loads do not depend on
                 // one another, so the CPU overlaps their cache misses.
                 let mut hashes = [0; BATCH];
-                let mut homes = [Slot::EMPTY; BATCH];
+                let mut homes = [Home::NONE; BATCH];
                 for (k, hot) in batch.iter().enumerate() {
                     let hash = hot.hash_v4(&probe);
                     hashes[k % BATCH] = hash;

@@ -302,52 +302,97 @@ impl Probe {
     }
 }
 
-/// A slot of a table's open-addressing index: one bucket, that is the
-/// rules whose fields cut to the tuple are the same, held as a run of
-/// entries sorted by index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Slot {
-    /// The hash of the bucket's key; its low bits give the home slot.
-    hash: u32,
-    /// The bucket's smallest index: a lookup that has a better match in
-    /// hand skips the bucket without reading it.
-    min: RuleIndex,
-    /// The bucket's first entry.
-    start: u32,
-    /// The bucket's length (0: the slot is empty), and [`SHARED_HASH`].
-    len: u32,
-}
+/// Slots per group: a group is one cache line.
+const WAYS: usize = 4;
 
-/// `Slot::len`: another bucket of the table has the same hash, so a
-/// lookup must compare keys. Without it a slot whose hash is the key's
+/// `Group::lens`: another bucket of the table has the same hash, so a
+/// lookup must compare keys. Without it a slot whose tag is the key's
 /// holds the key's bucket if the key has one; if it has none, no rule of
 /// the slot's bucket can match it (they cut to another key), so scanning
 /// the bucket anyway is harmless.
 const SHARED_HASH: u32 = 1 << 31;
+/// `Group::lens[0]`: the group was full when a bucket whose home it is
+/// came, which went on to the next group. Cleared only when the index is
+/// rebuilt: a stale flag costs a look at the next group, nothing more.
+const OVERFLOW: u32 = 1 << 30;
+/// `Group::lens`: the bucket's length.
+const LEN: u32 = OVERFLOW - 1;
+/// Every tag has it, so that tag 0 is an empty slot.
+const TAG_BIT: u32 = 1 << 31;
 
-impl Slot {
-    pub(super) const EMPTY: Self = Self {
-        hash: 0,
-        min: 0,
-        start: 0,
-        len: 0,
+/// A bucket's tag: its hash, nonzero. The hash's low bits give its home
+/// group.
+fn tag(hash: u32) -> u32 {
+    hash | TAG_BIT
+}
+
+/// Four slots of a table's index, one cache line: a bucket (the rules
+/// whose fields cut to the tuple are the same) per slot, held as a run of
+/// entries sorted by index. A lookup reads its key's home group and, only
+/// if the group overflowed, the groups after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Group {
+    /// [`tag`]s of the buckets' keys; 0: the slot is empty.
+    tags: [u32; WAYS],
+    /// The buckets' smallest indices: a lookup that has a better match in
+    /// hand skips a bucket without reading it.
+    mins: [RuleIndex; WAYS],
+    /// The buckets' first entries.
+    starts: [u32; WAYS],
+    /// The buckets' lengths, with [`SHARED_HASH`]; [`OVERFLOW`] in the
+    /// first.
+    lens: [u32; WAYS],
+}
+
+impl Group {
+    const EMPTY: Self = Self {
+        tags: [0; WAYS],
+        mins: [0; WAYS],
+        starts: [0; WAYS],
+        lens: [0; WAYS],
     };
 
-    fn is_empty(self) -> bool {
-        self.len == 0
+    fn overflowed(&self) -> bool {
+        self.lens[0] & OVERFLOW != 0
     }
 
-    fn shared(self) -> bool {
-        self.len & SHARED_HASH != 0
+    fn shared(&self, way: usize) -> bool {
+        self.lens[way] & SHARED_HASH != 0
     }
 
-    fn len(self) -> usize {
-        (self.len & !SHARED_HASH) as usize
+    fn len(&self, way: usize) -> usize {
+        (self.lens[way] & LEN) as usize
     }
 
-    fn run(self) -> Range<usize> {
-        self.start as usize..self.start as usize + self.len()
+    fn run(&self, way: usize) -> Range<usize> {
+        let start = self.starts[way] as usize;
+        start..start + self.len(way)
     }
+
+    /// Empties slot `way`, keeping the group's [`OVERFLOW`].
+    fn clear(&mut self, way: usize) {
+        self.tags[way] = 0;
+        self.mins[way] = 0;
+        self.starts[way] = 0;
+        self.lens[way] &= if way == 0 { OVERFLOW } else { 0 };
+    }
+}
+
+/// Lookup, first half: where the key's home group left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Home {
+    group: u32,
+    /// The slot whose tag is the key's; [`WAYS`]: none, and the group did
+    /// not overflow (the key has no bucket); above: none yet.
+    way: u32,
+}
+
+impl Home {
+    pub(super) const NONE: Self = Self {
+        group: 0,
+        way: WAYS as u32,
+    };
 }
 
 /// The size class of a run of `len` entries (at least 1): runs hold
@@ -550,10 +595,9 @@ impl Hot {
     }
 }
 
-/// One hash table of TupleMerge: an open-addressing index (linear
-/// probing, at most half full, deletion by backward shift) of buckets,
-/// each a run of entries sorted by index in an arena of power-of-two
-/// runs.
+/// One hash table of TupleMerge: an open-addressing index of groups of
+/// four slots (linear probing over groups, at most half full) of buckets,
+/// each a run of entries sorted by index in an arena of power-of-two runs.
 #[derive(Debug, Clone)]
 pub(super) struct Table {
     tuple: Tuple,
@@ -562,9 +606,11 @@ pub(super) struct Table {
     xa_mask: u64,
     xb_mask: u64,
     /// A power of two long, or empty when the table is.
-    slots: Vec<Slot>,
+    groups: Vec<Group>,
     /// Occupied slots: buckets.
     buckets: usize,
+    /// Buckets removed since the index was last rebuilt.
+    removed: usize,
     /// Runs of entries, and their other halves at the same positions.
     entries: Vec<Entry>,
     wide: Vec<Wide>,
@@ -585,8 +631,9 @@ impl Table {
             dst_mask: mask(tuple.dst),
             xa_mask: extra_a(port_mask(tuple.sport), proto_mask),
             xb_mask: extra_b(port_mask(tuple.dport)),
-            slots: Vec::new(),
+            groups: Vec::new(),
             buckets: 0,
+            removed: 0,
             entries: Vec::new(),
             wide: Vec::new(),
             free: Vec::new(),
@@ -628,27 +675,46 @@ impl Table {
         Cut::of_wide(&self.wide[start as usize]).masked(self)
     }
 
-    /// The slot of the bucket of key `cut` (cut to the tuple).
-    fn find(&self, hash: u32, cut: Cut) -> Option<usize> {
-        let slot_mask = self.slots.len().wrapping_sub(1);
-        let mut pos = hash as usize & slot_mask;
-        loop {
-            let s = *self.slots.get(pos)?;
-            if s.is_empty() {
-                return None;
-            }
-            if s.hash == hash && self.bucket_key(s.start) == cut {
-                return Some(pos);
-            }
-            pos = (pos + 1) & slot_mask;
-        }
+    fn group_mask(&self) -> usize {
+        self.groups.len().wrapping_sub(1)
     }
 
-    /// The bucket a rule belongs to, cut and hashed, and its slot.
-    fn bucket_of(&self, wide: &Wide) -> (Cut, u32, Option<usize>) {
+    /// The slot (group, way) of the bucket whose key, cut to the tuple,
+    /// hashes to `hash` and is `cut` if `cut` is given, else is `key`'s
+    /// cut (see [`SHARED_HASH`] for when a slot with the tag is enough).
+    fn search(&self, hash: u32, cut: Option<Cut>, key: Option<&Key>) -> Option<(usize, usize)> {
+        let tag = tag(hash);
+        let mut g = hash as usize & self.group_mask();
+        // Every group at most once, should every one have overflowed.
+        for _ in 0..self.groups.len() {
+            let group = &self.groups[g];
+            for way in 0..WAYS {
+                if group.tags[way] != tag {
+                    continue;
+                }
+                let ours = match (cut, key) {
+                    (Some(cut), _) => self.bucket_key(group.starts[way]) == cut,
+                    (None, Some(key)) => !group.shared(way) || self.holds(group.starts[way], key),
+                    (None, None) => true,
+                };
+                if ours {
+                    return Some((g, way));
+                }
+            }
+            if !group.overflowed() {
+                return None;
+            }
+            g = (g + 1) & self.group_mask();
+        }
+        None
+    }
+
+    /// The slot of the bucket of a rule (its other half `wide`), cut and
+    /// hashed.
+    fn bucket_of(&self, wide: &Wide) -> (u32, Option<(usize, usize)>) {
         let cut = Cut::of_wide(wide).masked(self);
         let hash = cut.hash();
-        (cut, hash, self.find(hash, cut))
+        (hash, self.search(hash, Some(cut), None))
     }
 
     /// A free run of `2^class` entries.
@@ -681,86 +747,79 @@ impl Table {
         to
     }
 
-    /// Puts `s` in the first empty slot from its home.
-    fn put_slot(&mut self, s: Slot) {
-        let slot_mask = self.slots.len() - 1;
-        let mut pos = s.hash as usize & slot_mask;
-        while !self.slots[pos].is_empty() {
-            pos = (pos + 1) & slot_mask;
-        }
-        self.slots[pos] = s;
-    }
-
-    /// Doubles the index when it would pass half full.
-    fn reserve_slot(&mut self) {
-        if (self.buckets + 1) * 2 <= self.slots.len() {
-            return;
-        }
-        let len = (self.slots.len() * 2).max(8);
-        let old = std::mem::replace(&mut self.slots, vec![Slot::EMPTY; len]);
-        for s in old.into_iter().filter(|s| !s.is_empty()) {
-            self.put_slot(s);
-        }
-    }
-
-    /// Empties slot `pos` and shifts back the slots probing past it
-    /// (deletion without tombstones under linear probing).
-    fn delete_slot(&mut self, pos: usize) {
-        let slot_mask = self.slots.len() - 1;
-        let mut hole = pos;
-        let mut j = pos;
+    /// Puts a bucket in the first free slot from its home group, marking
+    /// the full groups it passes.
+    fn place(&mut self, tag: u32, min: RuleIndex, start: u32, lens: u32) {
+        let mut g = tag as usize & self.group_mask();
         loop {
-            j = (j + 1) & slot_mask;
-            let s = self.slots[j];
-            if s.is_empty() {
-                break;
+            let group = &mut self.groups[g];
+            if let Some(way) = group.tags.iter().position(|&t| t == 0) {
+                group.tags[way] = tag;
+                group.mins[way] = min;
+                group.starts[way] = start;
+                group.lens[way] = (group.lens[way] & OVERFLOW) | lens;
+                return;
             }
-            let home = s.hash as usize & slot_mask;
-            // `s` may fill the hole unless its home lies after the hole.
-            if j.wrapping_sub(home) & slot_mask >= j.wrapping_sub(hole) & slot_mask {
-                self.slots[hole] = s;
-                hole = j;
+            group.lens[0] |= OVERFLOW;
+            g = (g + 1) & self.group_mask();
+        }
+    }
+
+    /// Rebuilds the index with `groups` groups (which clears stale
+    /// [`OVERFLOW`] flags).
+    fn rebuild(&mut self, groups: usize) {
+        let old = std::mem::replace(&mut self.groups, vec![Group::EMPTY; groups]);
+        for group in &old {
+            for way in 0..WAYS {
+                if group.tags[way] != 0 {
+                    let lens = group.lens[way] & (LEN | SHARED_HASH);
+                    self.place(group.tags[way], group.mins[way], group.starts[way], lens);
+                }
             }
         }
-        self.slots[hole] = Slot::EMPTY;
+        self.removed = 0;
     }
 
     /// Adds a rule that fits the tuple; returns its bucket's new length.
     pub(super) fn insert(&mut self, index: RuleIndex, rule: &Rule) -> usize {
         debug_assert!(Tuple::of_rule(rule).fits(self.tuple));
         let (entry, wide) = Entry::new(index, rule);
-        let (_, hash, found) = self.bucket_of(&wide);
+        let (hash, found) = self.bucket_of(&wide);
         self.indices.insert(index);
         self.max = self.max.max(index);
-        let Some(pos) = found else {
-            self.reserve_slot();
+        let Some((g, way)) = found else {
+            if (self.buckets + 1) * 2 > self.groups.len() * WAYS {
+                self.rebuild((self.groups.len() * 2).max(1));
+            }
             let start = self.alloc_run(0);
             self.entries[start as usize] = entry;
             self.wide[start as usize] = wide;
-            let mut new = Slot {
-                hash,
-                min: index,
-                start,
-                len: 1,
-            };
-            // Buckets of one hash lie between its home and the next empty
-            // slot; any there must compare keys from now on.
-            let slot_mask = self.slots.len() - 1;
-            let mut pos = hash as usize & slot_mask;
-            while !self.slots[pos].is_empty() {
-                if self.slots[pos].hash == hash {
-                    self.slots[pos].len |= SHARED_HASH;
-                    new.len |= SHARED_HASH;
+            // The buckets of one tag lie from its home group through the
+            // groups that overflowed: any there must compare keys now.
+            let tag = tag(hash);
+            let mut shared = 0;
+            let mut g = hash as usize & self.group_mask();
+            for _ in 0..self.groups.len() {
+                let group = &mut self.groups[g];
+                for way in 0..WAYS {
+                    if group.tags[way] == tag {
+                        group.lens[way] |= SHARED_HASH;
+                        shared = SHARED_HASH;
+                    }
                 }
-                pos = (pos + 1) & slot_mask;
+                if !group.overflowed() {
+                    break;
+                }
+                g = (g + 1) & self.group_mask();
             }
-            self.slots[pos] = new;
+            self.place(tag, index, start, 1 | shared);
             self.buckets += 1;
             return 1;
         };
-        let s = self.slots[pos];
-        let len = s.len();
-        let mut start = s.start;
+        let group = self.groups[g];
+        let len = group.len(way);
+        assert!(len < LEN as usize, "a bucket of 2^30 rules");
+        let mut start = group.starts[way];
         if len.is_power_of_two() {
             // The run is full.
             start = self.move_run(start, len, class(len), class(len + 1));
@@ -771,41 +830,41 @@ impl Table {
         self.wide.copy_within(at..run.end, at + 1);
         self.entries[at] = entry;
         self.wide[at] = wide;
-        self.slots[pos] = Slot {
-            hash,
-            min: self.entries[run.start].index,
-            start,
-            len: s.len + 1,
-        };
+        let group = &mut self.groups[g];
+        group.mins[way] = self.entries[run.start].index;
+        group.starts[way] = start;
+        group.lens[way] += 1;
         len + 1
     }
 
     /// Removes the rule at `index`, which this table holds as `rule`.
     pub(super) fn remove(&mut self, index: RuleIndex, rule: &Rule) {
         let (_, wide) = Entry::new(index, rule);
-        if let (_, _, Some(pos)) = self.bucket_of(&wide) {
-            let s = self.slots[pos];
-            let (run, len) = (s.run(), s.len());
+        if let (_, Some((g, way))) = self.bucket_of(&wide) {
+            let group = self.groups[g];
+            let (run, len) = (group.run(way), group.len(way));
             let at = run.start + self.entries[run.clone()].partition_point(|e| e.index < index);
             if at < run.end && self.entries[at].index == index {
                 if len == 1 {
-                    self.free_run(s.start, 0);
-                    self.delete_slot(pos);
+                    self.free_run(group.starts[way], 0);
+                    self.groups[g].clear(way);
                     self.buckets -= 1;
+                    self.removed += 1;
+                    if self.removed * 4 > self.groups.len() * WAYS {
+                        self.rebuild(self.groups.len());
+                    }
                 } else {
                     self.entries.copy_within(at + 1..run.end, at);
                     self.wide.copy_within(at + 1..run.end, at);
-                    let mut start = s.start;
+                    let mut start = group.starts[way];
                     if class(len - 1) < class(len) {
                         // Half the run is empty now.
                         start = self.move_run(start, len - 1, class(len), class(len - 1));
                     }
-                    self.slots[pos] = Slot {
-                        min: self.entries[start as usize].index,
-                        start,
-                        len: s.len - 1,
-                        ..s
-                    };
+                    let group = &mut self.groups[g];
+                    group.mins[way] = self.entries[start as usize].index;
+                    group.starts[way] = start;
+                    group.lens[way] -= 1;
                 }
             }
         }
@@ -817,62 +876,79 @@ impl Table {
         }
     }
 
-    /// Lookup, first half: the home slot of a key whose hash (cut to the
-    /// tuple) is `hash`. Independent of other tables, so a caller can start
-    /// every table's load before waiting on any.
+    /// Lookup, first half: the slot of the key's home group whose tag is
+    /// `hash`'s, or whether to look further. Independent of other tables,
+    /// and without branches on what it reads, so a caller can start every
+    /// table's load before waiting on any.
     #[inline]
-    pub(super) fn home(&self, hash: u32) -> Slot {
-        let slot_mask = self.slots.len().wrapping_sub(1);
-        self.slots
-            .get(hash as usize & slot_mask)
-            .copied()
-            .unwrap_or(Slot::EMPTY)
-    }
-
-    /// Lookup, second half: from `s`, the key's home slot, the slot of the
-    /// bucket the key cut to the tuple would be in, if the table has one
-    /// of its hash (see [`SHARED_HASH`]).
-    #[inline]
-    fn probe(&self, hash: u32, mut s: Slot, key: &Key) -> Option<Slot> {
-        let slot_mask = self.slots.len().wrapping_sub(1);
-        let mut pos = hash as usize & slot_mask;
-        loop {
-            if s.is_empty() {
-                return None;
-            }
-            if s.hash == hash && (!s.shared() || self.holds(s, key)) {
-                return Some(s);
-            }
-            pos = (pos + 1) & slot_mask;
-            s = *self.slots.get(pos)?;
+    pub(super) fn home(&self, hash: u32) -> Home {
+        let g = hash as usize & self.group_mask();
+        let Some(group) = self.groups.get(g) else {
+            return Home::NONE;
+        };
+        let tag = tag(hash);
+        let mut way = if group.overflowed() { WAYS + 1 } else { WAYS };
+        for w in (0..WAYS).rev() {
+            way = if group.tags[w] == tag { w } else { way };
+        }
+        Home {
+            group: g as u32,
+            way: way as u32,
         }
     }
 
-    /// Whether the bucket of slot `s` is that of `key` cut to the tuple:
-    /// seldom asked (see [`SHARED_HASH`]), so kept out of the lookup loop.
+    /// Whether the bucket whose run starts at `start` is that of `key`
+    /// cut to the tuple: seldom asked (see [`SHARED_HASH`]), so kept out
+    /// of the lookup loop.
     #[cold]
     #[inline(never)]
-    fn holds(&self, s: Slot, key: &Key) -> bool {
-        self.bucket_key(s.start) == Cut::of_key(key).masked(self)
+    fn holds(&self, start: u32, key: &Key) -> bool {
+        self.bucket_key(start) == Cut::of_key(key).masked(self)
+    }
+
+    /// [`Table::search`] for a lookup, out of its loop: the home group had
+    /// a shared tag, or overflowed.
+    #[cold]
+    #[inline(never)]
+    fn search_key(&self, hash: u32, key: &Key) -> Option<(usize, usize)> {
+        self.search(hash, None, Some(key))
+    }
+
+    /// The slot of `key`'s bucket (if it has one; see [`SHARED_HASH`]).
+    #[inline]
+    fn find_key(&self, hash: u32, home: Home, key: &Key) -> Option<(&Group, usize)> {
+        let way = home.way as usize;
+        let (g, way) = if way < WAYS {
+            let group = self.groups.get(home.group as usize)?;
+            if !group.shared(way) {
+                return Some((group, way));
+            }
+            self.search_key(hash, key)?
+        } else if way == WAYS {
+            return None;
+        } else {
+            self.search_key(hash, key)?
+        };
+        Some((&self.groups[g], way))
     }
 
     /// The first rule matching IPv4 key `p` (`key` as given) whose index
     /// is at least `min` and below `best`; `hash` is [`Hot::hash_v4`] and
-    /// `home` what [`Table::home`] read for it.
+    /// `home` what [`Table::home`] found for it.
     #[inline]
     pub(super) fn lookup_v4(
         &self,
-        (hash, home): (u32, Slot),
+        (hash, home): (u32, Home),
         p: &Probe4,
         key: &Key,
         min: RuleIndex,
         best: u64,
     ) -> Option<RuleIndex> {
-        let s = self.probe(hash, home, key)?;
-        if u64::from(s.min) >= best {
+        let (group, way) = self.find_key(hash, home, key)?;
+        if u64::from(group.mins[way]) >= best {
             return None;
         }
-        for e in self.entries.get(s.run())? {
+        for e in self.entries.get(group.run(way))? {
             if u64::from(e.index) >= best {
                 return None;
             }
@@ -892,11 +968,11 @@ impl Table {
         best: u64,
     ) -> Option<RuleIndex> {
         let hash = p.cut.masked(self).hash();
-        let s = self.probe(hash, self.home(hash), key)?;
-        if u64::from(s.min) >= best {
+        let (group, way) = self.find_key(hash, self.home(hash), key)?;
+        if u64::from(group.mins[way]) >= best {
             return None;
         }
-        let run = s.run();
+        let run = group.run(way);
         let wide = self.wide.get(run.clone())?;
         for (e, w) in self.entries.get(run)?.iter().zip(wide) {
             if u64::from(e.index) >= best {
@@ -915,8 +991,8 @@ impl Table {
     /// paper's split).
     pub(super) fn split_tuple(&self, rule: &Rule) -> Option<Tuple> {
         let (_, wide) = Entry::new(0, rule);
-        let pos = self.bucket_of(&wide).2?;
-        let mut tuples = self.wide[self.slots[pos].run()].iter().map(Wide::tuple);
+        let (g, way) = self.bucket_of(&wide).1?;
+        let mut tuples = self.wide[self.groups[g].run(way)].iter().map(Wide::tuple);
         let first = tuples.next()?;
         let (mut lo, hi) = tuples.fold((first, first), |(lo, hi), t| {
             (
@@ -964,10 +1040,10 @@ impl Table {
     /// The rules in `rule`'s bucket that fit `target`.
     pub(super) fn colliders_fitting(&self, rule: &Rule, target: Tuple) -> Vec<(RuleIndex, Rule)> {
         let (_, wide) = Entry::new(0, rule);
-        let Some(pos) = self.bucket_of(&wide).2 else {
+        let Some((g, way)) = self.bucket_of(&wide).1 else {
             return Vec::new();
         };
-        let run = self.slots[pos].run();
+        let run = self.groups[g].run(way);
         self.entries[run.clone()]
             .iter()
             .zip(&self.wide[run])
@@ -981,13 +1057,17 @@ impl Table {
     }
 
     pub(super) fn max_bucket(&self) -> usize {
-        self.slots.iter().map(|s| s.len()).max().unwrap_or(0)
+        self.groups
+            .iter()
+            .flat_map(|g| (0..WAYS).map(|way| g.len(way)))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Heap bytes, estimated: slots, entries and about 8 bytes per index
     /// in the B-tree.
     pub(super) fn memory_bytes(&self) -> usize {
-        self.slots.capacity() * size_of::<Slot>()
+        self.groups.capacity() * size_of::<Group>()
             + self.entries.capacity() * size_of::<Entry>()
             + self.wide.capacity() * size_of::<Wide>()
             + self.free.iter().map(Vec::capacity).sum::<usize>() * size_of::<u32>()
