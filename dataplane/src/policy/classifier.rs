@@ -92,7 +92,7 @@ use std::{
 
 use rustc_hash::FxHashMap;
 
-use table::{Home, Hot, Table, Tuple};
+use table::{Hot, Table, Tuple};
 
 /// A rule's priority and identity: lower wins. The caller picks them.
 pub type RuleIndex = u32;
@@ -102,9 +102,6 @@ pub type RuleIndex = u32;
 /// makes a third to two thirds fewer tables at 100k rules for somewhat
 /// longer bucket scans, and about the same cost per lookup at 1k and 10k.
 pub const COLLISION_LIMIT: usize = 20;
-
-/// Tables whose home slots one lookup loads before resolving any.
-const BATCH: usize = 16;
 
 /// The IPv4-mapped block `::ffff:0:0/96` as a bare address.
 const V4_MAPPED_BASE: u128 = 0xffff_0000_0000;
@@ -376,33 +373,16 @@ impl Classifier {
         let mut best = u64::MAX;
         if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
             let probe = table::Probe4::new(key);
-            for batch in self.order.chunks(BATCH) {
-                if u64::from(batch[0].min) >= best {
+            for hot in &self.order {
+                if u64::from(hot.min) >= best {
                     break;
                 }
-                // First every table's home slot: the loads do not depend on
-                // one another, so the CPU overlaps their cache misses.
-                let mut hashes = [0; BATCH];
-                let mut homes = [Home::NONE; BATCH];
-                for (k, hot) in batch.iter().enumerate() {
-                    let hash = hot.hash_v4(&probe);
-                    hashes[k % BATCH] = hash;
-                    homes[k % BATCH] = self.tables[hot.id as usize].home(hash);
+                if hot.max < min {
+                    continue;
                 }
-                // Then the buckets, in order of each table's best rule.
-                for (k, hot) in batch.iter().enumerate() {
-                    if u64::from(hot.min) >= best {
-                        // No table further on can beat the match in hand.
-                        return RuleIndex::try_from(best).ok();
-                    }
-                    if hot.max < min {
-                        continue;
-                    }
-                    let home = (hashes[k % BATCH], homes[k % BATCH]);
-                    let table = &self.tables[hot.id as usize];
-                    if let Some(found) = table.lookup_v4(home, &probe, key, min, best) {
-                        best = u64::from(found);
-                    }
+                let table = &self.tables[hot.id as usize];
+                if let Some(found) = table.lookup_v4(hot.hash_v4(&probe), &probe, key, min, best) {
+                    best = u64::from(found);
                 }
             }
         } else {

@@ -379,9 +379,9 @@ impl Group {
     }
 }
 
-/// Lookup, first half: where the key's home group left it.
+/// What a key's home group says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Home {
+struct Home {
     group: u32,
     /// The slot whose tag is the key's; [`WAYS`]: none, and the group did
     /// not overflow (the key has no bucket); above: none yet.
@@ -389,7 +389,7 @@ pub(super) struct Home {
 }
 
 impl Home {
-    pub(super) const NONE: Self = Self {
+    const NONE: Self = Self {
         group: 0,
         way: WAYS as u32,
     };
@@ -876,12 +876,10 @@ impl Table {
         }
     }
 
-    /// Lookup, first half: the slot of the key's home group whose tag is
-    /// `hash`'s, or whether to look further. Independent of other tables,
-    /// and without branches on what it reads, so a caller can start every
-    /// table's load before waiting on any.
-    #[inline]
-    pub(super) fn home(&self, hash: u32) -> Home {
+    /// The slot of the key's home group whose tag is `hash`'s, or whether
+    /// to look further: without branches on what it reads.
+    #[inline(always)]
+    fn home(&self, hash: u32) -> Home {
         let g = hash as usize & self.group_mask();
         let Some(group) = self.groups.get(g) else {
             return Home::NONE;
@@ -915,8 +913,10 @@ impl Table {
     }
 
     /// The slot of `key`'s bucket (if it has one; see [`SHARED_HASH`]).
-    #[inline]
-    fn find_key(&self, hash: u32, home: Home, key: &Key) -> Option<(&Group, usize)> {
+    /// Always inlined: it is most of a lookup's work per table.
+    #[inline(always)]
+    fn find_key(&self, hash: u32, key: &Key) -> Option<(&Group, usize)> {
+        let home = self.home(hash);
         let way = home.way as usize;
         let (g, way) = if way < WAYS {
             let group = self.groups.get(home.group as usize)?;
@@ -933,18 +933,17 @@ impl Table {
     }
 
     /// The first rule matching IPv4 key `p` (`key` as given) whose index
-    /// is at least `min` and below `best`; `hash` is [`Hot::hash_v4`] and
-    /// `home` what [`Table::home`] found for it.
+    /// is at least `min` and below `best`; `hash` is [`Hot::hash_v4`].
     #[inline]
     pub(super) fn lookup_v4(
         &self,
-        (hash, home): (u32, Home),
+        hash: u32,
         p: &Probe4,
         key: &Key,
         min: RuleIndex,
         best: u64,
     ) -> Option<RuleIndex> {
-        let (group, way) = self.find_key(hash, home, key)?;
+        let (group, way) = self.find_key(hash, key)?;
         if u64::from(group.mins[way]) >= best {
             return None;
         }
@@ -968,7 +967,7 @@ impl Table {
         best: u64,
     ) -> Option<RuleIndex> {
         let hash = p.cut.masked(self).hash();
-        let (group, way) = self.find_key(hash, self.home(hash), key)?;
+        let (group, way) = self.find_key(hash, key)?;
         if u64::from(group.mins[way]) >= best {
             return None;
         }
