@@ -38,7 +38,7 @@
 //!   the lookup stops (TupleMerge's priority sort, from PartitionSort).
 //!
 //! The cost of a lookup is one hash probe per table plus a short bucket
-//! scan: it follows the number of tables (about 8 to 45 on ClassBench-like
+//! scan: it follows the number of tables (about 7 to 40 on ClassBench-like
 //! sets of 1k to 100k rules), not the number of rules. What does grow with
 //! the rules is the memory the probes touch, so large sets pay in cache
 //! misses (see `benches/classifier.rs`). On generated sets the smallest
