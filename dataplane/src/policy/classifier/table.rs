@@ -383,22 +383,6 @@ impl Group {
     }
 }
 
-/// What a key's home group says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Home {
-    group: u32,
-    /// The slot whose tag is the key's; [`WAYS`]: none, and the group did
-    /// not overflow (the key has no bucket); above: none yet.
-    way: u32,
-}
-
-impl Home {
-    const NONE: Self = Self {
-        group: 0,
-        way: WAYS as u32,
-    };
-}
-
 /// The size class of a run of `len` entries (at least 1): runs hold
 /// `len.next_power_of_two()` entries, so a full run's length is a power
 /// of two.
@@ -880,25 +864,6 @@ impl Table {
         }
     }
 
-    /// The slot of the key's home group whose tag is `hash`'s, or whether
-    /// to look further: without branches on what it reads.
-    #[inline(always)]
-    fn home(&self, hash: u32) -> Home {
-        let g = hash as usize & self.group_mask();
-        let Some(group) = self.groups.get(g) else {
-            return Home::NONE;
-        };
-        let tag = tag(hash);
-        let mut way = if group.overflowed() { WAYS + 1 } else { WAYS };
-        for w in (0..WAYS).rev() {
-            way = if group.tags[w] == tag { w } else { way };
-        }
-        Home {
-            group: g as u32,
-            way: way as u32,
-        }
-    }
-
     /// Whether the bucket whose run starts at `start` is that of `key`
     /// cut to the tuple: seldom asked (see [`SHARED_HASH`]), so kept out
     /// of the lookup loop.
@@ -916,23 +881,25 @@ impl Table {
         self.search(hash, None, Some(key))
     }
 
-    /// The slot of `key`'s bucket (if it has one; see [`SHARED_HASH`]).
-    /// Always inlined: it is most of a lookup's work per table.
+    /// The slot of `key`'s bucket (if it has one; see [`SHARED_HASH`]):
+    /// in the key's home group, found without branching on the tags, or
+    /// past it if the group overflowed. Always inlined: it is most of a
+    /// lookup's work per table.
     #[inline(always)]
     fn find_key(&self, hash: u32, key: &Key) -> Option<(&Group, usize)> {
-        let home = self.home(hash);
-        let way = home.way as usize;
-        let (g, way) = if way < WAYS {
-            let group = self.groups.get(home.group as usize)?;
-            if !group.shared(way) {
-                return Some((group, way));
-            }
-            self.search_key(hash, key)?
-        } else if way == WAYS {
+        let group = self.groups.get(hash as usize & self.group_mask())?;
+        let tag = tag(hash);
+        let mut way = WAYS;
+        for w in (0..WAYS).rev() {
+            way = if group.tags[w] == tag { w } else { way };
+        }
+        if way < WAYS && !group.shared(way) {
+            return Some((group, way));
+        }
+        if way == WAYS && !group.overflowed() {
             return None;
-        } else {
-            self.search_key(hash, key)?
-        };
+        }
+        let (g, way) = self.search_key(hash, key)?;
         Some((&self.groups[g], way))
     }
 
