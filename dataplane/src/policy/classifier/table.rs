@@ -873,34 +873,53 @@ impl Table {
         self.bucket_key(start) == Cut::of_key(key).masked(self)
     }
 
-    /// [`Table::search`] for a lookup, out of its loop: the home group had
-    /// a shared tag, or overflowed.
-    #[cold]
-    #[inline(never)]
-    fn search_key(&self, hash: u32, key: &Key) -> Option<(usize, usize)> {
-        self.search(hash, None, Some(key))
-    }
-
-    /// The slot of `key`'s bucket (if it has one; see [`SHARED_HASH`]):
-    /// in the key's home group, found without branching on the tags, or
-    /// past it if the group overflowed. Always inlined: it is most of a
-    /// lookup's work per table.
+    /// The slot of `key`'s bucket in its home group, found without
+    /// branching on the tags: `Ok(None)` if the key has no bucket, `Err`
+    /// if that is not known from the home group (a shared tag, or an
+    /// overflow). Always inlined: it is most of a lookup's work per table.
     #[inline(always)]
-    fn find_key(&self, hash: u32, key: &Key) -> Option<(&Group, usize)> {
-        let group = self.groups.get(hash as usize & self.group_mask())?;
+    fn at_home(&self, hash: u32) -> Result<Option<(&Group, usize)>, ()> {
+        let Some(group) = self.groups.get(hash as usize & self.group_mask()) else {
+            return Ok(None);
+        };
         let tag = tag(hash);
         let mut way = WAYS;
         for w in (0..WAYS).rev() {
             way = if group.tags[w] == tag { w } else { way };
         }
         if way < WAYS && !group.shared(way) {
-            return Some((group, way));
+            Ok(Some((group, way)))
+        } else if way == WAYS && !group.overflowed() {
+            Ok(None)
+        } else {
+            Err(())
         }
-        if way == WAYS && !group.overflowed() {
+    }
+
+    /// The first rule of the bucket in slot `way` of `group` that matches
+    /// (by `matches`, given an entry's position), has an index of at least
+    /// `min` and is below `best`.
+    #[inline(always)]
+    fn scan(
+        &self,
+        (group, way): (&Group, usize),
+        min: RuleIndex,
+        best: u64,
+        matches: impl Fn(usize, &Entry) -> bool,
+    ) -> Option<RuleIndex> {
+        if u64::from(group.mins[way]) >= best {
             return None;
         }
-        let (g, way) = self.search_key(hash, key)?;
-        Some((&self.groups[g], way))
+        let run = group.run(way);
+        for (i, e) in self.entries.get(run.clone())?.iter().enumerate() {
+            if u64::from(e.index) >= best {
+                return None;
+            }
+            if e.index >= min && matches(run.start + i, e) {
+                return Some(e.index);
+            }
+        }
+        None
     }
 
     /// The first rule matching IPv4 key `p` (`key` as given) whose index
@@ -914,19 +933,26 @@ impl Table {
         min: RuleIndex,
         best: u64,
     ) -> Option<RuleIndex> {
-        let (group, way) = self.find_key(hash, key)?;
-        if u64::from(group.mins[way]) >= best {
-            return None;
+        match self.at_home(hash) {
+            Ok(slot) => self.scan(slot?, min, best, |_, e| e.matches_v4(p)),
+            Err(()) => self.lookup_v4_far(hash, p, key, min, best),
         }
-        for e in self.entries.get(group.run(way))? {
-            if u64::from(e.index) >= best {
-                return None;
-            }
-            if e.index >= min && e.matches_v4(p) {
-                return Some(e.index);
-            }
-        }
-        None
+    }
+
+    /// [`Table::lookup_v4`] when the home group does not settle it: out of
+    /// the lookup loop, which then keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn lookup_v4_far(
+        &self,
+        hash: u32,
+        p: &Probe4,
+        key: &Key,
+        min: RuleIndex,
+        best: u64,
+    ) -> Option<RuleIndex> {
+        let (g, way) = self.search(hash, None, Some(key))?;
+        self.scan((&self.groups[g], way), min, best, |_, e| e.matches_v4(p))
     }
 
     /// [`Table::lookup_v4`] for any key.
@@ -938,21 +964,15 @@ impl Table {
         best: u64,
     ) -> Option<RuleIndex> {
         let hash = p.cut.masked(self).hash();
-        let (group, way) = self.find_key(hash, key)?;
-        if u64::from(group.mins[way]) >= best {
-            return None;
-        }
-        let run = group.run(way);
-        let wide = self.wide.get(run.clone())?;
-        for (e, w) in self.entries.get(run)?.iter().zip(wide) {
-            if u64::from(e.index) >= best {
-                return None;
+        let slot = match self.at_home(hash) {
+            Ok(slot) => slot?,
+            Err(()) => {
+                let (g, way) = self.search(hash, None, Some(key))?;
+                (&self.groups[g], way)
             }
-            if e.index >= min && e.matches(w, p) {
-                return Some(e.index);
-            }
-        }
-        None
+        };
+        let wide = &self.wide;
+        self.scan(slot, min, best, |i, e| e.matches(&wide[i], p))
     }
 
     /// The tuple to move the rules colliding with `rule` to, if one is more
