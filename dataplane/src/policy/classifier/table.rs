@@ -1072,6 +1072,7 @@ mod tests {
     #[test]
     fn entry_is_compact() {
         assert_eq!(size_of::<Entry>(), 32);
+        assert_eq!(size_of::<Group>(), 64);
     }
 
     #[test]
