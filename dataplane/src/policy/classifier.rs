@@ -22,10 +22,11 @@
 //!   hundreds of probes per packet. TupleMerge **relaxes** a new table's
 //!   tuple so that rules of nearby tuples share it: when one address is
 //!   much longer than the other, the table keys on that one and on the
-//!   dropped side's port; then both lengths shrink a little (the paper's
-//!   `Relax`). A packet key is cut the same way, so one probe per table
-//!   finds every candidate; the bucket then checks each rule in full
-//!   (prefix bits beyond the tuple, port ranges, protocol).
+//!   dropped side's port; then both lengths shrink (the paper's `Relax`;
+//!   here IPv4 lengths drop to the octet below, see `table::relax_len`).
+//!   A packet key is cut the same way, so one probe per table finds every
+//!   candidate; the bucket then checks each rule in full (prefix bits
+//!   beyond the tuple, port ranges, protocol).
 //! - Relaxing makes rules collide in a bucket. When a bucket grows past the
 //!   **collision limit** ([`COLLISION_LIMIT`]) the colliding rules that fit
 //!   a more specific tuple move to a table with that tuple (found or made):
@@ -37,10 +38,11 @@
 //!   the lookup stops (TupleMerge's priority sort, from PartitionSort).
 //!
 //! The cost of a lookup is one hash probe per table plus a short bucket
-//! scan: it follows the number of tables (about 10 to 40 on ClassBench-like
+//! scan: it follows the number of tables (about 7 to 40 on ClassBench-like
 //! sets of 1k to 100k rules), not the number of rules. What does grow with
 //! the rules is the memory the probes touch, so large sets pay in cache
-//! misses (see `benches/classifier.rs`).
+//! misses (see `benches/classifier.rs`). On generated sets the smallest
+//! index of nearly every table is near 0, so the early stop seldom fires.
 //!
 //! # Why not the others
 //!
@@ -69,15 +71,28 @@
 //! - A new rule goes into the most specific table it fits, a new table
 //!   (relaxed from the rule's own tuple) only if it fits none; splits move
 //!   only the colliding bucket's rules, so an update touches one bucket.
-//! - A table is an open-addressing index (linear probing, at most half
-//!   full, deletion by backward shift) of 8-byte slots, each a 32-bit hash
-//!   and the bucket's first entry; entries are one cache line each, in an
-//!   arena, chained by index. A probe that misses reads one slot.
-//! - A lookup first reads the home slot of up to eight tables, then
-//!   resolves them in order: the reads do not depend on each other, so
-//!   their cache misses overlap.
-//! - [`Classifier::classify`] does not allocate: it masks the key, hashes
-//!   with one folded 64x64 multiply and follows indices into `Vec`s.
+//! - A table's index is groups of four slots, one cache line each (tags,
+//!   smallest indices, runs, lengths), probed linearly by group, at most
+//!   half full. A key reads its home group and picks the slot whose tag is
+//!   its own without branching; it reads the next group only if the home
+//!   group once overflowed (a flag cleared when the index is rebuilt). A
+//!   tag shared by two buckets of a table is flagged, so a lookup compares
+//!   keys only then: otherwise a slot with the key's tag is the key's
+//!   bucket if the key has one, and if it has none no rule there matches.
+//!   A slot's smallest index lets a lookup with a better match in hand
+//!   skip the bucket unread.
+//! - A bucket is a run of entries sorted by index, in an arena of
+//!   power-of-two runs (a run moves when it fills or half empties). An
+//!   entry is what an IPv4 key needs, 32 bytes: the v4 bits and masks of
+//!   both prefixes, ports as low end and width, the protocol; IPv6 keys
+//!   and updates read the rest from a parallel arena.
+//! - A key with both addresses v4-mapped is looked up without 128-bit
+//!   arithmetic: the protocol and ports sit in the hash input bits a
+//!   mapped address leaves free, so its hash for a table is one AND and
+//!   one XOR per half and a folded 64x64 multiply, equal to the generic
+//!   hash of the cut key.
+//! - [`Classifier::classify`] does not allocate and follows indices into
+//!   `Vec`s.
 
 #![forbid(unsafe_code)]
 
@@ -102,9 +117,6 @@ pub type RuleIndex = u32;
 /// makes a third to two thirds fewer tables at 100k rules for somewhat
 /// longer bucket scans, and about the same cost per lookup at 1k and 10k.
 pub const COLLISION_LIMIT: usize = 20;
-
-/// Tables whose home slots one lookup loads before resolving any.
-const BATCH: usize = 8;
 
 /// The IPv4-mapped block `::ffff:0:0/96` as a bare address.
 const V4_MAPPED_BASE: u128 = 0xffff_0000_0000;
@@ -372,35 +384,33 @@ impl Classifier {
     /// The first rule matching `key` whose index is at least `min`: the
     /// next match after `min - 1`, for walks that go on past a rule.
     pub fn classify_from(&self, key: &Key, min: RuleIndex) -> Option<RuleIndex> {
-        let probe = table::Probe::new(key);
         // Sentinel above every index so u32::MAX stays a valid index.
         let mut best = u64::MAX;
-        for batch in self.order.chunks(BATCH) {
-            if u64::from(batch[0].min) >= best {
-                break;
-            }
-            // First every table's home slot: the loads do not depend on one
-            // another, so the CPU overlaps their cache misses.
-            let mut hashes = [0u32; BATCH];
-            let mut slots = [0u64; BATCH];
-            for (k, hot) in batch.iter().enumerate() {
-                let (hash, slot) = self.tables[hot.id as usize].first_slot(hot, &probe);
-                hashes[k % BATCH] = hash;
-                slots[k % BATCH] = slot;
-            }
-            // Then the buckets, in order of each table's best rule.
-            for (k, hot) in batch.iter().enumerate() {
+        if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
+            let probe = table::Probe4::new(key);
+            for hot in &self.order {
                 if u64::from(hot.min) >= best {
-                    // No table further on can beat the match in hand.
-                    return RuleIndex::try_from(best).ok();
+                    break;
                 }
-                if slots[k % BATCH] == table::EMPTY || hot.max < min {
+                if hot.max < min {
                     continue;
                 }
                 let table = &self.tables[hot.id as usize];
-                if let Some(found) =
-                    table.resolve(&probe, hashes[k % BATCH], slots[k % BATCH], min, best)
-                {
+                if let Some(found) = table.lookup_v4(hot.hash_v4(&probe), &probe, key, min, best) {
+                    best = u64::from(found);
+                }
+            }
+        } else {
+            let probe = table::Probe::new(key);
+            for hot in &self.order {
+                if u64::from(hot.min) >= best {
+                    break;
+                }
+                if hot.max < min {
+                    continue;
+                }
+                let table = &self.tables[hot.id as usize];
+                if let Some(found) = table.lookup(&probe, key, min, best) {
                     best = u64::from(found);
                 }
             }

@@ -1,7 +1,7 @@
 //! One TupleMerge hash table: its tuple, its buckets, and the relax and
 //! split rules that choose tuples.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, ops::Range};
 
 use super::{Key, Prefix, Rule, RuleIndex, is_v4_mapped, mask};
 
@@ -104,15 +104,19 @@ fn family_len(p: &Prefix) -> (u8, u8, bool) {
     }
 }
 
-/// The paper's per-address relaxation (IPv4 steps; IPv6 four times wider).
+/// The per-address relaxation. IPv4 lengths drop to the octet boundary
+/// below them (/32 to /24), coarser than the paper's steps of 1 to 4
+/// bits: rules of more lengths share a table, so a lookup probes fewer
+/// (ClassBench-like ACL sets of 1k/10k/100k rules: 11/16/11 tables with
+/// the paper's steps, 8/12/7), and collisions the coarser key makes are
+/// split as before. IPv6 keeps the paper's steps four times wider.
 fn relax_len(len: u8, v4: bool) -> u8 {
     if v4 {
         match len {
-            32 => 28,
-            25..=31 => len - 3,
-            17..=24 => len - 2,
-            9..=16 => len - 1,
-            _ => len,
+            24..=32 => 24,
+            16..=23 => 16,
+            8..=15 => 8,
+            _ => 0,
         }
     } else {
         match len {
@@ -136,38 +140,36 @@ fn midpoint(lo: u8, hi: u8) -> u8 {
     }
 }
 
-/// A key's fields prepared once per lookup.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Probe {
-    src: u128,
-    dst: u128,
-    /// `sport << 24 | dport << 8 | proto`.
-    extra: u64,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    /// The `V6_ONLY` flags an entry must not carry for this key.
-    v4_flags: u8,
+/// `Entry::flags` and `Wide::flags`: the protocol must match.
+const PROTO_EXACT: u8 = 1;
+/// `Wide::flags`: the source prefix is IPv6 only (see [`Prefix::contains`]).
+const SRC_V6_ONLY: u8 = 2;
+/// `Wide::flags`: the destination prefix is IPv6 only.
+const DST_V6_ONLY: u8 = 4;
+/// `Wide::flags`: a port range is empty; the rule matches nothing.
+const NO_PORTS: u8 = 8;
+
+/// `Entry::proto` and `Entry::proto_mask`: above the protocol's byte, a
+/// bit that no IPv4 key has, set in a rule that can match no IPv4 key.
+const NEVER_V4: u16 = 0x100;
+
+/// The `::ffff:0:0/96` bits of a v4-mapped address.
+const V4_BASE: u64 = 0xffff_0000_0000;
+
+const SEED_A: u64 = 0xa076_1d64_78bd_642f;
+const SEED_B: u64 = 0xe703_7ed1_a0b4_28db;
+
+/// The exact fields a table may key on beside the source address: the
+/// source port and the protocol, in the bits above a v4-mapped address's
+/// low 32 (the `::ffff` bits they overlap are the same in every IPv4 key
+/// of a table, so no two IPv4 keys of a table alias).
+fn extra_a(sport: u16, proto: u8) -> u64 {
+    (u64::from(sport) << 48) | (u64::from(proto) << 32)
 }
 
-impl Probe {
-    pub(super) fn new(key: &Key) -> Self {
-        let v4_flags = (u8::from(is_v4_mapped(key.src)) * SRC_V6_ONLY)
-            | (u8::from(is_v4_mapped(key.dst)) * DST_V6_ONLY);
-        Self {
-            src: key.src,
-            dst: key.dst,
-            extra: extra(key.sport, key.dport, key.proto),
-            sport: key.sport,
-            dport: key.dport,
-            proto: key.proto,
-            v4_flags,
-        }
-    }
-}
-
-fn extra(sport: u16, dport: u16, proto: u8) -> u64 {
-    (u64::from(sport) << 24) | (u64::from(dport) << 8) | u64::from(proto)
+/// The exact field a table may key on beside the destination address.
+fn extra_b(dport: u16) -> u64 {
+    u64::from(dport) << 48
 }
 
 /// The 128-bit product of `a` and `b`, folded to 64 bits (wyhash's mix).
@@ -177,56 +179,244 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// The hash of a key cut to a tuple: one folded multiply of the halves.
-/// Cut keys are mostly zero bits, which FxHash's add-multiply spreads
-/// poorly; a full 64x64 product does not.
+/// An address folded to the 64 bits the hash takes. A v4-mapped address
+/// has nothing in its high half, so its fold is its low half: IPv4 keys
+/// hash without 128-bit arithmetic.
 #[inline]
-fn hash(src: u128, dst: u128, extra: u64) -> u32 {
-    let a = src as u64 ^ ((src >> 64) as u64).rotate_left(29) ^ 0xa076_1d64_78bd_642f;
-    let b = dst as u64
-        ^ ((dst >> 64) as u64).rotate_left(29)
-        ^ extra.rotate_left(40)
-        ^ 0xe703_7ed1_a0b4_28db;
-    (fold_mul(a, b) >> 32) as u32
+fn fold_addr(a: u128) -> u64 {
+    a as u64 ^ ((a >> 64) as u64).rotate_left(29)
 }
 
-/// A slot of the open-addressing index: the bucket's hash (whose low bits
-/// are its home slot) in the low half, its first entry in the high half.
-type Slot = u64;
-pub(super) const EMPTY: Slot = u64::MAX;
-/// No entry (end of a chain, empty free list).
-const NIL: u32 = u32::MAX;
-
-fn slot(hash: u32, entry: u32) -> Slot {
-    (u64::from(entry) << 32) | u64::from(hash)
+/// The hash of the two halves of a cut key: one folded 64x64 multiply.
+/// Cut keys are mostly zero bits, which FxHash's add-multiply spreads
+/// poorly; a full product does not.
+///
+/// Tests keep only 12 bits, so that distinct keys of a table often share
+/// a hash and the rare path that tells them apart ([`SHARED_HASH`]) runs.
+#[inline]
+fn hash(a: u64, b: u64) -> u32 {
+    let h = (fold_mul(a, b) >> 32) as u32;
+    if cfg!(test) { h & 0xfff } else { h }
 }
 
-fn slot_hash(s: Slot) -> u32 {
-    s as u32
-}
-
-fn slot_entry(s: Slot) -> u32 {
-    (s >> 32) as u32
-}
-
-/// `Entry::flags`: the protocol must match.
-const PROTO_EXACT: u8 = 1;
-/// `Entry::flags`: the source prefix is IPv6 only (see [`Prefix::contains`]).
-const SRC_V6_ONLY: u8 = 2;
-/// `Entry::flags`: the destination prefix is IPv6 only.
-const DST_V6_ONLY: u8 = 4;
-
-/// A rule as a bucket holds it: one cache line with everything a match
-/// needs and the next rule of the bucket (by index).
-#[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
-struct Entry {
+/// A key cut to a tuple, in the form the hash takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cut {
     src: u128,
     dst: u128,
+    /// [`extra_a`] of the source port and protocol.
+    xa: u64,
+    /// [`extra_b`] of the destination port.
+    xb: u64,
+}
+
+impl Cut {
+    fn of_key(k: &Key) -> Self {
+        Self {
+            src: k.src,
+            dst: k.dst,
+            xa: extra_a(k.sport, k.proto),
+            xb: extra_b(k.dport),
+        }
+    }
+
+    /// A rule's fields (its port ranges by their low ends).
+    fn of_wide(w: &Wide) -> Self {
+        Self {
+            src: w.src,
+            dst: w.dst,
+            xa: extra_a(w.sport.0, w.proto),
+            xb: extra_b(w.dport.0),
+        }
+    }
+
+    fn masked(self, t: &Table) -> Self {
+        Self {
+            src: self.src & t.src_mask,
+            dst: self.dst & t.dst_mask,
+            xa: self.xa & t.xa_mask,
+            xb: self.xb & t.xb_mask,
+        }
+    }
+
+    fn hash(self) -> u32 {
+        hash(
+            fold_addr(self.src) ^ self.xa ^ SEED_A,
+            fold_addr(self.dst) ^ self.xb ^ SEED_B,
+        )
+    }
+}
+
+/// An IPv4 key (both addresses v4-mapped) prepared once per lookup.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe4 {
+    /// `src32 | extra_a(sport, proto)`: the first hash input, before the
+    /// table's mask.
+    a: u64,
+    /// `dst32 | extra_b(dport)`.
+    b: u64,
+    /// `src32 << 32 | dst32`, as [`Entry::addr`].
+    addr: u64,
+    sport: u16,
+    dport: u16,
+    proto: u16,
+}
+
+impl Probe4 {
+    /// `key`'s addresses must be v4-mapped.
+    #[inline]
+    pub(super) fn new(key: &Key) -> Self {
+        debug_assert!(is_v4_mapped(key.src) && is_v4_mapped(key.dst));
+        let (src, dst) = (key.src as u32, key.dst as u32);
+        Self {
+            a: u64::from(src) | extra_a(key.sport, key.proto),
+            b: u64::from(dst) | extra_b(key.dport),
+            addr: (u64::from(src) << 32) | u64::from(dst),
+            sport: key.sport,
+            dport: key.dport,
+            proto: u16::from(key.proto),
+        }
+    }
+}
+
+/// Any key prepared once per lookup.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe {
+    cut: Cut,
+    sport: u16,
+    dport: u16,
+    proto: u16,
+    /// The [`Wide::flags`] an entry must not carry for this key: the
+    /// `V6_ONLY` of a v4-mapped address, and `NO_PORTS`.
+    refuse: u8,
+}
+
+impl Probe {
+    pub(super) fn new(key: &Key) -> Self {
+        let refuse = (u8::from(is_v4_mapped(key.src)) * SRC_V6_ONLY)
+            | (u8::from(is_v4_mapped(key.dst)) * DST_V6_ONLY)
+            | NO_PORTS;
+        Self {
+            cut: Cut::of_key(key),
+            sport: key.sport,
+            dport: key.dport,
+            proto: u16::from(key.proto),
+            refuse,
+        }
+    }
+}
+
+/// Slots per group: a group is one cache line.
+const WAYS: usize = 4;
+
+/// `Group::lens`: another bucket of the table has the same hash, so a
+/// lookup must compare keys. Without it a slot whose tag is the key's
+/// holds the key's bucket if the key has one; if it has none, no rule of
+/// the slot's bucket can match it (they cut to another key), so scanning
+/// the bucket anyway is harmless.
+const SHARED_HASH: u32 = 1 << 31;
+/// `Group::lens[0]`: the group was full when a bucket whose home it is
+/// came, which went on to the next group. Cleared only when the index is
+/// rebuilt: a stale flag costs a look at the next group, nothing more.
+const OVERFLOW: u32 = 1 << 30;
+/// `Group::lens`: the bucket's length.
+const LEN: u32 = OVERFLOW - 1;
+/// Every tag has it, so that tag 0 is an empty slot.
+const TAG_BIT: u32 = 1 << 31;
+
+/// A bucket's tag: its hash, nonzero. The hash's low bits give its home
+/// group.
+fn tag(hash: u32) -> u32 {
+    hash | TAG_BIT
+}
+
+/// Four slots of a table's index, one cache line: a bucket (the rules
+/// whose fields cut to the tuple are the same) per slot, held as a run of
+/// entries sorted by index. A lookup reads its key's home group and, only
+/// if the group overflowed, the groups after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Group {
+    /// [`tag`]s of the buckets' keys; 0: the slot is empty.
+    tags: [u32; WAYS],
+    /// The buckets' smallest indices: a lookup that has a better match in
+    /// hand skips a bucket without reading it.
+    mins: [RuleIndex; WAYS],
+    /// The buckets' first entries.
+    starts: [u32; WAYS],
+    /// The buckets' lengths, with [`SHARED_HASH`]; [`OVERFLOW`] in the
+    /// first.
+    lens: [u32; WAYS],
+}
+
+impl Group {
+    const EMPTY: Self = Self {
+        tags: [0; WAYS],
+        mins: [0; WAYS],
+        starts: [0; WAYS],
+        lens: [0; WAYS],
+    };
+
+    fn overflowed(&self) -> bool {
+        self.lens[0] & OVERFLOW != 0
+    }
+
+    fn shared(&self, way: usize) -> bool {
+        self.lens[way] & SHARED_HASH != 0
+    }
+
+    fn len(&self, way: usize) -> usize {
+        (self.lens[way] & LEN) as usize
+    }
+
+    fn run(&self, way: usize) -> Range<usize> {
+        let start = self.starts[way] as usize;
+        start..start + self.len(way)
+    }
+
+    /// Empties slot `way`, keeping the group's [`OVERFLOW`].
+    fn clear(&mut self, way: usize) {
+        self.tags[way] = 0;
+        self.mins[way] = 0;
+        self.starts[way] = 0;
+        self.lens[way] &= if way == 0 { OVERFLOW } else { 0 };
+    }
+}
+
+/// The size class of a run of `len` entries (at least 1): runs hold
+/// `len.next_power_of_two()` entries, so a full run's length is a power
+/// of two.
+fn class(len: usize) -> usize {
+    len.next_power_of_two().trailing_zeros() as usize
+}
+
+/// What an IPv4 key needs of a rule, in half a cache line; the rest is in
+/// [`Wide`], at the same position of its own arena.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
+struct Entry {
+    /// The IPv4 parts of the prefixes, `src << 32 | dst` (0 where a
+    /// prefix is `::/0`, or holds no IPv4 address).
+    addr: u64,
+    /// The prefixes' masks on the same layout.
+    mask: u64,
+    /// Port ranges as low end and width (`hi - lo`), one compare each.
+    sport: u16,
+    sport_span: u16,
+    dport: u16,
+    dport_span: u16,
     index: RuleIndex,
-    /// The next entry of the bucket (larger index), or [`NIL`]; in the
-    /// free list, the next free entry.
-    next: u32,
+    /// The protocol, and [`NEVER_V4`] when the rule matches no IPv4 key.
+    proto: u16,
+    /// `0xff` when the protocol must match; [`NEVER_V4`] as `proto`.
+    proto_mask: u16,
+}
+
+/// The rest of a rule: what keys of other families and updates need.
+#[derive(Debug, Clone, Copy)]
+struct Wide {
+    src: u128,
+    dst: u128,
     sport: (u16, u16),
     dport: (u16, u16),
     src_len: u8,
@@ -236,7 +426,37 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(index: RuleIndex, rule: &Rule) -> Self {
+    const VACANT: Self = Self {
+        addr: 0,
+        mask: 0,
+        sport: 0,
+        sport_span: 0,
+        dport: 0,
+        dport_span: 0,
+        index: 0,
+        proto: 0,
+        proto_mask: 0,
+    };
+
+    fn new(index: RuleIndex, rule: &Rule) -> (Self, Wide) {
+        /// A prefix's IPv4 part and mask, `None` if it holds no IPv4
+        /// address.
+        fn v4_part(p: &Prefix) -> Option<(u32, u32)> {
+            if p.len == 0 {
+                Some((0, 0))
+            } else if p.is_v4() {
+                let mask = (mask(p.len) as u64) as u32;
+                Some((p.addr as u32 & mask, mask))
+            } else {
+                None
+            }
+        }
+        let empty_ports = rule.sport.0 > rule.sport.1 || rule.dport.0 > rule.dport.1;
+        let (v4, never) = match (v4_part(&rule.src), v4_part(&rule.dst)) {
+            (Some(s), Some(d)) if !empty_ports => ((s, d), 0),
+            _ => (((0, 0), (0, 0)), NEVER_V4),
+        };
+        let ((src4, src4_mask), (dst4, dst4_mask)) = v4;
         let mut flags = 0;
         if rule.proto.is_some() {
             flags |= PROTO_EXACT;
@@ -247,19 +467,66 @@ impl Entry {
         if rule.dst.is_v6_only() {
             flags |= DST_V6_ONLY;
         }
-        Self {
+        if empty_ports {
+            flags |= NO_PORTS;
+        }
+        let proto = rule.proto.unwrap_or(0);
+        let entry = Self {
+            addr: (u64::from(src4) << 32) | u64::from(dst4),
+            mask: (u64::from(src4_mask) << 32) | u64::from(dst4_mask),
+            sport: rule.sport.0,
+            sport_span: rule.sport.1.wrapping_sub(rule.sport.0),
+            dport: rule.dport.0,
+            dport_span: rule.dport.1.wrapping_sub(rule.dport.0),
+            index,
+            proto: u16::from(proto) | never,
+            proto_mask: if rule.proto.is_some() { 0xff } else { 0 } | never,
+        };
+        let wide = Wide {
             src: rule.src.addr & mask(rule.src.len),
             dst: rule.dst.addr & mask(rule.dst.len),
-            index,
-            next: NIL,
             sport: rule.sport,
             dport: rule.dport,
             src_len: rule.src.len,
             dst_len: rule.dst.len,
-            proto: rule.proto.unwrap_or(0),
+            proto,
             flags,
-        }
+        };
+        (entry, wide)
     }
+
+    /// Whether the rule matches an IPv4 key.
+    #[inline]
+    fn matches_v4(&self, p: &Probe4) -> bool {
+        (p.addr ^ self.addr) & self.mask == 0
+            && (p.proto ^ self.proto) & self.proto_mask == 0
+            && p.sport.wrapping_sub(self.sport) <= self.sport_span
+            && p.dport.wrapping_sub(self.dport) <= self.dport_span
+    }
+
+    /// Whether the rule (with `w`, its other half) matches any key.
+    #[inline]
+    fn matches(&self, w: &Wide, p: &Probe) -> bool {
+        (p.cut.src ^ w.src) & mask(w.src_len) == 0
+            && (p.cut.dst ^ w.dst) & mask(w.dst_len) == 0
+            && w.flags & p.refuse == 0
+            && (p.proto ^ self.proto) & self.proto_mask & 0xff == 0
+            && p.sport.wrapping_sub(self.sport) <= self.sport_span
+            && p.dport.wrapping_sub(self.dport) <= self.dport_span
+    }
+}
+
+impl Wide {
+    const VACANT: Self = Self {
+        src: 0,
+        dst: 0,
+        sport: (0, 0),
+        dport: (0, 0),
+        src_len: 0,
+        dst_len: 0,
+        proto: 0,
+        flags: 0,
+    };
 
     fn rule(&self) -> Rule {
         Rule {
@@ -286,33 +553,20 @@ impl Entry {
             proto: self.flags & PROTO_EXACT != 0,
         }
     }
-
-    /// The exact fields as a key's `extra` (meaningful where exact).
-    fn extra(&self) -> u64 {
-        extra(self.sport.0, self.dport.0, self.proto)
-    }
-
-    #[inline]
-    fn matches(&self, p: &Probe) -> bool {
-        let proto_mask = 0u8.wrapping_sub(self.flags & PROTO_EXACT);
-        (p.src ^ self.src) & mask(self.src_len) == 0
-            && (p.dst ^ self.dst) & mask(self.dst_len) == 0
-            && (p.proto ^ self.proto) & proto_mask == 0
-            && self.flags & p.v4_flags == 0
-            && self.sport.0 <= p.sport
-            && p.sport <= self.sport.1
-            && self.dport.0 <= p.dport
-            && p.dport <= self.dport.1
-    }
 }
 
-/// A table as the probe order lists it: its masks and index range beside
-/// its id, so that a lookup reads them from one array.
+/// A table as the probe order lists it: what an IPv4 lookup needs to
+/// hash its key for the table, and the table's index range, beside its
+/// id, so that a lookup reads them from one array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hot {
-    pub(super) src_mask: u128,
-    pub(super) dst_mask: u128,
-    pub(super) extra_mask: u64,
+    /// An IPv4 key's hash inputs are `(a & ma) ^ ka` and `(b & mb) ^ kb`
+    /// ([`Probe4`]): the masks of the low 32 address bits and of the
+    /// exact fields, and the table's constant `::ffff` bits and seeds.
+    ma: u64,
+    mb: u64,
+    ka: u64,
+    kb: u64,
     /// The smallest index held.
     pub(super) min: RuleIndex,
     /// The largest index held.
@@ -320,24 +574,36 @@ pub(super) struct Hot {
     pub(super) id: u32,
 }
 
-/// One hash table of TupleMerge: an open-addressing index (linear probing,
-/// at most half full) of buckets, each a chain of entries sorted by index
-/// in an arena.
+impl Hot {
+    /// The hash of an IPv4 key cut to the table's tuple: the same as
+    /// [`Cut::hash`] of the key cut, without 128-bit arithmetic.
+    #[inline]
+    pub(super) fn hash_v4(&self, p: &Probe4) -> u32 {
+        hash((p.a & self.ma) ^ self.ka, (p.b & self.mb) ^ self.kb)
+    }
+}
+
+/// One hash table of TupleMerge: an open-addressing index of groups of
+/// four slots (linear probing over groups, at most half full) of buckets,
+/// each a run of entries sorted by index in an arena of power-of-two runs.
 #[derive(Debug, Clone)]
 pub(super) struct Table {
     tuple: Tuple,
     src_mask: u128,
     dst_mask: u128,
-    extra_mask: u64,
+    xa_mask: u64,
+    xb_mask: u64,
     /// A power of two long, or empty when the table is.
-    slots: Vec<Slot>,
-    /// `slots.len() - 1`.
-    slot_mask: usize,
+    groups: Vec<Group>,
     /// Occupied slots: buckets.
     buckets: usize,
-    /// Entries; free ones are chained from `free`.
+    /// Buckets removed since the index was last rebuilt.
+    removed: usize,
+    /// Runs of entries, and their other halves at the same positions.
     entries: Vec<Entry>,
-    free: u32,
+    wide: Vec<Wide>,
+    /// Free runs by size class: `free[k]` starts runs of `2^k` entries.
+    free: Vec<Vec<u32>>,
     /// The indices held, for the smallest and largest.
     indices: BTreeSet<RuleIndex>,
     /// The largest index held (0 when empty).
@@ -346,20 +612,19 @@ pub(super) struct Table {
 
 impl Table {
     pub(super) fn new(tuple: Tuple) -> Self {
+        let proto_mask = if tuple.proto { u8::MAX } else { 0 };
         Self {
             tuple,
             src_mask: mask(tuple.src),
             dst_mask: mask(tuple.dst),
-            extra_mask: extra(
-                port_mask(tuple.sport),
-                port_mask(tuple.dport),
-                if tuple.proto { u8::MAX } else { 0 },
-            ),
-            slots: Vec::new(),
-            slot_mask: 0,
+            xa_mask: extra_a(port_mask(tuple.sport), proto_mask),
+            xb_mask: extra_b(port_mask(tuple.dport)),
+            groups: Vec::new(),
             buckets: 0,
+            removed: 0,
             entries: Vec::new(),
-            free: NIL,
+            wide: Vec::new(),
+            free: Vec::new(),
             indices: BTreeSet::new(),
             max: 0,
         }
@@ -378,174 +643,216 @@ impl Table {
         self.indices.is_empty()
     }
 
-    fn hash_of(&self, e: &Entry) -> u32 {
-        hash(
-            e.src & self.src_mask,
-            e.dst & self.dst_mask,
-            e.extra() & self.extra_mask,
-        )
-    }
-
-    /// Whether entries `a` and `b` hash to the same bucket here.
-    fn same_bucket(&self, a: &Entry, b: &Entry) -> bool {
-        (a.src ^ b.src) & self.src_mask == 0
-            && (a.dst ^ b.dst) & self.dst_mask == 0
-            && (a.extra() ^ b.extra()) & self.extra_mask == 0
-    }
-
-    /// The slot of the bucket `e` belongs to.
-    fn find(&self, hash: u32, e: &Entry) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
+    /// What a lookup needs of this table before touching it.
+    pub(super) fn hot(&self, id: u32) -> Hot {
+        let src_lo = self.src_mask as u64;
+        let dst_lo = self.dst_mask as u64;
+        Hot {
+            ma: (src_lo & 0xffff_ffff) | self.xa_mask,
+            mb: (dst_lo & 0xffff_ffff) | self.xb_mask,
+            ka: (V4_BASE & src_lo) ^ SEED_A,
+            kb: (V4_BASE & dst_lo) ^ SEED_B,
+            min: self.min().unwrap_or(0),
+            max: self.max,
+            id,
         }
-        let mut pos = hash as usize & self.slot_mask;
-        loop {
-            let s = self.slots[pos];
-            if s == EMPTY {
+    }
+
+    /// The key of the bucket whose run starts at `start`.
+    fn bucket_key(&self, start: u32) -> Cut {
+        Cut::of_wide(&self.wide[start as usize]).masked(self)
+    }
+
+    fn group_mask(&self) -> usize {
+        self.groups.len().wrapping_sub(1)
+    }
+
+    /// The slot (group, way) of the bucket whose key, cut to the tuple,
+    /// hashes to `hash` and is `cut` if `cut` is given, else is `key`'s
+    /// cut (see [`SHARED_HASH`] for when a slot with the tag is enough).
+    fn search(&self, hash: u32, cut: Option<Cut>, key: Option<&Key>) -> Option<(usize, usize)> {
+        let tag = tag(hash);
+        let mut g = hash as usize & self.group_mask();
+        // Every group at most once, should every one have overflowed.
+        for _ in 0..self.groups.len() {
+            let group = &self.groups[g];
+            for way in 0..WAYS {
+                if group.tags[way] != tag {
+                    continue;
+                }
+                let ours = match (cut, key) {
+                    (Some(cut), _) => self.bucket_key(group.starts[way]) == cut,
+                    (None, Some(key)) => !group.shared(way) || self.holds(group.starts[way], key),
+                    (None, None) => true,
+                };
+                if ours {
+                    return Some((g, way));
+                }
+            }
+            if !group.overflowed() {
                 return None;
             }
-            if slot_hash(s) == hash && self.same_bucket(&self.entries[slot_entry(s) as usize], e) {
-                return Some(pos);
-            }
-            pos = (pos + 1) & self.slot_mask;
+            g = (g + 1) & self.group_mask();
         }
+        None
     }
 
-    fn alloc(&mut self, e: Entry) -> u32 {
-        if self.free == NIL {
-            self.entries.push(e);
-            u32::try_from(self.entries.len() - 1).expect("fewer than u32::MAX entries")
-        } else {
-            let id = self.free;
-            self.free = self.entries[id as usize].next;
-            self.entries[id as usize] = e;
-            id
-        }
+    /// The slot of the bucket of a rule (its other half `wide`), cut and
+    /// hashed.
+    fn bucket_of(&self, wide: &Wide) -> (u32, Option<(usize, usize)>) {
+        let cut = Cut::of_wide(wide).masked(self);
+        let hash = cut.hash();
+        (hash, self.search(hash, Some(cut), None))
     }
 
-    fn release(&mut self, id: u32) {
-        self.entries[id as usize].next = self.free;
-        self.free = id;
+    /// A free run of `2^class` entries.
+    fn alloc_run(&mut self, class: usize) -> u32 {
+        if let Some(start) = self.free.get_mut(class).and_then(Vec::pop) {
+            return start;
+        }
+        let start = self.entries.len();
+        let end = start + (1 << class);
+        self.entries.resize(end, Entry::VACANT);
+        self.wide.resize(end, Wide::VACANT);
+        u32::try_from(start).expect("fewer than u32::MAX entries")
     }
 
-    fn put_slot(&mut self, s: Slot) {
-        let mut pos = slot_hash(s) as usize & self.slot_mask;
-        while self.slots[pos] != EMPTY {
-            pos = (pos + 1) & self.slot_mask;
+    fn free_run(&mut self, start: u32, class: usize) {
+        if self.free.len() <= class {
+            self.free.resize_with(class + 1, Vec::new);
         }
-        self.slots[pos] = s;
+        self.free[class].push(start);
     }
 
-    /// Doubles the index when it would pass half full.
-    fn reserve_slot(&mut self) {
-        if (self.buckets + 1) * 2 <= self.slots.len() {
-            return;
-        }
-        let len = (self.slots.len() * 2).max(8);
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; len]);
-        self.slot_mask = len - 1;
-        for s in old.into_iter().filter(|&s| s != EMPTY) {
-            self.put_slot(s);
-        }
+    /// Moves the first `len` entries of the run at `from` to a new run of
+    /// size class `class`; frees the old one (of class `old`).
+    fn move_run(&mut self, from: u32, len: usize, old: usize, class: usize) -> u32 {
+        let to = self.alloc_run(class);
+        let (f, t) = (from as usize, to as usize);
+        self.entries.copy_within(f..f + len, t);
+        self.wide.copy_within(f..f + len, t);
+        self.free_run(from, old);
+        to
     }
 
-    /// Empties slot `pos` and shifts back the entries probing past it
-    /// (deletion without tombstones under linear probing).
-    fn delete_slot(&mut self, pos: usize) {
-        let mut hole = pos;
-        let mut j = pos;
+    /// Puts a bucket in the first free slot from its home group, marking
+    /// the full groups it passes.
+    fn place(&mut self, tag: u32, min: RuleIndex, start: u32, lens: u32) {
+        let mut g = tag as usize & self.group_mask();
         loop {
-            j = (j + 1) & self.slot_mask;
-            let s = self.slots[j];
-            if s == EMPTY {
-                break;
+            let group = &mut self.groups[g];
+            if let Some(way) = group.tags.iter().position(|&t| t == 0) {
+                group.tags[way] = tag;
+                group.mins[way] = min;
+                group.starts[way] = start;
+                group.lens[way] = (group.lens[way] & OVERFLOW) | lens;
+                return;
             }
-            let home = slot_hash(s) as usize & self.slot_mask;
-            // `s` may fill the hole unless its home lies after the hole.
-            if j.wrapping_sub(home) & self.slot_mask >= j.wrapping_sub(hole) & self.slot_mask {
-                self.slots[hole] = s;
-                hole = j;
+            group.lens[0] |= OVERFLOW;
+            g = (g + 1) & self.group_mask();
+        }
+    }
+
+    /// Rebuilds the index with `groups` groups (which clears stale
+    /// [`OVERFLOW`] flags).
+    fn rebuild(&mut self, groups: usize) {
+        let old = std::mem::replace(&mut self.groups, vec![Group::EMPTY; groups]);
+        for group in &old {
+            for way in 0..WAYS {
+                if group.tags[way] != 0 {
+                    let lens = group.lens[way] & (LEN | SHARED_HASH);
+                    self.place(group.tags[way], group.mins[way], group.starts[way], lens);
+                }
             }
         }
-        self.slots[hole] = EMPTY;
-    }
-
-    /// The entries of the bucket starting at entry `head`, by index.
-    fn chain(&self, head: u32) -> impl Iterator<Item = &Entry> {
-        std::iter::successors(Some(&self.entries[head as usize]), |e| {
-            (e.next != NIL).then(|| &self.entries[e.next as usize])
-        })
-    }
-
-    /// The bucket `rule` belongs to, as its first entry.
-    fn bucket_of(&self, rule: &Rule) -> Option<u32> {
-        let e = Entry::new(0, rule);
-        let pos = self.find(self.hash_of(&e), &e)?;
-        Some(slot_entry(self.slots[pos]))
+        self.removed = 0;
     }
 
     /// Adds a rule that fits the tuple; returns its bucket's new length.
     pub(super) fn insert(&mut self, index: RuleIndex, rule: &Rule) -> usize {
         debug_assert!(Tuple::of_rule(rule).fits(self.tuple));
-        let e = Entry::new(index, rule);
-        let hash = self.hash_of(&e);
+        let (entry, wide) = Entry::new(index, rule);
+        let (hash, found) = self.bucket_of(&wide);
         self.indices.insert(index);
         self.max = self.max.max(index);
-        let found = self.find(hash, &e);
-        let id = self.alloc(e);
-        let Some(pos) = found else {
-            self.reserve_slot();
-            self.put_slot(slot(hash, id));
+        let Some((g, way)) = found else {
+            if (self.buckets + 1) * 2 > self.groups.len() * WAYS {
+                self.rebuild((self.groups.len() * 2).max(1));
+            }
+            let start = self.alloc_run(0);
+            self.entries[start as usize] = entry;
+            self.wide[start as usize] = wide;
+            // The buckets of one tag lie from its home group through the
+            // groups that overflowed: any there must compare keys now.
+            let tag = tag(hash);
+            let mut shared = 0;
+            let mut g = hash as usize & self.group_mask();
+            for _ in 0..self.groups.len() {
+                let group = &mut self.groups[g];
+                for way in 0..WAYS {
+                    if group.tags[way] == tag {
+                        group.lens[way] |= SHARED_HASH;
+                        shared = SHARED_HASH;
+                    }
+                }
+                if !group.overflowed() {
+                    break;
+                }
+                g = (g + 1) & self.group_mask();
+            }
+            self.place(tag, index, start, 1 | shared);
             self.buckets += 1;
             return 1;
         };
-        let head = slot_entry(self.slots[pos]);
-        if index < self.entries[head as usize].index {
-            self.entries[id as usize].next = head;
-            self.slots[pos] = slot(hash, id);
-        } else {
-            let mut prev = head;
-            loop {
-                let next = self.entries[prev as usize].next;
-                if next == NIL || self.entries[next as usize].index > index {
-                    break;
-                }
-                prev = next;
-            }
-            self.entries[id as usize].next = self.entries[prev as usize].next;
-            self.entries[prev as usize].next = id;
+        let group = self.groups[g];
+        let len = group.len(way);
+        assert!(len < LEN as usize, "a bucket of 2^30 rules");
+        let mut start = group.starts[way];
+        if len.is_power_of_two() {
+            // The run is full.
+            start = self.move_run(start, len, class(len), class(len + 1));
         }
-        self.chain(slot_entry(self.slots[pos])).count()
+        let run = start as usize..start as usize + len;
+        let at = run.start + self.entries[run.clone()].partition_point(|e| e.index < index);
+        self.entries.copy_within(at..run.end, at + 1);
+        self.wide.copy_within(at..run.end, at + 1);
+        self.entries[at] = entry;
+        self.wide[at] = wide;
+        let group = &mut self.groups[g];
+        group.mins[way] = self.entries[run.start].index;
+        group.starts[way] = start;
+        group.lens[way] += 1;
+        len + 1
     }
 
     /// Removes the rule at `index`, which this table holds as `rule`.
     pub(super) fn remove(&mut self, index: RuleIndex, rule: &Rule) {
-        let e = Entry::new(index, rule);
-        if let Some(pos) = self.find(self.hash_of(&e), &e) {
-            let s = self.slots[pos];
-            let head = slot_entry(s);
-            if self.entries[head as usize].index == index {
-                let next = self.entries[head as usize].next;
-                self.release(head);
-                if next == NIL {
-                    self.delete_slot(pos);
+        let (_, wide) = Entry::new(index, rule);
+        if let (_, Some((g, way))) = self.bucket_of(&wide) {
+            let group = self.groups[g];
+            let (run, len) = (group.run(way), group.len(way));
+            let at = run.start + self.entries[run.clone()].partition_point(|e| e.index < index);
+            if at < run.end && self.entries[at].index == index {
+                if len == 1 {
+                    self.free_run(group.starts[way], 0);
+                    self.groups[g].clear(way);
                     self.buckets -= 1;
+                    self.removed += 1;
+                    if self.removed * 4 > self.groups.len() * WAYS {
+                        self.rebuild(self.groups.len());
+                    }
                 } else {
-                    self.slots[pos] = slot(slot_hash(s), next);
-                }
-            } else {
-                let mut prev = head;
-                loop {
-                    let next = self.entries[prev as usize].next;
-                    if next == NIL {
-                        break;
+                    self.entries.copy_within(at + 1..run.end, at);
+                    self.wide.copy_within(at + 1..run.end, at);
+                    let mut start = group.starts[way];
+                    if class(len - 1) < class(len) {
+                        // Half the run is empty now.
+                        start = self.move_run(start, len - 1, class(len), class(len - 1));
                     }
-                    if self.entries[next as usize].index == index {
-                        self.entries[prev as usize].next = self.entries[next as usize].next;
-                        self.release(next);
-                        break;
-                    }
-                    prev = next;
+                    let group = &mut self.groups[g];
+                    group.mins[way] = self.entries[start as usize].index;
+                    group.starts[way] = start;
+                    group.lens[way] -= 1;
                 }
             }
         }
@@ -557,87 +864,115 @@ impl Table {
         }
     }
 
-    /// Lookup, first half: the hash of `p` cut to the tuple and the
-    /// content of its home slot. Independent of other tables, so a caller
-    /// can start every table's load before waiting on any.
-    #[inline]
-    pub(super) fn first_slot(&self, hot: &Hot, p: &Probe) -> (u32, Slot) {
-        let hash = hash(
-            p.src & hot.src_mask,
-            p.dst & hot.dst_mask,
-            p.extra & hot.extra_mask,
-        );
-        let s = self
-            .slots
-            .get(hash as usize & self.slot_mask)
-            .copied()
-            .unwrap_or(EMPTY);
-        (hash, s)
+    /// Whether the bucket whose run starts at `start` is that of `key`
+    /// cut to the tuple: seldom asked (see [`SHARED_HASH`]), so kept out
+    /// of the lookup loop.
+    #[cold]
+    #[inline(never)]
+    fn holds(&self, start: u32, key: &Key) -> bool {
+        self.bucket_key(start) == Cut::of_key(key).masked(self)
     }
 
-    /// What a lookup needs of this table before touching it.
-    pub(super) fn hot(&self, id: u32) -> Hot {
-        Hot {
-            src_mask: self.src_mask,
-            dst_mask: self.dst_mask,
-            extra_mask: self.extra_mask,
-            min: self.min().unwrap_or(0),
-            max: self.max,
-            id,
+    /// The slot of `key`'s bucket in its home group, found without
+    /// branching on the tags: `Ok(None)` if the key has no bucket, `Err`
+    /// if that is not known from the home group (a shared tag, or an
+    /// overflow). Always inlined: it is most of a lookup's work per table.
+    #[inline(always)]
+    fn at_home(&self, hash: u32) -> Result<Option<(&Group, usize)>, ()> {
+        let Some(group) = self.groups.get(hash as usize & self.group_mask()) else {
+            return Ok(None);
+        };
+        let tag = tag(hash);
+        let mut way = WAYS;
+        for w in (0..WAYS).rev() {
+            way = if group.tags[w] == tag { w } else { way };
+        }
+        if way < WAYS && !group.shared(way) {
+            Ok(Some((group, way)))
+        } else if way == WAYS && !group.overflowed() {
+            Ok(None)
+        } else {
+            Err(())
         }
     }
 
-    /// Lookup, second half: from the home slot `s` [`Table::first_slot`]
-    /// read, the first rule of `p`'s bucket that matches, has an index of at
-    /// least `min`, and is below `best`.
-    #[inline]
-    pub(super) fn resolve(
+    /// The first rule of the bucket in slot `way` of `group` that matches
+    /// (by `matches`, given an entry's position), has an index of at least
+    /// `min` and is below `best`.
+    #[inline(always)]
+    fn scan(
         &self,
-        p: &Probe,
-        hash: u32,
-        mut s: Slot,
+        (group, way): (&Group, usize),
         min: RuleIndex,
         best: u64,
+        matches: impl Fn(usize, &Entry) -> bool,
     ) -> Option<RuleIndex> {
-        let mut pos = hash as usize & self.slot_mask;
-        loop {
-            if s == EMPTY {
-                return None;
-            }
-            if slot_hash(s) == hash {
-                let head = &self.entries[slot_entry(s) as usize];
-                if (p.src ^ head.src) & self.src_mask == 0
-                    && (p.dst ^ head.dst) & self.dst_mask == 0
-                    && (p.extra ^ head.extra()) & self.extra_mask == 0
-                {
-                    return self.scan(head, p, min, best);
-                }
-            }
-            pos = (pos + 1) & self.slot_mask;
-            s = self.slots[pos];
+        if u64::from(group.mins[way]) >= best {
+            return None;
         }
-    }
-
-    #[inline]
-    fn scan<'a>(
-        &'a self,
-        mut e: &'a Entry,
-        p: &Probe,
-        min: RuleIndex,
-        best: u64,
-    ) -> Option<RuleIndex> {
-        loop {
+        let run = group.run(way);
+        for (i, e) in self.entries.get(run.clone())?.iter().enumerate() {
             if u64::from(e.index) >= best {
                 return None;
             }
-            if e.index >= min && e.matches(p) {
+            if e.index >= min && matches(run.start + i, e) {
                 return Some(e.index);
             }
-            if e.next == NIL {
-                return None;
-            }
-            e = &self.entries[e.next as usize];
         }
+        None
+    }
+
+    /// The first rule matching IPv4 key `p` (`key` as given) whose index
+    /// is at least `min` and below `best`; `hash` is [`Hot::hash_v4`].
+    #[inline]
+    pub(super) fn lookup_v4(
+        &self,
+        hash: u32,
+        p: &Probe4,
+        key: &Key,
+        min: RuleIndex,
+        best: u64,
+    ) -> Option<RuleIndex> {
+        match self.at_home(hash) {
+            Ok(slot) => self.scan(slot?, min, best, |_, e| e.matches_v4(p)),
+            Err(()) => self.lookup_v4_far(hash, p, key, min, best),
+        }
+    }
+
+    /// [`Table::lookup_v4`] when the home group does not settle it: out of
+    /// the lookup loop, which then keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn lookup_v4_far(
+        &self,
+        hash: u32,
+        p: &Probe4,
+        key: &Key,
+        min: RuleIndex,
+        best: u64,
+    ) -> Option<RuleIndex> {
+        let (g, way) = self.search(hash, None, Some(key))?;
+        self.scan((&self.groups[g], way), min, best, |_, e| e.matches_v4(p))
+    }
+
+    /// [`Table::lookup_v4`] for any key.
+    pub(super) fn lookup(
+        &self,
+        p: &Probe,
+        key: &Key,
+        min: RuleIndex,
+        best: u64,
+    ) -> Option<RuleIndex> {
+        let hash = p.cut.masked(self).hash();
+        let slot = match self.at_home(hash) {
+            Ok(slot) => slot?,
+            Err(()) => {
+                let (g, way) = self.search(hash, None, Some(key))?;
+                (&self.groups[g], way)
+            }
+        };
+        let wide = &self.wide;
+        self.scan(slot, min, best, |i, e| e.matches(&wide[i], p))
     }
 
     /// The tuple to move the rules colliding with `rule` to, if one is more
@@ -645,8 +980,9 @@ impl Table {
     /// the field where their lengths spread the most raised halfway (the
     /// paper's split).
     pub(super) fn split_tuple(&self, rule: &Rule) -> Option<Tuple> {
-        let head = self.bucket_of(rule)?;
-        let mut tuples = self.chain(head).map(Entry::tuple);
+        let (_, wide) = Entry::new(0, rule);
+        let (g, way) = self.bucket_of(&wide).1?;
+        let mut tuples = self.wide[self.groups[g].run(way)].iter().map(Wide::tuple);
         let first = tuples.next()?;
         let (mut lo, hi) = tuples.fold((first, first), |(lo, hi), t| {
             (
@@ -693,14 +1029,17 @@ impl Table {
 
     /// The rules in `rule`'s bucket that fit `target`.
     pub(super) fn colliders_fitting(&self, rule: &Rule, target: Tuple) -> Vec<(RuleIndex, Rule)> {
-        self.bucket_of(rule)
-            .map(|head| {
-                self.chain(head)
-                    .filter(|e| e.tuple().fits(target))
-                    .map(|e| (e.index, e.rule()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let (_, wide) = Entry::new(0, rule);
+        let Some((g, way)) = self.bucket_of(&wide).1 else {
+            return Vec::new();
+        };
+        let run = self.groups[g].run(way);
+        self.entries[run.clone()]
+            .iter()
+            .zip(&self.wide[run])
+            .filter(|(_, w)| w.tuple().fits(target))
+            .map(|(e, w)| (e.index, w.rule()))
+            .collect()
     }
 
     pub(super) fn buckets(&self) -> usize {
@@ -708,10 +1047,9 @@ impl Table {
     }
 
     pub(super) fn max_bucket(&self) -> usize {
-        self.slots
+        self.groups
             .iter()
-            .filter(|&&s| s != EMPTY)
-            .map(|&s| self.chain(slot_entry(s)).count())
+            .flat_map(|g| (0..WAYS).map(|way| g.len(way)))
             .max()
             .unwrap_or(0)
     }
@@ -719,8 +1057,10 @@ impl Table {
     /// Heap bytes, estimated: slots, entries and about 8 bytes per index
     /// in the B-tree.
     pub(super) fn memory_bytes(&self) -> usize {
-        self.slots.capacity() * size_of::<Slot>()
+        self.groups.capacity() * size_of::<Group>()
             + self.entries.capacity() * size_of::<Entry>()
+            + self.wide.capacity() * size_of::<Wide>()
+            + self.free.iter().map(Vec::capacity).sum::<usize>() * size_of::<u32>()
             + self.indices.len() * 8
     }
 }
@@ -731,7 +1071,8 @@ mod tests {
 
     #[test]
     fn entry_is_compact() {
-        assert_eq!(size_of::<Entry>(), 64);
+        assert_eq!(size_of::<Entry>(), 32);
+        assert_eq!(size_of::<Group>(), 64);
     }
 
     #[test]
@@ -769,7 +1110,7 @@ mod tests {
         assert!(own.fits(relaxed));
         // The destination is much longer: the source is dropped to v4 /0.
         assert_eq!(relaxed.src, 96);
-        assert_eq!(relaxed.dst, 96 + 28);
+        assert_eq!(relaxed.dst, 96 + 24);
         // In its place, the port of the side dropped, and the protocol.
         assert_eq!((relaxed.sport, relaxed.dport, relaxed.proto), (16, 0, true));
     }
