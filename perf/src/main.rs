@@ -5,9 +5,23 @@
 //! - `classify`: the policy classifier (TupleMerge) on ClassBench filter
 //!   sets and traces, against a linear first-match scan; or, with
 //!   `--generate`, makes such sets.
+//! - `forward`: packets per second through a lab's gateway, causeway against
+//!   Linux forwarding with the same rules in nftables (linear and as a set),
+//!   for 0, 1 000 and 10 000 rules.
+//! - `policy-scale`: causeway's packets per second from 0 to 100 000 rules.
+//!
+//! The whole-system scenarios write [`report_schema::Report`] as JSON and
+//! print a table row as each figure lands; their traffic comes from
+//! [`pktgen`] (AF_XDP) and lands in [`sink`].
 #![forbid(unsafe_code)]
 
 mod classify;
+mod forward;
+mod lab;
+mod pktgen;
+mod report_schema;
+mod sink;
+mod sys;
 
 use clap::{Parser, Subcommand};
 
@@ -22,11 +36,17 @@ struct Cli {
 enum Scenario {
     /// Classify a ClassBench trace against a filter set, or generate both.
     Classify(classify::Args),
+    /// causeway against Linux forwarding + nftables at 0, 1k and 10k rules.
+    Forward(forward::Args),
+    /// causeway's forwarding rate as the rules grow from 0 to 100k.
+    PolicyScale(forward::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
         Scenario::Classify(args) => classify::run(&args),
+        Scenario::Forward(args) => forward::forward(&args),
+        Scenario::PolicyScale(args) => forward::policy_scale(&args),
     }
 }
