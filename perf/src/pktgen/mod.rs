@@ -131,7 +131,7 @@ pub(crate) fn run(config: &GenConfig) -> anyhow::Result<GenReport> {
             let mut desc = free.pop().expect("counted above");
             let size = config.sizes[(seq % config.sizes.len() as u64) as usize];
             let flow = (seq % u64::from(config.flows)) as u16;
-            let probe = config.probe_every > 0 && seq % config.probe_every == 0;
+            let probe = config.probe_every > 0 && seq.is_multiple_of(config.probe_every);
             let stamp = Stamp {
                 seq: seq as u32,
                 sent_ns: probe.then(sys::monotonic_ns),
@@ -145,7 +145,8 @@ pub(crate) fn run(config: &GenConfig) -> anyhow::Result<GenReport> {
         for (i, desc) in batch[..taken].iter().enumerate() {
             report.bytes += mem.frame_len(desc) as u64;
             let seq = queued + i as u64;
-            report.probes += u64::from(config.probe_every > 0 && seq % config.probe_every == 0);
+            report.probes +=
+                u64::from(config.probe_every > 0 && seq.is_multiple_of(config.probe_every));
         }
         // Frames the TX ring had no room for go back unsent.
         for desc in batch.drain(taken..) {
