@@ -7,10 +7,24 @@
 //!   `--generate`, makes such sets.
 //! - `report`: results of the scenarios into `docs/benchmarks.md` with
 //!   tables and SVG plots of the ratios.
+//! - `forward`: packets per second through a lab's gateway, causeway against
+//!   Linux forwarding with the same rules in nftables (linear and as a set),
+//!   for 0, 1 000 and 10 000 rules.
+//! - `policy-scale`: causeway's packets per second from 0 to 100 000 rules.
+//!
+//! The whole-system scenarios write [`report_schema::Report`] as JSON and
+//! print a table row as each figure lands; their traffic comes from
+//! [`pktgen`] (AF_XDP) and lands in [`sink`].
 #![forbid(unsafe_code)]
 
 mod classify;
+mod forward;
+mod lab;
+mod pktgen;
 mod report;
+mod report_schema;
+mod sink;
+mod sys;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +41,10 @@ enum Scenario {
     Classify(classify::Args),
     /// Turn scenario results (JSON) into a markdown report with plots.
     Report(report::Args),
+    /// causeway against Linux forwarding + nftables at 0, 1k and 10k rules.
+    Forward(forward::Args),
+    /// causeway's forwarding rate as the rules grow from 0 to 100k.
+    PolicyScale(forward::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Classify(args) => classify::run(&args),
         Scenario::Report(args) => report::run(&args),
+        Scenario::Forward(args) => forward::forward(&args),
+        Scenario::PolicyScale(args) => forward::policy_scale(&args),
     }
 }

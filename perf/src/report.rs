@@ -188,7 +188,7 @@ pub(crate) fn plot(r: &Results, path: &Path) -> Result<()> {
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(330)
-        .build_cartesian_2d(0.0..max, 0..n)?;
+        .build_cartesian_2d(0.0..max, (0..n).into_segmented())?;
     let labels: Vec<String> = r
         .figures
         .iter()
@@ -198,7 +198,10 @@ pub(crate) fn plot(r: &Results, path: &Path) -> Result<()> {
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(n)
-        .y_label_formatter(&|i| labels.get(*i).cloned().unwrap_or_default())
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
         .x_desc("ratio")
         .draw()?;
     chart.draw_series(r.figures.iter().enumerate().map(|(i, f)| {
@@ -207,10 +210,16 @@ pub(crate) fn plot(r: &Results, path: &Path) -> Result<()> {
         } else {
             RED.mix(0.7)
         };
-        Rectangle::new([(0.0, i), (f.ratio.clamp(0.0, max), i + 1)], color.filled())
+        Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(i)),
+                (f.ratio.clamp(0.0, max), SegmentValue::Exact(i + 1)),
+            ],
+            color.filled(),
+        )
     }))?;
     chart.draw_series(std::iter::once(PathElement::new(
-        vec![(1.0, 0), (1.0, n)],
+        vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Exact(n))],
         BLACK.stroke_width(2),
     )))?;
     root.present()

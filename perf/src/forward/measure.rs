@@ -1,0 +1,107 @@
+//! One measured point: a sink in island B, the generator in island A, and
+//! island B's interface counter read before and after.
+#![forbid(unsafe_code)]
+
+use std::{
+    net::{SocketAddr, SocketAddrV4},
+    time::Duration,
+};
+
+use anyhow::Context;
+
+use super::{Load, SINK_PORT};
+use crate::{
+    lab::{self, Lab},
+    pktgen::{self, GenConfig, frame::FrameSpec},
+    sink::Sink,
+};
+
+/// What one run through a lab gave.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Point {
+    /// Frames the generator sent per second.
+    pub(crate) tx_pps: f64,
+    /// Frames that reached island B per second: the forwarding rate.
+    pub(crate) pps: f64,
+    /// 1 - received / sent.
+    pub(crate) loss: f64,
+    /// Probe latency percentiles, in microseconds (0 without probes).
+    pub(crate) p50_us: f64,
+    /// 99th percentile.
+    pub(crate) p99_us: f64,
+    /// Probes that reached the sink.
+    pub(crate) probes: u64,
+}
+
+/// Sends `load` from island A to island B through `lab`'s gateway and
+/// measures what arrives.
+///
+/// # Errors
+/// The sink, generator or counters fail.
+pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Result<Point> {
+    let island_b = lab.ns("b");
+    let sink_addr = SocketAddr::V4(SocketAddrV4::new(spec.dst_ip, SINK_PORT));
+    let config = GenConfig {
+        netns: lab.ns("a"),
+        interface: "eth0".to_owned(),
+        cpu: Some(load.gen_cpu),
+        spec: spec.clone(),
+        flows: load.flows,
+        sizes: load.sizes.clone(),
+        rate: load.rate,
+        count: load.count,
+        duration: load.duration,
+        probe_every: load.probe_every,
+    };
+    // Warm up: every flow twice (conntrack entries, neighbours), unmeasured
+    // and without probes, so every latency sample is from the measured run.
+    let warm = GenConfig {
+        rate: Some(100_000.0),
+        count: u64::from(load.flows) * 2,
+        duration: Duration::from_secs(1),
+        probe_every: 0,
+        ..config.clone()
+    };
+    let sink = Sink::start(&island_b, sink_addr, Some(load.sink_cpu))?;
+    run_generator(warm)?;
+    std::thread::sleep(Duration::from_millis(200));
+
+    let before = lab::rx_packets(&island_b, "eth0")?;
+    let generated = run_generator(config)?;
+    // Let what is still queued in the gateway arrive.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = lab::rx_packets(&island_b, "eth0")?;
+    let seen = sink.finish()?;
+    let forwarded = after.saturating_sub(before);
+    let secs = generated.elapsed.as_secs_f64().max(1e-9);
+    let hist = &seen.latency_ns;
+    let us = |q: f64| {
+        if hist.is_empty() {
+            0.0
+        } else {
+            hist.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    Ok(Point {
+        tx_pps: generated.sent as f64 / secs,
+        pps: forwarded as f64 / secs,
+        loss: if generated.sent == 0 {
+            1.0
+        } else {
+            (1.0 - forwarded as f64 / generated.sent as f64).max(0.0)
+        },
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        probes: hist.len(),
+    })
+}
+
+/// Runs the generator on a thread of its own (it enters a namespace).
+fn run_generator(config: GenConfig) -> anyhow::Result<pktgen::GenReport> {
+    std::thread::Builder::new()
+        .name("perf-pktgen".to_owned())
+        .spawn(move || pktgen::run(&config))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?
+        .context("the generator")
+}

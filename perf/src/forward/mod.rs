@@ -1,0 +1,396 @@
+//! The `forward` and `policy-scale` scenarios: packets per second through
+//! the gateway of a lab, island A to island B, as the rule count grows.
+//!
+//! ```text
+//! causeway-perf forward      [--quick] --json FILE   # causeway vs Linux + nftables
+//! causeway-perf policy-scale [--quick] --json FILE   # causeway, 0 to 100 000 rules
+//! ```
+//!
+//! - `forward`: for R in 0, 1 000, 10 000 (quick: 0, 1 000), causeway
+//!   enforcing R Calico rules against Linux forwarding (`ip_forward=1` in a
+//!   lab where no appliance runs) with the same R rules in nftables, written
+//!   as linear rules and as one set lookup ([`rules`]).
+//! - `policy-scale`: causeway for R in 0, 1k, 10k, 100k (quick: 0, 1k), its
+//!   peer being causeway itself at 0 rules.
+//!
+//! Each point is a warm-up, then the generator ([`crate::pktgen`], AF_XDP
+//! from island A's eth0) as fast as it can for `--seconds`; the forwarding
+//! rate is what island B's eth0 received over the sending time, the sink
+//! ([`crate::sink`]) gives the probes' latency. causeway's lab is started
+//! once with a manifests directory; each R is written there and loaded with
+//! SIGHUP (0 rules: the endpoint alone, no policy, so everything is
+//! allowed). The Linux lab is built once and its ruleset replaced with
+//! `nft -f` per point (0 rules: no table).
+//!
+//! Placement on this 2-core machine: the dataplane worker has the last CPU
+//! (the lab configuration's `workers.cores`); generator and sink share CPU 0
+//! with the kernel's veth work of both islands (island B's receive is
+//! steered there with RPS). Linux forwards in softirq on the CPU that
+//! receives; RPS on its `a0` gives it the last CPU, the one causeway's worker
+//! has, so neither forwarder shares a core with the traffic's ends. The
+//! placement goes into the report.
+
+mod measure;
+mod rules;
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context;
+
+use crate::{
+    lab::{self, Lab},
+    pktgen::frame::FrameSpec,
+    report_schema::{Figure, Machine, Report},
+};
+use measure::{Point, measure};
+
+/// The UDP port the generator sends to and the sink listens on.
+pub(crate) const SINK_PORT: u16 = 9000;
+/// Flow `i` comes from source port `FIRST_SRC_PORT + i`.
+const FIRST_SRC_PORT: u16 = 1024;
+
+/// Arguments of `causeway-perf forward` and `policy-scale`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Fewer rule counts and about a second per point.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the report (JSON, see `report_schema.rs`).
+    #[arg(long, value_name = "FILE")]
+    json: PathBuf,
+    /// Seconds of traffic per point [default: 3, quick: 1].
+    #[arg(long, value_name = "SECONDS")]
+    seconds: Option<f64>,
+    /// Frame sizes with FCS, cycled through (64..=1518).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    sizes: Vec<usize>,
+    /// Distinct flows (UDP source ports).
+    #[arg(long, default_value_t = 1024)]
+    flows: u16,
+    /// Frames per second to send [default: as fast as possible].
+    #[arg(long, value_name = "PPS")]
+    rate: Option<f64>,
+    /// Stop a point after this many frames, if its time is not up first.
+    #[arg(long, default_value_t = u64::MAX)]
+    count: u64,
+    /// Every N-th frame is a timestamped probe.
+    #[arg(long, default_value_t = 1000)]
+    probe_every: u64,
+    /// The `causeway` binary [default: beside this one].
+    #[arg(long, value_name = "PATH")]
+    causeway: Option<PathBuf>,
+    /// Labs are named PREFIXxN; PREFIX is a letter then letters and digits.
+    #[arg(long, default_value_t = format!("pf{}", std::process::id() % 100_000))]
+    lab_prefix: String,
+    /// The generator's CPU.
+    #[arg(long, default_value_t = 0)]
+    gen_cpu: usize,
+    /// The sink's CPU.
+    #[arg(long, default_value_t = 0)]
+    sink_cpu: usize,
+}
+
+/// The traffic of one point.
+#[derive(Debug, Clone)]
+pub(crate) struct Load {
+    pub(crate) flows: u16,
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) rate: Option<f64>,
+    pub(crate) count: u64,
+    pub(crate) duration: Duration,
+    pub(crate) probe_every: u64,
+    pub(crate) gen_cpu: usize,
+    pub(crate) sink_cpu: usize,
+}
+
+/// What the scenario shares between points.
+struct Setup {
+    causeway: PathBuf,
+    load: Load,
+    scratch: PathBuf,
+    prefix: String,
+    labs_made: u32,
+    last_cpu: usize,
+}
+
+impl Setup {
+    fn new(args: &Args) -> anyhow::Result<Self> {
+        let causeway = match &args.causeway {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("the harness binary has no directory")?
+                .join("causeway"),
+        };
+        anyhow::ensure!(
+            causeway.exists(),
+            "{} is missing: build it with `cargo build --release --bin causeway`, or pass --causeway",
+            causeway.display()
+        );
+        anyhow::ensure!(
+            args.lab_prefix.len() <= 11
+                && args
+                    .lab_prefix
+                    .starts_with(|c: char| c.is_ascii_lowercase())
+                && args
+                    .lab_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "--lab-prefix {:?}: a-z then a-z/0-9, 11 characters at most",
+            args.lab_prefix
+        );
+        let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 3.0 });
+        let scratch = std::env::temp_dir().join(format!("causeway-perf-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            causeway,
+            load: Load {
+                flows: args.flows.max(1),
+                sizes: args.sizes.clone(),
+                rate: args.rate,
+                count: args.count,
+                duration: Duration::from_secs_f64(seconds),
+                probe_every: args.probe_every,
+                gen_cpu: args.gen_cpu,
+                sink_cpu: args.sink_cpu,
+            },
+            scratch,
+            prefix: args.lab_prefix.clone(),
+            labs_made: 0,
+            last_cpu: cpus - 1,
+        })
+    }
+
+    fn next_name(&mut self) -> String {
+        let name = format!("{}x{}", self.prefix, self.labs_made);
+        self.labs_made += 1;
+        name
+    }
+
+    /// A causeway lab enforcing the manifests in the returned directory
+    /// (the endpoint alone for now: no policy, everything allowed).
+    fn causeway_lab(&mut self) -> anyhow::Result<(Lab, PathBuf)> {
+        let dir = self.scratch.join("manifests");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("endpoints.yaml"), rules::ENDPOINTS)?;
+        let _ = std::fs::remove_file(dir.join("policy.yaml"));
+        let name = self.next_name();
+        let lab = Lab::up(&self.causeway, &name, true, Some(&dir))?;
+        lab::steer_rx(&lab.ns("b"), "eth0", self.load.sink_cpu)?;
+        Ok((lab, dir))
+    }
+
+    /// A lab whose appliance namespace forwards with the kernel.
+    fn linux_lab(&mut self) -> anyhow::Result<Lab> {
+        let name = self.next_name();
+        let lab = Lab::up(&self.causeway, &name, false, None)?;
+        lab.kernel_forwarding()?;
+        lab::steer_rx(&lab.ns("gw"), "a0", self.last_cpu)?;
+        lab::steer_rx(&lab.ns("b"), "eth0", self.load.sink_cpu)?;
+        // It forwards, and both neighbours are known, before measuring.
+        lab::in_netns(&lab.ns("a"), &["ping", "-c1", "-W2", "10.2.0.2"])
+            .context("the Linux peer does not forward")?;
+        Ok(lab)
+    }
+
+    fn spec(lab: &Lab) -> anyhow::Result<FrameSpec> {
+        Ok(FrameSpec {
+            src_mac: lab::mac(&lab.ns("a"), "eth0")?,
+            dst_mac: lab::mac(&lab.ns("gw"), "a0")?,
+            src_ip: Ipv4Addr::new(10, 1, 0, 2),
+            dst_ip: Ipv4Addr::new(10, 2, 0, 2),
+            dst_port: SINK_PORT,
+            first_src_port: FIRST_SRC_PORT,
+        })
+    }
+
+    /// Loads `rules` Calico rules into the causeway lab's manifests.
+    fn set_policy(lab: &Lab, dir: &Path, rules: u32) -> anyhow::Result<()> {
+        let file = dir.join("policy.yaml");
+        if rules == 0 {
+            if file.exists() {
+                std::fs::remove_file(&file)?;
+                lab.reload(Duration::from_secs(60))?;
+            }
+            return Ok(());
+        }
+        std::fs::write(&file, rules::calico(rules))?;
+        lab.reload(Duration::from_secs(300))
+    }
+
+    fn placement(&self, linux: bool) -> BTreeMap<String, String> {
+        let last = self.last_cpu;
+        let mut p = BTreeMap::from([
+            (
+                "generator".to_owned(),
+                format!(
+                    "CPU {}: AF_XDP TX (copy mode) on island A's eth0; shares the CPU with the sink and the kernel's veth work",
+                    self.load.gen_cpu
+                ),
+            ),
+            (
+                "sink".to_owned(),
+                format!(
+                    "CPU {}: UDP socket in island B; island B's receive softirq steered there by RPS; forwarded packets counted on island B's eth0",
+                    self.load.sink_cpu
+                ),
+            ),
+            (
+                "causeway".to_owned(),
+                format!(
+                    "dataplane worker on CPU {last} (workers.cores); the XDP program and the copy into the UMEM run in a0's NAPI on the sender's CPU {}",
+                    self.load.gen_cpu
+                ),
+            ),
+        ]);
+        if linux {
+            p.insert(
+                "linux".to_owned(),
+                format!(
+                    "ip_forward=1, nftables in the forward hook; forwarding runs in softirq on the receiving CPU, which RPS on a0 makes CPU {last}, the dataplane worker's"
+                ),
+            );
+        }
+        p
+    }
+}
+
+/// How a point prints, as it lands.
+fn row(rules: u32, who: &str, p: &Point) {
+    println!(
+        "{rules:>7}  {who:<18} {:>12.0} {:>12.0} {:>6.1}% {:>9.1} {:>9.1} {:>7}",
+        p.tx_pps,
+        p.pps,
+        p.loss * 100.0,
+        p.p50_us,
+        p.p99_us,
+        p.probes
+    );
+}
+
+fn header(title: &str, load: &Load) {
+    println!(
+        "{title}: {:.1} s per point, frames {:?} bytes, {} flows, {}",
+        load.duration.as_secs_f64(),
+        load.sizes,
+        load.flows,
+        load.rate
+            .map_or("as fast as possible".to_owned(), |r| format!(
+                "{r:.0} pps offered"
+            ))
+    );
+    println!(
+        "{:>7}  {:<18} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
+        "rules", "forwarder", "tx_pps", "fwd_pps", "loss", "p50_us", "p99_us", "probes"
+    );
+}
+
+fn summary(figures: &[Figure]) {
+    println!();
+    println!(
+        "{:<34} {:>12} {:<20} {:>12} {:>7}",
+        "figure", "causeway", "peer", "peer_value", "ratio"
+    );
+    for f in figures {
+        println!(
+            "{:<34} {:>12.0} {:<20} {:>12.0} {:>7.3}",
+            f.name, f.causeway, f.peer, f.peer_value, f.ratio
+        );
+    }
+}
+
+/// `causeway-perf forward`.
+///
+/// # Errors
+/// A lab, the generator or the sink fails; every lab made is removed.
+pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
+    let mut setup = Setup::new(args)?;
+    let counts: &[u32] = if args.quick {
+        &[0, 1000]
+    } else {
+        &[0, 1000, 10_000]
+    };
+    header("forward", &setup.load);
+    let (cw, dir) = setup.causeway_lab()?;
+    let linux = setup.linux_lab()?;
+    let cw_spec = Setup::spec(&cw)?;
+    let linux_spec = Setup::spec(&linux)?;
+    let mut figures = Vec::new();
+    for &r in counts {
+        Setup::set_policy(&cw, &dir, r)?;
+        let ours = measure(&cw, &cw_spec, &setup.load)?;
+        row(r, "causeway", &ours);
+        for (form, ruleset) in [("linear", rules::nft_linear(r)), ("set", rules::nft_set(r))] {
+            linux.nft(&ruleset, &setup.scratch)?;
+            let theirs = measure(&linux, &linux_spec, &setup.load)?;
+            let peer = format!("linux-nft-{form}");
+            row(r, &peer, &theirs);
+            figures.push(Figure::new(
+                format!("pps rules={r} nft={form}"),
+                "pps",
+                ours.pps,
+                peer,
+                theirs.pps,
+                true,
+            ));
+        }
+    }
+    summary(&figures);
+    let report = Report {
+        scenario: "forward".to_owned(),
+        machine: Machine::detect(),
+        placement: setup.placement(true),
+        figures,
+    };
+    drop((cw, linux));
+    let _ = std::fs::remove_dir_all(&setup.scratch);
+    report.write(&args.json)
+}
+
+/// `causeway-perf policy-scale`.
+///
+/// # Errors
+/// A lab, the generator or the sink fails; every lab made is removed.
+pub(crate) fn policy_scale(args: &Args) -> anyhow::Result<()> {
+    let mut setup = Setup::new(args)?;
+    let counts: &[u32] = if args.quick {
+        &[0, 1000]
+    } else {
+        &[0, 1000, 10_000, 100_000]
+    };
+    header("policy-scale", &setup.load);
+    let (cw, dir) = setup.causeway_lab()?;
+    let spec = Setup::spec(&cw)?;
+    let mut base = None;
+    let mut figures = Vec::new();
+    for &r in counts {
+        Setup::set_policy(&cw, &dir, r)?;
+        let p = measure(&cw, &spec, &setup.load)?;
+        row(r, "causeway", &p);
+        let base = *base.get_or_insert(p.pps);
+        figures.push(Figure::new(
+            format!("pps rules={r}"),
+            "pps",
+            p.pps,
+            "causeway-0-rules",
+            base,
+            true,
+        ));
+    }
+    summary(&figures);
+    let report = Report {
+        scenario: "policy-scale".to_owned(),
+        machine: Machine::detect(),
+        placement: setup.placement(false),
+        figures,
+    };
+    drop(cw);
+    let _ = std::fs::remove_dir_all(&setup.scratch);
+    report.write(&args.json)
+}

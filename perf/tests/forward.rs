@@ -1,0 +1,116 @@
+//! End to end: `causeway-perf forward --quick` and `policy-scale --quick`
+//! build real labs, send real traffic through causeway and through Linux,
+//! and write their reports. Checked: every figure is there, finite and
+//! positive, with its ratio consistent with its two values; never how large
+//! any of them is (timings are not pass/fail).
+//!
+//! Needs root, the `causeway` binary in the same target directory
+//! (`cargo build --release --bin causeway`), nft and ping.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_causeway-perf");
+
+/// `causeway` beside `causeway-perf`, or a clear failure.
+fn causeway() -> PathBuf {
+    let bin = Path::new(BIN).with_file_name("causeway");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --release --bin causeway`",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs a quick scenario and returns its report.
+fn scenario(name: &str, tag: &str) -> Value {
+    let json =
+        std::env::temp_dir().join(format!("causeway-perf-{name}-{}.json", std::process::id()));
+    // Lab names the suite's leftover check recognises: t, letters, digits, x, digits.
+    let prefix = format!("t{tag}{}", std::process::id() % 100_000);
+    let out = Command::new(BIN)
+        .args([name, "--quick", "--seconds", "0.5", "--json"])
+        .arg(&json)
+        .args(["--lab-prefix", &prefix, "--causeway"])
+        .arg(causeway())
+        .output()
+        .expect("run causeway-perf");
+    assert!(
+        out.status.success(),
+        "causeway-perf {name} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("the report was written");
+    let _ = std::fs::remove_file(&json);
+    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let leftover = String::from_utf8_lossy(&leftover.stdout);
+    assert!(
+        !leftover
+            .lines()
+            .any(|l| l.starts_with(&format!("{prefix}x"))),
+        "labs left behind:\n{leftover}"
+    );
+    serde_json::from_str(&text).expect("the report is JSON")
+}
+
+fn check_figures(report: &Value, scenario: &str, names: &[String]) {
+    assert_eq!(report["scenario"], scenario);
+    assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
+    assert!(report["machine"]["kernel"].is_string());
+    assert!(report["machine"]["cpu_model"].is_string());
+    for party in ["generator", "sink", "causeway"] {
+        assert!(
+            report["placement"][party].is_string(),
+            "placement of {party}"
+        );
+    }
+    let figures = report["figures"].as_array().expect("figures");
+    for name in names {
+        let f = figures
+            .iter()
+            .find(|f| f["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no figure {name} in {report:#}"));
+        let value = |k: &str| {
+            let v = f[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name}: {k} is not a number"));
+            assert!(v.is_finite() && v > 0.0, "{name}: {k} = {v}");
+            v
+        };
+        let (ours, theirs, ratio) = (value("causeway"), value("peer_value"), value("ratio"));
+        assert_eq!(f["higher_is_better"], true, "{name}");
+        assert!(
+            (ratio - ours / theirs).abs() <= 1e-9 * ratio.max(1.0),
+            "{name}: ratio {ratio} is not {ours} / {theirs}"
+        );
+        assert!(f["peer"].is_string() && f["unit"] == "pps", "{name}");
+    }
+}
+
+#[test]
+fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
+    let report = scenario("forward", "pf");
+    let names: Vec<String> = [0, 1000]
+        .iter()
+        .flat_map(|r| ["linear", "set"].map(|f| format!("pps rules={r} nft={f}")))
+        .collect();
+    check_figures(&report, "forward", &names);
+    assert!(report["placement"]["linux"].is_string());
+}
+
+#[test]
+fn policy_scale_quick_reports_causeway_against_itself_at_zero_rules() {
+    let report = scenario("policy-scale", "ps");
+    let names: Vec<String> = [0, 1000].iter().map(|r| format!("pps rules={r}")).collect();
+    check_figures(&report, "policy-scale", &names);
+    let zero = &report["figures"][0];
+    assert_eq!(zero["peer"], "causeway-0-rules");
+    assert!((zero["ratio"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+}
