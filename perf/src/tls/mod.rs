@@ -2,8 +2,8 @@
 //! the same load generator against each, in the same run.
 //!
 //! ```text
-//! causeway-perf tls [--quick] --json FILE [--peers nginx,haproxy]
-//!     [--causeway PATH] [--causeway-aws PATH] [--duration S]
+//! causeway-perf tls [--quick] --json FILE [--peers nginx,haproxy] [--mtls]
+//!     [--causeway PATH] [--causeway-aws PATH] [--duration S] [--rounds N]
 //! ```
 //!
 //! In a private network namespace (`cwperf-tls-PID`, loopback only,
@@ -17,7 +17,14 @@
 //!    servers are fresh, so memory freed by earlier runs cannot hide it;
 //! 2. for TLS and then plain TCP, `new-conns`, `keepalive` and `bulk`
 //!    (see [`crate::load`]): requests (or bits) per second, p50/p99
-//!    latency, and the server's CPU time per request (or per MiB).
+//!    latency, and the server's CPU time per request (or per MiB);
+//! 3. with `--mtls`, `new-conns` again with a client certificate that each
+//!    server verifies against the CA.
+//!
+//! Each run is repeated `--rounds` times (3; quick 1), every round
+//! starting with the next server, and the median round is reported: the
+//! machine is shared, and a burst of someone else's work should not land
+//! on one server only.
 //!
 //! It prints one table row per figure as it goes (stdout; progress on
 //! stderr) and writes [`crate::report_schema::Results`] to `--json`.
@@ -58,7 +65,7 @@ use crate::{
     report_schema::{Figure, Machine, Results},
 };
 use netns::Netns;
-use servers::{Common, Peer, Server};
+use servers::{Common, Listeners, Peer, Server};
 
 /// Arguments of `causeway-perf tls`.
 #[derive(Debug, clap::Args)]
@@ -100,6 +107,13 @@ pub(crate) struct Args {
     /// The CPU of the server under test.
     #[arg(long, default_value_t = 1)]
     server_cpu: usize,
+    /// Rounds per run; each figure is the median round [default: 1; 3
+    /// without --quick].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Also measure new connections with a client certificate (mTLS).
+    #[arg(long)]
+    mtls: bool,
     /// Keep the working directory (configurations, logs, certificates).
     #[arg(long)]
     keep: bool,
@@ -131,47 +145,41 @@ impl Drop for Backend {
     }
 }
 
-/// One measurement: a mode over TLS or plain TCP.
+/// One measurement: a mode over TLS, mTLS or plain TCP.
 #[derive(Debug, Clone, Copy)]
 struct Run {
-    /// `tls` or `tcp`: the figures' prefix.
+    /// `tls`, `mtls` or `tcp`: the figures' prefix.
     prefix: &'static str,
-    plain: bool,
     mode: Mode,
 }
 
+impl Run {
+    const fn new(prefix: &'static str, mode: Mode) -> Self {
+        Self { prefix, mode }
+    }
+
+    fn plain(self) -> bool {
+        self.prefix == "tcp"
+    }
+
+    fn mtls(self) -> bool {
+        self.prefix == "mtls"
+    }
+}
+
+/// Always measured.
 const RUNS: [Run; 6] = [
-    Run {
-        prefix: "tls",
-        plain: false,
-        mode: Mode::NewConns,
-    },
-    Run {
-        prefix: "tls",
-        plain: false,
-        mode: Mode::Keepalive,
-    },
-    Run {
-        prefix: "tls",
-        plain: false,
-        mode: Mode::Bulk,
-    },
-    Run {
-        prefix: "tcp",
-        plain: true,
-        mode: Mode::NewConns,
-    },
-    Run {
-        prefix: "tcp",
-        plain: true,
-        mode: Mode::Keepalive,
-    },
-    Run {
-        prefix: "tcp",
-        plain: true,
-        mode: Mode::Bulk,
-    },
+    Run::new("tls", Mode::NewConns),
+    Run::new("tls", Mode::Keepalive),
+    Run::new("tls", Mode::Bulk),
+    Run::new("tcp", Mode::NewConns),
+    Run::new("tcp", Mode::Keepalive),
+    Run::new("tcp", Mode::Bulk),
 ];
+
+/// With `--mtls`: where a client certificate costs something, the
+/// handshake (after it, mTLS is TLS).
+const MTLS_RUNS: [Run; 1] = [Run::new("mtls", Mode::NewConns)];
 
 /// One server's result of one run.
 struct Measured {
@@ -184,6 +192,8 @@ struct Measured {
 struct Driver<'a> {
     netns: &'a Netns,
     exe: PathBuf,
+    /// The client certificate and key for mTLS runs.
+    client: (PathBuf, PathBuf),
     generator_cpu: usize,
     duration: f64,
     warmup: f64,
@@ -195,14 +205,23 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     /// `causeway-perf load ...` in the namespace on the generator CPU.
-    fn load_command(&self, target: SocketAddr, mode: Mode, plain: bool) -> Command {
+    fn load_command(&self, target: SocketAddr, mode: Mode, run: Option<Run>) -> Command {
         let mut cmd = self.netns.exec("taskset");
         cmd.args(["-c", &self.generator_cpu.to_string()])
             .arg(&self.exe)
             .args(["load", "--target", &target.to_string(), "--mode"])
             .arg(mode.name());
-        if plain {
-            cmd.arg("--plain");
+        match run {
+            Some(r) if r.plain() => {
+                cmd.arg("--plain");
+            }
+            Some(r) if r.mtls() => {
+                cmd.arg("--client-cert")
+                    .arg(&self.client.0)
+                    .arg("--client-key")
+                    .arg(&self.client.1);
+            }
+            _ => {}
         }
         cmd
     }
@@ -210,12 +229,16 @@ impl Driver<'_> {
     /// Runs the generator against `server` and reads the server's CPU
     /// time around it.
     fn measure(&self, server: &Server, run: Run) -> anyhow::Result<Measured> {
-        let target = if run.plain { server.tcp } else { server.tls };
+        let target = match run.prefix {
+            "tcp" => server.at.tcp,
+            "mtls" => server.at.mtls,
+            _ => server.at.tls,
+        };
         let concurrency = match run.mode {
             Mode::Bulk => self.bulk_concurrency,
             _ => self.concurrency,
         };
-        let mut cmd = self.load_command(target, run.mode, run.plain);
+        let mut cmd = self.load_command(target, run.mode, Some(run));
         cmd.args(["--json", "--concurrency", &concurrency.to_string()])
             .args(["--duration", &self.duration.to_string()])
             .args(["--warmup", &self.warmup.to_string()])
@@ -255,7 +278,7 @@ impl Driver<'_> {
 
     /// KiB of resident memory per idle TLS connection on `server`.
     fn idle_memory(&self, server: &Server) -> anyhow::Result<f64> {
-        let mut cmd = self.load_command(server.tls, Mode::Idle, false);
+        let mut cmd = self.load_command(server.at.tls, Mode::Idle, None);
         cmd.args(["--concurrency", &self.idle.to_string()])
             .args(["--duration", "120", "--warmup", "0"])
             .stdin(Stdio::piped())
@@ -357,6 +380,29 @@ fn quantities(run: Run, body: u64, m: &Measured) -> Vec<Quantity> {
     }
 }
 
+/// Each quantity's median over rounds (of two middle values, the mean).
+fn median(rounds: &[Vec<Quantity>]) -> Vec<Quantity> {
+    let first = &rounds[0];
+    (0..first.len())
+        .map(|j| {
+            let mut v: Vec<f64> = rounds.iter().map(|r| r[j].value).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            let value = if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            };
+            Quantity {
+                name: first[j].name.clone(),
+                unit: first[j].unit,
+                higher_is_better: first[j].higher_is_better,
+                value,
+            }
+        })
+        .collect()
+}
+
 /// Prints a figure as a table row.
 fn row(out: &mut impl Write, f: &Figure) {
     let _ = writeln!(
@@ -418,11 +464,26 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             machine.cpus
         );
     }
-    let (duration, warmup, idle) = if args.quick {
-        (args.duration.unwrap_or(0.8), 0.2, args.idle.unwrap_or(200))
+    let (duration, warmup, idle, rounds_n) = if args.quick {
+        let rounds = args.rounds.unwrap_or(1);
+        (
+            args.duration.unwrap_or(0.8),
+            0.2,
+            args.idle.unwrap_or(200),
+            rounds,
+        )
     } else {
-        (args.duration.unwrap_or(5.0), 1.0, args.idle.unwrap_or(1000))
+        let rounds = args.rounds.unwrap_or(3);
+        (
+            args.duration.unwrap_or(5.0),
+            1.0,
+            args.idle.unwrap_or(1000),
+            rounds,
+        )
     };
+    if rounds_n == 0 {
+        bail!("--rounds must be at least 1");
+    }
 
     // Every process inherits this limit; a server holds two descriptors
     // per idle connection, the generator one.
@@ -469,33 +530,25 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         cpu: args.server_cpu,
         netns: &netns,
     };
-    let ports = |i: u16| {
-        (
-            SocketAddr::from((localhost, 8443 + i)),
-            SocketAddr::from((localhost, 8080 + i)),
-        )
+    let ports = |i: u16| Listeners {
+        tls: SocketAddr::from((localhost, 8443 + i)),
+        tcp: SocketAddr::from((localhost, 8080 + i)),
+        mtls: SocketAddr::from((localhost, 9443 + i)),
     };
     // The servers, causeway first; all run at once, idle but for the one
     // being measured.
-    let (tls, tcp) = ports(0);
-    let mut all = vec![Server::causeway(&common, "causeway", &causeway, tls, tcp)?];
+    let mut all = vec![Server::causeway(&common, "causeway", &causeway, ports(0))?];
     for (i, &peer) in args.peers.iter().enumerate() {
-        let (tls, tcp) = ports(1 + i as u16);
+        let at = ports(1 + i as u16);
         all.push(match peer {
-            Peer::Nginx => Server::nginx(&common, tls, tcp)?,
-            Peer::Haproxy => Server::haproxy(&common, tls, tcp)?,
+            Peer::Nginx => Server::nginx(&common, at)?,
+            Peer::Haproxy => Server::haproxy(&common, at)?,
         });
     }
     let aws_index = match &args.causeway_aws {
         Some(path) => {
-            let (tls, tcp) = ports(1 + args.peers.len() as u16);
-            all.push(Server::causeway(
-                &common,
-                "causeway-aws-lc-rs",
-                path,
-                tls,
-                tcp,
-            )?);
+            let at = ports(1 + args.peers.len() as u16);
+            all.push(Server::causeway(&common, "causeway-aws-lc-rs", path, at)?);
             Some(all.len() - 1)
         }
         None => None,
@@ -528,6 +581,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let driver = Driver {
         netns: &netns,
         exe,
+        client: (pki.client.cert.clone(), pki.client.key.clone()),
         generator_cpu: args.generator_cpu,
         duration,
         warmup,
@@ -539,7 +593,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "tls scenario: {} CPUs, {}, kernel {}; {duration} s per run after {warmup} s warm-up",
+        "tls scenario: {} CPUs, {}, kernel {}; {duration} s per run after {warmup} s \
+         warm-up, median of {rounds_n} round(s)",
         machine.cpus, machine.cpu_model, machine.kernel
     );
     for (k, v) in &placement {
@@ -576,38 +631,45 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
 
-    // 2. The load runs, every server in turn per run.
-    for run in RUNS {
+    // 2. The load runs: per run, every server in turn, `rounds` times,
+    // each round starting one server later (a slow minute on this shared
+    // machine then falls on all of them); the median round counts.
+    let mtls_runs: &[Run] = if args.mtls { &MTLS_RUNS } else { &[] };
+    for &run in RUNS.iter().chain(mtls_runs) {
         eprintln!(
-            "causeway-perf: {} {}, {duration} s per server",
+            "causeway-perf: {} {}, {duration} s per server and round",
             run.prefix,
             run.mode.name()
         );
-        let mut measured = Vec::new();
-        for (i, s) in all.iter().enumerate() {
-            if run.plain && Some(i) == aws_index {
-                // No crypto on plain TCP: nothing for aws-lc-rs to change.
-                measured.push(None);
+        let mut rounds: Vec<Vec<Vec<Quantity>>> = all.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds_n {
+            for k in 0..all.len() {
+                let i = (k + round) % all.len();
+                if run.plain() && Some(i) == aws_index {
+                    // No crypto on plain TCP: nothing for aws-lc-rs to change.
+                    continue;
+                }
+                let s = &all[i];
+                let m = driver.measure(s, run)?;
+                let r = &m.report;
+                let _ = writeln!(
+                    out,
+                    "  {} {} {} (round {}): {r}; server CPU {:.0}%",
+                    run.prefix,
+                    run.mode.name(),
+                    s.name,
+                    round + 1,
+                    m.server_cpu_ns as f64 / 1e9 / r.wall_seconds * 100.0
+                );
+                rounds[i].push(quantities(run, args.bulk_body, &m));
+            }
+        }
+        let ours = median(&rounds[0]);
+        for (i, s) in all.iter().enumerate().skip(1) {
+            if rounds[i].is_empty() {
                 continue;
             }
-            let m = driver.measure(s, run)?;
-            let r = &m.report;
-            let _ = writeln!(
-                out,
-                "  {} {} {}: {r}; server CPU {:.0}%",
-                run.prefix,
-                run.mode.name(),
-                s.name,
-                m.server_cpu_ns as f64 / 1e9 / r.wall_seconds * 100.0
-            );
-            measured.push(Some(m));
-        }
-        let ours = quantities(run, args.bulk_body, measured[0].as_ref().expect("causeway"));
-        for (i, s) in all.iter().enumerate().skip(1) {
-            let Some(theirs) = &measured[i] else {
-                continue;
-            };
-            for (a, b) in ours.iter().zip(quantities(run, args.bulk_body, theirs)) {
+            for (a, b) in ours.iter().zip(median(&rounds[i])) {
                 emit(
                     &mut out,
                     Figure::new(

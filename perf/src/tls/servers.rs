@@ -6,9 +6,11 @@
 //! Fairness, as configured here:
 //! - all terminate TLS 1.3 only, with the same ECDSA P-256 certificate and
 //!   key, and ask for no client certificate (one-way TLS, nginx's
-//!   default); session tickets stay at each server's default (the
-//!   generator never resumes, so they cost every server one ticket write
-//!   and save none);
+//!   default) on the TLS listener; the mTLS listener requires one and
+//!   verifies it against the same CA (causeway admits any identity the CA
+//!   verifies, as nginx and HAProxy do); session tickets stay at each
+//!   server's default, on for all three (the generator never resumes, so
+//!   they cost every server its ticket writes and save none);
 //! - all proxy at L4: one backend connection per client connection, no
 //!   upstream keep-alive (nginx's `stream {}` and HAProxy's `mode tcp`
 //!   are the equivalents of causeway's terminator; nginx's `http {}` would
@@ -60,14 +62,23 @@ pub(super) struct Common<'a> {
     pub(super) netns: &'a Netns,
 }
 
+/// Where a server listens.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Listeners {
+    /// TLS, no client certificate.
+    pub(super) tls: SocketAddr,
+    /// Plain TCP.
+    pub(super) tcp: SocketAddr,
+    /// TLS with a client certificate required (verified against the CA).
+    pub(super) mtls: SocketAddr,
+}
+
 /// A running server; dropping it stops it.
 pub(super) struct Server {
     /// `causeway`, `nginx`, `haproxy`, `causeway-aws-lc-rs`.
     pub(super) name: String,
-    /// Its TLS listener.
-    pub(super) tls: SocketAddr,
-    /// Its plain TCP listener.
-    pub(super) tcp: SocketAddr,
+    /// Its listeners.
+    pub(super) at: Listeners,
     /// How it is placed, for the report.
     pub(super) placement: String,
     child: Child,
@@ -114,7 +125,8 @@ fn upstream_list(backends: &[SocketAddr]) -> String {
 
 impl Server {
     /// causeway's terminator only (`ports: []`), from `binary`, named
-    /// `name`: a `terminate` service on `tls` and a `plain` one on `tcp`.
+    /// `name`: `terminate` services on `at.tls` and (mTLS) `at.mtls`, a
+    /// `plain` one on `at.tcp`.
     ///
     /// # Errors
     /// The configuration cannot be written, or the appliance does not
@@ -123,8 +135,7 @@ impl Server {
         c: &Common<'_>,
         name: &str,
         binary: &Path,
-        tls: SocketAddr,
-        tcp: SocketAddr,
+        at: Listeners,
     ) -> anyhow::Result<Self> {
         let ups = upstream_list(c.backends);
         let config = format!(
@@ -141,6 +152,12 @@ impl Server {
              \x20     tls: {{cert: {cert}, key: {key}, min_version: \"1.3\"}}\n\
              \x20     upstreams: [{ups}]\n\
              \x20     balancer: round-robin\n\
+             \x20   - name: mtls\n\
+             \x20     listen: {mtls}\n\
+             \x20     mode: terminate\n\
+             \x20     tls: {{cert: {cert}, key: {key}, client_ca: {ca}, min_version: \"1.3\"}}\n\
+             \x20     upstreams: [{ups}]\n\
+             \x20     balancer: round-robin\n\
              \x20   - name: tcp\n\
              \x20     listen: {tcp}\n\
              \x20     mode: plain\n\
@@ -150,6 +167,10 @@ impl Server {
             cpu = c.cpu,
             cert = c.pki.server.cert.display(),
             key = c.pki.server.key.display(),
+            ca = c.pki.ca_cert.display(),
+            tls = at.tls,
+            mtls = at.mtls,
+            tcp = at.tcp,
         );
         let path = c.dir.join(format!("{name}.yaml"));
         fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
@@ -164,7 +185,7 @@ impl Server {
             "cpu {}: causeway run, terminator cores [{}] (one worker thread), driver auto",
             c.cpu, c.cpu
         );
-        let server = Self::start(c, name, cmd, tls, tcp, placement)?;
+        let server = Self::start(c, name, cmd, at, placement)?;
         super::netns::run(Command::new("taskset").args([
             "-a",
             "-p",
@@ -176,11 +197,12 @@ impl Server {
         Ok(server)
     }
 
-    /// nginx with `stream {}`: `listen ... ssl` on `tls`, plain on `tcp`.
+    /// nginx with `stream {}`: `listen ... ssl` on `at.tls` and, with
+    /// `ssl_verify_client on`, on `at.mtls`; plain on `at.tcp`.
     ///
     /// # Errors
     /// nginx is missing, or does not come up listening within 10 s.
-    pub(super) fn nginx(c: &Common<'_>, tls: SocketAddr, tcp: SocketAddr) -> anyhow::Result<Self> {
+    pub(super) fn nginx(c: &Common<'_>, at: Listeners) -> anyhow::Result<Self> {
         let program = peer_program(Peer::Nginx)?;
         let mut servers = String::new();
         for b in c.backends {
@@ -207,12 +229,25 @@ impl Server {
              \x20       proxy_pass backends;\n\
              \x20   }}\n\
              \x20   server {{\n\
+             \x20       listen {mtls} ssl;\n\
+             \x20       ssl_protocols TLSv1.3;\n\
+             \x20       ssl_certificate {cert};\n\
+             \x20       ssl_certificate_key {key};\n\
+             \x20       ssl_verify_client on;\n\
+             \x20       ssl_client_certificate {ca};\n\
+             \x20       proxy_pass backends;\n\
+             \x20   }}\n\
+             \x20   server {{\n\
              \x20       listen {tcp};\n\
              \x20       proxy_pass backends;\n\
              \x20   }}\n\
              }}\n",
             cert = c.pki.server.cert.display(),
             key = c.pki.server.key.display(),
+            ca = c.pki.ca_cert.display(),
+            tls = at.tls,
+            mtls = at.mtls,
+            tcp = at.tcp,
         );
         let path = c.dir.join("nginx.conf");
         fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
@@ -227,18 +262,15 @@ impl Server {
             "cpu {}: nginx master + worker_processes 1 (stream module)",
             c.cpu
         );
-        Self::start(c, "nginx", cmd, tls, tcp, placement)
+        Self::start(c, "nginx", cmd, at, placement)
     }
 
-    /// HAProxy in `mode tcp`: `bind ... ssl` on `tls`, plain on `tcp`.
+    /// HAProxy in `mode tcp`: `bind ... ssl` on `at.tls` and, with
+    /// `verify required`, on `at.mtls`; plain on `at.tcp`.
     ///
     /// # Errors
     /// HAProxy is missing, or does not come up listening within 10 s.
-    pub(super) fn haproxy(
-        c: &Common<'_>,
-        tls: SocketAddr,
-        tcp: SocketAddr,
-    ) -> anyhow::Result<Self> {
+    pub(super) fn haproxy(c: &Common<'_>, at: Listeners) -> anyhow::Result<Self> {
         let program = peer_program(Peer::Haproxy)?;
         // HAProxy wants the certificate and its key in one file.
         let pem = c.dir.join("haproxy.pem");
@@ -264,6 +296,9 @@ impl Server {
              frontend tls\n\
              \x20   bind {tls} ssl crt {pem}\n\
              \x20   default_backend backends\n\
+             frontend mtls\n\
+             \x20   bind {mtls} ssl crt {pem} ca-file {ca} verify required\n\
+             \x20   default_backend backends\n\
              frontend tcp\n\
              \x20   bind {tcp}\n\
              \x20   default_backend backends\n\
@@ -271,21 +306,24 @@ impl Server {
              \x20   balance roundrobin\n\
              {servers}",
             pem = pem.display(),
+            ca = c.pki.ca_cert.display(),
+            tls = at.tls,
+            mtls = at.mtls,
+            tcp = at.tcp,
         );
         let path = c.dir.join("haproxy.cfg");
         fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
         let mut cmd = pinned(c, &program);
         cmd.arg("-f").arg(&path).arg("-db");
         let placement = format!("cpu {}: haproxy nbthread 1 (mode tcp)", c.cpu);
-        Self::start(c, "haproxy", cmd, tls, tcp, placement)
+        Self::start(c, "haproxy", cmd, at, placement)
     }
 
     fn start(
         c: &Common<'_>,
         name: &str,
         mut cmd: Command,
-        tls: SocketAddr,
-        tcp: SocketAddr,
+        at: Listeners,
         placement: String,
     ) -> anyhow::Result<Self> {
         let log = c.dir.join(format!("{name}.log"));
@@ -296,8 +334,7 @@ impl Server {
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let mut server = Self {
             name: name.to_owned(),
-            tls,
-            tcp,
+            at,
             placement,
             child,
             log,
@@ -312,12 +349,18 @@ impl Server {
                 );
             }
             let pid = server.pid();
-            if procfs::listening(pid, tls.port()) && procfs::listening(pid, tcp.port()) {
+            if [at.tls, at.tcp, at.mtls]
+                .iter()
+                .all(|a| procfs::listening(pid, a.port()))
+            {
                 return Ok(server);
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{name} did not listen on {tls} and {tcp} within 10 s; its log ({}):\n{}",
+                    "{name} did not listen on {}, {} and {} within 10 s; its log ({}):\n{}",
+                    at.tls,
+                    at.tcp,
+                    at.mtls,
                     server.log.display(),
                     server.log_tail()
                 );
