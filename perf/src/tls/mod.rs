@@ -22,9 +22,13 @@
 //!    server verifies against the CA.
 //!
 //! Each run is repeated `--rounds` times (3; quick 1), every round
-//! starting with the next server, and the median round is reported: the
-//! machine is shared, and a burst of someone else's work should not land
-//! on one server only.
+//! starting with the next server, and each figure is its median over the
+//! rounds: the machine is shared, and a burst of someone else's work
+//! should not land on one server only.
+//!
+//! Idle memory is per connection after K connections, so fixed costs
+//! (pools, first allocations) are spread over K: the quick run's K of 200
+//! overstates it; compare figures of the same K only.
 //!
 //! It prints one table row per figure as it goes (stdout; progress on
 //! stderr) and writes [`crate::report_schema::Results`] to `--json`.
@@ -33,10 +37,18 @@
 //!
 //! Two CPUs by default: the generator and the backends share one
 //! (`--generator-cpu`, 0), the server under test has the other to itself
-//! (`--server-cpu`, 1), all pinned with `taskset`. The generator does not
-//! always outrun a server on one CPU, so the rates are the pair's and the
-//! report prints both sides' CPU use per run; the server CPU per request
-//! figures compare the servers' own cost whichever side saturated.
+//! (`--server-cpu`, 1), all pinned with `taskset` (causeway refuses a
+//! `cores` entry outside its affinity, so it starts unpinned, pins its
+//! worker itself, and its other threads are pinned with `taskset -a -p`
+//! once it listens). The generator does not always outrun a server on one
+//! CPU, and a server can also be latency-bound below 100% CPU, so the
+//! rates are the pair's: the report prints both sides' CPU use per run,
+//! and the server CPU per request figures compare the servers' own cost
+//! whichever side saturated.
+//!
+//! The namespace's sysctls (ephemeral ports 10000-65000, `tcp_tw_reuse`,
+//! `somaxconn` 8192) let `new-conns` open tens of thousands of
+//! connections a run; they are the same for every server.
 //!
 //! `--causeway-aws PATH` adds a causeway built with
 //! `--features causeway-tls/aws-lc-rs` as one more peer of the TLS runs

@@ -343,7 +343,7 @@ impl Server {
         loop {
             if let Some(status) = server.child.try_wait()? {
                 bail!(
-                    "{name} exited ({status}) before it listened; its log ({}):\n{}",
+                    "{name} exited ({status}) before it listened; its log ({}, kept with --keep):\n{}",
                     server.log.display(),
                     server.log_tail()
                 );
@@ -357,7 +357,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{name} did not listen on {}, {} and {} within 10 s; its log ({}):\n{}",
+                    "{name} did not listen on {}, {} and {} within 10 s; its log ({}, kept with --keep):\n{}",
                     at.tls,
                     at.tcp,
                     at.mtls,
