@@ -9,10 +9,12 @@ set -euo pipefail
 # libxdp and libbpf, built from source by xsk-rs; iproute2, ethtool: the lab;
 # iputils-ping, iperf3, python3: the demo and the tests; nftables: the perf peer;
 # openssl: RSA keys and s_client for causeway-tls's tests; postgresql (psql and
-# the server) and redis-server (with redis-cli): the gateway-to-gateway tests.
+# the server) and redis-server (with redis-cli): the gateway-to-gateway tests;
+# nginx with libnginx-mod-stream (its L4 proxy) and haproxy: the perf harness's
+# peers in `causeway-perf tls` (util-linux, for taskset and prlimit, is essential).
 PACKAGES=(build-essential clang llvm libbpf-dev linux-libc-dev libelf-dev zlib1g-dev m4 pkg-config
           iproute2 ethtool iputils-ping iperf3 nftables python3 curl ca-certificates procps openssl
-          postgresql redis-server)
+          postgresql redis-server nginx libnginx-mod-stream haproxy)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

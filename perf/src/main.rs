@@ -12,19 +12,31 @@
 //!   for 0, 1 000 and 10 000 rules.
 //! - `policy-scale`: causeway's packets per second from 0 to 100 000 rules.
 //!
+//! - `tls`: causeway's TLS terminator beside nginx (and HAProxy) in a
+//!   private network namespace: new connections, keep-alive requests, bulk
+//!   throughput, memory per idle connection.
+//!
 //! The whole-system scenarios write [`report_schema::Report`] as JSON and
-//! print a table row as each figure lands; their traffic comes from
+//! print a table row as each figure lands; `forward`'s traffic comes from
 //! [`pktgen`] (AF_XDP) and lands in [`sink`].
+//!
+//! And the tools the scenarios run: `load`, the TLS/TCP load generator,
+//! and `backend`, the HTTP origin behind every proxy.
 #![forbid(unsafe_code)]
 
+mod backend;
 mod classify;
 mod forward;
+mod http;
 mod lab;
+mod load;
 mod pktgen;
+mod procfs;
 mod report;
 mod report_schema;
 mod sink;
 mod sys;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +57,12 @@ enum Scenario {
     Forward(forward::Args),
     /// causeway's forwarding rate as the rules grow from 0 to 100k.
     PolicyScale(forward::Args),
+    /// causeway's TLS terminator beside nginx/HAProxy (needs root).
+    Tls(tls::Args),
+    /// Load a TLS or TCP server (the scenarios' generator).
+    Load(load::Args),
+    /// Serve HTTP/1.1 for the proxies under test (`GET /bytes/N`).
+    Backend(backend::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +72,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::Report(args) => report::run(&args),
         Scenario::Forward(args) => forward::forward(&args),
         Scenario::PolicyScale(args) => forward::policy_scale(&args),
+        Scenario::Tls(args) => tls::run(&args),
+        Scenario::Load(args) => load::run(&args),
+        Scenario::Backend(args) => backend::run(&args),
     }
 }

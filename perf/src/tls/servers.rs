@@ -1,0 +1,426 @@
+//! The servers under test, each started in the scenario's namespace on the
+//! server CPU: causeway's terminator and its peers, nginx (stream module)
+//! and HAProxy (mode tcp), each with a TLS listener and a plain TCP one in
+//! front of the same backends.
+//!
+//! Fairness, as configured here:
+//! - all terminate TLS 1.3 only, with the same ECDSA P-256 certificate and
+//!   key, and ask for no client certificate (one-way TLS, nginx's
+//!   default) on the TLS listener; the mTLS listener requires one and
+//!   verifies it against the same CA (causeway admits any identity the CA
+//!   verifies, as nginx and HAProxy do); session tickets stay at each
+//!   server's default, on for all three (the generator never resumes, so
+//!   they cost every server its ticket writes and save none);
+//! - all proxy at L4: one backend connection per client connection, no
+//!   upstream keep-alive (nginx's `stream {}` and HAProxy's `mode tcp`
+//!   are the equivalents of causeway's terminator; nginx's `http {}` would
+//!   parse HTTP, which causeway does not);
+//! - round-robin over the same two backends;
+//! - one worker each: causeway `cores: [CPU]`, nginx `worker_processes 1`,
+//!   HAProxy `nbthread 1`, and the process pinned to that CPU by `taskset`;
+//! - no access logs, errors only.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use causeway_tls::identity::ca::LabPki;
+
+use super::netns::Netns;
+use crate::procfs;
+
+/// The stream module of Debian's nginx (`libnginx-mod-stream`).
+const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// A peer that can stand beside causeway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Peer {
+    /// nginx, `stream {}` with `listen ... ssl`.
+    Nginx,
+    /// HAProxy, `mode tcp` with `bind ... ssl`.
+    Haproxy,
+}
+
+/// What every server is set up with.
+pub(super) struct Common<'a> {
+    /// Where configurations and logs go.
+    pub(super) dir: &'a Path,
+    /// The certificate and key.
+    pub(super) pki: &'a LabPki,
+    /// The backends.
+    pub(super) backends: &'a [SocketAddr],
+    /// The CPU servers run on.
+    pub(super) cpu: usize,
+    /// The namespace.
+    pub(super) netns: &'a Netns,
+}
+
+/// Where a server listens.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Listeners {
+    /// TLS, no client certificate.
+    pub(super) tls: SocketAddr,
+    /// Plain TCP.
+    pub(super) tcp: SocketAddr,
+    /// TLS with a client certificate required (verified against the CA).
+    pub(super) mtls: SocketAddr,
+}
+
+/// A running server; dropping it stops it.
+pub(super) struct Server {
+    /// `causeway`, `nginx`, `haproxy`, `causeway-aws-lc-rs`.
+    pub(super) name: String,
+    /// Its listeners.
+    pub(super) at: Listeners,
+    /// How it is placed, for the report.
+    pub(super) placement: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// `PATH` lookup, then the usual sbin directories.
+pub(super) fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The peer's program, or an error naming the package that provides it.
+///
+/// # Errors
+/// The program (or nginx's stream module) is not installed.
+pub(super) fn peer_program(peer: Peer) -> anyhow::Result<PathBuf> {
+    match peer {
+        Peer::Nginx => {
+            let nginx = find_program("nginx");
+            match nginx {
+                Some(p) if Path::new(NGINX_STREAM_MODULE).is_file() => Ok(p),
+                _ => bail!(
+                    "the nginx peer needs nginx and its stream module \
+                     ({NGINX_STREAM_MODULE}): apt-get install nginx libnginx-mod-stream"
+                ),
+            }
+        }
+        Peer::Haproxy => find_program("haproxy")
+            .context("the haproxy peer needs HAProxy: apt-get install haproxy"),
+    }
+}
+
+fn upstream_list(backends: &[SocketAddr]) -> String {
+    backends
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Server {
+    /// causeway's terminator only (`ports: []`), from `binary`, named
+    /// `name`: `terminate` services on `at.tls` and (mTLS) `at.mtls`, a
+    /// `plain` one on `at.tcp`.
+    ///
+    /// # Errors
+    /// The configuration cannot be written, or the appliance does not
+    /// come up listening within 10 s.
+    pub(super) fn causeway(
+        c: &Common<'_>,
+        name: &str,
+        binary: &Path,
+        at: Listeners,
+    ) -> anyhow::Result<Self> {
+        let ups = upstream_list(c.backends);
+        let config = format!(
+            "# Generated by causeway-perf tls: the terminator alone, one worker.\n\
+             ports: []\n\
+             api:\n  socket: {sock}\n\
+             terminator:\n\
+             \x20 cores: [{cpu}]\n\
+             \x20 drain_timeout: 200ms\n\
+             \x20 services:\n\
+             \x20   - name: tls\n\
+             \x20     listen: {tls}\n\
+             \x20     mode: terminate\n\
+             \x20     tls: {{cert: {cert}, key: {key}, min_version: \"1.3\"}}\n\
+             \x20     upstreams: [{ups}]\n\
+             \x20     balancer: round-robin\n\
+             \x20   - name: mtls\n\
+             \x20     listen: {mtls}\n\
+             \x20     mode: terminate\n\
+             \x20     tls: {{cert: {cert}, key: {key}, client_ca: {ca}, min_version: \"1.3\"}}\n\
+             \x20     upstreams: [{ups}]\n\
+             \x20     balancer: round-robin\n\
+             \x20   - name: tcp\n\
+             \x20     listen: {tcp}\n\
+             \x20     mode: plain\n\
+             \x20     upstreams: [{ups}]\n\
+             \x20     balancer: round-robin\n",
+            sock = c.dir.join(format!("{name}.sock")).display(),
+            cpu = c.cpu,
+            cert = c.pki.server.cert.display(),
+            key = c.pki.server.key.display(),
+            ca = c.pki.ca_cert.display(),
+            tls = at.tls,
+            mtls = at.mtls,
+            tcp = at.tcp,
+        );
+        let path = c.dir.join(format!("{name}.yaml"));
+        fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+        // Not under taskset: causeway refuses `cores` it cannot see. Its
+        // worker pins itself; the other threads are pinned once it listens.
+        let mut cmd = c.netns.exec(&binary.to_string_lossy());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn");
+        let placement = format!(
+            "cpu {}: causeway run, terminator cores [{}] (one worker thread), driver auto",
+            c.cpu, c.cpu
+        );
+        let server = Self::start(c, name, cmd, at, placement)?;
+        super::netns::run(Command::new("taskset").args([
+            "-a",
+            "-p",
+            "-c",
+            &c.cpu.to_string(),
+            &server.pid().to_string(),
+        ]))
+        .context("pinning causeway's threads")?;
+        Ok(server)
+    }
+
+    /// nginx with `stream {}`: `listen ... ssl` on `at.tls` and, with
+    /// `ssl_verify_client on`, on `at.mtls`; plain on `at.tcp`.
+    ///
+    /// # Errors
+    /// nginx is missing, or does not come up listening within 10 s.
+    pub(super) fn nginx(c: &Common<'_>, at: Listeners) -> anyhow::Result<Self> {
+        let program = peer_program(Peer::Nginx)?;
+        let mut servers = String::new();
+        for b in c.backends {
+            let _ = writeln!(servers, "        server {b};");
+        }
+        let dir = c.dir.display();
+        let config = format!(
+            "# Generated by causeway-perf tls: the equivalent of causeway's L4\n\
+             # terminator, one worker like causeway's one core.\n\
+             load_module {NGINX_STREAM_MODULE};\n\
+             user root;\n\
+             worker_processes 1;\n\
+             daemon off;\n\
+             pid {dir}/nginx.pid;\n\
+             error_log {dir}/nginx-error.log warn;\n\
+             events {{\n    worker_connections 8192;\n}}\n\
+             stream {{\n\
+             \x20   upstream backends {{\n{servers}    }}\n\
+             \x20   server {{\n\
+             \x20       listen {tls} ssl;\n\
+             \x20       ssl_protocols TLSv1.3;\n\
+             \x20       ssl_certificate {cert};\n\
+             \x20       ssl_certificate_key {key};\n\
+             \x20       proxy_pass backends;\n\
+             \x20   }}\n\
+             \x20   server {{\n\
+             \x20       listen {mtls} ssl;\n\
+             \x20       ssl_protocols TLSv1.3;\n\
+             \x20       ssl_certificate {cert};\n\
+             \x20       ssl_certificate_key {key};\n\
+             \x20       ssl_verify_client on;\n\
+             \x20       ssl_client_certificate {ca};\n\
+             \x20       proxy_pass backends;\n\
+             \x20   }}\n\
+             \x20   server {{\n\
+             \x20       listen {tcp};\n\
+             \x20       proxy_pass backends;\n\
+             \x20   }}\n\
+             }}\n",
+            cert = c.pki.server.cert.display(),
+            key = c.pki.server.key.display(),
+            ca = c.pki.ca_cert.display(),
+            tls = at.tls,
+            mtls = at.mtls,
+            tcp = at.tcp,
+        );
+        let path = c.dir.join("nginx.conf");
+        fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+        let mut cmd = pinned(c, &program);
+        cmd.arg("-e")
+            .arg(c.dir.join("nginx-error.log"))
+            .arg("-p")
+            .arg(c.dir)
+            .arg("-c")
+            .arg(&path);
+        let placement = format!(
+            "cpu {}: nginx master + worker_processes 1 (stream module)",
+            c.cpu
+        );
+        Self::start(c, "nginx", cmd, at, placement)
+    }
+
+    /// HAProxy in `mode tcp`: `bind ... ssl` on `at.tls` and, with
+    /// `verify required`, on `at.mtls`; plain on `at.tcp`.
+    ///
+    /// # Errors
+    /// HAProxy is missing, or does not come up listening within 10 s.
+    pub(super) fn haproxy(c: &Common<'_>, at: Listeners) -> anyhow::Result<Self> {
+        let program = peer_program(Peer::Haproxy)?;
+        // HAProxy wants the certificate and its key in one file.
+        let pem = c.dir.join("haproxy.pem");
+        let mut both = fs::read_to_string(&c.pki.server.cert)?;
+        both.push_str(&fs::read_to_string(&c.pki.server.key)?);
+        fs::write(&pem, both).with_context(|| format!("writing {}", pem.display()))?;
+        let mut servers = String::new();
+        for (i, b) in c.backends.iter().enumerate() {
+            let _ = writeln!(servers, "    server b{i} {b}");
+        }
+        let config = format!(
+            "# Generated by causeway-perf tls: L4 like causeway's terminator,\n\
+             # one thread like causeway's one core.\n\
+             global\n\
+             \x20   nbthread 1\n\
+             \x20   maxconn 8000\n\
+             \x20   ssl-default-bind-options ssl-min-ver TLSv1.3\n\
+             defaults\n\
+             \x20   mode tcp\n\
+             \x20   timeout connect 5s\n\
+             \x20   timeout client 1h\n\
+             \x20   timeout server 1h\n\
+             frontend tls\n\
+             \x20   bind {tls} ssl crt {pem}\n\
+             \x20   default_backend backends\n\
+             frontend mtls\n\
+             \x20   bind {mtls} ssl crt {pem} ca-file {ca} verify required\n\
+             \x20   default_backend backends\n\
+             frontend tcp\n\
+             \x20   bind {tcp}\n\
+             \x20   default_backend backends\n\
+             backend backends\n\
+             \x20   balance roundrobin\n\
+             {servers}",
+            pem = pem.display(),
+            ca = c.pki.ca_cert.display(),
+            tls = at.tls,
+            mtls = at.mtls,
+            tcp = at.tcp,
+        );
+        let path = c.dir.join("haproxy.cfg");
+        fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+        let mut cmd = pinned(c, &program);
+        cmd.arg("-f").arg(&path).arg("-db");
+        let placement = format!("cpu {}: haproxy nbthread 1 (mode tcp)", c.cpu);
+        Self::start(c, "haproxy", cmd, at, placement)
+    }
+
+    fn start(
+        c: &Common<'_>,
+        name: &str,
+        mut cmd: Command,
+        at: Listeners,
+        placement: String,
+    ) -> anyhow::Result<Self> {
+        let log = c.dir.join(format!("{name}.log"));
+        let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let mut server = Self {
+            name: name.to_owned(),
+            at,
+            placement,
+            child,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                bail!(
+                    "{name} exited ({status}) before it listened; its log ({}, kept with --keep):\n{}",
+                    server.log.display(),
+                    server.log_tail()
+                );
+            }
+            let pid = server.pid();
+            if [at.tls, at.tcp, at.mtls]
+                .iter()
+                .all(|a| procfs::listening(pid, a.port()))
+            {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{name} did not listen on {}, {} and {} within 10 s; its log ({}, kept with --keep):\n{}",
+                    at.tls,
+                    at.tcp,
+                    at.mtls,
+                    server.log.display(),
+                    server.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub(super) fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The main process (`ip netns exec` and `taskset` exec it).
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time so far of the process and its children, nanoseconds.
+    pub(super) fn cpu_ns(&self) -> u64 {
+        procfs::with_children(self.pid())
+            .into_iter()
+            .map(procfs::cpu_ns)
+            .sum()
+    }
+
+    /// Resident memory of the process and its children, KiB.
+    pub(super) fn rss_kib(&self) -> u64 {
+        procfs::with_children(self.pid())
+            .into_iter()
+            .map(procfs::rss_kib)
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM lets nginx's master take its workers down; SIGKILL after
+        // 3 s. The namespace's own Drop kills whatever is still left.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `program` in the namespace, pinned to the server CPU.
+pub(super) fn pinned(c: &Common<'_>, program: &Path) -> Command {
+    let mut cmd = c.netns.exec("taskset");
+    cmd.args(["-c", &c.cpu.to_string()]).arg(program);
+    cmd
+}
