@@ -21,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::report_schema::{Figure, Machine, Report};
 use anyhow::{Context, bail};
 use causeway_dataplane::policy::{
     classbench::{self, Profile},
@@ -158,36 +159,24 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
 /// The figures in the harness's result schema.
 fn write_json(path: &Path, rules: usize, ours: f64, linear: f64) -> anyhow::Result<()> {
-    let cpu_model = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_default();
-    let doc = serde_json::json!({
-        "scenario": "classify",
-        "machine": {
-            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-            "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-            "cpu_model": cpu_model,
-        },
-        "placement": {"classifier and peer": "one thread, wherever the scheduler puts it"},
-        "figures": [{
-            "name": format!("lookups/s, {rules} rules"),
-            "unit": "lookups/s",
-            "causeway": ours,
-            "peer": "linear first-match scan",
-            "peer_value": linear,
-            "ratio": ours / linear.max(1e-9),
-            "higher_is_better": true,
-        }],
-    });
-    fs::write(path, serde_json::to_string_pretty(&doc)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Report {
+        scenario: "classify".to_owned(),
+        machine: Machine::detect(),
+        placement: [(
+            "classifier and peer".to_owned(),
+            "one thread, wherever the scheduler puts it".to_owned(),
+        )]
+        .into(),
+        figures: vec![Figure::new(
+            format!("lookups/s, {rules} rules"),
+            "lookups/s",
+            ours,
+            "linear first-match scan",
+            linear,
+            true,
+        )],
+    }
+    .write(path)
 }
 
 /// The linear scan on as much of the trace as `min_time` allows: its rate,

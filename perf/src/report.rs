@@ -13,7 +13,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
-use serde::Deserialize;
+
+use crate::report_schema::Report;
 
 /// Arguments of `causeway-perf report`.
 #[derive(Debug, clap::Args)]
@@ -33,65 +34,12 @@ pub(crate) struct Args {
     pub(crate) preface: Option<PathBuf>,
 }
 
-/// What a scenario writes (the shared result schema).
-#[derive(Debug, Deserialize)]
-pub(crate) struct Results {
-    /// The scenario's name.
-    pub(crate) scenario: String,
-    /// The machine it ran on.
-    #[serde(default)]
-    pub(crate) machine: Machine,
-    /// Which CPU did what.
-    #[serde(default)]
-    pub(crate) placement: std::collections::BTreeMap<String, String>,
-    /// The figures.
-    pub(crate) figures: Vec<Figure>,
-}
-
-/// The machine of a run.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct Machine {
-    /// CPUs online.
-    #[serde(default)]
-    pub(crate) cpus: u32,
-    /// `uname -r`.
-    #[serde(default)]
-    pub(crate) kernel: String,
-    /// From /proc/cpuinfo.
-    #[serde(default)]
-    pub(crate) cpu_model: String,
-}
-
-/// One figure: causeway's value, the peer's, and their ratio.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Figure {
-    /// What was measured.
-    pub(crate) name: String,
-    /// Its unit.
-    pub(crate) unit: String,
-    /// causeway's value.
-    pub(crate) causeway: f64,
-    /// The peer measured beside it.
-    pub(crate) peer: String,
-    /// The peer's value.
-    pub(crate) peer_value: f64,
-    /// causeway relative to the peer, >1 is better for causeway.
-    pub(crate) ratio: f64,
-    /// Whether a larger value is better.
-    #[serde(default = "yes")]
-    pub(crate) higher_is_better: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 /// Reads one result file.
 ///
 /// # Errors
 ///
 /// Unreadable or not the schema (naming the file).
-pub(crate) fn load(path: &Path) -> Result<Results> {
+pub(crate) fn load(path: &Path) -> Result<Report> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a result file", path.display()))
@@ -114,7 +62,7 @@ fn human(v: f64) -> String {
 
 /// The markdown section of one scenario, linking `plot`.
 #[must_use]
-pub(crate) fn section(r: &Results, plot: Option<&str>) -> String {
+pub(crate) fn section(r: &Report, plot: Option<&str>) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "## `{}`\n", r.scenario);
     if r.machine.cpus > 0 {
@@ -162,7 +110,7 @@ pub(crate) fn section(r: &Results, plot: Option<&str>) -> String {
 /// # Errors
 ///
 /// The SVG cannot be written.
-pub(crate) fn plot(r: &Results, path: &Path) -> Result<()> {
+pub(crate) fn plot(r: &Report, path: &Path) -> Result<()> {
     if r.figures.is_empty() {
         bail!("{}: no figures to plot", r.scenario);
     }
@@ -276,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_result_becomes_a_table_and_a_plot() {
-        let r: Results = serde_json::from_str(SAMPLE).unwrap();
+        let r: Report = serde_json::from_str(SAMPLE).unwrap();
         let md = section(&r, Some("plots/forward.svg"));
         assert!(
             md.contains("| pps, 0 rules | packets/s ↑ | 3.00 M | linux | 1.00 M | **3.00x** |"),

@@ -115,32 +115,6 @@ impl Report {
     }
 }
 
-impl Figure {
-    /// [`Figure::new`] with the orientation first, as the `tls` scenario
-    /// builds its figures.
-    pub(crate) fn oriented(
-        name: &str,
-        unit: &str,
-        higher_is_better: bool,
-        causeway: f64,
-        peer: &str,
-        peer_value: f64,
-    ) -> Self {
-        Self::new(name, unit, causeway, peer, peer_value, higher_is_better)
-    }
-}
-
-impl Machine {
-    /// The machine this runs on (the `tls` scenario's name for
-    /// [`Machine::detect`]).
-    pub(crate) fn probe() -> Self {
-        Self::detect()
-    }
-}
-
-/// The `tls` scenario's name for [`Report`].
-pub(crate) type Results = Report;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -358,85 +358,64 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
     let load = |a: &AtomicU64| a.load(Relaxed);
     let n = first.services.len();
 
-    family(&mut out, "tcp_open_total", "counter", "Connections opened.");
-    for i in 0..n {
-        let s = &first.services[i].name;
-        let src = sum(workers, |w| load(&w.services[i].accepted));
-        let dst = sum(workers, |w| load(&w.services[i].upstream_opened));
-        let _ = writeln!(
-            out,
-            "{p}_tcp_open_total{{service=\"{s}\",peer=\"src\"}} {src}"
-        );
-        let _ = writeln!(
-            out,
-            "{p}_tcp_open_total{{service=\"{s}\",peer=\"dst\"}} {dst}"
-        );
-    }
-    family(
-        &mut out,
-        "tcp_close_total",
-        "counter",
-        "Connections closed.",
-    );
-    for i in 0..n {
-        let s = &first.services[i].name;
-        let src = sum(workers, |w| load(&w.services[i].closed));
-        let dst = sum(workers, |w| load(&w.services[i].upstream_closed));
-        let _ = writeln!(
-            out,
-            "{p}_tcp_close_total{{service=\"{s}\",peer=\"src\"}} {src}"
-        );
-        let _ = writeln!(
-            out,
-            "{p}_tcp_close_total{{service=\"{s}\",peer=\"dst\"}} {dst}"
-        );
-    }
-    family(
-        &mut out,
-        "tcp_open_connections",
-        "gauge",
-        "Connections open now.",
-    );
-    for i in 0..n {
-        let s = &first.services[i].name;
-        let src = sum(workers, |w| w.services[i].open());
-        let dst = sum(workers, |w| {
-            load(&w.services[i].upstream_opened)
-                .saturating_sub(load(&w.services[i].upstream_closed))
-        });
-        let _ = writeln!(
-            out,
-            "{p}_tcp_open_connections{{service=\"{s}\",peer=\"src\"}} {src}"
-        );
-        let _ = writeln!(
-            out,
-            "{p}_tcp_open_connections{{service=\"{s}\",peer=\"dst\"}} {dst}"
-        );
-    }
-    for (name, help, pick) in [
+    // Linkerd's TCP families: one sample per service and leg.
+    type PerLeg = fn(&ServiceCounters, Peer) -> u64;
+    let families: [(&str, &str, &str, PerLeg); 5] = [
+        (
+            "tcp_open_total",
+            "counter",
+            "Connections opened.",
+            |c, peer| {
+                match peer {
+                    Peer::Client => &c.accepted,
+                    Peer::Upstream => &c.upstream_opened,
+                }
+                .load(Relaxed)
+            },
+        ),
+        (
+            "tcp_close_total",
+            "counter",
+            "Connections closed.",
+            |c, peer| {
+                match peer {
+                    Peer::Client => &c.closed,
+                    Peer::Upstream => &c.upstream_closed,
+                }
+                .load(Relaxed)
+            },
+        ),
+        (
+            "tcp_open_connections",
+            "gauge",
+            "Connections open now.",
+            |c, peer| match peer {
+                Peer::Client => c.open(),
+                Peer::Upstream => c
+                    .upstream_opened
+                    .load(Relaxed)
+                    .saturating_sub(c.upstream_closed.load(Relaxed)),
+            },
+        ),
         (
             "tcp_read_bytes_total",
+            "counter",
             "Bytes received, TLS records included.",
-            0,
+            |c, peer| c.read[peer as usize].load(Relaxed),
         ),
         (
             "tcp_write_bytes_total",
+            "counter",
             "Bytes sent, TLS records included.",
-            1,
+            |c, peer| c.written[peer as usize].load(Relaxed),
         ),
-    ] {
-        family(&mut out, name, "counter", help);
+    ];
+    for (name, kind, help, value) in families {
+        family(&mut out, name, kind, help);
         for i in 0..n {
             let s = &first.services[i].name;
             for peer in [Peer::Client, Peer::Upstream] {
-                let v = sum(workers, |w| {
-                    let c = &w.services[i];
-                    load(if pick == 0 {
-                        &c.read[peer as usize]
-                    } else {
-                        &c.written[peer as usize]
-                    })
-                });
+                let v = sum(workers, |w| value(&w.services[i], peer));
                 let _ = writeln!(
                     out,
                     "{p}_{name}{{service=\"{s}\",peer=\"{}\"}} {v}",

@@ -551,23 +551,16 @@ impl Worker {
                     let slot = self.slot(conn);
                     slot.closing = true;
                     slot.reset = reset;
-                    let fds: Vec<(usize, RawFd)> = slot
-                        .fds
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, f)| f.map(|f| (i, f)))
-                        .collect();
                     if slot.inflight > 0 {
-                        for (i, fd) in fds {
-                            let slot = self.slot(conn);
-                            slot.inflight += 1;
-                            let leg = if i == 0 { Leg::Client } else { Leg::Upstream };
-                            let ud = pack(OP_CANCEL, leg, slot.epoch, conn);
+                        let (fds, epoch) = (slot.fds, slot.epoch);
+                        for (fd, leg) in fds.into_iter().zip([Leg::Client, Leg::Upstream]) {
+                            let Some(fd) = fd else { continue };
+                            self.slot(conn).inflight += 1;
                             let sqe = opcode::AsyncCancel2::new(
                                 types::CancelBuilder::fd(types::Fd(fd)).all(),
                             )
                             .build()
-                            .user_data(ud);
+                            .user_data(pack(OP_CANCEL, leg, epoch, conn));
                             self.push(sqe)?;
                         }
                     }

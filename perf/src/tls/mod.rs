@@ -31,7 +31,7 @@
 //! overstates it; compare figures of the same K only.
 //!
 //! It prints one table row per figure as it goes (stdout; progress on
-//! stderr) and writes [`crate::report_schema::Results`] to `--json`.
+//! stderr) and writes [`crate::report_schema::Report`] to `--json`.
 //!
 //! # Placement and its limits
 //!
@@ -62,7 +62,7 @@ use std::{
     fs,
     io::{BufRead, BufReader, Write},
     net::{Ipv4Addr, SocketAddr},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -74,7 +74,7 @@ use causeway_tls::identity::ca::lab_pki;
 use crate::{
     load::{LoadReport, Mode},
     procfs,
-    report_schema::{Figure, Machine, Results},
+    report_schema::{Figure, Machine, Report},
 };
 use netns::Netns;
 use servers::{Common, Listeners, Peer, Server};
@@ -465,7 +465,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             bail!("{tool} is missing: apt-get install iproute2 util-linux procps");
         }
     }
-    let machine = Machine::probe();
+    let machine = Machine::detect();
     let cpus_needed = args.generator_cpu.max(args.server_cpu) as u32 + 1;
     if args.generator_cpu == args.server_cpu || machine.cpus < cpus_needed {
         bail!(
@@ -632,13 +632,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     for (i, s) in all.iter().enumerate().skip(1) {
         emit(
             &mut out,
-            Figure::oriented(
+            Figure::new(
                 "tls_idle_memory_per_conn",
                 "KiB",
-                false,
                 idle_kib[0],
                 &s.name,
                 idle_kib[i],
+                false,
             ),
         );
     }
@@ -684,26 +684,26 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             for (a, b) in ours.iter().zip(median(&rounds[i])) {
                 emit(
                     &mut out,
-                    Figure::oriented(
+                    Figure::new(
                         &a.name,
                         a.unit,
-                        a.higher_is_better,
                         a.value,
                         &s.name,
                         b.value,
+                        a.higher_is_better,
                     ),
                 );
             }
         }
     }
 
-    let results = Results {
+    Report {
         scenario: "tls".to_owned(),
         machine,
         placement,
         figures,
-    };
-    write_json(&args.json, &results)?;
+    }
+    .write(&args.json)?;
     let _ = writeln!(out, "results: {}", args.json.display());
     Ok(())
 }
@@ -721,9 +721,4 @@ fn wait_listening(child: &mut Child, port: u16) -> anyhow::Result<()> {
         thread::sleep(Duration::from_millis(20));
     }
     Ok(())
-}
-
-fn write_json(path: &Path, results: &Results) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(results)?;
-    fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
