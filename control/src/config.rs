@@ -43,6 +43,47 @@ pub struct Config {
     /// The TLS terminator and its services (none: no terminator).
     #[serde(default)]
     pub terminator: Option<TerminatorConfig>,
+    /// Where the desired state is kept.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Where the desired state (what the control API acknowledged) is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The directory of `desired.json`. On the first start (no state yet)
+    /// the state is seeded from this file's ports, routes, terminator
+    /// services and policy manifests; after that the stored state is what
+    /// the appliance enforces, and the control API changes it.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/causeway")
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_state_dir(),
+        }
+    }
+}
+
+/// The Prometheus text endpoint on TCP (it is also at `GET /metrics` on
+/// the API's Unix socket).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// An address such as `127.0.0.1:9464` to serve `GET /metrics` on, in
+    /// the appliance's network namespace. Absent: no TCP endpoint.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Where the policy comes from.
@@ -86,9 +127,42 @@ pub struct XdpConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// A Unix socket, mode 0600: `GET /metrics` (Prometheus text) and
-    /// `GET /stats` (JSON).
+    /// `GET /stats` (JSON) over HTTP/1.1.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// The gRPC control API's Unix socket, mode 0600. Default:
+    /// `control.sock` beside `socket`.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    /// The gRPC control API on TCP as well, with mTLS: only clients with a
+    /// certificate from `client_ca` whose SPIFFE ID is listed are admitted.
+    #[serde(default)]
+    pub tcp: Option<TcpApiConfig>,
+}
+
+/// The control API on TCP, always with mTLS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpApiConfig {
+    /// Address and port, e.g. `10.0.0.1:7443`.
+    pub listen: std::net::SocketAddr,
+    /// The server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM).
+    pub key: PathBuf,
+    /// The bundle admin client certificates must chain to.
+    pub client_ca: PathBuf,
+    /// The SPIFFE IDs admitted (at least one).
+    pub admin_identities: Vec<String>,
+}
+
+impl ApiConfig {
+    /// The gRPC socket's path.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| self.socket.with_file_name("control.sock"))
+    }
 }
 
 fn default_socket() -> PathBuf {
@@ -99,6 +173,8 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             socket: default_socket(),
+            control_socket: None,
+            tcp: None,
         }
     }
 }
@@ -199,6 +275,13 @@ impl Config {
             bail!(
                 "policy.conntrack_capacity: {} is out of range (1024 to 67108864)",
                 self.policy.conntrack_capacity
+            );
+        }
+        if let Some(t) = &self.api.tcp
+            && t.admin_identities.is_empty()
+        {
+            bail!(
+                "api.tcp.admin_identities: list at least one SPIFFE ID; the control API admits no one else on TCP"
             );
         }
         if !(1..=1024).contains(&self.workers.batch) {

@@ -7,5 +7,8 @@ pub mod api;
 pub mod config;
 pub mod lab;
 pub mod policy;
+pub mod proto;
+pub mod resources;
 pub mod run;
 pub mod stats;
+pub mod store;

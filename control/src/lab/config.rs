@@ -118,6 +118,23 @@ pub(super) fn policy_section(dir: &Path) -> Result<String> {
     ))
 }
 
+/// The `state:` section: the appliance keeps what the control API
+/// acknowledged in `dir` (inside the lab's state directory, so `lab down`
+/// removes it and an appliance restarted in the lab finds it).
+pub(super) fn state_section(dir: &Path) -> Result<String> {
+    let dir = dir.to_str().ok_or_else(|| {
+        LabError::Config(format!("the state path {} is not UTF-8", dir.display()))
+    })?;
+    Ok(format!(
+        "
+# The desired state the control API acknowledged (desired.json).
+state:
+  dir: {}
+",
+        yaml_string(dir)
+    ))
+}
+
 /// A YAML scalar for `s`: plain when that reads back unchanged, else a
 /// double-quoted string (JSON's escaping is valid YAML).
 fn yaml_string(s: &str) -> String {

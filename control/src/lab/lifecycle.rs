@@ -150,6 +150,7 @@ fn build(
     if let Some(m) = &record.manifests {
         yaml.push_str(&config::policy_section(m)?);
     }
+    yaml.push_str(&config::state_section(&dir.appliance_state())?);
     dir.write_atomic(&dir.config(), yaml.as_bytes())?;
     // The HTTP backends in island B, the demo service's upstreams.
     backends::start(name, dir, exe)?;
@@ -329,6 +330,8 @@ pub(crate) fn status(name: &str) -> Result<LabStatus> {
             log: dir.log(),
             config: dir.config(),
             api_socket: dir.socket(),
+            control_socket: dir.socket().with_file_name("control.sock"),
+            state: dir.appliance_state(),
         },
         terminator: terminator_status(name, &dir),
     })

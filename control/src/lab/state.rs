@@ -66,6 +66,10 @@ impl LabDir {
     pub(crate) fn socket(&self) -> PathBuf {
         self.dir.join(SOCKET)
     }
+    /// The appliance's state directory (`desired.json`).
+    pub(crate) fn appliance_state(&self) -> PathBuf {
+        self.dir.join("appliance-state")
+    }
     pub(crate) fn pki(&self) -> PathBuf {
         self.dir.join(PKI)
     }

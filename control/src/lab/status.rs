@@ -86,8 +86,12 @@ pub struct ApplianceStatus {
     pub log: PathBuf,
     /// Its configuration.
     pub config: PathBuf,
-    /// Its API socket.
+    /// Its API socket (HTTP: metrics and stats).
     pub api_socket: PathBuf,
+    /// Its gRPC control API socket (`causeway ctl --lab NAME`).
+    pub control_socket: PathBuf,
+    /// Its state directory (`desired.json`).
+    pub state: PathBuf,
 }
 
 /// The lab's terminator: where its demo service listens, the files a
@@ -286,6 +290,7 @@ impl fmt::Display for LabStatus {
             ("log", a.log.display().to_string()),
             ("config", a.config.display().to_string()),
             ("api socket", a.api_socket.display().to_string()),
+            ("grpc socket", a.control_socket.display().to_string()),
             ("manifests", manifests),
             ("state dir", self.state_dir.display().to_string()),
             ("service", format!("{} in {}", t.service, t.svc_netns)),
@@ -377,6 +382,8 @@ mod tests {
                 log: "/run/causeway/lab/demo/appliance.log".into(),
                 config: "/run/causeway/lab/demo/config.yaml".into(),
                 api_socket: "/run/causeway/lab/demo/causeway.sock".into(),
+                control_socket: "/run/causeway/lab/demo/control.sock".into(),
+                state: "/run/causeway/lab/demo/appliance-state".into(),
             },
             terminator: TerminatorStatus {
                 service: "10.100.0.10:443".parse().unwrap(),
@@ -407,6 +414,7 @@ appliance:   not running (was pid 42)
 log:         /run/causeway/lab/demo/appliance.log
 config:      /run/causeway/lab/demo/config.yaml
 api socket:  /run/causeway/lab/demo/causeway.sock
+grpc socket: /run/causeway/lab/demo/control.sock
 manifests:   -
 state dir:   /run/causeway/lab/demo
 service:     10.100.0.10:443 in demo-svc

@@ -54,7 +54,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
 /// `ok: 3 GlobalNetworkPolicy, 2 NetworkPolicy, 1 Tier, ...`: how many
 /// resources of each kind, kinds in a fixed order, absent kinds left out.
 pub fn summary(all: &[Loaded]) -> String {
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 13] = [
         "GlobalNetworkPolicy",
         "NetworkPolicy",
         "networking.k8s.io/NetworkPolicy",
@@ -64,6 +64,10 @@ pub fn summary(all: &[Loaded]) -> String {
         "Pod",
         "Namespace",
         "StaticEndpoint",
+        "Port",
+        "Route",
+        "Identity",
+        "TLSService",
     ];
     let mut counts = [0usize; ORDER.len()];
     for l in all {
@@ -77,6 +81,12 @@ pub fn summary(all: &[Loaded]) -> String {
             Resource::Pod { .. } => 6,
             Resource::Namespace { .. } => 7,
             Resource::StaticEndpoint { .. } => 8,
+            Resource::Appliance { ref spec, .. } => match spec.kind() {
+                "Port" => 9,
+                "Route" => 10,
+                "Identity" => 11,
+                _ => 12,
+            },
         };
         counts[i] += 1;
     }

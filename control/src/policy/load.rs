@@ -74,6 +74,9 @@ pub const STDIN_NAME: &str = "<stdin>";
 pub struct Loaded {
     /// The resource (namespaced kinds have their namespace filled in).
     pub resource: Resource,
+    /// The manifest as written (YAML read into JSON's data model), what the
+    /// control API stores and returns.
+    pub manifest: serde_json::Value,
     /// Where it came from.
     pub source: Source,
 }

@@ -656,6 +656,12 @@ pub enum Resource {
         metadata: Metadata,
         spec: StaticEndpointSpec,
     },
+    /// causeway.dev/v1alpha1 Port, Route, Identity or TLSService: what only
+    /// an appliance has (see [`crate::resources`]). Policy ignores them.
+    Appliance {
+        metadata: Metadata,
+        spec: crate::resources::ApplianceSpec,
+    },
 }
 
 impl Resource {
@@ -679,6 +685,7 @@ impl Resource {
             Self::StaticEndpoint { metadata: m, .. } => {
                 ("StaticEndpoint", m.namespace.as_deref(), &m.name)
             }
+            Self::Appliance { metadata: m, spec } => (spec.kind(), None, &m.name),
         };
         match ns {
             Some(ns) => format!("{kind}/{ns}/{name}"),

@@ -355,6 +355,7 @@ impl PolicySet {
                         pod: true,
                     });
                 }
+                Resource::Appliance { .. } => {}
                 Resource::StaticEndpoint { metadata, spec } => {
                     let namespace = metadata
                         .namespace

@@ -7,6 +7,7 @@ use serde::{
 };
 use serde_yaml::{Mapping, Value};
 
+use crate::resources::{ApplianceSpec, IdentitySpec, PortSpec, RouteSpec, TlsServiceSpec};
 use crate::policy::model::{
     CALICO_API, CAUSEWAY_API, K8S_CORE_API, K8S_NETWORKING_API, K8sPolicySpec, LooseMetadata,
     Metadata, NetworkSetSpec, PodSpec, PodStatus, PolicySpec, Resource, StaticEndpointSpec,
@@ -16,7 +17,7 @@ use crate::policy::model::{
 /// What every error about kinds lists.
 pub(super) const UNDERSTOOD: &str = "projectcalico.org/v3 GlobalNetworkPolicy, NetworkPolicy, \
      GlobalNetworkSet, NetworkSet and Tier; networking.k8s.io/v1 NetworkPolicy; v1 Namespace and Pod; \
-     causeway.dev/v1alpha1 StaticEndpoint; and a List of these";
+     causeway.dev/v1alpha1 StaticEndpoint, Port, Route, Identity and TLSService; and a List of these";
 
 /// A manifest's first two lines, for errors.
 pub(super) const EXAMPLE: &str =
@@ -34,10 +35,14 @@ pub(super) enum Kind {
     Namespace,
     Pod,
     StaticEndpoint,
+    Port,
+    Route,
+    Identity,
+    TlsService,
 }
 
 impl Kind {
-    const ALL: [(&'static str, &'static str, Self); 9] = [
+    const ALL: [(&'static str, &'static str, Self); 13] = [
         (CALICO_API, "GlobalNetworkPolicy", Self::GlobalNetworkPolicy),
         (CALICO_API, "NetworkPolicy", Self::NetworkPolicy),
         (CALICO_API, "GlobalNetworkSet", Self::GlobalNetworkSet),
@@ -47,6 +52,10 @@ impl Kind {
         (K8S_CORE_API, "Namespace", Self::Namespace),
         (K8S_CORE_API, "Pod", Self::Pod),
         (CAUSEWAY_API, "StaticEndpoint", Self::StaticEndpoint),
+        (CAUSEWAY_API, "Port", Self::Port),
+        (CAUSEWAY_API, "Route", Self::Route),
+        (CAUSEWAY_API, "Identity", Self::Identity),
+        (CAUSEWAY_API, "TLSService", Self::TlsService),
     ];
 
     /// The kind of `apiVersion`/`kind`.
@@ -93,6 +102,10 @@ impl Kind {
             Self::Namespace => "Namespace",
             Self::Pod => "Pod",
             Self::StaticEndpoint => "StaticEndpoint",
+            Self::Port => "Port",
+            Self::Route => "Route",
+            Self::Identity => "Identity",
+            Self::TlsService => "TLSService",
         }
     }
 
@@ -160,6 +173,22 @@ impl Kind {
                     status: doc.status,
                 }
             }
+            Self::Port => {
+                let doc = WithSpec::<PortSpec>::deserialize(d)?;
+                appliance(doc.metadata, ApplianceSpec::Port(doc.spec))
+            }
+            Self::Route => {
+                let doc = WithSpec::<RouteSpec>::deserialize(d)?;
+                appliance(doc.metadata, ApplianceSpec::Route(doc.spec))
+            }
+            Self::Identity => {
+                let doc = WithSpec::<IdentitySpec>::deserialize(d)?;
+                appliance(doc.metadata, ApplianceSpec::Identity(doc.spec))
+            }
+            Self::TlsService => {
+                let doc = WithSpec::<TlsServiceSpec>::deserialize(d)?;
+                appliance(doc.metadata, ApplianceSpec::TlsService(Box::new(doc.spec)))
+            }
             Self::StaticEndpoint => {
                 let doc = Strict::<StaticEndpointSpec>::deserialize(d)?;
                 Resource::StaticEndpoint {
@@ -183,6 +212,22 @@ struct Strict<S> {
     metadata: Metadata,
     #[serde(default)]
     spec: S,
+}
+
+/// As [`Strict`], for kinds whose spec has no default: it must be there.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithSpec<S> {
+    #[serde(default, rename = "apiVersion")]
+    _api_version: Option<IgnoredAny>,
+    #[serde(default, rename = "kind")]
+    _kind: Option<IgnoredAny>,
+    metadata: Metadata,
+    spec: S,
+}
+
+fn appliance(metadata: Metadata, spec: ApplianceSpec) -> Resource {
+    Resource::Appliance { metadata, spec }
 }
 
 /// A Kubernetes NetworkPolicy: as [`Strict`], and `kubectl get` may add an

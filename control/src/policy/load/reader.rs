@@ -88,7 +88,7 @@ impl DocLoader<'_, '_> {
         };
         // The typed read, from the text, so that errors carry positions.
         match kind.parse(serde_yaml::Deserializer::from_str(self.doc.text)) {
-            Ok(resource) => self.accept(resource, None, self.doc.start_line),
+            Ok(resource) => self.accept(resource, None, self.doc.start_line, &value),
             Err(e) => {
                 let mut error = self.serde_error(&e, None, Some(&value));
                 error.resource = Some(kinds::value_id(kind, map));
@@ -182,7 +182,8 @@ impl DocLoader<'_, '_> {
             let result = seed.deserialize(serde_yaml::Deserializer::from_str(self.doc.text));
             for (i, resource) in parsed {
                 let line = item_line(self, i);
-                self.accept(resource, Some(i), line);
+                let raw = items.get(i).cloned().unwrap_or(Value::Null);
+                self.accept(resource, Some(i), line, &raw);
             }
             match result {
                 Ok(()) => break,
@@ -204,7 +205,7 @@ impl DocLoader<'_, '_> {
     }
 
     /// Fills defaults, checks the resource on its own and keeps it.
-    fn accept(&mut self, mut resource: Resource, item: Option<usize>, line: usize) {
+    fn accept(&mut self, mut resource: Resource, item: Option<usize>, line: usize, raw: &Value) {
         semantic::fill_defaults(&mut resource);
         let prefix = match item {
             Some(i) => FieldPath::root().key("items").index(i),
@@ -223,8 +224,10 @@ impl DocLoader<'_, '_> {
                 message: issue.message,
             });
         }
+        let manifest = serde_json::to_value(raw).unwrap_or(serde_json::Value::Null);
         self.batch.loaded.push(Loaded {
             resource,
+            manifest,
             source: Source {
                 file: self.file.to_owned(),
                 document: self.doc.index,

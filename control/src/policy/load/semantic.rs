@@ -113,6 +113,10 @@ pub(super) fn check(resource: &Resource) -> Vec<Issue> {
             subdomain_name(&metadata.name, &mut out);
             static_endpoint(s, &spec, &mut out);
         }
+        Resource::Appliance { metadata, .. } => {
+            check_metadata(metadata, Scope::Global(""), &mut out);
+            subdomain_name(&metadata.name, &mut out);
+        }
     }
     out.0
 }
