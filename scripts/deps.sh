@@ -11,10 +11,11 @@ set -euo pipefail
 # openssl: RSA keys and s_client for causeway-tls's tests; postgresql (psql and
 # the server) and redis-server (with redis-cli): the gateway-to-gateway tests;
 # nginx with libnginx-mod-stream (its L4 proxy) and haproxy: the perf harness's
-# peers in `causeway-perf tls` (util-linux, for taskset and prlimit, is essential).
+# peers in `causeway-perf tls` (util-linux, for taskset and prlimit, is essential);
+# python3-venv: the control API's tests drive it from Python (grpcio, below).
 PACKAGES=(build-essential clang llvm libbpf-dev linux-libc-dev libelf-dev zlib1g-dev m4 pkg-config
-          iproute2 ethtool iputils-ping iperf3 nftables python3 curl ca-certificates procps openssl
-          postgresql redis-server nginx libnginx-mod-stream haproxy)
+          iproute2 ethtool iputils-ping iperf3 nftables python3 python3-venv curl ca-certificates
+          procps openssl postgresql redis-server nginx libnginx-mod-stream haproxy)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,3 +32,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
+
+# A client of the control API that is not ours: Python's grpcio, its code
+# generated from control/proto by grpcio-tools, reflection and health
+# clients, grpcio-status for the error details, and prometheus_client's
+# parser for the metrics endpoint. In a venv of Debian's python3, so the
+# tests do not depend on whichever python3 is first on PATH.
+CAUSEWAY_PYENV=/opt/causeway/pyenv
+PY_PACKAGES=(grpcio grpcio-tools grpcio-reflection grpcio-health-checking grpcio-status prometheus-client)
+if ! "$CAUSEWAY_PYENV/bin/python" -c "import grpc, grpc_tools, grpc_reflection, grpc_health, grpc_status, prometheus_client" 2>/dev/null; then
+  echo "causeway: installing ${PY_PACKAGES[*]} into $CAUSEWAY_PYENV"
+  /usr/bin/python3 -m venv "$CAUSEWAY_PYENV"
+  "$CAUSEWAY_PYENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+fi
+export CAUSEWAY_PYENV

@@ -88,13 +88,53 @@ impl Drop for Api {
     }
 }
 
+/// Serves `GET /metrics` (only) on TCP, for Prometheus to scrape: a
+/// thread per connection, as on the Unix socket.
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn start_metrics_tcp(
+    listen: std::net::SocketAddr,
+    stats: StatsSource,
+    more: Option<MetricsSource>,
+) -> Result<()> {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("metrics.listen: binding {listen}"))?;
+    thread::Builder::new()
+        .name("cw-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let s = stats.clone();
+                let m = more.clone();
+                let _ = thread::Builder::new()
+                    .name("cw-metrics-conn".into())
+                    .spawn(move || {
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        if let Ok(reader) = conn.try_clone() {
+                            let _ = respond(reader, conn, &s, m.as_ref());
+                        }
+                    });
+            }
+        })?;
+    Ok(())
+}
+
 fn serve(
     conn: UnixStream,
     stats: &StatsSource,
     more: Option<&MetricsSource>,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
+    respond(conn.try_clone()?, conn, stats, more)
+}
+
+fn respond(
+    reader: impl std::io::Read,
+    mut conn: impl Write,
+    stats: &StatsSource,
+    more: Option<&MetricsSource>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(reader);
     let mut request = String::new();
     reader.read_line(&mut request)?;
     // Skip the headers.
@@ -122,7 +162,6 @@ fn serve(
             "try /metrics or /stats\n".to_owned(),
         ),
     };
-    let mut conn = conn;
     write!(
         conn,
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod config;
+pub mod grpc;
 pub mod lab;
+pub mod node;
 pub mod policy;
 pub mod proto;
 pub mod resources;

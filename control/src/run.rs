@@ -2,36 +2,34 @@
 //!
 //! Start order (fail closed: nothing is forwarded until the dataplane's
 //! sockets are in the XSKMAP, its last step, and the policy is compiled
-//! before the dataplane starts): configuration → policy → signals →
-//! dataplane → API. SIGHUP reloads the policy manifests atomically: a set
-//! with any error is refused whole (each error logged) and the policy in
-//! force stays. SIGINT/SIGTERM stop the workers, close the sockets and
-//! detach the XDP program.
+//! before the dataplane starts): configuration file → stored state (or, on
+//! the first start, the state seeded from the file, saved) → policy →
+//! signals → dataplane → terminator → control API (gRPC) and the metrics
+//! endpoints. The control API is the main way in; SIGHUP re-applies the
+//! manifest files named in the configuration as one change (the files are
+//! the whole policy: policy and endpoint resources they no longer hold are
+//! deleted; ports, routes and TLS services stay), refused whole if any is
+//! wrong. SIGINT/SIGTERM stop the API, drain the terminator, stop the
+//! workers, close the sockets and detach the XDP program.
 
 use std::{
     path::PathBuf,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
-use causeway_dataplane::{
-    policy::program::PolicyProgram,
-    xdp::{Dataplane, DataplaneStats},
-};
-use causeway_tls::{metrics::WorkerMetrics, terminator::Terminator};
-use tracing::{error, info, warn};
+use anyhow::{Context, Result};
+use tracing::{info, warn};
 
 use crate::{
     api::{Api, MetricsSource, StatsSource},
     config::Config,
-    policy::{
-        compile::{self, Cache, Compiled},
-        load_set,
-    },
+    grpc::{FlowHub, GrpcServer},
+    node::{ChangeError, Node, manifest_files},
+    store::Replace,
 };
 
 /// Arguments of `causeway run`.
@@ -42,50 +40,13 @@ pub struct RunArgs {
     pub config: PathBuf,
 }
 
-/// Loads and compiles the configured manifests as `generation`.
-fn compile_policy(config: &Config, generation: u64, cache: &mut Cache) -> Result<Compiled> {
-    if config.policy.manifests.is_empty() {
-        return Ok(Compiled {
-            program: PolicyProgram::allow_all(generation),
-            ..Compiled::default()
-        });
-    }
-    match load_set(&config.policy.manifests) {
-        Ok(set) => {
-            let c = compile::compile(&set, generation, cache);
-            info!(
-                generation,
-                policies = set.policies.len(),
-                endpoints = set.endpoints.len(),
-                rules = c.program.rules.len(),
-                programs_built = c.built,
-                programs_reused = c.reused,
-                prefilter = c.prefilter.len(),
-                "policy compiled"
-            );
-            Ok(c)
-        }
-        Err(errors) => {
-            for e in &errors {
-                error!("{e}");
-            }
-            bail!(
-                "{} error(s) in the policy manifests; nothing was applied",
-                errors.len()
-            )
-        }
-    }
-}
-
 /// Runs the appliance until SIGINT or SIGTERM.
 ///
 /// # Errors
-/// The configuration or policy is invalid, or the dataplane cannot start.
+/// The configuration or the stored state is invalid, or the dataplane,
+/// the terminator or an API listener cannot start.
 pub fn run(args: &RunArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
-    let mut cache = Cache::default();
-    let mut generation = 1;
-    let compiled = compile_policy(&config, generation, &mut cache)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -93,88 +54,94 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .context("installing SIGHUP")?;
-    let dataplane = if config.ports.is_empty() {
-        info!("no ports: this appliance runs the terminator only");
-        None
-    } else {
-        Some(Arc::new(Mutex::new(Dataplane::start(&config.dataplane(
-            Arc::new(compiled.program),
-            compiled.prefilter,
-        ))?)))
+    let node = Arc::new(Node::start(config)?);
+    let config = node.config().clone();
+    let result = serve(&node, &config, &args.config, &stop, &reload);
+    info!("stopping");
+    node.stop();
+    info!("stopped");
+    result
+}
+
+fn serve(
+    node: &Arc<Node>,
+    config: &Config,
+    path: &std::path::Path,
+    stop: &AtomicBool,
+    reload: &AtomicBool,
+) -> Result<()> {
+    let stats: StatsSource = {
+        let n = node.clone();
+        Arc::new(move || n.dataplane_stats())
     };
-    // The terminator starts once the dataplane forwards: its upstream
-    // connections leave through the host port.
-    let terminator = match &config.terminator {
-        Some(t) if !t.services.is_empty() => Some(Terminator::start(t)?),
-        _ => None,
+    let more: MetricsSource = {
+        let n = node.clone();
+        Arc::new(move || n.more_metrics())
     };
-    let ports: Vec<String> = dataplane.as_ref().map_or_else(Vec::new, |dp| {
-        dp.lock()
-            .expect("not poisoned")
-            .ports()
-            .iter()
-            .map(|p| format!("{}={}", p.name, p.interface))
-            .collect()
-    });
-    let stats: StatsSource = match &dataplane {
-        Some(dp) => {
-            let dp = dp.clone();
-            Arc::new(move || dp.lock().expect("not poisoned").stats())
-        }
-        None => Arc::new(DataplaneStats::default),
-    };
-    let more: Option<MetricsSource> = terminator.as_ref().map(|t| {
-        let workers: Vec<Arc<WorkerMetrics>> = t.worker_metrics().to_vec();
-        Arc::new(move || {
-            let refs: Vec<&WorkerMetrics> = workers.iter().map(AsRef::as_ref).collect();
-            causeway_tls::metrics::render(&refs)
-        }) as MetricsSource
-    });
-    let api = Api::start(&config.api.socket, stats, more)?;
+    let api = Api::start(&config.api.socket, stats.clone(), Some(more.clone()))?;
+    if let Some(listen) = config.metrics.listen {
+        crate::api::start_metrics_tcp(listen, stats, Some(more))?;
+        info!(%listen, "Prometheus endpoint");
+    }
+    let flows = FlowHub::start();
+    let control_socket = config.api.control_socket();
+    let grpc = GrpcServer::start(
+        node.clone(),
+        flows.clone(),
+        &control_socket,
+        config.api.tcp.as_ref(),
+    )?;
+    let status = crate::grpc::describe_ports(node);
     info!(
-        config = %args.config.display(),
-        ports = %ports.join(","),
-        services = config.terminator.as_ref().map_or(0, |t| t.services.len()),
+        config = %path.display(),
+        generation = node.desired().generation,
+        ports = %status,
         api = %config.api.socket.display(),
+        control = %control_socket.display(),
+        state = %config.state.dir.display(),
         "causeway is forwarding"
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if reload.swap(false, Ordering::Relaxed) {
-            let Some(dataplane) = &dataplane else {
-                info!("SIGHUP: no dataplane, no policy to reload");
-                continue;
-            };
-            info!("SIGHUP: reloading the policy");
-            match compile_policy(&config, generation + 1, &mut cache) {
-                Ok(c) => {
-                    let dp = dataplane.lock().expect("not poisoned");
-                    match dp.set_policy(Arc::new(c.program), &c.prefilter) {
-                        Ok(g) => {
-                            generation = g;
-                            info!(generation, "policy published");
-                        }
-                        Err(e) => {
-                            warn!(error = %format!("{e:#}"), "the new policy was not published; the old one stays")
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %format!("{e:#}"), "policy reload refused; the policy in force stays")
-                }
-            }
+            sighup(node, config);
         }
     }
-    info!("stopping");
-    // The terminator drains first, while the dataplane still carries its
-    // connections.
-    if let Some(t) = terminator {
-        t.stop();
-    }
-    if let Some(dp) = dataplane {
-        dp.lock().expect("not poisoned").stop();
-    }
+    drop(grpc);
+    drop(flows);
     drop(api);
-    info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: the configuration's manifest files, re-applied as the whole
+/// policy.
+fn sighup(node: &Node, config: &Config) {
+    if config.policy.manifests.is_empty() {
+        info!("SIGHUP: no policy.manifests in the configuration; nothing to re-apply");
+        return;
+    }
+    info!("SIGHUP: re-applying the policy manifests");
+    let files = match manifest_files(config) {
+        Ok(f) => f,
+        Err(errors) => {
+            for e in &errors {
+                warn!("{e}");
+            }
+            warn!("policy reload refused; the policy in force stays");
+            return;
+        }
+    };
+    match node.apply(&files, Replace::Policy, None, false) {
+        Ok(c) if c.changed => info!(generation = c.generation, "policy published"),
+        Ok(c) => info!(generation = c.generation, "policy unchanged"),
+        Err(ChangeError::Refused(r)) => {
+            for line in r.to_string().lines() {
+                tracing::error!("{}", line.trim());
+            }
+            warn!("policy reload refused; the policy in force stays");
+        }
+        Err(ChangeError::Io(e)) => {
+            warn!(error = %format!("{e:#}"), "policy reload not saved; the policy in force stays")
+        }
+    }
 }

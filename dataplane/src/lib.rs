@@ -6,6 +6,7 @@
 //! - [`port`]: the port trait, the in-memory port and the worker loop over ports.
 //! - [`xdp`]: the kernel side: XDP program, AF_XDP sockets, netlink, pinned workers.
 
+pub mod flows;
 pub mod pipeline;
 pub mod policy;
 pub mod port;

@@ -19,6 +19,7 @@ pub mod buf;
 pub mod config;
 pub mod driver;
 pub mod engine;
+pub mod flows;
 pub mod identity;
 pub mod metrics;
 pub mod pool;

@@ -165,7 +165,7 @@ pub(crate) fn signal(pid: u32, sig: &str) -> Result<()> {
     }
 }
 
-fn wait_gone(pid: u32, within: Duration) -> bool {
+pub(crate) fn wait_gone(pid: u32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while is_alive(pid) {
         if Instant::now() >= deadline {

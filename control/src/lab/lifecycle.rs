@@ -211,6 +211,50 @@ fn appliance_exe(opts: &UpOptions) -> Result<PathBuf> {
 }
 
 /// Removes lab `name`, see the [module docs](super).
+/// Starts the appliance of an existing lab (after `stop`, or a crash) and
+/// waits until it forwards.
+pub(crate) fn start_appliance(name: &str) -> Result<()> {
+    name::validate(name)?;
+    let dir = LabDir::new(name)?;
+    if dir.read_record()?.is_none() {
+        return Err(LabError::NoSuchLab {
+            name: name.to_owned(),
+            record: dir.record(),
+            stray: Vec::new(),
+        });
+    }
+    if let Some(pid) = dir.read_pid()?
+        && appliance::is_causeway(pid)
+    {
+        return Err(LabError::Config(format!(
+            "the appliance of lab {name} is running (pid {pid}); stop it first"
+        )));
+    }
+    let opts = UpOptions::default();
+    let exe = appliance_exe(&opts)?;
+    appliance::start(name, &dir, &exe, opts.ready_timeout)
+}
+
+/// Stops the appliance of a lab: SIGTERM (it drains and detaches), or
+/// with `kill` SIGKILL at once (a crash). Returns whether one was running.
+pub(crate) fn stop_appliance(name: &str, kill: bool) -> Result<bool> {
+    name::validate(name)?;
+    let dir = LabDir::new(name)?;
+    let Some(pid) = dir.read_pid()? else {
+        return Ok(false);
+    };
+    if !appliance::is_causeway(pid) {
+        return Ok(false);
+    }
+    if kill {
+        appliance::signal(pid, "-KILL")?;
+        appliance::wait_gone(pid, Duration::from_secs(5));
+        Ok(true)
+    } else {
+        appliance::stop(pid)
+    }
+}
+
 pub(crate) fn down(name: &str) -> Result<()> {
     name::validate(name)?;
     let dir = LabDir::new(name)?;

@@ -118,6 +118,22 @@ pub enum LabCommand {
         #[arg(long)]
         name: String,
     },
+    /// Start the appliance of a lab built without `--start`, or after
+    /// `stop`, and wait until it forwards (it loads its stored state).
+    Start {
+        /// The lab's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Stop the appliance of a lab (the namespaces stay).
+    Stop {
+        /// The lab's name.
+        #[arg(long)]
+        name: String,
+        /// SIGKILL at once, as a crash would, instead of a clean stop.
+        #[arg(long)]
+        kill: bool,
+    },
     /// Show a lab's namespaces, interfaces and appliance.
     Status {
         /// The lab's name.
@@ -173,6 +189,17 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         LabCommand::Down { name } => {
             down(&name)?;
             println!("lab {name} removed");
+        }
+        LabCommand::Start { name } => {
+            lifecycle::start_appliance(&name)?;
+            println!("the appliance of lab {name} is forwarding");
+        }
+        LabCommand::Stop { name, kill } => {
+            if lifecycle::stop_appliance(&name, kill)? {
+                println!("the appliance of lab {name} is stopped");
+            } else {
+                println!("the appliance of lab {name} was not running");
+            }
         }
         LabCommand::Status { name, output } => {
             let status = status(&name)?;

@@ -199,6 +199,9 @@ impl Filter {
             self.count(j.deciding(), p.len);
             self.log(j.logged, p, j.allow, now);
             if !j.allow {
+                if crate::flows::TAP.is_on() {
+                    self.tap(j.deciding(), p, false);
+                }
                 self.conntrack.remove(&original);
                 return Err(j.deciding());
             }
@@ -212,6 +215,9 @@ impl Filter {
         let j = self.policy.judge(&p.class_key());
         self.count(j.deciding(), p.len);
         self.log(j.logged, p, j.allow, now);
+        if crate::flows::TAP.is_on() {
+            self.tap(j.deciding(), p, j.allow);
+        }
         if !j.allow {
             return Err(j.deciding());
         }
@@ -234,6 +240,27 @@ impl Filter {
             c.0 += 1;
             c.1 += u64::from(len);
         }
+    }
+
+    /// A record for the control API's flow stream.
+    #[cold]
+    fn tap(&self, rule: Option<RuleId>, p: &PacketFacts, allow: bool) {
+        let ip = |a: u128| std::net::Ipv6Addr::from(a).to_canonical();
+        crate::flows::TAP.push(crate::flows::FlowRecord {
+            at: std::time::SystemTime::now(),
+            src: ip(p.src),
+            dst: ip(p.dst),
+            sport: p.sport,
+            dport: p.dport,
+            proto: p.proto,
+            allow,
+            rule: rule
+                .and_then(|r| self.policy.rules.get(r as usize))
+                .map(|r| r.name())
+                .unwrap_or_default(),
+            bytes: p.len,
+            generation: self.policy.generation,
+        });
     }
 
     /// A flow record for a Log rule, at most [`LOG_RATE`] a second.

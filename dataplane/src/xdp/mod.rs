@@ -210,6 +210,7 @@ pub struct Dataplane {
     flows: Arc<Vec<AtomicU64>>,
     rule_counters: Arc<Mutex<RuleCounters>>,
     prefilter_names: Mutex<Vec<String>>,
+    cores: Vec<usize>,
 }
 
 impl Dataplane {
@@ -474,6 +475,7 @@ impl Dataplane {
             flows,
             rule_counters,
             prefilter_names: Mutex::new(prefilter_names),
+            cores: config.workers.cores.clone(),
         })
     }
 
@@ -496,6 +498,15 @@ impl Dataplane {
         let generation = policy.generation;
         self.policy.publish(policy, generation);
         Ok(generation)
+    }
+
+    /// Each worker's CPU and the policy generation it enforces.
+    pub fn worker_generations(&self) -> Vec<(usize, u64)> {
+        self.cores
+            .iter()
+            .zip(self.adopted.iter())
+            .map(|(c, g)| (*c, g.load(Ordering::Acquire)))
+            .collect()
     }
 
     /// The oldest policy generation any worker enforces.

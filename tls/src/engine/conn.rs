@@ -101,6 +101,8 @@ pub(crate) struct Conn {
     /// The endpoint of the established upstream leg.
     endpoint: Option<EndpointId>,
     pub(crate) identity: Option<String>,
+    /// Plaintext bytes moved from each leg to the other.
+    moved: [u64; 2],
     /// When the engine's timer heap will next look at this connection.
     pub(crate) scheduled: Option<Instant>,
     pub(crate) closed: bool,
@@ -129,6 +131,7 @@ impl Conn {
             attempts: 0,
             endpoint: None,
             identity: None,
+            moved: [0; 2],
             scheduled: None,
             closed: false,
         }
@@ -552,6 +555,7 @@ impl Conn {
         };
         if n > 0 {
             d.flush_tls(cx.bufs);
+            self.moved[src as usize] += n as u64;
         }
         moved || n > 0
     }
@@ -671,6 +675,16 @@ impl Conn {
             counters.upstream_closed();
         }
         counters.closed(now.saturating_duration_since(self.opened));
+        if crate::flows::TAP.is_on() {
+            crate::flows::TAP.push(crate::flows::FlowRecord {
+                at: std::time::SystemTime::now(),
+                service: svc.spec.name.clone(),
+                client: self.peer,
+                upstream: self.endpoint.map(|ep| svc.pool.addr(ep)),
+                bytes: self.moved,
+                identity: self.identity.clone(),
+            });
+        }
         for side in &mut self.sides {
             side.release(cx.bufs);
         }

@@ -1,0 +1,619 @@
+//! The control API server: causeway.v1 (control/proto/causeway/v1), the
+//! standard health service and server reflection, with tonic on a Unix
+//! socket (mode 0600) and, if configured, on TCP with mTLS admitting only
+//! the admin identities (the identity check is inside the handshake: a
+//! client with another identity gets alert access_denied and no API).
+//!
+//! Handlers that change or read the state run on the blocking pool: a
+//! change holds the node's change lock through validate, fsync and publish.
+
+mod convert;
+mod flows;
+mod stats;
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use tokio_stream::{Stream, StreamExt, wrappers::UnixListenerStream};
+use tonic::{Code, Request, Response, Status, transport::Server};
+use tracing::{info, warn};
+
+use crate::{
+    config::TcpApiConfig,
+    node::{ChangeError, Committed, Node},
+    proto::{
+        self, config_service_server::ConfigServiceServer,
+        flow_service_server::FlowServiceServer, policy_service_server::PolicyServiceServer,
+        stats_service_server::StatsServiceServer, status_service_server::StatusServiceServer,
+    },
+    store::{InputFile, Replace, ref_id},
+};
+
+pub use flows::FlowHub;
+
+/// How long a wait for enforcement lasts when the caller does not say.
+const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+
+/// The running server; dropping it stops it and removes the socket.
+#[derive(Debug)]
+pub struct GrpcServer {
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
+    socket: PathBuf,
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        for s in self.shutdown.drain(..) {
+            let _ = s.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// The services, sharing one node.
+#[derive(Debug, Clone)]
+struct Api {
+    node: Arc<Node>,
+    flows: Arc<FlowHub>,
+}
+
+impl GrpcServer {
+    /// Serves the control API on `socket` (and on `tcp`, if given).
+    ///
+    /// # Errors
+    /// A socket cannot be bound, or the TLS material does not load.
+    pub fn start(
+        node: Arc<Node>,
+        flows: Arc<FlowHub>,
+        socket: &Path,
+        tcp: Option<&TcpApiConfig>,
+    ) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cw-grpc")
+            .enable_all()
+            .build()
+            .context("starting the control API's runtime")?;
+        let api = Api { node, flows };
+        let mut shutdown = Vec::new();
+        let listener = {
+            let _guard = runtime.enter();
+            bind_unix(socket)?
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        shutdown.push(tx);
+        let router = runtime.block_on(routes(api.clone()));
+        runtime.spawn(async move {
+            let incoming = UnixListenerStream::new(listener);
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                warn!(error = %e, "control API (unix socket)");
+            }
+        });
+        if let Some(tcp) = tcp {
+            let acceptor = tls_acceptor(tcp)?;
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(tcp.listen))
+                .with_context(|| format!("api.tcp.listen: binding {}", tcp.listen))?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            shutdown.push(tx);
+            let router = runtime.block_on(routes(api));
+            let listen = tcp.listen;
+            runtime.spawn(async move {
+                let incoming = tls_incoming(listener, acceptor);
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = rx.await;
+                    })
+                    .await
+                {
+                    warn!(error = %e, %listen, "control API (TCP, mTLS)");
+                }
+            });
+            info!(%listen, "control API on TCP with mTLS");
+        }
+        Ok(Self {
+            runtime: Some(runtime),
+            shutdown,
+            socket: socket.to_owned(),
+        })
+    }
+}
+
+fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("{} is in use by a running appliance", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn tls_acceptor(tcp: &TcpApiConfig) -> Result<tokio_rustls::TlsAcceptor> {
+    use causeway_tls::identity::{ServerMaterialConfig, ServerTls, TlsVersions};
+    let tls = ServerTls::load(&ServerMaterialConfig {
+        cert: tcp.cert.clone(),
+        key: tcp.key.clone(),
+        client_trust: Some(tcp.client_ca.clone()),
+        allowed_identities: tcp.admin_identities.clone(),
+        versions: TlsVersions::Tls13,
+    })
+    .map_err(|e| anyhow::anyhow!("api.tcp: {e}"))?;
+    let mut config = (*tls.current()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Accepted connections that completed the mTLS handshake; the others are
+/// logged and dropped.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl Stream<Item = Result<TlsConn, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "control API accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => warn!(%peer, error = %e, "control API: TLS handshake refused"),
+                    Err(_) => warn!(%peer, "control API: TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+async fn routes(api: Api) -> tonic::transport::server::Router {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ConfigServiceServer<Api>>()
+        .await;
+    health.set_serving::<StatusServiceServer<Api>>().await;
+    health.set_serving::<PolicyServiceServer<Api>>().await;
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .expect("the descriptor sets are valid");
+    let v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .expect("the descriptor sets are valid");
+    Server::builder()
+        .add_service(health_service)
+        .add_service(v1)
+        .add_service(v1alpha)
+        .add_service(ConfigServiceServer::new(api.clone()))
+        .add_service(StatusServiceServer::new(api.clone()))
+        .add_service(StatsServiceServer::new(api.clone()))
+        .add_service(FlowServiceServer::new(api.clone()))
+        .add_service(PolicyServiceServer::new(api))
+}
+
+/// Runs blocking work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("handler failed: {e}")))?
+}
+
+fn wait_timeout(d: Option<prost_types::Duration>) -> Duration {
+    d.and_then(|d| Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_WAIT)
+}
+
+/// Waits for `c` to be enforced when asked; the time it took.
+fn wait_if(
+    node: &Node,
+    c: &Committed,
+    wait: bool,
+    timeout: Duration,
+) -> Result<Option<prost_types::Duration>, Status> {
+    if !wait {
+        return Ok(None);
+    }
+    match node.wait_enforced(c.generation, c.changed.then_some(c.started), timeout) {
+        Ok(took) => Ok(prost_types::Duration::try_from(took).ok()),
+        Err(enforced) => Err(Status::deadline_exceeded(format!(
+            "generation {} is committed and saved, but after {timeout:?} some worker still enforces generation {enforced}",
+            c.generation
+        ))),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::config_service_server::ConfigService for Api {
+    async fn apply(
+        &self,
+        request: Request<proto::ApplyRequest>,
+    ) -> Result<Response<proto::ApplyResponse>, Status> {
+        let r = request.into_inner();
+        let node = self.node.clone();
+        blocking(move || {
+            let files: Vec<InputFile> = r
+                .files
+                .into_iter()
+                .map(|f| InputFile {
+                    name: if f.name.is_empty() {
+                        "<request>".into()
+                    } else {
+                        f.name
+                    },
+                    text: f.text,
+                })
+                .collect();
+            let replace = if r.replace {
+                Replace::All
+            } else {
+                Replace::Nothing
+            };
+            let c = node
+                .apply(&files, replace, r.expected_generation, r.dry_run)
+                .map_err(change_status)?;
+            let enforced_after = wait_if(
+                &node,
+                &c,
+                r.wait_enforced && !r.dry_run,
+                wait_timeout(r.wait_timeout),
+            )?;
+            Ok(Response::new(proto::ApplyResponse {
+                generation: c.generation,
+                changed: c.changed,
+                changes: convert::changes(&c.changes),
+                enforced_after,
+            }))
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::Resource>, Status> {
+        let r = request
+            .into_inner()
+            .resource
+            .ok_or_else(|| Status::invalid_argument("resource: name the resource to get"))?;
+        let id = ref_id(&r.kind, &r.namespace, &r.name);
+        let desired = self.node.desired();
+        desired
+            .entries
+            .get(&id)
+            .map(|e| Response::new(convert::resource(e)))
+            .ok_or_else(|| Status::not_found(format!("{id} does not exist")))
+    }
+
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListResponse>, Status> {
+        let r = request.into_inner();
+        let desired = self.node.desired();
+        let resources = desired
+            .entries
+            .values()
+            .map(convert::resource)
+            .filter(|res| {
+                (r.kind.is_empty() || convert::kind_matches(res, &r.kind))
+                    && (r.namespace.is_empty() || res.namespace == r.namespace)
+            })
+            .collect();
+        Ok(Response::new(proto::ListResponse {
+            generation: desired.generation,
+            resources,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteRequest>,
+    ) -> Result<Response<proto::DeleteResponse>, Status> {
+        let r = request.into_inner();
+        if r.resources.is_empty() {
+            return Err(Status::invalid_argument(
+                "resources: name at least one resource to delete",
+            ));
+        }
+        let node = self.node.clone();
+        blocking(move || {
+            let ids: Vec<String> = r
+                .resources
+                .iter()
+                .map(|x| ref_id(&x.kind, &x.namespace, &x.name))
+                .collect();
+            let c = node
+                .delete(&ids, r.expected_generation)
+                .map_err(change_status)?;
+            let enforced_after =
+                wait_if(&node, &c, r.wait_enforced, wait_timeout(r.wait_timeout))?;
+            Ok(Response::new(proto::DeleteResponse {
+                generation: c.generation,
+                changes: convert::changes(&c.changes),
+                enforced_after,
+            }))
+        })
+        .await
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = request.into_inner();
+        // Subscribe first, so nothing falls between the list and the watch.
+        let mut rx = self.node.subscribe();
+        let desired = self.node.desired();
+        let mut initial = Vec::new();
+        match r.from_generation {
+            0 => {
+                for e in desired.entries.values() {
+                    let res = convert::resource(e);
+                    if r.kind.is_empty() || convert::kind_matches(&res, &r.kind) {
+                        initial.push(Ok(proto::WatchEvent {
+                            r#type: proto::watch_event::Type::Added as i32,
+                            generation: desired.generation,
+                            resource: Some(res),
+                        }));
+                    }
+                }
+                initial.push(Ok(proto::WatchEvent {
+                    r#type: proto::watch_event::Type::Synced as i32,
+                    generation: desired.generation,
+                    resource: None,
+                }));
+            }
+            g if g == desired.generation => {}
+            g => {
+                return Err(Status::out_of_range(format!(
+                    "cannot watch from generation {g}: the appliance is at {}; watch from 0 (list, then changes) or from the current generation",
+                    desired.generation
+                )));
+            }
+        }
+        let from = desired.generation;
+        let kind = r.kind;
+        let changes = async_stream(move |tx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(batch) => {
+                        for ev in batch.iter().filter(|ev| ev.generation > from) {
+                            let res = convert::event_resource(ev);
+                            if !kind.is_empty() && !convert::kind_matches(&res, &kind) {
+                                continue;
+                            }
+                            let t = match ev.action {
+                                crate::store::Action::Created => proto::watch_event::Type::Added,
+                                crate::store::Action::Deleted => proto::watch_event::Type::Deleted,
+                                _ => proto::watch_event::Type::Modified,
+                            };
+                            let item = proto::WatchEvent {
+                                r#type: t as i32,
+                                generation: ev.generation,
+                                resource: Some(res),
+                            };
+                            if tx.send(Ok(item)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::aborted(format!(
+                                "the watcher fell {n} changes behind; watch again from 0"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::iter(initial).chain(changes),
+        )))
+    }
+}
+
+/// A stream fed by a task.
+fn async_stream<T: Send + 'static, F>(
+    f: impl FnOnce(tokio::sync::mpsc::Sender<T>) -> F,
+) -> tokio_stream::wrappers::ReceiverStream<T>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+fn change_status(e: ChangeError) -> Status {
+    use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+    match e {
+        ChangeError::Io(e) => Status::internal(format!(
+            "saving the configuration failed; nothing changed: {e:#}"
+        )),
+        ChangeError::Refused(crate::store::Refusal::Conflict { expected, current }) => {
+            Status::aborted(format!(
+                "expected generation {expected}, but the configuration is at generation {current}: another writer changed it; read it again and retry"
+            ))
+        }
+        ChangeError::Refused(crate::store::Refusal::NotFound(ids)) => {
+            Status::not_found(format!("not found, nothing deleted: {}", ids.join(", ")))
+        }
+        ChangeError::Refused(crate::store::Refusal::Invalid(errors)) => {
+            let violations: Vec<FieldViolation> = errors
+                .iter()
+                .map(|e| {
+                    let field = format!(
+                        "{}:{}",
+                        e.resource.as_deref().unwrap_or("-"),
+                        e.field.as_deref().unwrap_or("")
+                    );
+                    FieldViolation::new(field, convert::located(e))
+                })
+                .collect();
+            let mut message = format!("{} error(s); nothing was applied", errors.len());
+            for e in &errors {
+                message.push_str(&format!("\n  {e}"));
+            }
+            Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request(violations),
+            )
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::status_service_server::StatusService for Api {
+    async fn get_status(
+        &self,
+        _: Request<proto::GetStatusRequest>,
+    ) -> Result<Response<proto::Status>, Status> {
+        let node = self.node.clone();
+        blocking(move || Ok(Response::new(convert::status(&node)))).await
+    }
+
+    async fn wait_enforced(
+        &self,
+        request: Request<proto::WaitEnforcedRequest>,
+    ) -> Result<Response<proto::Status>, Status> {
+        let r = request.into_inner();
+        let node = self.node.clone();
+        blocking(move || {
+            let timeout = wait_timeout(r.timeout);
+            node.wait_enforced(r.generation, None, timeout)
+                .map_err(|enforced| {
+                    Status::deadline_exceeded(format!(
+                        "after {timeout:?} some worker still enforces generation {enforced}, not {}",
+                        r.generation
+                    ))
+                })?;
+            Ok(Response::new(convert::status(&node)))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl proto::policy_service_server::PolicyService for Api {
+    async fn explain(
+        &self,
+        request: Request<proto::ExplainRequest>,
+    ) -> Result<Response<proto::ExplainResponse>, Status> {
+        let r = request.into_inner();
+        let policy = self.node.policy();
+        convert::explain(&policy.1, policy.0, &r).map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl proto::stats_service_server::StatsService for Api {
+    async fn get_stats(
+        &self,
+        _: Request<proto::GetStatsRequest>,
+    ) -> Result<Response<proto::Stats>, Status> {
+        let node = self.node.clone();
+        blocking(move || Ok(Response::new(stats::snapshot(&node)))).await
+    }
+
+    type WatchStatsStream = Pin<Box<dyn Stream<Item = Result<proto::Stats, Status>> + Send>>;
+
+    async fn watch_stats(
+        &self,
+        request: Request<proto::WatchStatsRequest>,
+    ) -> Result<Response<Self::WatchStatsStream>, Status> {
+        let interval = request
+            .into_inner()
+            .interval
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_millis(100));
+        let node = self.node.clone();
+        let s = async_stream(move |tx| async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let n = node.clone();
+                let Ok(snap) = tokio::task::spawn_blocking(move || stats::snapshot(&n)).await
+                else {
+                    return;
+                };
+                if tx.send(Ok(snap)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(s)))
+    }
+}
+
+#[tonic::async_trait]
+impl proto::flow_service_server::FlowService for Api {
+    type StreamFlowsStream = Pin<Box<dyn Stream<Item = Result<proto::FlowRecord, Status>> + Send>>;
+
+    async fn stream_flows(
+        &self,
+        request: Request<proto::FlowFilter>,
+    ) -> Result<Response<Self::StreamFlowsStream>, Status> {
+        let filter = flows::Filter::new(request.into_inner())?;
+        Ok(Response::new(Box::pin(self.flows.subscribe(filter))))
+    }
+}
+
+/// `name=interface,...` of the running dataplane, for the start log line.
+pub fn describe_ports(node: &Node) -> String {
+    node.dataplane_stats()
+        .ports
+        .iter()
+        .map(|(p, _)| format!("{}={}", p.name, p.interface))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,752 @@
+//! The running appliance as the control API sees it: the desired state,
+//! the dataplane and terminator enforcing it, and the bookkeeping that
+//! tells which generation every worker enforces.
+//!
+//! A change goes: plan (validate the whole resulting state) → save
+//! (atomic, fsync) → publish: the policy is compiled (incrementally) and
+//! swapped into the dataplane workers with an atomic pointer (they adopt it
+//! at their next turn and re-judge older flows on their next packet); a
+//! change to TLS services or identities starts a new set of terminator
+//! workers beside the old (SO_REUSEPORT) and then drains the old. Changes
+//! are serialised by one mutex held from plan to publish; readers (status,
+//! explain, list) take it only to copy what they need.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use causeway_dataplane::xdp::{Dataplane, DataplaneStats};
+use causeway_tls::{
+    config::TerminatorConfig,
+    metrics::WorkerMetrics,
+    terminator::Terminator,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    policy::{
+        compile::{self, Cache, Compiled},
+        normalize::PolicySet,
+    },
+    resources::ApplianceSet,
+    store::{Action, Desired, InputFile, Plan, Refusal, Replace, persist},
+};
+
+/// Why a change failed.
+#[derive(Debug)]
+pub enum ChangeError {
+    /// Refused: nothing changed.
+    Refused(Refusal),
+    /// Saving failed: nothing changed (the old state is on disk and in
+    /// force).
+    Io(anyhow::Error),
+}
+
+/// What a committed change did.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The generation now stored.
+    pub generation: u64,
+    /// Whether it is a new generation.
+    pub changed: bool,
+    /// Per resource.
+    pub changes: Vec<(String, Action)>,
+    /// When the request arrived (for apply → enforced).
+    pub started: Instant,
+}
+
+/// One resource changed, for watchers.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Its id.
+    pub id: String,
+    /// Created, Configured or Deleted.
+    pub action: Action,
+    /// The generation of the change.
+    pub generation: u64,
+    /// The manifest (as it was, for a deletion) as JSON text, and its
+    /// apiVersion, kind, namespace and name.
+    pub manifest: serde_json::Value,
+}
+
+/// A terminator started for a generation.
+struct RunningTerminator {
+    terminator: Terminator,
+}
+
+/// The parts of the node under the change lock.
+struct Inner {
+    desired: Arc<Desired>,
+    cache: Cache,
+    terminator: Option<RunningTerminator>,
+    /// Errors of the last publish.
+    errors: Vec<String>,
+}
+
+/// Apply → enforced latencies, as a Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct Latency {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+    last_ns: AtomicU64,
+}
+
+/// Upper bounds of the histogram, in seconds.
+pub const LATENCY_BOUNDS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+impl Latency {
+    fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (b, bound) in self.buckets.iter().zip(LATENCY_BOUNDS) {
+            if s <= bound {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.last_ns.store(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The last observation.
+    pub fn last(&self) -> Duration {
+        Duration::from_nanos(self.last_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Counters of the control side.
+#[derive(Debug, Default)]
+pub struct ControlMetrics {
+    /// Applies and deletes that made a new generation.
+    pub committed: AtomicU64,
+    /// ... that changed nothing.
+    pub unchanged: AtomicU64,
+    /// ... refused as invalid.
+    pub invalid: AtomicU64,
+    /// ... refused for a stale generation.
+    pub conflicts: AtomicU64,
+    /// ... that failed to save.
+    pub io_errors: AtomicU64,
+    /// Apply → enforced on every worker.
+    pub enforced: Latency,
+}
+
+/// The appliance.
+pub struct Node {
+    config: Config,
+    inner: Mutex<Inner>,
+    /// The policy set of the current generation, for explain.
+    policy: arc_swap::ArcSwap<(u64, PolicySet)>,
+    dataplane: Option<Mutex<Dataplane>>,
+    /// Worker metrics of every terminator this process started (old ones
+    /// drain and stop; their counters still count).
+    terminator_metrics: Mutex<Vec<Arc<WorkerMetrics>>>,
+    /// The generation the terminator's workers enforce.
+    terminator_generation: AtomicU64,
+    /// Change events for watchers.
+    events: tokio::sync::broadcast::Sender<Arc<Vec<Event>>>,
+    /// Counters.
+    pub metrics: ControlMetrics,
+    /// When the node started.
+    pub started: SystemTime,
+    /// The ports the dataplane was started with (and the routes): what the
+    /// stored state asks for beyond them waits for a restart.
+    started_with: ApplianceSet,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Loads the stored state (or seeds it from the configuration file),
+    /// compiles it and starts the dataplane and the terminator on it.
+    ///
+    /// # Errors
+    /// The stored state does not load, the seed does not validate, or the
+    /// dataplane or terminator cannot start: nothing forwards.
+    pub fn start(config: Config) -> Result<Self> {
+        let desired = load_or_seed(&config)?;
+        let mut cache = Cache::default();
+        let set = desired
+            .policy_set()
+            .map_err(|e| anyhow::anyhow!("the stored policy does not build: {e}"))?;
+        let compiled = compile_set(&set, desired.generation, &mut cache);
+        let appliance = desired.appliance_set();
+        let dataplane = if appliance.ports.is_empty() {
+            info!("no ports: this appliance runs the terminator only");
+            None
+        } else {
+            let mut dp_config = config.dataplane(Arc::new(compiled.program), compiled.prefilter);
+            dp_config.ports = appliance.port_configs();
+            dp_config.routes = appliance
+                .route_configs()
+                .map_err(anyhow::Error::msg)?;
+            Some(Mutex::new(Dataplane::start(&dp_config)?))
+        };
+        let terminator = start_terminator(config.terminator.as_ref(), &appliance)?;
+        let metrics = terminator
+            .as_ref()
+            .map(|t| t.terminator.worker_metrics().to_vec())
+            .unwrap_or_default();
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        Ok(Self {
+            policy: arc_swap::ArcSwap::from_pointee((desired.generation, set)),
+            terminator_generation: AtomicU64::new(desired.generation),
+            inner: Mutex::new(Inner {
+                desired: Arc::new(desired),
+                cache,
+                terminator,
+                errors: Vec::new(),
+            }),
+            dataplane,
+            terminator_metrics: Mutex::new(metrics),
+            events,
+            metrics: ControlMetrics::default(),
+            started: SystemTime::now(),
+            started_with: appliance,
+            config,
+        })
+    }
+
+    /// The bootstrap configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The desired state now.
+    pub fn desired(&self) -> Arc<Desired> {
+        self.inner.lock().expect("not poisoned").desired.clone()
+    }
+
+    /// The policy set in force and its generation.
+    pub fn policy(&self) -> Arc<(u64, PolicySet)> {
+        self.policy.load_full()
+    }
+
+    /// Subscribes to change events.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<Event>>> {
+        self.events.subscribe()
+    }
+
+    /// Applies `files` (see [`Desired::plan_apply`]).
+    ///
+    /// # Errors
+    /// Refused (nothing changed), or the save failed (nothing changed).
+    pub fn apply(
+        &self,
+        files: &[InputFile],
+        replace: Replace,
+        expected: Option<u64>,
+        dry_run: bool,
+    ) -> Result<Committed, ChangeError> {
+        let started = Instant::now();
+        self.change(started, dry_run, |d, t| {
+            d.plan_apply(files, replace, expected, t)
+        })
+    }
+
+    /// Deletes resources by id.
+    ///
+    /// # Errors
+    /// As [`Self::apply`].
+    pub fn delete(&self, ids: &[String], expected: Option<u64>) -> Result<Committed, ChangeError> {
+        let started = Instant::now();
+        self.change(started, false, |d, t| d.plan_delete(ids, expected, t))
+    }
+
+    fn change(
+        &self,
+        started: Instant,
+        dry_run: bool,
+        plan: impl FnOnce(&Desired, Option<&TerminatorConfig>) -> Result<Plan, Refusal>,
+    ) -> Result<Committed, ChangeError> {
+        let mut inner = self.inner.lock().expect("not poisoned");
+        let plan = match plan(&inner.desired, self.config.terminator.as_ref()) {
+            Ok(p) => p,
+            Err(r) => {
+                match r {
+                    Refusal::Conflict { .. } => &self.metrics.conflicts,
+                    _ => &self.metrics.invalid,
+                }
+                .fetch_add(1, Ordering::Relaxed);
+                return Err(ChangeError::Refused(r));
+            }
+        };
+        if dry_run || !plan.changed {
+            if !plan.changed {
+                self.metrics.unchanged.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(Committed {
+                generation: inner.desired.generation,
+                changed: plan.changed && !dry_run,
+                changes: plan.changes,
+                started,
+            });
+        }
+        if let Err(e) = persist::save(&self.config.state.dir, &plan.next) {
+            self.metrics.io_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(ChangeError::Io(e));
+        }
+        // Acknowledged from here on: it is on disk.
+        let old = std::mem::replace(&mut inner.desired, Arc::new(plan.next));
+        let generation = inner.desired.generation;
+        self.publish(&mut inner, &old);
+        self.metrics.committed.fetch_add(1, Ordering::Relaxed);
+        let events: Vec<Event> = plan
+            .changes
+            .iter()
+            .filter(|(_, a)| *a != Action::Unchanged)
+            .filter_map(|(id, action)| {
+                let e = match action {
+                    Action::Deleted => old.entries.get(id),
+                    _ => inner.desired.entries.get(id),
+                }?;
+                Some(Event {
+                    id: id.clone(),
+                    action: *action,
+                    generation,
+                    manifest: e.loaded.manifest.clone(),
+                })
+            })
+            .collect();
+        let _ = self.events.send(Arc::new(events));
+        info!(generation, changes = plan.changes.len(), "configuration committed");
+        Ok(Committed {
+            generation,
+            changed: true,
+            changes: plan.changes,
+            started,
+        })
+    }
+
+    /// Publishes the desired state to the workers.
+    fn publish(&self, inner: &mut Inner, old: &Desired) {
+        let desired = inner.desired.clone();
+        let generation = desired.generation;
+        inner.errors.clear();
+        match desired.policy_set() {
+            Ok(set) => {
+                let compiled = compile_set(&set, generation, &mut inner.cache);
+                if let Some(dp) = &self.dataplane {
+                    let dp = dp.lock().expect("not poisoned");
+                    if let Err(e) = dp.set_policy(Arc::new(compiled.program), &compiled.prefilter)
+                    {
+                        warn!(error = %format!("{e:#}"), "the new policy was not published; the old one stays");
+                        inner.errors.push(format!("policy: {e:#}"));
+                    }
+                }
+                self.policy.store(Arc::new((generation, set)));
+            }
+            Err(e) => inner.errors.push(format!("policy: {e}")),
+        }
+        let wanted = desired.appliance_set();
+        let had = old.appliance_set();
+        if wanted.services == had.services && wanted.identities == had.identities {
+            self.terminator_generation
+                .store(generation, Ordering::Release);
+            return;
+        }
+        match start_terminator(self.config.terminator.as_ref(), &wanted) {
+            Ok(new) => {
+                if let Some(t) = &new {
+                    self.terminator_metrics
+                        .lock()
+                        .expect("not poisoned")
+                        .extend(t.terminator.worker_metrics().iter().cloned());
+                }
+                if let Some(old) = std::mem::replace(&mut inner.terminator, new) {
+                    // The old workers drain in the background; the new
+                    // ones already accept.
+                    let _ = std::thread::Builder::new()
+                        .name("cw-drain".into())
+                        .spawn(move || old.terminator.stop());
+                }
+                self.terminator_generation
+                    .store(generation, Ordering::Release);
+                info!(generation, "terminator services published");
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "the new TLS services did not start; the old ones stay");
+                inner.errors.push(format!("terminator: {e:#}"));
+            }
+        }
+    }
+
+    /// The oldest generation any worker enforces.
+    pub fn enforced_generation(&self) -> u64 {
+        let t = self.terminator_generation.load(Ordering::Acquire);
+        match &self.dataplane {
+            Some(dp) => dp
+                .lock()
+                .expect("not poisoned")
+                .enforced_generation()
+                .min(t),
+            None => t,
+        }
+    }
+
+    /// Waits until every worker enforces `generation`; records apply →
+    /// enforced from `started`.
+    ///
+    /// # Errors
+    /// Not enforced within `timeout`.
+    pub fn wait_enforced(
+        &self,
+        generation: u64,
+        started: Option<Instant>,
+        timeout: Duration,
+    ) -> Result<Duration, u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let enforced = self.enforced_generation();
+            if enforced >= generation {
+                let took = started.map(|s| s.elapsed()).unwrap_or_default();
+                if started.is_some() {
+                    self.metrics.enforced.observe(took);
+                }
+                return Ok(took);
+            }
+            if Instant::now() >= deadline {
+                return Err(enforced);
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Workers: (role, index, core, generation).
+    pub fn workers(&self) -> Vec<(&'static str, u32, u32, u64)> {
+        let mut out = Vec::new();
+        if let Some(dp) = &self.dataplane {
+            let dp = dp.lock().expect("not poisoned");
+            for (i, (core, g)) in dp.worker_generations().into_iter().enumerate() {
+                out.push(("dataplane", i as u32, core as u32, g));
+            }
+        }
+        let inner = self.inner.lock().expect("not poisoned");
+        if inner.terminator.is_some()
+            && let Some(t) = &self.config.terminator
+        {
+            let g = self.terminator_generation.load(Ordering::Acquire);
+            for (i, core) in t.cores.iter().enumerate() {
+                out.push(("terminator", i as u32, *core as u32, g));
+            }
+        }
+        out
+    }
+
+    /// What the stored state asks for that waits for a restart, and the
+    /// errors of the last publish.
+    pub fn pending_and_errors(&self) -> (Vec<String>, Vec<String>) {
+        let inner = self.inner.lock().expect("not poisoned");
+        let wanted = inner.desired.appliance_set();
+        let mut pending = Vec::new();
+        diff(&self.started_with.ports, &wanted.ports, "Port", &mut pending);
+        diff(&self.started_with.routes, &wanted.routes, "Route", &mut pending);
+        (pending, inner.errors.clone())
+    }
+
+    /// The dataplane's counters (empty without one).
+    pub fn dataplane_stats(&self) -> DataplaneStats {
+        self.dataplane
+            .as_ref()
+            .map(|dp| dp.lock().expect("not poisoned").stats())
+            .unwrap_or_default()
+    }
+
+    /// The terminator's and the control side's Prometheus text.
+    pub fn more_metrics(&self) -> String {
+        let workers = self.terminator_metrics.lock().expect("not poisoned");
+        let refs: Vec<&WorkerMetrics> = workers.iter().map(AsRef::as_ref).collect();
+        let mut out = if refs.is_empty() {
+            String::new()
+        } else {
+            causeway_tls::metrics::render(&refs)
+        };
+        drop(workers);
+        out.push_str(&self.control_metrics());
+        out
+    }
+
+    fn control_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let m = &self.metrics;
+        let mut out = String::new();
+        let generation = self.desired().generation;
+        let _ = writeln!(
+            out,
+            "# HELP causeway_control_generation The generation of the stored configuration.\n# TYPE causeway_control_generation gauge\ncauseway_control_generation {generation}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP causeway_control_enforced_generation The oldest generation any worker enforces.\n# TYPE causeway_control_enforced_generation gauge\ncauseway_control_enforced_generation {}",
+            self.enforced_generation()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP causeway_control_changes_total Applies and deletes, by result.\n# TYPE causeway_control_changes_total counter"
+        );
+        for (result, c) in [
+            ("committed", &m.committed),
+            ("unchanged", &m.unchanged),
+            ("invalid", &m.invalid),
+            ("conflict", &m.conflicts),
+            ("io_error", &m.io_errors),
+        ] {
+            let _ = writeln!(
+                out,
+                "causeway_control_changes_total{{result=\"{result}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let h = &m.enforced;
+        let _ = writeln!(
+            out,
+            "# HELP causeway_control_apply_to_enforced_seconds From an apply's arrival until every worker enforces it (applies that waited).\n# TYPE causeway_control_apply_to_enforced_seconds histogram"
+        );
+        for (b, bound) in h.buckets.iter().zip(LATENCY_BOUNDS) {
+            let _ = writeln!(
+                out,
+                "causeway_control_apply_to_enforced_seconds_bucket{{le=\"{bound}\"}} {}",
+                b.load(Ordering::Relaxed)
+            );
+        }
+        let count = h.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "causeway_control_apply_to_enforced_seconds_bucket{{le=\"+Inf\"}} {count}\ncauseway_control_apply_to_enforced_seconds_sum {}\ncauseway_control_apply_to_enforced_seconds_count {count}",
+            h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+        );
+        out
+    }
+
+    /// Stops the terminator (draining it), then the dataplane.
+    pub fn stop(&self) {
+        let t = self.inner.lock().expect("not poisoned").terminator.take();
+        if let Some(t) = t {
+            t.terminator.stop();
+        }
+        if let Some(dp) = &self.dataplane {
+            dp.lock().expect("not poisoned").stop();
+        }
+    }
+}
+
+fn diff<T: PartialEq>(
+    had: &BTreeMap<String, T>,
+    wanted: &BTreeMap<String, T>,
+    kind: &str,
+    out: &mut Vec<String>,
+) {
+    for (name, w) in wanted {
+        match had.get(name) {
+            None => out.push(format!("{kind}/{name}: added; takes effect at the next start")),
+            Some(h) if h != w => out.push(format!(
+                "{kind}/{name}: changed; takes effect at the next start"
+            )),
+            _ => {}
+        }
+    }
+    for name in had.keys().filter(|n| !wanted.contains_key(*n)) {
+        out.push(format!(
+            "{kind}/{name}: deleted; still in force until the next start"
+        ));
+    }
+}
+
+fn compile_set(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled {
+    let c = compile::compile(set, generation, cache);
+    info!(
+        generation,
+        policies = set.policies.len(),
+        endpoints = set.endpoints.len(),
+        rules = c.program.rules.len(),
+        programs_built = c.built,
+        programs_reused = c.reused,
+        prefilter = c.prefilter.len(),
+        "policy compiled"
+    );
+    c
+}
+
+fn start_terminator(
+    base: Option<&TerminatorConfig>,
+    set: &ApplianceSet,
+) -> Result<Option<RunningTerminator>> {
+    let services = set.service_configs();
+    let Some(base) = base else {
+        return Ok(None);
+    };
+    if services.is_empty() {
+        return Ok(None);
+    }
+    let mut t = base.clone();
+    t.services = services;
+    Ok(Some(RunningTerminator {
+        terminator: Terminator::start(&t)?,
+    }))
+}
+
+/// The stored state, or on the first start the seed from the
+/// configuration file (ports, routes, terminator services, manifests),
+/// saved as generation 1.
+fn load_or_seed(config: &Config) -> Result<Desired> {
+    let dir = &config.state.dir;
+    if let Some(d) = persist::load(dir)? {
+        info!(
+            generation = d.generation,
+            resources = d.entries.len(),
+            file = %persist::path(dir).display(),
+            "loaded the stored configuration"
+        );
+        if !config.policy.manifests.is_empty() {
+            info!("policy.manifests seed only a new state; the stored state is in force (SIGHUP re-applies the files)");
+        }
+        return Ok(d);
+    }
+    let seed = seed(config)?;
+    persist::save(dir, &seed)
+        .with_context(|| format!("saving the first state in {}", dir.display()))?;
+    info!(
+        resources = seed.entries.len(),
+        file = %persist::path(dir).display(),
+        "seeded the stored configuration from the configuration file"
+    );
+    Ok(seed)
+}
+
+/// The configuration file's resources as a state at generation 1.
+///
+/// # Errors
+/// The manifests do not load or the whole does not validate.
+pub fn seed(config: &Config) -> Result<Desired> {
+    use crate::resources::manifest;
+    let mut docs = Vec::new();
+    for p in &config.ports {
+        docs.push(manifest(
+            "Port",
+            &p.name,
+            &crate::resources::PortSpec {
+                interface: p.interface.clone(),
+                queues: p.queues,
+            },
+        ));
+    }
+    for (i, r) in config.routes.iter().enumerate() {
+        docs.push(manifest(
+            "Route",
+            &format!("route-{i}"),
+            &crate::resources::RouteSpec {
+                prefix: r.prefix.to_string(),
+                via: r.via,
+                port: r.port.clone(),
+            },
+        ));
+    }
+    if let Some(t) = &config.terminator {
+        let set = ApplianceSet::from_services(&t.services);
+        for (name, i) in &set.identities {
+            docs.push(manifest("Identity", name, i));
+        }
+        for (name, s) in &set.services {
+            docs.push(manifest("TLSService", name, s));
+        }
+    }
+    let file = std::path::Path::new("<configuration file>");
+    let mut loaded = Vec::new();
+    for d in &docs {
+        let l = crate::store::loaded_from_manifest(d, file).map_err(|errors| {
+            anyhow::anyhow!(
+                "{}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+        loaded.push(l);
+    }
+    if !config.policy.manifests.is_empty() {
+        let checked = crate::policy::load::check_paths(&config.policy.manifests);
+        if !checked.errors.is_empty() {
+            for e in &checked.errors {
+                tracing::error!("{e}");
+            }
+            anyhow::bail!(
+                "{} error(s) in the policy manifests; nothing was applied",
+                checked.errors.len()
+            );
+        }
+        loaded.extend(checked.loaded);
+    }
+    let d = Desired::seed(loaded);
+    let errors = d.check(config.terminator.as_ref());
+    if !errors.is_empty() {
+        for e in &errors {
+            tracing::error!("{e}");
+        }
+        anyhow::bail!("{} error(s) in the configuration; nothing was applied", errors.len());
+    }
+    Ok(d)
+}
+
+/// The files a SIGHUP re-applies: the configuration's manifests.
+pub fn manifest_files(config: &Config) -> Result<Vec<InputFile>, Vec<String>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in &config.policy.manifests {
+        collect(p, &mut files, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+fn collect(p: &std::path::Path, files: &mut Vec<InputFile>, errors: &mut Vec<String>) {
+    if p.is_dir() {
+        let mut entries: Vec<_> = match std::fs::read_dir(p) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                errors.push(format!("{}: {e}", p.display()));
+                return;
+            }
+        };
+        entries.sort();
+        for e in entries {
+            let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.starts_with('.') {
+                continue;
+            }
+            let ext = e
+                .extension()
+                .and_then(|x| x.to_str())
+                .map(str::to_ascii_lowercase);
+            if e.is_dir() || matches!(ext.as_deref(), Some("yaml" | "yml" | "json")) {
+                collect(&e, files, errors);
+            }
+        }
+        return;
+    }
+    match std::fs::read_to_string(p) {
+        Ok(text) => files.push(InputFile {
+            name: p.display().to_string(),
+            text,
+        }),
+        Err(e) => errors.push(format!("{}: {e}", p.display())),
+    }
+}
