@@ -319,8 +319,11 @@ mod tests {
 
     #[test]
     fn the_lab_default_parses() {
-        let c = Config::parse(&LAB.replace("{{socket}}", "/tmp/x.sock").replace("{{pki}}", "/tmp/pki"))
-            .unwrap();
+        let c = Config::parse(
+            &LAB.replace("{{socket}}", "/tmp/x.sock")
+                .replace("{{pki}}", "/tmp/pki"),
+        )
+        .unwrap();
         assert_eq!(c.ports.len(), 3);
         assert_eq!(c.ports[0].interface, "a0");
         assert_eq!(c.api.socket, PathBuf::from("/tmp/x.sock"));

@@ -22,11 +22,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use causeway_dataplane::xdp::{Dataplane, DataplaneStats};
-use causeway_tls::{
-    config::TerminatorConfig,
-    metrics::WorkerMetrics,
-    terminator::Terminator,
-};
+use causeway_tls::{config::TerminatorConfig, metrics::WorkerMetrics, terminator::Terminator};
 use tracing::{info, warn};
 
 use crate::{
@@ -191,9 +187,7 @@ impl Node {
         } else {
             let mut dp_config = config.dataplane(Arc::new(compiled.program), compiled.prefilter);
             dp_config.ports = appliance.port_configs();
-            dp_config.routes = appliance
-                .route_configs()
-                .map_err(anyhow::Error::msg)?;
+            dp_config.routes = appliance.route_configs().map_err(anyhow::Error::msg)?;
             Some(Mutex::new(Dataplane::start(&dp_config)?))
         };
         let terminator = start_terminator(config.terminator.as_ref(), &appliance)?;
@@ -323,7 +317,11 @@ impl Node {
             })
             .collect();
         let _ = self.events.send(Arc::new(events));
-        info!(generation, changes = plan.changes.len(), "configuration committed");
+        info!(
+            generation,
+            changes = plan.changes.len(),
+            "configuration committed"
+        );
         Ok(Committed {
             generation,
             changed: true,
@@ -342,8 +340,7 @@ impl Node {
                 let compiled = compile_set(&set, generation, &mut inner.cache);
                 if let Some(dp) = &self.dataplane {
                     let dp = dp.lock().expect("not poisoned");
-                    if let Err(e) = dp.set_policy(Arc::new(compiled.program), &compiled.prefilter)
-                    {
+                    if let Err(e) = dp.set_policy(Arc::new(compiled.program), &compiled.prefilter) {
                         warn!(error = %format!("{e:#}"), "the new policy was not published; the old one stays");
                         inner.errors.push(format!("policy: {e:#}"));
                     }
@@ -453,8 +450,18 @@ impl Node {
         let inner = self.inner.lock().expect("not poisoned");
         let wanted = inner.desired.appliance_set();
         let mut pending = Vec::new();
-        diff(&self.started_with.ports, &wanted.ports, "Port", &mut pending);
-        diff(&self.started_with.routes, &wanted.routes, "Route", &mut pending);
+        diff(
+            &self.started_with.ports,
+            &wanted.ports,
+            "Port",
+            &mut pending,
+        );
+        diff(
+            &self.started_with.routes,
+            &wanted.routes,
+            "Route",
+            &mut pending,
+        );
         (pending, inner.errors.clone())
     }
 
@@ -552,7 +559,9 @@ fn diff<T: PartialEq>(
 ) {
     for (name, w) in wanted {
         match had.get(name) {
-            None => out.push(format!("{kind}/{name}: added; takes effect at the next start")),
+            None => out.push(format!(
+                "{kind}/{name}: added; takes effect at the next start"
+            )),
             Some(h) if h != w => out.push(format!(
                 "{kind}/{name}: changed; takes effect at the next start"
             )),
@@ -612,7 +621,9 @@ fn load_or_seed(config: &Config) -> Result<Desired> {
             "loaded the stored configuration"
         );
         if !config.policy.manifests.is_empty() {
-            info!("policy.manifests seed only a new state; the stored state is in force (SIGHUP re-applies the files)");
+            info!(
+                "policy.manifests seed only a new state; the stored state is in force (SIGHUP re-applies the files)"
+            );
         }
         return Ok(d);
     }
@@ -698,7 +709,10 @@ pub fn seed(config: &Config) -> Result<Desired> {
         for e in &errors {
             tracing::error!("{e}");
         }
-        anyhow::bail!("{} error(s) in the configuration; nothing was applied", errors.len());
+        anyhow::bail!(
+            "{} error(s) in the configuration; nothing was applied",
+            errors.len()
+        );
     }
     Ok(d)
 }

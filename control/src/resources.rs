@@ -326,6 +326,18 @@ impl ApplianceSet {
     /// that do not load, conflicts. `base` gives the terminator's cores,
     /// namespace and driver (from the configuration file).
     pub fn validate(&self, base: Option<&TerminatorConfig>) -> Vec<Problem> {
+        self.validate_since(base, None)
+    }
+
+    /// As [`Self::validate`], loading only the identities that differ from
+    /// `previous` (their files were loaded when they were accepted; a file
+    /// changed since is the reloader's business, which keeps the old
+    /// material and logs).
+    pub fn validate_since(
+        &self,
+        base: Option<&TerminatorConfig>,
+        previous: Option<&Self>,
+    ) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut interfaces = HashMap::new();
         for (name, p) in &self.ports {
@@ -375,13 +387,13 @@ impl ApplianceSet {
                 ));
             }
             if r.via.is_none() && r.port.is_none() {
-                out.push(problem(
-                    "spec",
-                    "give a next hop (via) or a port".into(),
-                ));
+                out.push(problem("spec", "give a next hop (via) or a port".into()));
             }
         }
         for (name, i) in &self.identities {
+            if previous.is_some_and(|p| p.identities.get(name) == Some(i)) {
+                continue;
+            }
             let problem = |field: &str, message: String| Problem {
                 resource: format!("Identity/{name}"),
                 field: field.into(),

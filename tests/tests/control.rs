@@ -16,10 +16,8 @@ use serde_json::Value;
 
 /// The venv scripts/deps.sh makes with grpcio and friends.
 fn python() -> PathBuf {
-    let venv = std::env::var_os("CAUSEWAY_PYENV").map_or_else(
-        || PathBuf::from("/opt/causeway/pyenv"),
-        PathBuf::from,
-    );
+    let venv = std::env::var_os("CAUSEWAY_PYENV")
+        .map_or_else(|| PathBuf::from("/opt/causeway/pyenv"), PathBuf::from);
     let py = venv.join("bin/python");
     assert!(
         Command::new(&py)
@@ -162,7 +160,7 @@ const BAD: [(&str, &str, &str, &str); 4] = [
 
 #[test]
 fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_survives_a_restart()
- {
+{
     let lab = Lab::start("ctl");
     let t = target(&lab);
     let _ssh = listener(&lab, 22);
@@ -222,26 +220,53 @@ fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_
             policy.to_str().unwrap(),
         ],
     );
-    assert_eq!(again["generation"].as_u64(), Some(g1), "the same apply twice: {again}");
+    assert_eq!(
+        again["generation"].as_u64(),
+        Some(g1),
+        "the same apply twice: {again}"
+    );
     assert_eq!(again["changed"], false, "{again}");
     let got = py_ok(
         &t,
-        &["get", "kind=GlobalNetworkPolicy", "name=security.server-ingress"],
+        &[
+            "get",
+            "kind=GlobalNetworkPolicy",
+            "name=security.server-ingress",
+        ],
     );
     assert_eq!(got["manifest"]["spec"]["order"], 10, "{got}");
-    assert_eq!(got["generation"].as_str(), Some(g1.to_string().as_str()), "{got}");
+    assert_eq!(
+        got["generation"].as_str(),
+        Some(g1.to_string().as_str()),
+        "{got}"
+    );
     let why = py_ok(
         &t,
-        &["explain", "src=10.1.0.2", "dst=10.2.0.2", "protocol=tcp", "dport=22"],
+        &[
+            "explain",
+            "src=10.1.0.2",
+            "dst=10.2.0.2",
+            "protocol=tcp",
+            "dport=22",
+        ],
     );
     assert_eq!(why["verdict"], "deny", "{why}");
     assert!(
-        why["policy"].as_str().unwrap().contains("security.server-ingress"),
+        why["policy"]
+            .as_str()
+            .unwrap()
+            .contains("security.server-ingress"),
         "{why}"
     );
     let why = py_ok(
         &t,
-        &["explain", "src=10.1.0.2", "dst=10.2.0.2", "protocol=tcp", "dport=80"],
+        &[
+            "explain",
+            "src=10.1.0.2",
+            "dst=10.2.0.2",
+            "protocol=tcp",
+            "dport=80",
+        ],
     );
     assert_eq!(why["verdict"], "allow", "{why}");
     assert!(!connects(&lab, 22), "TCP 22 must be denied after the apply");
@@ -351,7 +376,13 @@ fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_
     assert_eq!(generation(&t), g3, "the generation after a restart");
     let why = py_ok(
         &t,
-        &["explain", "src=10.1.0.2", "dst=10.2.0.2", "protocol=tcp", "dport=22"],
+        &[
+            "explain",
+            "src=10.1.0.2",
+            "dst=10.2.0.2",
+            "protocol=tcp",
+            "dport=22",
+        ],
     );
     assert_eq!(why["verdict"], "deny", "{why}");
     assert!(!connects(&lab, 22), "TCP 22 denied after the restart");
@@ -359,7 +390,13 @@ fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_
     // ctl sees the same: get, list, status.
     let out = ctl(
         &lab,
-        &["get", "GlobalNetworkPolicy", "security.server-ingress", "-o", "json"],
+        &[
+            "get",
+            "GlobalNetworkPolicy",
+            "security.server-ingress",
+            "-o",
+            "json",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let m: Value = serde_json::from_slice(&out.stdout).expect("ctl get -o json");
@@ -396,18 +433,18 @@ fn kill_9_at_random_moments_leaves_exactly_the_last_acknowledged_state() {
         let child = Command::new(python())
             .arg(client_script())
             .arg(&t)
-            .args([
-                "apply-loop",
-                &format!("start={start}"),
-                "count=5000",
-            ])
+            .args(["apply-loop", &format!("start={start}"), "count=5000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         // ... and a kill -9 at a random moment of it.
         std::thread::sleep(Duration::from_millis(700 + rand(1500)));
-        ok(&format!("{} lab stop --kill --name {}", bin.display(), lab.name));
+        ok(&format!(
+            "{} lab stop --kill --name {}",
+            bin.display(),
+            lab.name
+        ));
         let out = child.wait_with_output().unwrap();
         let lines: Vec<Value> = text(&out.stdout)
             .lines()
@@ -558,7 +595,10 @@ fn metrics_parse_with_prometheus_client_flows_stream_and_tcp_admits_only_admins(
         .sum();
     assert!(denied >= 1.0, "the deciding rule's counter did not grow");
     assert!(
-        value("causeway_control_changes_total", Some(("result", "committed"))) >= 1.0,
+        value(
+            "causeway_control_changes_total",
+            Some(("result", "committed"))
+        ) >= 1.0,
         "the apply is not counted"
     );
     assert_eq!(

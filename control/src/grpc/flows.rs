@@ -148,9 +148,9 @@ fn from_dataplane(r: causeway_dataplane::flows::FlowRecord) -> FlowRecord {
 }
 
 fn from_terminator(r: causeway_tls::flows::FlowRecord) -> FlowRecord {
-    let (dst, dport) = r
-        .upstream
-        .map_or((String::new(), 0), |u| (u.ip().to_string(), u.port().into()));
+    let (dst, dport) = r.upstream.map_or((String::new(), 0), |u| {
+        (u.ip().to_string(), u.port().into())
+    });
     FlowRecord {
         at: timestamp(r.at),
         source: "terminator".into(),
@@ -159,7 +159,12 @@ fn from_terminator(r: causeway_tls::flows::FlowRecord) -> FlowRecord {
         dst,
         dport,
         protocol: 6,
-        verdict: if r.upstream.is_some() { "allow" } else { "deny" }.into(),
+        verdict: if r.upstream.is_some() {
+            "allow"
+        } else {
+            "deny"
+        }
+        .into(),
         rule: String::new(),
         bytes: r.bytes[0] + r.bytes[1],
         tls_identity: r.identity.unwrap_or_default(),

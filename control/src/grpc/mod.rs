@@ -28,9 +28,9 @@ use crate::{
     config::TcpApiConfig,
     node::{ChangeError, Committed, Node},
     proto::{
-        self, config_service_server::ConfigServiceServer,
-        flow_service_server::FlowServiceServer, policy_service_server::PolicyServiceServer,
-        stats_service_server::StatsServiceServer, status_service_server::StatusServiceServer,
+        self, config_service_server::ConfigServiceServer, flow_service_server::FlowServiceServer,
+        policy_service_server::PolicyServiceServer, stats_service_server::StatsServiceServer,
+        status_service_server::StatusServiceServer,
     },
     store::{InputFile, Replace, ref_id},
 };
@@ -202,9 +202,7 @@ fn tls_incoming(
 
 async fn routes(api: Api) -> tonic::transport::server::Router {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ConfigServiceServer<Api>>()
-        .await;
+    health.set_serving::<ConfigServiceServer<Api>>().await;
     health.set_serving::<StatusServiceServer<Api>>().await;
     health.set_serving::<PolicyServiceServer<Api>>().await;
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
@@ -367,8 +365,7 @@ impl proto::config_service_server::ConfigService for Api {
             let c = node
                 .delete(&ids, r.expected_generation)
                 .map_err(change_status)?;
-            let enforced_after =
-                wait_if(&node, &c, r.wait_enforced, wait_timeout(r.wait_timeout))?;
+            let enforced_after = wait_if(&node, &c, r.wait_enforced, wait_timeout(r.wait_timeout))?;
             Ok(Response::new(proto::DeleteResponse {
                 generation: c.generation,
                 changes: convert::changes(&c.changes),

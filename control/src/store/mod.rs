@@ -226,6 +226,16 @@ impl Desired {
     /// Every problem of a whole state: checks across resources, the policy
     /// set, and the appliance kinds against the terminator's settings.
     pub fn check(&self, terminator: Option<&TerminatorConfig>) -> Vec<LoadError> {
+        self.check_since(None, terminator)
+    }
+
+    /// As [`Self::check`], loading the files only of identities that
+    /// differ from `previous`.
+    pub fn check_since(
+        &self,
+        previous: Option<&Desired>,
+        terminator: Option<&TerminatorConfig>,
+    ) -> Vec<LoadError> {
         let all: Vec<Loaded> = self.entries.values().map(|e| e.loaded.clone()).collect();
         let mut errors = load::validate(&all);
         if errors.is_empty()
@@ -240,7 +250,11 @@ impl Desired {
                 message,
             });
         }
-        for p in self.appliance_set().validate(terminator) {
+        let before = previous.map(Desired::appliance_set);
+        for p in self
+            .appliance_set()
+            .validate_since(terminator, before.as_ref())
+        {
             let source = self.entries.get(&p.resource).map(|e| &e.loaded.source);
             errors.push(LoadError {
                 file: source.map(|s| s.file.clone()).unwrap_or_default(),
@@ -381,7 +395,7 @@ impl Desired {
                 changed,
             });
         }
-        let errors = next.check(terminator);
+        let errors = next.check_since(Some(self), terminator);
         if !errors.is_empty() {
             return Err(Refusal::Invalid(errors));
         }

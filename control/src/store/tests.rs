@@ -137,19 +137,18 @@ spec:
         drain_timeout: std::time::Duration::from_secs(1),
         services: Vec::new(),
     };
-    let Err(Refusal::Invalid(errors)) = Desired::default().plan_apply(
-        &[file("svc.yaml", svc)],
-        Replace::Nothing,
-        None,
-        Some(&t),
-    ) else {
+    let Err(Refusal::Invalid(errors)) =
+        Desired::default().plan_apply(&[file("svc.yaml", svc)], Replace::Nothing, None, Some(&t))
+    else {
         panic!("accepted");
     };
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].resource.as_deref(), Some("TLSService/web"));
     assert_eq!(errors[0].field.as_deref(), Some("spec.tls.identity"));
     assert!(
-        errors[0].message.contains("Identity/gateway does not exist"),
+        errors[0]
+            .message
+            .contains("Identity/gateway does not exist"),
         "{}",
         errors[0]
     );
@@ -184,7 +183,11 @@ fn delete_of_a_missing_resource_is_not_found() {
         Refusal::NotFound(vec!["GlobalNetworkPolicy/nope".into()])
     );
     let p = d
-        .plan_delete(&[ref_id("GlobalNetworkPolicy", "", "allow-web")], None, None)
+        .plan_delete(
+            &[ref_id("GlobalNetworkPolicy", "", "allow-web")],
+            None,
+            None,
+        )
         .unwrap();
     assert!(p.next.entries.is_empty());
     assert_eq!(p.next.generation, 2);
@@ -227,6 +230,9 @@ fn the_state_survives_a_save_and_load_and_a_torn_temporary_file() {
     )
     .unwrap();
     let e = format!("{:#}", persist::load(&dir).unwrap_err());
-    assert!(e.contains("desired.json") && e.contains("spec.selector"), "{e}");
+    assert!(
+        e.contains("desired.json") && e.contains("spec.selector"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

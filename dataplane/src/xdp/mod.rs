@@ -211,6 +211,9 @@ pub struct Dataplane {
     rule_counters: Arc<Mutex<RuleCounters>>,
     prefilter_names: Mutex<Vec<String>>,
     cores: Vec<usize>,
+    /// One eventfd per worker: a publish wakes idle workers at once, so a
+    /// new policy is enforced without waiting out their poll(2) timeout.
+    wakers: Vec<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Dataplane {
@@ -403,6 +406,10 @@ impl Dataplane {
         let rule_counters = Arc::new(Mutex::new(RuleCounters::new()));
         let mut counters = Vec::new();
         let mut workers = Vec::new();
+        let wakers = (0..n_workers)
+            .map(|_| eventfd().map(Arc::new))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("creating the workers' eventfds")?;
         for (w, &core) in config.workers.cores.iter().enumerate() {
             let mut owned = Vec::new(); // (port, queue)
             for (i, p) in config.ports.iter().enumerate() {
@@ -444,6 +451,7 @@ impl Dataplane {
                 neigh: neigh.clone(),
                 requests: neighbours.requests.clone(),
                 counters: shared,
+                wake: wakers[w].clone(),
             };
             let batch = config.workers.batch;
             let n_ports = config.ports.len();
@@ -476,6 +484,7 @@ impl Dataplane {
             rule_counters,
             prefilter_names: Mutex::new(prefilter_names),
             cores: config.workers.cores.clone(),
+            wakers,
         })
     }
 
@@ -497,6 +506,9 @@ impl Dataplane {
         }
         let generation = policy.generation;
         self.policy.publish(policy, generation);
+        for w in &self.wakers {
+            wake(w);
+        }
         Ok(generation)
     }
 
@@ -633,6 +645,8 @@ struct WorkerRun {
     neigh: Arc<SharedNeighbours>,
     requests: crossbeam_channel::Sender<(PortId, IpAddr)>,
     counters: Arc<SharedCounters>,
+    /// Readable when the control side published something.
+    wake: Arc<std::os::fd::OwnedFd>,
 }
 
 impl WorkerRun {
@@ -665,8 +679,10 @@ impl WorkerRun {
         let mut policy_generation = self.policy.generation();
         let mut last_traffic = Instant::now();
         let mut last_publish = Instant::now();
+        let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&*self.wake);
         let mut pfds: Vec<libc::pollfd> = fds
             .iter()
+            .chain(std::iter::once(&wake_fd))
             .map(|fd| libc::pollfd {
                 fd: *fd,
                 events: libc::POLLIN,
@@ -714,11 +730,53 @@ impl WorkerRun {
             // Idle: sleep until a socket has frames (or 10 ms pass, to see `stop`).
             // SAFETY: `pfds` is a valid array of pollfd of its length.
             unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
+            if pfds.last().is_some_and(|p| p.revents & libc::POLLIN != 0) {
+                drain_wake(&self.wake);
+            }
         }
         self.counters.publish(worker.pipeline.counters());
         let (policy, deltas) = worker.pipeline.filter_mut().take_rule_deltas();
         add_rule_deltas(&self.rule_counters, &policy, &deltas);
     }
+}
+
+/// A non-blocking eventfd.
+fn eventfd() -> std::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: eventfd(2) takes no pointers; a non-negative result is a new
+    // descriptor that we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// Makes an eventfd readable.
+fn wake(fd: &std::os::fd::OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to a descriptor we own; a full
+    // counter (EAGAIN) already wakes the reader.
+    unsafe {
+        libc::write(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            (&raw const one).cast(),
+            size_of::<u64>(),
+        )
+    };
+}
+
+/// Resets an eventfd.
+fn drain_wake(fd: &std::os::fd::OwnedFd) {
+    let mut n: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live u64; non-blocking.
+    unsafe {
+        libc::read(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            (&raw mut n).cast(),
+            size_of::<u64>(),
+        )
+    };
 }
 
 /// Pins the calling thread to `core`.

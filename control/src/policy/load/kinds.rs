@@ -7,12 +7,12 @@ use serde::{
 };
 use serde_yaml::{Mapping, Value};
 
-use crate::resources::{ApplianceSpec, IdentitySpec, PortSpec, RouteSpec, TlsServiceSpec};
 use crate::policy::model::{
     CALICO_API, CAUSEWAY_API, K8S_CORE_API, K8S_NETWORKING_API, K8sPolicySpec, LooseMetadata,
     Metadata, NetworkSetSpec, PodSpec, PodStatus, PolicySpec, Resource, StaticEndpointSpec,
     TierSpec,
 };
+use crate::resources::{ApplianceSpec, IdentitySpec, PortSpec, RouteSpec, TlsServiceSpec};
 
 /// What every error about kinds lists.
 pub(super) const UNDERSTOOD: &str = "projectcalico.org/v3 GlobalNetworkPolicy, NetworkPolicy, \
