@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod lab;
 pub mod policy;
 pub mod proto;
