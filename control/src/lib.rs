@@ -1,10 +1,11 @@
-//! causeway's control side: the appliance configuration, `causeway run`,
-//! the operator API (for now: counters over HTTP on a Unix socket), and the
-//! lab of network namespaces.
+//! causeway's control side: the appliance configuration, the desired state
+//! and causeway's own resource kinds, `causeway run`, the gRPC control API
+//! and `causeway ctl`, the HTTP metrics API, and the lab of network namespaces.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod grpc;
 pub mod lab;
 pub mod node;

@@ -1,5 +1,6 @@
-//! `causeway`: the appliance (`run`), the lab (`lab`) and the operator's
-//! view of counters (`stats`). See README.md.
+//! `causeway`: the appliance (`run`), the lab (`lab`), the operator's
+//! view of counters (`stats`) and client of the control API (`ctl`). See
+//! README.md.
 #![forbid(unsafe_code)]
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -34,6 +35,8 @@ enum Command {
     /// Check and explain network policy manifests.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Configure and watch a running appliance over its control API.
+    Ctl(causeway_control::ctl::CtlArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Explain(args)) => {
             causeway_control::policy::explain::run(&args)
         }
+        Command::Ctl(args) => causeway_control::ctl::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
