@@ -499,12 +499,20 @@ fn metrics_parse_with_prometheus_client_flows_stream_and_tcp_admits_only_admins(
     let t = target(&lab);
     let _ssh = listener(&lab, 22);
     let ex = examples();
+    // The example policy, and the terminator's upstream leg (from the
+    // service namespace's 10.0.255.2) to the demo backends on the server.
+    let backends = temp_file(
+        "obs",
+        "backends.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: security.gateway-to-backends}\nspec:\n  tier: security\n  order: 5\n  selector: role == 'server'\n  types: [Ingress]\n  ingress:\n    - {action: Allow, protocol: TCP, source: {nets: [10.0.255.0/30]}, destination: {ports: ['8081:8083']}}\n",
+    );
     py_ok(
         &t,
         &[
             "apply",
             ex.join("endpoints.yaml").to_str().unwrap(),
             ex.join("policy.yaml").to_str().unwrap(),
+            backends.to_str().unwrap(),
         ],
     );
     // Flows: a stream opened first, then traffic.
