@@ -85,8 +85,18 @@ fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
+/// A process stopped and reaped when dropped (also when a test fails).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A TCP listener in island B on `port` (accepts and holds connections).
-fn listener(lab: &Lab, port: u16) -> std::process::Child {
+fn listener(lab: &Lab, port: u16) -> Reaped {
     let script = format!(
         "import socket, time\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
          s.bind(('10.2.0.2', {port})); s.listen(64); print('ready', flush=True)\nconns = []\n\
@@ -104,7 +114,7 @@ fn listener(lab: &Lab, port: u16) -> std::process::Child {
     )
     .expect("ready line");
     assert_eq!(line.trim(), "ready");
-    child
+    Reaped(child)
 }
 
 fn connects(lab: &Lab, port: u16) -> bool {

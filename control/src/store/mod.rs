@@ -233,7 +233,7 @@ impl Desired {
     /// differ from `previous`.
     pub fn check_since(
         &self,
-        previous: Option<&Desired>,
+        previous: Option<&Self>,
         terminator: Option<&TerminatorConfig>,
     ) -> Vec<LoadError> {
         let all: Vec<Loaded> = self.entries.values().map(|e| e.loaded.clone()).collect();
@@ -250,7 +250,7 @@ impl Desired {
                 message,
             });
         }
-        let before = previous.map(Desired::appliance_set);
+        let before = previous.map(Self::appliance_set);
         for p in self
             .appliance_set()
             .validate_since(terminator, before.as_ref())
@@ -383,7 +383,7 @@ impl Desired {
 
     fn finish(
         &self,
-        mut next: Desired,
+        mut next: Self,
         changes: Vec<(String, Action)>,
         terminator: Option<&TerminatorConfig>,
     ) -> Result<Plan, Refusal> {
