@@ -5,7 +5,8 @@
 # ping over IPv4 and IPv6, a traceroute-style TTL expiry, an iperf3 TCP
 # transfer, and the appliance's counters. Then the gates: Calico policy
 # checked, explained, and enforced per packet (port 80 allowed, 22 denied),
-# with per-rule counters. Before the gates, the armoured car: curl over mTLS
+# with per-rule counters, applied through the control API (causeway ctl),
+# refused when wrong, and still in force after a restart. Before the gates, the armoured car: curl over mTLS
 # through the terminator to three backends, a refused client, and psql and
 # redis-cli across two gateways. The lab is removed at the end, also when a
 # step fails.
@@ -101,14 +102,31 @@ step "causeway policy check / explain on examples/lab-policy (Calico YAML)"
 "$CW" policy explain -f examples/lab-policy --src 10.1.0.2 --dst 10.2.0.2 --proto tcp --dport 80
 "$CW" policy explain -f examples/lab-policy --src 10.1.0.2 --dst 10.2.0.2 --proto tcp --dport 22
 
-step "the lab again, the appliance now enforcing examples/lab-policy"
-"$CW" lab down --name "$LAB" >/dev/null
-"$CW" lab up --name "$LAB" --start --manifests examples/lab-policy >/dev/null
+step "the control API: causeway ctl apply -f examples/lab-policy --wait (gRPC on the lab's control.sock)"
+"$CW" ctl --lab "$LAB" apply -f examples/lab-policy --wait
+"$CW" ctl --lab "$LAB" list
+"$CW" ctl --lab "$LAB" explain --src 10.1.0.2 --dst 10.2.0.2 --proto tcp --dport 22
 ip netns exec "$LAB-b" python3 -m http.server 80 --bind 10.2.0.2 >/dev/null 2>&1 &
 ip netns exec "$LAB-b" python3 -m http.server 22 --bind 10.2.0.2 >/dev/null 2>&1 &
 sleep 1
+"$CW" ctl --lab "$LAB" flows --for 4s --address 10.2.0.2 &
+FLOWS=$!
+sleep 1
 echo -n "TCP 80 (allowed):  "; ip netns exec "$LAB-a" curl -s -m 3 -o /dev/null -w "HTTP %{http_code}\n" http://10.2.0.2:80/ || true
 echo -n "TCP 22 (denied):   "; ip netns exec "$LAB-a" curl -s -m 3 -o /dev/null http://10.2.0.2:22/ && echo "answered?!" || echo "no answer: denied by policy"
+wait $FLOWS || true
+
+step "a bad manifest is refused whole (file, line, resource, field, reason); the policy in force stays"
+BAD=$(mktemp --suffix .yaml)
+printf 'apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: oops}\nspec:\n  selector: role == server &&\n  ingress: [{action: Allow, protocol: TCP, destination: {ports: [70000]}}]\n' >"$BAD"
+"$CW" ctl --lab "$LAB" apply -f "$BAD" || echo "(refused, exit $?)"
+rm -f "$BAD"
+
+step "restart the appliance: what was acknowledged is on disk and enforced from the first packet"
+"$CW" lab stop --name "$LAB"
+"$CW" lab start --name "$LAB"
+"$CW" ctl --lab "$LAB" status
+echo -n "TCP 22 (denied):   "; ip netns exec "$LAB-a" curl -s -m 3 -o /dev/null http://10.2.0.2:22/ && echo "answered?!" || echo "no answer: still denied"
 
 step "per-rule counters: the allow rule and the tier's default deny"
 "$CW" stats --lab "$LAB"

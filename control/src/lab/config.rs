@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn the_templates_use_only_known_placeholders() {
-        assert_eq!(placeholders_in(DEFAULT_TEMPLATE), [SOCKET_PLACEHOLDER]);
+        let mut default = placeholders_in(DEFAULT_TEMPLATE);
+        default.sort_unstable();
+        default.dedup();
+        assert_eq!(default, [PKI_PLACEHOLDER, SOCKET_PLACEHOLDER]);
         let mut terminator = placeholders_in(TERMINATOR_TEMPLATE);
         terminator.sort_unstable();
         terminator.dedup();
@@ -304,7 +307,8 @@ mod tests {
     #[test]
     fn a_plain_path_is_written_plain() {
         let yaml = render_with(&demo(), true).unwrap();
-        assert!(yaml.contains("  socket: /run/causeway/lab/demo/causeway.sock\n"));
+        assert!(yaml.contains("  socket: /run/causeway/lab/demo/causeway.sock "));
+        assert!(yaml.contains("    cert: /run/causeway/lab/demo/pki/server.pem\n"));
         assert!(yaml.contains("  netns: /run/netns/demo-svc\n"));
         assert!(yaml.contains("        cert: /run/causeway/lab/demo/pki/server.pem\n"));
         assert_eq!(socket_of(&yaml), "/run/causeway/lab/demo/causeway.sock");
