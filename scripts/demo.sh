@@ -70,6 +70,7 @@ cat >"$FAR/gateway.yaml" <<YAML
 # appliance's mTLS (only its identity is admitted) in front of the servers.
 ports: []
 api: {socket: $FAR/gateway.sock}
+state: {dir: $FAR/gateway-state}
 terminator:
   cores: [0]
   services:
@@ -102,7 +103,7 @@ step "causeway policy check / explain on examples/lab-policy (Calico YAML)"
 "$CW" policy explain -f examples/lab-policy --src 10.1.0.2 --dst 10.2.0.2 --proto tcp --dport 80
 "$CW" policy explain -f examples/lab-policy --src 10.1.0.2 --dst 10.2.0.2 --proto tcp --dport 22
 
-step "the control API: causeway ctl apply -f examples/lab-policy --wait (gRPC on the lab's control.sock)"
+step "the control API: causeway ctl apply -f examples/lab-policy --wait (gRPC on the lab's causeway-control.sock)"
 "$CW" ctl --lab "$LAB" apply -f examples/lab-policy --wait
 "$CW" ctl --lab "$LAB" list
 "$CW" ctl --lab "$LAB" explain --src 10.1.0.2 --dst 10.2.0.2 --proto tcp --dport 22

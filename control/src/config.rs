@@ -131,7 +131,7 @@ pub struct ApiConfig {
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
     /// The gRPC control API's Unix socket, mode 0600. Default:
-    /// `control.sock` beside `socket`.
+    /// `<stem>-control.sock` beside `socket` (`causeway-control.sock`).
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
     /// The gRPC control API on TCP as well, with mTLS: only clients with a
@@ -157,11 +157,17 @@ pub struct TcpApiConfig {
 }
 
 impl ApiConfig {
-    /// The gRPC socket's path.
+    /// The gRPC socket's path: `control_socket`, or `<stem>-control.sock`
+    /// beside `socket` (two appliances with their own sockets in one
+    /// directory get their own control sockets too).
     pub fn control_socket(&self) -> PathBuf {
-        self.control_socket
-            .clone()
-            .unwrap_or_else(|| self.socket.with_file_name("control.sock"))
+        self.control_socket.clone().unwrap_or_else(|| {
+            let stem = self
+                .socket
+                .file_stem()
+                .map_or_else(|| "causeway".into(), |s| s.to_string_lossy());
+            self.socket.with_file_name(format!("{stem}-control.sock"))
+        })
     }
 }
 

@@ -288,7 +288,7 @@ fn pg_bin(tool: &str) -> String {
 fn far_gateway_config(t: &Tls, dir: &Path) -> PathBuf {
     let pki = t.pki.display();
     let yaml = format!(
-        "ports: []\napi: {{socket: {dir}/far.sock}}\nterminator:\n  cores: [0]\n  services:\n\
+        "ports: []\napi: {{socket: {dir}/far.sock}}\nstate: {{dir: {dir}/far-state}}\nterminator:\n  cores: [0]\n  services:\n\
          \x20   - name: postgres-in\n      listen: 10.2.0.2:15432\n      mode: terminate\n\
          \x20     tls: {{cert: {pki}/upstream.pem, key: {pki}/upstream-key.pem, client_ca: {pki}/ca.pem,\n\
          \x20           allowed_identities: ['spiffe://causeway.lab/ns/lab/sa/gateway']}}\n\

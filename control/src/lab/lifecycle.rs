@@ -374,7 +374,11 @@ pub(crate) fn status(name: &str) -> Result<LabStatus> {
             log: dir.log(),
             config: dir.config(),
             api_socket: dir.socket(),
-            control_socket: dir.socket().with_file_name("control.sock"),
+            control_socket: crate::config::ApiConfig {
+                socket: dir.socket(),
+                ..crate::config::ApiConfig::default()
+            }
+            .control_socket(),
             state: dir.appliance_state(),
         },
         terminator: terminator_status(name, &dir),

@@ -382,7 +382,7 @@ mod tests {
                 log: "/run/causeway/lab/demo/appliance.log".into(),
                 config: "/run/causeway/lab/demo/config.yaml".into(),
                 api_socket: "/run/causeway/lab/demo/causeway.sock".into(),
-                control_socket: "/run/causeway/lab/demo/control.sock".into(),
+                control_socket: "/run/causeway/lab/demo/causeway-control.sock".into(),
                 state: "/run/causeway/lab/demo/appliance-state".into(),
             },
             terminator: TerminatorStatus {
@@ -414,7 +414,7 @@ appliance:   not running (was pid 42)
 log:         /run/causeway/lab/demo/appliance.log
 config:      /run/causeway/lab/demo/config.yaml
 api socket:  /run/causeway/lab/demo/causeway.sock
-grpc socket: /run/causeway/lab/demo/control.sock
+grpc socket: /run/causeway/lab/demo/causeway-control.sock
 manifests:   -
 state dir:   /run/causeway/lab/demo
 service:     10.100.0.10:443 in demo-svc
