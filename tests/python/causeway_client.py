@@ -170,6 +170,26 @@ def apply_loop(ch, args):
     return {"done": True, "last": last}
 
 
+def watch(ch, args):
+    """Watches from generation 0 for `seconds`; the events as a list."""
+    pb, stubs = generated()
+    req = pb.WatchRequest(from_generation=int(args.get("from", 0)), kind=args.get("kind", ""))
+    stream = stubs.ConfigServiceStub(ch).Watch(req, timeout=float(args.get("seconds", 3)))
+    events = []
+    try:
+        for ev in stream:
+            events.append({
+                "type": pb.WatchEvent.Type.Name(ev.type),
+                "generation": ev.generation,
+                "kind": ev.resource.kind,
+                "name": ev.resource.name,
+            })
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+    return {"events": events}
+
+
 def get(ch, args):
     pb, stubs = generated()
     ref = pb.ResourceRef(kind=args["kind"], namespace=args.get("namespace", ""), name=args["name"])
@@ -191,7 +211,7 @@ def status(ch, _args):
     return as_json(r) | {"generation": r.generation}
 
 
-COMMANDS = {"apply-loop": apply_loop, "health": health, "reflect": reflect, "apply": apply, "get": get,
+COMMANDS = {"apply-loop": apply_loop, "watch": watch, "health": health, "reflect": reflect, "apply": apply, "get": get,
             "explain": explain, "status": status}
 
 

@@ -208,20 +208,54 @@ fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_
     assert!(g0 >= 1, "{reflected}");
     assert!(connects(&lab, 22), "TCP 22 must pass before any policy");
 
-    // Apply the example policy: web allowed, SSH denied.
+    // The control socket is for root only.
+    let socket = t.trim_start_matches("unix://");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(socket)
+            .expect("control socket")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{socket}");
+    // A watcher from generation 0: the state, SYNCED, then the changes.
+    let watcher = Command::new(python())
+        .arg(client_script())
+        .arg(&t)
+        .args(["watch", "seconds=8"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Apply the example policy with ctl: web allowed, SSH denied.
     let ex = examples();
     let (endpoints, policy) = (ex.join("endpoints.yaml"), ex.join("policy.yaml"));
-    let applied = py_ok(
-        &t,
-        &[
-            "apply",
-            endpoints.to_str().unwrap(),
-            policy.to_str().unwrap(),
-        ],
+    let out = ctl(&lab, &["apply", "-f", ex.to_str().unwrap(), "--wait"]);
+    assert!(out.status.success(), "ctl apply: {}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("globalnetworkpolicy/security.server-ingress created"),
+        "{said}"
     );
-    let g1 = applied["generation"].as_u64().unwrap();
-    assert_eq!(g1, g0 + 1, "{applied}");
-    assert!(applied["enforced_after"].is_string(), "{applied}");
+    let g1 = generation(&t);
+    assert_eq!(g1, g0 + 1, "{said}");
+    assert!(said.contains(&format!("generation {g1}")), "{said}");
+    let events = watcher.wait_with_output().unwrap();
+    let events: Value = serde_json::from_slice(&events.stdout).expect("watch output");
+    let events = events["events"].as_array().expect("events");
+    let synced = events
+        .iter()
+        .position(|e| e["type"] == "SYNCED")
+        .unwrap_or_else(|| panic!("no SYNCED in {events:?}"));
+    assert!(
+        events[..synced].iter().all(|e| e["type"] == "ADDED"),
+        "{events:?}"
+    );
+    assert!(
+        events[synced..].iter().any(|e| e["type"] == "ADDED"
+            && e["name"] == "security.server-ingress"
+            && e["generation"].as_u64() == Some(g1)),
+        "the apply was not watched: {events:?}"
+    );
     let again = py_ok(
         &t,
         &[
@@ -397,6 +431,15 @@ fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_
     assert_eq!(why["verdict"], "deny", "{why}");
     assert!(!connects(&lab, 22), "TCP 22 denied after the restart");
     assert!(connects(&lab, 80), "TCP 80 allowed after the restart");
+    let out = ctl(
+        &lab,
+        &[
+            "explain", "--src", "10.1.0.2", "--dst", "10.2.0.2", "--proto", "tcp", "--dport", "22",
+            "-o", "json",
+        ],
+    );
+    let why: Value = serde_json::from_slice(&out.stdout).expect("ctl explain -o json");
+    assert_eq!(why["verdict"], "deny", "{why}");
     // ctl sees the same: get, list, status.
     let out = ctl(
         &lab,
