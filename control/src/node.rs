@@ -297,7 +297,7 @@ impl Node {
         // Acknowledged from here on: it is on disk.
         let old = std::mem::replace(&mut inner.desired, Arc::new(plan.next));
         let generation = inner.desired.generation;
-        self.publish(&mut inner, &old);
+        self.publish(&mut inner, &old, plan.policy);
         self.metrics.committed.fetch_add(1, Ordering::Relaxed);
         let events: Vec<Event> = plan
             .changes
@@ -331,11 +331,11 @@ impl Node {
     }
 
     /// Publishes the desired state to the workers.
-    fn publish(&self, inner: &mut Inner, old: &Desired) {
+    fn publish(&self, inner: &mut Inner, old: &Desired, set: Option<PolicySet>) {
         let desired = inner.desired.clone();
         let generation = desired.generation;
         inner.errors.clear();
-        match desired.policy_set() {
+        match set.map_or_else(|| desired.policy_set(), Ok) {
             Ok(set) => {
                 let compiled = compile_set(&set, generation, &mut inner.cache);
                 if let Some(dp) = &self.dataplane {

@@ -333,7 +333,7 @@ impl proto::config_service_server::ConfigService for Api {
         let resources = desired
             .entries
             .values()
-            .map(convert::resource)
+            .map(|e| convert::resource(e))
             .filter(|res| {
                 (r.kind.is_empty() || convert::kind_matches(res, &r.kind))
                     && (r.namespace.is_empty() || res.namespace == r.namespace)

@@ -194,7 +194,8 @@ pub fn check_paths(paths: &[PathBuf]) -> Checked {
     let mut batch = Batch::default();
     load_into(paths, &mut batch);
     let mut errors = batch.errors;
-    errors.extend(cross_checks(&batch.loaded, &batch.unreadable_tiers));
+    let refs: Vec<&Loaded> = batch.loaded.iter().collect();
+    errors.extend(cross_checks(&refs, &batch.unreadable_tiers));
     Checked {
         loaded: batch.loaded,
         errors,
@@ -210,10 +211,16 @@ pub fn check_paths(paths: &[PathBuf]) -> Checked {
 /// The checks of single resources are done by [`load_paths`] and
 /// [`load_str`], where the text is at hand to point at the field's line.
 pub fn validate(all: &[Loaded]) -> Vec<LoadError> {
+    let refs: Vec<&Loaded> = all.iter().collect();
+    cross_checks(&refs, &BTreeSet::new())
+}
+
+/// As [`validate`], over references (no copies of large resources).
+pub fn validate_refs(all: &[&Loaded]) -> Vec<LoadError> {
     cross_checks(all, &BTreeSet::new())
 }
 
-fn cross_checks(all: &[Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<LoadError> {
+fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<LoadError> {
     let mut errors = Vec::new();
     let mut seen: BTreeMap<String, &Source> = BTreeMap::new();
     let mut tiers = BTreeSet::new();

@@ -17,6 +17,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use crate::{
@@ -63,8 +64,9 @@ impl Entry {
 pub struct Desired {
     /// Counts the changes; 0 is the empty state nobody wrote.
     pub generation: u64,
-    /// By [`Entry::id`].
-    pub entries: BTreeMap<String, Entry>,
+    /// By [`Entry::id`]; shared, so that planning a change copies the map,
+    /// not the resources.
+    pub entries: BTreeMap<String, Arc<Entry>>,
 }
 
 /// What a change did to one resource.
@@ -89,6 +91,9 @@ pub struct Plan {
     pub changes: Vec<(String, Action)>,
     /// Whether anything changes.
     pub changed: bool,
+    /// The policy set of `next`, built while checking it (so publishing
+    /// need not build it again); `None` when nothing changed.
+    pub policy: Option<PolicySet>,
 }
 
 /// Which stored resources an apply with `replace` removes when the batch
@@ -236,19 +241,30 @@ impl Desired {
         previous: Option<&Self>,
         terminator: Option<&TerminatorConfig>,
     ) -> Vec<LoadError> {
-        let all: Vec<Loaded> = self.entries.values().map(|e| e.loaded.clone()).collect();
-        let mut errors = load::validate(&all);
-        if errors.is_empty()
-            && let Err(message) = self.policy_set()
-        {
-            errors.push(LoadError {
-                file: PathBuf::new(),
-                line: None,
-                column: None,
-                resource: None,
-                field: None,
-                message,
-            });
+        self.check_and_build(previous, terminator).0
+    }
+
+    /// As [`Self::check_since`], also returning the policy set it built.
+    fn check_and_build(
+        &self,
+        previous: Option<&Self>,
+        terminator: Option<&TerminatorConfig>,
+    ) -> (Vec<LoadError>, Option<PolicySet>) {
+        let all: Vec<&Loaded> = self.entries.values().map(|e| &e.loaded).collect();
+        let mut errors = load::validate_refs(&all);
+        let mut set = None;
+        if errors.is_empty() {
+            match self.policy_set() {
+                Ok(s) => set = Some(s),
+                Err(message) => errors.push(LoadError {
+                    file: PathBuf::new(),
+                    line: None,
+                    column: None,
+                    resource: None,
+                    field: None,
+                    message,
+                }),
+            }
         }
         let before = previous.map(Self::appliance_set);
         for p in self
@@ -265,7 +281,7 @@ impl Desired {
                 message: p.message,
             });
         }
-        errors
+        (errors, set)
     }
 
     /// Plans applying `files`.
@@ -329,10 +345,10 @@ impl Desired {
             if action != Action::Unchanged {
                 next.entries.insert(
                     id.clone(),
-                    Entry {
+                    Arc::new(Entry {
                         loaded: l,
                         generation,
-                    },
+                    }),
                 );
             }
             changes.push((id, action));
@@ -393,9 +409,10 @@ impl Desired {
                 next: self.clone(),
                 changes,
                 changed,
+                policy: None,
             });
         }
-        let errors = next.check_since(Some(self), terminator);
+        let (errors, policy) = next.check_and_build(Some(self), terminator);
         if !errors.is_empty() {
             return Err(Refusal::Invalid(errors));
         }
@@ -404,6 +421,7 @@ impl Desired {
             next,
             changes,
             changed,
+            policy,
         })
     }
 
@@ -416,10 +434,10 @@ impl Desired {
                 let l = normalise(l);
                 (
                     l.resource.id(),
-                    Entry {
+                    Arc::new(Entry {
                         loaded: l,
                         generation: 1,
-                    },
+                    }),
                 )
             })
             .collect();

@@ -118,10 +118,10 @@ pub fn load(dir: &Path) -> Result<Option<Desired>> {
                 let id = loaded.resource.id();
                 state.entries.insert(
                     id,
-                    Entry {
+                    std::sync::Arc::new(Entry {
                         loaded,
                         generation: r.generation,
-                    },
+                    }),
                 );
             }
             Err(errors) => {
