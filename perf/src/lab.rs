@@ -82,6 +82,43 @@ pub(crate) fn steer_rx(netns: &str, iface: &str, cpu: usize) -> anyhow::Result<(
     .map(drop)
 }
 
+/// The `causeway` binary: `explicit`, or the one beside this harness.
+///
+/// # Errors
+/// It is not there (the message says how to build it).
+pub(crate) fn causeway_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let causeway = match explicit {
+        Some(p) => p.to_owned(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the harness binary has no directory")?
+            .join("causeway"),
+    };
+    anyhow::ensure!(
+        causeway.exists(),
+        "{} is missing: build it with `cargo build --release --bin causeway`, or pass --causeway",
+        causeway.display()
+    );
+    Ok(causeway)
+}
+
+/// Checks a `--lab-prefix`: labs are named PREFIXxN, and a lab name has at
+/// most 15 characters.
+///
+/// # Errors
+/// It is not a-z then a-z/0-9, 11 characters at most.
+pub(crate) fn check_prefix(prefix: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        prefix.len() <= 11
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "--lab-prefix {prefix:?}: a-z then a-z/0-9, 11 characters at most"
+    );
+    Ok(())
+}
+
 /// A lab that is removed (`causeway lab down`) when dropped.
 #[derive(Debug)]
 pub(crate) struct Lab {
@@ -139,6 +176,16 @@ impl Lab {
         in_netns(&self.ns("gw"), &["nft", "-f", &file.display().to_string()]).map(drop)
     }
 
+    /// The lab's status (`causeway lab status -o json`): its namespaces and
+    /// the appliance's pid, log, sockets and state directory.
+    pub(crate) fn status(&self) -> anyhow::Result<Value> {
+        let out = run(
+            &self.causeway,
+            &["lab", "status", "--name", &self.name, "-o", "json"],
+        )?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
     /// The appliance's statistics (`causeway stats -o json`).
     fn stats(&self) -> anyhow::Result<Value> {
         let out = run(
@@ -157,10 +204,7 @@ impl Lab {
     pub(crate) fn reload(&self, timeout: Duration) -> anyhow::Result<()> {
         let generation = |s: &Value| s["enforced_generation"].as_u64().unwrap_or(0);
         let before = generation(&self.stats()?);
-        let status: Value = serde_json::from_str(&run(
-            &self.causeway,
-            &["lab", "status", "--name", &self.name, "-o", "json"],
-        )?)?;
+        let status = self.status()?;
         let pid = status["appliance"]["pid"]
             .as_u64()
             .context("the lab's appliance is not running")?;

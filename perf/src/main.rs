@@ -11,6 +11,9 @@
 //!   Linux forwarding with the same rules in nftables (linear and as a set),
 //!   for 0, 1 000 and 10 000 rules.
 //! - `policy-scale`: causeway's packets per second from 0 to 100 000 rules.
+//! - `converge`: a one-policy change on 10 000 rules, from the control
+//!   API's Apply until every worker enforces it, against nftables
+//!   replacing the same ruleset with `nft -f`.
 //!
 //! - `tls`: causeway's TLS terminator beside nginx (and HAProxy) in a
 //!   private network namespace: new connections, keep-alive requests, bulk
@@ -26,6 +29,7 @@
 
 mod backend;
 mod classify;
+mod converge;
 mod forward;
 mod http;
 mod lab;
@@ -57,6 +61,8 @@ enum Scenario {
     Forward(forward::Args),
     /// causeway's forwarding rate as the rules grow from 0 to 100k.
     PolicyScale(forward::Args),
+    /// A one-policy change on 10k rules, Apply → enforced, against `nft -f`.
+    Converge(converge::Args),
     /// causeway's TLS terminator beside nginx/HAProxy (needs root).
     Tls(tls::Args),
     /// Load a TLS or TCP server (the scenarios' generator).
@@ -72,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Report(args) => report::run(&args),
         Scenario::Forward(args) => forward::forward(&args),
         Scenario::PolicyScale(args) => forward::policy_scale(&args),
+        Scenario::Converge(args) => converge::run(&args),
         Scenario::Tls(args) => tls::run(&args),
         Scenario::Load(args) => load::run(&args),
         Scenario::Backend(args) => backend::run(&args),

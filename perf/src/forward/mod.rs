@@ -120,30 +120,8 @@ struct Setup {
 
 impl Setup {
     fn new(args: &Args) -> anyhow::Result<Self> {
-        let causeway = match &args.causeway {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("the harness binary has no directory")?
-                .join("causeway"),
-        };
-        anyhow::ensure!(
-            causeway.exists(),
-            "{} is missing: build it with `cargo build --release --bin causeway`, or pass --causeway",
-            causeway.display()
-        );
-        anyhow::ensure!(
-            args.lab_prefix.len() <= 11
-                && args
-                    .lab_prefix
-                    .starts_with(|c: char| c.is_ascii_lowercase())
-                && args
-                    .lab_prefix
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
-            "--lab-prefix {:?}: a-z then a-z/0-9, 11 characters at most",
-            args.lab_prefix
-        );
+        let causeway = lab::causeway_binary(args.causeway.as_deref())?;
+        lab::check_prefix(&args.lab_prefix)?;
         let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 3.0 });
         let scratch = std::env::temp_dir().join(format!("causeway-perf-{}", std::process::id()));
         std::fs::create_dir_all(&scratch)?;

@@ -1,0 +1,206 @@
+//! The in-process cost of a one-policy change on a 10 000-rule base: what
+//! `Node::change` and `Node::publish` do for an apply, without the gRPC
+//! hop, the fsync'd save or the workers.
+//!
+//! The base is the `converge` perf scenario's: 100 GlobalNetworkPolicies
+//! of 100 deny rules, policy `i` selecting StaticEndpoint `app-(i % 10)`.
+//! Each iteration changes one policy (one port of its first rule flipped,
+//! a different policy each time) and the state moves on, as on a server.
+//!
+//! - `plan_and_compile`: `Desired::plan_apply` (parse the change, validate
+//!   the whole next state, build its policy set) then `compile` of the
+//!   plan's policy set with the warm cache of the previous generation, as
+//!   `Node::change` and `Node::publish` do: the figure.
+//! - `plan`: `plan_apply` alone.
+//! - `compile`: `compile` alone, alternating between the policy sets of
+//!   two states one policy apart.
+//! - `clone`, `check`, `policy_set`: the parts of a plan that grow with
+//!   the whole state, not with the change: the plan copies the state
+//!   (`Desired::clone`) and validates the whole next state
+//!   (`Desired::check`, which builds the policy set).
+//! - `save_fsync`: `persist::save` of the 10k-rule state (serialise, write,
+//!   fsync, rename, fsync the directory) into the temp directory, for
+//!   comparison; the disk and its load decide this one.
+//!
+//! Allocation is with mimalloc, as in the `causeway` binary.
+//!
+//! `cargo bench -p causeway-control --bench apply`
+
+use std::{fmt::Write as _, hint::black_box, time::Duration};
+
+use causeway_control::{
+    policy::compile::{Cache, compile},
+    store::{Desired, InputFile, Replace, persist},
+};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+// The allocator of the `causeway` binary: the plan and compile allocate a
+// lot, and the figure should be the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const POLICIES: u32 = 100;
+const RULES_PER_POLICY: u32 = 100;
+const ENDPOINTS: u32 = 10;
+
+/// Policy `i`, with its first rule's port flipped or not.
+fn policy(i: u32, flipped: bool) -> String {
+    let mut y = format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: perf-{i}\nspec:\n  order: {i}\n  selector: app == 'app-{}'\n  types: [Ingress]\n  ingress:\n",
+        i % ENDPOINTS
+    );
+    for j in 0..RULES_PER_POLICY {
+        let k = i * RULES_PER_POLICY + j;
+        let src = format!("10.{}.{}.{}", 128 + (k >> 16), (k >> 8) & 255, k & 255);
+        let port = if j == 0 && flipped {
+            60_000 + i
+        } else {
+            10_000 + k % 50_000
+        };
+        let _ = writeln!(
+            y,
+            "    - action: Deny\n      protocol: TCP\n      source:\n        nets: [{src}/32]\n      destination:\n        ports: [{port}]"
+        );
+    }
+    y
+}
+
+/// The endpoints and every policy, unflipped.
+fn base() -> Desired {
+    let mut y = String::new();
+    for e in 0..ENDPOINTS {
+        let _ = write!(
+            y,
+            "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: app-{e}\n  namespace: island-b\n  labels:\n    app: app-{e}\nspec:\n  ips: [10.2.0.{}]\n",
+            10 + e
+        );
+    }
+    for i in 0..POLICIES {
+        y.push_str(&policy(i, false));
+    }
+    let file = InputFile {
+        name: "base.yaml".into(),
+        text: y,
+    };
+    Desired::default()
+        .plan_apply(&[file], Replace::Nothing, None, None)
+        .expect("the base is valid")
+        .next
+}
+
+/// The changes, as an apply receives them: `[policy][flipped]`.
+fn changes() -> Vec<[InputFile; 2]> {
+    (0..POLICIES)
+        .map(|i| {
+            [false, true].map(|f| InputFile {
+                name: format!("perf-{i}.yaml"),
+                text: policy(i, f),
+            })
+        })
+        .collect()
+}
+
+/// A server's state: the desired state, the compile cache, the flips.
+struct Server {
+    desired: Desired,
+    cache: Cache,
+    flipped: Vec<bool>,
+    n: u32,
+}
+
+impl Server {
+    fn new() -> Self {
+        let desired = base();
+        let mut cache = Cache::default();
+        let set = desired.policy_set().expect("the base builds");
+        compile(&set, desired.generation, &mut cache);
+        Self {
+            desired,
+            cache,
+            flipped: vec![false; POLICIES as usize],
+            n: 0,
+        }
+    }
+
+    /// The next change: another policy each time (a stride coprime to the
+    /// count), flipped from how it is now.
+    fn next<'a>(&mut self, changes: &'a [[InputFile; 2]]) -> &'a InputFile {
+        let p = (self.n * 37 % POLICIES) as usize;
+        self.n += 1;
+        self.flipped[p] = !self.flipped[p];
+        &changes[p][usize::from(self.flipped[p])]
+    }
+}
+
+fn apply(c: &mut Criterion) {
+    let changes = changes();
+    let mut group = c.benchmark_group(format!("apply/{}_rules", POLICIES * RULES_PER_POLICY));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
+
+    let mut s = Server::new();
+    group.bench_function("plan_and_compile", |b| {
+        b.iter(|| {
+            let file = s.next(&changes);
+            let plan = s
+                .desired
+                .plan_apply(std::slice::from_ref(file), Replace::Nothing, None, None)
+                .expect("a valid change");
+            let set = plan.policy.expect("a change carries its policy set");
+            let compiled = compile(&set, plan.next.generation, &mut s.cache);
+            s.desired = plan.next;
+            black_box(compiled.built)
+        });
+    });
+
+    let mut s = Server::new();
+    group.bench_function("plan", |b| {
+        b.iter(|| {
+            let file = s.next(&changes);
+            let plan = s
+                .desired
+                .plan_apply(std::slice::from_ref(file), Replace::Nothing, None, None)
+                .expect("a valid change");
+            s.desired = plan.next;
+        });
+    });
+
+    let mut s = Server::new();
+    let a = s.desired.clone();
+    let b_state = s
+        .desired
+        .plan_apply(
+            std::slice::from_ref(&changes[0][1]),
+            Replace::Nothing,
+            None,
+            None,
+        )
+        .expect("a valid change")
+        .next;
+    let sets =
+        [&a, &b_state].map(|d| (d.policy_set().expect("a valid state builds"), d.generation));
+    let mut which = 0;
+    group.bench_function("compile", |b| {
+        b.iter(|| {
+            which = 1 - which;
+            let (set, generation) = &sets[which];
+            black_box(compile(set, *generation, &mut s.cache).built)
+        });
+    });
+
+    group.bench_function("clone", |b| b.iter(|| black_box(a.clone())));
+    group.bench_function("check", |b| b.iter(|| black_box(a.check(None))));
+    group.bench_function("policy_set", |b| {
+        b.iter(|| black_box(a.policy_set().expect("a valid state builds")));
+    });
+
+    let dir = std::env::temp_dir().join(format!("causeway-bench-apply-{}", std::process::id()));
+    group.bench_function("save_fsync", |b| {
+        b.iter(|| persist::save(&dir, &a).expect("saved"));
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    group.finish();
+}
+
+criterion_group!(benches, apply);
+criterion_main!(benches);
