@@ -28,7 +28,7 @@ pub const FILE: &str = "desired.json";
 
 const FORMAT: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OnDisk {
     format: u32,
@@ -36,7 +36,22 @@ struct OnDisk {
     resources: Vec<StoredResource>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// [`OnDisk`], borrowed from the state, for saving.
+#[derive(Serialize)]
+struct OnDiskRef<'a> {
+    format: u32,
+    generation: u64,
+    resources: Vec<StoredRef<'a>>,
+}
+
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    generation: u64,
+    source: &'a Path,
+    manifest: &'a serde_json::Value,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoredResource {
     generation: u64,
@@ -55,20 +70,22 @@ pub fn path(dir: &Path) -> PathBuf {
 /// The directory cannot be made or written, or a sync fails.
 pub fn save(dir: &Path, state: &Desired) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let disk = OnDisk {
+    // Borrowed and compact: a 10k-rule state is megabytes, and copying
+    // then pretty-printing it cost more than the disk.
+    let disk = OnDiskRef {
         format: FORMAT,
         generation: state.generation,
         resources: state
             .entries
             .values()
-            .map(|e| StoredResource {
+            .map(|e| StoredRef {
                 generation: e.generation,
-                source: e.loaded.source.file.clone(),
-                manifest: e.loaded.manifest.clone(),
+                source: &e.loaded.source.file,
+                manifest: &e.loaded.manifest,
             })
             .collect(),
     };
-    let bytes = serde_json::to_vec_pretty(&disk).context("serialising the state")?;
+    let bytes = serde_json::to_vec(&disk).context("serialising the state")?;
     let tmp = dir.join(format!("{FILE}.tmp"));
     let target = path(dir);
     {
