@@ -36,17 +36,24 @@ pub(super) fn render(status: &Status) -> String {
 }
 
 /// The message, then each field violation of the BadRequest details.
+/// With details, only the message's first line: the server lists the
+/// same mistakes in the rest of it for clients that cannot read details.
 fn refused_batch(status: &Status) -> String {
-    let mut text = if status.message().is_empty() {
-        in_words(status.code()).to_owned()
-    } else {
-        status.message().to_owned()
-    };
-    for violation in status
+    let violations = status
         .get_details_bad_request()
         .map(|b| b.field_violations)
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    let message = if violations.is_empty() {
+        status.message()
+    } else {
+        status.message().lines().next().unwrap_or_default()
+    };
+    let mut text = if message.is_empty() {
+        in_words(status.code()).to_owned()
+    } else {
+        message.to_owned()
+    };
+    for violation in violations {
         text += &format!("\n  {}: {}", violation.field, violation.description);
     }
     text
@@ -99,6 +106,22 @@ mod tests {
             "2 mistakes in the batch; nothing changed\n\
              \x20 GlobalNetworkPolicy/deny-ssh:spec.selector: policies/ssh.yaml:7:13: unbalanced parenthesis\n\
              \x20 Tier/security:spec.order: <stdin>:4:10: must be a number"
+        );
+    }
+
+    #[test]
+    fn with_details_only_the_first_line_of_the_message_is_printed() {
+        let status = Status::with_error_details(
+            Code::InvalidArgument,
+            "1 error(s); nothing was applied\n  x.yaml:5: GlobalNetworkPolicy/a: spec.selector: bad",
+            ErrorDetails::with_bad_request(vec![FieldViolation::new(
+                "GlobalNetworkPolicy/a:spec.selector",
+                "x.yaml:5: bad",
+            )]),
+        );
+        assert_eq!(
+            render(&status),
+            "1 error(s); nothing was applied\n  GlobalNetworkPolicy/a:spec.selector: x.yaml:5: bad"
         );
     }
 
