@@ -732,35 +732,24 @@ pub fn manifest_files(config: &Config) -> Result<Vec<InputFile>, Vec<String>> {
 }
 
 fn collect(p: &std::path::Path, files: &mut Vec<InputFile>, errors: &mut Vec<String>) {
-    if p.is_dir() {
-        let mut entries: Vec<_> = match std::fs::read_dir(p) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+    let paths = if p.is_dir() {
+        match crate::policy::load::manifests_in(p) {
+            Ok(paths) => paths,
             Err(e) => {
-                errors.push(format!("{}: {e}", p.display()));
+                errors.push(e.to_string());
                 return;
             }
-        };
-        entries.sort();
-        for e in entries {
-            let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.starts_with('.') {
-                continue;
-            }
-            let ext = e
-                .extension()
-                .and_then(|x| x.to_str())
-                .map(str::to_ascii_lowercase);
-            if e.is_dir() || matches!(ext.as_deref(), Some("yaml" | "yml" | "json")) {
-                collect(&e, files, errors);
-            }
         }
-        return;
-    }
-    match std::fs::read_to_string(p) {
-        Ok(text) => files.push(InputFile {
-            name: p.display().to_string(),
-            text,
-        }),
-        Err(e) => errors.push(format!("{}: {e}", p.display())),
+    } else {
+        vec![p.to_owned()]
+    };
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push(InputFile {
+                name: path.display().to_string(),
+                text,
+            }),
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
     }
 }

@@ -87,51 +87,14 @@ fn gather(path: &Path) -> Result<Vec<PathBuf>> {
     if !meta.is_dir() {
         return Ok(vec![path.to_owned()]);
     }
-    let mut files = Vec::new();
-    walk(path, &mut files, &mut BTreeSet::new())?;
+    let files = crate::policy::load::manifests_in(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if files.is_empty() {
         bail!(
             "{} holds no *.yaml, *.yml or *.json files: name the manifests' directory or the files",
             path.display()
         );
     }
-    files.sort();
     Ok(files)
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, visited: &mut BTreeSet<PathBuf>) -> Result<()> {
-    // Symlinks may loop back up: read each real directory once.
-    if !visited.insert(fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())) {
-        return Ok(());
-    }
-    let cannot = || format!("cannot read the directory {}", dir.display());
-    for entry in fs::read_dir(dir).with_context(cannot)? {
-        let path = entry.with_context(cannot)?.path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            continue;
-        }
-        // Follows symlinks; a dangling one is skipped like other non-files.
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk(&path, files, visited)?;
-        } else if meta.is_file() && is_manifest_name(&path) {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn is_manifest_name(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        ["yaml", "yml", "json"]
-            .iter()
-            .any(|m| e.eq_ignore_ascii_case(m))
-    })
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub(crate) use self::files::manifests_in;
 use self::{files::load_into, reader::load_text};
 use crate::policy::model::Resource;
 

@@ -75,15 +75,25 @@ fn gather(path: &Path) -> Result<Vec<PathBuf>, Box<LoadError>> {
     if !meta.is_dir() {
         return Ok(vec![path.to_owned()]);
     }
-    let mut files = Vec::new();
-    let mut visited = BTreeSet::new();
-    walk(path, &mut files, &mut visited)?;
+    let files = manifests_in(path)?;
     if files.is_empty() {
         return Err(Box::new(LoadError::in_file(
             path,
             "holds no *.yaml, *.yml or *.json files: name the manifests' directory or the files",
         )));
     }
+    Ok(files)
+}
+
+/// A directory's `*.yaml`, `*.yml` and `*.json` files, recursively,
+/// skipping names that start with `.`, in sorted path order (what an apply
+/// of the directory reads; the control API's clients send the same files).
+///
+/// # Errors
+/// A directory cannot be read.
+pub(crate) fn manifests_in(dir: &Path) -> Result<Vec<PathBuf>, Box<LoadError>> {
+    let mut files = Vec::new();
+    walk(dir, &mut files, &mut BTreeSet::new())?;
     files.sort();
     Ok(files)
 }
