@@ -36,6 +36,7 @@ mod lab;
 mod load;
 mod pktgen;
 mod procfs;
+mod progress;
 mod report;
 mod report_schema;
 mod sink;

@@ -97,12 +97,22 @@ fn check_figures(report: &Value, scenario: &str, names: &[String]) {
 #[test]
 fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
     let report = scenario("forward", "pf");
-    let names: Vec<String> = [0, 1000]
+    let mut names: Vec<String> = [0, 1000]
         .iter()
         .flat_map(|r| ["linear", "set"].map(|f| format!("pps rules={r} nft={f}")))
         .collect();
+    // In-kernel XDP forwarding at 0 rules: it must have forwarded (pps > 0).
+    names.push("pps rules=0 xdp".to_owned());
     check_figures(&report, "forward", &names);
     assert!(report["placement"]["linux"].is_string());
+    assert!(report["placement"]["linux-xdp-fwd"].is_string());
+    let xdp = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "pps rules=0 xdp")
+        .unwrap();
+    assert_eq!(xdp["peer"], "linux-xdp-fwd");
 }
 
 #[test]

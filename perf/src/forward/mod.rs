@@ -9,7 +9,9 @@
 //! - `forward`: for R in 0, 1 000, 10 000 (quick: 0, 1 000), causeway
 //!   enforcing R Calico rules against Linux forwarding (`ip_forward=1` in a
 //!   lab where no appliance runs) with the same R rules in nftables, written
-//!   as linear rules and as one set lookup ([`rules`]).
+//!   as linear rules and as one set lookup ([`rules`]). At 0 rules also
+//!   against in-kernel XDP forwarding ([`xdp`]: `bpf_fib_lookup` and a
+//!   redirect in the driver) on the same Linux lab.
 //! - `policy-scale`: causeway for R in 0, 1k, 10k, 100k (quick: 0, 1k), its
 //!   peer being causeway itself at 0 rules.
 //!
@@ -32,6 +34,7 @@
 
 mod measure;
 mod rules;
+mod xdp;
 
 use std::{
     collections::BTreeMap,
@@ -45,9 +48,11 @@ use anyhow::Context;
 use crate::{
     lab::{self, Lab},
     pktgen::frame::FrameSpec,
+    progress::Progress,
     report_schema::{Figure, Machine, Report},
 };
 use measure::{Point, measure};
+use xdp::XdpPeer;
 
 /// The UDP port the generator sends to and the sink listens on.
 pub(crate) const SINK_PORT: u16 = 9000;
@@ -234,14 +239,21 @@ impl Setup {
                     "ip_forward=1, nftables in the forward hook; forwarding runs in softirq on the receiving CPU, which RPS on a0 makes CPU {last}, the dataplane worker's"
                 ),
             );
+            p.insert(
+                "linux-xdp-fwd".to_owned(),
+                format!(
+                    "XDP in native mode on a0 (bpf_fib_lookup, TTL - 1, bpf_redirect to b0; no rules), a0's NAPI threaded and pinned to CPU {last}, the dataplane worker's; island B's eth0 runs XDP_PASS (a veth takes redirected frames only then), its NAPI scheduled from CPU {last}, RPS to CPU {}",
+                    self.load.sink_cpu
+                ),
+            );
         }
         p
     }
 }
 
 /// How a point prints, as it lands.
-fn row(rules: u32, who: &str, p: &Point) {
-    println!(
+fn row(rules: u32, who: &str, p: &Point) -> String {
+    format!(
         "{rules:>7}  {who:<18} {:>12.0} {:>12.0} {:>6.1}% {:>9.1} {:>9.1} {:>7}",
         p.tx_pps,
         p.pps,
@@ -249,7 +261,7 @@ fn row(rules: u32, who: &str, p: &Point) {
         p.p50_us,
         p.p99_us,
         p.probes
-    );
+    )
 }
 
 fn header(title: &str, load: &Load) {
@@ -300,20 +312,43 @@ pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
     let cw_spec = Setup::spec(&cw)?;
     let linux_spec = Setup::spec(&linux)?;
     let mut figures = Vec::new();
+    // Per rule count: causeway, nft linear, nft set; and XDP at 0 rules.
+    let mut bar = Progress::new("forward", counts.len() as u64 * 3 + 1);
     for &r in counts {
+        bar.doing(&format!("causeway rules={r}"));
         Setup::set_policy(&cw, &dir, r)?;
         let ours = measure(&cw, &cw_spec, &setup.load)?;
-        row(r, "causeway", &ours);
+        bar.print(&row(r, "causeway", &ours));
+        bar.step(&format!("causeway rules={r}"));
         for (form, ruleset) in [("linear", rules::nft_linear(r)), ("set", rules::nft_set(r))] {
+            let peer = format!("linux-nft-{form}");
+            bar.doing(&format!("{peer} rules={r}"));
             linux.nft(&ruleset, &setup.scratch)?;
             let theirs = measure(&linux, &linux_spec, &setup.load)?;
-            let peer = format!("linux-nft-{form}");
-            row(r, &peer, &theirs);
+            bar.print(&row(r, &peer, &theirs));
+            bar.step(&format!("{peer} rules={r}"));
             figures.push(Figure::new(
                 format!("pps rules={r} nft={form}"),
                 "pps",
                 ours.pps,
                 peer,
+                theirs.pps,
+                true,
+            ));
+        }
+        if r == 0 {
+            bar.doing("linux-xdp-fwd rules=0");
+            let theirs = {
+                let _xdp = XdpPeer::attach(&linux, setup.last_cpu)?;
+                measure(&linux, &linux_spec, &setup.load)?
+            };
+            bar.print(&row(r, "linux-xdp-fwd", &theirs));
+            bar.step("linux-xdp-fwd rules=0");
+            figures.push(Figure::new(
+                "pps rules=0 xdp",
+                "pps",
+                ours.pps,
+                "linux-xdp-fwd",
                 theirs.pps,
                 true,
             ));
@@ -347,10 +382,14 @@ pub(crate) fn policy_scale(args: &Args) -> anyhow::Result<()> {
     let spec = Setup::spec(&cw)?;
     let mut base = None;
     let mut figures = Vec::new();
+    let mut bar = Progress::new("policy-scale", counts.len() as u64);
     for &r in counts {
+        bar.doing(&format!("loading {r} rules"));
         Setup::set_policy(&cw, &dir, r)?;
+        bar.doing(&format!("causeway rules={r}"));
         let p = measure(&cw, &spec, &setup.load)?;
-        row(r, "causeway", &p);
+        bar.print(&row(r, "causeway", &p));
+        bar.step(&format!("causeway rules={r}"));
         let base = *base.get_or_insert(p.pps);
         figures.push(Figure::new(
             format!("pps rules={r}"),

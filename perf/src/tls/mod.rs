@@ -74,6 +74,7 @@ use causeway_tls::identity::ca::lab_pki;
 use crate::{
     load::{LoadReport, Mode},
     procfs,
+    progress::Progress,
     report_schema::{Figure, Machine, Report},
 };
 use netns::Netns;
@@ -618,7 +619,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         "figure", "causeway", "peer", "peer value", "ratio"
     );
     let mut figures = Vec::new();
-    let mut emit = |out: &mut std::io::StdoutLock<'_>, f: Figure| {
+    let mtls_runs: &[Run] = if args.mtls { &MTLS_RUNS } else { &[] };
+    // One step per server's idle memory and per measured run.
+    let per_round = |run: &Run| all.len() - usize::from(run.plain() && aws_index.is_some());
+    let measured: usize = RUNS.iter().chain(mtls_runs).map(per_round).sum();
+    let mut bar = Progress::new("tls", (all.len() + measured * rounds_n) as u64);
+    let mut emit = |out: &mut std::io::StdoutLock<'_>, bar: &Progress, f: Figure| {
+        bar.clear();
         row(out, &f);
         figures.push(f);
     };
@@ -627,11 +634,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     eprintln!("causeway-perf: {idle} idle TLS connections per server");
     let mut idle_kib = Vec::new();
     for s in &all {
+        bar.doing(&format!("idle memory: {}", s.name));
         idle_kib.push(driver.idle_memory(s)?);
+        bar.step(&format!("idle memory: {}", s.name));
     }
     for (i, s) in all.iter().enumerate().skip(1) {
         emit(
             &mut out,
+            &bar,
             Figure::new(
                 "tls_idle_memory_per_conn",
                 "KiB",
@@ -646,13 +656,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     // 2. The load runs: per run, every server in turn, `rounds` times,
     // each round starting one server later (a slow minute on this shared
     // machine then falls on all of them); the median round counts.
-    let mtls_runs: &[Run] = if args.mtls { &MTLS_RUNS } else { &[] };
     for &run in RUNS.iter().chain(mtls_runs) {
-        eprintln!(
-            "causeway-perf: {} {}, {duration} s per server and round",
-            run.prefix,
-            run.mode.name()
-        );
         let mut rounds: Vec<Vec<Vec<Quantity>>> = all.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds_n {
             for k in 0..all.len() {
@@ -662,17 +666,21 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                     continue;
                 }
                 let s = &all[i];
-                let m = driver.measure(s, run)?;
-                let r = &m.report;
-                let _ = writeln!(
-                    out,
-                    "  {} {} {} (round {}): {r}; server CPU {:.0}%",
+                let what = format!(
+                    "{} {} {} (round {})",
                     run.prefix,
                     run.mode.name(),
                     s.name,
-                    round + 1,
-                    m.server_cpu_ns as f64 / 1e9 / r.wall_seconds * 100.0
+                    round + 1
                 );
+                bar.doing(&what);
+                let m = driver.measure(s, run)?;
+                let r = &m.report;
+                bar.print(&format!(
+                    "  {what}: {r}; server CPU {:.0}%",
+                    m.server_cpu_ns as f64 / 1e9 / r.wall_seconds * 100.0
+                ));
+                bar.step(&what);
                 rounds[i].push(quantities(run, args.bulk_body, &m));
             }
         }
@@ -684,6 +692,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             for (a, b) in ours.iter().zip(median(&rounds[i])) {
                 emit(
                     &mut out,
+                    &bar,
                     Figure::new(
                         &a.name,
                         a.unit,
