@@ -109,7 +109,9 @@ fn receive(socket: &UdpSocket, stop: &AtomicBool) -> anyhow::Result<SinkReport> 
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 continue;
