@@ -21,9 +21,9 @@
 //! - Tuple Space Search makes one table per distinct rule tuple: tens to
 //!   hundreds of probes per packet. TupleMerge **relaxes** a new table's
 //!   tuple so that rules of nearby tuples share it: when one address is
-//!   much longer than the other, the table keys on that one and on the
-//!   dropped side's port; then both lengths shrink (the paper's `Relax`;
-//!   here IPv4 lengths drop to the octet below, see `table::relax_len`).
+//!   much longer than the other, the table keys on that one alone; then
+//!   both lengths shrink (the paper's `Relax`; here IPv4 lengths drop to
+//!   the octet below, see `table::relax_len`).
 //!   A packet key is cut the same way, so one probe per table finds every
 //!   candidate; the bucket then checks each rule in full (prefix bits
 //!   beyond the tuple, port ranges, protocol).
@@ -38,7 +38,7 @@
 //!   the lookup stops (TupleMerge's priority sort, from PartitionSort).
 //!
 //! The cost of a lookup is one hash probe per table plus a short bucket
-//! scan: it follows the number of tables (about 7 to 40 on ClassBench-like
+//! scan: it follows the number of tables (about 7 to 34 on ClassBench-like
 //! sets of 1k to 100k rules), not the number of rules. What does grow with
 //! the rules is the memory the probes touch, so large sets pay in cache
 //! misses (see `benches/classifier.rs`). On generated sets the smallest
@@ -65,9 +65,10 @@
 //!   and never contains a v4-mapped address ([`Prefix::contains`]); `::/0`
 //!   ([`Prefix::ANY`]) matches both families. Relaxation and splits count
 //!   IPv4 lengths from /96, since every mapped address shares those bits.
-//! - The protocol and the ports join a new table's key only where an
-//!   address was dropped from it; splits add them where collisions call
-//!   for it. Elsewhere the bucket checks them, ports as ranges.
+//! - A new table keys on addresses only (the paper adds the dropped
+//!   side's port and the protocol); splits add the protocol and ports
+//!   where collisions call for them. Elsewhere the bucket checks them,
+//!   ports as ranges.
 //! - A new rule goes into the most specific table it fits, a new table
 //!   (relaxed from the rule's own tuple) only if it fits none; splits move
 //!   only the colliding bucket's rules, so an update touches one bucket.
@@ -360,7 +361,7 @@ impl Classifier {
         let tuple = Tuple::of_rule(&rule);
         let table = match self.most_specific_fit(tuple) {
             Some(t) => t,
-            None => self.find_or_make(tuple.relaxed(&rule)),
+            None => self.find_or_make(Tuple::relaxed(&rule)),
         };
         self.place(table, index, rule);
     }

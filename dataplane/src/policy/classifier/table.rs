@@ -66,13 +66,20 @@ impl Tuple {
             + PROTO_BITS * u32::from(self.proto)
     }
 
-    /// The tuple of a new table for `rule` (whose own tuple is `self`):
-    /// TupleMerge's relaxation (`Relax` in the paper's code). When one
-    /// address is much longer than the other, key on that one alone (the
-    /// exact ports stay in the key); then shorten both a little so that
-    /// rules of nearby lengths share the table. Lengths are relative to the
-    /// family: IPv4 lengths as the paper has them, IPv6 scaled by four.
-    pub(super) fn relaxed(self, rule: &Rule) -> Self {
+    /// The tuple of a new table for `rule`: TupleMerge's relaxation
+    /// (`Relax` in the paper's code). When one address is much longer
+    /// than the other, key on that one alone; then shorten both a little
+    /// so that rules of nearby lengths share the table. Lengths are
+    /// relative to the family: IPv4 lengths as the paper has them, IPv6
+    /// scaled by four.
+    ///
+    /// The paper keys on the port of the side it drops, and on the
+    /// protocol; here a new table keys on addresses only, and splits add
+    /// the protocol and ports where collisions call for them: generated
+    /// sets then need fewer tables (ACL 10k: 11, not 12; FW 10k/100k:
+    /// 21/34, not 24/40) for as long buckets, and fewer instructions per
+    /// lookup (ACL 10k: 7% fewer, FW 10k: 4%).
+    pub(super) fn relaxed(rule: &Rule) -> Self {
         let (src_base, mut src, src_v4) = family_len(&rule.src);
         let (dst_base, mut dst, dst_v4) = family_len(&rule.dst);
         let threshold = if src_v4 && dst_v4 { 4 } else { 16 };
@@ -81,16 +88,12 @@ impl Tuple {
         } else if dst > src + threshold {
             src = 0;
         }
-        // Ports and protocol join the key only where an address left it,
-        // as the paper keys on the port of the side it drops.
-        let dropped_src = src == 0 && self.src > src_base;
-        let dropped_dst = dst == 0 && self.dst > dst_base;
         Self {
             src: src_base + relax_len(src, src_v4),
             dst: dst_base + relax_len(dst, dst_v4),
-            sport: if dropped_src { self.sport } else { 0 },
-            dport: if dropped_dst { self.dport } else { 0 },
-            proto: self.proto && (dropped_src || dropped_dst),
+            sport: 0,
+            dport: 0,
+            proto: false,
         }
     }
 }
@@ -108,7 +111,8 @@ fn family_len(p: &Prefix) -> (u8, u8, bool) {
 /// below them (/32 to /24), coarser than the paper's steps of 1 to 4
 /// bits: rules of more lengths share a table, so a lookup probes fewer
 /// (ClassBench-like ACL sets of 1k/10k/100k rules: 11/16/11 tables with
-/// the paper's steps, 8/12/7), and collisions the coarser key makes are
+/// the paper's steps, 8/12/7 with these while new tables keyed on the
+/// protocol, 8/11/7 now), and collisions the coarser key makes are
 /// split as before. IPv6 keeps the paper's steps four times wider.
 fn relax_len(len: u8, v4: bool) -> u8 {
     if v4 {
@@ -1105,13 +1109,12 @@ mod tests {
             sport: (1234, 1234),
             dport: (80, 80),
         };
-        let own = Tuple::of_rule(&rule);
-        let relaxed = own.relaxed(&rule);
-        assert!(own.fits(relaxed));
+        let relaxed = Tuple::relaxed(&rule);
+        assert!(Tuple::of_rule(&rule).fits(relaxed));
         // The destination is much longer: the source is dropped to v4 /0.
         assert_eq!(relaxed.src, 96);
         assert_eq!(relaxed.dst, 96 + 24);
-        // In its place, the port of the side dropped, and the protocol.
-        assert_eq!((relaxed.sport, relaxed.dport, relaxed.proto), (16, 0, true));
+        // Ports and protocol are left to splits.
+        assert_eq!((relaxed.sport, relaxed.dport, relaxed.proto), (0, 0, false));
     }
 }
