@@ -21,7 +21,7 @@
 //! - Tuple Space Search makes one table per distinct rule tuple: tens to
 //!   hundreds of probes per packet. TupleMerge **relaxes** a new table's
 //!   tuple so that rules of nearby tuples share it: when one address is
-//!   much longer than the other, the table keys on that one alone; then
+//!   longer than the other, the table keys on that one alone; then
 //!   both lengths shrink (the paper's `Relax`; here IPv4 lengths drop to
 //!   the octet below, see `table::relax_len`).
 //!   A packet key is cut the same way, so one probe per table finds every
@@ -38,7 +38,7 @@
 //!   the lookup stops (TupleMerge's priority sort, from PartitionSort).
 //!
 //! The cost of a lookup is one hash probe per table plus a short bucket
-//! scan: it follows the number of tables (about 7 to 34 on ClassBench-like
+//! scan: it follows the number of tables (about 5 to 34 on ClassBench-like
 //! sets of 1k to 100k rules), not the number of rules. What does grow with
 //! the rules is the memory the probes touch, so large sets pay in cache
 //! misses (see `benches/classifier.rs`). On generated sets the smallest
