@@ -384,7 +384,20 @@ impl Classifier {
 
     /// The first rule matching `key` whose index is at least `min`: the
     /// next match after `min - 1`, for walks that go on past a rule.
+    #[inline]
     pub fn classify_from(&self, key: &Key, min: RuleIndex) -> Option<RuleIndex> {
+        // Most walks stop at their first match: theirs is a loop that does
+        // not look at `min`.
+        if min == 0 {
+            self.first_match::<false>(key, 0)
+        } else {
+            self.first_match::<true>(key, min)
+        }
+    }
+
+    /// [`Classifier::classify_from`]; `min` is 0 unless `FROM`.
+    fn first_match<const FROM: bool>(&self, key: &Key, min: RuleIndex) -> Option<RuleIndex> {
+        let min = if FROM { min } else { 0 };
         // Sentinel above every index so u32::MAX stays a valid index.
         let mut best = u64::MAX;
         if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
@@ -393,7 +406,7 @@ impl Classifier {
                 if u64::from(hot.min) >= best {
                     break;
                 }
-                if hot.max < min {
+                if FROM && hot.max < min {
                     continue;
                 }
                 let table = &self.tables[hot.id as usize];
@@ -407,7 +420,7 @@ impl Classifier {
                 if u64::from(hot.min) >= best {
                     break;
                 }
-                if hot.max < min {
+                if FROM && hot.max < min {
                     continue;
                 }
                 let table = &self.tables[hot.id as usize];

@@ -509,10 +509,11 @@ impl Entry {
     /// Whether the rule matches an IPv4 key.
     #[inline]
     fn matches_v4(&self, p: &Probe4) -> bool {
-        (p.addr ^ self.addr) & self.mask == 0
-            && (p.proto ^ self.proto) & self.proto_mask == 0
-            && p.sport.wrapping_sub(self.sport) <= self.sport_span
-            && p.dport.wrapping_sub(self.dport) <= self.dport_span
+        // `&`, not `&&`: four compares cost less than the branches would.
+        ((p.addr ^ self.addr) & self.mask == 0)
+            & ((p.proto ^ self.proto) & self.proto_mask == 0)
+            & (p.sport.wrapping_sub(self.sport) <= self.sport_span)
+            & (p.dport.wrapping_sub(self.dport) <= self.dport_span)
     }
 
     /// Whether the rule (with `w`, its other half) matches any key.
