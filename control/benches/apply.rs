@@ -14,6 +14,8 @@
 //! - `plan`: `plan_apply` alone.
 //! - `compile`: `compile` alone, alternating between the policy sets of
 //!   two states one policy apart.
+//! - `compile_cold`: `compile` of the whole 10k-rule set with an empty
+//!   cache (a start, or the first compile after a restart).
 //! - `clone`, `check`, `policy_set`: the parts of a plan that grow with
 //!   the whole state, not with the change: the plan copies the state
 //!   (`Desired::clone`) and validates the whole next state
@@ -186,6 +188,10 @@ fn apply(c: &mut Criterion) {
             let (set, generation) = &sets[which];
             black_box(compile(set, *generation, &mut s.cache).built)
         });
+    });
+
+    group.bench_function("compile_cold", |b| {
+        b.iter(|| black_box(compile(&sets[0].0, sets[0].1, &mut Cache::default()).built));
     });
 
     group.bench_function("clone", |b| b.iter(|| black_box(a.clone())));
