@@ -9,6 +9,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
+    sync::Arc,
 };
 
 use causeway_dataplane::route::IpPrefix;
@@ -205,8 +206,9 @@ pub struct NetSet {
 pub struct PolicySet {
     /// Tiers, sorted (order, name); always includes `default`.
     pub tiers: Vec<Tier>,
-    /// Policies, sorted within each tier by (order, name).
-    pub policies: Vec<Policy>,
+    /// Policies, sorted by (order, name, id); shared with the normal forms
+    /// they came from ([`Normal::Policy`]).
+    pub policies: Vec<Arc<Policy>>,
     /// Endpoints.
     pub endpoints: Vec<Endpoint>,
     /// Network sets.
@@ -220,6 +222,188 @@ pub fn order_key(order: Option<f64>) -> f64 {
     order.unwrap_or(f64::INFINITY)
 }
 
+/// One resource's part of a [`PolicySet`]: its normal form, computed once
+/// per resource version (the store keeps it beside the resource) so that a
+/// change normalises only what it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normal {
+    /// A tier.
+    Tier(Tier),
+    /// A policy, shared between the policy sets of every state that holds
+    /// the same resource (the compiler recognises an unchanged policy by
+    /// pointer before it compares contents).
+    Policy(Arc<Policy>),
+    /// A network set.
+    NetSet(NetSet),
+    /// A namespace: its name and labels.
+    Namespace(String, BTreeMap<String, String>),
+    /// An endpoint.
+    Endpoint(Endpoint),
+    /// Not policy's business (the appliance kinds).
+    Nothing,
+}
+
+impl Normal {
+    /// The normal form of one validated resource.
+    ///
+    /// # Errors
+    /// As [`PolicySet::build`], for this resource.
+    pub fn of(r: &Resource) -> Result<Self, String> {
+        let id = r.id();
+        let ctx = |e: String| format!("{id}: {e}");
+        Ok(match r {
+            Resource::Tier { metadata, spec } => {
+                let order = if metadata.name == DEFAULT_TIER {
+                    spec.order.or(Some(DEFAULT_TIER_ORDER))
+                } else {
+                    spec.order
+                };
+                Self::Tier(Tier {
+                    name: metadata.name.clone(),
+                    order,
+                    default_action: spec.default_action.unwrap_or(Action::Deny),
+                })
+            }
+            Resource::GlobalNetworkPolicy { metadata, spec } => Self::Policy(Arc::new(
+                calico_policy(&id, &metadata.name, None, spec).map_err(ctx)?,
+            )),
+            Resource::NetworkPolicy { metadata, spec } => {
+                let ns = metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                Self::Policy(Arc::new(
+                    calico_policy(&id, &metadata.name, Some(ns), spec).map_err(ctx)?,
+                ))
+            }
+            Resource::K8sNetworkPolicy { metadata, spec } => {
+                let ns = metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                Self::Policy(Arc::new(
+                    k8s_policy(&id, &metadata.name, &ns, spec).map_err(ctx)?,
+                ))
+            }
+            Resource::GlobalNetworkSet { metadata, spec }
+            | Resource::NetworkSet { metadata, spec } => {
+                let namespace = match r {
+                    Resource::NetworkSet { .. } => Some(
+                        metadata
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| "default".into()),
+                    ),
+                    _ => None,
+                };
+                Self::NetSet(NetSet {
+                    id: id.clone(),
+                    namespace,
+                    labels: metadata.labels.clone(),
+                    nets: spec
+                        .nets
+                        .iter()
+                        .map(|n| parse_net(n))
+                        .collect::<Result<_, _>>()
+                        .map_err(ctx)?,
+                })
+            }
+            Resource::Namespace { metadata } => {
+                Self::Namespace(metadata.name.clone(), metadata.labels.clone())
+            }
+            Resource::Pod {
+                metadata,
+                spec,
+                status,
+            } => {
+                let namespace = metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for ip in status
+                    .pod_ips
+                    .iter()
+                    .map(|p| p.ip.as_str())
+                    .chain(status.pod_ip.as_deref())
+                {
+                    let ip: IpAddr = ip
+                        .parse()
+                        .map_err(|_| ctx(format!("status.podIPs: `{ip}` is not an IP")))?;
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
+                let mut labels = metadata.labels.clone();
+                labels.insert(NAMESPACE_LABEL.into(), namespace.clone());
+                labels.insert(ORCHESTRATOR_LABEL.into(), "k8s".into());
+                let mut ports = Vec::new();
+                for p in spec.containers.iter().flat_map(|c| &c.ports) {
+                    if let Some(name) = &p.name {
+                        ports.push(EndpointPort {
+                            name: name.clone(),
+                            protocol: Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))
+                                .map_err(ctx)?,
+                            port: p.container_port,
+                        });
+                    }
+                }
+                Self::Endpoint(Endpoint {
+                    id: id.clone(),
+                    namespace,
+                    labels,
+                    ips,
+                    ports,
+                    service_account: Some(
+                        spec.service_account_name
+                            .clone()
+                            .unwrap_or_else(|| "default".into()),
+                    ),
+                    pod: true,
+                })
+            }
+            Resource::Appliance { .. } => Self::Nothing,
+            Resource::StaticEndpoint { metadata, spec } => {
+                let namespace = metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                let mut labels = metadata.labels.clone();
+                labels.insert(NAMESPACE_LABEL.into(), namespace.clone());
+                let ips = spec
+                    .ips
+                    .iter()
+                    .map(|s| {
+                        s.parse::<IpAddr>()
+                            .map_err(|_| ctx(format!("spec.ips: `{s}` is not an IP")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let ports = spec
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        Ok(EndpointPort {
+                            name: p.name.clone(),
+                            protocol: Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))
+                                .map_err(ctx)?,
+                            port: p.port,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?;
+                Self::Endpoint(Endpoint {
+                    id: id.clone(),
+                    namespace,
+                    labels,
+                    ips,
+                    ports,
+                    service_account: None,
+                    pod: false,
+                })
+            }
+        })
+    }
+}
+
 impl PolicySet {
     /// Builds the normal form of validated resources.
     ///
@@ -228,6 +412,17 @@ impl PolicySet {
     /// through but normalisation cannot use (bad CIDRs, unknown K8s
     /// selector operators).
     pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Result<Self, String> {
+        let parts = resources
+            .into_iter()
+            .map(Normal::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::assemble(&parts))
+    }
+
+    /// The set made of resources already in normal form ([`Normal::of`]),
+    /// in the order [`Self::build`] would read them: a later tier or
+    /// namespace of the same name wins.
+    pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a Normal>) -> Self {
         let mut set = Self::default();
         let mut tiers: HashMap<String, Tier> = HashMap::new();
         tiers.insert(
@@ -238,161 +433,18 @@ impl PolicySet {
                 default_action: Action::Deny,
             },
         );
-        for r in resources {
-            let id = r.id();
-            let ctx = |e: String| format!("{id}: {e}");
-            match r {
-                Resource::Tier { metadata, spec } => {
-                    let order = if metadata.name == DEFAULT_TIER {
-                        spec.order.or(Some(DEFAULT_TIER_ORDER))
-                    } else {
-                        spec.order
-                    };
-                    tiers.insert(
-                        metadata.name.clone(),
-                        Tier {
-                            name: metadata.name.clone(),
-                            order,
-                            default_action: spec.default_action.unwrap_or(Action::Deny),
-                        },
-                    );
+        for part in parts {
+            match part {
+                Normal::Tier(t) => {
+                    tiers.insert(t.name.clone(), t.clone());
                 }
-                Resource::GlobalNetworkPolicy { metadata, spec } => {
-                    set.policies
-                        .push(calico_policy(&id, &metadata.name, None, spec).map_err(ctx)?);
+                Normal::Policy(p) => set.policies.push(p.clone()),
+                Normal::NetSet(n) => set.net_sets.push(n.clone()),
+                Normal::Namespace(name, labels) => {
+                    set.namespaces.insert(name.clone(), labels.clone());
                 }
-                Resource::NetworkPolicy { metadata, spec } => {
-                    let ns = metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into());
-                    set.policies
-                        .push(calico_policy(&id, &metadata.name, Some(ns), spec).map_err(ctx)?);
-                }
-                Resource::K8sNetworkPolicy { metadata, spec } => {
-                    let ns = metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into());
-                    set.policies
-                        .push(k8s_policy(&id, &metadata.name, &ns, spec).map_err(ctx)?);
-                }
-                Resource::GlobalNetworkSet { metadata, spec }
-                | Resource::NetworkSet { metadata, spec } => {
-                    let namespace = match r {
-                        Resource::NetworkSet { .. } => Some(
-                            metadata
-                                .namespace
-                                .clone()
-                                .unwrap_or_else(|| "default".into()),
-                        ),
-                        _ => None,
-                    };
-                    set.net_sets.push(NetSet {
-                        id: id.clone(),
-                        namespace,
-                        labels: metadata.labels.clone(),
-                        nets: spec
-                            .nets
-                            .iter()
-                            .map(|n| parse_net(n))
-                            .collect::<Result<_, _>>()
-                            .map_err(ctx)?,
-                    });
-                }
-                Resource::Namespace { metadata } => {
-                    set.namespaces
-                        .insert(metadata.name.clone(), metadata.labels.clone());
-                }
-                Resource::Pod {
-                    metadata,
-                    spec,
-                    status,
-                } => {
-                    let namespace = metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into());
-                    let mut ips: Vec<IpAddr> = Vec::new();
-                    for ip in status
-                        .pod_ips
-                        .iter()
-                        .map(|p| p.ip.as_str())
-                        .chain(status.pod_ip.as_deref())
-                    {
-                        let ip: IpAddr = ip
-                            .parse()
-                            .map_err(|_| ctx(format!("status.podIPs: `{ip}` is not an IP")))?;
-                        if !ips.contains(&ip) {
-                            ips.push(ip);
-                        }
-                    }
-                    let mut labels = metadata.labels.clone();
-                    labels.insert(NAMESPACE_LABEL.into(), namespace.clone());
-                    labels.insert(ORCHESTRATOR_LABEL.into(), "k8s".into());
-                    let mut ports = Vec::new();
-                    for p in spec.containers.iter().flat_map(|c| &c.ports) {
-                        if let Some(name) = &p.name {
-                            ports.push(EndpointPort {
-                                name: name.clone(),
-                                protocol: Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))
-                                    .map_err(ctx)?,
-                                port: p.container_port,
-                            });
-                        }
-                    }
-                    set.endpoints.push(Endpoint {
-                        id: id.clone(),
-                        namespace,
-                        labels,
-                        ips,
-                        ports,
-                        service_account: Some(
-                            spec.service_account_name
-                                .clone()
-                                .unwrap_or_else(|| "default".into()),
-                        ),
-                        pod: true,
-                    });
-                }
-                Resource::Appliance { .. } => {}
-                Resource::StaticEndpoint { metadata, spec } => {
-                    let namespace = metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into());
-                    let mut labels = metadata.labels.clone();
-                    labels.insert(NAMESPACE_LABEL.into(), namespace.clone());
-                    let ips = spec
-                        .ips
-                        .iter()
-                        .map(|s| {
-                            s.parse::<IpAddr>()
-                                .map_err(|_| ctx(format!("spec.ips: `{s}` is not an IP")))
-                        })
-                        .collect::<Result<_, _>>()?;
-                    let ports = spec
-                        .ports
-                        .iter()
-                        .map(|p| {
-                            Ok(EndpointPort {
-                                name: p.name.clone(),
-                                protocol: Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))
-                                    .map_err(ctx)?,
-                                port: p.port,
-                            })
-                        })
-                        .collect::<Result<_, String>>()?;
-                    set.endpoints.push(Endpoint {
-                        id: id.clone(),
-                        namespace,
-                        labels,
-                        ips,
-                        ports,
-                        service_account: None,
-                        pod: false,
-                    });
-                }
+                Normal::Endpoint(e) => set.endpoints.push(e.clone()),
+                Normal::Nothing => {}
             }
         }
         let mut tiers: Vec<Tier> = tiers.into_values().collect();
@@ -408,7 +460,7 @@ impl PolicySet {
                 .then_with(|| a.name.cmp(&b.name))
                 .then_with(|| a.id.cmp(&b.id))
         });
-        Ok(set)
+        set
     }
 
     /// The labels of a namespace (empty if it has no Namespace resource).

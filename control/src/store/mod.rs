@@ -17,30 +17,70 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
 
 use crate::{
     policy::{
         load::{self, LoadError, Loaded, Source},
         model::Resource,
-        normalize::PolicySet,
+        normalize::{Normal, PolicySet},
     },
     resources::ApplianceSet,
 };
 use causeway_tls::config::TerminatorConfig;
 
-/// One stored resource.
-#[derive(Debug, Clone, PartialEq)]
+/// One stored resource. Immutable once made (states share it by `Arc`):
+/// its policy normal form is computed from `loaded` at first use and kept.
+#[derive(Clone)]
 pub struct Entry {
     /// The resource, its manifest (namespace filled in) and where it came
     /// from.
     pub loaded: Loaded,
     /// The generation at which it last changed.
     pub generation: u64,
+    /// [`Normal::of`] the resource, once asked for: a change normalises the
+    /// resources it made, not the whole state.
+    normal: OnceLock<Result<Normal, String>>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        // `normal` follows from `loaded`.
+        self.loaded == other.loaded && self.generation == other.generation
+    }
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("loaded", &self.loaded)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Entry {
+    /// The entry for `loaded`, changed at `generation`.
+    pub fn new(loaded: Loaded, generation: u64) -> Self {
+        Self {
+            loaded,
+            generation,
+            normal: OnceLock::new(),
+        }
+    }
+
+    /// The resource's policy normal form ([`Normal::of`]), computed once.
+    ///
+    /// # Errors
+    /// As [`Normal::of`].
+    pub fn normal(&self) -> Result<&Normal, &str> {
+        self.normal
+            .get_or_init(|| Normal::of(&self.loaded.resource))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
     /// `Kind/namespace/name` or `Kind/name`.
     pub fn id(&self) -> String {
         self.loaded.resource.id()
@@ -214,7 +254,13 @@ impl Desired {
     /// # Errors
     /// As [`PolicySet::build`] (a validated state never fails).
     pub fn policy_set(&self) -> Result<PolicySet, String> {
-        PolicySet::build(self.entries.values().map(|e| &e.loaded.resource))
+        let parts = self
+            .entries
+            .values()
+            .map(|e| e.normal())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(str::to_owned)?;
+        Ok(PolicySet::assemble(parts))
     }
 
     /// The appliance kinds.
@@ -343,13 +389,8 @@ impl Desired {
                 Some(_) => Action::Configured,
             };
             if action != Action::Unchanged {
-                next.entries.insert(
-                    id.clone(),
-                    Arc::new(Entry {
-                        loaded: l,
-                        generation,
-                    }),
-                );
+                next.entries
+                    .insert(id.clone(), Arc::new(Entry::new(l, generation)));
             }
             changes.push((id, action));
         }
@@ -432,13 +473,7 @@ impl Desired {
             .into_iter()
             .map(|l| {
                 let l = normalise(l);
-                (
-                    l.resource.id(),
-                    Arc::new(Entry {
-                        loaded: l,
-                        generation: 1,
-                    }),
-                )
+                (l.resource.id(), Arc::new(Entry::new(l, 1)))
             })
             .collect();
         Self {

@@ -133,13 +133,9 @@ pub fn load(dir: &Path) -> Result<Option<Desired>> {
         match loaded_from_manifest(&r.manifest, &r.source) {
             Ok(loaded) => {
                 let id = loaded.resource.id();
-                state.entries.insert(
-                    id,
-                    std::sync::Arc::new(Entry {
-                        loaded,
-                        generation: r.generation,
-                    }),
-                );
+                state
+                    .entries
+                    .insert(id, std::sync::Arc::new(Entry::new(loaded, r.generation)));
             }
             Err(errors) => {
                 for e in errors {
