@@ -584,6 +584,7 @@ fn compile_set(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         rules = c.program.rules.len(),
         programs_built = c.built,
         programs_reused = c.reused,
+        programs_resolved = c.resolved,
         prefilter = c.prefilter.len(),
         "policy compiled"
     );

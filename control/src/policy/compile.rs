@@ -11,9 +11,10 @@
 //! ICMP type and code ride in the classifier's port fields. Each tier ends
 //! with its default rule.
 //!
-//! Compiling again after a change rebuilds only the programs whose content
-//! changed: a program is keyed by the resolved cubes of its rules, and an
-//! unchanged key reuses the previous compile's classifier.
+//! Compiling again after a change resolves and rebuilds only what the
+//! change touched (see [`Cache`]): a program whose inputs are all the same
+//! is reused as it is; one whose inputs changed has its rules resolved,
+//! and is rebuilt only if the resolved rules differ.
 //!
 //! The set resolution below deliberately does not share code with the
 //! reference evaluator ([`super::eval`]): the two are compared in tests.
@@ -39,7 +40,7 @@ use causeway_dataplane::{
 use super::{
     eval::applies,
     model::{Action, IcmpFields, PolicyType, Port, Protocol},
-    normalize::{Entity, NAMESPACE_LABEL, NRule, Policy, PolicySet, Scope},
+    normalize::{Endpoint, Entity, NAMESPACE_LABEL, NRule, NetSet, Policy, PolicySet, Scope, Tier},
     selector::Selector,
 };
 
@@ -84,12 +85,114 @@ pub struct Compiled {
     pub built: usize,
     /// Programs reused.
     pub reused: usize,
+    /// Programs whose rules were resolved (selectors, nets, ports) because
+    /// an input of theirs changed; the others were reused without.
+    pub resolved: usize,
 }
 
-/// Programs of the previous compile, by content.
+/// What the previous compile built, to reuse.
+///
+/// A program is found by its inputs first: its direction, the tiers and
+/// policies it walks (each policy's content and the rule ids it was given),
+/// whether it has tier defaults, the endpoint's addresses when a rule
+/// constrains them and, when a rule has a selector or a named port, the
+/// endpoints, network sets and namespaces those resolve against. When all
+/// of these are the same the program is reused without resolving a rule.
+/// Otherwise its rules are resolved and the program is found by content
+/// (the resolved cubes, compared in full), so that, say, a new pod that no
+/// selector of a program selects costs a resolve but no build.
 #[derive(Debug, Default)]
 pub struct Cache {
-    programs: HashMap<u64, Arc<Program>>,
+    by_inputs: HashMap<InputKey, Cached>,
+    by_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
+    /// What the cached programs' selectors and named ports resolved against.
+    world: World,
+    /// Bumped whenever `world` changes.
+    world_epoch: u64,
+    /// The previous compile's rule count (the next one is likely alike).
+    rules: usize,
+}
+
+/// How a program is looked up in [`Cache::by_inputs`]: the direction,
+/// whether it has tier defaults (the untracked programs do not), the
+/// endpoint's addresses when they constrain its rules, and its policies'
+/// ids in walk order. The lookup is then confirmed against [`Cached`].
+type InputKey = (PolicyType, bool, Option<Vec<IpAddr>>, Vec<String>);
+
+/// A cached program and everything it was built from.
+#[derive(Debug)]
+struct Cached {
+    tiers: Vec<TierInput>,
+    /// The world epoch it resolved against, if a rule reads the world.
+    world: Option<u64>,
+    content: u64,
+    program: Arc<Program>,
+}
+
+/// One tier of a program's inputs.
+#[derive(Debug)]
+struct TierInput {
+    tier: Tier,
+    /// The tier's default rule, if the program has defaults.
+    default: Option<RuleId>,
+    /// The tier's policies in order, each with its first rule's id (a
+    /// policy's rules in one direction have consecutive ids).
+    policies: Vec<(Arc<Policy>, RuleId)>,
+}
+
+/// Whether two programs' inputs are the same: same tiers, same rule ids,
+/// same policies (the same allocation, or equal).
+fn same_inputs(a: &[TierInput], b: &[TierInput]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.tier == b.tier
+                && a.default == b.default
+                && a.policies.len() == b.policies.len()
+                && a.policies
+                    .iter()
+                    .zip(&b.policies)
+                    .all(|(x, y)| x.1 == y.1 && (Arc::ptr_eq(&x.0, &y.0) || *x.0 == *y.0))
+        })
+}
+
+/// The parts of a [`PolicySet`] that selectors and named ports read.
+#[derive(Debug, Default)]
+struct World {
+    endpoints: Vec<Endpoint>,
+    net_sets: Vec<NetSet>,
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl World {
+    /// Takes `set`'s world if it differs; whether it did.
+    fn update(&mut self, set: &PolicySet) -> bool {
+        if self.endpoints == set.endpoints
+            && self.net_sets == set.net_sets
+            && self.namespaces == set.namespaces
+        {
+            return false;
+        }
+        *self = Self {
+            endpoints: set.endpoints.clone(),
+            net_sets: set.net_sets.clone(),
+            namespaces: set.namespaces.clone(),
+        };
+        true
+    }
+}
+
+/// Whether a rule's cubes depend on the endpoints, network sets or
+/// namespaces: it has a selector (which resolves to their addresses) or a
+/// named port (which resolves per endpoint).
+fn reads_world(r: &NRule) -> bool {
+    [&r.source, &r.destination].into_iter().any(|e| {
+        e.selector.is_some()
+            || e.not_selector.is_some()
+            || e.ports
+                .iter()
+                .chain(&e.not_ports)
+                .any(|p| matches!(p, Port::Named(_)))
+    })
 }
 
 type Cubes = Vec<(Cube, DpAction, RuleId)>;
@@ -100,19 +203,26 @@ type Signature = (PolicyType, Vec<usize>, Option<Vec<IpAddr>>);
 
 /// Compiles `set` into generation `generation`, reusing `cache`.
 pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled {
-    let mut rules: Vec<RuleMeta> = Vec::new();
-    let mut rule_ids: HashMap<(usize, PolicyType, Option<usize>), RuleId> = HashMap::new();
-    let mut tier_defaults: HashMap<(String, PolicyType), RuleId> = HashMap::new();
-    let mut signatures: HashMap<Signature, u32> = HashMap::new();
-    let mut programs: Vec<Arc<Program>> = Vec::new();
-    let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
-    let previous = std::mem::take(&mut cache.programs);
-    let mut reuse = Reuse {
-        previous: &previous,
+    if cache.world.update(set) {
+        cache.world_epoch += 1;
+    }
+    let mut c = Compiler {
+        set,
+        rules: Vec::with_capacity(cache.rules),
+        rule_base: vec![[None; 2]; set.policies.len()],
+        tier_defaults: HashMap::new(),
+        programs: Vec::new(),
+        previous: std::mem::take(&mut cache.by_inputs),
+        previous_content: std::mem::take(&mut cache.by_content),
         next: HashMap::new(),
+        next_content: HashMap::new(),
+        world_epoch: cache.world_epoch,
         built: 0,
         reused: 0,
+        resolved: 0,
     };
+    let mut signatures: HashMap<Signature, u32> = HashMap::new();
+    let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
 
     for direction in [PolicyType::Ingress, PolicyType::Egress] {
         for ep in &set.endpoints {
@@ -135,21 +245,13 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
             });
             let sig = (
                 direction,
-                applicable.clone(),
+                applicable,
                 local_specific.then(|| ep.ips.clone()),
             );
             let index = match signatures.get(&sig) {
                 Some(i) => *i,
                 None => {
-                    let local = local_specific.then_some(ep.ips.as_slice());
-                    let tables = Tables {
-                        rules: &mut rules,
-                        rule_ids: &mut rule_ids,
-                        tier_defaults: &mut tier_defaults,
-                    };
-                    let tiers = tier_cubes(set, &applicable, direction, local, true, tables);
-                    programs.push(reuse.program(&tiers));
-                    let i = (programs.len() - 1) as u32;
+                    let i = c.program(&sig.1, direction, sig.2.as_deref(), true);
                     signatures.insert(sig, i);
                     i
                 }
@@ -179,29 +281,24 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         if own.is_empty() {
             continue;
         }
-        let tables = Tables {
-            rules: &mut rules,
-            rule_ids: &mut rule_ids,
-            tier_defaults: &mut tier_defaults,
-        };
-        let tiers = tier_cubes(set, &own, direction, None, false, tables);
-        programs.push(reuse.program(&tiers));
-        untracked.push((programs.len() - 1) as u32);
+        untracked.push(c.program(&own, direction, None, false));
     }
-    let (built, reused) = (reuse.built, reuse.reused);
-    cache.programs = reuse.next;
-    let prefilter = prefilter(set, &rule_ids);
+    let prefilter = prefilter(set, &c.rule_base);
+    cache.rules = c.rules.len();
+    cache.by_inputs = c.next;
+    cache.by_content = c.next_content;
     Compiled {
         program: PolicyProgram {
             generation,
             endpoints,
-            programs,
-            rules,
+            programs: c.programs,
+            rules: c.rules,
             untracked,
         },
         prefilter,
-        built,
-        reused,
+        built: c.built,
+        reused: c.reused,
+        resolved: c.resolved,
     }
 }
 
@@ -209,6 +306,14 @@ fn rules_of(p: &Policy, d: PolicyType) -> &[NRule] {
     match d {
         PolicyType::Ingress => &p.ingress,
         PolicyType::Egress => &p.egress,
+    }
+}
+
+/// The index of a direction in per-direction arrays.
+fn dir_index(d: PolicyType) -> usize {
+    match d {
+        PolicyType::Ingress => 0,
+        PolicyType::Egress => 1,
     }
 }
 
@@ -231,125 +336,224 @@ fn local_constrained(e: &Entity) -> bool {
             .any(|p| matches!(p, Port::Named(_)))
 }
 
-/// Builds programs, or takes them from the previous compile's cache when
-/// their content is the same.
-struct Reuse<'a> {
-    previous: &'a HashMap<u64, Arc<Program>>,
-    next: HashMap<u64, Arc<Program>>,
+/// One compile's state: the rule table it fills as it goes, the programs
+/// it made, and the previous compile's programs it may reuse.
+struct Compiler<'a> {
+    set: &'a PolicySet,
+    /// Every rule, by id.
+    rules: Vec<RuleMeta>,
+    /// By policy index and direction: the id of the policy's first rule,
+    /// once given (a policy's rules get consecutive ids the first time a
+    /// program walks it).
+    rule_base: Vec<[Option<RuleId>; 2]>,
+    tier_defaults: HashMap<(String, PolicyType), RuleId>,
+    programs: Vec<Arc<Program>>,
+    previous: HashMap<InputKey, Cached>,
+    previous_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
+    next: HashMap<InputKey, Cached>,
+    next_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
+    world_epoch: u64,
     built: usize,
     reused: usize,
+    resolved: usize,
 }
 
-impl Reuse<'_> {
-    fn program(&mut self, tiers: &[Cubes]) -> Arc<Program> {
-        let key = content_key(tiers);
-        let program = match self.previous.get(&key) {
-            Some(p) => {
+impl Compiler<'_> {
+    /// The program walking `policies` (indices into the set, in order) in
+    /// `direction`, for an endpoint with addresses `local` when its rules
+    /// constrain them; `with_defaults`: each tier ends with its default
+    /// rule. Gives the rules their ids, then reuses the previous compile's
+    /// program when its inputs are the same, or resolves the rules and
+    /// reuses or builds by content. Returns the program's index.
+    fn program(
+        &mut self,
+        policies: &[usize],
+        direction: PolicyType,
+        local: Option<&[IpAddr]>,
+        with_defaults: bool,
+    ) -> u32 {
+        let (tiers, order) = self.inputs(policies, direction, with_defaults);
+        let key: InputKey = (
+            direction,
+            with_defaults,
+            local.map(<[IpAddr]>::to_vec),
+            order
+                .iter()
+                .map(|&pi| self.set.policies[pi].id.clone())
+                .collect(),
+        );
+        // The same policies read the world or not alike: a cached program
+        // that read it is valid for the epoch it read.
+        let hit = self.previous.remove(&key).filter(|c| {
+            c.world.is_none_or(|e| e == self.world_epoch) && same_inputs(&c.tiers, &tiers)
+        });
+        let (world, content, program) = match hit {
+            Some(c) => {
                 self.reused += 1;
-                p.clone()
+                if !self.next_content.contains_key(&c.content)
+                    && let Some(entry) = self.previous_content.remove(&c.content)
+                {
+                    self.next_content.insert(c.content, entry);
+                }
+                (c.world, c.content, c.program)
             }
             None => {
-                self.built += 1;
-                Arc::new(build_program(tiers))
+                self.resolved += 1;
+                let reads = order.iter().any(|&pi| {
+                    rules_of(&self.set.policies[pi], direction)
+                        .iter()
+                        .any(reads_world)
+                });
+                let cubes: Vec<Cubes> = tiers
+                    .iter()
+                    .map(|t| self.tier_cubes(t, direction, local))
+                    .collect();
+                let content = content_key(&cubes);
+                let found = match self.next_content.get(&content) {
+                    Some((c, p)) if *c == cubes => Some(p.clone()),
+                    _ => match self.previous_content.remove(&content) {
+                        Some((c, p)) if c == cubes => Some(p),
+                        _ => None,
+                    },
+                };
+                let program = match found {
+                    Some(p) => {
+                        self.reused += 1;
+                        p
+                    }
+                    None => {
+                        self.built += 1;
+                        Arc::new(build_program(&cubes))
+                    }
+                };
+                self.next_content
+                    .entry(content)
+                    .or_insert_with(|| (cubes, program.clone()));
+                (reads.then_some(self.world_epoch), content, program)
             }
         };
-        self.next.insert(key, program.clone());
-        program
+        self.next.insert(
+            key,
+            Cached {
+                tiers,
+                world,
+                content,
+                program: program.clone(),
+            },
+        );
+        self.programs.push(program);
+        (self.programs.len() - 1) as u32
     }
-}
 
-/// The rule tables a compile fills as it goes.
-struct Tables<'a> {
-    rules: &'a mut Vec<RuleMeta>,
-    rule_ids: &'a mut HashMap<(usize, PolicyType, Option<usize>), RuleId>,
-    tier_defaults: &'a mut HashMap<(String, PolicyType), RuleId>,
-}
-
-fn tier_cubes(
-    set: &PolicySet,
-    applicable: &[usize],
-    direction: PolicyType,
-    local: Option<&[IpAddr]>,
-    with_defaults: bool,
-    t: Tables<'_>,
-) -> Vec<Cubes> {
-    let Tables {
-        rules,
-        rule_ids,
-        tier_defaults,
-    } = t;
-    let dir_name = if direction == PolicyType::Ingress {
-        "ingress"
-    } else {
-        "egress"
-    };
-    let mut tiers = Vec::new();
-    for tier in &set.tiers {
-        let in_tier: Vec<usize> = applicable
-            .iter()
-            .copied()
-            .filter(|i| set.policies[*i].tier == tier.name)
-            .collect();
-        if in_tier.is_empty() {
-            continue;
-        }
-        let mut cubes = Vec::new();
-        for pi in in_tier {
-            let policy = &set.policies[pi];
-            for (ri, rule) in rules_of(policy, direction).iter().enumerate() {
-                let action = dp_action(rule.action);
-                let id = *rule_ids
-                    .entry((pi, direction, Some(ri)))
+    /// The tiers and policies a program walks, with their rule ids (given
+    /// here on first sight), and the policies in walk order.
+    fn inputs(
+        &mut self,
+        policies: &[usize],
+        direction: PolicyType,
+        with_defaults: bool,
+    ) -> (Vec<TierInput>, Vec<usize>) {
+        let set = self.set;
+        let dir_name = if direction == PolicyType::Ingress {
+            "ingress"
+        } else {
+            "egress"
+        };
+        let mut tiers = Vec::new();
+        let mut order = Vec::new();
+        for tier in &set.tiers {
+            let in_tier: Vec<usize> = policies
+                .iter()
+                .copied()
+                .filter(|i| set.policies[*i].tier == tier.name)
+                .collect();
+            if in_tier.is_empty() {
+                continue;
+            }
+            let mut walked = Vec::with_capacity(in_tier.len());
+            for pi in in_tier {
+                let policy = &set.policies[pi];
+                let base = match self.rule_base[pi][dir_index(direction)] {
+                    Some(b) => b,
+                    None => {
+                        let b = self.rules.len() as RuleId;
+                        for (ri, rule) in rules_of(policy, direction).iter().enumerate() {
+                            self.rules.push(RuleMeta {
+                                tier: tier.name.clone(),
+                                policy: policy.id.clone(),
+                                direction: dir_name,
+                                index: Some(ri),
+                                action: dp_action(rule.action),
+                            });
+                        }
+                        self.rule_base[pi][dir_index(direction)] = Some(b);
+                        b
+                    }
+                };
+                walked.push((policy.clone(), base));
+                order.push(pi);
+            }
+            let default = with_defaults.then(|| {
+                let action = default_action(tier);
+                *self
+                    .tier_defaults
+                    .entry((tier.name.clone(), direction))
                     .or_insert_with(|| {
-                        rules.push(RuleMeta {
+                        self.rules.push(RuleMeta {
                             tier: tier.name.clone(),
-                            policy: policy.id.clone(),
+                            policy: String::new(),
                             direction: dir_name,
-                            index: Some(ri),
+                            index: None,
                             action,
                         });
-                        (rules.len() - 1) as RuleId
-                    });
-                for cube in expand(set, rule, direction, local) {
+                        (self.rules.len() - 1) as RuleId
+                    })
+            });
+            tiers.push(TierInput {
+                tier: tier.clone(),
+                default,
+                policies: walked,
+            });
+        }
+        (tiers, order)
+    }
+
+    /// The cubes of one tier of a program: its policies' rules resolved,
+    /// then its default rule.
+    fn tier_cubes(&self, t: &TierInput, direction: PolicyType, local: Option<&[IpAddr]>) -> Cubes {
+        let mut cubes = Vec::new();
+        for (policy, base) in &t.policies {
+            for (ri, rule) in rules_of(policy, direction).iter().enumerate() {
+                let action = dp_action(rule.action);
+                let id = base + ri as RuleId;
+                for cube in expand(self.set, rule, direction, local) {
                     cubes.push((cube, action, id));
                 }
             }
         }
-        if !with_defaults {
-            tiers.push(cubes);
-            continue;
+        if let Some(id) = t.default {
+            cubes.push((
+                Cube {
+                    src: Prefix::ANY,
+                    dst: Prefix::ANY,
+                    proto: None,
+                    sport: (0, 65535),
+                    dport: (0, 65535),
+                },
+                default_action(&t.tier),
+                id,
+            ));
         }
-        let default_action = if tier.default_action == Action::Pass {
-            DpAction::Pass
-        } else {
-            DpAction::Deny
-        };
-        let id = *tier_defaults
-            .entry((tier.name.clone(), direction))
-            .or_insert_with(|| {
-                rules.push(RuleMeta {
-                    tier: tier.name.clone(),
-                    policy: String::new(),
-                    direction: dir_name,
-                    index: None,
-                    action: default_action,
-                });
-                (rules.len() - 1) as RuleId
-            });
-        cubes.push((
-            Cube {
-                src: Prefix::ANY,
-                dst: Prefix::ANY,
-                proto: None,
-                sport: (0, 65535),
-                dport: (0, 65535),
-            },
-            default_action,
-            id,
-        ));
-        tiers.push(cubes);
+        cubes
     }
-    tiers
+}
+
+fn default_action(tier: &Tier) -> DpAction {
+    if tier.default_action == Action::Pass {
+        DpAction::Pass
+    } else {
+        DpAction::Deny
+    }
 }
 
 fn dp_action(a: Action) -> DpAction {
@@ -800,10 +1004,7 @@ fn mask(len: u8) -> u128 {
 /// their rules that deny on source nets alone, in policies that select
 /// every endpoint, goes to the XDP prefilter: nothing before those rules
 /// can allow, so dropping in the kernel changes no verdict.
-fn prefilter(
-    set: &PolicySet,
-    rule_ids: &HashMap<(usize, PolicyType, Option<usize>), RuleId>,
-) -> Vec<(IpPrefix, RuleId)> {
+fn prefilter(set: &PolicySet, rule_base: &[[Option<RuleId>; 2]]) -> Vec<(IpPrefix, RuleId)> {
     let mut out = Vec::new();
     for (pi, p) in set
         .policies
@@ -829,10 +1030,8 @@ fn prefilter(
             match r.action {
                 Action::Log => continue,
                 Action::Deny if only_nets && all => {
-                    let id = rule_ids
-                        .get(&(pi, PolicyType::Ingress, Some(ri)))
-                        .copied()
-                        .unwrap_or(RuleId::MAX);
+                    let id = rule_base[pi][dir_index(PolicyType::Ingress)]
+                        .map_or(RuleId::MAX, |b| b + ri as RuleId);
                     out.extend(r.source.nets.iter().map(|n| (*n, id)));
                 }
                 _ => return out,

@@ -177,88 +177,98 @@ fn rule(r: &mut Rng) -> String {
 }
 
 fn policies(r: &mut Rng) -> String {
-    let default_action = r.pick(&["Deny", "Pass"]);
-    let mut out = format!(
-        "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: security\nspec:\n  order: 100\n  defaultAction: {default_action}\n"
-    );
+    let default_action = *r.pick(&["Deny", "Pass"]);
+    let mut out = tier_doc("security", 100, default_action);
     for i in 0..2 + r.below(4) {
-        let rules = |r: &mut Rng| {
-            let mut v: Vec<String> = (0..1 + r.below(3)).map(|_| rule(r)).collect();
-            if r.chance(30) {
-                v.push("{action: Deny}".into());
-            }
-            v.join(", ")
-        };
-        let types = r
-            .pick(&[
-                "",
-                "  types: [Ingress]\n",
-                "  types: [Egress]\n",
-                "  types: [Ingress, Egress]\n",
-            ])
-            .to_string();
-        let order = if r.chance(70) {
-            format!("  order: {}\n", r.below(3) * 10)
-        } else {
-            String::new()
-        };
-        match r.below(4) {
-            0 | 1 => {
-                let tier = r.chance(50);
-                let name = if tier {
-                    format!("security.p{i}")
-                } else {
-                    format!("p{i}")
-                };
-                let dnt = r.chance(10);
-                let (sel, extra) = if dnt {
-                    (
-                        "all()".to_owned(),
-                        "  doNotTrack: true\n  applyOnForward: true\n".to_owned(),
-                    )
-                } else {
-                    (r.pick(SELECTORS).to_string(), String::new())
-                };
-                out += &format!(
-                    "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\nspec:\n{}{order}  selector: \"{sel}\"\n{types}{extra}  ingress: [{}]\n  egress: [{}]\n",
-                    if tier { "  tier: security\n" } else { "" },
-                    rules(r),
-                    if dnt { String::new() } else { rules(r) },
-                );
-            }
-            2 => {
-                let ns = r.pick(&["ns0", "ns1", "ns2"]);
-                out += &format!(
-                    "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: np{i}\n  namespace: {ns}\nspec:\n{order}  selector: \"{}\"\n{types}  ingress: [{}]\n  egress: [{}]\n",
-                    r.pick(SELECTORS),
-                    rules(r),
-                    rules(r)
-                );
-            }
-            _ => {
-                let ns = r.pick(&["ns0", "ns1", "ns2"]);
-                let peer = r.pick(&[
-                    "{podSelector: {matchLabels: {app: web}}}",
-                    "{namespaceSelector: {matchLabels: {team: a}}}",
-                    "{namespaceSelector: {}, podSelector: {matchExpressions: [{key: role, operator: Exists}]}}",
-                    "{ipBlock: {cidr: 10.0.0.0/24, except: [10.0.0.3/32]}}",
-                ]);
-                let ports = r.pick(&[
-                    "",
-                    ", ports: [{port: 80}]",
-                    ", ports: [{protocol: UDP, port: 53}]",
-                    ", ports: [{port: http}]",
-                    ", ports: [{port: 1000, endPort: 9000}]",
-                ]);
-                out += &format!(
-                    "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: knp{i}\n  namespace: {ns}\nspec:\n  podSelector: {{matchLabels: {{app: {}}}}}\n  policyTypes: [{}]\n  ingress: [{{from: [{peer}]{ports}}}]\n  egress: [{{to: [{peer}]{ports}}}]\n",
-                    r.pick(&["web", "db", "cache"]),
-                    r.pick(&["Ingress", "Egress", "Ingress, Egress"]),
-                );
-            }
-        }
+        out += &policy_doc(r, i);
     }
     out
+}
+
+fn tier_doc(name: &str, order: u32, default_action: &str) -> String {
+    format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: {name}\nspec:\n  order: {order}\n  defaultAction: {default_action}\n"
+    )
+}
+
+/// A random policy of a random kind, named after `i`; GlobalNetworkPolicies
+/// may be in tier `security`.
+fn policy_doc(r: &mut Rng, i: usize) -> String {
+    let rules = |r: &mut Rng| {
+        let mut v: Vec<String> = (0..1 + r.below(3)).map(|_| rule(r)).collect();
+        if r.chance(30) {
+            v.push("{action: Deny}".into());
+        }
+        v.join(", ")
+    };
+    let types = r
+        .pick(&[
+            "",
+            "  types: [Ingress]\n",
+            "  types: [Egress]\n",
+            "  types: [Ingress, Egress]\n",
+        ])
+        .to_string();
+    let order = if r.chance(70) {
+        format!("  order: {}\n", r.below(3) * 10)
+    } else {
+        String::new()
+    };
+    match r.below(4) {
+        0 | 1 => {
+            let tier = r.chance(50);
+            let name = if tier {
+                format!("security.p{i}")
+            } else {
+                format!("p{i}")
+            };
+            let dnt = r.chance(10);
+            let (sel, extra) = if dnt {
+                (
+                    "all()".to_owned(),
+                    "  doNotTrack: true\n  applyOnForward: true\n".to_owned(),
+                )
+            } else {
+                (r.pick(SELECTORS).to_string(), String::new())
+            };
+            format!(
+                "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: {name}\nspec:\n{}{order}  selector: \"{sel}\"\n{types}{extra}  ingress: [{}]\n  egress: [{}]\n",
+                if tier { "  tier: security\n" } else { "" },
+                rules(r),
+                if dnt { String::new() } else { rules(r) },
+            )
+        }
+        2 => {
+            let ns = r.pick(&["ns0", "ns1", "ns2"]);
+            format!(
+                "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata:\n  name: np{i}\n  namespace: {ns}\nspec:\n{order}  selector: \"{}\"\n{types}  ingress: [{}]\n  egress: [{}]\n",
+                r.pick(SELECTORS),
+                rules(r),
+                rules(r)
+            )
+        }
+        _ => {
+            let ns = r.pick(&["ns0", "ns1", "ns2"]);
+            let peer = r.pick(&[
+                "{podSelector: {matchLabels: {app: web}}}",
+                "{namespaceSelector: {matchLabels: {team: a}}}",
+                "{namespaceSelector: {}, podSelector: {matchExpressions: [{key: role, operator: Exists}]}}",
+                "{ipBlock: {cidr: 10.0.0.0/24, except: [10.0.0.3/32]}}",
+            ]);
+            let ports = r.pick(&[
+                "",
+                ", ports: [{port: 80}]",
+                ", ports: [{protocol: UDP, port: 53}]",
+                ", ports: [{port: http}]",
+                ", ports: [{port: 1000, endPort: 9000}]",
+            ]);
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: knp{i}\n  namespace: {ns}\nspec:\n  podSelector: {{matchLabels: {{app: {}}}}}\n  policyTypes: [{}]\n  ingress: [{{from: [{peer}]{ports}}}]\n  egress: [{{to: [{peer}]{ports}}}]\n",
+                r.pick(&["web", "db", "cache"]),
+                r.pick(&["Ingress", "Egress", "Ingress, Egress"]),
+            )
+        }
+    }
 }
 
 /// Endpoints twice as often as the rest.
@@ -339,7 +349,6 @@ fn reference_decider(e: &eval::Explanation) -> Option<(String, Option<usize>)> {
 
 /// Returns (allowed, denied) counts.
 fn scenario(seed: u64, packets: usize) -> (usize, usize) {
-    let mut counts = (0, 0);
     let mut r = Rng(seed | 1);
     let text = format!("{}{}", pods(), policies(&mut r));
     let loaded = match load::load_str(&text, std::path::Path::new("generated.yaml")) {
@@ -355,14 +364,33 @@ fn scenario(seed: u64, packets: usize) -> (usize, usize) {
     };
     let set = PolicySet::build(loaded.iter().map(|l| &l.resource)).expect("normalises");
     let compiled = compile(&set, 1, &mut Cache::default());
+    agree_on_packets(&set, &compiled, &mut r, packets, packet, &|| {
+        format!("seed {seed}\n{text}")
+    })
+}
+
+/// Judges `packets` random packets (from `gen`) with the compiled program
+/// and the reference evaluator: the verdict, and the deciding rule of a
+/// deny, must be the same. Returns (allowed, denied) counts.
+fn agree_on_packets(
+    set: &PolicySet,
+    compiled: &Compiled,
+    r: &mut Rng,
+    packets: usize,
+    generate: fn(&mut Rng) -> Packet,
+    context: &dyn Fn() -> String,
+) -> (usize, usize) {
+    let mut counts = (0, 0);
     for _ in 0..packets {
-        let p = packet(&mut r);
-        let reference = eval::evaluate(&set, &p);
+        let p = generate(r);
+        let reference = eval::evaluate(set, &p);
         let j = compiled.program.judge(&key(&p));
         let want = reference.verdict == Verdict::Allow;
         assert_eq!(
-            j.allow, want,
-            "seed {seed}: verdict differs for {p:?}\nreference:\n{reference}\n{text}"
+            j.allow,
+            want,
+            "verdict differs for {p:?}\nreference:\n{reference}\n{}",
+            context()
         );
         if want {
             counts.0 += 1;
@@ -381,7 +409,8 @@ fn scenario(seed: u64, packets: usize) -> (usize, usize) {
             assert_eq!(
                 got,
                 reference_decider(&reference),
-                "seed {seed}: deciding rule differs for {p:?}\n{reference}\n{text}"
+                "deciding rule differs for {p:?}\n{reference}\n{}",
+                context()
             );
         }
     }
@@ -442,3 +471,5 @@ fn prefix_set_algebra() {
         vec![(0, 79), (81, 999), (2001, 65535)]
     );
 }
+
+mod incremental;
