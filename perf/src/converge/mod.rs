@@ -32,7 +32,6 @@ mod rules;
 
 use std::{
     collections::BTreeMap,
-    io::{IsTerminal, Write as _},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -42,6 +41,7 @@ use hdrhistogram::Histogram;
 
 use crate::{
     lab::{self, Lab},
+    progress::Progress,
     report_schema::{Figure, Machine, Report},
 };
 use client::Client;
@@ -122,28 +122,6 @@ struct Measured {
     nft: Times,
     dry_run: Times,
     done: u32,
-}
-
-/// Shows how far the run is: one line rewritten on a terminal, a line
-/// every tenth otherwise.
-fn progress(done: u32, total: u32, last_cw: Duration, last_nft: Duration) {
-    let terminal = std::io::stderr().is_terminal();
-    if !terminal && done != total && !done.is_multiple_of((total / 10).max(1)) {
-        return;
-    }
-    let line = format!(
-        "converge: {done}/{total} changes, last: causeway {:.2} ms, nft {:.2} ms",
-        last_cw.as_secs_f64() * 1e3,
-        last_nft.as_secs_f64() * 1e3
-    );
-    let mut err = std::io::stderr().lock();
-    if terminal {
-        let end = if done == total { "\n" } else { "" };
-        let _ = write!(err, "\r{line}\x1b[K{end}");
-    } else {
-        let _ = writeln!(err, "{line}");
-    }
-    let _ = err.flush();
 }
 
 /// `causeway-perf converge`.
@@ -299,6 +277,7 @@ fn measure(
         done: 0,
     };
     let deadline = Instant::now() + max;
+    let mut bar = Progress::new("converge", u64::from(changes));
     for n in 0..changes {
         if Instant::now() >= deadline {
             break;
@@ -308,7 +287,11 @@ fn measure(
         m.round_trip.record(ours.round_trip);
         m.nft.record(theirs);
         m.done = n + 1;
-        progress(m.done, changes, ours.server, theirs);
+        bar.step(&format!(
+            "last: causeway {:.2} ms, nft {:.2} ms",
+            ours.server.as_secs_f64() * 1e3,
+            theirs.as_secs_f64() * 1e3
+        ));
     }
     anyhow::ensure!(m.done > 0, "no change was measured within --max-seconds");
 
