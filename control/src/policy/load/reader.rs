@@ -86,8 +86,15 @@ impl DocLoader<'_, '_> {
                 return;
             }
         };
-        // The typed read, from the text, so that errors carry positions.
-        match kind.parse(serde_yaml::Deserializer::from_str(self.doc.text)) {
+        // The typed read, from the untyped form: the text is scanned once.
+        // Only if that fails is the text read again, so that the error
+        // carries a position, and so that where the text is more lenient
+        // than the untyped form (a number or a boolean where a string is
+        // expected) the text decides, as before.
+        let typed = kind
+            .parse(&value)
+            .or_else(|_| kind.parse(serde_yaml::Deserializer::from_str(self.doc.text)));
+        match typed {
             Ok(resource) => self.accept(resource, None, self.doc.start_line, &value),
             Err(e) => {
                 let mut error = self.serde_error(&e, None, Some(&value));
@@ -167,8 +174,24 @@ impl DocLoader<'_, '_> {
                 }
             }
         }
-        // The typed read of every item. serde stops at an item's first
-        // error; read again from the next item until the end.
+        // The typed read of every item, from the untyped form first (as
+        // for one document); if any item fails, from the text, for the
+        // positions. serde stops at an item's first error; read again from
+        // the next item until the end.
+        let mut parsed = Vec::new();
+        let seed = ListSeed {
+            plan: &plan,
+            from: 0,
+            current: &mut 0,
+            out: &mut parsed,
+        };
+        if seed.deserialize(root).is_ok() {
+            for (i, resource) in parsed {
+                let line = item_line(self, i);
+                self.accept(resource, Some(i), line, &items[i]);
+            }
+            return;
+        }
         let mut from = 0;
         while from < plan.len() {
             let mut parsed = Vec::new();

@@ -341,3 +341,25 @@ fn a_byte_order_mark_is_ignored() {
     let all = ok("\u{feff}apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n");
     assert_eq!(ids(&all), ["Namespace/a"]);
 }
+
+#[test]
+fn plain_numbers_and_booleans_read_as_strings_where_strings_are_expected() {
+    // The typed read goes from the untyped form, where `1` is a number; a
+    // string field then falls back to the text, which reads it as "1", as
+    // the loader always has. Alone and inside a List.
+    let doc = |quote: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {quote}42{quote}\n  labels:\n    version: {quote}1{quote}\n    canary: {quote}true{quote}\n"
+        )
+    };
+    let plain = ok(&doc(""));
+    let quoted = ok(&doc("'"));
+    assert_eq!(plain[0].resource, quoted[0].resource);
+    assert_eq!(ids(&plain), ["Namespace/42"]);
+    let list = |quote: &str| {
+        format!(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata:\n    name: n\n    labels:\n      version: {quote}1{quote}\n"
+        )
+    };
+    assert_eq!(ok(&list(""))[0].resource, ok(&list("'"))[0].resource);
+}
