@@ -471,16 +471,18 @@ impl Compiler<'_> {
                 continue;
             }
             let mut walked = Vec::with_capacity(in_tier.len());
+            let tier_name: Arc<str> = Arc::from(tier.name.as_str());
             for pi in in_tier {
                 let policy = &set.policies[pi];
                 let base = match self.rule_base[pi][dir_index(direction)] {
                     Some(b) => b,
                     None => {
                         let b = self.rules.len() as RuleId;
+                        let policy_id: Arc<str> = Arc::from(policy.id.as_str());
                         for (ri, rule) in rules_of(policy, direction).iter().enumerate() {
                             self.rules.push(RuleMeta {
-                                tier: tier.name.clone(),
-                                policy: policy.id.clone(),
+                                tier: tier_name.clone(),
+                                policy: policy_id.clone(),
                                 direction: dir_name,
                                 index: Some(ri),
                                 action: dp_action(rule.action),
@@ -500,8 +502,8 @@ impl Compiler<'_> {
                     .entry((tier.name.clone(), direction))
                     .or_insert_with(|| {
                         self.rules.push(RuleMeta {
-                            tier: tier.name.clone(),
-                            policy: String::new(),
+                            tier: tier_name.clone(),
+                            policy: Arc::from(""),
                             direction: dir_name,
                             index: None,
                             action,

@@ -41,10 +41,12 @@ pub enum Action {
 /// Where a rule came from, for counters, logs and explain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMeta {
-    /// The tier.
-    pub tier: String,
-    /// The policy (`Kind/ns/name`), or `""` for a tier's default rule.
-    pub policy: String,
+    /// The tier (shared by the rules of a tier: a compile makes one per
+    /// rule).
+    pub tier: Arc<str>,
+    /// The policy (`Kind/ns/name`), or `""` for a tier's default rule
+    /// (shared by the rules of a policy).
+    pub policy: Arc<str>,
     /// `ingress` or `egress`.
     pub direction: &'static str,
     /// The rule's index in its policy, or `None` for a tier default.

@@ -401,9 +401,9 @@ fn agree_on_packets(
             let rule = j.deciding().map(|id| &compiled.program.rules[id as usize]);
             let got = rule.map(|m| {
                 if m.index.is_some() {
-                    (m.policy.clone(), m.index)
+                    (m.policy.to_string(), m.index)
                 } else {
-                    (m.tier.clone(), None)
+                    (m.tier.to_string(), None)
                 }
             });
             assert_eq!(
