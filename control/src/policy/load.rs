@@ -58,14 +58,15 @@ mod semantic;
 mod tests;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap, hash_map::Entry},
     fmt,
+    net::IpAddr,
     path::{Path, PathBuf},
 };
 
 pub(crate) use self::files::manifests_in;
 use self::{files::load_into, reader::load_text};
-use crate::policy::model::Resource;
+use crate::policy::{model, model::Resource};
 
 /// The name a file of `-` (stdin) is reported under.
 pub const STDIN_NAME: &str = "<stdin>";
@@ -247,6 +248,7 @@ fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<Loa
             tiers.insert(metadata.name.as_str());
         }
     }
+    errors.extend(shared_addresses(all));
     for l in all {
         let (Resource::GlobalNetworkPolicy { spec, .. } | Resource::NetworkPolicy { spec, .. }) =
             &l.resource
@@ -271,6 +273,61 @@ fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<Loa
                  kind Tier), or remove spec.tier to use the default tier"
             ),
         });
+    }
+    errors
+}
+
+/// An address of two endpoints (pods that are endpoints, static
+/// endpoints): which endpoint's policy would judge its packets is then
+/// a guess, so the state is refused, naming both. Kubernetes never gives
+/// one address to two running pods; finished pods keep theirs in their
+/// status, and are not endpoints (see [`model::pod_is_endpoint`]).
+fn shared_addresses(all: &[&Loaded]) -> Vec<LoadError> {
+    let mut errors = Vec::new();
+    let mut owners: HashMap<IpAddr, &Loaded> = HashMap::new();
+    for l in all {
+        let (texts, field): (Vec<&str>, &str) = match &l.resource {
+            Resource::Pod { spec, status, .. } if model::pod_is_endpoint(spec, status) => (
+                status
+                    .pod_ips
+                    .iter()
+                    .map(|p| p.ip.as_str())
+                    .chain(status.pod_ip.as_deref())
+                    .collect(),
+                "status.podIPs",
+            ),
+            Resource::StaticEndpoint { spec, .. } => {
+                (spec.ips.iter().map(String::as_str).collect(), "spec.ips")
+            }
+            _ => continue,
+        };
+        let mut own: Vec<IpAddr> = texts.iter().filter_map(|t| t.parse().ok()).collect();
+        own.sort_unstable();
+        own.dedup();
+        for ip in own {
+            match owners.entry(ip) {
+                Entry::Vacant(v) => {
+                    v.insert(l);
+                }
+                Entry::Occupied(first) => {
+                    let first = first.get();
+                    errors.push(LoadError {
+                        file: l.source.file.clone(),
+                        line: Some(l.source.line),
+                        column: None,
+                        resource: Some(l.resource.id()),
+                        field: Some(field.to_owned()),
+                        message: format!(
+                            "address {ip} is also {}'s (at {}:{}): an address belongs to one endpoint; \
+                             remove it from one of them",
+                            first.resource.id(),
+                            first.source.file.display(),
+                            first.source.line
+                        ),
+                    });
+                }
+            }
+        }
     }
     errors
 }

@@ -568,6 +568,10 @@ pub struct PodSpec {
     /// The service account.
     #[serde(default)]
     pub service_account_name: Option<String>,
+    /// The pod shares its node's network: Calico makes no workload
+    /// endpoint for it, so no policy applies to it or selects it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
 }
 
 /// A pod IP entry.
@@ -587,6 +591,17 @@ pub struct PodStatus {
     /// Every address (IPv4 and IPv6).
     #[serde(default, rename = "podIPs")]
     pub pod_ips: Vec<PodIp>,
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+}
+
+/// Whether a pod is a workload endpoint as Calico sees it: not sharing its
+/// node's network, and not finished (`Succeeded` or `Failed`: its
+/// addresses may already be another pod's). Other pods are not endpoints:
+/// no policy applies to them and no selector selects them.
+pub fn pod_is_endpoint(spec: &PodSpec, status: &PodStatus) -> bool {
+    !spec.host_network && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
 }
 
 /// A causeway static endpoint's named port.

@@ -17,7 +17,7 @@ use causeway_dataplane::route::IpPrefix;
 use super::{
     model::{
         Action, EntityRule, IcmpFields, K8sPeer, K8sPolicySpec, K8sPort, PolicySpec, PolicyType,
-        Port, Protocol, Resource, Rule,
+        Port, Protocol, Resource, Rule, pod_is_endpoint,
     },
     selector::Selector,
 };
@@ -311,6 +311,7 @@ impl Normal {
             Resource::Namespace { metadata } => {
                 Self::Namespace(metadata.name.clone(), metadata.labels.clone())
             }
+            Resource::Pod { spec, status, .. } if !pod_is_endpoint(spec, status) => Self::Nothing,
             Resource::Pod {
                 metadata,
                 spec,

@@ -321,3 +321,69 @@ fn load_paths_reports_the_errors_of_every_file() {
     );
     assert_eq!(errors.len(), 1 + 1 + 5 + 2 + 3 + 15);
 }
+
+/// A pod at `ip` in namespace `ns`, with `extra` lines under `spec` and
+/// `phase`.
+fn pod_at(name: &str, ip: &str, spec: &str, phase: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: ns\nspec:\n  containers: []\n{spec}status:\n  phase: {phase}\n  podIP: {ip}\n  podIPs: [{{ip: {ip}}}]\n"
+    )
+}
+
+#[test]
+fn an_address_of_two_endpoints_is_refused_naming_both() {
+    let statics = "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: db\nspec:\n  ips: [192.168.50.10, '2001:db8::1']\n\
+                   ---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: db2\nspec:\n  ips: ['2001:db8:0::1']\n";
+    let text = format!("{statics}{}", pod_at("web", "192.168.50.10", "", "Running"));
+    let all = load_str(&text, Path::new("test.yaml")).unwrap_or_else(|e| panic!("{}", list(&e)));
+    let errors = validate(&all);
+    assert_eq!(errors.len(), 2, "{}", list(&errors));
+    // The same IPv6 address written another way is the same address.
+    expect(
+        &errors,
+        "test.yaml",
+        9,
+        Some("StaticEndpoint/db2"),
+        Some("spec.ips"),
+        "address 2001:db8::1 is also StaticEndpoint/db's (at test.yaml:2): an address belongs to one endpoint",
+    );
+    expect(
+        &errors,
+        "test.yaml",
+        16,
+        Some("Pod/ns/web"),
+        Some("status.podIPs"),
+        "address 192.168.50.10 is also StaticEndpoint/db's (at test.yaml:2)",
+    );
+}
+
+#[test]
+fn finished_and_host_network_pods_are_not_endpoints_and_share_addresses() {
+    // Kubernetes gives a finished pod's address to a new pod, and every
+    // host-network pod of a node has the node's address: Calico makes no
+    // endpoint of either, and neither clashes.
+    let text = [
+        pod_at("done", "10.0.0.5", "", "Succeeded"),
+        pod_at("crashed", "10.0.0.5", "", "Failed"),
+        pod_at("new", "10.0.0.5", "", "Running"),
+        pod_at(
+            "kube-proxy",
+            "192.168.1.1",
+            "  hostNetwork: true\n",
+            "Running",
+        ),
+        pod_at(
+            "node-exporter",
+            "192.168.1.1",
+            "  hostNetwork: true\n",
+            "Running",
+        ),
+    ]
+    .concat();
+    let all = load_str(&text, Path::new("test.yaml")).unwrap_or_else(|e| panic!("{}", list(&e)));
+    assert!(validate(&all).is_empty(), "{}", list(&validate(&all)));
+    let set = crate::policy::normalize::PolicySet::build(all.iter().map(|l| &l.resource))
+        .expect("normalises");
+    let endpoints: Vec<&str> = set.endpoints.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(endpoints, ["Pod/ns/new"]);
+}
