@@ -11,6 +11,10 @@
 //!   the whole next state, build its policy set) then `compile` of the
 //!   plan's policy set with the warm cache of the previous generation, as
 //!   `Node::change` and `Node::publish` do: the figure.
+//! - `plan_and_compile_rule_added`: the same, where the change adds a
+//!   rule to (or removes it from) the policy, which moves the rule ids of
+//!   every policy after it: their programs keep their classifiers,
+//!   renumbered.
 //! - `plan`: `plan_apply` alone.
 //! - `compile`: `compile` alone, alternating between the policy sets of
 //!   two states one policy apart.
@@ -67,6 +71,18 @@ fn policy(i: u32, flipped: bool) -> String {
     y
 }
 
+/// Policy `i`, with one more rule at its end or not: an edit that moves
+/// the rule ids of every policy after it.
+fn policy_grown(i: u32, grown: bool) -> String {
+    let mut y = policy(i, false);
+    if grown {
+        y.push_str(
+            "    - action: Allow\n      protocol: UDP\n      destination:\n        ports: [53]\n",
+        );
+    }
+    y
+}
+
 /// The endpoints and every policy, unflipped.
 fn base() -> Desired {
     let mut y = String::new();
@@ -90,13 +106,14 @@ fn base() -> Desired {
         .next
 }
 
-/// The changes, as an apply receives them: `[policy][flipped]`.
-fn changes() -> Vec<[InputFile; 2]> {
+/// The changes, as an apply receives them: `[policy][flipped]`, where
+/// `make(i, flipped)` is policy `i`'s text.
+fn changes(make: fn(u32, bool) -> String) -> Vec<[InputFile; 2]> {
     (0..POLICIES)
         .map(|i| {
             [false, true].map(|f| InputFile {
                 name: format!("perf-{i}.yaml"),
-                text: policy(i, f),
+                text: make(i, f),
             })
         })
         .collect()
@@ -135,30 +152,36 @@ impl Server {
 }
 
 fn apply(c: &mut Criterion) {
-    let changes = changes();
+    let flipped = changes(policy);
+    let grown = changes(policy_grown);
     let mut group = c.benchmark_group(format!("apply/{}_rules", POLICIES * RULES_PER_POLICY));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(15));
 
-    let mut s = Server::new();
-    group.bench_function("plan_and_compile", |b| {
-        b.iter(|| {
-            let file = s.next(&changes);
-            let plan = s
-                .desired
-                .plan_apply(std::slice::from_ref(file), Replace::Nothing, None, None)
-                .expect("a valid change");
-            let set = plan.policy.expect("a change carries its policy set");
-            let compiled = compile(&set, plan.next.generation, &mut s.cache);
-            s.desired = plan.next;
-            black_box(compiled.built)
+    for (name, changes) in [
+        ("plan_and_compile", &flipped),
+        ("plan_and_compile_rule_added", &grown),
+    ] {
+        let mut s = Server::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let file = s.next(changes);
+                let plan = s
+                    .desired
+                    .plan_apply(std::slice::from_ref(file), Replace::Nothing, None, None)
+                    .expect("a valid change");
+                let set = plan.policy.expect("a change carries its policy set");
+                let compiled = compile(&set, plan.next.generation, &mut s.cache);
+                s.desired = plan.next;
+                black_box(compiled.built)
+            });
         });
-    });
+    }
 
     let mut s = Server::new();
     group.bench_function("plan", |b| {
         b.iter(|| {
-            let file = s.next(&changes);
+            let file = s.next(&flipped);
             let plan = s
                 .desired
                 .plan_apply(std::slice::from_ref(file), Replace::Nothing, None, None)
@@ -172,7 +195,7 @@ fn apply(c: &mut Criterion) {
     let b_state = s
         .desired
         .plan_apply(
-            std::slice::from_ref(&changes[0][1]),
+            std::slice::from_ref(&flipped[0][1]),
             Replace::Nothing,
             None,
             None,

@@ -88,6 +88,10 @@ pub struct Compiled {
     /// Programs whose rules were resolved (selectors, nets, ports) because
     /// an input of theirs changed; the others were reused without.
     pub resolved: usize,
+    /// Programs reused with their rule ids renumbered (their classifiers
+    /// shared), because a policy walked before theirs gained or lost
+    /// rules; counted in `reused` too.
+    pub renumbered: usize,
 }
 
 /// What the previous compile built, to reuse.
@@ -140,19 +144,56 @@ struct TierInput {
     policies: Vec<(Arc<Policy>, RuleId)>,
 }
 
-/// Whether two programs' inputs are the same: same tiers, same rule ids,
-/// same policies (the same allocation, or equal).
-fn same_inputs(a: &[TierInput], b: &[TierInput]) -> bool {
+/// Whether two programs' inputs are the same but for their rule ids:
+/// same tiers, with a default rule or not alike, same policies (the same
+/// allocation, or equal).
+fn same_policies(a: &[TierInput], b: &[TierInput]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(a, b)| {
             a.tier == b.tier
-                && a.default == b.default
+                && a.default.is_some() == b.default.is_some()
                 && a.policies.len() == b.policies.len()
                 && a.policies
                     .iter()
                     .zip(&b.policies)
-                    .all(|(x, y)| x.1 == y.1 && (Arc::ptr_eq(&x.0, &y.0) || *x.0 == *y.0))
+                    .all(|(x, y)| Arc::ptr_eq(&x.0, &y.0) || *x.0 == *y.0)
         })
+}
+
+/// Whether two programs' inputs, already [`same_policies`], give their
+/// rules the same ids.
+fn same_ids(a: &[TierInput], b: &[TierInput]) -> bool {
+    a.iter().zip(b).all(|(a, b)| {
+        a.default == b.default && a.policies.iter().zip(&b.policies).all(|(x, y)| x.1 == y.1)
+    })
+}
+
+/// The ids of one tier of a program moved from `old`'s to `new`'s (the
+/// two [`same_policies`]): `(first old id, count, first new id)` for each
+/// run of consecutive ids, the default rule as a run of one.
+fn id_moves(
+    old: &TierInput,
+    new: &TierInput,
+    direction: PolicyType,
+) -> Vec<(RuleId, RuleId, RuleId)> {
+    let mut moves: Vec<(RuleId, RuleId, RuleId)> = old
+        .policies
+        .iter()
+        .zip(&new.policies)
+        .map(|((policy, from), (_, to))| (*from, rules_of(policy, direction).len() as RuleId, *to))
+        .collect();
+    if let (Some(from), Some(to)) = (old.default, new.default) {
+        moves.push((from, 1, to));
+    }
+    moves
+}
+
+/// `id` moved by `moves` ([`id_moves`]).
+fn moved(moves: &[(RuleId, RuleId, RuleId)], id: RuleId) -> RuleId {
+    moves
+        .iter()
+        .find(|(from, count, _)| (*from..from + count).contains(&id))
+        .map_or(id, |(from, _, to)| to + (id - from))
 }
 
 /// The parts of a [`PolicySet`] that selectors and named ports read.
@@ -220,6 +261,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         built: 0,
         reused: 0,
         resolved: 0,
+        renumbered: 0,
     };
     let mut signatures: HashMap<Signature, u32> = HashMap::new();
     let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
@@ -299,6 +341,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         built: c.built,
         reused: c.reused,
         resolved: c.resolved,
+        renumbered: c.renumbered,
     }
 }
 
@@ -356,6 +399,7 @@ struct Compiler<'a> {
     built: usize,
     reused: usize,
     resolved: usize,
+    renumbered: usize,
 }
 
 impl Compiler<'_> {
@@ -385,8 +429,18 @@ impl Compiler<'_> {
         // The same policies read the world or not alike: a cached program
         // that read it is valid for the epoch it read.
         let hit = self.previous.remove(&key).filter(|c| {
-            c.world.is_none_or(|e| e == self.world_epoch) && same_inputs(&c.tiers, &tiers)
+            c.world.is_none_or(|e| e == self.world_epoch) && same_policies(&c.tiers, &tiers)
         });
+        // Only the ids moved (a policy walked before these gained or lost
+        // rules): the same classifiers, with the ids renumbered.
+        let hit = match hit {
+            Some(c) if !same_ids(&c.tiers, &tiers) => {
+                let renumbered = self.renumbered(c, &tiers, direction);
+                self.renumbered += usize::from(renumbered.is_some());
+                renumbered
+            }
+            hit => hit,
+        };
         let (world, content, program) = match hit {
             Some(c) => {
                 self.reused += 1;
@@ -443,6 +497,68 @@ impl Compiler<'_> {
         );
         self.programs.push(program);
         (self.programs.len() - 1) as u32
+    }
+
+    /// `cached`, a program whose inputs are [`same_policies`] as `tiers`
+    /// but whose rule ids differ, with the ids of `tiers`: its classifiers
+    /// shared, its rule table and its cubes renumbered (and its content
+    /// entry moved to the renumbered cubes). `None` if its cubes are not
+    /// at hand (then it is resolved as a new program).
+    fn renumbered(
+        &mut self,
+        cached: Cached,
+        tiers: &[TierInput],
+        direction: PolicyType,
+    ) -> Option<Cached> {
+        let cubes = match self.next_content.get(&cached.content) {
+            Some((cubes, _)) => cubes.clone(),
+            None => self.previous_content.remove(&cached.content)?.0,
+        };
+        let moves: Vec<_> = cached
+            .tiers
+            .iter()
+            .zip(tiers)
+            .map(|(old, new)| id_moves(old, new, direction))
+            .collect();
+        let cubes: Vec<Cubes> = cubes
+            .into_iter()
+            .zip(&moves)
+            .map(|(tier, moves)| {
+                tier.into_iter()
+                    .map(|(cube, action, id)| (cube, action, moved(moves, id)))
+                    .collect()
+            })
+            .collect();
+        let content = content_key(&cubes);
+        let program = match self.next_content.get(&content) {
+            Some((c, p)) if *c == cubes => p.clone(),
+            _ => {
+                let program = Arc::new(Program {
+                    tiers: cached
+                        .program
+                        .tiers
+                        .iter()
+                        .zip(&moves)
+                        .map(|(t, moves)| TierProgram {
+                            classifier: t.classifier.clone(),
+                            rules: t
+                                .rules
+                                .iter()
+                                .map(|(a, id)| (*a, moved(moves, *id)))
+                                .collect(),
+                        })
+                        .collect(),
+                });
+                self.next_content.insert(content, (cubes, program.clone()));
+                program
+            }
+        };
+        Some(Cached {
+            tiers: Vec::new(),
+            world: cached.world,
+            content,
+            program,
+        })
     }
 
     /// The tiers and policies a program walks, with their rule ids (given
@@ -588,7 +704,7 @@ fn build_program(tiers: &[Cubes]) -> Program {
             .map(|t| {
                 let cubes: Vec<Cube> = t.iter().map(|(c, _, _)| *c).collect();
                 TierProgram {
-                    classifier: Classifier::build(&cubes),
+                    classifier: Arc::new(Classifier::build(&cubes)),
                     rules: t.iter().map(|(_, a, id)| (*a, *id)).collect(),
                 }
             })

@@ -78,8 +78,9 @@ impl RuleMeta {
 /// rule it stands for.
 #[derive(Debug, Default)]
 pub struct TierProgram {
-    /// First-match over the tier's rules in order.
-    pub classifier: Classifier,
+    /// First-match over the tier's rules in order; shared with the
+    /// previous compile's program when only the rule ids moved.
+    pub classifier: Arc<Classifier>,
     /// Indexed by the classifier's rule index.
     pub rules: Vec<(Action, RuleId)>,
 }

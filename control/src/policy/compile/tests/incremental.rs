@@ -320,6 +320,7 @@ struct Tally {
     programs: usize,
     resolved: usize,
     built: usize,
+    renumbered: usize,
 }
 
 /// Runs `steps` random changes from seed `seed`; after each, the shared
@@ -376,6 +377,7 @@ fn run(seed: u64, steps: usize, packets: usize) -> Tally {
             tally.programs += incremental.program.programs.len();
             tally.resolved += incremental.resolved;
             tally.built += incremental.built;
+            tally.renumbered += incremental.renumbered;
         }
         agree_on_packets(&set, &incremental, &mut r, packets, any_packet, &context);
     }
@@ -391,6 +393,7 @@ fn incremental_compiles_equal_cold_ones() {
         total.programs += t.programs;
         total.resolved += t.resolved;
         total.built += t.built;
+        total.renumbered += t.renumbered;
     }
     // The runs must change things, and the cache must spare work: else this
     // test compares cold compiles with cold compiles. (Most generated rules
@@ -404,6 +407,9 @@ fn incremental_compiles_equal_cold_ones() {
         total.programs
     );
     assert!(total.built < total.resolved, "built {}", total.built);
+    // Policies gain and lose rules: programs after them are renumbered,
+    // and must still equal cold ones.
+    assert!(total.renumbered > 0, "nothing renumbered");
 }
 
 proptest! {
@@ -417,6 +423,11 @@ proptest! {
 /// The bench's shape in small: policy `i` selects endpoint `i % 3` and has
 /// only nets and numeric ports.
 fn plain_state(flipped: Option<usize>) -> Desired {
+    plain_state_with(flipped, 0)
+}
+
+/// [`plain_state`], policy `p0` with `extra` more rules.
+fn plain_state_with(flipped: Option<usize>, extra: usize) -> Desired {
     let mut y = String::new();
     for e in 0..3 {
         y += &format!(
@@ -430,6 +441,14 @@ fn plain_state(flipped: Option<usize>) -> Desired {
             "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p{i}\nspec:\n  order: {i}\n  selector: app == 'app-{}'\n  types: [Ingress]\n  ingress:\n  - {{action: Deny, protocol: TCP, source: {{nets: [10.9.0.{i}/32]}}, destination: {{ports: [{port}]}}}}\n",
             i % 3
         );
+        if i == 0 {
+            for x in 0..extra {
+                y += &format!(
+                    "  - {{action: Allow, protocol: UDP, destination: {{ports: [{}]}}}}\n",
+                    2000 + x
+                );
+            }
+        }
     }
     Desired::default()
         .plan_apply(
@@ -469,6 +488,26 @@ fn a_changed_policy_resolves_only_the_programs_that_walk_it() {
         .next;
     let after = compile(&state.policy_set().unwrap(), 3, &mut cache);
     assert_eq!((after.resolved, after.built, after.reused), (0, 0, 3));
+}
+
+#[test]
+fn a_policy_that_gains_rules_renumbers_the_programs_after_it_without_building_them() {
+    // p0 comes first in the rule table: a rule more moves the ids of every
+    // other policy's rules. Only p0's program is resolved and built; the
+    // other two keep their classifiers, renumbered.
+    let mut cache = Cache::default();
+    compile(&plain_state(None).policy_set().unwrap(), 1, &mut cache);
+    for (generation, extra) in [(2, 1), (3, 3), (4, 0)] {
+        let set = plain_state_with(None, extra).policy_set().unwrap();
+        let got = compile(&set, generation, &mut cache);
+        assert_eq!(
+            (got.resolved, got.built, got.renumbered, got.reused),
+            (1, 1, 2, 2),
+            "{extra} extra rules"
+        );
+        let cold = compile(&set, generation, &mut Cache::default());
+        assert_same(&got, &cold, &|| format!("{extra} extra rules"));
+    }
 }
 
 #[test]
