@@ -683,8 +683,10 @@ fn dp_action(a: Action) -> DpAction {
     }
 }
 
+/// A program's content hashed: a key to find candidates by, compared in
+/// full after (so a fast, weak hash is enough).
 fn content_key(tiers: &[Cubes]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = rustc_hash::FxHasher::default();
     for t in tiers {
         t.len().hash(&mut h);
         for (c, a, id) in t {
