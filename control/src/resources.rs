@@ -451,7 +451,11 @@ impl ApplianceSet {
             services: Vec::new(),
         });
         t.services = services;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Read once per process: it reads cgroup files, and every apply
+        // comes here.
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cpus =
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if let Err(errors) = t.validate(cpus) {
             for e in errors {
                 // terminator.services[N].field → TLSService/name: spec.field
