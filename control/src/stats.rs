@@ -85,6 +85,19 @@ pub fn table(v: &Value) -> String {
             reasons.join(" ")
         );
     }
+    let sockets = v["sockets"].as_array().into_iter().flatten();
+    for (port, x) in v["ports"].as_array().into_iter().flatten().zip(sockets) {
+        out += &format!(
+            "AF_XDP {}: rx_ring_full={} rx_fill_ring_empty_descs={} rx_dropped={} rx_invalid_descs={} tx_invalid_descs={} tx_ring_empty_descs={}\n",
+            port[0]["name"].as_str().unwrap_or("?"),
+            x["rx_ring_full"],
+            x["rx_fill_ring_empty_descs"],
+            x["rx_dropped"],
+            x["rx_invalid_descs"],
+            x["tx_invalid_descs"],
+            x["tx_ring_empty_descs"],
+        );
+    }
     let x = &v["xdp"];
     out += &format!(
         "XDP: redirect={} pass(arp={} ndp={} local={} multicast={} other={}) drop(malformed={} no_socket={} prefilter={})\n",

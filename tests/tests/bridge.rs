@@ -158,6 +158,41 @@ fn ping_crosses_only_through_the_dataplane() {
         after["xdp"]["pass_arp"].as_u64().unwrap() + after["xdp"]["pass_ndp"].as_u64().unwrap() > 0,
         "{after}"
     );
+    // The kernel's counters of every port's AF_XDP sockets are read
+    // (XDP_STATISTICS): a handful of pings loses nothing on the way to
+    // the worker, and no descriptor the worker gave was invalid.
+    let ports = after["ports"].as_array().expect("ports");
+    let sockets = after["sockets"].as_array().expect("sockets");
+    assert_eq!(sockets.len(), ports.len(), "{after}");
+    for (port, s) in ports.iter().zip(sockets) {
+        for field in [
+            "rx_dropped",
+            "rx_invalid_descs",
+            "tx_invalid_descs",
+            "rx_ring_full",
+            "rx_fill_ring_empty_descs",
+            "tx_ring_empty_descs",
+        ] {
+            assert!(s[field].is_u64(), "{field} of {}: {after}", port[0]["name"]);
+        }
+        for field in [
+            "rx_dropped",
+            "rx_invalid_descs",
+            "tx_invalid_descs",
+            "rx_ring_full",
+        ] {
+            assert_eq!(s[field], 0, "{field} of {}: {after}", port[0]["name"]);
+        }
+    }
+    let metrics = ok(&format!(
+        "{} stats --lab {} -o prometheus",
+        causeway_bin().display(),
+        lab.name
+    ));
+    assert!(
+        metrics.contains("causeway_port_xsk_events_total{port=\"a\",event=\"rx_ring_full\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ use tracing::{info, warn};
 
 pub use program::{XdpCounters, XdpMode, XdpProgram};
 
+pub use self::socket::XskStats;
 use self::{
     neigh::{NeighbourManager, SharedNeighbours},
     netlink::Netlink,
@@ -191,6 +192,10 @@ pub struct DataplaneStats {
     pub prefilter: RuleCounters,
     /// Tracked flows, summed over workers.
     pub flows: u64,
+    /// The kernel's counters of each port's AF_XDP sockets, summed over
+    /// queues, in the order of `ports`: frames lost between the XDP
+    /// redirect and the worker (RX ring full, fill ring empty).
+    pub sockets: Vec<XskStats>,
 }
 
 /// The running dataplane. Dropping it (or [`Self::stop`]) stops the workers,
@@ -210,6 +215,9 @@ pub struct Dataplane {
     flows: Arc<Vec<AtomicU64>>,
     rule_counters: Arc<Mutex<RuleCounters>>,
     prefilter_names: Mutex<Vec<String>>,
+    /// Every AF_XDP socket's port index and a descriptor of it, to read its
+    /// kernel counters.
+    sockets: Vec<(usize, std::os::fd::OwnedFd)>,
     cores: Vec<usize>,
     /// One eventfd per worker: a publish wakes idle workers at once, so a
     /// new policy is enforced without waiting out their poll(2) timeout.
@@ -406,6 +414,7 @@ impl Dataplane {
         let rule_counters = Arc::new(Mutex::new(RuleCounters::new()));
         let mut counters = Vec::new();
         let mut workers = Vec::new();
+        let mut sockets = Vec::new();
         let wakers = (0..n_workers)
             .map(|_| eventfd().map(Arc::new))
             .collect::<std::io::Result<Vec<_>>>()
@@ -428,6 +437,11 @@ impl Dataplane {
             for &(i, q) in &owned {
                 let port = XskPort::bind(&mem, &config.ports[i].interface, q)?;
                 program.register_socket(slots[i] + q, port.fd())?;
+                sockets.push((
+                    i,
+                    port.stats_fd()
+                        .context("keeping a descriptor of an AF_XDP socket")?,
+                ));
                 xsk_ports.push((PortId(i as u16), port));
             }
             let shared = Arc::new(SharedCounters::new(config.ports.len()));
@@ -483,6 +497,7 @@ impl Dataplane {
             flows,
             rule_counters,
             prefilter_names: Mutex::new(prefilter_names),
+            sockets,
             cores: config.workers.cores.clone(),
             wakers,
         })
@@ -535,6 +550,19 @@ impl Dataplane {
         &self.ports
     }
 
+    /// Each port's AF_XDP socket counters, summed over its queues; a
+    /// socket that cannot be read counts nothing (and is logged).
+    fn socket_stats(&self) -> Vec<XskStats> {
+        let mut out = vec![XskStats::default(); self.ports.len()];
+        for (port, fd) in &self.sockets {
+            match XskStats::read(std::os::fd::AsFd::as_fd(fd)) {
+                Ok(s) => out[*port].add(&s),
+                Err(e) => warn!(port = *port, error = %e, "reading an AF_XDP socket's statistics"),
+            }
+        }
+        out
+    }
+
     /// A snapshot of every counter.
     pub fn stats(&self) -> DataplaneStats {
         let mut sums = vec![PortCounters::default(); self.ports.len()];
@@ -571,6 +599,7 @@ impl Dataplane {
             rules: self.rule_counters.lock().expect("not poisoned").clone(),
             prefilter,
             flows: self.flows.iter().map(|f| f.load(Ordering::Relaxed)).sum(),
+            sockets: self.socket_stats(),
             ports: self.ports.iter().cloned().zip(sums).collect(),
             xdp,
             neighbours: self.neigh.load().len(),

@@ -6,8 +6,9 @@
 
 use std::{
     ffi::CString,
+    io,
     num::NonZeroU32,
-    os::fd::{AsRawFd, RawFd},
+    os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd},
 };
 
 use anyhow::{Context, Result};
@@ -74,6 +75,76 @@ impl FrameMemory for XskMemory {
     }
 }
 
+/// The kernel's counters of one AF_XDP socket (`XDP_STATISTICS`): where
+/// frames the XDP program redirected to it were lost before the worker
+/// saw them, and what its TX ring refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct XskStats {
+    /// Dropped for other reasons (e.g. a frame too large for a UMEM frame).
+    pub rx_dropped: u64,
+    /// Fill ring descriptors the kernel found invalid.
+    pub rx_invalid_descs: u64,
+    /// TX descriptors the kernel found invalid.
+    pub tx_invalid_descs: u64,
+    /// Dropped because the RX ring was full: the worker did not keep up.
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty: no frame to receive
+    /// into, so the frame was dropped.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the TX ring was empty when the kernel was woken to send.
+    pub tx_ring_empty_descs: u64,
+}
+
+impl XskStats {
+    /// Reads the counters of the AF_XDP socket `fd`.
+    ///
+    /// # Errors
+    /// `getsockopt(SOL_XDP, XDP_STATISTICS)` failed (not an AF_XDP socket).
+    pub fn read(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        let mut raw = libc::xdp_statistics {
+            rx_dropped: 0,
+            rx_invalid_descs: 0,
+            tx_invalid_descs: 0,
+            rx_ring_full: 0,
+            rx_fill_ring_empty_descs: 0,
+            tx_ring_empty_descs: 0,
+        };
+        let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `raw` is a live, writable xdp_statistics and `len` its
+        // size; the kernel writes at most `len` bytes and updates `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                std::ptr::from_mut(&mut raw).cast(),
+                &raw mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            rx_dropped: raw.rx_dropped,
+            rx_invalid_descs: raw.rx_invalid_descs,
+            tx_invalid_descs: raw.tx_invalid_descs,
+            rx_ring_full: raw.rx_ring_full,
+            rx_fill_ring_empty_descs: raw.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: raw.tx_ring_empty_descs,
+        })
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Self) {
+        self.rx_dropped += other.rx_dropped;
+        self.rx_invalid_descs += other.rx_invalid_descs;
+        self.tx_invalid_descs += other.tx_invalid_descs;
+        self.rx_ring_full += other.rx_ring_full;
+        self.rx_fill_ring_empty_descs += other.rx_fill_ring_empty_descs;
+        self.tx_ring_empty_descs += other.tx_ring_empty_descs;
+    }
+}
+
 /// One AF_XDP socket as a [`Port`].
 pub struct XskPort {
     tx: TxQueue,
@@ -135,6 +206,19 @@ impl XskPort {
     /// The socket's file descriptor (XSKMAP entry, poll(2)).
     pub fn fd(&self) -> RawFd {
         self.fd
+    }
+
+    /// A second descriptor of the socket, to read its [`XskStats`] from
+    /// another thread for as long as it is held (the socket outlives the
+    /// worker's port until both are closed).
+    ///
+    /// # Errors
+    /// `dup` failed (out of descriptors).
+    pub fn stats_fd(&self) -> io::Result<OwnedFd> {
+        // SAFETY: `self.fd` is the descriptor of the socket `self.rx`
+        // holds open for as long as `self` lives.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        fd.try_clone_to_owned()
     }
 
     /// Whether the kernel asked to be woken to use the fill ring.
