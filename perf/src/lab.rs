@@ -187,7 +187,7 @@ impl Lab {
     }
 
     /// The appliance's statistics (`causeway stats -o json`).
-    fn stats(&self) -> anyhow::Result<Value> {
+    pub(crate) fn stats(&self) -> anyhow::Result<Value> {
         let out = run(
             &self.causeway,
             &["stats", "--lab", &self.name, "-o", "json"],

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::Context;
+use serde_json::Value;
 
 use super::{Load, SINK_PORT};
 use crate::{
@@ -31,6 +32,60 @@ pub(crate) struct Point {
     pub(crate) p99_us: f64,
     /// Probes that reached the sink.
     pub(crate) probes: u64,
+    /// Where causeway lost frames during the run, when an appliance ran.
+    pub(crate) lost: Option<Losses>,
+}
+
+/// Frames an appliance lost during a run, by where (counter deltas of
+/// `causeway stats`, port `a`: the ingress of the generated load).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Losses {
+    /// Redirected by the XDP program to an AF_XDP socket of any port.
+    pub(crate) redirected: u64,
+    /// Dropped by the kernel because a socket's RX ring was full: the
+    /// worker did not keep up.
+    pub(crate) rx_ring_full: u64,
+    /// Dropped by the kernel for other reasons (no frame on the fill
+    /// ring among them).
+    pub(crate) rx_dropped: u64,
+    /// Times the kernel found a fill ring empty.
+    pub(crate) fill_ring_empty: u64,
+    /// Frames the worker received on port `a`.
+    pub(crate) worker_rx: u64,
+    /// Frames the worker dropped (any reason).
+    pub(crate) worker_drops: u64,
+}
+
+impl Losses {
+    /// The deltas from `before` to `after`; `None` unless both are the
+    /// statistics of a running appliance.
+    fn between(before: Option<&Value>, after: Option<&Value>) -> Option<Self> {
+        let (before, after) = (before?, after?);
+        let port_a = |v: &Value| -> Option<(Value, Value)> {
+            let ports = v["ports"].as_array()?;
+            let i = ports.iter().position(|p| p[0]["name"] == "a")?;
+            Some((ports[i][1].clone(), v["sockets"].get(i)?.clone()))
+        };
+        let ((c0, s0), (c1, s1)) = (port_a(before)?, port_a(after)?);
+        let delta = |a: &Value, b: &Value, k: &str| {
+            b[k].as_u64()
+                .unwrap_or(0)
+                .saturating_sub(a[k].as_u64().unwrap_or(0))
+        };
+        let drops = |c: &Value| -> u64 {
+            c["drops"]
+                .as_array()
+                .map_or(0, |d| d.iter().filter_map(Value::as_u64).sum())
+        };
+        Some(Self {
+            redirected: delta(&before["xdp"], &after["xdp"], "redirect"),
+            rx_ring_full: delta(&s0, &s1, "rx_ring_full"),
+            rx_dropped: delta(&s0, &s1, "rx_dropped"),
+            fill_ring_empty: delta(&s0, &s1, "rx_fill_ring_empty_descs"),
+            worker_rx: delta(&c0, &c1, "rx_packets"),
+            worker_drops: drops(&c1).saturating_sub(drops(&c0)),
+        })
+    }
 }
 
 /// Sends `load` from island A to island B through `lab`'s gateway and
@@ -66,11 +121,14 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
     run_generator(warm)?;
     std::thread::sleep(Duration::from_millis(200));
 
+    // An appliance's counters, where one runs (a Linux lab has none).
+    let stats_before = lab.stats().ok();
     let before = lab::rx_packets(&island_b, "eth0")?;
     let generated = run_generator(config)?;
     // Let what is still queued in the gateway arrive.
     std::thread::sleep(Duration::from_millis(200));
     let after = lab::rx_packets(&island_b, "eth0")?;
+    let lost = Losses::between(stats_before.as_ref(), lab.stats().ok().as_ref());
     let seen = sink.finish()?;
     let forwarded = after.saturating_sub(before);
     let secs = generated.elapsed.as_secs_f64().max(1e-9);
@@ -93,6 +151,7 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
         p50_us: us(0.5),
         p99_us: us(0.99),
         probes: hist.len(),
+        lost,
     })
 }
 

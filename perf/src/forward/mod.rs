@@ -251,9 +251,10 @@ impl Setup {
     }
 }
 
-/// How a point prints, as it lands.
+/// How a point prints, as it lands; an appliance's point says where it
+/// lost frames, on a second line.
 fn row(rules: u32, who: &str, p: &Point) -> String {
-    format!(
+    let mut out = format!(
         "{rules:>7}  {who:<18} {:>12.0} {:>12.0} {:>6.1}% {:>9.1} {:>9.1} {:>7}",
         p.tx_pps,
         p.pps,
@@ -261,7 +262,20 @@ fn row(rules: u32, who: &str, p: &Point) -> String {
         p.p50_us,
         p.p99_us,
         p.probes
-    )
+    );
+    if let Some(l) = p.lost {
+        out += &format!(
+            "\n{:>9}(XDP redirected {}; kernel dropped on port a: {} RX ring full, {} other (fill ring found empty {} times); worker received {}, dropped {})",
+            "",
+            l.redirected,
+            l.rx_ring_full,
+            l.rx_dropped,
+            l.fill_ring_empty,
+            l.worker_rx,
+            l.worker_drops
+        );
+    }
+    out
 }
 
 fn header(title: &str, load: &Load) {
