@@ -2,9 +2,16 @@
 //! for instruction counts, which are repeatable where timings on a shared
 //! machine are not.
 //!
-//! `classify_trace PROFILE RULES ROUNDS`, e.g. `classify_trace acl 10000 4`,
-//! prints the fastest round's time per lookup: on a busy machine the
-//! fastest round is the one least disturbed. Under `valgrind --tool=callgrind`, the instructions of a run with
+//! `classify_trace PROFILE RULES ROUNDS [DISTINCT [shuffled]]`, e.g.
+//! `classify_trace acl 10000 4`, prints the fastest round's time per
+//! lookup: on a busy machine the fastest round is the one least disturbed.
+//!
+//! The trace is 8192 packets. With `DISTINCT` it holds only that many
+//! distinct packets, repeated in order (a sequence short enough for the
+//! branch predictor to learn, and a working set small enough for the
+//! caches), or, with `shuffled`, in a random order of the same packets
+//! (the same working set, a sequence nobody can learn): the two together
+//! tell mispredicted branches from cache misses. Under `valgrind --tool=callgrind`, the instructions of a run with
 //! `ROUNDS` = 0 (build and trace only) subtracted from those of a run with
 //! more rounds, divided by `ROUNDS * 8192`, give instructions per lookup.
 
@@ -23,21 +30,48 @@ const TRACE: usize = 8192;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: classify_trace PROFILE RULES ROUNDS (e.g. acl 10000 4)";
-    let [_, profile, rules, rounds] = args.as_slice() else {
+    let usage =
+        "usage: classify_trace PROFILE RULES ROUNDS [DISTINCT [shuffled]] (e.g. acl 10000 4)";
+    let fail = || -> ! {
         eprintln!("{usage}");
         std::process::exit(2);
+    };
+    let (profile, rules, rounds, rest) = match args.as_slice() {
+        [_, profile, rules, rounds, rest @ ..] if rest.len() <= 2 => {
+            (profile, rules, rounds, rest)
+        }
+        _ => fail(),
     };
     let (Ok(profile), Ok(n), Ok(rounds)) = (
         profile.parse::<Profile>(),
         rules.parse::<usize>(),
         rounds.parse::<usize>(),
     ) else {
-        eprintln!("{usage}");
-        std::process::exit(2);
+        fail()
+    };
+    let distinct = match rest.first().map(|d| d.parse::<usize>()) {
+        None => TRACE,
+        Some(Ok(d)) if (1..=TRACE).contains(&d) => d,
+        Some(_) => fail(),
+    };
+    let shuffled = match rest.get(1).map(String::as_str) {
+        None => false,
+        Some("shuffled") => true,
+        Some(_) => fail(),
     };
     let rules = generate(n, 42, profile);
-    let trace = generate_trace(&rules, TRACE, 43);
+    let packets = generate_trace(&rules, distinct, 43);
+    let mut trace: Vec<_> = packets.iter().copied().cycle().take(TRACE).collect();
+    if shuffled {
+        // Fisher–Yates with xorshift64: the same order on every run.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..trace.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            trace.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+    }
     let classifier = Classifier::build(&rules);
     let mut sum = 0u64;
     let mut fastest = Duration::MAX;
