@@ -37,9 +37,7 @@ fn main() {
         std::process::exit(2);
     };
     let (profile, rules, rounds, rest) = match args.as_slice() {
-        [_, profile, rules, rounds, rest @ ..] if rest.len() <= 2 => {
-            (profile, rules, rounds, rest)
-        }
+        [_, profile, rules, rounds, rest @ ..] if rest.len() <= 2 => (profile, rules, rounds, rest),
         _ => fail(),
     };
     let (Ok(profile), Ok(n), Ok(rounds)) = (

@@ -26,10 +26,18 @@
 //!
 //! Placement on this 2-core machine: the dataplane worker has the last CPU
 //! (the lab configuration's `workers.cores`); generator and sink share CPU 0
-//! with the kernel's veth work of both islands (island B's receive is
-//! steered there with RPS). Linux forwards in softirq on the CPU that
-//! receives; RPS on its `a0` gives it the last CPU, the one causeway's worker
-//! has, so neither forwarder shares a core with the traffic's ends. The
+//! with the kernel's veth work of island A. Linux forwards in softirq on
+//! the CPU that receives; RPS on its `a0` gives it the last CPU, the one
+//! causeway's worker has, so neither forwarder shares a core with the
+//! traffic's ends. Island B's receive runs where frames are sent into it,
+//! on the forwarder's CPU, for every forwarder alike: somebody's CPU must
+//! pay for it in a lab, and steering it to CPU 0 with RPS (as before
+//! `--island-b-rx-cpu` existed) made the forwarder pay an IPI each time
+//! island B's backlog went from idle to busy instead — for causeway's
+//! copy-mode transmit, which enables bottom halves once per frame, nearly
+//! once per frame, and in a VM an IPI is a VM exit (30% of the worker's
+//! CPU in a profile) — and left the generator's CPU with island B's
+//! stack, so that it could not send more than about 350k pps. The
 //! placement goes into the report.
 
 mod measure;
@@ -98,6 +106,10 @@ pub(crate) struct Args {
     /// The sink's CPU.
     #[arg(long, default_value_t = 0)]
     sink_cpu: usize,
+    /// Steer island B's receive processing to this CPU with RPS [default:
+    /// not steered: it runs on the forwarder's CPU, which sends into it].
+    #[arg(long, value_name = "CPU")]
+    island_b_rx_cpu: Option<usize>,
 }
 
 /// The traffic of one point.
@@ -111,6 +123,9 @@ pub(crate) struct Load {
     pub(crate) probe_every: u64,
     pub(crate) gen_cpu: usize,
     pub(crate) sink_cpu: usize,
+    /// Where island B's receive is steered (RPS); `None`: where frames
+    /// are sent into it.
+    pub(crate) island_b_rx_cpu: Option<usize>,
 }
 
 /// What the scenario shares between points.
@@ -142,6 +157,7 @@ impl Setup {
                 probe_every: args.probe_every,
                 gen_cpu: args.gen_cpu,
                 sink_cpu: args.sink_cpu,
+                island_b_rx_cpu: args.island_b_rx_cpu,
             },
             scratch,
             prefix: args.lab_prefix.clone(),
@@ -165,8 +181,27 @@ impl Setup {
         let _ = std::fs::remove_file(dir.join("policy.yaml"));
         let name = self.next_name();
         let lab = Lab::up(&self.causeway, &name, true, Some(&dir))?;
-        lab::steer_rx(&lab.ns("b"), "eth0", self.load.sink_cpu)?;
+        self.steer_island_b(&lab)?;
         Ok((lab, dir))
+    }
+
+    /// Steers island B's receive as `--island-b-rx-cpu` says.
+    fn steer_island_b(&self, lab: &Lab) -> anyhow::Result<()> {
+        match self.load.island_b_rx_cpu {
+            Some(cpu) => lab::steer_rx(&lab.ns("b"), "eth0", cpu),
+            None => Ok(()),
+        }
+    }
+
+    /// Where island B's receive runs, for the placement.
+    fn island_b_rx(&self) -> String {
+        match self.load.island_b_rx_cpu {
+            Some(cpu) => format!("island B's receive softirq steered to CPU {cpu} by RPS"),
+            None => format!(
+                "island B's receive runs on the forwarder's CPU {}, which sends into it",
+                self.last_cpu
+            ),
+        }
     }
 
     /// A lab whose appliance namespace forwards with the kernel.
@@ -175,7 +210,7 @@ impl Setup {
         let lab = Lab::up(&self.causeway, &name, false, None)?;
         lab.kernel_forwarding()?;
         lab::steer_rx(&lab.ns("gw"), "a0", self.last_cpu)?;
-        lab::steer_rx(&lab.ns("b"), "eth0", self.load.sink_cpu)?;
+        self.steer_island_b(&lab)?;
         // It forwards, and both neighbours are known, before measuring.
         lab::in_netns(&lab.ns("a"), &["ping", "-c1", "-W2", "10.2.0.2"])
             .context("the Linux peer does not forward")?;
@@ -220,8 +255,9 @@ impl Setup {
             (
                 "sink".to_owned(),
                 format!(
-                    "CPU {}: UDP socket in island B; island B's receive softirq steered there by RPS; forwarded packets counted on island B's eth0",
-                    self.load.sink_cpu
+                    "CPU {}: UDP socket in island B; {}; forwarded packets counted on island B's eth0",
+                    self.load.sink_cpu,
+                    self.island_b_rx(),
                 ),
             ),
             (
@@ -242,8 +278,8 @@ impl Setup {
             p.insert(
                 "linux-xdp-fwd".to_owned(),
                 format!(
-                    "XDP in native mode on a0 (bpf_fib_lookup, TTL - 1, bpf_redirect to b0; no rules), a0's NAPI threaded and pinned to CPU {last}, the dataplane worker's; island B's eth0 runs XDP_PASS (a veth takes redirected frames only then), its NAPI scheduled from CPU {last}, RPS to CPU {}",
-                    self.load.sink_cpu
+                    "XDP in native mode on a0 (bpf_fib_lookup, TTL - 1, bpf_redirect to b0; no rules), a0's NAPI threaded and pinned to CPU {last}, the dataplane worker's; island B's eth0 runs XDP_PASS (a veth takes redirected frames only then), its NAPI scheduled from CPU {last}; {}",
+                    self.island_b_rx()
                 ),
             );
         }

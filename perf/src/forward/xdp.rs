@@ -15,8 +15,9 @@
 //! has: otherwise it would run in softirq on the generator's CPU, where
 //! the generator's transmit schedules it, and leave the forwarder's CPU
 //! idle. Island B's NAPI is then scheduled from that thread, so it runs
-//! `xdp_pass` and builds the skb on the forwarder's CPU too; RPS hands the
-//! rest of island B's receive to the sink's CPU, as in the other labs.
+//! `xdp_pass` and builds the skb on the forwarder's CPU too, and the rest
+//! of island B's receive runs there as in the other labs (unless
+//! `--island-b-rx-cpu` steers it elsewhere).
 //! (Threading island B's NAPI onto the sink's CPU instead was measured:
 //! that CPU, shared with the generator, could not drain the veth's
 //! 256-frame XDP ring, and most frames were dropped there.)
