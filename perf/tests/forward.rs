@@ -27,8 +27,8 @@ fn causeway() -> PathBuf {
     bin
 }
 
-/// Runs a quick scenario and returns its report.
-fn scenario(name: &str, tag: &str) -> Value {
+/// Runs a quick scenario (with `extra` arguments) and returns its report.
+fn scenario(name: &str, tag: &str, extra: &[&str]) -> Value {
     let json =
         std::env::temp_dir().join(format!("causeway-perf-{name}-{}.json", std::process::id()));
     // Lab names the suite's leftover check recognises: t, letters, digits, x, digits.
@@ -38,6 +38,7 @@ fn scenario(name: &str, tag: &str) -> Value {
         .arg(&json)
         .args(["--lab-prefix", &prefix, "--causeway"])
         .arg(causeway())
+        .args(extra)
         .output()
         .expect("run causeway-perf");
     assert!(
@@ -96,7 +97,7 @@ fn check_figures(report: &Value, scenario: &str, names: &[String]) {
 
 #[test]
 fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
-    let report = scenario("forward", "pf");
+    let report = scenario("forward", "pf", &[]);
     let mut names: Vec<String> = [0, 1000]
         .iter()
         .flat_map(|r| ["linear", "set"].map(|f| format!("pps rules={r} nft={f}")))
@@ -106,6 +107,13 @@ fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
     check_figures(&report, "forward", &names);
     assert!(report["placement"]["linux"].is_string());
     assert!(report["placement"]["linux-xdp-fwd"].is_string());
+    // By default island B's receive is not steered: every forwarder pays
+    // for it on its own CPU.
+    let sink = report["placement"]["sink"].as_str().unwrap();
+    assert!(
+        sink.contains("island B's receive runs on the forwarder's CPU"),
+        "{sink}"
+    );
     let xdp = report["figures"]
         .as_array()
         .unwrap()
@@ -117,7 +125,14 @@ fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
 
 #[test]
 fn policy_scale_quick_reports_causeway_against_itself_at_zero_rules() {
-    let report = scenario("policy-scale", "ps");
+    // The old placement, island B's receive steered to CPU 0 by RPS, is
+    // still there to compare with.
+    let report = scenario("policy-scale", "ps", &["--island-b-rx-cpu", "0"]);
+    let sink = report["placement"]["sink"].as_str().unwrap();
+    assert!(
+        sink.contains("island B's receive softirq steered to CPU 0 by RPS"),
+        "{sink}"
+    );
     let names: Vec<String> = [0, 1000].iter().map(|r| format!("pps rules={r}")).collect();
     check_figures(&report, "policy-scale", &names);
     let zero = &report["figures"][0];

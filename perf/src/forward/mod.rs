@@ -146,6 +146,13 @@ impl Setup {
         let scratch = std::env::temp_dir().join(format!("causeway-perf-{}", std::process::id()));
         std::fs::create_dir_all(&scratch)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(cpu) = args.island_b_rx_cpu {
+            anyhow::ensure!(
+                cpu < cpus,
+                "--island-b-rx-cpu {cpu}: this machine has CPUs 0 to {}",
+                cpus - 1
+            );
+        }
         Ok(Self {
             causeway,
             load: Load {
