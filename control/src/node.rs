@@ -290,7 +290,7 @@ impl Node {
                 started,
             });
         }
-        if let Err(e) = persist::save(&self.config.state.dir, &plan.next) {
+        if let Err(e) = persist::commit(&self.config.state.dir, &inner.desired, &plan.next) {
             self.metrics.io_errors.fetch_add(1, Ordering::Relaxed);
             return Err(ChangeError::Io(e));
         }

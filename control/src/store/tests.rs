@@ -236,3 +236,165 @@ fn the_state_survives_a_save_and_load_and_a_torn_temporary_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A fresh state directory for one test.
+fn state_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cw-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `a` and `b` hold the same resources, at the same generations.
+fn assert_same(a: &Desired, b: &Desired) {
+    assert_eq!(a.generation, b.generation);
+    assert_eq!(
+        a.entries.keys().collect::<Vec<_>>(),
+        b.entries.keys().collect::<Vec<_>>()
+    );
+    for (id, e) in &a.entries {
+        assert_eq!(b.entries[id].loaded.manifest, e.loaded.manifest, "{id}");
+        assert_eq!(b.entries[id].generation, e.generation, "{id}");
+    }
+}
+
+/// Four states: the base, a changed port, the endpoint deleted, a policy
+/// added.
+fn four_states() -> [Desired; 4] {
+    let d1 = apply(&Desired::default(), &format!("{ALLOW_WEB}---\n{EP}"))
+        .unwrap()
+        .next;
+    let d2 = apply(&d1, &ALLOW_WEB.replace("[80]", "[8080]"))
+        .unwrap()
+        .next;
+    let d3 = d2
+        .plan_delete(&["StaticEndpoint/lab/b".to_owned()], None, None)
+        .unwrap()
+        .next;
+    let d4 = apply(&d3, &ALLOW_WEB.replace("allow-web", "allow-more"))
+        .unwrap()
+        .next;
+    [d1, d2, d3, d4]
+}
+
+fn journal_lines(dir: &Path) -> usize {
+    std::fs::read(persist::journal_path(dir))
+        .unwrap()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+#[test]
+fn changes_are_journalled_and_replayed_over_the_snapshot() {
+    let dir = state_dir("journal");
+    let [d1, d2, d3, d4] = four_states();
+    persist::save(&dir, &d1).unwrap();
+    let snapshot = std::fs::read(persist::path(&dir)).unwrap();
+    persist::commit(&dir, &d1, &d2).unwrap();
+    persist::commit(&dir, &d2, &d3).unwrap();
+    persist::commit(&dir, &d3, &d4).unwrap();
+    // One record per change; the snapshot is not rewritten.
+    assert_eq!(journal_lines(&dir), 3);
+    assert_eq!(std::fs::read(persist::path(&dir)).unwrap(), snapshot);
+    let back = persist::load(&dir).unwrap().unwrap();
+    assert_same(&back, &d4);
+    assert!(!back.entries.contains_key("StaticEndpoint/lab/b"));
+    // A snapshot takes the journal in.
+    persist::save(&dir, &d4).unwrap();
+    assert!(!persist::journal_path(&dir).exists());
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &d4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_torn_last_record_is_dropped_and_cut_off() {
+    let dir = state_dir("torn");
+    let [d1, d2, d3, _] = four_states();
+    persist::save(&dir, &d1).unwrap();
+    persist::commit(&dir, &d1, &d2).unwrap();
+    let whole = std::fs::read(persist::journal_path(&dir)).unwrap();
+    for torn in [
+        // A crash in the middle of the append.
+        &b"c1 512 0badc0de {\"generation\": 3, \"put\": [{\"gen"[..],
+        // A whole line whose bytes are not what was written.
+        &b"c1 2 00000000 {}\n"[..],
+        // Zeros where the data did not reach the disk.
+        &[0u8; 64][..],
+    ] {
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(torn);
+        std::fs::write(persist::journal_path(&dir), &bytes).unwrap();
+        assert_same(&persist::load(&dir).unwrap().unwrap(), &d2);
+        // Cut off, so the next record follows a whole one.
+        assert_eq!(std::fs::read(persist::journal_path(&dir)).unwrap(), whole);
+    }
+    persist::commit(&dir, &d2, &d3).unwrap();
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &d3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_damaged_record_before_the_last_stops_the_start() {
+    let dir = state_dir("damaged");
+    let [d1, d2, d3, _] = four_states();
+    persist::save(&dir, &d1).unwrap();
+    persist::commit(&dir, &d1, &d2).unwrap();
+    persist::commit(&dir, &d2, &d3).unwrap();
+    let mut bytes = std::fs::read(persist::journal_path(&dir)).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"8080").unwrap();
+    bytes[at] = b'9';
+    std::fs::write(persist::journal_path(&dir), &bytes).unwrap();
+    let e = format!("{:#}", persist::load(&dir).unwrap_err());
+    assert!(
+        e.contains("desired.journal") && e.contains("record 1") && e.contains("CRC32"),
+        "{e}"
+    );
+    // Nothing was cut: the damage is there for whoever looks.
+    assert_eq!(std::fs::read(persist::journal_path(&dir)).unwrap(), bytes);
+    // A journal whose snapshot is gone stops the start too.
+    std::fs::remove_file(persist::path(&dir)).unwrap();
+    let e = format!("{:#}", persist::load(&dir).unwrap_err());
+    assert!(e.contains("without its snapshot"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn records_the_snapshot_already_holds_are_skipped() {
+    let dir = state_dir("skip");
+    let [d1, d2, d3, _] = four_states();
+    persist::save(&dir, &d1).unwrap();
+    persist::commit(&dir, &d1, &d2).unwrap();
+    let journal = std::fs::read(persist::journal_path(&dir)).unwrap();
+    // A crash after the snapshot of d2 was renamed into place, before the
+    // journal was removed.
+    persist::save(&dir, &d2).unwrap();
+    std::fs::write(persist::journal_path(&dir), &journal).unwrap();
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &d2);
+    persist::commit(&dir, &d2, &d3).unwrap();
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &d3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_grown_journal_is_folded_into_a_new_snapshot() {
+    let dir = state_dir("fold");
+    let [d1, d2, d3, d4] = four_states();
+    persist::save(&dir, &d1).unwrap();
+    let snapshot_len = std::fs::metadata(persist::path(&dir)).unwrap().len();
+    persist::commit_folding_at(&dir, &d1, &d2, u64::MAX).unwrap();
+    persist::commit_folding_at(&dir, &d2, &d3, u64::MAX).unwrap();
+    assert_eq!(journal_lines(&dir), 2);
+    // Past half the snapshot now (two records of a state this small):
+    // the next change is a snapshot.
+    assert!(
+        std::fs::metadata(persist::journal_path(&dir))
+            .unwrap()
+            .len()
+            > snapshot_len / 2,
+        "the journal is too small for this test"
+    );
+    persist::commit_folding_at(&dir, &d3, &d4, 1).unwrap();
+    assert!(!persist::journal_path(&dir).exists());
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &d4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
