@@ -290,12 +290,33 @@ impl Node {
                 started,
             });
         }
-        if let Err(e) = persist::commit(&self.config.state.dir, &inner.desired, &plan.next) {
-            self.metrics.io_errors.fetch_add(1, Ordering::Relaxed);
-            return Err(ChangeError::Io(e));
-        }
+        let fold_due = match persist::commit(&self.config.state.dir, &inner.desired, &plan.next) {
+            Ok(due) => due,
+            Err(e) => {
+                self.metrics.io_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(ChangeError::Io(e));
+            }
+        };
         // Acknowledged from here on: it is on disk.
         let old = std::mem::replace(&mut inner.desired, Arc::new(plan.next));
+        if fold_due {
+            // The journal was set aside: a snapshot of this state takes it
+            // in, beside further changes, so that no answer waits for it.
+            let (dir, state) = (self.config.state.dir.clone(), inner.desired.clone());
+            let folded = std::thread::Builder::new()
+                .name("causeway-state-fold".into())
+                .spawn(move || {
+                    if let Err(e) = persist::fold(&dir, &state) {
+                        tracing::error!(
+                            error = %format!("{e:#}"),
+                            "could not write a snapshot of the state; the next start takes the journal in"
+                        );
+                    }
+                });
+            if let Err(e) = folded {
+                warn!(error = %e, "could not start the snapshot thread; the next start takes the journal in");
+            }
+        }
         let generation = inner.desired.generation;
         self.publish(&mut inner, &old, plan.policy);
         self.metrics.committed.fetch_add(1, Ordering::Relaxed);

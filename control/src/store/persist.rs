@@ -6,8 +6,12 @@
 //! the ids it deleted) to the journal and fdatasyncs it: its cost follows
 //! the change, not the state, which at 10k rules is megabytes. An apply is
 //! acknowledged only after its record is on disk. When the journal has
-//! grown past half the snapshot (and 256 KiB), the change writes a new
-//! snapshot instead and removes the journal.
+//! grown past half the snapshot (and 256 KiB), the change renames it to
+//! `desired.journal.old` (the next record starts a new journal) and says
+//! a snapshot is due; [`fold`] writes it, in the background, and removes
+//! the old journal. Loading replays the old journal, then the new one; an
+//! old journal still there (a stop before its fold finished) is folded at
+//! once.
 //!
 //! A snapshot ([`save`]) writes `desired.json.tmp`, fsyncs it, renames it
 //! over `desired.json` and fsyncs the directory, so that after a crash at
@@ -114,6 +118,11 @@ pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join(JOURNAL)
 }
 
+/// The path of the journal set aside for a snapshot in `dir`.
+pub fn old_journal_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{JOURNAL}.old"))
+}
+
 fn stored(e: &Entry) -> StoredRef<'_> {
     StoredRef {
         generation: e.generation,
@@ -122,24 +131,26 @@ fn stored(e: &Entry) -> StoredRef<'_> {
     }
 }
 
-/// Records the change from `prev` (what `dir` holds) to `next` durably:
-/// one journal record, or a new snapshot when the journal has grown
-/// large.
+/// Records the change from `prev` (what `dir` holds) to `next` durably,
+/// as one journal record. Returns whether a snapshot of `next` is due:
+/// the journal had grown large, and was set aside as the old journal
+/// for [`fold`] to take in (the next record starts a new one).
 ///
 /// # Errors
-/// A write or a sync fails; what `dir` held before stays loadable.
-pub fn commit(dir: &Path, prev: &Desired, next: &Desired) -> Result<()> {
+/// A write or a sync fails; what `dir` held before stays loadable (a
+/// partly written record is cut off again).
+pub fn commit(dir: &Path, prev: &Desired, next: &Desired) -> Result<bool> {
     commit_folding_at(dir, prev, next, JOURNAL_MIN_FOLD)
 }
 
-/// [`commit`], folding the journal once it is larger than `min_fold` and
-/// than half the snapshot.
+/// [`commit`], setting the journal aside once it is larger than
+/// `min_fold` and than half the snapshot.
 pub(crate) fn commit_folding_at(
     dir: &Path,
     prev: &Desired,
     next: &Desired,
     min_fold: u64,
-) -> Result<()> {
+) -> Result<bool> {
     let journal = journal_path(dir);
     let journal_len = match fs::metadata(&journal) {
         Ok(m) => m.len(),
@@ -147,8 +158,9 @@ pub(crate) fn commit_folding_at(
         Err(e) => return Err(e).with_context(|| format!("reading {}", journal.display())),
     };
     let snapshot_len = fs::metadata(path(dir)).map_or(0, |m| m.len());
-    if snapshot_len == 0 || journal_len > min_fold.max(snapshot_len / 2) {
-        return save(dir, next);
+    if snapshot_len == 0 {
+        save(dir, next)?;
+        return Ok(false);
     }
     let record = RecordRef {
         generation: next.generation,
@@ -179,15 +191,63 @@ pub(crate) fn commit_folding_at(
         .append(true)
         .open(&journal)
         .with_context(|| format!("opening {}", journal.display()))?;
-    f.write_all(&line)
-        .with_context(|| format!("appending to {}", journal.display()))?;
-    f.sync_data()
-        .with_context(|| format!("syncing {}", journal.display()))?;
+    if let Err(e) = f
+        .write_all(&line)
+        .and_then(|()| f.sync_data())
+        .with_context(|| format!("appending to {}", journal.display()))
+    {
+        // Not acknowledged: the record must not stay, whole or in part,
+        // for the next one to follow it (or to be replayed).
+        let _ = f.set_len(journal_len).and_then(|()| f.sync_data());
+        return Err(e);
+    }
     if journal_len == 0 {
         // A new file: its name must be durable too.
         sync_dir(dir)?;
     }
-    Ok(())
+    // The change is on disk from here: nothing below may fail it.
+    let old = old_journal_path(dir);
+    let grown = journal_len + line.len() as u64 > min_fold.max(snapshot_len / 2);
+    if !grown || old.exists() {
+        // Not due, or a fold is still taking the old journal in.
+        return Ok(false);
+    }
+    match fs::rename(&journal, &old)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| sync_dir(dir))
+    {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::warn!(
+                journal = %journal.display(),
+                error = %format!("{e:#}"),
+                "could not set the journal aside for a snapshot; it grows until the next start"
+            );
+            Ok(false)
+        }
+    }
+}
+
+/// Takes the old journal into a snapshot of `state`, the state it ends
+/// with: [`commit`] said one was due. Runs beside further commits (they
+/// go to the new journal), so the answers need not wait for it; a crash
+/// in the middle leaves the old journal, which loading replays.
+///
+/// # Errors
+/// A write or a sync fails; the old journal stays, and the next start
+/// takes it in.
+pub fn fold(dir: &Path, state: &Desired) -> Result<()> {
+    write_snapshot(dir, state)?;
+    remove_durably(dir, &old_journal_path(dir))
+}
+
+/// Removes `file` from `dir`, durably; gone already is fine.
+fn remove_durably(dir: &Path, file: &Path) -> Result<()> {
+    match fs::remove_file(file) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", file.display())),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -196,11 +256,21 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing the directory {}", dir.display()))
 }
 
-/// Writes `state` into `dir` atomically and durably.
+/// Writes `state` into `dir` atomically and durably as the whole state:
+/// a snapshot, and no journal.
 ///
 /// # Errors
 /// The directory cannot be made or written, or a sync fails.
 pub fn save(dir: &Path, state: &Desired) -> Result<()> {
+    write_snapshot(dir, state)?;
+    // The snapshot holds every record now (a crash before these lines
+    // leaves records that loading skips by their generation).
+    remove_durably(dir, &old_journal_path(dir))?;
+    remove_durably(dir, &journal_path(dir))
+}
+
+/// Replaces the snapshot with `state` atomically and durably.
+fn write_snapshot(dir: &Path, state: &Desired) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Borrowed and compact: a 10k-rule state is megabytes, and copying
     // then pretty-printing it cost more than the disk.
@@ -221,16 +291,7 @@ pub fn save(dir: &Path, state: &Desired) -> Result<()> {
     }
     fs::rename(&tmp, &target)
         .with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))?;
-    sync_dir(dir)?;
-    // The snapshot holds every record now (a crash before this line
-    // leaves records that loading skips by their generation).
-    let journal = journal_path(dir);
-    match fs::remove_file(&journal) {
-        Ok(()) => sync_dir(dir)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", journal.display())),
-    }
-    Ok(())
+    sync_dir(dir)
 }
 
 /// Reads the state saved in `dir`; `None` when there is none yet.
@@ -244,7 +305,7 @@ pub fn load(dir: &Path) -> Result<Option<Desired>> {
     let bytes = match fs::read(&file) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if journal.exists() {
+            if journal.exists() || old_journal_path(dir).exists() {
                 bail!(
                     "{}: a journal without its snapshot {}; the appliance will not start on it",
                     journal.display(),
@@ -291,13 +352,20 @@ pub fn load(dir: &Path) -> Result<Option<Desired>> {
             problems.join("\n  ")
         );
     }
-    replay(&journal, &mut state)?;
+    let old = old_journal_path(dir);
+    replay(&old, &mut state, false)?;
+    replay(&journal, &mut state, true)?;
+    if old.exists() {
+        // A snapshot that did not finish before the stop: take it now.
+        save(dir, &state)?;
+    }
     Ok(Some(state))
 }
 
 /// Applies the journal's records above the snapshot's generation to
-/// `state`; drops (and cuts off) a torn last record.
-fn replay(journal: &Path, state: &mut Desired) -> Result<()> {
+/// `state`; if `live` (the journal appended to, not one set aside whole),
+/// drops (and cuts off) a torn last record.
+fn replay(journal: &Path, state: &mut Desired, live: bool) -> Result<()> {
     let bytes = match fs::read(journal) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -318,7 +386,7 @@ fn replay(journal: &Path, state: &mut Desired) -> Result<()> {
                 at += len;
                 record
             }
-            Err(why) if !bytes[at..].contains(&b'\n') || at + why.1 >= bytes.len() => {
+            Err(why) if live && (!bytes[at..].contains(&b'\n') || at + why.1 >= bytes.len()) => {
                 // The last record, torn by a crash before it was
                 // acknowledged: drop it, and cut it off so that the next
                 // record follows a whole one.
@@ -341,9 +409,14 @@ fn replay(journal: &Path, state: &mut Desired) -> Result<()> {
                 break;
             }
             Err(why) => bail!(
-                "{}: record {n} (byte {at}) is damaged ({}) and is not the last; the appliance will not start on it",
+                "{}: record {n} (byte {at}) is damaged ({}) and {}; the appliance will not start on it",
                 journal.display(),
-                why.0
+                why.0,
+                if live {
+                    "is not the last"
+                } else {
+                    "the journal was set aside whole"
+                }
             ),
         };
         if record.generation <= state.generation {

@@ -375,26 +375,84 @@ fn records_the_snapshot_already_holds_are_skipped() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn a_grown_journal_is_folded_into_a_new_snapshot() {
-    let dir = state_dir("fold");
+/// The four states and a fifth on top: another policy added.
+fn five_states() -> [Desired; 5] {
     let [d1, d2, d3, d4] = four_states();
-    persist::save(&dir, &d1).unwrap();
-    let snapshot_len = std::fs::metadata(persist::path(&dir)).unwrap().len();
-    persist::commit_folding_at(&dir, &d1, &d2, u64::MAX).unwrap();
-    persist::commit_folding_at(&dir, &d2, &d3, u64::MAX).unwrap();
-    assert_eq!(journal_lines(&dir), 2);
-    // Past half the snapshot now (two records of a state this small):
-    // the next change is a snapshot.
+    let d5 = apply(&d4, &ALLOW_WEB.replace("allow-web", "allow-most"))
+        .unwrap()
+        .next;
+    [d1, d2, d3, d4, d5]
+}
+
+/// Commits d1 → d4 into a fresh `dir` until the journal is set aside
+/// (at d4), then d5 into a new journal.
+fn set_aside(dir: &Path, states: &[Desired; 5]) {
+    let [d1, d2, d3, d4, d5] = states;
+    persist::save(dir, d1).unwrap();
+    let snapshot_len = std::fs::metadata(persist::path(dir)).unwrap().len();
+    assert!(!persist::commit_folding_at(dir, d1, d2, u64::MAX).unwrap());
+    assert!(!persist::commit_folding_at(dir, d2, d3, u64::MAX).unwrap());
     assert!(
-        std::fs::metadata(persist::journal_path(&dir))
-            .unwrap()
-            .len()
-            > snapshot_len / 2,
+        std::fs::metadata(persist::journal_path(dir)).unwrap().len() > snapshot_len / 2,
         "the journal is too small for this test"
     );
-    persist::commit_folding_at(&dir, &d3, &d4, 1).unwrap();
+    // Past half the snapshot (two records of a state this small): the
+    // journal is set aside, and a snapshot is due.
+    assert!(persist::commit_folding_at(dir, d3, d4, 1).unwrap());
+    assert!(persist::old_journal_path(dir).exists());
+    assert!(!persist::journal_path(dir).exists());
+    // The next change starts a new journal; no second snapshot is due
+    // while the first has not taken the old journal in.
+    assert!(!persist::commit_folding_at(dir, d4, d5, 1).unwrap());
+    assert_eq!(journal_lines(dir), 1);
+}
+
+#[test]
+fn a_grown_journal_is_set_aside_and_folded_beside_new_changes() {
+    let dir = state_dir("fold");
+    let states = five_states();
+    set_aside(&dir, &states);
+    persist::fold(&dir, &states[3]).unwrap();
+    assert!(!persist::old_journal_path(&dir).exists());
+    assert_eq!(journal_lines(&dir), 1);
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &states[4]);
+    // The new journal is left as it is: no snapshot was owed.
+    assert_eq!(journal_lines(&dir), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_stop_before_the_snapshot_is_written_is_folded_at_the_next_start() {
+    let dir = state_dir("unfolded");
+    let states = five_states();
+    set_aside(&dir, &states);
+    // A crash in the middle of the snapshot leaves a torn temporary file.
+    std::fs::write(dir.join("desired.json.tmp"), b"{\"format\": 1, \"gen").unwrap();
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &states[4]);
+    // Taken in at the start: one snapshot, no journals.
+    assert!(!persist::old_journal_path(&dir).exists());
     assert!(!persist::journal_path(&dir).exists());
-    assert_same(&persist::load(&dir).unwrap().unwrap(), &d4);
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(persist::path(&dir)).unwrap()).unwrap();
+    assert_eq!(snapshot["generation"], states[4].generation);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_set_aside_journal_was_whole_so_any_bad_record_in_it_stops_the_start() {
+    let dir = state_dir("oldtorn");
+    let states = five_states();
+    set_aside(&dir, &states);
+    let old = persist::old_journal_path(&dir);
+    let mut bytes = std::fs::read(&old).unwrap();
+    bytes.extend_from_slice(b"c1 512 0badc0de {\"generation\"");
+    std::fs::write(&old, &bytes).unwrap();
+    let e = format!("{:#}", persist::load(&dir).unwrap_err());
+    assert!(
+        e.contains("desired.journal.old")
+            && e.contains("record 4")
+            && e.contains("set aside whole"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
