@@ -236,14 +236,7 @@ pub fn prometheus(s: &DataplaneStats) -> String {
         "# HELP {name} The kernel's counters of the port's AF_XDP sockets (XDP_STATISTICS, summed over queues): frames lost between the XDP redirect and the worker.\n# TYPE {name} counter"
     );
     for ((p, _), x) in s.ports.iter().zip(&s.sockets) {
-        for (event, v) in [
-            ("rx_dropped", x.rx_dropped),
-            ("rx_invalid_descs", x.rx_invalid_descs),
-            ("tx_invalid_descs", x.tx_invalid_descs),
-            ("rx_ring_full", x.rx_ring_full),
-            ("rx_fill_ring_empty_descs", x.rx_fill_ring_empty_descs),
-            ("tx_ring_empty_descs", x.tx_ring_empty_descs),
-        ] {
+        for (event, v) in x.events() {
             let _ = writeln!(out, "{name}{{port=\"{}\",event=\"{event}\"}} {v}", p.name);
         }
     }

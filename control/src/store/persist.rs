@@ -329,29 +329,7 @@ pub fn load(dir: &Path) -> Result<Option<Desired>> {
         generation: disk.generation,
         ..Desired::default()
     };
-    let mut problems = Vec::new();
-    for (i, r) in disk.resources.into_iter().enumerate() {
-        match loaded_from_manifest(&r.manifest, &r.source) {
-            Ok(loaded) => {
-                let id = loaded.resource.id();
-                state
-                    .entries
-                    .insert(id, Arc::new(Entry::new(loaded, r.generation)));
-            }
-            Err(errors) => {
-                for e in errors {
-                    problems.push(format!("resources[{i}]: {e}"));
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        bail!(
-            "{}: the stored state does not load; the appliance will not start on it:\n  {}",
-            file.display(),
-            problems.join("\n  ")
-        );
-    }
+    put(&file, &mut state, disk.resources, "resources")?;
     let old = old_journal_path(dir);
     replay(&old, &mut state, false)?;
     replay(&journal, &mut state, true)?;
@@ -424,33 +402,40 @@ fn replay(journal: &Path, state: &mut Desired, live: bool) -> Result<()> {
             // and removing the journal).
             continue;
         }
-        let mut problems = Vec::new();
         for id in &record.delete {
             state.entries.remove(id);
         }
-        for (i, r) in record.put.into_iter().enumerate() {
-            match loaded_from_manifest(&r.manifest, &r.source) {
-                Ok(loaded) => {
-                    let id = loaded.resource.id();
-                    state
-                        .entries
-                        .insert(id, Arc::new(Entry::new(loaded, r.generation)));
-                }
-                Err(errors) => problems.extend(
-                    errors
-                        .into_iter()
-                        .map(|e| format!("record {n}, put[{i}]: {e}")),
-                ),
-            }
-        }
-        if !problems.is_empty() {
-            bail!(
-                "{}: the stored state does not load; the appliance will not start on it:\n  {}",
-                journal.display(),
-                problems.join("\n  ")
-            );
-        }
+        put(journal, state, record.put, &format!("record {n}, put"))?;
         state.generation = record.generation;
+    }
+    Ok(())
+}
+
+/// Loads stored `resources` (read from `file`, listed there as `list`)
+/// into `state` through the apply loader.
+///
+/// # Errors
+/// Any resource does not load: every problem, each at `list[i]`, with
+/// the file named.
+fn put(file: &Path, state: &mut Desired, resources: Vec<StoredResource>, list: &str) -> Result<()> {
+    let mut problems = Vec::new();
+    for (i, r) in resources.into_iter().enumerate() {
+        match loaded_from_manifest(&r.manifest, &r.source) {
+            Ok(loaded) => {
+                let id = loaded.resource.id();
+                state
+                    .entries
+                    .insert(id, Arc::new(Entry::new(loaded, r.generation)));
+            }
+            Err(errors) => problems.extend(errors.into_iter().map(|e| format!("{list}[{i}]: {e}"))),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{}: the stored state does not load; the appliance will not start on it:\n  {}",
+            file.display(),
+            problems.join("\n  ")
+        );
     }
     Ok(())
 }

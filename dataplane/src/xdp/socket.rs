@@ -134,6 +134,18 @@ impl XskStats {
         })
     }
 
+    /// Each counter by its kernel name.
+    pub fn events(&self) -> [(&'static str, u64); 6] {
+        [
+            ("rx_dropped", self.rx_dropped),
+            ("rx_invalid_descs", self.rx_invalid_descs),
+            ("tx_invalid_descs", self.tx_invalid_descs),
+            ("rx_ring_full", self.rx_ring_full),
+            ("rx_fill_ring_empty_descs", self.rx_fill_ring_empty_descs),
+            ("tx_ring_empty_descs", self.tx_ring_empty_descs),
+        ]
+    }
+
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Self) {
         self.rx_dropped += other.rx_dropped;
