@@ -290,6 +290,7 @@ impl Node {
                 started,
             });
         }
+        let planned = started.elapsed();
         let fold_due = match persist::commit(&self.config.state.dir, &inner.desired, &plan.next) {
             Ok(due) => due,
             Err(e) => {
@@ -298,6 +299,7 @@ impl Node {
             }
         };
         // Acknowledged from here on: it is on disk.
+        let saved = started.elapsed();
         let old = std::mem::replace(&mut inner.desired, Arc::new(plan.next));
         if fold_due {
             // The journal was set aside: a snapshot of this state takes it
@@ -319,6 +321,7 @@ impl Node {
         }
         let generation = inner.desired.generation;
         self.publish(&mut inner, &old, plan.policy);
+        let published = started.elapsed();
         self.metrics.committed.fetch_add(1, Ordering::Relaxed);
         let events: Vec<Event> = plan
             .changes
@@ -341,6 +344,9 @@ impl Node {
         info!(
             generation,
             changes = plan.changes.len(),
+            planned = ?planned,
+            saved = ?saved,
+            published = ?published,
             "configuration committed"
         );
         Ok(Committed {
