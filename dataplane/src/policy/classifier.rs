@@ -37,12 +37,24 @@
 //!   a table's best cannot beat the match in hand, no later table can, and
 //!   the lookup stops (TupleMerge's priority sort, from PartitionSort).
 //!
+//! - One exception to that order: a **catch-all** table (keyed on no
+//!   address bits, port or protocol: the rules that leave both addresses
+//!   open) whose smallest index is in the first quarter of the indices
+//!   held is probed first. Its probe is one line and a scan of at most
+//!   [`COLLISION_LIMIT`] entries, and its rules match whole swathes of
+//!   traffic, so most lookups leave it with a low match in hand, and
+//!   every later bucket whose smallest index is above that is skipped
+//!   unread. A tier's default rule (last, matching everything) is no such
+//!   bound and keeps its turn.
+//!
 //! The cost of a lookup is one hash probe per table plus a short bucket
 //! scan: it follows the number of tables (about 5 to 34 on ClassBench-like
 //! sets of 1k to 100k rules), not the number of rules. What does grow with
 //! the rules is the memory the probes touch, so large sets pay in cache
-//! misses (see `benches/classifier.rs`). On generated sets the smallest
-//! index of nearly every table is near 0, so the early stop seldom fires.
+//! misses (see `benches/classifier.rs`), except where an early catch-all
+//! lets the lookups skip most buckets unread. On generated sets the
+//! smallest index of nearly every table is near 0, so the early stop
+//! seldom fires.
 //!
 //! # Why not the others
 //!
@@ -311,6 +323,10 @@ pub struct Classifier {
     /// Non-empty tables by their smallest index, ascending: the probe
     /// order.
     order: Vec<Hot>,
+    /// The tables of `order` probed before all the others, whatever
+    /// their smallest index (see `pick_first`), and the others.
+    first: Vec<Hot>,
+    rest: Vec<Hot>,
     /// Each rule and the table holding it.
     rules: FxHashMap<RuleIndex, (Rule, u32)>,
     /// Bucket size that triggers a split.
@@ -335,6 +351,8 @@ impl Classifier {
         Self {
             tables: Vec::new(),
             order: Vec::new(),
+            first: Vec::new(),
+            rest: Vec::new(),
             rules: FxHashMap::default(),
             limit: limit.max(1),
         }
@@ -400,36 +418,69 @@ impl Classifier {
         let min = if FROM { min } else { 0 };
         // Sentinel above every index so u32::MAX stays a valid index.
         let mut best = u64::MAX;
+        // The tables probed first (see `pick_first`), then the others in
+        // order while their smallest index can beat the match in hand.
         if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
             let probe = table::Probe4::new(key);
-            for hot in &self.order {
+            for hot in &self.first {
+                best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
+            }
+            for hot in &self.rest {
                 if u64::from(hot.min) >= best {
                     break;
                 }
-                if FROM && hot.max < min {
-                    continue;
-                }
-                let table = &self.tables[hot.id as usize];
-                if let Some(found) = table.lookup_v4(hot.hash_v4(&probe), &probe, key, min, best) {
-                    best = u64::from(found);
-                }
+                best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
             }
         } else {
             let probe = table::Probe::new(key);
-            for hot in &self.order {
+            for hot in &self.first {
+                best = self.probe::<FROM>(hot, &probe, key, min, best);
+            }
+            for hot in &self.rest {
                 if u64::from(hot.min) >= best {
                     break;
                 }
-                if FROM && hot.max < min {
-                    continue;
-                }
-                let table = &self.tables[hot.id as usize];
-                if let Some(found) = table.lookup(&probe, key, min, best) {
-                    best = u64::from(found);
-                }
+                best = self.probe::<FROM>(hot, &probe, key, min, best);
             }
         }
         RuleIndex::try_from(best).ok()
+    }
+
+    /// The best match in hand after probing the table of `hot` for an
+    /// IPv4 key.
+    #[inline(always)]
+    fn probe_v4<const FROM: bool>(
+        &self,
+        hot: &Hot,
+        probe: &table::Probe4,
+        key: &Key,
+        min: RuleIndex,
+        best: u64,
+    ) -> u64 {
+        if FROM && hot.max < min {
+            return best;
+        }
+        self.tables[hot.id as usize]
+            .lookup_v4(hot.hash_v4(probe), probe, key, min, best)
+            .map_or(best, u64::from)
+    }
+
+    /// [`Classifier::probe_v4`] for any key.
+    #[inline(always)]
+    fn probe<const FROM: bool>(
+        &self,
+        hot: &Hot,
+        probe: &table::Probe,
+        key: &Key,
+        min: RuleIndex,
+        best: u64,
+    ) -> u64 {
+        if FROM && hot.max < min {
+            return best;
+        }
+        self.tables[hot.id as usize]
+            .lookup(probe, key, min, best)
+            .map_or(best, u64::from)
     }
 
     /// Number of rules held.
@@ -531,17 +582,18 @@ impl Classifier {
             if let Some(pos) = pos {
                 self.order.remove(pos);
             }
-            return;
-        }
-        let hot = table.hot(id);
-        match pos {
-            Some(pos) if self.order[pos].min == hot.min => self.order[pos] = hot,
-            Some(pos) => {
-                self.order.remove(pos);
-                self.insert_ordered(hot);
+        } else {
+            let hot = table.hot(id);
+            match pos {
+                Some(pos) if self.order[pos].min == hot.min => self.order[pos] = hot,
+                Some(pos) => {
+                    self.order.remove(pos);
+                    self.insert_ordered(hot);
+                }
+                None => self.insert_ordered(hot),
             }
-            None => self.insert_ordered(hot),
         }
+        self.pick_first();
     }
 
     fn insert_ordered(&mut self, hot: Hot) {
@@ -549,6 +601,31 @@ impl Classifier {
             .order
             .partition_point(|h| (h.min, h.id) < (hot.min, hot.id));
         self.order.insert(pos, hot);
+    }
+
+    /// Marks the tables to probe before the others: the catch-all tables
+    /// ([`Tuple::is_catch_all`]) whose smallest index is in the first
+    /// quarter of the indices held. A match there bounds the rest of the
+    /// lookup: a later table or bucket whose smallest index is above it
+    /// is skipped unread. The bound is worth a probe only when it is low;
+    /// a tier's default rule, last and matching everything, is no bound.
+    fn pick_first(&mut self) {
+        let last = self
+            .order
+            .iter()
+            .map(|h| u64::from(h.max))
+            .max()
+            .unwrap_or(0);
+        self.first.clear();
+        self.rest.clear();
+        for hot in &self.order {
+            if u64::from(hot.min) < last / 4 && self.tables[hot.id as usize].tuple().is_catch_all()
+            {
+                self.first.push(*hot);
+            } else {
+                self.rest.push(*hot);
+            }
+        }
     }
 }
 

@@ -66,6 +66,20 @@ impl Tuple {
             + PROTO_BITS * u32::from(self.proto)
     }
 
+    /// Whether the tuple keys on nothing but the address family: no
+    /// address bits beyond `::ffff:0:0/96` or `::/0`, no port, no
+    /// protocol. Its table holds the rules that leave both addresses open
+    /// (and whose ports and protocol never needed a split), in one bucket
+    /// per family: a probe reads a line and scans a few entries, and its
+    /// rules match whole swathes of traffic.
+    pub(super) fn is_catch_all(self) -> bool {
+        matches!(self.src, 0 | 96)
+            && matches!(self.dst, 0 | 96)
+            && self.sport == 0
+            && self.dport == 0
+            && !self.proto
+    }
+
     /// The tuple of a new table for `rule`: TupleMerge's relaxation
     /// (`Relax` in the paper's code). When one address is longer than the
     /// other, key on that one alone; then shorten both a little so that

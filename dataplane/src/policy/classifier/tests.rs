@@ -299,6 +299,70 @@ fn stats_count_rules_and_memory() {
     assert!(s.memory_bytes > 1000 * 48, "{s:?}");
 }
 
+#[test]
+fn an_early_catch_all_is_probed_first_and_a_default_rule_is_not() {
+    let specific = |i: u8, dport| {
+        rule(
+            Prefix::v4(v4([10, 0, i, 0]), 24),
+            Prefix::v4(v4([192, 168, i, 0]), 24),
+            Some(TCP),
+            ALL,
+            (dport, dport),
+        )
+    };
+    // Rule 10 leaves both addresses open: a match there bounds the rest.
+    let ssh = rule(Prefix::ANY, Prefix::ANY, Some(TCP), ALL, (22, 22));
+    let mut rules: Vec<Rule> = (0..100).map(|i| specific(i, 80)).collect();
+    rules[10] = ssh;
+    let c = Classifier::build(&rules);
+    assert_eq!(c.first.len(), 1);
+    assert!(c.tables[c.first[0].id as usize].tuple().is_catch_all());
+    assert_eq!(c.first.len() + c.rest.len(), c.order.len());
+    let all = indexed(&rules);
+    let keys = [
+        (
+            key4([10, 0, 5, 1], [192, 168, 5, 9], TCP, 1000, 80),
+            Some(5),
+        ),
+        (
+            key4([10, 0, 50, 1], [192, 168, 50, 9], TCP, 1000, 22),
+            Some(10),
+        ),
+        (
+            key4([10, 0, 5, 1], [192, 168, 5, 9], TCP, 1000, 22),
+            Some(10),
+        ),
+        (
+            key4([10, 0, 50, 1], [192, 168, 50, 9], TCP, 1000, 80),
+            Some(50),
+        ),
+        (key4([10, 0, 50, 1], [192, 168, 50, 9], UDP, 1000, 22), None),
+    ];
+    for (k, want) in keys {
+        assert_eq!(c.classify(&k), want, "{k:?}");
+        assert_eq!(c.classify(&k), classify_linear(&all, &k));
+    }
+    assert_eq!(c.classify_from(&keys[1].0, 11), None);
+
+    // Online: it goes when the rule does, and comes back with it.
+    let mut c = c;
+    c.remove(10);
+    assert!(c.first.is_empty());
+    assert_eq!(c.classify(&keys[1].0), None);
+    c.insert(10, ssh);
+    assert_eq!(c.first.len(), 1);
+    assert_eq!(c.classify(&keys[1].0), Some(10));
+
+    // A tier's default rule, last and matching everything, bounds
+    // nothing: it is probed in its turn.
+    let mut tier: Vec<Rule> = (0..100).map(|i| specific(i, 80)).collect();
+    tier.push(Rule::ANY);
+    let c = Classifier::build(&tier);
+    assert!(c.first.is_empty());
+    assert_eq!(c.classify(&keys[1].0), Some(100));
+    assert_eq!(c.classify(&keys[0].0), Some(5));
+}
+
 // ---- Differential property tests ----------------------------------------
 
 /// A few networks so that random prefixes nest and collide.
