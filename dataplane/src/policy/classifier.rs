@@ -320,13 +320,12 @@ pub struct ClassifierStats {
 pub struct Classifier {
     /// Every table ever made, empty ones included (found again by tuple).
     tables: Vec<Table>,
-    /// Non-empty tables by their smallest index, ascending: the probe
-    /// order.
+    /// Non-empty tables in probe order: those probed first whatever
+    /// their smallest index ([`Hot::first`], see `pick_first`), then the
+    /// others, each part by smallest index, ascending.
     order: Vec<Hot>,
-    /// The tables of `order` probed before all the others, whatever
-    /// their smallest index (see `pick_first`), and the others.
-    first: Vec<Hot>,
-    rest: Vec<Hot>,
+    /// How many tables at the head of `order` are probed first.
+    first: usize,
     /// Each rule and the table holding it.
     rules: FxHashMap<RuleIndex, (Rule, u32)>,
     /// Bucket size that triggers a split.
@@ -351,8 +350,7 @@ impl Classifier {
         Self {
             tables: Vec::new(),
             order: Vec::new(),
-            first: Vec::new(),
-            rest: Vec::new(),
+            first: 0,
             rules: FxHashMap::default(),
             limit: limit.max(1),
         }
@@ -420,12 +418,13 @@ impl Classifier {
         let mut best = u64::MAX;
         // The tables probed first (see `pick_first`), then the others in
         // order while their smallest index can beat the match in hand.
+        let (first, rest) = self.order.split_at(self.first);
         if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
             let probe = table::Probe4::new(key);
-            for hot in &self.first {
+            for hot in first {
                 best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
             }
-            for hot in &self.rest {
+            for hot in rest {
                 if u64::from(hot.min) >= best {
                     break;
                 }
@@ -433,10 +432,10 @@ impl Classifier {
             }
         } else {
             let probe = table::Probe::new(key);
-            for hot in &self.first {
+            for hot in first {
                 best = self.probe::<FROM>(hot, &probe, key, min, best);
             }
-            for hot in &self.rest {
+            for hot in rest {
                 if u64::from(hot.min) >= best {
                     break;
                 }
@@ -583,9 +582,12 @@ impl Classifier {
                 self.order.remove(pos);
             }
         } else {
-            let hot = table.hot(id);
+            let mut hot = table.hot(id);
             match pos {
-                Some(pos) if self.order[pos].min == hot.min => self.order[pos] = hot,
+                Some(pos) if self.order[pos].min == hot.min => {
+                    hot.first = self.order[pos].first;
+                    self.order[pos] = hot;
+                }
                 Some(pos) => {
                     self.order.remove(pos);
                     self.insert_ordered(hot);
@@ -597,9 +599,7 @@ impl Classifier {
     }
 
     fn insert_ordered(&mut self, hot: Hot) {
-        let pos = self
-            .order
-            .partition_point(|h| (h.min, h.id) < (hot.min, hot.id));
+        let pos = self.order.partition_point(|h| rank(h) < rank(&hot));
         self.order.insert(pos, hot);
     }
 
@@ -616,17 +616,22 @@ impl Classifier {
             .map(|h| u64::from(h.max))
             .max()
             .unwrap_or(0);
-        self.first.clear();
-        self.rest.clear();
-        for hot in &self.order {
-            if u64::from(hot.min) < last / 4 && self.tables[hot.id as usize].tuple().is_catch_all()
-            {
-                self.first.push(*hot);
-            } else {
-                self.rest.push(*hot);
-            }
+        let mut changed = false;
+        for hot in &mut self.order {
+            let first = hot.catch_all && u64::from(hot.min) < last / 4;
+            changed |= first != hot.first;
+            hot.first = first;
         }
+        if changed {
+            self.order.sort_unstable_by_key(rank);
+        }
+        self.first = self.order.partition_point(|h| h.first);
     }
+}
+
+/// A table's place in the probe order.
+fn rank(h: &Hot) -> (bool, RuleIndex, u32) {
+    (!h.first, h.min, h.id)
 }
 
 /// The reference first match: scans `rules` and returns the lowest index

@@ -598,6 +598,11 @@ pub(super) struct Hot {
     /// The largest index held.
     pub(super) max: RuleIndex,
     pub(super) id: u32,
+    /// The tuple is a catch-all ([`Tuple::is_catch_all`]).
+    pub(super) catch_all: bool,
+    /// Probed before the tables that are not, whatever its smallest
+    /// index (set by the classifier).
+    pub(super) first: bool,
 }
 
 impl Hot {
@@ -681,6 +686,8 @@ impl Table {
             min: self.min().unwrap_or(0),
             max: self.max,
             id,
+            catch_all: self.tuple.is_catch_all(),
+            first: false,
         }
     }
 

@@ -315,9 +315,10 @@ fn an_early_catch_all_is_probed_first_and_a_default_rule_is_not() {
     let mut rules: Vec<Rule> = (0..100).map(|i| specific(i, 80)).collect();
     rules[10] = ssh;
     let c = Classifier::build(&rules);
-    assert_eq!(c.first.len(), 1);
-    assert!(c.tables[c.first[0].id as usize].tuple().is_catch_all());
-    assert_eq!(c.first.len() + c.rest.len(), c.order.len());
+    assert_eq!(c.first, 1);
+    assert!(c.order[0].first);
+    assert!(c.tables[c.order[0].id as usize].tuple().is_catch_all());
+    assert!(c.order[1..].iter().all(|h| !h.first));
     let all = indexed(&rules);
     let keys = [
         (
@@ -347,10 +348,10 @@ fn an_early_catch_all_is_probed_first_and_a_default_rule_is_not() {
     // Online: it goes when the rule does, and comes back with it.
     let mut c = c;
     c.remove(10);
-    assert!(c.first.is_empty());
+    assert_eq!(c.first, 0);
     assert_eq!(c.classify(&keys[1].0), None);
     c.insert(10, ssh);
-    assert_eq!(c.first.len(), 1);
+    assert_eq!(c.first, 1);
     assert_eq!(c.classify(&keys[1].0), Some(10));
 
     // A tier's default rule, last and matching everything, bounds
@@ -358,7 +359,7 @@ fn an_early_catch_all_is_probed_first_and_a_default_rule_is_not() {
     let mut tier: Vec<Rule> = (0..100).map(|i| specific(i, 80)).collect();
     tier.push(Rule::ANY);
     let c = Classifier::build(&tier);
-    assert!(c.first.is_empty());
+    assert_eq!(c.first, 0);
     assert_eq!(c.classify(&keys[1].0), Some(100));
     assert_eq!(c.classify(&keys[0].0), Some(5));
 }
@@ -488,6 +489,14 @@ fn key_seeds(n: usize) -> impl Strategy<Value = Vec<KeySeed>> {
     )
 }
 
+/// The probe order is sorted (tables probed first at its head, each part
+/// by smallest index) and names every non-empty table once.
+fn order_is_consistent(c: &Classifier) -> bool {
+    c.order.is_sorted_by_key(rank)
+        && c.first == c.order.iter().filter(|h| h.first).count()
+        && c.order.len() == c.tables.iter().filter(|t| !t.is_empty()).count()
+}
+
 fn indexed(rules: &[Rule]) -> Vec<(RuleIndex, Rule)> {
     (0..).zip(rules.iter().copied()).collect()
 }
@@ -507,6 +516,7 @@ proptest! {
         }
         let all = indexed(&rules);
         prop_assert_eq!(c.len(), rules.len());
+        prop_assert!(order_is_consistent(&c));
         for k in keys_for(&rules, &seeds) {
             let want = classify_linear(&all, &k);
             prop_assert_eq!(c.classify(&k), want, "key {:?}", k);
@@ -538,6 +548,7 @@ proptest! {
             }
             // Check now and then, not only at the end.
             if i % 50 == 49 {
+                prop_assert!(order_is_consistent(&c));
                 let all: Vec<_> = model.iter().map(|(i, r)| (*i, *r)).collect();
                 let live: Vec<Rule> = model.values().copied().collect();
                 for k in keys_for(&live, &seeds[..8]) {
