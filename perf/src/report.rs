@@ -22,14 +22,21 @@ pub(crate) struct Args {
     /// Result files written by the scenarios' `--json`.
     #[arg(required = true)]
     pub(crate) results: Vec<PathBuf>,
-    /// The markdown report to write.
+    /// The markdown report. If it exists, only the sections of the
+    /// scenarios given are replaced (from their `## `scenario`` heading to
+    /// their plot) and the rest of the text is kept; a scenario without a
+    /// section gets one at the end.
     #[arg(long, default_value = "docs/benchmarks.md")]
     pub(crate) out: PathBuf,
+    /// Write the report anew: a title, the preface and the sections only.
+    #[arg(long)]
+    pub(crate) fresh: bool,
     /// Where the plots go (one SVG per scenario), relative paths are kept
     /// relative to the report in its links.
     #[arg(long, default_value = "docs/plots")]
     pub(crate) plots: PathBuf,
-    /// A paragraph to put under the title (how the run was made).
+    /// A paragraph to put under the title (how the run was made) when the
+    /// report is written anew.
     #[arg(long)]
     pub(crate) preface: Option<PathBuf>,
 }
@@ -103,6 +110,56 @@ pub(crate) fn section(r: &Report, plot: Option<&str>) -> String {
         let _ = writeln!(md, "![{} ratios]({plot})\n", r.scenario);
     }
     md
+}
+
+/// `md` with the section of `scenario` (its heading, exactly
+/// ``## `scenario` ``, through its plot line, or to the next heading if it
+/// has no plot) replaced by `new`, or with `new` at the end if it has none.
+fn replace_section(md: &str, scenario: &str, new: &str) -> String {
+    let heading = format!("## `{scenario}`");
+    let plot = format!("![{scenario} ratios](");
+    let lines: Vec<&str> = md.split_inclusive('\n').collect();
+    let Some(start) = lines.iter().position(|l| l.trim_end() == heading) else {
+        let mut out = md.to_owned();
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
+        }
+        out.push_str(new);
+        return out;
+    };
+    let rest = &lines[start + 1..];
+    let end = match rest
+        .iter()
+        .position(|l| l.starts_with("## ") || l.starts_with(&plot))
+    {
+        // The plot line and the blank line after it are the section's.
+        Some(i) if rest[i].starts_with(&plot) => {
+            let after = start + 1 + i + 1;
+            if lines.get(after).is_some_and(|l| l.trim().is_empty()) {
+                after + 1
+            } else {
+                after
+            }
+        }
+        Some(i) => start + 1 + i,
+        None => lines.len(),
+    };
+    // Text between the heading and the first generated line (the
+    // machine, the placement or the table) was written by hand: it stays.
+    let generated = |l: &&str| {
+        l.starts_with("Machine: ") || l.starts_with("Placement:") || l.starts_with("| figure |")
+    };
+    let mut out: String = lines[..start].concat();
+    match lines[start + 1..end].iter().position(generated) {
+        Some(i) if i > 0 => {
+            out.push_str(&lines[start..start + 1 + i].concat());
+            let body = new.split_once("\n\n").map_or(new, |(_, body)| body);
+            out.push_str(body);
+        }
+        _ => out.push_str(new),
+    }
+    out.push_str(&lines[end..].concat());
+    out
 }
 
 /// Draws the ratios of `r` as horizontal bars with a line at 1.0.
@@ -181,13 +238,29 @@ pub(crate) fn plot(r: &Report, path: &Path) -> Result<()> {
 ///
 /// A result file that cannot be read, or an output that cannot be written.
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let mut md = String::from("# Benchmarks\n\n");
-    if let Some(p) = &args.preface {
-        md.push_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        );
-        md.push('\n');
-    }
+    let existing = if args.fresh {
+        None
+    } else {
+        match std::fs::read_to_string(&args.out) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", args.out.display())),
+        }
+    };
+    let mut md = match existing {
+        Some(text) => text,
+        None => {
+            let mut md = String::from("# Benchmarks\n\n");
+            if let Some(p) = &args.preface {
+                md.push_str(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                );
+                md.push('\n');
+            }
+            md
+        }
+    };
     std::fs::create_dir_all(&args.plots)
         .with_context(|| format!("creating {}", args.plots.display()))?;
     let base = args.out.parent().unwrap_or(Path::new("."));
@@ -200,7 +273,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             .unwrap_or(&svg)
             .to_string_lossy()
             .into_owned();
-        md.push_str(&section(&r, Some(&link)));
+        md = replace_section(&md, &r.scenario, &section(&r, Some(&link)));
         eprintln!(
             "report: {} ({} figures) → {}",
             r.scenario,
@@ -221,6 +294,40 @@ mod tests {
         "placement":{"dataplane":"cpu 1"},
         "figures":[{"name":"pps, 0 rules","unit":"packets/s","causeway":3.0e6,"peer":"linux","peer_value":1.0e6,"ratio":3.0,"higher_is_better":true},
                    {"name":"p99 latency","unit":"us","causeway":20,"peer":"linux","peer_value":10,"ratio":0.5,"higher_is_better":false}]}"#;
+
+    #[test]
+    fn a_report_keeps_its_text_and_replaces_only_the_scenarios_given() {
+        let md = "# Benchmarks\n\nHand-written: the goals.\n\n## `forward`\n\nold table\n\n![forward ratios](plots/forward.svg)\n\nA note under the plot.\n\n## `tls`\n\ntls table\n\n![tls ratios](plots/tls.svg)\n\n## Converge\n\nby hand\n";
+        let new = "## `forward`\n\nnew table\n\n![forward ratios](plots/forward.svg)\n\n";
+        let out = replace_section(md, "forward", new);
+        assert_eq!(
+            out,
+            md.replace("old table", "new table"),
+            "only the section changes"
+        );
+        // What was written between the heading and the generated part
+        // stays.
+        let noted = md.replace("## `forward`\n\n", "## `forward`\n\nRun at abc1234.\n\n");
+        let noted = noted.replace("old table", "Machine: 2 CPUs.\n\nold table");
+        let new_m = new.replace("new table", "Machine: 4 CPUs.\n\nnew table");
+        assert_eq!(
+            replace_section(&noted, "forward", &new_m),
+            noted.replace(
+                "Machine: 2 CPUs.\n\nold table",
+                "Machine: 4 CPUs.\n\nnew table"
+            )
+        );
+        // A section without a plot ends at the next heading.
+        let bare = "## `tls`\n\ntls table\n\n## Converge\n\nby hand\n";
+        assert_eq!(
+            replace_section(bare, "tls", "## `tls`\n\nT\n\n"),
+            "## `tls`\n\nT\n\n## Converge\n\nby hand\n"
+        );
+        // A scenario the report lacks goes at the end; a heading that only
+        // starts like it (`tls`: something) is not its section.
+        let out = replace_section("# B\n\n## `tls`: ring\n\ntext\n", "tls", new);
+        assert_eq!(out, format!("# B\n\n## `tls`: ring\n\ntext\n\n{new}"));
+    }
 
     #[test]
     fn a_result_becomes_a_table_and_a_plot() {
