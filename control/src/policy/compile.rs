@@ -280,11 +280,9 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
             if applicable.is_empty() {
                 continue;
             }
-            let local_specific = applicable.iter().any(|&i| {
-                rules_of(&set.policies[i], direction)
-                    .iter()
-                    .any(|r| local_constrained(local_side(r, direction)))
-            });
+            let local_specific = applicable
+                .iter()
+                .any(|&i| set.policies[i].local_constrained[dir_index(direction)]);
             let sig = (
                 direction,
                 applicable,
@@ -358,25 +356,6 @@ fn dir_index(d: PolicyType) -> usize {
         PolicyType::Ingress => 0,
         PolicyType::Egress => 1,
     }
-}
-
-/// The side of a rule that is the judged endpoint itself.
-fn local_side(r: &NRule, d: PolicyType) -> &Entity {
-    match d {
-        PolicyType::Ingress => &r.destination,
-        PolicyType::Egress => &r.source,
-    }
-}
-
-fn local_constrained(e: &Entity) -> bool {
-    !e.nets.is_empty()
-        || !e.not_nets.is_empty()
-        || e.selector.is_some()
-        || e.not_selector.is_some()
-        || e.ports
-            .iter()
-            .chain(&e.not_ports)
-            .any(|p| matches!(p, Port::Named(_)))
 }
 
 /// One compile's state: the rule table it fills as it goes, the programs

@@ -98,6 +98,22 @@ pub struct Entity {
     pub service_account_selector: Option<Selector>,
 }
 
+impl Entity {
+    /// Whether this side narrows who may be on it: nets, selectors, or a
+    /// named port (which resolves per endpoint).
+    pub fn constrained(&self) -> bool {
+        !self.nets.is_empty()
+            || !self.not_nets.is_empty()
+            || self.selector.is_some()
+            || self.not_selector.is_some()
+            || self
+                .ports
+                .iter()
+                .chain(&self.not_ports)
+                .any(|p| matches!(p, Port::Named(_)))
+    }
+}
+
 /// A rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NRule {
@@ -155,6 +171,21 @@ pub struct Policy {
     pub egress: Vec<NRule>,
     /// Enforced before conntrack (XDP prefilter where possible).
     pub do_not_track: bool,
+    /// By direction (ingress, egress): whether a rule constrains the
+    /// judged endpoint's own side ([`Entity::constrained`] of the
+    /// destination of an ingress rule, the source of an egress rule), so
+    /// that the program depends on the endpoint's addresses. Kept here,
+    /// computed once per resource version, rather than per endpoint per
+    /// compile.
+    pub local_constrained: [bool; 2],
+}
+
+/// [`Policy::local_constrained`] of these rules.
+fn local_constrained(ingress: &[NRule], egress: &[NRule]) -> [bool; 2] {
+    [
+        ingress.iter().any(|r| r.destination.constrained()),
+        egress.iter().any(|r| r.source.constrained()),
+    ]
 }
 
 /// A named port of an endpoint.
@@ -491,6 +522,10 @@ fn calico_policy(
             .map(|(i, r)| calico_rule(r, &scope).map_err(|e| format!("spec.{field}[{i}]: {e}")))
             .collect()
     };
+    let (ingress, egress) = (
+        rules(&spec.ingress, "ingress")?,
+        rules(&spec.egress, "egress")?,
+    );
     Ok(Policy {
         id: id.into(),
         name: name.into(),
@@ -504,8 +539,9 @@ fn calico_policy(
             pods_only: false,
         },
         types: spec.effective_types(),
-        ingress: rules(&spec.ingress, "ingress")?,
-        egress: rules(&spec.egress, "egress")?,
+        local_constrained: local_constrained(&ingress, &egress),
+        ingress,
+        egress,
         do_not_track: spec.do_not_track,
     })
 }
@@ -695,6 +731,7 @@ fn k8s_policy(id: &str, name: &str, ns: &str, spec: &K8sPolicySpec) -> Result<Po
             pods_only: true,
         },
         types: spec.effective_types(),
+        local_constrained: local_constrained(&ingress, &egress),
         ingress,
         egress,
         do_not_track: false,
