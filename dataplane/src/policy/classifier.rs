@@ -418,6 +418,8 @@ impl Classifier {
         let mut best = u64::MAX;
         // The tables probed first (see `pick_first`), then the others in
         // order while their smallest index can beat the match in hand.
+        // Written out for each kind of key: one walk taking the table
+        // lookup as a closure was 10-20% slower per lookup.
         let (first, rest) = self.order.split_at(self.first);
         if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
             let probe = table::Probe4::new(key);
