@@ -957,7 +957,7 @@ impl Table {
 
     /// The first rule matching IPv4 key `p` (`key` as given) whose index
     /// is at least `min` and below `best`; `hash` is [`Hot::hash_v4`].
-    #[inline]
+    #[inline(always)]
     pub(super) fn lookup_v4(
         &self,
         hash: u32,
