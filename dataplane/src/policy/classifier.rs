@@ -86,14 +86,16 @@
 //!   only the colliding bucket's rules, so an update touches one bucket.
 //! - A table's index is groups of four slots, one cache line each (tags,
 //!   smallest indices, runs, lengths), probed linearly by group, at most
-//!   half full. A key reads its home group and picks the slot whose tag is
-//!   its own without branching; it reads the next group only if the home
-//!   group once overflowed (a flag cleared when the index is rebuilt). A
-//!   tag shared by two buckets of a table is flagged, so a lookup compares
-//!   keys only then: otherwise a slot with the key's tag is the key's
-//!   bucket if the key has one, and if it has none no rule there matches.
-//!   A slot's smallest index lets a lookup with a better match in hand
-//!   skip the bucket unread.
+//!   half full. A key reads its home group and picks the slot whose tag
+//!   (15 bits of its hash that the home group does not use, the four in
+//!   one word) is its own with a few word operations, without branching;
+//!   it reads the next group only if the home group once overflowed (a
+//!   flag cleared when the index is rebuilt). Two buckets of one tag that
+//!   a lookup may meet on one walk are flagged, so a lookup compares keys
+//!   only then: otherwise a slot with the key's tag is the key's bucket
+//!   if the key has one, and if it has none no rule there matches. A
+//!   slot's smallest index lets a lookup with a better match in hand skip
+//!   the bucket unread.
 //! - A bucket is a run of entries sorted by index, in an arena of
 //!   power-of-two runs (a run moves when it fills or half empties). An
 //!   entry is what an IPv4 key needs, 32 bytes: the v4 bits and masks of

@@ -216,12 +216,13 @@ fn fold_addr(a: u128) -> u64 {
 /// Cut keys are mostly zero bits, which FxHash's add-multiply spreads
 /// poorly; a full product does not.
 ///
-/// Tests keep only 12 bits, so that distinct keys of a table often share
+/// Tests keep only 11 bits (8 home groups' worth and 3 of the tag), so
+/// that distinct keys of a table often share
 /// a hash and the rare path that tells them apart ([`SHARED_HASH`]) runs.
 #[inline]
 fn hash(a: u64, b: u64) -> u32 {
     let h = (fold_mul(a, b) >> 32) as u32;
-    if cfg!(test) { h & 0xfff } else { h }
+    if cfg!(test) { h & 0x0007_00ff } else { h }
 }
 
 /// A key cut to a tuple, in the form the hash takes.
@@ -334,8 +335,9 @@ impl Probe {
 /// Slots per group: a group is one cache line.
 const WAYS: usize = 4;
 
-/// `Group::lens`: another bucket of the table has the same hash, so a
-/// lookup must compare keys. Without it a slot whose tag is the key's
+/// `Group::lens`: another bucket of the table with the same [`tag`] lies
+/// where a lookup for either may meet it first, so a lookup must compare
+/// keys. Without it a slot whose tag is the key's
 /// holds the key's bucket if the key has one; if it has none, no rule of
 /// the slot's bucket can match it (they cut to another key), so scanning
 /// the bucket anyway is harmless.
@@ -347,12 +349,15 @@ const OVERFLOW: u32 = 1 << 30;
 /// `Group::lens`: the bucket's length.
 const LEN: u32 = OVERFLOW - 1;
 /// Every tag has it, so that tag 0 is an empty slot.
-const TAG_BIT: u32 = 1 << 31;
+const TAG_BIT: u16 = 1 << 15;
 
-/// A bucket's tag: its hash, nonzero. The hash's low bits give its home
-/// group.
-fn tag(hash: u32) -> u32 {
-    hash | TAG_BIT
+/// [`Group::tags`]: a 1 in the low bit of each lane.
+const LANES: u64 = 0x0001_0001_0001_0001;
+
+/// A bucket's tag: 15 bits of its hash, nonzero. The hash's low bits,
+/// which give its home group, are not among them (below 2^16 groups).
+fn tag(hash: u32) -> u16 {
+    (hash >> 16) as u16 | TAG_BIT
 }
 
 /// Four slots of a table's index, one cache line: a bucket (the rules
@@ -362,8 +367,10 @@ fn tag(hash: u32) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 struct Group {
-    /// [`tag`]s of the buckets' keys; 0: the slot is empty.
-    tags: [u32; WAYS],
+    /// [`tag`]s of the buckets' keys, slot `w` in bits `16 w ..`; 0: the
+    /// slot is empty. One word, so that a lookup finds its slot with a
+    /// few word operations ([`Group::way_of`]).
+    tags: u64,
     /// The buckets' smallest indices: a lookup that has a better match in
     /// hand skips a bucket without reading it.
     mins: [RuleIndex; WAYS],
@@ -376,11 +383,29 @@ struct Group {
 
 impl Group {
     const EMPTY: Self = Self {
-        tags: [0; WAYS],
+        tags: 0,
         mins: [0; WAYS],
         starts: [0; WAYS],
         lens: [0; WAYS],
     };
+
+    fn tag(&self, way: usize) -> u16 {
+        (self.tags >> (16 * way)) as u16
+    }
+
+    fn set_tag(&mut self, way: usize, tag: u16) {
+        self.tags = (self.tags & !(0xffff << (16 * way))) | (u64::from(tag) << (16 * way));
+    }
+
+    /// The first slot whose tag is `tag`, or [`WAYS`]: the lowest lane of
+    /// `tags ^ tag` that is zero, found without branching (a borrow from
+    /// a zero lane can only flag lanes above it).
+    #[inline(always)]
+    fn way_of(&self, tag: u16) -> usize {
+        let x = self.tags ^ (u64::from(tag) * LANES);
+        let zero = x.wrapping_sub(LANES) & !x & (LANES << 15);
+        (zero.trailing_zeros() / 16) as usize
+    }
 
     fn overflowed(&self) -> bool {
         self.lens[0] & OVERFLOW != 0
@@ -401,7 +426,7 @@ impl Group {
 
     /// Empties slot `way`, keeping the group's [`OVERFLOW`].
     fn clear(&mut self, way: usize) {
-        self.tags[way] = 0;
+        self.set_tag(way, 0);
         self.mins[way] = 0;
         self.starts[way] = 0;
         self.lens[way] &= if way == 0 { OVERFLOW } else { 0 };
@@ -710,7 +735,7 @@ impl Table {
         for _ in 0..self.groups.len() {
             let group = &self.groups[g];
             for way in 0..WAYS {
-                if group.tags[way] != tag {
+                if group.tag(way) != tag {
                     continue;
                 }
                 let ours = match (cut, key) {
@@ -768,33 +793,62 @@ impl Table {
         to
     }
 
-    /// Puts a bucket in the first free slot from its home group, marking
-    /// the full groups it passes.
-    fn place(&mut self, tag: u32, min: RuleIndex, start: u32, lens: u32) {
-        let mut g = tag as usize & self.group_mask();
+    /// Puts a bucket (whose key hashes to `hash`) in the first free slot
+    /// from its home group, marking the full groups it passes, then flags
+    /// it [`SHARED_HASH`] with every slot of the same tag a lookup of its
+    /// key may pass.
+    ///
+    /// That walk, made after the placing, covers the home group through
+    /// the slot and on through every group that overflowed. So of any two
+    /// slots with one tag, the one placed later has seen the other if
+    /// the other lies where a lookup for either could meet it first (two
+    /// buckets of one tag may have different home groups: a tag is only
+    /// part of the hash).
+    fn place(&mut self, hash: u32, min: RuleIndex, start: u32, len: u32) {
+        let tag = tag(hash);
+        let home = hash as usize & self.group_mask();
+        let mut g = home;
         loop {
             let group = &mut self.groups[g];
-            if let Some(way) = group.tags.iter().position(|&t| t == 0) {
-                group.tags[way] = tag;
+            let way = group.way_of(0);
+            if way < WAYS {
+                group.set_tag(way, tag);
                 group.mins[way] = min;
                 group.starts[way] = start;
-                group.lens[way] = (group.lens[way] & OVERFLOW) | lens;
-                return;
+                group.lens[way] = (group.lens[way] & OVERFLOW) | len;
+                break;
             }
             group.lens[0] |= OVERFLOW;
             g = (g + 1) & self.group_mask();
         }
+        let mut same = Vec::new();
+        let mut g = home;
+        for _ in 0..self.groups.len() {
+            let group = &self.groups[g];
+            same.extend((0..WAYS).filter(|&w| group.tag(w) == tag).map(|w| (g, w)));
+            if !group.overflowed() {
+                break;
+            }
+            g = (g + 1) & self.group_mask();
+        }
+        if same.len() > 1 {
+            for (g, w) in same {
+                self.groups[g].lens[w] |= SHARED_HASH;
+            }
+        }
     }
 
     /// Rebuilds the index with `groups` groups (which clears stale
-    /// [`OVERFLOW`] flags).
+    /// [`OVERFLOW`] and [`SHARED_HASH`] flags).
     fn rebuild(&mut self, groups: usize) {
         let old = std::mem::replace(&mut self.groups, vec![Group::EMPTY; groups]);
         for group in &old {
             for way in 0..WAYS {
-                if group.tags[way] != 0 {
-                    let lens = group.lens[way] & (LEN | SHARED_HASH);
-                    self.place(group.tags[way], group.mins[way], group.starts[way], lens);
+                if group.tag(way) != 0 {
+                    let start = group.starts[way];
+                    let hash = self.bucket_key(start).hash();
+                    let len = group.lens[way] & LEN;
+                    self.place(hash, group.mins[way], start, len);
                 }
             }
         }
@@ -815,25 +869,7 @@ impl Table {
             let start = self.alloc_run(0);
             self.entries[start as usize] = entry;
             self.wide[start as usize] = wide;
-            // The buckets of one tag lie from its home group through the
-            // groups that overflowed: any there must compare keys now.
-            let tag = tag(hash);
-            let mut shared = 0;
-            let mut g = hash as usize & self.group_mask();
-            for _ in 0..self.groups.len() {
-                let group = &mut self.groups[g];
-                for way in 0..WAYS {
-                    if group.tags[way] == tag {
-                        group.lens[way] |= SHARED_HASH;
-                        shared = SHARED_HASH;
-                    }
-                }
-                if !group.overflowed() {
-                    break;
-                }
-                g = (g + 1) & self.group_mask();
-            }
-            self.place(tag, index, start, 1 | shared);
+            self.place(hash, index, start, 1);
             self.buckets += 1;
             return 1;
         };
@@ -915,11 +951,7 @@ impl Table {
         let Some(group) = self.groups.get(hash as usize & self.group_mask()) else {
             return Ok(None);
         };
-        let tag = tag(hash);
-        let mut way = WAYS;
-        for w in (0..WAYS).rev() {
-            way = if group.tags[w] == tag { w } else { way };
-        }
+        let way = group.way_of(tag(hash));
         if way < WAYS && !group.shared(way) {
             Ok(Some((group, way)))
         } else if way == WAYS && !group.overflowed() {
@@ -1145,5 +1177,68 @@ mod tests {
         assert_eq!(relaxed.dst, 96 + 24);
         // Ports and protocol are left to splits.
         assert_eq!((relaxed.sport, relaxed.dport, relaxed.proto), (0, 0, false));
+    }
+
+    /// Two buckets of one tag with different home groups, the second
+    /// placed after the first by overflowing into the first's group, a
+    /// slot below it: a lookup for the second's key passes the first's
+    /// slot on its way, so both must be flagged shared. (A walk made
+    /// before placing, as when a tag was the whole hash, misses this.)
+    #[test]
+    fn a_tag_met_in_an_overflowed_group_is_flagged_shared() {
+        let exact = |src: u32| Rule {
+            src: Prefix::v4(src, 32),
+            dst: Prefix::v4(0x0a00_0001, 32),
+            proto: None,
+            sport: (0, u16::MAX),
+            dport: (0, u16::MAX),
+        };
+        let mut table = Table::new(Tuple::of_rule(&exact(0)));
+        let key = |src: u32| Key::v4(src, 0x0a00_0001, 6, 1000, 80);
+        let hash = |t: &Table, src: u32| Cut::of_key(&key(src)).masked(t).hash();
+        // Eight groups from the start: nine buckets homed in groups 4 to
+        // 6, two or three to a group.
+        let mut next = 1u32;
+        let mut pick = |t: &Table, want: &dyn Fn(u32) -> bool| loop {
+            next += 1;
+            if want(hash(t, next)) {
+                return next;
+            }
+        };
+        let mut index = 0;
+        for home in [4, 4, 5, 5, 5, 6, 6, 6, 4] {
+            let src = pick(&table, &|h| h as usize & 7 == home);
+            table.insert(index, &exact(src));
+            index += 1;
+        }
+        assert_eq!(table.groups.len(), 8);
+        // B: home group 1, some tag T. Then four buckets of other tags
+        // fill group 0, and A (home 0, tag T) overflows into group 1.
+        let b = pick(&table, &|h| h & 7 == 1);
+        let t = tag(hash(&table, b));
+        table.insert(100, &exact(b));
+        for _ in 0..4 {
+            let src = pick(&table, &|h| h & 7 == 0 && tag(h) != t);
+            table.insert(index, &exact(src));
+            index += 1;
+        }
+        let a = pick(&table, &|h| h & 7 == 0 && tag(h) == t);
+        table.insert(200, &exact(a));
+        assert_eq!(table.groups.len(), 8, "no rebuild reordered the slots");
+        assert!(table.groups[0].overflowed());
+        assert_eq!(
+            table.groups[1].way_of(t),
+            0,
+            "B is the first slot of tag T in group 1"
+        );
+        let hot = table.hot(0);
+        for (src, want) in [(a, 200), (b, 100)] {
+            let k = key(src);
+            let p = Probe4::new(&k);
+            let h = hot.hash_v4(&p);
+            assert_eq!(h, hash(&table, src));
+            assert_eq!(table.lookup_v4(h, &p, &k, 0, u64::MAX), Some(want));
+            assert_eq!(table.lookup(&Probe::new(&k), &k, 0, u64::MAX), Some(want));
+        }
     }
 }
