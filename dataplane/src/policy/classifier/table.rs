@@ -821,21 +821,31 @@ impl Table {
             group.lens[0] |= OVERFLOW;
             g = (g + 1) & self.group_mask();
         }
-        let mut same = Vec::new();
-        let mut g = home;
-        for _ in 0..self.groups.len() {
-            let group = &self.groups[g];
-            same.extend((0..WAYS).filter(|&w| group.tag(w) == tag).map(|w| (g, w)));
-            if !group.overflowed() {
-                break;
-            }
-            g = (g + 1) & self.group_mask();
-        }
-        if same.len() > 1 {
-            for (g, w) in same {
-                self.groups[g].lens[w] |= SHARED_HASH;
+        // Counted first, flagged only if there are two: most tags are
+        // alone in their walk.
+        let same = self
+            .walk(home)
+            .filter(|&(g, w)| self.groups[g].tag(w) == tag)
+            .count();
+        if same > 1 {
+            for (g, w) in self.walk(home).collect::<Vec<_>>() {
+                if self.groups[g].tag(w) == tag {
+                    self.groups[g].lens[w] |= SHARED_HASH;
+                }
             }
         }
+    }
+
+    /// The slots a lookup whose home is group `home` may read, in order:
+    /// the home group's and those of every group after it while the one
+    /// before overflowed.
+    fn walk(&self, home: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mask = self.group_mask();
+        let mut more = true;
+        (0..self.groups.len())
+            .map(move |i| (home + i) & mask)
+            .take_while(move |&g| std::mem::replace(&mut more, self.groups[g].overflowed()))
+            .flat_map(|g| (0..WAYS).map(move |w| (g, w)))
     }
 
     /// Rebuilds the index with `groups` groups (which clears stale
