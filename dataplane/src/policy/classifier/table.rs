@@ -217,8 +217,8 @@ fn fold_addr(a: u128) -> u64 {
 /// poorly; a full product does not.
 ///
 /// Tests keep only 11 bits (8 home groups' worth and 3 of the tag), so
-/// that distinct keys of a table often share
-/// a hash and the rare path that tells them apart ([`SHARED_HASH`]) runs.
+/// that distinct keys of a table often share a tag and the rare path that
+/// tells them apart ([`SHARED_HASH`]) runs.
 #[inline]
 fn hash(a: u64, b: u64) -> u32 {
     let h = (fold_mul(a, b) >> 32) as u32;
@@ -337,10 +337,10 @@ const WAYS: usize = 4;
 
 /// `Group::lens`: another bucket of the table with the same [`tag`] lies
 /// where a lookup for either may meet it first, so a lookup must compare
-/// keys. Without it a slot whose tag is the key's
-/// holds the key's bucket if the key has one; if it has none, no rule of
-/// the slot's bucket can match it (they cut to another key), so scanning
-/// the bucket anyway is harmless.
+/// keys. Without it a slot whose tag is the key's holds the key's bucket
+/// if the key has one; if it has none, no rule of the slot's bucket can
+/// match it (they cut to another key), so scanning the bucket anyway is
+/// harmless.
 const SHARED_HASH: u32 = 1 << 31;
 /// `Group::lens[0]`: the group was full when a bucket whose home it is
 /// came, which went on to the next group. Cleared only when the index is
@@ -821,17 +821,12 @@ impl Table {
             group.lens[0] |= OVERFLOW;
             g = (g + 1) & self.group_mask();
         }
-        // Counted first, flagged only if there are two: most tags are
+        // Counted first, gathered only if there are two: most tags are
         // alone in their walk.
-        let same = self
-            .walk(home)
-            .filter(|&(g, w)| self.groups[g].tag(w) == tag)
-            .count();
-        if same > 1 {
-            for (g, w) in self.walk(home).collect::<Vec<_>>() {
-                if self.groups[g].tag(w) == tag {
-                    self.groups[g].lens[w] |= SHARED_HASH;
-                }
+        let of_tag = |&(g, w): &(usize, usize)| self.groups[g].tag(w) == tag;
+        if self.walk(home).filter(of_tag).count() > 1 {
+            for (g, w) in self.walk(home).filter(of_tag).collect::<Vec<_>>() {
+                self.groups[g].lens[w] |= SHARED_HASH;
             }
         }
     }
