@@ -133,6 +133,9 @@ pub type RuleIndex = u32;
 /// longer bucket scans, and about the same cost per lookup at 1k and 10k.
 pub const COLLISION_LIMIT: usize = 20;
 
+/// The match in hand before any: above every [`RuleIndex`].
+pub(crate) const NO_MATCH: u64 = 1 << 32;
+
 /// The IPv4-mapped block `::ffff:0:0/96` as a bare address.
 const V4_MAPPED_BASE: u128 = 0xffff_0000_0000;
 
@@ -416,8 +419,9 @@ impl Classifier {
     /// [`Classifier::classify_from`]; `min` is 0 unless `FROM`.
     fn first_match<const FROM: bool>(&self, key: &Key, min: RuleIndex) -> Option<RuleIndex> {
         let min = if FROM { min } else { 0 };
-        // Sentinel above every index so u32::MAX stays a valid index.
-        let mut best = u64::MAX;
+        // No match yet: above every index, so that u32::MAX stays a valid
+        // index, and no higher than `Table::home` takes it to be.
+        let mut best = NO_MATCH;
         // The tables probed first (see `pick_first`), then the others in
         // order while their smallest index can beat the match in hand.
         // Written out for each kind of key: one walk taking the table

@@ -639,6 +639,18 @@ impl Hot {
     }
 }
 
+/// What a key's home group says of its bucket ([`Table::home`]).
+enum Home<'a> {
+    /// No rule here can beat the match in hand: the key has no bucket,
+    /// or the bucket's smallest index is too large.
+    Skip,
+    /// Scan slot `.1` of this group.
+    Scan(&'a Group, usize),
+    /// The home group does not settle it: a shared tag, or no slot of the
+    /// tag in a group that overflowed.
+    Far,
+}
+
 /// One hash table of TupleMerge: an open-addressing index of groups of
 /// four slots (linear probing over groups, at most half full) of buckets,
 /// each a run of entries sorted by index in an arena of power-of-two runs.
@@ -947,23 +959,36 @@ impl Table {
         self.bucket_key(start) == Cut::of_key(key).masked(self)
     }
 
-    /// The slot of `key`'s bucket in its home group, found without
-    /// branching on the tags: `Ok(None)` if the key has no bucket, `Err`
-    /// if that is not known from the home group (a shared tag, or an
-    /// overflow). Always inlined: it is most of a lookup's work per table.
+    /// What `key`'s home group says of its bucket, with a match of index
+    /// `best` in hand; `hash` is the key's hash for the table.
+    ///
+    /// Whether the key has a slot here and whether the slot's smallest
+    /// index can beat `best` are one branch, not two: a lookup that holds
+    /// a good match already (as after a catch-all table) then skips most
+    /// tables on a branch it nearly always takes, where asking the two in
+    /// turn made the first a coin toss. Always inlined: it is most of a
+    /// lookup's work per table.
     #[inline(always)]
-    fn at_home(&self, hash: u32) -> Result<Option<(&Group, usize)>, ()> {
+    fn home(&self, hash: u32, best: u64) -> Home<'_> {
         let Some(group) = self.groups.get(hash as usize & self.group_mask()) else {
-            return Ok(None);
+            return Home::Skip;
         };
         let way = group.way_of(tag(hash));
-        if way < WAYS && !group.shared(way) {
-            Ok(Some((group, way)))
-        } else if way == WAYS && !group.overflowed() {
-            Ok(None)
-        } else {
-            Err(())
+        // 1 when the group has no slot of the key's tag (`way` is WAYS);
+        // then slot 0 is read, whose lengths word holds the group's
+        // OVERFLOW, the bit below SHARED_HASH.
+        let miss = (way / WAYS) as u32;
+        let w = way & (WAYS - 1);
+        if group.lens[w] & (SHARED_HASH - (miss << 30)) != 0 {
+            return Home::Far;
         }
+        // Above every `best` (at most `NO_MATCH`, 2^32) on a miss: one
+        // compare for both questions (LLVM splits `miss || late` into two
+        // branches).
+        if (u64::from(group.mins[w]) | (u64::from(miss) << 33)) >= best {
+            return Home::Skip;
+        }
+        Home::Scan(group, w)
     }
 
     /// The first rule of the bucket in slot `way` of `group` that matches
@@ -1003,9 +1028,10 @@ impl Table {
         min: RuleIndex,
         best: u64,
     ) -> Option<RuleIndex> {
-        match self.at_home(hash) {
-            Ok(slot) => self.scan(slot?, min, best, |_, e| e.matches_v4(p)),
-            Err(()) => self.lookup_v4_far(hash, p, key, min, best),
+        match self.home(hash, best) {
+            Home::Skip => None,
+            Home::Scan(group, w) => self.scan((group, w), min, best, |_, e| e.matches_v4(p)),
+            Home::Far => self.lookup_v4_far(hash, p, key, min, best),
         }
     }
 
@@ -1034,9 +1060,10 @@ impl Table {
         best: u64,
     ) -> Option<RuleIndex> {
         let hash = p.cut.masked(self).hash();
-        let slot = match self.at_home(hash) {
-            Ok(slot) => slot?,
-            Err(()) => {
+        let slot = match self.home(hash, best) {
+            Home::Skip => return None,
+            Home::Scan(group, w) => (group, w),
+            Home::Far => {
                 let (g, way) = self.search(hash, None, Some(key))?;
                 (&self.groups[g], way)
             }
@@ -1137,7 +1164,7 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::NO_MATCH, *};
 
     #[test]
     fn entry_is_compact() {
@@ -1242,8 +1269,8 @@ mod tests {
             let p = Probe4::new(&k);
             let h = hot.hash_v4(&p);
             assert_eq!(h, hash(&table, src));
-            assert_eq!(table.lookup_v4(h, &p, &k, 0, u64::MAX), Some(want));
-            assert_eq!(table.lookup(&Probe::new(&k), &k, 0, u64::MAX), Some(want));
+            assert_eq!(table.lookup_v4(h, &p, &k, 0, NO_MATCH), Some(want));
+            assert_eq!(table.lookup(&Probe::new(&k), &k, 0, NO_MATCH), Some(want));
         }
     }
 }
