@@ -95,7 +95,10 @@
 //!   only then: otherwise a slot with the key's tag is the key's bucket
 //!   if the key has one, and if it has none no rule there matches. A
 //!   slot's smallest index lets a lookup with a better match in hand skip
-//!   the bucket unread.
+//!   the bucket unread; "the key has no slot here" and "the slot cannot
+//!   beat the match in hand" are one compare and one branch, which a
+//!   lookup holding an early match nearly always takes (two branches
+//!   made the first a coin toss: FW 10k 30% slower).
 //! - A bucket is a run of entries sorted by index, in an arena of
 //!   power-of-two runs (a run moves when it fills or half empties). An
 //!   entry is what an IPv4 key needs, 32 bytes: the v4 bits and masks of
