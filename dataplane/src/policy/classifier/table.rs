@@ -450,8 +450,9 @@ impl Group {
 /// A key has one bit of each; a bucket lacking either matches no rule of
 /// it, and a lookup skips it unread, on the branch that skips a bucket
 /// for any other reason ([`Table::home`]). On the generated 10k ACL set,
-/// 1.75 of a lookup's bucket scans found nothing; the protocol and the
-/// port range alone could have told so for about three in five.
+/// 1.75 of a lookup's bucket scans found nothing; a summary rejects 41%
+/// of them (each rule's protocol and port taken one by one could reject
+/// 66%; a 4x4 protocol-by-band cross product rejects no more).
 struct Summary;
 
 impl Summary {
