@@ -1001,7 +1001,7 @@ impl Table {
         group.mins[way] = self.entries[run.start].index;
         group.starts[way] = start;
         group.lens[way] += 1;
-        group.sums[way] = Summary::of(&self.wide[run.start..run.end + 1]);
+        group.sums[way] |= Summary::of([&wide]);
         len + 1
     }
 
