@@ -89,14 +89,13 @@
 //!   group, at most half full. A key reads its home group and picks the
 //!   slot whose tag (15 bits of its hash that the home group does not
 //!   use, the four in one word) is its own with a few word operations,
-//!   without branching;
-//!   it reads the next group only if the home group once overflowed (a
-//!   flag cleared when the index is rebuilt). Two buckets of one tag that
-//!   a lookup may meet on one walk are flagged, so a lookup compares keys
-//!   only then: otherwise a slot with the key's tag is the key's bucket
-//!   if the key has one, and if it has none no rule there matches. A
-//!   slot's smallest index lets a lookup with a better match in hand skip
-//!   the bucket unread; "the key has no slot here" and "the slot cannot
+//!   without branching; it reads the next group only if the home group
+//!   once overflowed (a flag cleared when the index is rebuilt). Two
+//!   buckets of one tag that a lookup may meet on one walk are flagged,
+//!   so a lookup compares keys only then: otherwise a slot with the key's
+//!   tag is the key's bucket if the key has one, and if it has none no
+//!   rule there matches. A slot's smallest index lets a lookup with a
+//!   better match in hand skip the bucket unread; "the key has no slot here" and "the slot cannot
 //!   beat the match in hand" are one compare and one branch, which a
 //!   lookup holding an early match nearly always takes (two branches
 //!   made the first a coin toss: FW 10k 30% slower). A slot's 16-bit

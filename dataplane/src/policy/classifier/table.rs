@@ -1095,7 +1095,9 @@ impl Table {
 
     /// The first rule of the bucket in slot `way` of `group` that matches
     /// (by `matches`, given an entry's position), has an index of at least
-    /// `min` and is below `best`.
+    /// `min` and is below `best`. [`Table::home`] has already skipped the
+    /// bucket if its smallest index cannot beat `best`; from the far path
+    /// the first entry's index tells the same.
     #[inline(always)]
     fn scan(
         &self,
@@ -1104,9 +1106,6 @@ impl Table {
         best: u64,
         matches: impl Fn(usize, &Entry) -> bool,
     ) -> Option<RuleIndex> {
-        if u64::from(group.mins[way]) >= best {
-            return None;
-        }
         let run = group.run(way);
         for (i, e) in self.entries.get(run.clone())?.iter().enumerate() {
             if u64::from(e.index) >= best {
