@@ -117,6 +117,7 @@
 
 #![forbid(unsafe_code)]
 
+mod short;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -128,6 +129,7 @@ use std::{
 
 use rustc_hash::FxHashMap;
 
+use short::ShortIndex;
 use table::{Hot, Table, Tuple};
 
 /// A rule's priority and identity: lower wins. The caller picks them.
@@ -341,6 +343,10 @@ pub struct Classifier {
     rules: FxHashMap<RuleIndex, (Rule, u32)>,
     /// Bucket size that triggers a split.
     limit: usize,
+    /// For IPv4 keys, the rules of the tables keyed on a source /8 or /16
+    /// alone, and of those keyed on a destination /8 or /16 alone
+    /// ([`Hot::short`]).
+    short: [ShortIndex; 2],
 }
 
 impl Default for Classifier {
@@ -364,6 +370,7 @@ impl Classifier {
             first: 0,
             rules: FxHashMap::default(),
             limit: limit.max(1),
+            short: [ShortIndex::new(0), ShortIndex::new(1)],
         }
     }
 
@@ -398,7 +405,11 @@ impl Classifier {
         let Some((rule, id)) = self.rules.remove(&index) else {
             return false;
         };
-        self.tables[id as usize].remove(index, &rule);
+        let table = &mut self.tables[id as usize];
+        table.remove(index, &rule);
+        if let Some((side, bits)) = table.tuple().short_side() {
+            self.short[side].remove(bits, index, &rule);
+        }
         self.refresh(id);
         true
     }
@@ -438,9 +449,22 @@ impl Classifier {
             for hot in first {
                 best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
             }
+            // The tables the short-prefix indices serve are skipped; the
+            // indices are probed in the place of the first of them (their
+            // rules are none of them below its smallest index).
+            let mut short = true;
             for hot in rest {
                 if u64::from(hot.min) >= best {
                     break;
+                }
+                if hot.short {
+                    if short {
+                        short = false;
+                        for index in &self.short {
+                            best = index.lookup_v4(&probe, min, best);
+                        }
+                    }
+                    continue;
                 }
                 best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
             }
@@ -526,6 +550,11 @@ impl Classifier {
         stats.memory_bytes += self.rules.capacity()
             * (size_of::<RuleIndex>() + size_of::<(Rule, u32)>() + 1)
             + self.order.capacity() * size_of::<Hot>()
+            + self
+                .short
+                .iter()
+                .map(ShortIndex::memory_bytes)
+                .sum::<usize>()
             + self.tables.capacity() * size_of::<Table>();
         stats
     }
@@ -558,7 +587,11 @@ impl Classifier {
 
     /// Puts a rule into table `id` and splits the bucket if it overflows.
     fn place(&mut self, id: u32, index: RuleIndex, rule: Rule) {
-        let bucket_len = self.tables[id as usize].insert(index, &rule);
+        let table = &mut self.tables[id as usize];
+        let bucket_len = table.insert(index, &rule);
+        if let Some((side, bits)) = table.tuple().short_side() {
+            self.short[side].insert(bits, index, &rule);
+        }
         self.rules.insert(index, (rule, id));
         self.refresh(id);
         if bucket_len > self.limit {

@@ -80,6 +80,23 @@ impl Tuple {
             && !self.proto
     }
 
+    /// Where the [`ShortIndex`](super::short::ShortIndex) serves the
+    /// table's IPv4 keys: `Some((side, bits))` when the tuple keys on the
+    /// first `bits` (8 or 16) of one IPv4 address (side 0 the source, 1
+    /// the destination) and on nothing else, the other address left open
+    /// (`::/0` or `0.0.0.0/0`).
+    pub(super) fn short_side(self) -> Option<(usize, u8)> {
+        if self.sport != 0 || self.dport != 0 || self.proto {
+            return None;
+        }
+        let open = |len: u8| matches!(len, 0 | 96);
+        match (self.src, self.dst) {
+            (src @ (104 | 112), dst) if open(dst) => Some((0, src - 96)),
+            (src, dst @ (104 | 112)) if open(src) => Some((1, dst - 96)),
+            _ => None,
+        }
+    }
+
     /// The tuple of a new table for `rule`: TupleMerge's relaxation
     /// (`Relax` in the paper's code). When one address is longer than the
     /// other, key on that one alone; then shorten both a little so that
@@ -282,12 +299,12 @@ pub(super) struct Probe4 {
     /// `dst32 | extra_b(dport)`.
     b: u64,
     /// `src32 << 32 | dst32`, as [`Entry::addr`].
-    addr: u64,
+    pub(super) addr: u64,
     sport: u16,
     dport: u16,
     proto: u16,
     /// [`Summary::key`].
-    sum: u16,
+    pub(super) sum: u16,
 }
 
 impl Probe4 {
@@ -453,11 +470,11 @@ impl Group {
 /// 1.75 of a lookup's bucket scans found nothing; a summary rejects 41%
 /// of them (each rule's protocol and port taken one by one could reject
 /// 66%; a 4x4 protocol-by-band cross product rejects no more).
-struct Summary;
+pub(super) struct Summary;
 
 impl Summary {
     /// Of a bucket's rules (their other halves).
-    fn of<'a>(rules: impl IntoIterator<Item = &'a Wide>) -> u16 {
+    pub(super) fn of<'a>(rules: impl IntoIterator<Item = &'a Wide>) -> u16 {
         let mut sum = 0;
         for w in rules {
             if w.flags & NO_PORTS != 0 {
@@ -486,7 +503,7 @@ impl Summary {
     /// 1 if summary `sum` rejects a key of [`Summary::key`] `key`, else 0,
     /// without a branch.
     #[inline(always)]
-    fn rejects(sum: u16, key: u16) -> u32 {
+    pub(super) fn rejects(sum: u16, key: u16) -> u32 {
         u32::from(sum & key != key)
     }
 }
@@ -536,7 +553,7 @@ fn class(len: usize) -> usize {
 /// [`Wide`], at the same position of its own arena.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(32))]
-struct Entry {
+pub(super) struct Entry {
     /// The IPv4 parts of the prefixes, `src << 32 | dst` (0 where a
     /// prefix is `::/0`, or holds no IPv4 address).
     addr: u64,
@@ -547,7 +564,7 @@ struct Entry {
     sport_span: u16,
     dport: u16,
     dport_span: u16,
-    index: RuleIndex,
+    pub(super) index: RuleIndex,
     /// The protocol, and [`NEVER_V4`] when the rule matches no IPv4 key.
     proto: u16,
     /// `0xff` when the protocol must match; [`NEVER_V4`] as `proto`.
@@ -556,7 +573,7 @@ struct Entry {
 
 /// The rest of a rule: what keys of other families and updates need.
 #[derive(Debug, Clone, Copy)]
-struct Wide {
+pub(super) struct Wide {
     src: u128,
     dst: u128,
     sport: (u16, u16),
@@ -580,7 +597,7 @@ impl Entry {
         proto_mask: 0,
     };
 
-    fn new(index: RuleIndex, rule: &Rule) -> (Self, Wide) {
+    pub(super) fn new(index: RuleIndex, rule: &Rule) -> (Self, Wide) {
         /// A prefix's IPv4 part and mask, `None` if it holds no IPv4
         /// address.
         fn v4_part(p: &Prefix) -> Option<(u32, u32)> {
@@ -639,7 +656,7 @@ impl Entry {
 
     /// Whether the rule matches an IPv4 key.
     #[inline]
-    fn matches_v4(&self, p: &Probe4) -> bool {
+    pub(super) fn matches_v4(&self, p: &Probe4) -> bool {
         // LLVM compiles this to a branch per field, address first (as
         // `&&` would); the mismatches ORed into one word and tested once,
         // which stays branch-free, measured slower: FW 10k +7%, ACL 1k
@@ -724,6 +741,10 @@ pub(super) struct Hot {
     /// Probed before the tables that are not, whatever its smallest
     /// index (set by the classifier).
     pub(super) first: bool,
+    /// IPv4 keys find the table's rules in a
+    /// [`ShortIndex`](super::short::ShortIndex) instead
+    /// ([`Tuple::short_side`]).
+    pub(super) short: bool,
 }
 
 impl Hot {
@@ -821,6 +842,7 @@ impl Table {
             id,
             catch_all: self.tuple.is_catch_all(),
             first: false,
+            short: self.tuple.short_side().is_some(),
         }
     }
 

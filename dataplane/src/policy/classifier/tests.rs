@@ -227,6 +227,105 @@ fn insert_and_remove_online() {
     assert_eq!(c.stats().tables, 0);
 }
 
+/// Each short-prefix index reaches, from every /16 block, exactly the
+/// rules of its side's /8 and /16 tables that a key of that block can
+/// match by that address and that can match IPv4 keys at all, in index
+/// order.
+fn short_is_consistent(c: &Classifier) -> bool {
+    let v4 = |p: &Prefix| p.len == 0 || p.is_v4();
+    c.short.iter().enumerate().all(|(side, index)| {
+        let mut want: std::collections::BTreeMap<u32, Vec<RuleIndex>> = Default::default();
+        for (&i, &(r, id)) in &c.rules {
+            let Some((s, bits)) = c.tables[id as usize].tuple().short_side() else {
+                continue;
+            };
+            let p = if side == 0 { r.src } else { r.dst };
+            if s != side || !(v4(&r.src) && v4(&r.dst) && p.is_v4()) {
+                continue;
+            }
+            let a = p.addr as u32;
+            let blocks = if bits == 16 {
+                a >> 16..(a >> 16) + 1
+            } else {
+                (a >> 24) << 8..((a >> 24) + 1) << 8
+            };
+            for block in blocks {
+                want.entry(block).or_default().push(i);
+            }
+        }
+        want.values_mut().for_each(|v| v.sort_unstable());
+        let got: std::collections::BTreeMap<_, _> = index
+            .occupied()
+            .into_iter()
+            .map(|block| (block, index.reachable(block)))
+            .collect();
+        got == want && index.pages_in_use_are_needed()
+    })
+}
+
+#[test]
+fn short_prefix_tables_are_served_by_their_index_in_step_with_updates() {
+    let mut c = Classifier::new();
+    let any4 = Prefix::v4(0, 0);
+    let k = key4([10, 1, 2, 3], [192, 168, 1, 1], TCP, 1000, 80);
+    let elsewhere = key4([10, 2, 0, 1], [192, 168, 1, 1], TCP, 1000, 80);
+    let udp = key4([10, 1, 2, 3], [192, 168, 1, 1], UDP, 1000, 80);
+    // Tables keyed on a source /16, a source /8 and a destination /16
+    // alone; the /8 rule comes later with a lower index, so the /16 leaf
+    // takes a copy of it.
+    c.insert(
+        30,
+        rule(Prefix::v4(v4([10, 1, 0, 0]), 16), any4, None, ALL, ALL),
+    );
+    c.insert(
+        20,
+        rule(Prefix::v4(v4([10, 0, 0, 0]), 8), any4, Some(TCP), ALL, ALL),
+    );
+    c.insert(
+        10,
+        rule(
+            any4,
+            Prefix::v4(v4([192, 168, 0, 0]), 16),
+            Some(UDP),
+            ALL,
+            ALL,
+        ),
+    );
+    assert_eq!(c.order.iter().filter(|h| h.short).count(), 3);
+    assert!(short_is_consistent(&c));
+    assert_eq!(c.classify(&k), Some(20));
+    assert_eq!(c.classify_from(&k, 21), Some(30));
+    assert_eq!(c.classify(&elsewhere), Some(20));
+    assert_eq!(c.classify(&udp), Some(10));
+    // An IPv6 rule in a table of that shape is left to the table, and an
+    // IPv6 key finds it there.
+    let v6 = Prefix::v6((0xfd00 << 112) | 0xab0, 124);
+    c.insert(40, rule(v6, Prefix::ANY, None, ALL, ALL));
+    let k6 = Key {
+        src: (0xfd00 << 112) | 0xab5,
+        dst: 1,
+        proto: TCP,
+        sport: 1,
+        dport: 2,
+    };
+    assert_eq!(c.classify(&k6), Some(40));
+    assert!(short_is_consistent(&c));
+    // Removals in another order than the inserts.
+    assert!(c.remove(20));
+    assert!(short_is_consistent(&c));
+    assert_eq!(c.classify(&k), Some(30));
+    assert_eq!(c.classify(&elsewhere), None);
+    assert!(c.remove(30));
+    assert!(short_is_consistent(&c));
+    assert_eq!(c.classify(&k), None);
+    assert_eq!(c.classify(&udp), Some(10));
+    assert!(c.remove(10));
+    assert!(c.remove(40));
+    assert!(c.is_empty());
+    assert!(c.short.iter().all(ShortIndex::is_empty));
+    assert_eq!(c.classify(&udp), None);
+}
+
 #[test]
 fn u32_max_is_a_valid_index() {
     let mut c = Classifier::new();
@@ -517,6 +616,7 @@ proptest! {
         let all = indexed(&rules);
         prop_assert_eq!(c.len(), rules.len());
         prop_assert!(order_is_consistent(&c));
+        prop_assert!(short_is_consistent(&c));
         for k in keys_for(&rules, &seeds) {
             let want = classify_linear(&all, &k);
             prop_assert_eq!(c.classify(&k), want, "key {:?}", k);
@@ -549,6 +649,7 @@ proptest! {
             // Check now and then, not only at the end.
             if i % 50 == 49 {
                 prop_assert!(order_is_consistent(&c));
+                prop_assert!(short_is_consistent(&c));
                 let all: Vec<_> = model.iter().map(|(i, r)| (*i, *r)).collect();
                 let live: Vec<Rule> = model.values().copied().collect();
                 for k in keys_for(&live, &seeds[..8]) {
@@ -572,5 +673,6 @@ proptest! {
         }
         prop_assert!(c.is_empty());
         prop_assert_eq!(c.stats().tables, 0);
+        prop_assert!(c.short.iter().all(ShortIndex::is_empty));
     }
 }

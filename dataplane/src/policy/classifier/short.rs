@@ -1,0 +1,380 @@
+//! The short-prefix index: for IPv4 keys, the rules of the tables that key
+//! on the first 8 or 16 bits of one address and on nothing else, found by
+//! that address's first 16 bits instead of by hash.
+//!
+//! A lookup's cost is mostly its branches that no predictor learns, one
+//! or more per table probed: does the table hold a bucket for the key,
+//! can that bucket beat the match in hand, does an entry match. On
+//! ClassBench-like sets TupleMerge keeps up to four small tables of that
+//! shape (source /8 and /16, destination /8 and /16): ACL 10k has three
+//! of its eight, and each cost a lookup 6 to 22 ns, most of it in those
+//! branches, though few keys find a rule there. A side's index asks the
+//! question once for both of the side's tables: one read of a direct
+//! array by the key's /16 block, one leaf, one branch, one scan.
+//!
+//! - The leaf of a /16 block holds the rules of the side's /16 tables
+//!   keyed on the block and of its /8 tables keyed on the block's /8,
+//!   sorted by index, with their smallest index and [`Summary`], so that
+//!   a leaf is skipped or scanned like a bucket. A block without /16
+//!   rules points at the leaf of its /8 block's rules; one without either
+//!   at the empty leaf, which every key's summary rejects.
+//! - So an /8 rule is copied into each /16 leaf under it: at most 256
+//!   copies, and on the generated sets at most 3.3 entries per rule held.
+//!   /24 tables stay hash tables: copying their /16 and /8 rules into
+//!   every /24 leaf made 5 to 13 entries per rule at 100k and lookups
+//!   there up to 60% slower.
+//! - The tables keep every rule: an update goes to its table as before
+//!   and is mirrored here; keys that are not IPv4 probe the tables.
+
+#![forbid(unsafe_code)]
+
+use rustc_hash::FxHashMap;
+
+use super::{
+    Rule, RuleIndex,
+    table::{Entry, Probe4, Summary, Wide},
+};
+
+/// The rules of one side's /8 and /16 single-address tables, by /16 block.
+#[derive(Debug, Clone)]
+pub(super) struct ShortIndex {
+    /// 0 for the source, 1 for the destination.
+    side: usize,
+    /// The shift of [`Probe4::addr`] that leaves the side's address.
+    shift: u32,
+    /// The page of each /8 block: `pages[top[a >> 24]][a >> 16 & 255]`
+    /// is the leaf of the /16 block of address `a`. Empty while no rule
+    /// is held.
+    top: Vec<u32>,
+    /// Page 0, all zeros, is every /8 block's without a rule.
+    pages: Vec<[u32; 256]>,
+    /// Pages to reuse.
+    free_pages: Vec<u32>,
+    /// Leaf 0 is the empty leaf.
+    leaves: Vec<Leaf>,
+    /// The rest of each leaf.
+    cold: Vec<Cold>,
+    /// Leaves to reuse.
+    free: Vec<u32>,
+    /// The leaf of each /8 block that /8 rules key on.
+    by8: FxHashMap<u32, u32>,
+    /// The leaf of each /16 block that /16 rules key on.
+    by16: FxHashMap<u32, u32>,
+    /// Rules held (not counting copies).
+    rules: usize,
+}
+
+/// The rules a key of one /16 block may match here, as a bucket: what a
+/// lookup reads, in 24 bytes.
+#[derive(Debug, Clone, Default)]
+struct Leaf {
+    /// Sorted by index.
+    entries: Box<[Entry]>,
+    /// The smallest index held.
+    min: RuleIndex,
+    /// [`Summary`] of the rules; 0 (rejecting every key) when empty.
+    sum: u16,
+}
+
+/// The rest of a leaf: what updates need.
+#[derive(Debug, Clone, Default)]
+struct Cold {
+    /// The entries' other halves, for the summary.
+    wides: Vec<Wide>,
+    /// Rules of the block's own /16 tables (the rest are /8 copies).
+    own: u32,
+}
+
+impl ShortIndex {
+    fn add(&mut self, id: u32, entry: Entry, wide: Wide) {
+        let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
+        let at = leaf.entries.partition_point(|e| e.index < entry.index);
+        let mut entries = std::mem::take(&mut leaf.entries).into_vec();
+        entries.insert(at, entry);
+        leaf.entries = entries.into_boxed_slice();
+        cold.wides.insert(at, wide);
+        leaf.min = leaf.entries[0].index;
+        leaf.sum |= Summary::of([&wide]);
+    }
+
+    fn take(&mut self, id: u32, index: RuleIndex) {
+        let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
+        let at = leaf.entries.partition_point(|e| e.index < index);
+        if leaf.entries.get(at).is_some_and(|e| e.index == index) {
+            let mut entries = std::mem::take(&mut leaf.entries).into_vec();
+            entries.remove(at);
+            leaf.entries = entries.into_boxed_slice();
+            cold.wides.remove(at);
+        }
+        leaf.min = leaf.entries.first().map_or(0, |e| e.index);
+        leaf.sum = Summary::of(&cold.wides);
+    }
+}
+
+/// The /16 blocks of /8 block `b`.
+fn under(b: u32) -> std::ops::Range<u32> {
+    b << 8..(b + 1) << 8
+}
+
+impl ShortIndex {
+    /// An empty index of `side` (0 the source, 1 the destination).
+    pub(super) fn new(side: usize) -> Self {
+        Self {
+            side,
+            shift: if side == 0 { 32 } else { 0 },
+            top: Vec::new(),
+            pages: vec![[0; 256]],
+            free_pages: Vec::new(),
+            leaves: vec![Leaf::default()],
+            cold: vec![Cold::default()],
+            free: Vec::new(),
+            by8: FxHashMap::default(),
+            by16: FxHashMap::default(),
+            rules: 0,
+        }
+    }
+
+    /// The rule's address on this side as 32 bits, if the rule can match
+    /// an IPv4 key at all (both prefixes IPv4 or `::/0`): the others are
+    /// left to the tables.
+    fn address(&self, rule: &Rule) -> Option<u32> {
+        let v4 = |p: &super::Prefix| p.len == 0 || p.is_v4();
+        let p = if self.side == 0 { rule.src } else { rule.dst };
+        (v4(&rule.src) && v4(&rule.dst) && p.is_v4()).then_some(p.addr as u32)
+    }
+
+    fn alloc(&mut self, leaf: Leaf, cold: Cold) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.leaves[id as usize] = leaf;
+                self.cold[id as usize] = cold;
+                id
+            }
+            None => {
+                self.leaves.push(leaf);
+                self.cold.push(cold);
+                u32::try_from(self.leaves.len() - 1).expect("at most 2^16 + 2^8 leaves")
+            }
+        }
+    }
+
+    /// The leaf of /16 block `block`.
+    fn block(&self, block: u32) -> u32 {
+        self.top
+            .get((block >> 8) as usize)
+            .map_or(0, |&page| self.pages[page as usize][(block & 255) as usize])
+    }
+
+    /// Points /16 block `block` at leaf `id`; a page is made for its /8
+    /// block if there is none, and given back when it points at no leaf.
+    fn set_block(&mut self, block: u32, id: u32) {
+        if self.top.is_empty() {
+            self.top = vec![0; 256];
+        }
+        let b = (block >> 8) as usize;
+        if self.top[b] == 0 {
+            if id == 0 {
+                return;
+            }
+            self.top[b] = match self.free_pages.pop() {
+                Some(page) => page,
+                None => {
+                    self.pages.push([0; 256]);
+                    u32::try_from(self.pages.len() - 1).expect("at most 256 pages")
+                }
+            };
+        }
+        let page = self.top[b] as usize;
+        self.pages[page][(block & 255) as usize] = id;
+        if id == 0 && self.pages[page].iter().all(|&l| l == 0) {
+            self.top[b] = 0;
+            self.free_pages.push(page as u32);
+        }
+    }
+
+    fn release(&mut self, id: u32) {
+        self.leaves[id as usize] = Leaf::default();
+        self.cold[id as usize] = Cold::default();
+        self.free.push(id);
+    }
+
+    /// Adds the rule at `index`, which a table keyed on the first `bits`
+    /// (8 or 16) of this side's address has taken.
+    pub(super) fn insert(&mut self, bits: u8, index: RuleIndex, rule: &Rule) {
+        let Some(addr) = self.address(rule) else {
+            return;
+        };
+        self.rules += 1;
+        let (entry, wide) = Entry::new(index, rule);
+        if bits == 16 {
+            let block = addr >> 16;
+            let id = match self.by16.get(&block) {
+                Some(&id) => id,
+                None => {
+                    // A new /16 leaf starts with its /8 block's rules.
+                    let (leaf, cold) = match self.by8.get(&(block >> 8)) {
+                        Some(&id) => (
+                            self.leaves[id as usize].clone(),
+                            Cold {
+                                wides: self.cold[id as usize].wides.clone(),
+                                own: 0,
+                            },
+                        ),
+                        None => Default::default(),
+                    };
+                    let id = self.alloc(leaf, cold);
+                    self.by16.insert(block, id);
+                    self.set_block(block, id);
+                    id
+                }
+            };
+            self.add(id, entry, wide);
+            self.cold[id as usize].own += 1;
+        } else {
+            let b = addr >> 24;
+            let id = match self.by8.get(&b) {
+                Some(&id) => id,
+                None => {
+                    let id = self.alloc(Leaf::default(), Cold::default());
+                    self.by8.insert(b, id);
+                    id
+                }
+            };
+            self.add(id, entry, wide);
+            for block in under(b) {
+                match self.by16.get(&block) {
+                    Some(&own) => self.add(own, entry, wide),
+                    None => self.set_block(block, id),
+                }
+            }
+        }
+    }
+
+    /// Removes the rule at `index`, as [`ShortIndex::insert`] took it.
+    pub(super) fn remove(&mut self, bits: u8, index: RuleIndex, rule: &Rule) {
+        let Some(addr) = self.address(rule) else {
+            return;
+        };
+        if bits == 16 {
+            let block = addr >> 16;
+            let Some(&id) = self.by16.get(&block) else {
+                return;
+            };
+            self.take(id, index);
+            self.cold[id as usize].own -= 1;
+            if self.cold[id as usize].own == 0 {
+                // Only /8 copies left: the block falls back to its /8 leaf.
+                self.release(id);
+                self.by16.remove(&block);
+                self.set_block(block, self.by8.get(&(block >> 8)).copied().unwrap_or(0));
+            }
+        } else {
+            let b = addr >> 24;
+            let Some(&id) = self.by8.get(&b) else {
+                return;
+            };
+            self.take(id, index);
+            for block in under(b) {
+                if let Some(&own) = self.by16.get(&block) {
+                    self.take(own, index);
+                }
+            }
+            if self.leaves[id as usize].entries.is_empty() {
+                self.release(id);
+                self.by8.remove(&b);
+                for block in under(b) {
+                    if self.block(block) == id {
+                        self.set_block(block, 0);
+                    }
+                }
+            }
+        }
+        self.rules -= 1;
+        if self.rules == 0 {
+            // Give the memory back.
+            *self = Self::new(self.side);
+        }
+    }
+
+    /// The first rule matching IPv4 key `p` whose index is at least `min`
+    /// and below `best`, or `best`.
+    #[inline(always)]
+    pub(super) fn lookup_v4(&self, p: &Probe4, min: RuleIndex, best: u64) -> u64 {
+        let addr = (p.addr >> self.shift) as u32;
+        let Some(&page) = self.top.get((addr >> 24) as usize) else {
+            return best;
+        };
+        let Some(&id) = self
+            .pages
+            .get(page as usize)
+            .and_then(|p| p.get((addr >> 16 & 255) as usize))
+        else {
+            return best;
+        };
+        let Some(leaf) = self.leaves.get(id as usize) else {
+            return best;
+        };
+        // As `Table::home`: a summary that rejects the key lifts the
+        // smallest index above every `best`, one compare for both.
+        let out = Summary::rejects(leaf.sum, p.sum);
+        if (u64::from(leaf.min) | (u64::from(out) << 33)) >= best {
+            return best;
+        }
+        for e in &leaf.entries {
+            if u64::from(e.index) >= best {
+                return best;
+            }
+            if e.index >= min && e.matches_v4(p) {
+                return u64::from(e.index);
+            }
+        }
+        best
+    }
+
+    /// Whether the index holds no rule.
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.rules == 0
+    }
+
+    /// Estimated heap bytes.
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.top.capacity() * size_of::<u32>()
+            + self.pages.capacity() * size_of::<[u32; 256]>()
+            + self.leaves.capacity() * size_of::<Leaf>()
+            + self.cold.capacity() * size_of::<Cold>()
+            + self
+                .leaves
+                .iter()
+                .zip(&self.cold)
+                .map(|(l, c)| {
+                    l.entries.len() * size_of::<Entry>() + c.wides.capacity() * size_of::<Wide>()
+                })
+                .sum::<usize>()
+            + (self.by8.capacity() + self.by16.capacity()) * 2 * size_of::<u32>()
+    }
+
+    /// The /16 blocks whose keys reach a leaf other than the empty one.
+    #[cfg(test)]
+    pub(super) fn occupied(&self) -> Vec<u32> {
+        (0..1 << 16)
+            .filter(|&block| self.block(block) != 0)
+            .collect()
+    }
+
+    /// The indices a key of /16 block `block` reaches, in leaf order.
+    #[cfg(test)]
+    pub(super) fn reachable(&self, block: u32) -> Vec<RuleIndex> {
+        let leaf = &self.leaves[self.block(block) as usize];
+        leaf.entries.iter().map(|e| e.index).collect()
+    }
+
+    /// Whether every page in use points at a leaf (the others are given
+    /// back).
+    #[cfg(test)]
+    pub(super) fn pages_in_use_are_needed(&self) -> bool {
+        self.top
+            .iter()
+            .all(|&page| page == 0 || self.pages[page as usize].iter().any(|&l| l != 0))
+    }
+}
