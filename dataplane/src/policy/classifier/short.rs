@@ -28,8 +28,6 @@
 
 #![forbid(unsafe_code)]
 
-use rustc_hash::FxHashMap;
-
 use super::{
     Rule, RuleIndex,
     table::{Entry, Probe4, Summary, Wide},
@@ -45,7 +43,7 @@ pub(super) struct ShortIndex {
     /// The page of each /8 block: `pages[top[a >> 24]][a >> 16 & 255]`
     /// is the leaf of the /16 block of address `a`. Empty while no rule
     /// is held.
-    top: Vec<u32>,
+    top: [u32; 256],
     /// Page 0, all zeros, is every /8 block's without a rule.
     pages: Vec<[u32; 256]>,
     /// Pages to reuse.
@@ -56,20 +54,20 @@ pub(super) struct ShortIndex {
     cold: Vec<Cold>,
     /// Leaves to reuse.
     free: Vec<u32>,
-    /// The leaf of each /8 block that /8 rules key on.
-    by8: FxHashMap<u32, u32>,
-    /// The leaf of each /16 block that /16 rules key on.
-    by16: FxHashMap<u32, u32>,
+    /// The leaf of each /8 block's /8 rules, 0 if none. A page's entry
+    /// that is neither 0 nor its block's is the leaf of a /16 block's
+    /// own rules (with copies of the /8 ones).
+    eight: Vec<u32>,
     /// Rules held (not counting copies).
     rules: usize,
 }
 
 /// The rules a key of one /16 block may match here, as a bucket: what a
-/// lookup reads, in 24 bytes.
+/// lookup reads, in 32 bytes.
 #[derive(Debug, Clone, Default)]
 struct Leaf {
     /// Sorted by index.
-    entries: Box<[Entry]>,
+    entries: Vec<Entry>,
     /// The smallest index held.
     min: RuleIndex,
     /// [`Summary`] of the rules; 0 (rejecting every key) when empty.
@@ -89,9 +87,7 @@ impl ShortIndex {
     fn add(&mut self, id: u32, entry: Entry, wide: Wide) {
         let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
         let at = leaf.entries.partition_point(|e| e.index < entry.index);
-        let mut entries = std::mem::take(&mut leaf.entries).into_vec();
-        entries.insert(at, entry);
-        leaf.entries = entries.into_boxed_slice();
+        leaf.entries.insert(at, entry);
         cold.wides.insert(at, wide);
         leaf.min = leaf.entries[0].index;
         leaf.sum |= Summary::of([&wide]);
@@ -101,19 +97,12 @@ impl ShortIndex {
         let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
         let at = leaf.entries.partition_point(|e| e.index < index);
         if leaf.entries.get(at).is_some_and(|e| e.index == index) {
-            let mut entries = std::mem::take(&mut leaf.entries).into_vec();
-            entries.remove(at);
-            leaf.entries = entries.into_boxed_slice();
+            leaf.entries.remove(at);
             cold.wides.remove(at);
         }
         leaf.min = leaf.entries.first().map_or(0, |e| e.index);
         leaf.sum = Summary::of(&cold.wides);
     }
-}
-
-/// The /16 blocks of /8 block `b`.
-fn under(b: u32) -> std::ops::Range<u32> {
-    b << 8..(b + 1) << 8
 }
 
 impl ShortIndex {
@@ -122,14 +111,13 @@ impl ShortIndex {
         Self {
             side,
             shift: if side == 0 { 32 } else { 0 },
-            top: Vec::new(),
+            top: [0; 256],
             pages: vec![[0; 256]],
             free_pages: Vec::new(),
             leaves: vec![Leaf::default()],
             cold: vec![Cold::default()],
             free: Vec::new(),
-            by8: FxHashMap::default(),
-            by16: FxHashMap::default(),
+            eight: Vec::new(),
             rules: 0,
         }
     }
@@ -159,43 +147,34 @@ impl ShortIndex {
     }
 
     /// The leaf of /16 block `block`.
+    #[cfg(test)]
     fn block(&self, block: u32) -> u32 {
         self.top
             .get((block >> 8) as usize)
             .map_or(0, |&page| self.pages[page as usize][(block & 255) as usize])
     }
 
-    /// Points /16 block `block` at leaf `id`; a page is made for its /8
-    /// block if there is none, and given back when it points at no leaf.
-    fn set_block(&mut self, block: u32, id: u32) {
-        if self.top.is_empty() {
-            self.top = vec![0; 256];
-        }
-        let b = (block >> 8) as usize;
-        if self.top[b] == 0 {
-            if id == 0 {
-                return;
-            }
-            self.top[b] = match self.free_pages.pop() {
-                Some(page) => page,
-                None => {
-                    self.pages.push([0; 256]);
-                    u32::try_from(self.pages.len() - 1).expect("at most 256 pages")
-                }
-            };
-        }
-        let page = self.top[b] as usize;
-        self.pages[page][(block & 255) as usize] = id;
-        if id == 0 && self.pages[page].iter().all(|&l| l == 0) {
-            self.top[b] = 0;
-            self.free_pages.push(page as u32);
-        }
-    }
-
     fn release(&mut self, id: u32) {
         self.leaves[id as usize] = Leaf::default();
         self.cold[id as usize] = Cold::default();
         self.free.push(id);
+    }
+
+    /// The page of /8 block `b`, made if there is none.
+    fn page(&mut self, b: usize) -> usize {
+        if self.eight.is_empty() {
+            self.eight = vec![0; 256];
+        }
+        if self.top[b] == 0 {
+            self.top[b] = match self.free_pages.pop() {
+                Some(page) => page,
+                None => {
+                    self.pages.push([0; 256]);
+                    u32::try_from(self.pages.len() - 1).expect("at most 257 pages")
+                }
+            };
+        }
+        self.top[b] as usize
     }
 
     /// Adds the rule at `index`, which a table keyed on the first `bits`
@@ -206,45 +185,39 @@ impl ShortIndex {
         };
         self.rules += 1;
         let (entry, wide) = Entry::new(index, rule);
+        let b = (addr >> 24) as usize;
+        let page = self.page(b);
+        let eight = self.eight[b];
         if bits == 16 {
-            let block = addr >> 16;
-            let id = match self.by16.get(&block) {
-                Some(&id) => id,
-                None => {
-                    // A new /16 leaf starts with its /8 block's rules.
-                    let (leaf, cold) = match self.by8.get(&(block >> 8)) {
-                        Some(&id) => (
-                            self.leaves[id as usize].clone(),
-                            Cold {
-                                wides: self.cold[id as usize].wides.clone(),
-                                own: 0,
-                            },
-                        ),
-                        None => Default::default(),
-                    };
-                    let id = self.alloc(leaf, cold);
-                    self.by16.insert(block, id);
-                    self.set_block(block, id);
-                    id
-                }
-            };
+            let slot = (addr >> 16 & 255) as usize;
+            let mut id = self.pages[page][slot];
+            if id == 0 || id == eight {
+                // A new /16 leaf starts with its /8 block's rules.
+                let cold = Cold {
+                    wides: self.cold[eight as usize].wides.clone(),
+                    own: 0,
+                };
+                id = self.alloc(self.leaves[eight as usize].clone(), cold);
+                self.pages[page][slot] = id;
+            }
             self.add(id, entry, wide);
             self.cold[id as usize].own += 1;
         } else {
-            let b = addr >> 24;
-            let id = match self.by8.get(&b) {
-                Some(&id) => id,
-                None => {
-                    let id = self.alloc(Leaf::default(), Cold::default());
-                    self.by8.insert(b, id);
-                    id
-                }
+            let eight = if eight == 0 {
+                let id = self.alloc(Leaf::default(), Cold::default());
+                self.eight[b] = id;
+                id
+            } else {
+                eight
             };
-            self.add(id, entry, wide);
-            for block in under(b) {
-                match self.by16.get(&block) {
-                    Some(&own) => self.add(own, entry, wide),
-                    None => self.set_block(block, id),
+            self.add(eight, entry, wide);
+            // Blocks without a leaf of their own take the /8 leaf; those
+            // with one take a copy of the rule.
+            for slot in 0..256 {
+                match self.pages[page][slot] {
+                    0 => self.pages[page][slot] = eight,
+                    id if id == eight => {}
+                    id => self.add(id, entry, wide),
                 }
             }
         }
@@ -255,39 +228,50 @@ impl ShortIndex {
         let Some(addr) = self.address(rule) else {
             return;
         };
+        let b = (addr >> 24) as usize;
+        let page = match self.top[b] {
+            0 => return,
+            page => page as usize,
+        };
+        let eight = self.eight[b];
         if bits == 16 {
-            let block = addr >> 16;
-            let Some(&id) = self.by16.get(&block) else {
+            let slot = (addr >> 16 & 255) as usize;
+            let id = self.pages[page][slot];
+            if id == 0 || id == eight {
                 return;
-            };
+            }
             self.take(id, index);
             self.cold[id as usize].own -= 1;
             if self.cold[id as usize].own == 0 {
                 // Only /8 copies left: the block falls back to its /8 leaf.
                 self.release(id);
-                self.by16.remove(&block);
-                self.set_block(block, self.by8.get(&(block >> 8)).copied().unwrap_or(0));
+                self.pages[page][slot] = eight;
             }
         } else {
-            let b = addr >> 24;
-            let Some(&id) = self.by8.get(&b) else {
+            if eight == 0 {
                 return;
-            };
-            self.take(id, index);
-            for block in under(b) {
-                if let Some(&own) = self.by16.get(&block) {
-                    self.take(own, index);
+            }
+            self.take(eight, index);
+            for slot in 0..256 {
+                match self.pages[page][slot] {
+                    0 => {}
+                    id if id == eight => {}
+                    id => self.take(id, index),
                 }
             }
-            if self.leaves[id as usize].entries.is_empty() {
-                self.release(id);
-                self.by8.remove(&b);
-                for block in under(b) {
-                    if self.block(block) == id {
-                        self.set_block(block, 0);
+            if self.leaves[eight as usize].entries.is_empty() {
+                self.release(eight);
+                self.eight[b] = 0;
+                for id in &mut self.pages[page] {
+                    if *id == eight {
+                        *id = 0;
                     }
                 }
             }
+        }
+        if self.pages[page].iter().all(|&id| id == 0) {
+            self.top[b] = 0;
+            self.free_pages.push(page as u32);
         }
         self.rules -= 1;
         if self.rules == 0 {
@@ -301,9 +285,7 @@ impl ShortIndex {
     #[inline(always)]
     pub(super) fn lookup_v4(&self, p: &Probe4, min: RuleIndex, best: u64) -> u64 {
         let addr = (p.addr >> self.shift) as u32;
-        let Some(&page) = self.top.get((addr >> 24) as usize) else {
-            return best;
-        };
+        let page = self.top[(addr >> 24) as usize];
         let Some(&id) = self
             .pages
             .get(page as usize)
@@ -339,8 +321,7 @@ impl ShortIndex {
 
     /// Estimated heap bytes.
     pub(super) fn memory_bytes(&self) -> usize {
-        self.top.capacity() * size_of::<u32>()
-            + self.pages.capacity() * size_of::<[u32; 256]>()
+        self.pages.capacity() * size_of::<[u32; 256]>()
             + self.leaves.capacity() * size_of::<Leaf>()
             + self.cold.capacity() * size_of::<Cold>()
             + self
@@ -348,10 +329,11 @@ impl ShortIndex {
                 .iter()
                 .zip(&self.cold)
                 .map(|(l, c)| {
-                    l.entries.len() * size_of::<Entry>() + c.wides.capacity() * size_of::<Wide>()
+                    l.entries.capacity() * size_of::<Entry>()
+                        + c.wides.capacity() * size_of::<Wide>()
                 })
                 .sum::<usize>()
-            + (self.by8.capacity() + self.by16.capacity()) * 2 * size_of::<u32>()
+            + self.eight.capacity() * size_of::<u32>()
     }
 
     /// The /16 blocks whose keys reach a leaf other than the empty one.
