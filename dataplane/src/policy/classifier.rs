@@ -339,6 +339,11 @@ pub struct Classifier {
     order: Vec<Hot>,
     /// How many tables at the head of `order` are probed first.
     first: usize,
+    /// `order` past its first tables as IPv4 keys walk it: the tables the
+    /// short-prefix indices serve ([`Hot::short`]) left out but the first
+    /// of them, which stands for both indices (no rule of theirs is below
+    /// its smallest index).
+    walk4: Vec<Hot>,
     /// Each rule and the table holding it.
     rules: FxHashMap<RuleIndex, (Rule, u32)>,
     /// Bucket size that triggers a split.
@@ -368,6 +373,7 @@ impl Classifier {
             tables: Vec::new(),
             order: Vec::new(),
             first: 0,
+            walk4: Vec::new(),
             rules: FxHashMap::default(),
             limit: limit.max(1),
             short: [ShortIndex::new(0), ShortIndex::new(1)],
@@ -440,33 +446,29 @@ impl Classifier {
         // index, and no higher than `Table::home` takes it to be.
         let mut best = NO_MATCH;
         // The tables probed first (see `pick_first`), then the others in
-        // order while their smallest index can beat the match in hand.
-        // Written out for each kind of key: one walk taking the table
-        // lookup as a closure was 10-20% slower per lookup.
+        // order while their smallest index can beat the match in hand;
+        // IPv4 keys meet the short-prefix indices in the place of the
+        // tables they serve (`walk4`). Written out for each kind of key:
+        // one walk taking the table lookup as a closure was 10-20% slower
+        // per lookup.
         let (first, rest) = self.order.split_at(self.first);
         if is_v4_mapped(key.src) && is_v4_mapped(key.dst) {
             let probe = table::Probe4::new(key);
             for hot in first {
                 best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
             }
-            // The tables the short-prefix indices serve are skipped; the
-            // indices are probed in the place of the first of them (their
-            // rules are none of them below its smallest index).
-            let mut short = true;
-            for hot in rest {
+            for hot in &self.walk4 {
                 if u64::from(hot.min) >= best {
                     break;
                 }
                 if hot.short {
-                    if short {
-                        short = false;
-                        for index in &self.short {
-                            best = index.lookup_v4(&probe, min, best);
-                        }
+                    // Both indices, for every table they serve.
+                    for index in &self.short {
+                        best = index.lookup_v4(&probe, min, best);
                     }
-                    continue;
+                } else {
+                    best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
                 }
-                best = self.probe_v4::<FROM>(hot, &probe, key, min, best);
             }
         } else {
             let probe = table::Probe::new(key);
@@ -673,6 +675,13 @@ impl Classifier {
             self.order.sort_unstable_by_key(rank);
         }
         self.first = self.order.partition_point(|h| h.first);
+        let mut short = false;
+        self.walk4.clear();
+        self.walk4.extend(
+            self.order[self.first..]
+                .iter()
+                .filter(|h| !h.short || !std::mem::replace(&mut short, true)),
+        );
     }
 }
 

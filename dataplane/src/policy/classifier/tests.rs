@@ -589,11 +589,21 @@ fn key_seeds(n: usize) -> impl Strategy<Value = Vec<KeySeed>> {
 }
 
 /// The probe order is sorted (tables probed first at its head, each part
-/// by smallest index) and names every non-empty table once.
+/// by smallest index) and names every non-empty table once. IPv4 keys
+/// walk the same order past the first tables, with the tables
+/// the short-prefix indices serve left out but the first.
 fn order_is_consistent(c: &Classifier) -> bool {
+    let rest = &c.order[c.first..];
+    let first_short = rest.iter().position(|h| h.short);
+    let walk4: Vec<Hot> = (0..)
+        .zip(rest)
+        .filter(|&(i, h)| !h.short || Some(i) == first_short)
+        .map(|(_, h)| *h)
+        .collect();
     c.order.is_sorted_by_key(rank)
         && c.first == c.order.iter().filter(|h| h.first).count()
         && c.order.len() == c.tables.iter().filter(|t| !t.is_empty()).count()
+        && c.walk4 == walk4
 }
 
 fn indexed(rules: &[Rule]) -> Vec<(RuleIndex, Rule)> {
