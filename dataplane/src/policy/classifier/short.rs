@@ -123,12 +123,13 @@ impl ShortIndex {
     }
 
     /// The rule's address on this side as 32 bits, if the rule can match
-    /// an IPv4 key at all (both prefixes IPv4 or `::/0`): the others are
-    /// left to the tables.
+    /// an IPv4 key at all (both prefixes IPv4 or `::/0`, no empty port
+    /// range): the others are left to the tables.
     fn address(&self, rule: &Rule) -> Option<u32> {
         let v4 = |p: &super::Prefix| p.len == 0 || p.is_v4();
+        let ports = rule.sport.0 <= rule.sport.1 && rule.dport.0 <= rule.dport.1;
         let p = if self.side == 0 { rule.src } else { rule.dst };
-        (v4(&rule.src) && v4(&rule.dst) && p.is_v4()).then_some(p.addr as u32)
+        (v4(&rule.src) && v4(&rule.dst) && p.is_v4() && ports).then_some(p.addr as u32)
     }
 
     fn alloc(&mut self, leaf: Leaf, cold: Cold) -> u32 {
@@ -192,13 +193,22 @@ impl ShortIndex {
             let slot = (addr >> 16 & 255) as usize;
             let mut id = self.pages[page][slot];
             if id == 0 || id == eight {
-                // A new /16 leaf starts with its /8 block's rules.
-                let cold = Cold {
-                    wides: self.cold[eight as usize].wides.clone(),
-                    own: 0,
-                };
-                id = self.alloc(self.leaves[eight as usize].clone(), cold);
+                // A new /16 leaf starts with its /8 block's rules that
+                // hold addresses of the block.
+                id = self.alloc(Leaf::default(), Cold::default());
                 self.pages[page][slot] = id;
+                let block = addr >> 16;
+                let (leaf, cold) = (&self.leaves[eight as usize], &self.cold[eight as usize]);
+                let copies: Vec<(Entry, Wide)> = leaf
+                    .entries
+                    .iter()
+                    .zip(&cold.wides)
+                    .filter(|(e, _)| e.covers_v4(self.side, block))
+                    .map(|(e, w)| (*e, *w))
+                    .collect();
+                for (e, w) in copies {
+                    self.add(id, e, w);
+                }
             }
             self.add(id, entry, wide);
             self.cold[id as usize].own += 1;
@@ -212,12 +222,16 @@ impl ShortIndex {
             };
             self.add(eight, entry, wide);
             // Blocks without a leaf of their own take the /8 leaf; those
-            // with one take a copy of the rule.
+            // with one take a copy of the rule if it holds addresses of
+            // theirs.
             for slot in 0..256 {
                 match self.pages[page][slot] {
                     0 => self.pages[page][slot] = eight,
                     id if id == eight => {}
-                    id => self.add(id, entry, wide),
+                    id if entry.covers_v4(self.side, (b as u32) << 8 | slot as u32) => {
+                        self.add(id, entry, wide);
+                    }
+                    _ => {}
                 }
             }
         }

@@ -668,6 +668,14 @@ impl Entry {
             & (p.dport.wrapping_sub(self.dport) <= self.dport_span)
     }
 
+    /// Whether the rule's IPv4 prefix on `side` (0 the source, 1 the
+    /// destination) holds addresses of /16 block `block`.
+    pub(super) fn covers_v4(&self, side: usize, block: u32) -> bool {
+        let shift = if side == 0 { 32 } else { 0 };
+        let (addr, mask) = ((self.addr >> shift) as u32, (self.mask >> shift) as u32);
+        (addr ^ (block << 16)) & mask & 0xffff_0000 == 0
+    }
+
     /// Whether the rule (with `w`, its other half) matches any key.
     #[inline]
     fn matches(&self, w: &Wide, p: &Probe) -> bool {

@@ -228,33 +228,52 @@ fn insert_and_remove_online() {
 }
 
 /// Each short-prefix index reaches, from every /16 block, exactly the
-/// rules of its side's /8 and /16 tables that a key of that block can
-/// match by that address and that can match IPv4 keys at all, in index
-/// order.
+/// rules of its side's /8 and /16 tables that a key of that block may
+/// match by that address, in index order: a block with /16 rules of its
+/// own reaches those and the /8 rules holding addresses of the block; a
+/// block without, every /8 rule of its /8 block. Rules that can match no
+/// IPv4 key (an IPv6 prefix, an empty port range) are left to the
+/// tables. Pages are given back when empty.
 fn short_is_consistent(c: &Classifier) -> bool {
+    use std::collections::BTreeMap;
     let v4 = |p: &Prefix| p.len == 0 || p.is_v4();
     c.short.iter().enumerate().all(|(side, index)| {
-        let mut want: std::collections::BTreeMap<u32, Vec<RuleIndex>> = Default::default();
+        let mut sixteen: BTreeMap<u32, Vec<RuleIndex>> = BTreeMap::new();
+        let mut eight: BTreeMap<u32, Vec<(RuleIndex, Prefix)>> = BTreeMap::new();
         for (&i, &(r, id)) in &c.rules {
             let Some((s, bits)) = c.tables[id as usize].tuple().short_side() else {
                 continue;
             };
             let p = if side == 0 { r.src } else { r.dst };
-            if s != side || !(v4(&r.src) && v4(&r.dst) && p.is_v4()) {
+            let ports = r.sport.0 <= r.sport.1 && r.dport.0 <= r.dport.1;
+            if s != side || !(v4(&r.src) && v4(&r.dst) && p.is_v4() && ports) {
                 continue;
             }
             let a = p.addr as u32;
-            let blocks = if bits == 16 {
-                a >> 16..(a >> 16) + 1
+            if bits == 16 {
+                sixteen.entry(a >> 16).or_default().push(i);
             } else {
-                (a >> 24) << 8..((a >> 24) + 1) << 8
-            };
-            for block in blocks {
-                want.entry(block).or_default().push(i);
+                eight.entry(a >> 24).or_default().push((i, p));
             }
         }
+        let holds = |p: &Prefix, block: u32| {
+            (p.addr as u32 ^ (block << 16)) & mask(p.len) as u32 & 0xffff_0000 == 0
+        };
+        let mut want: BTreeMap<u32, Vec<RuleIndex>> = BTreeMap::new();
+        for (&b, rules) in &eight {
+            for block in b << 8..(b + 1) << 8 {
+                if !sixteen.contains_key(&block) {
+                    want.insert(block, rules.iter().map(|r| r.0).collect());
+                }
+            }
+        }
+        for (&block, own) in &sixteen {
+            let copies = eight.get(&(block >> 8)).into_iter().flatten();
+            let covering = copies.filter(|(_, p)| holds(p, block)).map(|r| r.0);
+            want.insert(block, own.iter().copied().chain(covering).collect());
+        }
         want.values_mut().for_each(|v| v.sort_unstable());
-        let got: std::collections::BTreeMap<_, _> = index
+        let got: BTreeMap<_, _> = index
             .occupied()
             .into_iter()
             .map(|block| (block, index.reachable(block)))
