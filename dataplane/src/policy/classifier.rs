@@ -107,6 +107,17 @@
 //!   entry is what an IPv4 key needs, 32 bytes: the v4 bits and masks of
 //!   both prefixes, ports as low end and width, the protocol; IPv6 keys
 //!   and updates read the rest from a parallel arena.
+//! - **Short-prefix indices** (`short.rs`): IPv4 keys do not probe the
+//!   tables that key on the first 8 or 16 bits of one address and on
+//!   nothing else. Per side, their rules sit in leaves by /16 block,
+//!   found through a page per /8 block without hashing, a /16 leaf
+//!   holding copies of the /8 rules that reach its block; a leaf is
+//!   skipped or scanned like a bucket. A lookup's cost is mostly branches
+//!   no predictor learns, one or more per table probed; one leaf asks
+//!   them once for both of a side's tables (ACL 10k 112 → 95 ns, FW 10k
+//!   75 → 60 ns). The tables keep every rule, for other keys and for
+//!   updates, which go to both. IPv4 keys walk the probe order without
+//!   those tables but the first, where they meet both indices.
 //! - A key with both addresses v4-mapped is looked up without 128-bit
 //!   arithmetic: the protocol and ports sit in the hash input bits a
 //!   mapped address leaves free, so its hash for a table is one AND and

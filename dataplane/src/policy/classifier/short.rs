@@ -6,20 +6,25 @@
 //! or more per table probed: does the table hold a bucket for the key,
 //! can that bucket beat the match in hand, does an entry match. On
 //! ClassBench-like sets TupleMerge keeps up to four small tables of that
-//! shape (source /8 and /16, destination /8 and /16): ACL 10k has three
-//! of its eight, and each cost a lookup 6 to 22 ns, most of it in those
-//! branches, though few keys find a rule there. A side's index asks the
-//! question once for both of the side's tables: one read of a direct
-//! array by the key's /16 block, one leaf, one branch, one scan.
+//! shape (source /8 and /16, destination /8 and /16): ACL 10k has all
+//! four among its eight, and each cost a lookup 6 to 22 ns, most of it
+//! in those branches, though few keys find a rule there. A side's index
+//! asks the question once for both of the side's tables: two reads of
+//! small arrays by the key's /8 and /16 blocks, one leaf, one branch,
+//! one scan.
 //!
-//! - The leaf of a /16 block holds the rules of the side's /16 tables
-//!   keyed on the block and of its /8 tables keyed on the block's /8,
+//! - The leaf of a /16 block with /16 rules of its own holds those and
+//!   the rules of the side's /8 tables that hold addresses of the block,
 //!   sorted by index, with their smallest index and [`Summary`], so that
-//!   a leaf is skipped or scanned like a bucket. A block without /16
-//!   rules points at the leaf of its /8 block's rules; one without either
-//!   at the empty leaf, which every key's summary rejects.
-//! - So an /8 rule is copied into each /16 leaf under it: at most 256
-//!   copies, and on the generated sets at most 3.3 entries per rule held.
+//!   a leaf is skipped or scanned like a bucket. A block without rules of
+//!   its own points at the leaf of its /8 block's rules; one without
+//!   either at the empty leaf, which every key's summary rejects.
+//! - Leaf ids are found through a page of 256 per /8 block that holds
+//!   rules (`pages[top[a >> 24]][a >> 16 & 255]`), so that a classifier
+//!   with one such rule pays 1 KiB, not the 256 KiB of a flat array (which
+//!   was about 1 ns faster at ACL 10k).
+//! - An /8 rule is thus copied into the /16 leaves of blocks it reaches:
+//!   at most 256 copies; an /8 rule's insert or remove walks its page.
 //!   /24 tables stay hash tables: copying their /16 and /8 rules into
 //!   every /24 leaf made 5 to 13 entries per rule at 100k and lookups
 //!   there up to 60% slower.
