@@ -637,6 +637,7 @@ impl Classifier {
     fn refresh(&mut self, id: u32) {
         let table = &self.tables[id as usize];
         let pos = self.order.iter().position(|h| h.id == id);
+        let mut in_place = None;
         if table.is_empty() {
             if let Some(pos) = pos {
                 self.order.remove(pos);
@@ -647,6 +648,7 @@ impl Classifier {
                 Some(pos) if self.order[pos].min == hot.min => {
                     hot.first = self.order[pos].first;
                     self.order[pos] = hot;
+                    in_place = Some(hot);
                 }
                 Some(pos) => {
                     self.order.remove(pos);
@@ -655,7 +657,18 @@ impl Classifier {
                 None => self.insert_ordered(hot),
             }
         }
-        self.pick_first();
+        let moved = self.pick_first();
+        match in_place {
+            // Nothing moved: the IPv4 walk's copy, if it has one, is
+            // brought up to date in place (most updates end here, and
+            // making the walk again was a fifth of one).
+            Some(hot) if !moved => {
+                if let Some(w) = self.walk4.iter_mut().find(|h| h.id == id) {
+                    *w = hot;
+                }
+            }
+            _ => self.rebuild_walk4(),
+        }
     }
 
     fn insert_ordered(&mut self, hot: Hot) {
@@ -669,7 +682,8 @@ impl Classifier {
     /// lookup: a later table or bucket whose smallest index is above it
     /// is skipped unread. The bound is worth a probe only when it is low;
     /// a tier's default rule, last and matching everything, is no bound.
-    fn pick_first(&mut self) {
+    /// Returns whether that moved any table.
+    fn pick_first(&mut self) -> bool {
         let last = self
             .order
             .iter()
@@ -686,6 +700,11 @@ impl Classifier {
             self.order.sort_unstable_by_key(rank);
         }
         self.first = self.order.partition_point(|h| h.first);
+        changed
+    }
+
+    /// Makes `walk4` again from `order`.
+    fn rebuild_walk4(&mut self) {
         let mut short = false;
         self.walk4.clear();
         self.walk4.extend(
