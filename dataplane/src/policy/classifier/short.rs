@@ -46,8 +46,8 @@ pub(super) struct ShortIndex {
     /// The shift of [`Probe4::addr`] that leaves the side's address.
     shift: u32,
     /// The page of each /8 block: `pages[top[a >> 24]][a >> 16 & 255]`
-    /// is the leaf of the /16 block of address `a`. Empty while no rule
-    /// is held.
+    /// is the leaf of the /16 block of address `a`. Inline: a lookup
+    /// reads it without a bounds check.
     top: [u32; 256],
     /// Page 0, all zeros, is every /8 block's without a rule.
     pages: Vec<[u32; 256]>,
@@ -86,28 +86,6 @@ struct Cold {
     wides: Vec<Wide>,
     /// Rules of the block's own /16 tables (the rest are /8 copies).
     own: u32,
-}
-
-impl ShortIndex {
-    fn add(&mut self, id: u32, entry: Entry, wide: Wide) {
-        let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
-        let at = leaf.entries.partition_point(|e| e.index < entry.index);
-        leaf.entries.insert(at, entry);
-        cold.wides.insert(at, wide);
-        leaf.min = leaf.entries[0].index;
-        leaf.sum |= Summary::of([&wide]);
-    }
-
-    fn take(&mut self, id: u32, index: RuleIndex) {
-        let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
-        let at = leaf.entries.partition_point(|e| e.index < index);
-        if leaf.entries.get(at).is_some_and(|e| e.index == index) {
-            leaf.entries.remove(at);
-            cold.wides.remove(at);
-        }
-        leaf.min = leaf.entries.first().map_or(0, |e| e.index);
-        leaf.sum = Summary::of(&cold.wides);
-    }
 }
 
 impl ShortIndex {
@@ -164,6 +142,28 @@ impl ShortIndex {
         self.leaves[id as usize] = Leaf::default();
         self.cold[id as usize] = Cold::default();
         self.free.push(id);
+    }
+
+    /// Adds a rule to leaf `id`, in index order.
+    fn add(&mut self, id: u32, entry: Entry, wide: Wide) {
+        let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
+        let at = leaf.entries.partition_point(|e| e.index < entry.index);
+        leaf.entries.insert(at, entry);
+        cold.wides.insert(at, wide);
+        leaf.min = leaf.entries[0].index;
+        leaf.sum |= Summary::of([&wide]);
+    }
+
+    /// Takes the rule at `index` out of leaf `id`, if there.
+    fn take(&mut self, id: u32, index: RuleIndex) {
+        let (leaf, cold) = (&mut self.leaves[id as usize], &mut self.cold[id as usize]);
+        let at = leaf.entries.partition_point(|e| e.index < index);
+        if leaf.entries.get(at).is_some_and(|e| e.index == index) {
+            leaf.entries.remove(at);
+            cold.wides.remove(at);
+        }
+        leaf.min = leaf.entries.first().map_or(0, |e| e.index);
+        leaf.sum = Summary::of(&cold.wides);
     }
 
     /// The page of /8 block `b`, made if there is none.
