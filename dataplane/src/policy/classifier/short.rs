@@ -35,15 +35,14 @@
 
 use super::{
     Rule, RuleIndex,
-    table::{Entry, Probe4, Summary, Wide},
+    table::{Entry, Probe4, Summary, Wide, cannot_beat, first_in},
 };
 
 /// The rules of one side's /8 and /16 single-address tables, by /16 block.
 #[derive(Debug, Clone)]
 pub(super) struct ShortIndex {
-    /// 0 for the source, 1 for the destination.
-    side: usize,
-    /// The shift of [`Probe4::addr`] that leaves the side's address.
+    /// The shift of [`Probe4::addr`] that leaves the side's address: 32
+    /// for the source, 0 for the destination.
     shift: u32,
     /// The page of each /8 block: `pages[top[a >> 24]][a >> 16 & 255]`
     /// is the leaf of the /16 block of address `a`. Inline: a lookup
@@ -62,7 +61,7 @@ pub(super) struct ShortIndex {
     /// The leaf of each /8 block's /8 rules, 0 if none. A page's entry
     /// that is neither 0 nor its block's is the leaf of a /16 block's
     /// own rules (with copies of the /8 ones).
-    eight: Vec<u32>,
+    eight: [u32; 256],
     /// Rules held (not counting copies).
     rules: usize,
 }
@@ -91,28 +90,21 @@ struct Cold {
 impl ShortIndex {
     /// An empty index of `side` (0 the source, 1 the destination).
     pub(super) fn new(side: usize) -> Self {
+        Self::with_shift(if side == 0 { 32 } else { 0 })
+    }
+
+    fn with_shift(shift: u32) -> Self {
         Self {
-            side,
-            shift: if side == 0 { 32 } else { 0 },
+            shift,
             top: [0; 256],
             pages: vec![[0; 256]],
             free_pages: Vec::new(),
             leaves: vec![Leaf::default()],
             cold: vec![Cold::default()],
             free: Vec::new(),
-            eight: Vec::new(),
+            eight: [0; 256],
             rules: 0,
         }
-    }
-
-    /// The rule's address on this side as 32 bits, if the rule can match
-    /// an IPv4 key at all (both prefixes IPv4 or `::/0`, no empty port
-    /// range): the others are left to the tables.
-    fn address(&self, rule: &Rule) -> Option<u32> {
-        let v4 = |p: &super::Prefix| p.len == 0 || p.is_v4();
-        let ports = rule.sport.0 <= rule.sport.1 && rule.dport.0 <= rule.dport.1;
-        let p = if self.side == 0 { rule.src } else { rule.dst };
-        (v4(&rule.src) && v4(&rule.dst) && p.is_v4() && ports).then_some(p.addr as u32)
     }
 
     fn alloc(&mut self, leaf: Leaf, cold: Cold) -> u32 {
@@ -168,9 +160,6 @@ impl ShortIndex {
 
     /// The page of /8 block `b`, made if there is none.
     fn page(&mut self, b: usize) -> usize {
-        if self.eight.is_empty() {
-            self.eight = vec![0; 256];
-        }
         if self.top[b] == 0 {
             self.top[b] = match self.free_pages.pop() {
                 Some(page) => page,
@@ -185,12 +174,14 @@ impl ShortIndex {
 
     /// Adds the rule at `index`, which a table keyed on the first `bits`
     /// (8 or 16) of this side's address has taken.
+    /// Rules that can match no IPv4 key (an IPv6 prefix, an empty port
+    /// range) are left to the tables.
     pub(super) fn insert(&mut self, bits: u8, index: RuleIndex, rule: &Rule) {
-        let Some(addr) = self.address(rule) else {
+        let (entry, wide) = Entry::new(index, rule);
+        let Some(addr) = entry.v4_address(self.shift) else {
             return;
         };
         self.rules += 1;
-        let (entry, wide) = Entry::new(index, rule);
         let b = (addr >> 24) as usize;
         let page = self.page(b);
         let eight = self.eight[b];
@@ -199,21 +190,22 @@ impl ShortIndex {
             let mut id = self.pages[page][slot];
             if id == 0 || id == eight {
                 // A new /16 leaf starts with its /8 block's rules that
-                // hold addresses of the block.
-                id = self.alloc(Leaf::default(), Cold::default());
-                self.pages[page][slot] = id;
+                // hold addresses of the block (in index order, as there).
                 let block = addr >> 16;
                 let (leaf, cold) = (&self.leaves[eight as usize], &self.cold[eight as usize]);
-                let copies: Vec<(Entry, Wide)> = leaf
+                let (entries, wides): (Vec<Entry>, Vec<Wide>) = leaf
                     .entries
                     .iter()
                     .zip(&cold.wides)
-                    .filter(|(e, _)| e.covers_v4(self.side, block))
-                    .map(|(e, w)| (*e, *w))
-                    .collect();
-                for (e, w) in copies {
-                    self.add(id, e, w);
-                }
+                    .filter(|(e, _)| e.covers_v4(self.shift, block))
+                    .unzip();
+                let leaf = Leaf {
+                    min: entries.first().map_or(0, |e| e.index),
+                    sum: Summary::of(&wides),
+                    entries,
+                };
+                id = self.alloc(leaf, Cold { wides, own: 0 });
+                self.pages[page][slot] = id;
             }
             self.add(id, entry, wide);
             self.cold[id as usize].own += 1;
@@ -233,7 +225,7 @@ impl ShortIndex {
                 match self.pages[page][slot] {
                     0 => self.pages[page][slot] = eight,
                     id if id == eight => {}
-                    id if entry.covers_v4(self.side, (b as u32) << 8 | slot as u32) => {
+                    id if entry.covers_v4(self.shift, (b as u32) << 8 | slot as u32) => {
                         self.add(id, entry, wide);
                     }
                     _ => {}
@@ -244,7 +236,7 @@ impl ShortIndex {
 
     /// Removes the rule at `index`, as [`ShortIndex::insert`] took it.
     pub(super) fn remove(&mut self, bits: u8, index: RuleIndex, rule: &Rule) {
-        let Some(addr) = self.address(rule) else {
+        let Some(addr) = Entry::new(index, rule).0.v4_address(self.shift) else {
             return;
         };
         let b = (addr >> 24) as usize;
@@ -295,7 +287,7 @@ impl ShortIndex {
         self.rules -= 1;
         if self.rules == 0 {
             // Give the memory back.
-            *self = Self::new(self.side);
+            *self = Self::with_shift(self.shift);
         }
     }
 
@@ -315,21 +307,10 @@ impl ShortIndex {
         let Some(leaf) = self.leaves.get(id as usize) else {
             return best;
         };
-        // As `Table::home`: a summary that rejects the key lifts the
-        // smallest index above every `best`, one compare for both.
-        let out = Summary::rejects(leaf.sum, p.sum);
-        if (u64::from(leaf.min) | (u64::from(out) << 33)) >= best {
+        if cannot_beat(leaf.min, Summary::rejects(leaf.sum, p.sum), best) {
             return best;
         }
-        for e in &leaf.entries {
-            if u64::from(e.index) >= best {
-                return best;
-            }
-            if e.index >= min && e.matches_v4(p) {
-                return u64::from(e.index);
-            }
-        }
-        best
+        first_in(&leaf.entries, 0, min, best, |_, e| e.matches_v4(p)).map_or(best, u64::from)
     }
 
     /// Whether the index holds no rule.
@@ -352,7 +333,6 @@ impl ShortIndex {
                         + c.wides.capacity() * size_of::<Wide>()
                 })
                 .sum::<usize>()
-            + self.eight.capacity() * size_of::<u32>()
     }
 
     /// The /16 blocks whose keys reach a leaf other than the empty one.

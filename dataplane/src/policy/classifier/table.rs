@@ -668,10 +668,16 @@ impl Entry {
             & (p.dport.wrapping_sub(self.dport) <= self.dport_span)
     }
 
-    /// Whether the rule's IPv4 prefix on `side` (0 the source, 1 the
-    /// destination) holds addresses of /16 block `block`.
-    pub(super) fn covers_v4(&self, side: usize, block: u32) -> bool {
-        let shift = if side == 0 { 32 } else { 0 };
+    /// The IPv4 address of the rule's prefix on the side [`Probe4::addr`]
+    /// shifted right by `shift` leaves (32 the source, 0 the
+    /// destination), if the rule can match an IPv4 key at all.
+    pub(super) fn v4_address(&self, shift: u32) -> Option<u32> {
+        (self.proto & NEVER_V4 == 0).then_some((self.addr >> shift) as u32)
+    }
+
+    /// Whether the rule's IPv4 prefix on the side of `shift` (as
+    /// [`Entry::v4_address`]) holds addresses of /16 block `block`.
+    pub(super) fn covers_v4(&self, shift: u32, block: u32) -> bool {
         let (addr, mask) = ((self.addr >> shift) as u32, (self.mask >> shift) as u32);
         (addr ^ (block << 16)) & mask & 0xffff_0000 == 0
     }
@@ -762,6 +768,38 @@ impl Hot {
     pub(super) fn hash_v4(&self, p: &Probe4) -> u32 {
         hash((p.a & self.ma) ^ self.ka, (p.b & self.mb) ^ self.kb)
     }
+}
+
+/// Whether a bucket of smallest index `min` is skipped unread with a match
+/// of index `best` in hand: when `min` cannot beat it, or when `out` is 1
+/// (no slot of the key's tag, or a [`Summary`] that rejects the key),
+/// which lifts `min` above every `best` (at most [`NO_MATCH`](super::NO_MATCH), 2^32):
+/// one compare for all, where LLVM splits `a || b` into two branches.
+#[inline(always)]
+pub(super) fn cannot_beat(min: RuleIndex, out: u32, best: u64) -> bool {
+    (u64::from(min) | (u64::from(out) << 33)) >= best
+}
+
+/// The first entry of `run` (sorted by index; its first at arena
+/// position `start`) that `matches` (given the entry's position), has an
+/// index of at least `min` and is below `best`.
+#[inline(always)]
+pub(super) fn first_in(
+    run: &[Entry],
+    start: usize,
+    min: RuleIndex,
+    best: u64,
+    matches: impl Fn(usize, &Entry) -> bool,
+) -> Option<RuleIndex> {
+    for (i, e) in run.iter().enumerate() {
+        if u64::from(e.index) >= best {
+            return None;
+        }
+        if e.index >= min && matches(start + i, e) {
+            return Some(e.index);
+        }
+    }
+    None
 }
 
 /// What a key's home group says of its bucket ([`Table::home`]).
@@ -1113,11 +1151,13 @@ impl Table {
         if group.lens[w] & (SHARED_HASH - (miss << 30)) != 0 {
             return Home::Far;
         }
-        // Above every `best` (at most `NO_MATCH`, 2^32) on a miss or when
-        // the bucket's summary rejects the key: one compare for all three
-        // questions (LLVM splits `miss || late` into two branches).
-        let out = miss | Summary::rejects(group.sums[w], key);
-        if (u64::from(group.mins[w]) | (u64::from(out) << 33)) >= best {
+        // A miss, a summary that rejects the key and a smallest index too
+        // large: one compare for all three.
+        if cannot_beat(
+            group.mins[w],
+            miss | Summary::rejects(group.sums[w], key),
+            best,
+        ) {
             return Home::Skip;
         }
         Home::Scan(group, w)
@@ -1137,15 +1177,13 @@ impl Table {
         matches: impl Fn(usize, &Entry) -> bool,
     ) -> Option<RuleIndex> {
         let run = group.run(way);
-        for (i, e) in self.entries.get(run.clone())?.iter().enumerate() {
-            if u64::from(e.index) >= best {
-                return None;
-            }
-            if e.index >= min && matches(run.start + i, e) {
-                return Some(e.index);
-            }
-        }
-        None
+        first_in(
+            self.entries.get(run.clone())?,
+            run.start,
+            min,
+            best,
+            matches,
+        )
     }
 
     /// The first rule matching IPv4 key `p` (`key` as given) whose index
