@@ -770,11 +770,12 @@ impl Hot {
     }
 }
 
-/// Whether a bucket of smallest index `min` is skipped unread with a match
-/// of index `best` in hand: when `min` cannot beat it, or when `out` is 1
-/// (no slot of the key's tag, or a [`Summary`] that rejects the key),
-/// which lifts `min` above every `best` (at most [`NO_MATCH`](super::NO_MATCH), 2^32):
-/// one compare for all, where LLVM splits `a || b` into two branches.
+/// Whether a bucket of smallest index `min` is skipped unread with a
+/// match of index `best` in hand: when `min` cannot beat it, or when `out`
+/// is 1 (no slot of the key's tag, or a [`Summary`] that rejects the
+/// key), which lifts `min` above every `best` (at most
+/// [`NO_MATCH`](super::NO_MATCH), 2^32): one compare for all, where LLVM
+/// splits `a || b` into two branches.
 #[inline(always)]
 pub(super) fn cannot_beat(min: RuleIndex, out: u32, best: u64) -> bool {
     (u64::from(min) | (u64::from(out) << 33)) >= best
