@@ -36,7 +36,7 @@ use std::{fmt::Write as _, hint::black_box, time::Duration};
 
 use causeway_control::{
     policy::compile::{Cache, compile},
-    store::{Desired, InputFile, Replace, persist},
+    store::{Desired, InputFile, OWNER_CTL, Writer, persist},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -101,7 +101,7 @@ fn base() -> Desired {
         text: y,
     };
     Desired::default()
-        .plan_apply(&[file], Replace::Nothing, None, None)
+        .plan_apply(&[file], &[], Writer::new(OWNER_CTL), None)
         .expect("the base is valid")
         .next
 }
@@ -168,7 +168,12 @@ fn apply(c: &mut Criterion) {
                 let file = s.next(changes);
                 let plan = s
                     .desired
-                    .plan_apply(std::slice::from_ref(file), Replace::Nothing, None, None)
+                    .plan_apply(
+                        std::slice::from_ref(file),
+                        &[],
+                        Writer::new(OWNER_CTL),
+                        None,
+                    )
                     .expect("a valid change");
                 let set = plan.policy.expect("a change carries its policy set");
                 let compiled = compile(&set, plan.next.generation, &mut s.cache);
@@ -184,7 +189,12 @@ fn apply(c: &mut Criterion) {
             let file = s.next(&flipped);
             let plan = s
                 .desired
-                .plan_apply(std::slice::from_ref(file), Replace::Nothing, None, None)
+                .plan_apply(
+                    std::slice::from_ref(file),
+                    &[],
+                    Writer::new(OWNER_CTL),
+                    None,
+                )
                 .expect("a valid change");
             s.desired = plan.next;
         });
@@ -196,8 +206,8 @@ fn apply(c: &mut Criterion) {
         .desired
         .plan_apply(
             std::slice::from_ref(&flipped[0][1]),
-            Replace::Nothing,
-            None,
+            &[],
+            Writer::new(OWNER_CTL),
             None,
         )
         .expect("a valid change")

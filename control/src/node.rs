@@ -32,7 +32,7 @@ use crate::{
         normalize::PolicySet,
     },
     resources::ApplianceSet,
-    store::{Action, Desired, InputFile, Plan, Refusal, Replace, persist},
+    store::{Action, Desired, InputFile, Plan, Refusal, Writer, persist},
 };
 
 /// Why a change failed.
@@ -70,6 +70,8 @@ pub struct Event {
     /// The manifest (as it was, for a deletion) as JSON text, and its
     /// apiVersion, kind, namespace and name.
     pub manifest: serde_json::Value,
+    /// Who holds it (held it, for a deletion).
+    pub owner: Arc<str>,
 }
 
 /// A terminator started for a generation.
@@ -101,7 +103,8 @@ pub const LATENCY_BOUNDS: [f64; 12] = [
 ];
 
 impl Latency {
-    fn observe(&self, d: Duration) {
+    /// Counts one observation.
+    pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
         for (b, bound) in self.buckets.iter().zip(LATENCY_BOUNDS) {
             if s <= bound {
@@ -117,6 +120,31 @@ impl Latency {
     /// The last observation.
     pub fn last(&self) -> Duration {
         Duration::from_nanos(self.last_ns.load(Ordering::Relaxed))
+    }
+
+    /// Its samples in Prometheus text: `name_bucket`, `name_sum` and
+    /// `name_count`, each with `labels` (`a="b",c="d"`, or empty).
+    pub fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
+        use std::fmt::Write as _;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, bound) in self.buckets.iter().zip(LATENCY_BOUNDS) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                b.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}\n{name}_sum{braces} {}\n{name}_count{braces} {count}",
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+        );
     }
 }
 
@@ -235,20 +263,21 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// Applies `files` (see [`Desired::plan_apply`]).
+    /// Applies `files` and deletes `delete` in one change (see
+    /// [`Desired::plan_apply`]).
     ///
     /// # Errors
     /// Refused (nothing changed), or the save failed (nothing changed).
     pub fn apply(
         &self,
         files: &[InputFile],
-        replace: Replace,
-        expected: Option<u64>,
+        delete: &[String],
+        writer: Writer<'_>,
         dry_run: bool,
     ) -> Result<Committed, ChangeError> {
         let started = Instant::now();
         self.change(started, dry_run, |d, t| {
-            d.plan_apply(files, replace, expected, t)
+            d.plan_apply(files, delete, writer, t)
         })
     }
 
@@ -256,9 +285,9 @@ impl Node {
     ///
     /// # Errors
     /// As [`Self::apply`].
-    pub fn delete(&self, ids: &[String], expected: Option<u64>) -> Result<Committed, ChangeError> {
+    pub fn delete(&self, ids: &[String], writer: Writer<'_>) -> Result<Committed, ChangeError> {
         let started = Instant::now();
-        self.change(started, false, |d, t| d.plan_delete(ids, expected, t))
+        self.change(started, false, |d, t| d.plan_delete(ids, writer, t))
     }
 
     fn change(
@@ -337,6 +366,7 @@ impl Node {
                     action: *action,
                     generation,
                     manifest: e.loaded.manifest.clone(),
+                    owner: e.owner.clone(),
                 })
             })
             .collect();
@@ -545,24 +575,12 @@ impl Node {
                 c.load(Ordering::Relaxed)
             );
         }
-        let h = &m.enforced;
         let _ = writeln!(
             out,
             "# HELP causeway_control_apply_to_enforced_seconds From an apply's arrival until every worker enforces it (applies that waited).\n# TYPE causeway_control_apply_to_enforced_seconds histogram"
         );
-        for (b, bound) in h.buckets.iter().zip(LATENCY_BOUNDS) {
-            let _ = writeln!(
-                out,
-                "causeway_control_apply_to_enforced_seconds_bucket{{le=\"{bound}\"}} {}",
-                b.load(Ordering::Relaxed)
-            );
-        }
-        let count = h.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "causeway_control_apply_to_enforced_seconds_bucket{{le=\"+Inf\"}} {count}\ncauseway_control_apply_to_enforced_seconds_sum {}\ncauseway_control_apply_to_enforced_seconds_count {count}",
-            h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
-        );
+        m.enforced
+            .write_samples(&mut out, "causeway_control_apply_to_enforced_seconds", "");
         out
     }
 

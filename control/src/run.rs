@@ -29,7 +29,7 @@ use crate::{
     config::Config,
     grpc::{FlowHub, GrpcServer},
     node::{ChangeError, Node, manifest_files},
-    store::Replace,
+    store::{OWNER_CONFIG, Replace, Writer},
 };
 
 /// Arguments of `causeway run`.
@@ -113,8 +113,9 @@ fn serve(
     Ok(())
 }
 
-/// SIGHUP: the configuration's manifest files, re-applied as the whole
-/// policy.
+/// SIGHUP: the configuration's manifest files, re-applied as the whole of
+/// the policy the configuration file holds (what a sync or an operator
+/// wrote stays).
 fn sighup(node: &Node, config: &Config) {
     if config.policy.manifests.is_empty() {
         info!("SIGHUP: no policy.manifests in the configuration; nothing to re-apply");
@@ -131,7 +132,11 @@ fn sighup(node: &Node, config: &Config) {
             return;
         }
     };
-    match node.apply(&files, Replace::Policy, None, false) {
+    let writer = Writer {
+        replace: Replace::OwnedPolicy,
+        ..Writer::new(OWNER_CONFIG)
+    };
+    match node.apply(&files, &[], writer, false) {
         Ok(c) if c.changed => info!(generation = c.generation, "policy published"),
         Ok(c) => info!(generation = c.generation, "policy unchanged"),
         Err(ChangeError::Refused(r)) => {

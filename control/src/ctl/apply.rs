@@ -22,10 +22,17 @@ pub struct ApplyArgs {
     /// Refuse unless the current generation is this one.
     #[arg(long, value_name = "GENERATION")]
     pub expected_generation: Option<u64>,
-    /// Make these files the whole configuration: delete every resource
-    /// they do not hold.
+    /// Make these files the whole of what the owner configures: delete
+    /// every resource the owner holds that they do not.
     #[arg(long)]
     pub replace: bool,
+    /// Write as this owner (default: ctl). See `ctl list`'s OWNER column.
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+    /// Take over resources another owner holds (a sync, the configuration
+    /// file) instead of refusing the write.
+    #[arg(long)]
+    pub force: bool,
     /// Validate and say what would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -51,6 +58,13 @@ pub struct DeleteArgs {
     /// Refuse unless the current generation is this one.
     #[arg(long, value_name = "GENERATION")]
     pub expected_generation: Option<u64>,
+    /// Delete as this owner (default: ctl).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+    /// Delete it even if another owner (a sync, the configuration file)
+    /// holds it.
+    #[arg(long)]
+    pub force: bool,
     /// Answer once every worker enforces the new generation.
     #[arg(long)]
     pub wait: bool,
@@ -68,6 +82,9 @@ pub(super) async fn apply(channel: Channel, args: &ApplyArgs) -> Result<()> {
         dry_run: args.dry_run,
         wait_enforced: args.wait,
         wait_timeout: args.timeout.map(duration::to_proto).transpose()?,
+        owner: args.owner.clone().unwrap_or_default(),
+        force: args.force,
+        delete: Vec::new(),
     };
     let response = ConfigServiceClient::new(channel)
         .apply(request)
@@ -89,6 +106,8 @@ pub(super) async fn delete(channel: Channel, args: &DeleteArgs) -> Result<()> {
         expected_generation: args.expected_generation,
         wait_enforced: args.wait,
         wait_timeout: args.timeout.map(duration::to_proto).transpose()?,
+        owner: args.owner.clone().unwrap_or_default(),
+        force: args.force,
     };
     let response = ConfigServiceClient::new(channel)
         .delete(request)

@@ -22,7 +22,7 @@ pub enum ManifestFormat {
 /// How `list` prints.
 #[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
 pub enum ListFormat {
-    /// KIND NAMESPACE NAME GENERATION.
+    /// KIND NAMESPACE NAME OWNER GENERATION.
     #[default]
     Table,
     /// A List manifest (applies back).
@@ -54,6 +54,9 @@ pub struct ListArgs {
     /// Only this namespace (default: every namespace).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
+    /// Only what this owner holds (e.g. ctl, config, sync/cluster-a).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: ListFormat,
@@ -75,7 +78,7 @@ pub(super) async fn get(channel: Channel, args: &GetArgs) -> Result<()> {
         .into_inner();
     let manifest = manifest(&resource)?;
     out::print(&match args.output {
-        ManifestFormat::Yaml => yaml(&manifest)?,
+        ManifestFormat::Yaml => held_by(&resource) + &yaml(&manifest)?,
         ManifestFormat::Json => pretty_json(&manifest)?,
     })?;
     Ok(())
@@ -90,6 +93,7 @@ pub(super) async fn list(channel: Channel, args: &ListArgs) -> Result<()> {
             .map(kind::canonical)
             .unwrap_or_default(),
         namespace: args.namespace.clone().unwrap_or_default(),
+        owner: args.owner.clone().unwrap_or_default(),
     };
     let response = ConfigServiceClient::new(channel)
         .list(request)
@@ -102,6 +106,17 @@ pub(super) async fn list(channel: Channel, args: &ListArgs) -> Result<()> {
         ListFormat::Json => pretty_json(&list_manifest(&response.resources)?)?,
     })?;
     Ok(())
+}
+
+/// A YAML comment naming who holds `r` and when it last changed (a comment,
+/// so the output still applies back as it is).
+fn held_by(r: &Resource) -> String {
+    let owner = if r.owner.is_empty() {
+        "nobody (stored before owners)"
+    } else {
+        &r.owner
+    };
+    format!("# owner: {owner}, generation {}\n", r.generation)
 }
 
 /// The stored manifest of `r`.
@@ -129,14 +144,16 @@ fn pretty_json(v: &Value) -> Result<String> {
     Ok(serde_json::to_string_pretty(v).context("writing JSON")? + "\n")
 }
 
-/// KIND NAMESPACE NAME GENERATION, in the order the appliance lists.
+/// KIND NAMESPACE NAME OWNER GENERATION, in the order the appliance lists.
 fn resource_table(resources: &[Resource]) -> String {
-    let mut table = Table::new(&["KIND", "NAMESPACE", "NAME", "GENERATION"]).right_align(3);
+    let mut table =
+        Table::new(&["KIND", "NAMESPACE", "NAME", "OWNER", "GENERATION"]).right_align(4);
     for r in resources {
         table.row(vec![
             kind::ref_kind(&r.api_version, &r.kind),
             r.namespace.clone(),
             r.name.clone(),
+            r.owner.clone(),
             r.generation.to_string(),
         ]);
     }
@@ -167,6 +184,7 @@ mod tests {
                 json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": {}})
                     .to_string(),
             generation,
+            owner: "ctl".into(),
         }
     }
 
@@ -184,9 +202,9 @@ mod tests {
         ];
         assert_eq!(
             resource_table(&resources),
-            "KIND                             NAMESPACE  NAME       GENERATION\n\
-             GlobalNetworkPolicy              -          allow-web           4\n\
-             networking.k8s.io/NetworkPolicy  shop       db                 12\n"
+            "KIND                             NAMESPACE  NAME       OWNER  GENERATION\n\
+             GlobalNetworkPolicy              -          allow-web  ctl             4\n\
+             networking.k8s.io/NetworkPolicy  shop       db         ctl            12\n"
         );
     }
 

@@ -131,6 +131,8 @@ async fn a_refused_apply_prints_each_mistake() {
         files: vec![file.clone()],
         expected_generation: None,
         replace: false,
+        owner: None,
+        force: false,
         dry_run: false,
         wait: false,
         timeout: None,
@@ -159,6 +161,8 @@ async fn not_found_and_conflicts_are_named() {
         name: "security".into(),
         namespace: None,
         expected_generation: Some(3),
+        owner: None,
+        force: false,
         wait: false,
         timeout: None,
     });

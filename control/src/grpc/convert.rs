@@ -52,7 +52,7 @@ pub(super) fn changes(changes: &[(String, Action)]) -> Vec<proto::Change> {
         .collect()
 }
 
-fn from_manifest(m: &serde_json::Value, generation: u64) -> proto::Resource {
+fn from_manifest(m: &serde_json::Value, generation: u64, owner: &str) -> proto::Resource {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     proto::Resource {
         api_version: s(&m["apiVersion"]),
@@ -61,15 +61,16 @@ fn from_manifest(m: &serde_json::Value, generation: u64) -> proto::Resource {
         name: s(&m["metadata"]["name"]),
         manifest_json: m.to_string(),
         generation,
+        owner: owner.to_owned(),
     }
 }
 
 pub(super) fn resource(e: &Entry) -> proto::Resource {
-    from_manifest(&e.loaded.manifest, e.generation)
+    from_manifest(&e.loaded.manifest, e.generation, &e.owner)
 }
 
 pub(super) fn event_resource(e: &Event) -> proto::Resource {
-    from_manifest(&e.manifest, e.generation)
+    from_manifest(&e.manifest, e.generation, &e.owner)
 }
 
 /// Whether `r` is of `kind` (`NetworkPolicy` is Calico's; Kubernetes' is

@@ -32,7 +32,7 @@ use crate::{
         policy_service_server::PolicyServiceServer, stats_service_server::StatsServiceServer,
         status_service_server::StatusServiceServer,
     },
-    store::{InputFile, Replace, ref_id},
+    store::{InputFile, OWNER_CTL, Replace, Writer, ref_id},
 };
 
 pub use flows::FlowHub;
@@ -283,13 +283,24 @@ impl proto::config_service_server::ConfigService for Api {
                     text: f.text,
                 })
                 .collect();
-            let replace = if r.replace {
-                Replace::All
-            } else {
-                Replace::Nothing
+            let owner = owner(&r.owner)?;
+            let writer = Writer {
+                owner,
+                replace: if r.replace {
+                    Replace::Owned
+                } else {
+                    Replace::Nothing
+                },
+                force: r.force,
+                expected: r.expected_generation,
             };
+            let delete: Vec<String> = r
+                .delete
+                .iter()
+                .map(|x| ref_id(&x.kind, &x.namespace, &x.name))
+                .collect();
             let c = node
-                .apply(&files, replace, r.expected_generation, r.dry_run)
+                .apply(&files, &delete, writer, r.dry_run)
                 .map_err(change_status)?;
             let enforced_after = wait_if(
                 &node,
@@ -337,6 +348,7 @@ impl proto::config_service_server::ConfigService for Api {
             .filter(|res| {
                 (r.kind.is_empty() || convert::kind_matches(res, &r.kind))
                     && (r.namespace.is_empty() || res.namespace == r.namespace)
+                    && (r.owner.is_empty() || res.owner == r.owner)
             })
             .collect();
         Ok(Response::new(proto::ListResponse {
@@ -362,9 +374,12 @@ impl proto::config_service_server::ConfigService for Api {
                 .iter()
                 .map(|x| ref_id(&x.kind, &x.namespace, &x.name))
                 .collect();
-            let c = node
-                .delete(&ids, r.expected_generation)
-                .map_err(change_status)?;
+            let writer = Writer {
+                force: r.force,
+                expected: r.expected_generation,
+                ..Writer::new(owner(&r.owner)?)
+            };
+            let c = node.delete(&ids, writer).map_err(change_status)?;
             let enforced_after = wait_if(&node, &c, r.wait_enforced, wait_timeout(r.wait_timeout))?;
             Ok(Response::new(proto::DeleteResponse {
                 generation: c.generation,
@@ -468,6 +483,23 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// The owner a request names (empty: [`OWNER_CTL`]).
+///
+/// # Errors
+/// INVALID_ARGUMENT when it is too long or not printable ASCII.
+fn owner(named: &str) -> Result<&str, Status> {
+    if named.is_empty() {
+        return Ok(OWNER_CTL);
+    }
+    if named.len() > 64 || !named.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Status::invalid_argument(format!(
+            "owner: `{}` is not an owner name: at most 64 printable ASCII characters, no spaces (e.g. sync/cluster-a)",
+            named.escape_default()
+        )));
+    }
+    Ok(named)
+}
+
 fn change_status(e: ChangeError) -> Status {
     use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
     match e {
@@ -478,6 +510,27 @@ fn change_status(e: ChangeError) -> Status {
             Status::aborted(format!(
                 "expected generation {expected}, but the configuration is at generation {current}: another writer changed it; read it again and retry"
             ))
+        }
+        ChangeError::Refused(r @ crate::store::Refusal::Held { .. }) => {
+            // One violation per held resource, as for an invalid batch, so
+            // a client (a sync) can tell which resources to leave out.
+            let crate::store::Refusal::Held { held, .. } = &r else {
+                unreachable!("matched above")
+            };
+            let violations: Vec<FieldViolation> = held
+                .iter()
+                .map(|h| {
+                    FieldViolation::new(
+                        format!("{}:metadata.owner", h.id),
+                        format!("held by {}", h.owner),
+                    )
+                })
+                .collect();
+            Status::with_error_details(
+                Code::FailedPrecondition,
+                r.to_string(),
+                ErrorDetails::with_bad_request(violations),
+            )
         }
         ChangeError::Refused(crate::store::Refusal::NotFound(ids)) => {
             Status::not_found(format!("not found, nothing deleted: {}", ids.join(", ")))

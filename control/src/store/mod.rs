@@ -39,6 +39,10 @@ pub struct Entry {
     pub loaded: Loaded,
     /// The generation at which it last changed.
     pub generation: u64,
+    /// Who holds it ([`OWNER_CONFIG`], [`OWNER_CTL`], `sync/<name>`; empty
+    /// for a resource stored before owners existed, which any writer
+    /// takes over).
+    pub owner: Arc<str>,
     /// [`Normal::of`] the resource, once asked for: a change normalises the
     /// resources it made, not the whole state.
     normal: OnceLock<Result<Normal, String>>,
@@ -47,7 +51,9 @@ pub struct Entry {
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         // `normal` follows from `loaded`.
-        self.loaded == other.loaded && self.generation == other.generation
+        self.loaded == other.loaded
+            && self.generation == other.generation
+            && self.owner == other.owner
     }
 }
 
@@ -56,18 +62,26 @@ impl fmt::Debug for Entry {
         f.debug_struct("Entry")
             .field("loaded", &self.loaded)
             .field("generation", &self.generation)
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }
 
 impl Entry {
-    /// The entry for `loaded`, changed at `generation`.
-    pub fn new(loaded: Loaded, generation: u64) -> Self {
+    /// The entry for `loaded`, changed at `generation` by `owner`.
+    pub fn new(loaded: Loaded, generation: u64, owner: Arc<str>) -> Self {
         Self {
             loaded,
             generation,
+            owner,
             normal: OnceLock::new(),
         }
+    }
+
+    /// Whether `writer` may change or delete it without forcing: it holds
+    /// it, or nobody does.
+    fn writable_by(&self, writer: &str) -> bool {
+        self.owner.is_empty() || &*self.owner == writer
     }
 
     /// The resource's policy normal form ([`Normal::of`]), computed once.
@@ -136,19 +150,61 @@ pub struct Plan {
     pub policy: Option<PolicySet>,
 }
 
+/// The owner of what the configuration file seeds and SIGHUP reloads.
+pub const OWNER_CONFIG: &str = "config";
+/// The owner of API writes that name none (an operator's `causeway ctl`).
+pub const OWNER_CTL: &str = "ctl";
+
 /// Which stored resources an apply with `replace` removes when the batch
-/// does not name them.
+/// does not name them. Only ever the writer's own: a sync, an operator and
+/// the configuration file each replace what they wrote, never each other's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replace {
     /// None: the batch adds and updates only.
     Nothing,
-    /// Every resource (the control API's `replace`: the batch is the whole
-    /// configuration).
-    All,
-    /// The policy and endpoint kinds (a SIGHUP reload of the manifest
-    /// files: the files are the whole policy; ports, routes and TLS
-    /// services stay).
-    Policy,
+    /// Every resource the writer holds (the control API's `replace`: the
+    /// batch is the whole of what this writer configures).
+    Owned,
+    /// The policy and endpoint kinds the writer holds (a SIGHUP reload of
+    /// the manifest files: the files are the whole of the file's policy;
+    /// ports, routes and TLS services stay).
+    OwnedPolicy,
+}
+
+/// Who makes a change, and what it may do beyond creating and updating
+/// resources nobody else holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    /// The owner the written resources get (and whose resources `replace`
+    /// removes).
+    pub owner: &'a str,
+    /// What the batch replaces.
+    pub replace: Replace,
+    /// Write (or delete) resources another owner holds, taking them over.
+    pub force: bool,
+    /// Refuse unless the state is at this generation.
+    pub expected: Option<u64>,
+}
+
+impl<'a> Writer<'a> {
+    /// A plain write by `owner`: no replace, no force, no expectation.
+    pub fn new(owner: &'a str) -> Self {
+        Self {
+            owner,
+            replace: Replace::Nothing,
+            force: false,
+            expected: None,
+        }
+    }
+}
+
+/// A resource another owner holds, named by a write that did not force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Its id.
+    pub id: String,
+    /// Who holds it.
+    pub owner: String,
 }
 
 /// Why a change was refused; nothing changed.
@@ -165,6 +221,13 @@ pub enum Refusal {
     },
     /// Resources to delete that do not exist.
     NotFound(Vec<String>),
+    /// Resources another owner holds, written without force.
+    Held {
+        /// Who tried.
+        writer: String,
+        /// What they touched.
+        held: Vec<Held>,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -182,6 +245,23 @@ impl fmt::Display for Refusal {
                 "the configuration is at generation {current}, not {expected}: another writer changed it; read it again and retry"
             ),
             Self::NotFound(ids) => write!(f, "not found: {}", ids.join(", ")),
+            Self::Held { writer, held } => {
+                let list: Vec<String> = held
+                    .iter()
+                    .map(|h| format!("{} (held by {})", h.id, h.owner))
+                    .collect();
+                write!(
+                    f,
+                    "{} held by another owner, so {writer} may not change it: {}; nothing was applied. \
+                     Change it through its owner, or force the write to take it over",
+                    if held.len() == 1 {
+                        "a resource is"
+                    } else {
+                        "resources are"
+                    },
+                    list.join(", ")
+                )
+            }
         }
     }
 }
@@ -330,20 +410,26 @@ impl Desired {
         (errors, set)
     }
 
-    /// Plans applying `files`.
+    /// Plans applying `files` and deleting `delete` (ids as [`ref_id`]
+    /// makes them) as one change, written by `writer`: there is no state
+    /// between the deletions and the additions (a sync that replaces a
+    /// resource by another never leaves a moment without either). Deleting
+    /// an id that is not stored changes nothing.
     ///
     /// # Errors
-    /// [`Refusal::Conflict`] when `expected` is given and is not the
-    /// current generation; [`Refusal::Invalid`] with every mistake of the
-    /// files and of the state they lead to.
+    /// [`Refusal::Conflict`] when `writer.expected` is given and is not the
+    /// current generation; [`Refusal::Held`] when the change touches a
+    /// resource another owner holds and `writer.force` is not set;
+    /// [`Refusal::Invalid`] with every mistake of the files and of the
+    /// state they lead to.
     pub fn plan_apply(
         &self,
         files: &[InputFile],
-        replace: Replace,
-        expected: Option<u64>,
+        delete: &[String],
+        writer: Writer<'_>,
         terminator: Option<&TerminatorConfig>,
     ) -> Result<Plan, Refusal> {
-        self.expect(expected)?;
+        self.expect(writer.expected)?;
         let mut loaded = Vec::new();
         let mut errors = Vec::new();
         for f in files {
@@ -361,55 +447,107 @@ impl Desired {
         if !errors.is_empty() {
             return Err(Refusal::Invalid(errors));
         }
+        self.plan_loaded(loaded, delete, writer, terminator)
+    }
+
+    /// As [`Self::plan_apply`], with resources already loaded (a sync hands
+    /// typed resources over without printing and parsing them again).
+    ///
+    /// # Errors
+    /// As [`Self::plan_apply`]; the batch is not checked for duplicates.
+    pub fn plan_loaded(
+        &self,
+        loaded: Vec<Loaded>,
+        delete: &[String],
+        writer: Writer<'_>,
+        terminator: Option<&TerminatorConfig>,
+    ) -> Result<Plan, Refusal> {
+        self.expect(writer.expected)?;
         let generation = self.generation + 1;
+        let owner: Arc<str> = Arc::from(writer.owner);
         let mut next = self.clone();
         let mut changes = Vec::new();
+        let mut held = Vec::new();
         let named: BTreeSet<String> = loaded.iter().map(|l| l.resource.id()).collect();
-        if replace != Replace::Nothing {
-            let gone: Vec<String> = next
-                .entries
-                .iter()
-                .filter(|(id, e)| {
-                    !named.contains(*id)
-                        && (replace == Replace::All || is_policy_kind(&e.loaded.resource))
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in gone {
-                next.entries.remove(&id);
-                changes.push((id, Action::Deleted));
+        let mut gone: BTreeSet<String> = delete
+            .iter()
+            .filter(|id| !named.contains(*id) && self.entries.contains_key(*id))
+            .cloned()
+            .collect();
+        if writer.replace != Replace::Nothing {
+            gone.extend(
+                self.entries
+                    .iter()
+                    .filter(|(id, e)| {
+                        !named.contains(*id)
+                            && *e.owner == *writer.owner
+                            && (writer.replace == Replace::Owned
+                                || is_policy_kind(&e.loaded.resource))
+                    })
+                    .map(|(id, _)| id.clone()),
+            );
+        }
+        for id in gone {
+            let e = next.entries.remove(&id).expect("listed from the state");
+            if !writer.force && !e.writable_by(writer.owner) {
+                held.push(Held {
+                    id: id.clone(),
+                    owner: e.owner.to_string(),
+                });
             }
+            changes.push((id, Action::Deleted));
         }
         for l in loaded {
             let l = normalise(l);
             let id = l.resource.id();
             let action = match next.entries.get(&id) {
                 None => Action::Created,
-                Some(e) if e.loaded.manifest == l.manifest => Action::Unchanged,
-                Some(_) => Action::Configured,
+                Some(e) => {
+                    if !writer.force && !e.writable_by(writer.owner) {
+                        held.push(Held {
+                            id: id.clone(),
+                            owner: e.owner.to_string(),
+                        });
+                    }
+                    if e.loaded.manifest == l.manifest && e.owner == owner {
+                        Action::Unchanged
+                    } else {
+                        Action::Configured
+                    }
+                }
             };
             if action != Action::Unchanged {
-                next.entries
-                    .insert(id.clone(), Arc::new(Entry::new(l, generation)));
+                next.entries.insert(
+                    id.clone(),
+                    Arc::new(Entry::new(l, generation, owner.clone())),
+                );
             }
             changes.push((id, action));
+        }
+        if !held.is_empty() {
+            return Err(Refusal::Held {
+                writer: writer.owner.to_owned(),
+                held,
+            });
         }
         self.finish(next, changes, terminator)
     }
 
-    /// Plans deleting `ids` (as [`ref_id`] makes them).
+    /// Plans deleting `ids` (as [`ref_id`] makes them), by `writer` (its
+    /// `replace` is not used).
     ///
     /// # Errors
-    /// [`Refusal::Conflict`], [`Refusal::NotFound`] for ids not stored, or
+    /// [`Refusal::Conflict`], [`Refusal::NotFound`] for ids not stored,
+    /// [`Refusal::Held`] for ids another owner holds (without force), or
     /// [`Refusal::Invalid`] when what remains is inconsistent (a TLSService
     /// would lose its Identity, say).
     pub fn plan_delete(
         &self,
         ids: &[String],
-        expected: Option<u64>,
+        writer: Writer<'_>,
         terminator: Option<&TerminatorConfig>,
     ) -> Result<Plan, Refusal> {
-        self.expect(expected)?;
+        self.expect(writer.expected)?;
         let missing: Vec<String> = ids
             .iter()
             .filter(|id| !self.entries.contains_key(*id))
@@ -417,6 +555,22 @@ impl Desired {
             .collect();
         if !missing.is_empty() {
             return Err(Refusal::NotFound(missing));
+        }
+        let held: Vec<Held> = ids
+            .iter()
+            .filter_map(|id| {
+                let e = &self.entries[id];
+                (!writer.force && !e.writable_by(writer.owner)).then(|| Held {
+                    id: id.clone(),
+                    owner: e.owner.to_string(),
+                })
+            })
+            .collect();
+        if !held.is_empty() {
+            return Err(Refusal::Held {
+                writer: writer.owner.to_owned(),
+                held,
+            });
         }
         let mut next = self.clone();
         let mut changes = Vec::new();
@@ -467,13 +621,15 @@ impl Desired {
     }
 
     /// The state made of `loaded` at generation 1 (the first start's seed
-    /// from the configuration file and its manifests).
+    /// from the configuration file and its manifests), held by
+    /// [`OWNER_CONFIG`].
     pub fn seed(loaded: Vec<Loaded>) -> Self {
+        let owner: Arc<str> = Arc::from(OWNER_CONFIG);
         let entries = loaded
             .into_iter()
             .map(|l| {
                 let l = normalise(l);
-                (l.resource.id(), Arc::new(Entry::new(l, 1)))
+                (l.resource.id(), Arc::new(Entry::new(l, 1, owner.clone())))
             })
             .collect();
         Self {

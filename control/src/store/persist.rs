@@ -21,7 +21,8 @@
 //! skips records whose generation is not above the snapshot's.
 //!
 //! The snapshot is JSON: `{"format": 1, "generation": N, "resources": [{
-//! "generation": G, "source": FILE, "manifest": {...}}]}`. A journal record
+//! "generation": G, "owner": WHO, "source": FILE, "manifest": {...}}]}`
+//! ("owner" absent: stored before resources had owners). A journal record
 //! is one line, `c1 LEN CRC32 JSON`, the JSON being `{"generation": N,
 //! "put": [resources as in the snapshot], "delete": [ids]}` and LEN and
 //! CRC32 (hex) those of its bytes. A crash while appending leaves at most
@@ -96,6 +97,8 @@ struct OnDiskRef<'a> {
 #[derive(Serialize)]
 struct StoredRef<'a> {
     generation: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    owner: &'a str,
     source: &'a Path,
     manifest: &'a serde_json::Value,
 }
@@ -104,6 +107,9 @@ struct StoredRef<'a> {
 #[serde(deny_unknown_fields)]
 struct StoredResource {
     generation: u64,
+    /// Absent in states written before resources had owners.
+    #[serde(default)]
+    owner: String,
     source: PathBuf,
     manifest: serde_json::Value,
 }
@@ -126,6 +132,7 @@ pub fn old_journal_path(dir: &Path) -> PathBuf {
 fn stored(e: &Entry) -> StoredRef<'_> {
     StoredRef {
         generation: e.generation,
+        owner: &e.owner,
         source: &e.loaded.source.file,
         manifest: &e.loaded.manifest,
     }
@@ -423,9 +430,10 @@ fn put(file: &Path, state: &mut Desired, resources: Vec<StoredResource>, list: &
         match loaded_from_manifest(&r.manifest, &r.source) {
             Ok(loaded) => {
                 let id = loaded.resource.id();
-                state
-                    .entries
-                    .insert(id, Arc::new(Entry::new(loaded, r.generation)));
+                state.entries.insert(
+                    id,
+                    Arc::new(Entry::new(loaded, r.generation, r.owner.into())),
+                );
             }
             Err(errors) => problems.extend(errors.into_iter().map(|e| format!("{list}[{i}]: {e}"))),
         }

@@ -22,7 +22,7 @@ fn file(name: &str, text: &str) -> InputFile {
 }
 
 fn apply(d: &Desired, text: &str) -> Result<Plan, Refusal> {
-    d.plan_apply(&[file("in.yaml", text)], Replace::Nothing, None, None)
+    d.plan_apply(&[file("in.yaml", text)], &[], Writer::new(OWNER_CTL), None)
 }
 
 #[test]
@@ -55,7 +55,15 @@ fn an_apply_creates_then_the_same_apply_changes_nothing() {
 #[test]
 fn a_stale_generation_is_a_conflict() {
     let d = apply(&Desired::default(), ALLOW_WEB).unwrap().next;
-    let r = d.plan_apply(&[file("x.yaml", EP)], Replace::Nothing, Some(0), None);
+    let r = d.plan_apply(
+        &[file("x.yaml", EP)],
+        &[],
+        Writer {
+            expected: Some(0),
+            ..Writer::new(OWNER_CTL)
+        },
+        None,
+    );
     assert_eq!(
         r.unwrap_err(),
         Refusal::Conflict {
@@ -64,8 +72,16 @@ fn a_stale_generation_is_a_conflict() {
         }
     );
     assert!(
-        d.plan_apply(&[file("x.yaml", EP)], Replace::Nothing, Some(1), None)
-            .is_ok()
+        d.plan_apply(
+            &[file("x.yaml", EP)],
+            &[],
+            Writer {
+                expected: Some(1),
+                ..Writer::new(OWNER_CTL)
+            },
+            None
+        )
+        .is_ok()
     );
 }
 
@@ -107,7 +123,15 @@ fn replace_deletes_what_the_batch_does_not_name() {
         .unwrap()
         .next;
     let p = d
-        .plan_apply(&[file("x.yaml", EP)], Replace::All, None, None)
+        .plan_apply(
+            &[file("x.yaml", EP)],
+            &[],
+            Writer {
+                replace: Replace::Owned,
+                ..Writer::new(OWNER_CTL)
+            },
+            None,
+        )
         .unwrap();
     assert_eq!(
         p.changes,
@@ -137,9 +161,12 @@ spec:
         drain_timeout: std::time::Duration::from_secs(1),
         services: Vec::new(),
     };
-    let Err(Refusal::Invalid(errors)) =
-        Desired::default().plan_apply(&[file("svc.yaml", svc)], Replace::Nothing, None, Some(&t))
-    else {
+    let Err(Refusal::Invalid(errors)) = Desired::default().plan_apply(
+        &[file("svc.yaml", svc)],
+        &[],
+        Writer::new(OWNER_CTL),
+        Some(&t),
+    ) else {
         panic!("accepted");
     };
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -160,8 +187,8 @@ spec: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}
 ";
     let Err(Refusal::Invalid(errors)) = Desired::default().plan_apply(
         &[file("svc.yaml", &format!("{svc}---\n{id}"))],
-        Replace::Nothing,
-        None,
+        &[],
+        Writer::new(OWNER_CTL),
         Some(&t),
     ) else {
         panic!("accepted");
@@ -178,14 +205,18 @@ spec: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}
 fn delete_of_a_missing_resource_is_not_found() {
     let d = apply(&Desired::default(), ALLOW_WEB).unwrap().next;
     assert_eq!(
-        d.plan_delete(&["GlobalNetworkPolicy/nope".into()], None, None)
-            .unwrap_err(),
+        d.plan_delete(
+            &["GlobalNetworkPolicy/nope".into()],
+            Writer::new(OWNER_CTL),
+            None
+        )
+        .unwrap_err(),
         Refusal::NotFound(vec!["GlobalNetworkPolicy/nope".into()])
     );
     let p = d
         .plan_delete(
             &[ref_id("GlobalNetworkPolicy", "", "allow-web")],
-            None,
+            Writer::new(OWNER_CTL),
             None,
         )
         .unwrap();
@@ -267,7 +298,11 @@ fn four_states() -> [Desired; 4] {
         .unwrap()
         .next;
     let d3 = d2
-        .plan_delete(&["StaticEndpoint/lab/b".to_owned()], None, None)
+        .plan_delete(
+            &["StaticEndpoint/lab/b".to_owned()],
+            Writer::new(OWNER_CTL),
+            None,
+        )
         .unwrap()
         .next;
     let d4 = apply(&d3, &ALLOW_WEB.replace("allow-web", "allow-more"))
@@ -453,6 +488,176 @@ fn a_set_aside_journal_was_whole_so_any_bad_record_in_it_stops_the_start() {
             && e.contains("record 4")
             && e.contains("set aside whole"),
         "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn write_as<'a>(owner: &'a str) -> Writer<'a> {
+    Writer::new(owner)
+}
+
+#[test]
+fn a_write_records_its_owner_and_a_takeover_needs_force() {
+    let sync = "sync/cluster-a";
+    let d = Desired::default()
+        .plan_apply(&[file("a.yaml", ALLOW_WEB)], &[], write_as(sync), None)
+        .unwrap()
+        .next;
+    assert_eq!(&*d.entries["GlobalNetworkPolicy/allow-web"].owner, sync);
+    // An operator's write to it is refused, naming it and its owner.
+    let changed = ALLOW_WEB.replace("[80]", "[8080]");
+    let Err(r) = d.plan_apply(&[file("b.yaml", &changed)], &[], write_as(OWNER_CTL), None) else {
+        panic!("accepted");
+    };
+    assert_eq!(
+        r,
+        Refusal::Held {
+            writer: "ctl".into(),
+            held: vec![Held {
+                id: "GlobalNetworkPolicy/allow-web".into(),
+                owner: sync.into()
+            }]
+        }
+    );
+    assert!(
+        r.to_string()
+            .contains("GlobalNetworkPolicy/allow-web (held by sync/cluster-a)"),
+        "{r}"
+    );
+    // So is a delete.
+    assert!(matches!(
+        d.plan_delete(
+            &["GlobalNetworkPolicy/allow-web".into()],
+            write_as(OWNER_CTL),
+            None
+        ),
+        Err(Refusal::Held { .. })
+    ));
+    // With force the operator takes it over: the same manifest is still a
+    // change, since the owner is part of what is stored.
+    let forced = Writer {
+        force: true,
+        ..write_as(OWNER_CTL)
+    };
+    let p = d
+        .plan_apply(&[file("b.yaml", ALLOW_WEB)], &[], forced, None)
+        .unwrap();
+    assert_eq!(p.changes[0].1, Action::Configured);
+    assert_eq!(
+        &*p.next.entries["GlobalNetworkPolicy/allow-web"].owner,
+        "ctl"
+    );
+    // Its owner writing it again is no change.
+    let again = d
+        .plan_apply(&[file("a.yaml", ALLOW_WEB)], &[], write_as(sync), None)
+        .unwrap();
+    assert!(!again.changed);
+}
+
+#[test]
+fn replace_removes_only_what_the_writer_holds() {
+    let sync = "sync/cluster-a";
+    let d = Desired::default()
+        .plan_apply(&[file("a.yaml", ALLOW_WEB)], &[], write_as(sync), None)
+        .unwrap()
+        .next;
+    let d = d
+        .plan_apply(&[file("b.yaml", EP)], &[], write_as(OWNER_CTL), None)
+        .unwrap()
+        .next;
+    // The sync's replace with an empty batch removes its policy, not the
+    // operator's endpoint.
+    let replace = Writer {
+        replace: Replace::Owned,
+        ..write_as(sync)
+    };
+    let p = d.plan_apply(&[], &[], replace, None).unwrap();
+    assert_eq!(
+        p.changes,
+        [("GlobalNetworkPolicy/allow-web".to_owned(), Action::Deleted)]
+    );
+    assert!(p.next.entries.contains_key("StaticEndpoint/lab/b"));
+    // The operator's replace leaves the sync's policy alone.
+    let replace = Writer {
+        replace: Replace::Owned,
+        ..write_as(OWNER_CTL)
+    };
+    let p = d.plan_apply(&[], &[], replace, None).unwrap();
+    assert_eq!(
+        p.changes,
+        [("StaticEndpoint/lab/b".to_owned(), Action::Deleted)]
+    );
+    assert!(p.next.entries.contains_key("GlobalNetworkPolicy/allow-web"));
+}
+
+#[test]
+fn an_apply_deletes_and_adds_in_one_change() {
+    let d = apply(&Desired::default(), ALLOW_WEB).unwrap().next;
+    let renamed = ALLOW_WEB.replace("allow-web", "allow-http");
+    let p = d
+        .plan_apply(
+            &[file("x.yaml", &renamed)],
+            &[
+                "GlobalNetworkPolicy/allow-web".into(),
+                "GlobalNetworkPolicy/never-was".into(),
+            ],
+            write_as(OWNER_CTL),
+            None,
+        )
+        .unwrap();
+    // One generation: there is no state with neither policy.
+    assert_eq!(p.next.generation, 2);
+    assert_eq!(
+        p.changes,
+        [
+            ("GlobalNetworkPolicy/allow-web".to_owned(), Action::Deleted),
+            ("GlobalNetworkPolicy/allow-http".to_owned(), Action::Created)
+        ]
+    );
+}
+
+#[test]
+fn owners_survive_a_save_and_load_and_a_state_without_owners_loads() {
+    let dir = std::env::temp_dir().join(format!("cw-store-owner-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Desired::default()
+        .plan_apply(&[file("a.yaml", ALLOW_WEB)], &[], write_as("sync/x"), None)
+        .unwrap()
+        .next;
+    persist::save(&dir, &d).unwrap();
+    let next = d
+        .plan_apply(&[file("b.yaml", EP)], &[], write_as(OWNER_CTL), None)
+        .unwrap()
+        .next;
+    persist::commit(&dir, &d, &next).unwrap();
+    let back = persist::load(&dir).unwrap().unwrap();
+    assert_eq!(
+        &*back.entries["GlobalNetworkPolicy/allow-web"].owner,
+        "sync/x"
+    );
+    assert_eq!(&*back.entries["StaticEndpoint/lab/b"].owner, "ctl");
+    // A snapshot written before owners existed: no "owner" fields.
+    let text = std::fs::read_to_string(persist::path(&dir)).unwrap();
+    assert!(text.contains("\"owner\":\"sync/x\""), "{text}");
+    std::fs::write(
+        persist::path(&dir),
+        text.replace(",\"owner\":\"sync/x\"", ""),
+    )
+    .unwrap();
+    std::fs::remove_file(persist::journal_path(&dir)).unwrap();
+    let old = persist::load(&dir).unwrap().unwrap();
+    let e = &old.entries["GlobalNetworkPolicy/allow-web"];
+    assert!(e.owner.is_empty());
+    // Nobody holds it, so any writer may take it over without force.
+    assert!(
+        old.plan_apply(
+            &[file("a.yaml", &ALLOW_WEB.replace("[80]", "[81]"))],
+            &[],
+            write_as(OWNER_CTL),
+            None
+        )
+        .is_ok()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -83,6 +83,7 @@ impl Client {
             dry_run,
             wait_enforced: !dry_run,
             wait_timeout: Some(prost_types::Duration::try_from(timeout)?),
+            ..ApplyRequest::default()
         });
         request.set_timeout(timeout + Duration::from_secs(1));
         let start = Instant::now();

@@ -20,7 +20,7 @@ use proptest::{
 };
 
 use super::*;
-use crate::store::{Desired, InputFile, Replace};
+use crate::store::{Desired, InputFile, OWNER_CTL, Writer};
 
 const NAMESPACES: &[&str] = &["ns0", "ns1", "ns2"];
 
@@ -203,11 +203,13 @@ fn plan(state: &Desired, c: &Change) -> Option<Desired> {
                 name: "change.yaml".into(),
                 text: text.clone(),
             }],
-            Replace::Nothing,
-            None,
+            &[],
+            Writer::new(OWNER_CTL),
             None,
         ),
-        Change::Delete(id) => state.plan_delete(std::slice::from_ref(id), None, None),
+        Change::Delete(id) => {
+            state.plan_delete(std::slice::from_ref(id), Writer::new(OWNER_CTL), None)
+        }
     };
     plan.ok().filter(|p| p.changed).map(|p| p.next)
 }
@@ -336,8 +338,8 @@ fn run(seed: u64, steps: usize, packets: usize) -> Tally {
                 name: "base.yaml".into(),
                 text: text.clone(),
             }],
-            Replace::Nothing,
-            None,
+            &[],
+            Writer::new(OWNER_CTL),
             None,
         )
         .unwrap_or_else(|e| panic!("seed {seed}: the base is refused: {e}\n{text}"))
@@ -456,8 +458,8 @@ fn plain_state_with(flipped: Option<usize>, extra: usize) -> Desired {
                 name: "x.yaml".into(),
                 text: y,
             }],
-            Replace::Nothing,
-            None,
+            &[],
+            Writer::new(OWNER_CTL),
             None,
         )
         .expect("valid")
@@ -480,8 +482,8 @@ fn a_changed_policy_resolves_only_the_programs_that_walk_it() {
                 name: "y.yaml".into(),
                 text: more.into(),
             }],
-            Replace::Nothing,
-            None,
+            &[],
+            Writer::new(OWNER_CTL),
             None,
         )
         .unwrap()
@@ -522,8 +524,8 @@ fn an_endpoint_change_resolves_programs_with_selectors_and_rebuilds_what_differs
                 name: "z.yaml".into(),
                 text: text.into(),
             }],
-            Replace::Nothing,
-            None,
+            &[],
+            Writer::new(OWNER_CTL),
             None,
         )
         .unwrap()
