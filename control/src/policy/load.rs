@@ -222,10 +222,17 @@ pub fn validate_refs(all: &[&Loaded]) -> Vec<LoadError> {
     cross_checks(all, &BTreeSet::new())
 }
 
-fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<LoadError> {
+/// The same kind, namespace and name defined twice among `all` (each error
+/// names both places). An apply checks its batch with this alone: the
+/// other cross checks need the whole state the batch leads to.
+pub fn duplicates(all: &[Loaded]) -> Vec<LoadError> {
+    let refs: Vec<&Loaded> = all.iter().collect();
+    duplicates_refs(&refs)
+}
+
+fn duplicates_refs(all: &[&Loaded]) -> Vec<LoadError> {
     let mut errors = Vec::new();
     let mut seen: BTreeMap<String, &Source> = BTreeMap::new();
-    let mut tiers = BTreeSet::new();
     for l in all {
         let id = l.resource.id();
         if let Some(first) = seen.get(&id) {
@@ -244,10 +251,19 @@ fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<Loa
         } else {
             seen.insert(id, &l.source);
         }
-        if let Resource::Tier { metadata, .. } = &l.resource {
-            tiers.insert(metadata.name.as_str());
-        }
     }
+    errors
+}
+
+fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<LoadError> {
+    let mut errors = duplicates_refs(all);
+    let tiers: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|l| match &l.resource {
+            Resource::Tier { metadata, .. } => Some(metadata.name.as_str()),
+            _ => None,
+        })
+        .collect();
     errors.extend(shared_addresses(all));
     for l in all {
         let (Resource::GlobalNetworkPolicy { spec, .. } | Resource::NetworkPolicy { spec, .. }) =

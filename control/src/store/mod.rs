@@ -438,12 +438,10 @@ impl Desired {
                 Err(e) => errors.extend(e),
             }
         }
-        // Within the batch: the same resource twice.
-        errors.extend(
-            load::validate(&loaded)
-                .into_iter()
-                .filter(|e| e.message.contains("defined")),
-        );
+        // Within the batch: the same resource twice. (What the batch
+        // refers to, a tier say, may be stored already: the whole state is
+        // checked once it is planned.)
+        errors.extend(load::duplicates(&loaded));
         if !errors.is_empty() {
             return Err(Refusal::Invalid(errors));
         }

@@ -661,3 +661,21 @@ fn owners_survive_a_save_and_load_and_a_state_without_owners_loads() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_policy_applied_alone_may_use_a_tier_already_stored() {
+    let tier = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n";
+    let d = apply(&Desired::default(), tier).unwrap().next;
+    let policy = "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.web}
+spec: {tier: security, selector: all(), ingress: [{action: Allow}]}
+";
+    let p = apply(&d, policy).unwrap();
+    assert_eq!(p.changes[0].1, Action::Created);
+    // Without the tier stored, it is refused, naming the tier.
+    let Err(Refusal::Invalid(errors)) = apply(&Desired::default(), policy) else {
+        panic!("accepted without its tier");
+    };
+    assert!(errors[0].message.contains("tier `security` is not defined"), "{errors:?}");
+}
