@@ -12,10 +12,14 @@ set -euo pipefail
 # the server) and redis-server (with redis-cli): the gateway-to-gateway tests;
 # nginx with libnginx-mod-stream (its L4 proxy) and haproxy: the perf harness's
 # peers in `causeway-perf tls` (util-linux, for taskset and prlimit, is essential);
-# python3-venv: the control API's tests drive it from Python (grpcio, below).
+# python3-venv: the control API's tests drive it from Python (grpcio, below);
+# protobuf-compiler: the etcd-client crate compiles etcd's protos with protoc;
+# etcd-server and etcd-client (etcdctl): Calico's etcdv3 datastore, which the
+# sync's tests and the demo start themselves (Debian's etcd 3.4).
 PACKAGES=(build-essential clang llvm libbpf-dev linux-libc-dev libelf-dev zlib1g-dev m4 pkg-config
           iproute2 ethtool iputils-ping iperf3 nftables python3 python3-venv curl ca-certificates
-          procps openssl postgresql redis-server nginx libnginx-mod-stream haproxy)
+          procps openssl postgresql redis-server nginx libnginx-mod-stream haproxy
+          protobuf-compiler etcd-server etcd-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

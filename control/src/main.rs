@@ -37,6 +37,8 @@ enum Command {
     Policy(PolicyCommand),
     /// Configure and watch a running appliance over its control API.
     Ctl(causeway_control::ctl::CtlArgs),
+    /// Keep appliances in step with the cluster (Calico's etcdv3, manifests).
+    Sync(causeway_control::sync::SyncArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Run(args) => causeway_control::run::run(&args),
         Command::Lab(args) => causeway_control::lab::run(args),
         Command::Stats(args) => causeway_control::stats::run(&args),
+        Command::Sync(args) => causeway_control::sync::run(&args),
         Command::Policy(PolicyCommand::Check(args)) => causeway_control::policy::check::run(&args),
         Command::Policy(PolicyCommand::Explain(args)) => {
             causeway_control::policy::explain::run(&args)
