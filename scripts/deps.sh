@@ -31,6 +31,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# kubectl: the Kubernetes API double's tests drive it (these machines have
+# one; elsewhere Debian's kubernetes-client provides it).
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "causeway: installing kubernetes-client (kubectl)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
+fi
+
 # Rust: the toolchain on PATH, or rustup's default one.
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
