@@ -3,7 +3,8 @@
 
 It speaks the real wire protocol (HTTP/1.1, JSON) closely enough that the
 real kubectl and client libraries (kube-rs, client-go) can discover, list,
-watch, create, replace, patch and delete a fixed set of resources: core v1
+watch, create, replace, patch and delete a fixed set of resources (and the
+status subresource of those that have one): core v1
 namespaces, pods and services, discovery.k8s.io/v1 endpointslices,
 networking.k8s.io/v1 networkpolicies and the Calico kinds in
 projectcalico.org/v3 and crd.projectcalico.org/v1.
@@ -60,6 +61,7 @@ SERVER_VERSION = {
 # --------------------------------------------------------------------------
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+SUBRESOURCE_VERBS = ("get", "patch", "update")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ class Resource:
     # Items of a list carry no apiVersion/kind for compiled-in (typed)
     # kinds; CRs are unstructured and keep them.
     typed: bool = True
-    # The main endpoint ignores changes to .status (a status subresource).
+    # A status subresource (NAME/status: get, update, patch) that writes
+    # only .status (and metadata), while the main endpoint ignores changes
+    # to .status.
     status_subresource: bool = False
 
     @property
@@ -852,6 +856,9 @@ def api_resource_list(group, version):
             e["categories"] = list(r.categories)
         e["storageVersionHash"] = base64.b64encode(hashlib.sha256(f"{gv}/{r.kind}".encode()).digest()[:8]).decode()
         out.append(e)
+        if r.status_subresource:
+            out.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced,
+                        "kind": r.kind, "verbs": list(SUBRESOURCE_VERBS)})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}
 
 
@@ -885,6 +892,9 @@ def aggregated_discovery(core, version):
                     e["shortNames"] = list(r.short_names)
                 if r.categories:
                     e["categories"] = list(r.categories)
+                if r.status_subresource:
+                    e["subresources"] = [{"subresource": "status", "responseKind": dict(e["responseKind"]),
+                                          "verbs": list(SUBRESOURCE_VERBS)}]
                 resources.append(e)
             versions.append({"version": v, "resources": resources, "freshness": "Current"})
         meta = {"creationTimestamp": None}
@@ -966,8 +976,8 @@ def openapi_v3_doc(group, version):
                            "items": {"type": "array", "items": ref}, "metadata": {"type": "object"}},
             "x-kubernetes-group-version-kind": [{**gvk, "kind": f"{r.kind}List"}]}
 
-        def op(action, body=None, ok=ref, params=(), _gvk=gvk):
-            o = {"operationId": f"{action}{r.kind}", "parameters": list(params),
+        def op(action, body=None, ok=ref, params=(), _gvk=gvk, _kind=r.kind, suffix=""):
+            o = {"operationId": f"{action}{_kind}{suffix}", "parameters": list(params),
                  "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ok}}},
                                "401": {"description": "Unauthorized"}},
                  "x-kubernetes-action": action, "x-kubernetes-group-version-kind": _gvk}
@@ -995,6 +1005,17 @@ def openapi_v3_doc(group, version):
             "delete": op("delete", params=[q("dryRun"), q("gracePeriodSeconds", "integer"), q("propagationPolicy")]),
             "parameters": ns_params + [p("name")],
         }
+        if r.status_subresource:
+            paths[f"{coll}/{{name}}/status"] = {
+                "get": op("get", suffix="Status"),
+                "put": op("put", body={"application/json": ref, "application/yaml": ref}, params=write_params,
+                          suffix="Status"),
+                "patch": op("patch", body={t: patch_ref for t in ("application/json-patch+json",
+                                                                  "application/merge-patch+json",
+                                                                  "application/apply-patch+yaml")},
+                            params=write_params + [q("force", "boolean")], suffix="Status"),
+                "parameters": ns_params + [p("name")],
+            }
         if r.namespaced:
             paths[f"{base}/{r.plural}"] = {"get": op("list", ok=list_ref, params=list_params)}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
@@ -1221,8 +1242,10 @@ class Handler(BaseHTTPRequestHandler):
         ns = None
         if len(rest) >= 3 and rest[0] == "namespaces" and find_resource(group, version, rest[2]):
             ns, rest = rest[1], rest[2:]
+        sub = None
+        if len(rest) == 3:
+            rest, sub = rest[:2], rest[2]
         if not rest or len(rest) > 2:
-            # subresources (status, scale, log, ...) are not served
             raise ApiError(404, "NotFound", SERVER_NOT_FOUND, {})
         res = find_resource(group, version, rest[0])
         if res is None or (ns is not None and not res.namespaced):
@@ -1231,6 +1254,18 @@ class Handler(BaseHTTPRequestHandler):
         if name is not None and res.namespaced and ns is None:
             raise ApiError(404, "NotFound", SERVER_NOT_FOUND, {})
         method = self.command
+        if sub is not None:
+            # Only the status subresource is served (not scale, log, ...),
+            # and only for the kinds that have one on a real server.
+            if sub != "status" or not res.status_subresource or watch_path:
+                raise ApiError(404, "NotFound", SERVER_NOT_FOUND, {})
+            if method in ("GET", "HEAD"):
+                return self._get(res, ns, name)
+            if method == "PUT":
+                return self._update(res, ns, name, status=True)
+            if method == "PATCH":
+                return self._patch(res, ns, name, status=True)
+            raise ApiError(405, "MethodNotAllowed", METHOD_NOT_ALLOWED, {})
         if watch_path and method != "GET":
             raise ApiError(405, "MethodNotAllowed", METHOD_NOT_ALLOWED, {})
         watching = watch_path or self.params.get("watch") in ("true", "1")
@@ -1530,14 +1565,15 @@ class Handler(BaseHTTPRequestHandler):
                 out = store.commit(res, "ADDED", body)
         self._out(res, out, code)
 
-    def _update(self, res, ns, name):
+    def _update(self, res, ns, name, status=False):
         body = self._json_body()
         self._check_type(res, body)
-        self._replace(res, ns, name, lambda old: body)
+        self._replace(res, ns, name, lambda old: body, status=status)
 
-    def _replace(self, res, ns, name, make, create_missing=None):
+    def _replace(self, res, ns, name, make, create_missing=None, status=False):
         """Reads the object, builds its new state with `make(old)` and writes
-        it: the path shared by PUT and PATCH."""
+        it: the path shared by PUT and PATCH, on the main endpoint or (with
+        `status`) on the status subresource."""
         store = self.store
         with store.cond:
             old = store.table(res).get((ns or "", name))
@@ -1569,11 +1605,18 @@ class Handler(BaseHTTPRequestHandler):
                     meta[k] = old_meta[k]
                 else:
                     meta.pop(k, None)
-            if res.status_subresource:
-                if "status" in old:
-                    new["status"] = old["status"]
-                else:
-                    new.pop("status", None)
+            if status:
+                # The status strategies of pods, services and namespaces:
+                # everything but metadata and status stays as it was (spec);
+                # pods also keep their ownerReferences. Labels and
+                # annotations do change, as on a real server.
+                for k in set(old) | set(new):
+                    if k not in ("apiVersion", "kind", "metadata", "status"):
+                        _keep(new, old, k)
+                if res.kind == "Pod":
+                    _keep(meta, old_meta, "ownerReferences")
+            elif res.status_subresource:
+                _keep(new, old, "status")
             _defaults(store, res, new, old)
             if res.generation:
                 strip = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}
@@ -1585,7 +1628,7 @@ class Handler(BaseHTTPRequestHandler):
                 out = store.commit(res, "MODIFIED", new, old)
         self._out(res, out)
 
-    def _patch(self, res, ns, name):
+    def _patch(self, res, ns, name, status=False):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype not in PATCH_TYPES:
             raise ApiError(415, "UnsupportedMediaType",
@@ -1601,7 +1644,7 @@ class Handler(BaseHTTPRequestHandler):
                     return json_patch(old, patch)
                 except (ValueError, KeyError, IndexError, TypeError) as e:
                     raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {e}")
-            return self._replace(res, ns, name, make)
+            return self._replace(res, ns, name, make, status=status)
         if not isinstance(patch, dict):
             raise bad_request("the patch must be a JSON object")
         if ctype == "application/apply-patch+yaml":
@@ -1611,11 +1654,14 @@ class Handler(BaseHTTPRequestHandler):
             if not self.params.get("fieldManager"):
                 raise invalid(res, name, "fieldManager", "", "is required for apply patch")
             self._check_type(res, patch)
-            create = copy.deepcopy(patch)
-            create["metadata"].setdefault("name", name)
-            return self._replace(res, ns, name, lambda old: json_merge_patch(old, patch), create_missing=create)
+            create = None
+            if not status:  # applying to a missing object's status is 404
+                create = copy.deepcopy(patch)
+                create["metadata"].setdefault("name", name)
+            return self._replace(res, ns, name, lambda old: json_merge_patch(old, patch), create_missing=create,
+                                 status=status)
         merge = strategic_merge_patch if ctype == "application/strategic-merge-patch+json" else json_merge_patch
-        return self._replace(res, ns, name, lambda old: merge(old, patch))
+        return self._replace(res, ns, name, lambda old: merge(old, patch), status=status)
 
     def _delete(self, res, ns, name):
         opts = self._json_body(required=False) or {}
@@ -1698,6 +1744,14 @@ def _filter_event(ev, res, match):
         gone["metadata"]["resourceVersion"] = str(ev.rv)
         return "DELETED", gone
     return None
+
+
+def _keep(new, old, key):
+    """Sets new[key] back to old[key] (or removes it when old has none)."""
+    if key in old:
+        new[key] = copy.deepcopy(old[key])
+    else:
+        new.pop(key, None)
 
 
 def _defaults(store, res, obj, old):

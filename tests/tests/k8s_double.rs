@@ -584,3 +584,204 @@ fn raw_watch_and_continue_get_410_after_compaction() {
         "curl saw a clean end of the stream"
     );
 }
+
+/// A pod manifest for the status tests; `status` (YAML lines) is appended.
+fn pod_manifest(tier: &str, status: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {{app: web, tier: {tier}}}
+spec:
+  containers:
+  - name: web
+    image: nginx
+{status}"#
+    )
+}
+
+fn resource_version_of(obj: &Value) -> u64 {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no resourceVersion: {obj}"))
+}
+
+#[test]
+fn kubectl_patches_pod_status_like_a_kubelet() {
+    let k8s = Double::start("status");
+    k8s.kubectl("create namespace shop");
+    let created = k8s.file("pod.yaml", &pod_manifest("front", ""));
+    assert!(
+        k8s.kubectl(&format!("apply -f {}", created.display()))
+            .contains("pod/web-1 created")
+    );
+    let before = k8s.get_json("pod -n shop web-1");
+    assert_eq!(before["status"]["phase"], "Pending", "{before}");
+
+    // A watch in the background, bounded by timeout(1).
+    let out_path = k8s.dir.join("watch.json");
+    let mut watch = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec timeout 20 {} > {} 2>&1",
+            k8s.kubectl_cmd("get pods -n shop -w --output-watch-events -o json"),
+            out_path.display()
+        ))
+        .spawn()
+        .expect("kubectl watch");
+    let watching = wait_for(Duration::from_secs(10), || {
+        (k8s.state()["openWatches"].as_u64() == Some(1)).then_some(())
+    });
+    assert!(
+        watching.is_some(),
+        "kubectl never opened a watch:\n{}",
+        k8s.log()
+    );
+
+    // What a kubelet does once the pod runs: a merge patch of pods/status.
+    let status_patch =
+        r#"'{"status":{"phase":"Running","podIP":"10.2.0.2","podIPs":[{"ip":"10.2.0.2"}]}}'"#;
+    let patched = k8s.kubectl(&format!(
+        "patch pod web-1 -n shop --subresource=status --type=merge -p {status_patch}"
+    ));
+    assert!(patched.contains("pod/web-1 patched"), "{patched}");
+    let pod = k8s.get_json("pod -n shop web-1");
+    assert_eq!(pod["status"]["phase"], "Running", "{pod}");
+    assert_eq!(pod["status"]["podIP"], "10.2.0.2", "{pod}");
+    assert_eq!(pod["status"]["podIPs"][0]["ip"], "10.2.0.2", "{pod}");
+    assert_eq!(pod["spec"], before["spec"], "{pod}");
+    assert_eq!(pod["metadata"]["uid"], before["metadata"]["uid"], "{pod}");
+    let rv = resource_version_of(&pod);
+    assert!(
+        rv > resource_version_of(&before),
+        "the status write kept the resourceVersion: {pod}"
+    );
+    let via_status = k8s.get_json("pod -n shop web-1 --subresource=status");
+    assert_eq!(via_status["status"], pod["status"], "{via_status}");
+
+    // The watch saw it as MODIFIED, carrying the status.
+    let seen = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        watch_events(&text)
+            .into_iter()
+            .find(|(t, n, o)| t == "MODIFIED" && n == "web-1" && o["status"]["podIP"] == "10.2.0.2")
+    });
+    let _ = sh(&format!("kill -TERM {}", watch.id()));
+    let _ = watch.wait();
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let (_, _, event) =
+        seen.unwrap_or_else(|| panic!("no MODIFIED event with the status in:\n{text}"));
+    assert_eq!(event["status"]["phase"], "Running", "{text}");
+    assert_eq!(resource_version_of(&event), rv, "{text}");
+
+    // The same patch again changes nothing: no new resourceVersion.
+    let again = k8s.kubectl(&format!(
+        "patch pod web-1 -n shop --subresource=status --type=merge -p {status_patch}"
+    ));
+    assert!(again.contains("patched (no change)"), "{again}");
+    assert_eq!(resource_version_of(&k8s.get_json("pod -n shop web-1")), rv);
+
+    // JSON patch and strategic merge patch on the subresource; a change
+    // to the spec through it is dropped, as a real server's status
+    // strategy does.
+    k8s.kubectl(
+        r#"patch pod web-1 -n shop --subresource=status --type=json -p '[{"op":"add","path":"/status/hostIP","value":"192.168.1.7"},{"op":"replace","path":"/spec/containers/0/image","value":"httpd"}]'"#,
+    );
+    k8s.kubectl(
+        r#"patch pod web-1 -n shop --subresource=status -p '{"status":{"conditions":[{"type":"Ready","status":"True"}]}}'"#,
+    );
+    let pod = k8s.get_json("pod -n shop web-1");
+    assert_eq!(pod["status"]["hostIP"], "192.168.1.7", "{pod}");
+    assert_eq!(pod["status"]["conditions"][0]["type"], "Ready", "{pod}");
+    assert_eq!(pod["status"]["podIP"], "10.2.0.2", "{pod}");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "nginx", "{pod}");
+    let status = pod["status"].clone();
+
+    // The main endpoint ignores .status: applying the manifest with another
+    // status (and a new label) changes the label only.
+    let applied = k8s.file(
+        "pod-with-status.yaml",
+        &pod_manifest("back", "status:\n  phase: Failed\n  podIP: 10.9.9.9\n"),
+    );
+    let configured = k8s.kubectl(&format!("apply -f {}", applied.display()));
+    assert!(configured.contains("pod/web-1 configured"), "{configured}");
+    let pod = k8s.get_json("pod -n shop web-1");
+    assert_eq!(pod["metadata"]["labels"]["tier"], "back", "{pod}");
+    assert_eq!(pod["status"], status, "{pod}");
+
+    // PUT on the subresource: optimistic concurrency as on the main
+    // endpoint (409 on a stale resourceVersion).
+    let mut stale = pod.clone();
+    stale["metadata"]["resourceVersion"] = Value::from(rv.to_string());
+    stale["status"]["phase"] = Value::from("Succeeded");
+    let body = k8s.file("stale.json", &stale.to_string());
+    let answer = k8s.curl(
+        &format!(
+            "-X PUT -H 'Content-Type: application/json' --data-binary @{} -w '\\n%{{http_code}}'",
+            body.display()
+        ),
+        "/api/v1/namespaces/shop/pods/web-1/status",
+    );
+    let (conflict, code) = answer.rsplit_once('\n').expect("body and status code");
+    assert_eq!(code, "409", "{answer}");
+    let conflict: Value = serde_json::from_str(conflict).expect("Status");
+    assert_eq!(conflict["reason"], "Conflict", "{conflict}");
+    assert_eq!(k8s.get_json("pod -n shop web-1")["status"], status);
+    let put = k8s.file("put.json", &{
+        let mut fresh = pod.clone();
+        fresh["status"]["phase"] = Value::from("Succeeded");
+        fresh.to_string()
+    });
+    let replaced: Value = serde_json::from_str(&k8s.curl(
+        &format!(
+            "-X PUT -H 'Content-Type: application/json' --data-binary @{}",
+            put.display()
+        ),
+        "/api/v1/namespaces/shop/pods/web-1/status",
+    ))
+    .expect("the replaced pod");
+    assert_eq!(replaced["status"]["phase"], "Succeeded", "{replaced}");
+    assert!(resource_version_of(&replaced) > resource_version_of(&pod));
+
+    // Discovery names the subresources, plain and aggregated.
+    let core: Value =
+        serde_json::from_str(&k8s.kubectl("get --raw /api/v1")).expect("APIResourceList");
+    for (name, namespaced) in [
+        ("namespaces/status", false),
+        ("pods/status", true),
+        ("services/status", true),
+    ] {
+        let entry = core["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {core}"));
+        assert_eq!(entry["namespaced"], namespaced, "{entry}");
+        assert_eq!(
+            entry["verbs"],
+            serde_json::json!(["get", "patch", "update"]),
+            "{entry}"
+        );
+    }
+    let aggregated: Value = serde_json::from_str(&k8s.curl(
+        "-H 'Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList'",
+        "/api",
+    ))
+    .expect("APIGroupDiscoveryList");
+    let pods = aggregated["items"][0]["versions"][0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "pods")
+        .unwrap_or_else(|| panic!("no pods in {aggregated}"));
+    assert_eq!(pods["subresources"][0]["subresource"], "status", "{pods}");
+    assert_eq!(
+        pods["subresources"][0]["verbs"],
+        serde_json::json!(["get", "patch", "update"]),
+        "{pods}"
+    );
+}
