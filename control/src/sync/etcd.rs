@@ -79,7 +79,13 @@ pub async fn run(
         {
             Ok(()) => debug!(source = index, "etcd watch ended"),
             Err(e) => {
-                let message = format!("{e:#}");
+                // What happened and where, then the root cause, not the
+                // whole chain of transport wrappers.
+                let message = format!(
+                    "etcd at {}: {e}: {}; retrying, and the appliances keep enforcing what they hold",
+                    config.endpoints.join(","),
+                    e.root_cause()
+                );
                 warn!(error = %message, retry_in = ?backoff, "etcd source");
                 let mut inv = inventory.lock().await;
                 let status = inv.status_mut(index);

@@ -16,7 +16,7 @@
 //! deleted because its new version is bad; see [`Inventory::desired`]).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     path::Path,
     sync::Arc,
     time::{Instant, SystemTime},
@@ -126,10 +126,14 @@ pub struct Inventory {
     parts: Vec<Part>,
     /// Bumped by every change to the desired resources.
     version: u64,
-    /// When the oldest change not yet reflected in `version`'s pushes
-    /// arrived: the start of the source → enforced lag.
-    changed_at: Instant,
+    /// When each recent version arrived (oldest first, at most
+    /// [`ARRIVALS`]): a pusher's lag is measured from the arrival of the
+    /// first version it had not pushed yet.
+    arrivals: VecDeque<(u64, Instant)>,
 }
+
+/// How many arrivals are kept for lag measurements.
+const ARRIVALS: usize = 4096;
 
 /// The resources to push, and the problems to report, at one version.
 #[derive(Debug, Clone, Default)]
@@ -140,8 +144,6 @@ pub struct Desired {
     pub resources: BTreeMap<String, (Arc<Value>, String)>,
     /// Source key → problem (including two keys that stand for one id).
     pub problems: BTreeMap<String, String>,
-    /// When the first change of this version arrived at the sync.
-    pub changed_at: Option<Instant>,
 }
 
 impl Inventory {
@@ -160,7 +162,7 @@ impl Inventory {
                 })
                 .collect(),
             version: 0,
-            changed_at: Instant::now(),
+            arrivals: VecDeque::new(),
         }
     }
 
@@ -184,13 +186,6 @@ impl Inventory {
         &mut self.parts[i].status
     }
 
-    fn bump(&mut self) {
-        if self.version == 0 || self.changed_at.elapsed().is_zero() {
-            self.changed_at = Instant::now();
-        }
-        self.version += 1;
-    }
-
     /// Source `i` now holds exactly `items` (a list or a relist), at
     /// `revision`. Returns how many keys changed.
     pub fn replace(&mut self, i: usize, items: BTreeMap<String, Item>, revision: String) -> usize {
@@ -203,6 +198,42 @@ impl Inventory {
             .count();
         part.items = items;
         part.status.synced = true;
+        part.status.revision = revision;
+        part.status.lists += 1;
+        part.status.last_event = Some(SystemTime::now());
+        if changed > 0 {
+            self.mark_changed();
+        }
+        changed
+    }
+
+    /// The keys of source `i` that start with `prefix` are now exactly
+    /// `items` (a list of one kind of a source that lists kinds apart), at
+    /// `revision`. Unlike [`Self::replace`] it leaves `synced` to the
+    /// source. Returns how many keys changed.
+    pub fn replace_within(
+        &mut self,
+        i: usize,
+        prefix: &str,
+        items: BTreeMap<String, Item>,
+        revision: String,
+    ) -> usize {
+        let part = &mut self.parts[i];
+        let old: BTreeMap<String, Item> = part
+            .items
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let keys: BTreeSet<&String> = old.keys().chain(items.keys()).collect();
+        let changed = keys
+            .into_iter()
+            .filter(|k| old.get(*k) != items.get(*k))
+            .count();
+        for k in old.keys() {
+            part.items.remove(k);
+        }
+        part.items.extend(items);
         part.status.revision = revision;
         part.status.lists += 1;
         part.status.last_event = Some(SystemTime::now());
@@ -240,17 +271,23 @@ impl Inventory {
         }
     }
 
-    /// Notes a change: a new version, and the lag clock started if nothing
-    /// was pending.
+    /// Notes a change: a new version, and when it arrived.
     fn mark_changed(&mut self) {
-        self.bump();
+        self.version += 1;
+        if self.arrivals.len() == ARRIVALS {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back((self.version, Instant::now()));
     }
 
-    /// The lag clock restarts: everything up to now has been pushed.
-    pub fn pushed(&mut self, version: u64) {
-        if version == self.version {
-            self.changed_at = Instant::now();
-        }
+    /// When the first version after `pushed` arrived (the oldest change a
+    /// pusher that pushed `pushed` has not carried yet); `None` when there
+    /// is none, or it is too old to be remembered.
+    pub fn arrived_after(&self, pushed: u64) -> Option<Instant> {
+        self.arrivals
+            .iter()
+            .find(|(v, _)| *v > pushed)
+            .map(|(_, t)| *t)
     }
 
     /// The desired resources: every object of every source, the first
@@ -258,7 +295,6 @@ impl Inventory {
     pub fn desired(&self) -> Desired {
         let mut d = Desired {
             version: self.version,
-            changed_at: Some(self.changed_at),
             ..Desired::default()
         };
         for part in &self.parts {
@@ -322,8 +358,12 @@ mod tests {
             "MODIFIED",
         );
         assert_eq!(inv.version(), v);
+        let before = Instant::now();
         inv.set(0, "a", None, "11".into(), "GlobalNetworkSet", "DELETED");
         assert_eq!(inv.version(), v + 1);
+        // A pusher that pushed `v` is behind from the deletion on.
+        assert!(inv.arrived_after(v).unwrap() >= before);
+        assert!(inv.arrived_after(v + 1).is_none());
         assert!(inv.desired().resources.is_empty());
     }
 

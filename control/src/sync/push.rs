@@ -261,9 +261,13 @@ async fn session(
     let mut rejected: BTreeMap<String, Arc<Value>> = BTreeMap::new();
     loop {
         // 2. Every source synced, and something new.
-        let desired = {
+        let pushed = status.lock().expect("not poisoned").version;
+        let (desired, arrived) = {
             let inv = inventory.lock().await;
-            inv.synced().then(|| inv.desired())
+            (
+                inv.synced().then(|| inv.desired()),
+                inv.arrived_after(pushed),
+            )
         };
         let Some(desired) = desired else {
             changed.changed().await.context("the inventory is gone")?;
@@ -278,7 +282,6 @@ async fn session(
                 s.version = desired.version;
                 s.rejected = rejected_report(&rejected, &s.rejected);
             }
-            inventory.lock().await.pushed(desired.version);
             changed.changed().await.context("the inventory is gone")?;
             tokio::time::sleep(batch).await;
             continue;
@@ -315,8 +318,7 @@ async fn session(
                     held.remove(id);
                 }
                 generation = answer.generation;
-                let lag = desired.changed_at.map(|t| t.elapsed());
-                inventory.lock().await.pushed(desired.version);
+                let lag = arrived.map(|t| t.elapsed());
                 let mut s = status.lock().expect("not poisoned");
                 s.generation = generation;
                 s.enforced = generation;
