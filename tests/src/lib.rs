@@ -16,6 +16,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod k8s;
+
 /// The `causeway` binary next to the test binary's profile directory.
 ///
 /// # Panics

@@ -136,9 +136,9 @@ pub fn read(k: &str, value: &[u8]) -> Result<Read, String> {
         .cloned()
         .unwrap_or_else(|| json!({}));
     match kind {
-        "GlobalNetworkPolicy" | "NetworkPolicy" | "Tier" | "GlobalNetworkSet" | "NetworkSet" => {
-            Ok(Read::Resource(calico_kind(kind, &key, meta, spec)))
-        }
+        "GlobalNetworkPolicy" | "NetworkPolicy" | "Tier" | "GlobalNetworkSet" | "NetworkSet" => Ok(
+            Read::Resource(policy_kind(kind, key.name, key.namespace, meta, spec)),
+        ),
         "WorkloadEndpoint" => workload_endpoint(&key, &labels, &spec).map(Read::Resource),
         "HostEndpoint" => host_endpoint(&key, &labels, &spec).map(Read::Resource),
         "Profile" => Ok(profile(&key, &spec).map_or(Read::Ignored, Read::Resource)),
@@ -161,8 +161,16 @@ fn kind_of(plural: &str) -> Option<&'static str> {
     })
 }
 
-/// A Calico policy kind as is, with only the metadata a manifest carries.
-fn calico_kind(kind: &str, key: &Key<'_>, meta: Option<&Map<String, Value>>, spec: Value) -> Value {
+/// A Calico policy kind (a policy, tier or network set) named `name` (in
+/// `namespace`) as is, with only the metadata a manifest carries; the name
+/// in the stashed v3 metadata, if any, wins over `name`.
+pub(crate) fn policy_kind(
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+    meta: Option<&Map<String, Value>>,
+    spec: Value,
+) -> Value {
     let mut annotations = meta
         .and_then(|m| m.get("annotations"))
         .and_then(Value::as_object)
@@ -175,9 +183,9 @@ fn calico_kind(kind: &str, key: &Key<'_>, meta: Option<&Map<String, Value>>, spe
     let name = stashed
         .as_ref()
         .and_then(|m| m["name"].as_str())
-        .map_or_else(|| key.name.to_owned(), str::to_owned);
+        .map_or_else(|| name.to_owned(), str::to_owned);
     let mut metadata = json!({ "name": name });
-    if let Some(ns) = key.namespace {
+    if let Some(ns) = namespace {
         metadata["namespace"] = json!(ns);
     }
     if let Some(labels) = meta.and_then(|m| m.get("labels")).filter(|l| non_empty(l)) {
@@ -194,7 +202,7 @@ fn calico_kind(kind: &str, key: &Key<'_>, meta: Option<&Map<String, Value>>, spe
     })
 }
 
-fn non_empty(v: &Value) -> bool {
+pub(crate) fn non_empty(v: &Value) -> bool {
     v.as_object().is_some_and(|m| !m.is_empty())
 }
 

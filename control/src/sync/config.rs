@@ -320,13 +320,10 @@ impl SyncConfig {
                 (
                     1,
                     SourceConfig {
-                        kubernetes: Some(_),
+                        kubernetes: Some(k),
                         ..
                     },
-                ) => errors.push(format!(
-                    "sources[{i}].kubernetes: the Kubernetes API source is not built yet; \
-                     use etcdv3 or manifests"
-                )),
+                ) => sources.push((s.name.clone(), SourceKind::Kubernetes(k.clone()))),
                 _ => errors.push(format!(
                     "sources[{i}] (`{}`): give exactly one of etcdv3, manifests, kubernetes",
                     s.name

@@ -2,7 +2,8 @@
 //! the cluster.
 //!
 //! ```text
-//! sources (etcd.rs: Calico's etcdv3; manifests.rs: a directory)
+//! sources (etcd.rs: Calico's etcdv3; kubernetes.rs: the Kubernetes API;
+//!    │     manifests.rs: a directory)
 //!    │  list, then watch; a relist is diffed, never replayed
 //!    ▼
 //! inventory.rs    every source's objects as causeway resources; bad ones
@@ -25,6 +26,7 @@ pub mod calico;
 pub mod config;
 pub mod etcd;
 pub mod inventory;
+pub mod kubernetes;
 pub mod manifests;
 pub mod push;
 pub mod status;
@@ -138,7 +140,7 @@ pub fn run(args: &SyncArgs) -> Result<()> {
             match kind {
                 SourceKind::Etcd(c) => tokio::spawn(etcd::run(index, name, c, inv, tx)),
                 SourceKind::Manifests(c) => tokio::spawn(manifests::run(index, name, c, inv, tx)),
-                SourceKind::Kubernetes(_) => unreachable!("refused by SyncConfig::check"),
+                SourceKind::Kubernetes(c) => tokio::spawn(kubernetes::run(index, name, c, inv, tx)),
             };
         }
         // Pushers: one per appliance, each on its own connection.

@@ -1,0 +1,255 @@
+//! `causeway sync` against the Kubernetes API: the API server double
+//! (`tests/k8s-apiserver/`, proved against kubectl in `k8s_double.rs`)
+//! changed with the real `kubectl`, the appliance of a lab enforcing what
+//! the cluster holds on real connections.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use causeway_tests::{Lab, causeway_bin, k8s::Double, ok, sh, wait_for};
+use serde_json::Value;
+
+/// A process killed and reaped when dropped (also when the test fails).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const CLUSTER: &str = r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: lab
+  labels: {site: edge}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: lab
+  labels: {role: client}
+spec:
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: server
+  namespace: lab
+  labels: {role: server}
+spec:
+  containers:
+  - name: s
+    image: nginx
+    ports: [{name: http, containerPort: 8080}]
+"#;
+
+const POLICY: &str = r#"apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.server-ingress}
+spec:
+  tier: security
+  order: 10
+  selector: role == 'server'
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {selector: role == 'client', namespaceSelector: site == 'edge'}
+    destination: {ports: [http]}
+"#;
+
+/// Gives `pod` its address the way a kubelet does: the status subresource.
+fn running(k8s: &Double, pod: &str, ip: &str) {
+    k8s.kubectl(&format!(
+        "patch pod {pod} -n lab --subresource=status --type=merge \
+         -p '{{\"status\":{{\"phase\":\"Running\",\"podIP\":\"{ip}\",\"podIPs\":[{{\"ip\":\"{ip}\"}}]}}}}'"
+    ));
+}
+
+fn start_sync(lab: &Lab, k8s: &Double) -> Reaped {
+    let socket = lab.status()["appliance"]["control_socket"]
+        .as_str()
+        .expect("control socket")
+        .to_owned();
+    let log = std::fs::File::create(k8s.dir.join("sync.log")).unwrap();
+    let child = Command::new(causeway_bin())
+        .args([
+            "sync",
+            "--appliance",
+            &format!("unix:{socket}"),
+            "--status-socket",
+            k8s.dir.join("sync.sock").to_str().unwrap(),
+        ])
+        .env("DATASTORE_TYPE", "kubernetes")
+        .env("KUBECONFIG", k8s.dir.join("kubeconfig"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("causeway sync starts");
+    Reaped(child)
+}
+
+fn sync_status(dir: &Path) -> Value {
+    let out = sh(&format!(
+        "{} sync status --socket {} -o json",
+        causeway_bin().display(),
+        dir.join("sync.sock").display()
+    ));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn listeners(lab: &Lab) -> Reaped {
+    let script = "import socket, threading, time\n\
+         def serve(p):\n    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    \
+         s.bind(('10.2.0.2', p)); s.listen(64)\n    while True:\n        c, _ = s.accept(); c.close()\n\
+         for p in (8080, 9090):\n    threading.Thread(target=serve, args=(p,), daemon=True).start()\n\
+         print('ready', flush=True)\ntime.sleep(3600)\n";
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("b"), "python3", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 in island B");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    Reaped(child)
+}
+
+fn connects(lab: &Lab, port: u16) -> bool {
+    lab.try_exec(
+        "a",
+        &format!("timeout 4 python3 -c \"import socket; socket.create_connection(('10.2.0.2', {port}), timeout=1.5)\""),
+    )
+    .status
+    .success()
+}
+
+fn verdicts_become(lab: &Lab, want: (bool, bool), what: &str, k8s: &Double) {
+    let got = wait_for(Duration::from_secs(20), || {
+        let v = (connects(lab, 8080), connects(lab, 9090));
+        (v == want).then_some(v)
+    });
+    assert!(
+        got.is_some(),
+        "{what}: 8080/9090 never became {want:?}\nsync status: {}\nsync log: {}",
+        sync_status(&k8s.dir),
+        std::fs::read_to_string(k8s.dir.join("sync.log")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn the_clusters_pods_and_calico_policy_are_enforced_and_follow_kubectl() {
+    let k8s = Double::start("sync");
+    k8s.kubectl(&format!(
+        "apply -f {}",
+        k8s.file("cluster.yaml", CLUSTER).display()
+    ));
+    running(&k8s, "client", "10.1.0.2");
+    running(&k8s, "server", "10.2.0.2");
+    k8s.kubectl(&format!(
+        "apply -f {}",
+        k8s.file("policy.yaml", POLICY).display()
+    ));
+    let lab = Lab::start("syncku");
+    let _servers = listeners(&lab);
+    let sync = start_sync(&lab, &k8s);
+
+    verdicts_become(&lab, (true, false), "after the first sync", &k8s);
+    let status = sync_status(&k8s.dir);
+    assert_eq!(status["sources"][0]["kind"], "kubernetes", "{status}");
+    assert_eq!(status["synced"], true, "{status}");
+    let listed = ok(&format!(
+        "{} ctl --lab {} list --owner sync/default",
+        causeway_bin().display(),
+        lab.name
+    ));
+    for want in [
+        "Pod",
+        "server",
+        "client",
+        "Namespace",
+        "security.server-ingress",
+    ] {
+        assert!(listed.contains(want), "{want} missing:\n{listed}");
+    }
+
+    // kubectl label: the client no longer matches.
+    k8s.kubectl("label pod client -n lab role=visitor --overwrite");
+    verdicts_become(&lab, (false, false), "after relabelling the client", &k8s);
+    k8s.kubectl("label pod client -n lab role=client --overwrite");
+    verdicts_become(&lab, (true, false), "after labelling it back", &k8s);
+    // The namespace's label is part of the match too.
+    k8s.kubectl("label namespace lab site=core --overwrite");
+    verdicts_become(
+        &lab,
+        (false, false),
+        "after relabelling the namespace",
+        &k8s,
+    );
+    k8s.kubectl("label namespace lab site=edge --overwrite");
+    verdicts_become(
+        &lab,
+        (true, false),
+        "after labelling the namespace back",
+        &k8s,
+    );
+
+    // Dropped watches resume; a change made meanwhile arrives.
+    k8s.curl("-X POST", "/_double/drop-watches");
+    k8s.kubectl("delete globalnetworkpolicies.projectcalico.org security.server-ingress");
+    verdicts_become(
+        &lab,
+        (true, true),
+        "after the watches dropped and the policy was deleted",
+        &k8s,
+    );
+
+    // A resourceVersion compacted while the sync could not read: an
+    // in-stream 410, a relist, and the change arrives with no gap.
+    let pid = sync.0.id();
+    ok(&format!("kill -STOP {pid}"));
+    k8s.curl("-X POST", "/_double/drop-watches");
+    k8s.kubectl(&format!(
+        "apply -f {}",
+        k8s.file("policy.yaml", POLICY).display()
+    ));
+    let rv = k8s.resource_version();
+    k8s.curl("-X POST", &format!("/_double/compact?rv={rv}"));
+    ok(&format!("kill -CONT {pid}"));
+    verdicts_become(
+        &lab,
+        (true, false),
+        "after a compaction past the watches",
+        &k8s,
+    );
+    let status = wait_for(Duration::from_secs(10), || {
+        let s = sync_status(&k8s.dir);
+        (s["sources"][0]["compactions"].as_u64()? >= 1).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no 410 seen: {}", sync_status(&k8s.dir)));
+    assert!(
+        status["sources"][0]["lists"].as_u64().unwrap() > 8,
+        "{status}"
+    );
+
+    // A pod deleted: its address has no endpoint, so no policy applies.
+    k8s.kubectl("delete pod server -n lab");
+    verdicts_become(&lab, (true, true), "after the server pod was deleted", &k8s);
+}
