@@ -8,8 +8,11 @@
 # with per-rule counters, applied through the control API (causeway ctl),
 # refused when wrong, and still in force after a restart. Before the gates, the armoured car: curl over mTLS
 # through the terminator to three backends, a refused client, and psql and
-# redis-cli across two gateways. The lab is removed at the end, also when a
-# step fails.
+# redis-cli across two gateways. Last, the sync: Calico policy and workload
+# endpoints written into a real etcd as calicoctl writes them, carried to the
+# appliance by `causeway sync`, the verdicts following etcd's changes, and
+# still enforced once etcd and the sync are gone. The lab is removed at the
+# end, also when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -19,7 +22,14 @@ CW=$PWD/target/release/causeway
 LAB=${LAB:-demo}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-cleanup() { step "causeway lab down --name $LAB"; "$CW" lab down --name "$LAB" || true; }
+# The sync's etcd and `causeway sync` run in the host's namespace, outside
+# the lab: stopped here before the lab goes, also when a step fails.
+ETCD_PID= SYNC_PID= SYNC_DIR=
+cleanup() {
+  for pid in $SYNC_PID $ETCD_PID; do kill "$pid" 2>/dev/null || true; done
+  if [ -n "$SYNC_DIR" ]; then rm -rf "$SYNC_DIR"; fi
+  step "causeway lab down --name $LAB"; "$CW" lab down --name "$LAB" || true
+}
 "$CW" lab down --name "$LAB" >/dev/null 2>&1 || true
 trap cleanup EXIT
 
@@ -132,3 +142,100 @@ echo -n "TCP 22 (denied):   "; ip netns exec "$LAB-a" curl -s -m 3 -o /dev/null 
 step "per-rule counters: the allow rule and the tier's default deny"
 "$CW" stats --lab "$LAB"
 kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+
+# ----------------------------------------------------------------- the sync
+# Calico's etcdv3 datastore, a real etcd on loopback, written the way
+# calicoctl writes it (tests/python/calico_etcd.py); `causeway sync` carries
+# it to the appliance as owner sync/default.
+SYNC_DIR=/run/causeway/lab/$LAB/sync
+rm -rf "$SYNC_DIR" && mkdir -p "$SYNC_DIR"
+CONTROL=$("$CW" lab status --name "$LAB" -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["appliance"]["control_socket"])')
+# TCP from island A to island B's server: "connects" or "no answer".
+tcp() {
+  ip netns exec "$LAB-a" curl -s --connect-timeout 1.5 -m 3 -o /dev/null "http://10.2.0.2:$1/" \
+    && echo connects || echo "no answer"
+}
+# Shows TCP 8080 and 9090 once they get $1 and $2, waiting at most $3
+# seconds (default 20; 0: they must already).
+verdicts() {
+  local deadline=$((SECONDS + ${3:-20})) a b
+  while :; do
+    a=$(tcp 8080); b=$(tcp 9090)
+    [ "$a/$b" = "$1/$2" ] && break
+    if [ $SECONDS -ge $deadline ]; then
+      echo "TCP 8080: $a, TCP 9090: $b; expected $1 and $2. The sync's log:"
+      tail -20 "$SYNC_DIR/sync.log" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.2
+  done
+  printf 'TCP 10.2.0.2:8080 (http): %-9s  TCP 10.2.0.2:9090: %s\n' "$a" "$b"
+}
+calico() { python3 tests/python/calico_etcd.py --endpoint "$ETCD" "$@"; }
+
+step "the sync, first: ctl's resources from above removed (the sync's Pods claim their addresses, its Tier and policy their names)"
+"$CW" ctl --lab "$LAB" list --owner ctl
+"$CW" ctl --lab "$LAB" apply --replace -f - --wait </dev/null   # nothing: ctl's whole set becomes empty
+
+step "listeners on island B's 10.2.0.2:8080 and :9090; no policy selects the server, both connect"
+ip netns exec "$LAB-b" python3 -m http.server 8080 --bind 10.2.0.2 >/dev/null 2>&1 &
+LISTENERS=$!
+ip netns exec "$LAB-b" python3 -m http.server 9090 --bind 10.2.0.2 >/dev/null 2>&1 &
+LISTENERS="$LISTENERS $!"
+for _ in $(seq 50); do
+  [ "$(ip netns exec "$LAB-b" ss -Hltn '( sport = :8080 or sport = :9090 )' | wc -l)" = 2 ] && break
+  sleep 0.1
+done
+verdicts connects connects
+
+# Two free loopback ports, for etcd's clients and its peers.
+read -r CLIENT_PORT PEER_PORT < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
+ETCD=http://127.0.0.1:$CLIENT_PORT PEER=http://127.0.0.1:$PEER_PORT
+step "etcd on $ETCD (Calico's etcdv3 datastore); examples/calico-etcd written into it as calicoctl writes"
+etcd --name causeway-demo --data-dir "$SYNC_DIR/etcd" \
+  --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+  --listen-peer-urls "$PEER" --initial-advertise-peer-urls "$PEER" \
+  --initial-cluster "causeway-demo=$PEER" >"$SYNC_DIR/etcd.log" 2>&1 &
+ETCD_PID=$!
+for _ in $(seq 100); do curl -sf -m 1 "$ETCD/health" >/dev/null && break; sleep 0.2; done
+curl -sf -m 1 "$ETCD/health" || { echo "etcd did not come up:"; tail -20 "$SYNC_DIR/etcd.log"; exit 1; }
+echo
+calico apply examples/calico-etcd/endpoints.json
+calico apply examples/calico-etcd/policy.json
+
+step "DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=$ETCD causeway sync --appliance unix:$CONTROL: the policy in etcd is enforced"
+DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=$ETCD "$CW" sync --appliance "unix:$CONTROL" \
+  --status-socket "$SYNC_DIR/sync.sock" >"$SYNC_DIR/sync.log" 2>&1 &
+SYNC_PID=$!
+verdicts connects "no answer"
+
+step "what the sync holds (ctl list --owner sync/default), and how it stands (causeway sync status)"
+"$CW" ctl --lab "$LAB" list --owner sync/default
+"$CW" sync status --socket "$SYNC_DIR/sync.sock"
+echo -n "an operator's delete of the sync's policy: "
+"$CW" ctl --lab "$LAB" delete globalnetworkpolicy security.server-ingress 2>&1 | tail -1 || true
+
+step "etcd changes, the verdicts follow: the GlobalNetworkPolicy deleted in etcd, then written back"
+calico delete GlobalNetworkPolicy security.server-ingress
+verdicts connects connects
+calico apply examples/calico-etcd/policy.json
+verdicts connects "no answer"
+
+step "etcd stopped: the sync says so, and the appliance keeps enforcing what it holds (fail static)"
+kill "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null || true; ETCD_PID=
+for _ in $(seq 100); do
+  "$CW" sync status --socket "$SYNC_DIR/sync.sock" | grep -q '^source .*disconnected' && break
+  sleep 0.2
+done
+"$CW" sync status --socket "$SYNC_DIR/sync.sock" | tee "$SYNC_DIR/status.txt"
+grep -q '^source .*disconnected' "$SYNC_DIR/status.txt" || { echo "the sync did not notice etcd went"; exit 1; }
+verdicts connects "no answer" 0
+
+step "the sync stopped too: still enforced; etcd's data removed"
+kill "$SYNC_PID"; wait "$SYNC_PID" 2>/dev/null || true; SYNC_PID=
+verdicts connects "no answer" 0
+kill $LISTENERS 2>/dev/null || true; wait 2>/dev/null || true
+rm -rf "$SYNC_DIR"; SYNC_DIR=

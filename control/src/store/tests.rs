@@ -677,5 +677,8 @@ spec: {tier: security, selector: all(), ingress: [{action: Allow}]}
     let Err(Refusal::Invalid(errors)) = apply(&Desired::default(), policy) else {
         panic!("accepted without its tier");
     };
-    assert!(errors[0].message.contains("tier `security` is not defined"), "{errors:?}");
+    assert!(
+        errors[0].message.contains("tier `security` is not defined"),
+        "{errors:?}"
+    );
 }
