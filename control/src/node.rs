@@ -408,7 +408,9 @@ impl Node {
         }
         let wanted = desired.appliance_set();
         let had = old.appliance_set();
-        if wanted.services == had.services && wanted.identities == had.identities {
+        // Resolved, so that a Service's endpoints changing changes them.
+        if wanted.service_configs() == had.service_configs() && wanted.identities == had.identities
+        {
             self.terminator_generation
                 .store(generation, Ordering::Release);
             return;

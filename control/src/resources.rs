@@ -118,8 +118,13 @@ pub struct TlsServiceSpec {
     /// The upstream-facing mTLS (originate modes).
     #[serde(default)]
     pub upstream_tls: Option<ServiceUpstreamTlsSpec>,
-    /// The upstream endpoints.
+    /// The upstream endpoints (or `upstream_service`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<SocketAddr>,
+    /// A Kubernetes Service whose ready endpoints are the upstreams,
+    /// following its EndpointSlices (as a sync stores them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_service: Option<UpstreamService>,
     /// `round-robin`, `peak-ewma` or `maglev`.
     #[serde(default)]
     pub balancer: BalancerName,
@@ -140,6 +145,170 @@ pub struct TlsServiceSpec {
 fn max_connections() -> usize {
     10_000
 }
+
+/// A Kubernetes Service and one of its ports: a TLSService's upstreams.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamService {
+    /// The Service's name.
+    pub name: String,
+    /// Its namespace (default: `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The Service port: its name, or its number.
+    pub port: PortRef,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// A Service port by name or by number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    /// Its number (`port` in the Service).
+    Number(u16),
+    /// Its name.
+    Name(String),
+}
+
+/// What the appliance knows of Kubernetes Services: their ports and the
+/// endpoints their EndpointSlices list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceViews {
+    /// (namespace, name) → the Service's ports.
+    pub services: BTreeMap<(String, String), ServicePorts>,
+    /// (namespace, service name) → its EndpointSlices.
+    pub slices: BTreeMap<(String, String), Vec<EndpointSliceSpec>>,
+}
+
+impl ServiceViews {
+    /// The ready endpoints of `s` (in a stable order, without repeats):
+    /// every ready address of its EndpointSlices with the slice's port for
+    /// the Service port `s.port` names (a slice port carries the Service
+    /// port's name; a Service of one unnamed port has slice ports without
+    /// a name).
+    pub fn endpoints(&self, s: &UpstreamService) -> Vec<SocketAddr> {
+        let key = (s.namespace.clone(), s.name.clone());
+        let name: Option<String> = match &s.port {
+            PortRef::Name(n) => Some(n.clone()),
+            PortRef::Number(p) => match self.services.get(&key) {
+                Some(ports) => match ports.ports.iter().find(|x| x.port == *p) {
+                    Some(found) => found.name.clone(),
+                    None => return Vec::new(),
+                },
+                None => return Vec::new(),
+            },
+        };
+        let mut out: Vec<SocketAddr> = self
+            .slices
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .flat_map(|slice| {
+                let port = slice
+                    .ports
+                    .iter()
+                    .find(|p| p.name == name)
+                    .and_then(|p| p.port);
+                slice
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.conditions.ready != Some(false))
+                    .flat_map(|e| e.addresses.iter())
+                    .filter_map(move |a| Some(SocketAddr::new(a.parse().ok()?, port?)))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// A Kubernetes Service's ports (what a TLSService's `upstream_service`
+/// names); the rest of a Service is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ServicePorts {
+    /// Its ports.
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+}
+
+/// A Service port.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ServicePort {
+    /// Its name (needed when the Service has more than one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The Service's port.
+    pub port: u16,
+}
+
+/// A discovery.k8s.io/v1 EndpointSlice: endpoints of one Service, with the
+/// ports they listen on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct EndpointSliceSpec {
+    /// The endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<SliceEndpoint>,
+    /// The ports every endpoint of the slice serves.
+    #[serde(default)]
+    pub ports: Vec<SlicePort>,
+}
+
+/// One endpoint of an EndpointSlice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SliceEndpoint {
+    /// Its addresses.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// `ready: false` means it takes no new connections.
+    #[serde(default)]
+    pub conditions: SliceConditions,
+}
+
+/// An endpoint's conditions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SliceConditions {
+    /// Absent means ready, as Kubernetes reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+}
+
+/// A port of an EndpointSlice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SlicePort {
+    /// The Service port's name it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The endpoints' port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// A Kubernetes Service or one of its EndpointSlices: where a TLSService
+/// that names a Service finds its upstreams. Policy ignores them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceDiscovery {
+    /// v1 Service.
+    Service(ServicePorts),
+    /// discovery.k8s.io/v1 EndpointSlice.
+    EndpointSlice(EndpointSliceSpec),
+}
+
+impl ServiceDiscovery {
+    /// The kind as manifests spell it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Service(_) => "Service",
+            Self::EndpointSlice(_) => "EndpointSlice",
+        }
+    }
+}
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// One of causeway's appliance kinds.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +363,9 @@ pub struct ApplianceSet {
     pub identities: BTreeMap<String, IdentitySpec>,
     /// TLS services, by name.
     pub services: BTreeMap<String, TlsServiceSpec>,
+    /// Kubernetes Services and EndpointSlices, for TLS services that name
+    /// a Service.
+    pub views: ServiceViews,
 }
 
 impl ApplianceSet {
@@ -313,7 +485,21 @@ impl ApplianceSet {
             mode: s.mode,
             tls,
             upstream_tls,
-            upstreams: s.upstreams.clone(),
+            upstreams: match &s.upstream_service {
+                Some(u) => self.views.endpoints(u),
+                None => s.upstreams.clone(),
+            },
+            upstreams_from: s.upstream_service.as_ref().map(|u| {
+                format!(
+                    "the ready endpoints of Service {}/{} port {}",
+                    u.namespace,
+                    u.name,
+                    match &u.port {
+                        PortRef::Name(n) => n.clone(),
+                        PortRef::Number(p) => p.to_string(),
+                    }
+                )
+            }),
             balancer: s.balancer,
             timeouts: s.timeouts,
             retry_budget: s.retry_budget,
@@ -425,6 +611,13 @@ impl ApplianceSet {
         let mut services = Vec::new();
         let mut names = Vec::new();
         for (name, s) in &self.services {
+            if s.upstream_service.is_some() && !s.upstreams.is_empty() {
+                out.push(Problem {
+                    resource: format!("TLSService/{name}"),
+                    field: "spec.upstream_service".into(),
+                    message: "give upstreams or upstream_service, not both".into(),
+                });
+            }
             match self.service_config(name, s) {
                 Ok(c) => {
                     services.push(c);
@@ -531,6 +724,7 @@ impl ApplianceSet {
                     tls,
                     upstream_tls,
                     upstreams: s.upstreams.clone(),
+                    upstream_service: None,
                     balancer: s.balancer,
                     timeouts: s.timeouts,
                     retry_budget: s.retry_budget,

@@ -253,3 +253,132 @@ fn the_clusters_pods_and_calico_policy_are_enforced_and_follow_kubectl() {
     k8s.kubectl("delete pod server -n lab");
     verdicts_become(&lab, (true, true), "after the server pod was deleted", &k8s);
 }
+
+const SERVICE: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: lab}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: lab}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
+/// An EndpointSlice of Service lab/web: one endpoint, 10.2.0.2 (where the
+/// lab's backends listen), on `port`.
+fn slice(name: &str, port: u16, ready: bool) -> String {
+    format!(
+        r#"apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  namespace: lab
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints:
+- addresses: [10.2.0.2]
+  conditions: {{ready: {ready}}}
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+"#
+    )
+}
+
+/// The backends that answer 9 requests to the lab's demo service.
+fn backends_answering(lab: &Lab) -> std::collections::BTreeSet<String> {
+    let pki = format!("/run/causeway/lab/{}/pki", lab.name);
+    (0..9)
+        .filter_map(|_| {
+            let out = lab.try_exec(
+                "a",
+                &format!(
+                    "curl -s -m 3 --cacert {pki}/ca.pem --cert {pki}/client.pem --key {pki}/client-key.pem \
+                     --resolve demo.causeway.lab:443:10.100.0.10 https://demo.causeway.lab/"
+                ),
+            );
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            body.trim()
+                .strip_prefix("hello from ")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tls_service_naming_a_kubernetes_service_follows_its_endpoint_slices() {
+    let k8s = Double::start("svc");
+    k8s.kubectl(&format!(
+        "apply -f {}",
+        k8s.file("service.yaml", SERVICE).display()
+    ));
+    for (name, port) in [("web-a", 8081), ("web-b", 8082)] {
+        k8s.kubectl(&format!(
+            "apply -f {}",
+            k8s.file(&format!("{name}.yaml"), &slice(name, port, true))
+                .display()
+        ));
+    }
+    let lab = Lab::start("syncsv");
+    let _sync = start_sync(&lab, &k8s);
+    let ctl = |args: &str| {
+        ok(&format!(
+            "{} ctl --lab {} {args}",
+            causeway_bin().display(),
+            lab.name
+        ))
+    };
+    wait_for(Duration::from_secs(20), || {
+        ctl("list --owner sync/default")
+            .contains("web-b")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the slices did not arrive: {}", sync_status(&k8s.dir)));
+
+    // The lab's demo service takes its upstreams from Service lab/web now
+    // (an operator's change to what the configuration file seeded).
+    let mut svc: Value = serde_json::from_str(&ctl("get tlsservice demo -o json")).unwrap();
+    let spec = svc["spec"].as_object_mut().unwrap();
+    spec.remove("upstreams");
+    spec.insert(
+        "upstream_service".into(),
+        serde_json::json!({"namespace": "lab", "name": "web", "port": "http"}),
+    );
+    let file = k8s.file("demo.json", &svc.to_string());
+    ctl(&format!("apply -f {} --force --wait", file.display()));
+    let two: std::collections::BTreeSet<String> =
+        ["backend-1".to_owned(), "backend-2".to_owned()].into();
+    wait_for(Duration::from_secs(20), || {
+        (backends_answering(&lab) == two).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the pool is not the two slices' endpoints: {:?}",
+            backends_answering(&lab)
+        )
+    });
+
+    // An endpoint no longer ready leaves the pool; a new slice joins it.
+    k8s.kubectl(&format!(
+        "apply -f {}",
+        k8s.file("web-b.yaml", &slice("web-b", 8082, false))
+            .display()
+    ));
+    k8s.kubectl(&format!(
+        "apply -f {}",
+        k8s.file("web-c.yaml", &slice("web-c", 8083, true))
+            .display()
+    ));
+    let now: std::collections::BTreeSet<String> =
+        ["backend-1".to_owned(), "backend-3".to_owned()].into();
+    wait_for(Duration::from_secs(20), || {
+        (backends_answering(&lab) == now).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the pool did not follow the slices: {:?}\n{}",
+            backends_answering(&lab),
+            sync_status(&k8s.dir)
+        )
+    });
+}

@@ -81,6 +81,12 @@ pub struct ServiceConfig {
     pub upstream_tls: Option<UpstreamTlsConfig>,
     /// The upstream endpoints.
     pub upstreams: Vec<SocketAddr>,
+    /// Where `upstreams` come from when not from this file: e.g. a
+    /// Kubernetes Service's ready endpoints. The list may then be empty
+    /// (the Service has none ready): clients are refused, counted as
+    /// `no_endpoint`, until it has some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstreams_from: Option<String>,
     /// `round-robin`, `peak-ewma` (power of two choices, Linkerd's
     /// default) or `maglev` (consistent hashing on the client address).
     #[serde(default)]
@@ -380,7 +386,7 @@ impl TerminatorConfig {
                     );
                 }
             }
-            if s.upstreams.is_empty() {
+            if s.upstreams.is_empty() && s.upstreams_from.is_none() {
                 err(
                     at("upstreams"),
                     "list at least one upstream endpoint".into(),

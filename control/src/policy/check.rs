@@ -54,7 +54,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
 /// `ok: 3 GlobalNetworkPolicy, 2 NetworkPolicy, 1 Tier, ...`: how many
 /// resources of each kind, kinds in a fixed order, absent kinds left out.
 pub fn summary(all: &[Loaded]) -> String {
-    const ORDER: [&str; 13] = [
+    const ORDER: [&str; 15] = [
         "GlobalNetworkPolicy",
         "NetworkPolicy",
         "networking.k8s.io/NetworkPolicy",
@@ -68,6 +68,8 @@ pub fn summary(all: &[Loaded]) -> String {
         "Route",
         "Identity",
         "TLSService",
+        "Service",
+        "EndpointSlice",
     ];
     let mut counts = [0usize; ORDER.len()];
     for l in all {
@@ -81,6 +83,10 @@ pub fn summary(all: &[Loaded]) -> String {
             Resource::Pod { .. } => 6,
             Resource::Namespace { .. } => 7,
             Resource::StaticEndpoint { .. } => 8,
+            Resource::ServiceDiscovery { ref spec, .. } => match spec {
+                crate::resources::ServiceDiscovery::Service(_) => 13,
+                crate::resources::ServiceDiscovery::EndpointSlice(_) => 14,
+            },
             Resource::Appliance { ref spec, .. } => match spec.kind() {
                 "Port" => 9,
                 "Route" => 10,

@@ -22,6 +22,8 @@ pub const K8S_NETWORKING_API: &str = "networking.k8s.io/v1";
 pub const K8S_CORE_API: &str = "v1";
 /// causeway's own kinds.
 pub const CAUSEWAY_API: &str = "causeway.dev/v1alpha1";
+/// The API version of Kubernetes' EndpointSlice.
+pub const K8S_DISCOVERY_API: &str = "discovery.k8s.io/v1";
 
 /// Object metadata. The fields Kubernetes adds on `get -o yaml` are
 /// accepted and ignored.
@@ -671,6 +673,12 @@ pub enum Resource {
         metadata: Metadata,
         spec: StaticEndpointSpec,
     },
+    /// v1 Service or discovery.k8s.io/v1 EndpointSlice. Policy ignores
+    /// them.
+    ServiceDiscovery {
+        metadata: LooseMetadata,
+        spec: crate::resources::ServiceDiscovery,
+    },
     /// causeway.dev/v1alpha1 Port, Route, Identity or TLSService: what only
     /// an appliance has (see [`crate::resources`]). Policy ignores them.
     Appliance {
@@ -699,6 +707,9 @@ impl Resource {
             Self::Pod { metadata: m, .. } => ("Pod", m.namespace.as_deref(), &m.name),
             Self::StaticEndpoint { metadata: m, .. } => {
                 ("StaticEndpoint", m.namespace.as_deref(), &m.name)
+            }
+            Self::ServiceDiscovery { metadata: m, spec } => {
+                (spec.kind(), m.namespace.as_deref(), &m.name)
             }
             Self::Appliance { metadata: m, spec } => (spec.kind(), None, &m.name),
         };

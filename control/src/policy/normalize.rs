@@ -394,7 +394,7 @@ impl Normal {
                     pod: true,
                 })
             }
-            Resource::Appliance { .. } => Self::Nothing,
+            Resource::Appliance { .. } | Resource::ServiceDiscovery { .. } => Self::Nothing,
             Resource::StaticEndpoint { metadata, spec } => {
                 let namespace = metadata
                     .namespace

@@ -278,11 +278,13 @@ pub struct InputFile {
 /// The id a reference names: `kind/name` or `kind/namespace/name`; a
 /// namespaced kind without a namespace is in `default`.
 pub fn ref_id(kind: &str, namespace: &str, name: &str) -> String {
-    const DEFAULTS_NAMESPACE: [&str; 4] = [
+    const DEFAULTS_NAMESPACE: [&str; 6] = [
         "NetworkPolicy",
         "NetworkSet",
         "networking.k8s.io/NetworkPolicy",
         "Pod",
+        "Service",
+        "EndpointSlice",
     ];
     let ns = if namespace.is_empty() && DEFAULTS_NAMESPACE.contains(&kind) {
         "default"
@@ -297,7 +299,8 @@ pub fn ref_id(kind: &str, namespace: &str, name: &str) -> String {
 }
 
 /// Whether a resource is of the policy and endpoint kinds (not an
-/// appliance kind).
+/// appliance kind). Services and EndpointSlices come with the cluster's
+/// endpoints, so they count as such.
 fn is_policy_kind(r: &Resource) -> bool {
     !matches!(r, Resource::Appliance { .. })
 }
@@ -309,7 +312,9 @@ fn namespace_of(r: &Resource) -> Option<&str> {
         | Resource::NetworkSet { metadata, .. }
         | Resource::K8sNetworkPolicy { metadata, .. }
         | Resource::StaticEndpoint { metadata, .. } => metadata.namespace.as_deref(),
-        Resource::Pod { metadata, .. } => metadata.namespace.as_deref(),
+        Resource::Pod { metadata, .. } | Resource::ServiceDiscovery { metadata, .. } => {
+            metadata.namespace.as_deref()
+        }
         _ => None,
     }
 }
@@ -343,12 +348,34 @@ impl Desired {
         Ok(PolicySet::assemble(parts))
     }
 
-    /// The appliance kinds.
+    /// The appliance kinds, and the Kubernetes Services and EndpointSlices
+    /// TLS services may name.
     pub fn appliance_set(&self) -> ApplianceSet {
+        use crate::resources::{SERVICE_NAME_LABEL, ServiceDiscovery};
         let mut set = ApplianceSet::default();
         for e in self.entries.values() {
-            if let Resource::Appliance { metadata, spec } = &e.loaded.resource {
-                set.insert(&metadata.name, spec);
+            match &e.loaded.resource {
+                Resource::Appliance { metadata, spec } => set.insert(&metadata.name, spec),
+                Resource::ServiceDiscovery { metadata, spec } => {
+                    let ns = metadata.namespace.clone().unwrap_or_default();
+                    match spec {
+                        ServiceDiscovery::Service(ports) => {
+                            set.views
+                                .services
+                                .insert((ns, metadata.name.clone()), ports.clone());
+                        }
+                        ServiceDiscovery::EndpointSlice(slice) => {
+                            if let Some(service) = metadata.labels.get(SERVICE_NAME_LABEL) {
+                                set.views
+                                    .slices
+                                    .entry((ns, service.clone()))
+                                    .or_default()
+                                    .push(slice.clone());
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         set

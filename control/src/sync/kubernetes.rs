@@ -1,6 +1,7 @@
-//! The Kubernetes API source: namespaces, pods, Kubernetes NetworkPolicies
-//! and Calico's policy kinds as the cluster serves them, each listed and
-//! then watched on its own.
+//! The Kubernetes API source: namespaces, pods, Services and their
+//! EndpointSlices (the upstreams of TLS services that name a Service),
+//! Kubernetes NetworkPolicies and Calico's policy kinds as the cluster
+//! serves them, each listed and then watched on its own.
 //!
 //! Per kind, as the API's concepts prescribe
 //! (kubernetes.io/docs/reference/using-api/api-concepts):
@@ -55,7 +56,7 @@ struct Kind {
     calico: bool,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 10] = [
     Kind {
         group: "",
         version: "v1",
@@ -68,6 +69,20 @@ const KINDS: [Kind; 8] = [
         version: "v1",
         kind: "Pod",
         plural: "pods",
+        calico: false,
+    },
+    Kind {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        calico: false,
+    },
+    Kind {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
         calico: false,
     },
     Kind {
@@ -177,6 +192,47 @@ fn read(kind: Kind, served: Served, obj: &Value) -> Result<Option<Value>, String
     Ok(Some(match (kind.group, kind.kind) {
         ("", "Namespace") => json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}),
         ("", "Pod") => pod(metadata, obj),
+        ("", "Service") => {
+            let ports: Vec<Value> = obj["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match p["name"].as_str() {
+                    Some(n) => json!({"name": n, "port": p["port"]}),
+                    None => json!({"port": p["port"]}),
+                })
+                .collect();
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+                   "spec": {"ports": ports}})
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            let endpoints: Vec<Value> = obj["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let mut out = json!({"addresses": e["addresses"]});
+                    if let Some(ready) = e["conditions"]["ready"].as_bool() {
+                        out["conditions"] = json!({"ready": ready});
+                    }
+                    out
+                })
+                .collect();
+            let ports: Vec<Value> = obj["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let mut out = json!({"port": p["port"]});
+                    if let Some(n) = p["name"].as_str() {
+                        out["name"] = json!(n);
+                    }
+                    out
+                })
+                .collect();
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": metadata, "endpoints": endpoints, "ports": ports})
+        }
         ("networking.k8s.io", "NetworkPolicy") => json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": metadata, "spec": obj["spec"],

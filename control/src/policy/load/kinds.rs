@@ -8,16 +8,19 @@ use serde::{
 use serde_yaml::{Mapping, Value};
 
 use crate::policy::model::{
-    CALICO_API, CAUSEWAY_API, K8S_CORE_API, K8S_NETWORKING_API, K8sPolicySpec, LooseMetadata,
-    Metadata, NetworkSetSpec, PodSpec, PodStatus, PolicySpec, Resource, StaticEndpointSpec,
-    TierSpec,
+    CALICO_API, CAUSEWAY_API, K8S_CORE_API, K8S_DISCOVERY_API, K8S_NETWORKING_API, K8sPolicySpec,
+    LooseMetadata, Metadata, NetworkSetSpec, PodSpec, PodStatus, PolicySpec, Resource,
+    StaticEndpointSpec, TierSpec,
 };
-use crate::resources::{ApplianceSpec, IdentitySpec, PortSpec, RouteSpec, TlsServiceSpec};
+use crate::resources::{
+    ApplianceSpec, EndpointSliceSpec, IdentitySpec, PortSpec, RouteSpec, ServiceDiscovery,
+    ServicePorts, TlsServiceSpec,
+};
 
 /// What every error about kinds lists.
 pub(super) const UNDERSTOOD: &str = "projectcalico.org/v3 GlobalNetworkPolicy, NetworkPolicy, \
-     GlobalNetworkSet, NetworkSet and Tier; networking.k8s.io/v1 NetworkPolicy; v1 Namespace and Pod; \
-     causeway.dev/v1alpha1 StaticEndpoint, Port, Route, Identity and TLSService; and a List of these";
+     GlobalNetworkSet, NetworkSet and Tier; networking.k8s.io/v1 NetworkPolicy; v1 Namespace, Pod and \
+     Service; discovery.k8s.io/v1 EndpointSlice; causeway.dev/v1alpha1 StaticEndpoint, Port, Route, Identity and TLSService; and a List of these";
 
 /// A manifest's first two lines, for errors.
 pub(super) const EXAMPLE: &str =
@@ -34,6 +37,8 @@ pub(super) enum Kind {
     K8sNetworkPolicy,
     Namespace,
     Pod,
+    Service,
+    EndpointSlice,
     StaticEndpoint,
     Port,
     Route,
@@ -42,7 +47,7 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    const ALL: [(&'static str, &'static str, Self); 13] = [
+    const ALL: [(&'static str, &'static str, Self); 15] = [
         (CALICO_API, "GlobalNetworkPolicy", Self::GlobalNetworkPolicy),
         (CALICO_API, "NetworkPolicy", Self::NetworkPolicy),
         (CALICO_API, "GlobalNetworkSet", Self::GlobalNetworkSet),
@@ -51,6 +56,8 @@ impl Kind {
         (K8S_NETWORKING_API, "NetworkPolicy", Self::K8sNetworkPolicy),
         (K8S_CORE_API, "Namespace", Self::Namespace),
         (K8S_CORE_API, "Pod", Self::Pod),
+        (K8S_CORE_API, "Service", Self::Service),
+        (K8S_DISCOVERY_API, "EndpointSlice", Self::EndpointSlice),
         (CAUSEWAY_API, "StaticEndpoint", Self::StaticEndpoint),
         (CAUSEWAY_API, "Port", Self::Port),
         (CAUSEWAY_API, "Route", Self::Route),
@@ -101,6 +108,8 @@ impl Kind {
             Self::K8sNetworkPolicy => "networking.k8s.io/NetworkPolicy",
             Self::Namespace => "Namespace",
             Self::Pod => "Pod",
+            Self::Service => "Service",
+            Self::EndpointSlice => "EndpointSlice",
             Self::StaticEndpoint => "StaticEndpoint",
             Self::Port => "Port",
             Self::Route => "Route",
@@ -113,7 +122,12 @@ impl Kind {
     pub(super) fn defaults_namespace(self) -> bool {
         matches!(
             self,
-            Self::NetworkPolicy | Self::NetworkSet | Self::K8sNetworkPolicy | Self::Pod
+            Self::NetworkPolicy
+                | Self::NetworkSet
+                | Self::K8sNetworkPolicy
+                | Self::Pod
+                | Self::Service
+                | Self::EndpointSlice
         )
     }
 
@@ -171,6 +185,20 @@ impl Kind {
                     metadata: doc.metadata,
                     spec: doc.spec,
                     status: doc.status,
+                }
+            }
+            Self::Service => {
+                let doc = ServiceDoc::deserialize(d)?;
+                Resource::ServiceDiscovery {
+                    metadata: doc.metadata,
+                    spec: ServiceDiscovery::Service(doc.spec),
+                }
+            }
+            Self::EndpointSlice => {
+                let doc = EndpointSliceDoc::deserialize(d)?;
+                Resource::ServiceDiscovery {
+                    metadata: doc.metadata,
+                    spec: ServiceDiscovery::EndpointSlice(doc.slice),
                 }
             }
             Self::Port => {
@@ -244,6 +272,23 @@ struct K8sPolicyDoc {
     spec: K8sPolicySpec,
     #[serde(default, rename = "status")]
     _status: Option<IgnoredAny>,
+}
+
+/// A Service: only its name and ports matter; the rest is ignored.
+#[derive(Deserialize)]
+struct ServiceDoc {
+    metadata: LooseMetadata,
+    #[serde(default)]
+    spec: ServicePorts,
+}
+
+/// An EndpointSlice: its endpoints and ports (top-level fields, as
+/// Kubernetes has them); the rest is ignored.
+#[derive(Deserialize)]
+struct EndpointSliceDoc {
+    metadata: LooseMetadata,
+    #[serde(flatten)]
+    slice: EndpointSliceSpec,
 }
 
 /// A Pod: fields policy does not use are ignored.

@@ -46,7 +46,9 @@ pub(super) fn fill_defaults(resource: &mut Resource) {
         Resource::NetworkPolicy { metadata, .. }
         | Resource::NetworkSet { metadata, .. }
         | Resource::K8sNetworkPolicy { metadata, .. } => &mut metadata.namespace,
-        Resource::Pod { metadata, .. } => &mut metadata.namespace,
+        Resource::Pod { metadata, .. } | Resource::ServiceDiscovery { metadata, .. } => {
+            &mut metadata.namespace
+        }
         _ => return,
     };
     namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
@@ -107,6 +109,10 @@ pub(super) fn check(resource: &Resource) -> Vec<Issue> {
             for (i, ip) in status.pod_ips.iter().enumerate() {
                 address(&ip.ip, &at.key("podIPs").index(i).key("ip"), &mut out);
             }
+        }
+        Resource::ServiceDiscovery { metadata, .. } => {
+            subdomain_name(&metadata.name, &mut out);
+            namespace_name(metadata.namespace.as_deref(), &mut out);
         }
         Resource::StaticEndpoint { metadata, spec: s } => {
             check_metadata(metadata, Scope::Optional, &mut out);
