@@ -135,8 +135,8 @@ items:
   metadata: {name: s2}
   spec: {nets: [10.0.0.0/40]}
 - apiVersion: v1
-  kind: Service
-  metadata: {name: svc}
+  kind: ConfigMap
+  metadata: {name: cfg}
 - 42
 - apiVersion: v1
   kind: List
@@ -183,7 +183,7 @@ items:
         27,
         None,
         Some("items[5]"),
-        "v1 Service is not a kind causeway reads",
+        "v1 ConfigMap is not a kind causeway reads",
     );
     expect(
         errors,
