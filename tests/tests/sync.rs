@@ -486,3 +486,74 @@ fn kill_9_of_the_sync_changes_nothing_and_a_restart_pushes_only_the_difference()
     );
     verdicts_become(&lab, (true, false), "after 1000 changes", &dir.0);
 }
+
+const GITOPS_ENDPOINTS: &str = "apiVersion: causeway.dev/v1alpha1
+kind: StaticEndpoint
+metadata: {name: client, namespace: edge, labels: {role: client}}
+spec: {ips: [10.1.0.2]}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: StaticEndpoint
+metadata: {name: server, namespace: edge, labels: {role: server}}
+spec: {ips: [10.2.0.2]}
+";
+
+const GITOPS_POLICY: &str = "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: server-ingress}
+spec:
+  selector: role == 'server'
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, source: {selector: role == 'client'}, destination: {ports: [8080]}}
+";
+
+#[test]
+fn a_manifest_directory_named_in_a_config_file_is_synced_and_a_bad_file_changes_nothing() {
+    let dir = scratch("gitops");
+    let manifests = dir.0.join("cluster");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("endpoints.yaml"), GITOPS_ENDPOINTS).unwrap();
+    std::fs::write(manifests.join("policy.yaml"), GITOPS_POLICY).unwrap();
+    let lab = Lab::start("syncgo");
+    let _servers = listeners(&lab, &[8080, 9090]);
+    let config = dir.0.join("sync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "name: gitops\nsources:\n  - name: git\n    manifests: {{dir: {}}}\n\
+             appliances: [unix:{}]\nstatus_socket: {}\nbatch_ms: 10\n",
+            manifests.display(),
+            control_socket(&lab),
+            dir.0.join("sync.sock").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.0.join("sync.log")).unwrap();
+    let _sync = Reaped(
+        Command::new(causeway_bin())
+            .args(["sync", "--config", config.to_str().unwrap()])
+            .stderr(log)
+            .spawn()
+            .expect("causeway sync starts"),
+    );
+    verdicts_become(&lab, (true, false), "after the first sync", &dir.0);
+    let listed = ctl(&lab, "list --owner sync/gitops");
+    assert!(listed.contains("server-ingress"), "{listed}");
+
+    // A file that does not load is reported; what it held stays.
+    std::fs::write(manifests.join("policy.yaml"), "kind: [unclosed\n").unwrap();
+    let status = wait_for(Duration::from_secs(10), || {
+        let s = sync_status(&dir.0);
+        (s["sources"][0]["problems"].as_object()?.len() == 1).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("the bad file was not reported: {}", sync_status(&dir.0)));
+    let problem = serde_json::to_string(&status["sources"][0]["problems"]).unwrap();
+    assert!(problem.contains("policy.yaml"), "{problem}");
+    std::thread::sleep(Duration::from_millis(1500));
+    verdicts_become(&lab, (true, false), "with the file broken", &dir.0);
+
+    // The file removed: the policy is gone.
+    std::fs::remove_file(manifests.join("policy.yaml")).unwrap();
+    verdicts_become(&lab, (true, true), "after the file was removed", &dir.0);
+}
