@@ -480,6 +480,7 @@ fn kill_9_of_the_sync_changes_nothing_and_a_restart_pushes_only_the_difference()
     let pushes = sync_status(&dir.0)["appliances"][0]["pushes"]
         .as_u64()
         .unwrap();
+    eprintln!("1000 changes to one pod: {pushes} pushes since the sync started");
     assert!(
         pushes < 500,
         "1000 changes took {pushes} pushes: bursts are not batched"
