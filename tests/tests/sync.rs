@@ -558,3 +558,82 @@ fn a_manifest_directory_named_in_a_config_file_is_synced_and_a_bad_file_changes_
     std::fs::remove_file(manifests.join("policy.yaml")).unwrap();
     verdicts_become(&lab, (true, true), "after the file was removed", &dir.0);
 }
+
+#[test]
+fn an_appliance_is_kept_in_step_over_the_mtls_api_and_a_wrong_identity_is_refused() {
+    let dir = scratch("mtls");
+    let manifests = dir.0.join("cluster");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("endpoints.yaml"), GITOPS_ENDPOINTS).unwrap();
+    std::fs::write(manifests.join("policy.yaml"), GITOPS_POLICY).unwrap();
+    let lab = Lab::start("syncmt");
+    let pki = format!("/run/causeway/lab/{}/pki", lab.name);
+    // The lab's TCP control API: 127.0.0.1:7443 in the appliance's
+    // namespace, admitting the `client` identity as admin; its certificate
+    // names demo.causeway.lab.
+    let start = |who: &str, tag: &str| {
+        let config = dir.0.join(format!("{tag}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "name: {tag}\nsources:\n  - name: git\n    manifests: {{dir: {}}}\n\
+                 appliances: [https://127.0.0.1:7443]\n\
+                 appliance_tls: {{ca: {pki}/ca.pem, cert: {pki}/{who}.pem, key: {pki}/{who}-key.pem, \
+                 server_name: demo.causeway.lab}}\nstatus_socket: {}\n",
+                manifests.display(),
+                dir.0.join(format!("{tag}.sock")).display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.0.join(format!("{tag}.log"))).unwrap();
+        Reaped(
+            Command::new("ip")
+                .args(["netns", "exec", &lab.ns("gw")])
+                .arg(causeway_bin())
+                .args(["sync", "--config", config.to_str().unwrap()])
+                .stderr(log)
+                .spawn()
+                .expect("causeway sync starts"),
+        )
+    };
+    let status_of = |tag: &str| -> Value {
+        let out = sh(&format!(
+            "{} sync status --socket {} -o json",
+            causeway_bin().display(),
+            dir.0.join(format!("{tag}.sock")).display()
+        ));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+
+    // Another identity is refused inside the handshake: nothing is pushed.
+    let _stranger = start("upstream", "stranger");
+    let refused = wait_for(Duration::from_secs(15), || {
+        let s = status_of("stranger");
+        s["appliances"][0]["error"].as_str().map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no error for a wrong identity: {}", status_of("stranger")));
+    assert_eq!(
+        status_of("stranger")["appliances"][0]["pushes"],
+        0,
+        "{refused}"
+    );
+    assert!(!ctl(&lab, "list").contains("server-ingress"));
+
+    // The admin identity keeps it in step.
+    let _admin = start("client", "admin");
+    let pushed = wait_for(Duration::from_secs(15), || {
+        ctl(&lab, "list --owner sync/admin")
+            .contains("server-ingress")
+            .then_some(())
+    });
+    assert!(
+        pushed.is_some(),
+        "nothing pushed over mTLS: {}\n{}",
+        status_of("admin"),
+        std::fs::read_to_string(dir.0.join("admin.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        status_of("admin")["appliances"][0]["address"],
+        "https://127.0.0.1:7443"
+    );
+}

@@ -37,9 +37,15 @@ pub struct SyncConfig {
     /// Where the cluster's state comes from.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
-    /// The appliances kept in step: `unix:PATH` (a control socket).
+    /// The appliances kept in step: `unix:PATH` (a control socket) or
+    /// `https://HOST:PORT` (the control API on TCP with mTLS; see
+    /// `appliance_tls`).
     #[serde(default)]
     pub appliances: Vec<String>,
+    /// The client identity for `https://` appliances: an admin identity
+    /// of theirs (`api.tcp.admin_identities`).
+    #[serde(default)]
+    pub appliance_tls: Option<ApplianceTls>,
     /// Where `causeway sync status` and `/metrics` are served (HTTP on a
     /// Unix socket, mode 0600).
     #[serde(default = "default_status_socket")]
@@ -63,6 +69,22 @@ fn default_status_socket() -> PathBuf {
 
 const fn default_batch_ms() -> u64 {
     20
+}
+
+/// mTLS to appliances' TCP control API.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplianceTls {
+    /// The CA bundle the appliances' certificates chain to.
+    pub ca: PathBuf,
+    /// This sync's certificate (an admin SPIFFE identity of the appliances).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The name the appliances' certificates carry, when it is not the
+    /// host of the address (a DNS SAN).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// One source.
@@ -146,21 +168,25 @@ impl SourceKind {
 pub enum ApplianceAddr {
     /// A control socket.
     Unix(PathBuf),
+    /// The control API on TCP with mTLS: `host:port`, and the identity.
+    Https(String, Box<ApplianceTls>),
 }
 
 impl std::fmt::Display for ApplianceAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unix(p) => write!(f, "unix:{}", p.display()),
+            Self::Https(a, _) => write!(f, "https://{a}"),
         }
     }
 }
 
-/// Parses `unix:PATH`.
+/// Parses `unix:PATH` or `https://HOST:PORT` (which needs `tls`).
 ///
 /// # Errors
-/// Another scheme, or none, named with what to write instead.
-pub fn appliance_addr(s: &str) -> Result<ApplianceAddr> {
+/// Another scheme, or none, named with what to write instead; https
+/// without `appliance_tls`.
+pub fn appliance_addr(s: &str, tls: Option<&ApplianceTls>) -> Result<ApplianceAddr> {
     if let Some(path) = s.strip_prefix("unix:") {
         if path.is_empty() {
             bail!(
@@ -169,13 +195,22 @@ pub fn appliance_addr(s: &str) -> Result<ApplianceAddr> {
         }
         return Ok(ApplianceAddr::Unix(path.into()));
     }
-    if s.starts_with("https://") {
-        bail!(
-            "`{s}`: the mTLS control API is not spoken by causeway sync yet; run the sync on the \
-             appliance's host and name its control socket as unix:PATH"
-        );
+    if let Some(addr) = s.strip_prefix("https://") {
+        let addr = addr.trim_end_matches('/');
+        if !addr.contains(':') {
+            bail!("`{s}`: give the API's port, e.g. https://10.0.0.1:7443");
+        }
+        let Some(tls) = tls else {
+            bail!(
+                "`{s}`: the TCP control API needs mTLS: give appliance_tls (ca, cert, key) in the \
+                 file, or --appliance-ca, --appliance-cert and --appliance-key"
+            );
+        };
+        return Ok(ApplianceAddr::Https(addr.to_owned(), Box::new(tls.clone())));
     }
-    bail!("`{s}` is not an appliance address: write unix:PATH (the appliance's control socket)")
+    bail!(
+        "`{s}` is not an appliance address: write unix:PATH (a control socket) or https://HOST:PORT"
+    )
 }
 
 impl Default for SyncConfig {
@@ -335,7 +370,7 @@ impl SyncConfig {
         }
         let mut appliances = Vec::new();
         for (i, a) in self.appliances.iter().enumerate() {
-            match appliance_addr(a) {
+            match appliance_addr(a, self.appliance_tls.as_ref()) {
                 Ok(a) => appliances.push(a),
                 Err(e) => errors.push(format!("appliances[{i}]: {e}")),
             }
@@ -392,6 +427,8 @@ mod tests {
             e.contains("appliances[0]: `tcp://1.2.3.4` is not an appliance address"),
             "{e}"
         );
+        let e = appliance_addr("https://10.0.0.1:7443", None).unwrap_err();
+        assert!(e.to_string().contains("needs mTLS"), "{e}");
         let e = serde_yaml::from_str::<SyncConfig>("sourcez: []").unwrap_err();
         assert!(e.to_string().contains("sourcez"), "{e}");
         let mut c = SyncConfig::default();

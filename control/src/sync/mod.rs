@@ -57,10 +57,25 @@ pub struct SyncArgs {
     /// --appliance may say everything).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// An appliance to keep in step: unix:PATH (its control socket).
-    /// Repeatable; added to the file's.
+    /// An appliance to keep in step: unix:PATH (its control socket) or
+    /// https://HOST:PORT (its TCP control API, with --appliance-ca,
+    /// --appliance-cert and --appliance-key). Repeatable; added to the
+    /// file's.
     #[arg(long = "appliance", value_name = "ADDR")]
     pub appliances: Vec<String>,
+    /// The CA bundle https:// appliances' certificates chain to.
+    #[arg(long, value_name = "FILE", requires_all = ["appliance_cert", "appliance_key"])]
+    pub appliance_ca: Option<PathBuf>,
+    /// This sync's certificate for https:// appliances (one of their admin
+    /// identities).
+    #[arg(long, value_name = "FILE", requires = "appliance_ca")]
+    pub appliance_cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, value_name = "FILE", requires = "appliance_ca")]
+    pub appliance_key: Option<PathBuf>,
+    /// The name in the appliances' certificates, if not the address's host.
+    #[arg(long, value_name = "NAME", requires = "appliance_ca")]
+    pub appliance_server_name: Option<String>,
     /// The sync's name (it writes as owner sync/NAME).
     #[arg(long)]
     pub name: Option<String>,
@@ -118,6 +133,18 @@ pub fn run(args: &SyncArgs) -> Result<()> {
     }
     if let Some(s) = &args.status_socket {
         config.status_socket.clone_from(s);
+    }
+    if let (Some(ca), Some(cert), Some(key)) = (
+        &args.appliance_ca,
+        &args.appliance_cert,
+        &args.appliance_key,
+    ) {
+        config.appliance_tls = Some(config::ApplianceTls {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+            server_name: args.appliance_server_name.clone(),
+        });
     }
     let (sources, appliances) = config.check().context("the sync configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

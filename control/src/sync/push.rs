@@ -203,6 +203,26 @@ async fn connect(addr: &ApplianceAddr) -> Result<Channel> {
                 .await
                 .with_context(|| format!("connecting to the appliance at {addr}"))
         }
+        ApplianceAddr::Https(host_port, tls) => {
+            use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("appliance_tls: reading {}", p.display()))
+            };
+            let host = host_port
+                .rsplit_once(':')
+                .map_or(host_port.as_str(), |(h, _)| h)
+                .trim_matches(|c| c == '[' || c == ']');
+            let config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
+                .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
+                .domain_name(tls.server_name.clone().unwrap_or_else(|| host.to_owned()));
+            tonic::transport::Endpoint::from_shared(format!("https://{host_port}"))?
+                .tls_config(config)?
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .with_context(|| format!("connecting to the appliance at {addr} (mTLS)"))
+        }
     }
 }
 
