@@ -317,7 +317,63 @@ impl Inventory {
                 }
             }
         }
+        hand_over_addresses(&mut d);
         d
+    }
+}
+
+/// Two pods that claim one address: the appliance refuses such a state
+/// (which pod's policy judges the address would be a guess). In a live
+/// cluster it happens when a terminating pod's address was released by its
+/// CNI and given to a new pod while the old object still shows it, so, as
+/// Calico's CNI does, the pod that is not terminating keeps the address
+/// and the terminating one is left out (reported); between two that are
+/// not terminating, the first (by source key) keeps it.
+fn hand_over_addresses(d: &mut Desired) {
+    let pods: Vec<(String, bool, Vec<String>)> = d
+        .resources
+        .iter()
+        .filter(|(_, (m, _))| m["kind"] == "Pod")
+        .map(|(id, (m, key))| {
+            let mut ips: Vec<String> = m["status"]["podIPs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+                .chain(m["status"]["podIP"].as_str().map(str::to_owned))
+                .collect();
+            ips.sort();
+            ips.dedup();
+            let terminating = !m["metadata"]["deletionTimestamp"].is_null();
+            (format!("{key}\u{0}{id}"), terminating, ips)
+        })
+        .collect();
+    // Who keeps each address: not terminating first, then by key.
+    let mut order: Vec<&(String, bool, Vec<String>)> = pods.iter().collect();
+    order.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut losers = Vec::new();
+    for (key_id, _, ips) in order {
+        let (_, id) = key_id.split_once('\u{0}').expect("joined above");
+        match ips
+            .iter()
+            .find_map(|ip| owner.get(ip.as_str()).map(|o| (ip, *o)))
+        {
+            Some((ip, winner)) => losers.push((id.to_owned(), ip.clone(), winner.to_owned())),
+            None => {
+                for ip in ips {
+                    owner.insert(ip, id);
+                }
+            }
+        }
+    }
+    for (id, ip, winner) in losers {
+        if let Some((_, key)) = d.resources.remove(&id) {
+            d.problems.insert(
+                key,
+                format!("{id} is left out: its address {ip} belongs to {winner}, which is not terminating"),
+            );
+        }
     }
 }
 
@@ -365,6 +421,41 @@ mod tests {
         assert!(inv.arrived_after(v).unwrap() >= before);
         assert!(inv.arrived_after(v + 1).is_none());
         assert!(inv.desired().resources.is_empty());
+    }
+
+    fn pod(name: &str, ip: &str, terminating: bool) -> Item {
+        let mut m = json!({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": name, "namespace": "shop"},
+                           "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+        if terminating {
+            m["metadata"]["deletionTimestamp"] = json!("2026-12-06T10:00:00Z");
+        }
+        Item::Object(check(m, &format!("k8s:pods/shop/{name}")).unwrap())
+    }
+
+    #[test]
+    fn a_terminating_pod_hands_its_address_over() {
+        let mut inv = Inventory::new(&[("k8s".into(), "kubernetes")]);
+        inv.replace(
+            0,
+            [
+                // The old pod sorts first but is terminating.
+                ("pods/shop/a-old".to_owned(), pod("a-old", "10.2.0.7", true)),
+                (
+                    "pods/shop/b-new".to_owned(),
+                    pod("b-new", "10.2.0.7", false),
+                ),
+                ("pods/shop/c".to_owned(), pod("c", "10.2.0.8", false)),
+                ("pods/shop/d".to_owned(), pod("d", "10.2.0.8", false)),
+            ]
+            .into(),
+            "1".into(),
+        );
+        let d = inv.desired();
+        let ids: Vec<&str> = d.resources.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["Pod/shop/b-new", "Pod/shop/c"]);
+        assert!(d.problems["k8s:pods/shop/a-old"].contains("belongs to Pod/shop/b-new"));
+        assert!(d.problems["k8s:pods/shop/d"].contains("belongs to Pod/shop/c"));
     }
 
     #[test]

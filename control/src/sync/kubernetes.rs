@@ -300,6 +300,12 @@ fn pod(metadata: Value, obj: &Value) -> Value {
                 .collect::<Vec<_>>()
         );
     }
+    let mut metadata = metadata;
+    if let Some(t) = obj["metadata"]["deletionTimestamp"].as_str() {
+        // Kept so that the inventory can hand a terminating pod's address
+        // to its successor; the appliance's loader ignores it.
+        metadata["deletionTimestamp"] = json!(t);
+    }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status})
 }
 
