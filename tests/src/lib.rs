@@ -298,3 +298,53 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A process killed and reaped when dropped (also when a test fails).
+#[derive(Debug)]
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// TCP listeners in island B on 10.2.0.2, one per port, that accept and
+/// close; ready when this returns.
+///
+/// # Panics
+/// If python3 cannot start in the namespace or does not get ready.
+pub fn tcp_listeners(lab: &Lab, ports: &[u16]) -> Reaped {
+    let script = format!(
+        "import socket, threading, time\n\
+         def serve(p):\n    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    \
+         s.bind(('10.2.0.2', p)); s.listen(64)\n    while True:\n        c, _ = s.accept(); c.close()\n\
+         for p in {ports:?}:\n    threading.Thread(target=serve, args=(p,), daemon=True).start()\n\
+         time.sleep(0.2)\nprint('ready', flush=True)\ntime.sleep(3600)\n"
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("b"), "python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 in island B");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("piped stdout")),
+        &mut line,
+    )
+    .expect("the listeners' ready line");
+    assert_eq!(line.trim(), "ready");
+    Reaped(child)
+}
+
+/// Whether a TCP connection from island A to 10.2.0.2:`port` is made
+/// (within 1.5 s).
+pub fn tcp_connects(lab: &Lab, port: u16) -> bool {
+    lab.try_exec(
+        "a",
+        &format!("timeout 4 python3 -c \"import socket; socket.create_connection(('10.2.0.2', {port}), timeout=1.5)\""),
+    )
+    .status
+    .success()
+}

@@ -6,22 +6,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
-use causeway_tests::{Lab, causeway_bin, ok, require, sh, wait_for};
+use causeway_tests::{
+    Lab, Reaped, causeway_bin, ok, require, sh, tcp_connects, tcp_listeners, wait_for,
+};
 use serde_json::Value;
-
-/// A process killed and reaped when dropped (also when the test fails).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A scratch directory removed when dropped.
 struct Scratch(PathBuf);
@@ -177,43 +169,10 @@ fn sync_status(dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
-/// A TCP listener in island B on each of `ports`.
-fn listeners(lab: &Lab, ports: &[u16]) -> Reaped {
-    let script = format!(
-        "import socket, threading\n\
-         def serve(p):\n    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    \
-         s.bind(('10.2.0.2', p)); s.listen(64)\n    while True:\n        c, _ = s.accept(); c.close()\n\
-         for p in {ports:?}:\n    threading.Thread(target=serve, args=(p,), daemon=True).start()\n\
-         import time\nprint('ready', flush=True)\ntime.sleep(3600)\n"
-    );
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("b"), "python3", "-c", &script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 in island B");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
-    Reaped(child)
-}
-
-fn connects(lab: &Lab, port: u16) -> bool {
-    lab.try_exec(
-        "a",
-        &format!("timeout 4 python3 -c \"import socket; socket.create_connection(('10.2.0.2', {port}), timeout=1.5)\""),
-    )
-    .status
-    .success()
-}
-
 /// Waits until connections to 8080 and 9090 get `(http, other)`.
 fn verdicts_become(lab: &Lab, want: (bool, bool), what: &str, dir: &Path) {
     let got = wait_for(Duration::from_secs(20), || {
-        let v = (connects(lab, 8080), connects(lab, 9090));
+        let v = (tcp_connects(lab, 8080), tcp_connects(lab, 9090));
         (v == want).then_some(v)
     });
     assert!(
@@ -246,9 +205,9 @@ fn calico_policy_in_etcd_is_enforced_follows_changes_and_survives_etcd_going_awa
     let dir = scratch("etcd");
     let mut etcd = Etcd::start(&dir.0);
     let lab = Lab::start("sync");
-    let _servers = listeners(&lab, &[8080, 9090]);
+    let _servers = tcp_listeners(&lab, &[8080, 9090]);
     // Nothing selects the server yet: both ports open.
-    assert!(connects(&lab, 8080) && connects(&lab, 9090));
+    assert!(tcp_connects(&lab, 8080) && tcp_connects(&lab, 9090));
     etcd.calico(&format!("apply {}", example("endpoints.json").display()));
     etcd.calico(&format!("apply {}", example("policy.json").display()));
     let _sync = start_sync(&lab, &etcd, &dir.0);
@@ -395,7 +354,7 @@ fn kill_9_of_the_sync_changes_nothing_and_a_restart_pushes_only_the_difference()
     let dir = scratch("failstatic");
     let etcd = Etcd::start(&dir.0);
     let lab = Lab::start("syncks");
-    let _servers = listeners(&lab, &[8080, 9090]);
+    let _servers = tcp_listeners(&lab, &[8080, 9090]);
     etcd.calico(&format!("apply {}", example("endpoints.json").display()));
     etcd.calico(&format!("apply {}", example("policy.json").display()));
     let sync = start_sync(&lab, &etcd, &dir.0);
@@ -517,7 +476,7 @@ fn a_manifest_directory_named_in_a_config_file_is_synced_and_a_bad_file_changes_
     std::fs::write(manifests.join("endpoints.yaml"), GITOPS_ENDPOINTS).unwrap();
     std::fs::write(manifests.join("policy.yaml"), GITOPS_POLICY).unwrap();
     let lab = Lab::start("syncgo");
-    let _servers = listeners(&lab, &[8080, 9090]);
+    let _servers = tcp_listeners(&lab, &[8080, 9090]);
     let config = dir.0.join("sync.yaml");
     std::fs::write(
         &config,

@@ -5,22 +5,14 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
-use causeway_tests::{Lab, causeway_bin, k8s::Double, ok, sh, wait_for};
+use causeway_tests::{
+    Lab, Reaped, causeway_bin, k8s::Double, ok, sh, tcp_connects, tcp_listeners, wait_for,
+};
 use serde_json::Value;
-
-/// A process killed and reaped when dropped (also when the test fails).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const CLUSTER: &str = r#"apiVersion: v1
 kind: Namespace
@@ -111,39 +103,9 @@ fn sync_status(dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
-fn listeners(lab: &Lab) -> Reaped {
-    let script = "import socket, threading, time\n\
-         def serve(p):\n    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    \
-         s.bind(('10.2.0.2', p)); s.listen(64)\n    while True:\n        c, _ = s.accept(); c.close()\n\
-         for p in (8080, 9090):\n    threading.Thread(target=serve, args=(p,), daemon=True).start()\n\
-         print('ready', flush=True)\ntime.sleep(3600)\n";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("b"), "python3", "-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 in island B");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
-    Reaped(child)
-}
-
-fn connects(lab: &Lab, port: u16) -> bool {
-    lab.try_exec(
-        "a",
-        &format!("timeout 4 python3 -c \"import socket; socket.create_connection(('10.2.0.2', {port}), timeout=1.5)\""),
-    )
-    .status
-    .success()
-}
-
 fn verdicts_become(lab: &Lab, want: (bool, bool), what: &str, k8s: &Double) {
     let got = wait_for(Duration::from_secs(20), || {
-        let v = (connects(lab, 8080), connects(lab, 9090));
+        let v = (tcp_connects(lab, 8080), tcp_connects(lab, 9090));
         (v == want).then_some(v)
     });
     assert!(
@@ -168,7 +130,7 @@ fn the_clusters_pods_and_calico_policy_are_enforced_and_follow_kubectl() {
         k8s.file("policy.yaml", POLICY).display()
     ));
     let lab = Lab::start("syncku");
-    let _servers = listeners(&lab);
+    let _servers = tcp_listeners(&lab, &[8080, 9090]);
     let sync = start_sync(&lab, &k8s);
 
     verdicts_become(&lab, (true, false), "after the first sync", &k8s);

@@ -187,23 +187,10 @@ impl Inventory {
     }
 
     /// Source `i` now holds exactly `items` (a list or a relist), at
-    /// `revision`. Returns how many keys changed.
+    /// `revision`, and is synced. Returns how many keys changed.
     pub fn replace(&mut self, i: usize, items: BTreeMap<String, Item>, revision: String) -> usize {
-        let part = &mut self.parts[i];
-        let before = &part.items;
-        let keys: BTreeSet<&String> = before.keys().chain(items.keys()).collect();
-        let changed = keys
-            .into_iter()
-            .filter(|k| before.get(*k) != items.get(*k))
-            .count();
-        part.items = items;
-        part.status.synced = true;
-        part.status.revision = revision;
-        part.status.lists += 1;
-        part.status.last_event = Some(SystemTime::now());
-        if changed > 0 {
-            self.mark_changed();
-        }
+        let changed = self.replace_within(i, "", items, revision);
+        self.parts[i].status.synced = true;
         changed
     }
 
