@@ -175,6 +175,8 @@ fn write_json(path: &Path, rules: usize, ours: f64, linear: f64) -> anyhow::Resu
             linear,
             true,
         )],
+        measures: Vec::new(),
+        goals: Vec::new(),
     }
     .write(path)
 }

@@ -14,6 +14,10 @@
 //! - `converge`: a one-policy change on 10 000 rules, from the control
 //!   API's Apply until every worker enforces it, against nftables
 //!   replacing the same ruleset with `nft -f`.
+//! - `sync`: `causeway sync` on Calico's etcdv3 datastore (10 000
+//!   endpoints, 1 000 policies): the initial sync, etcd write → every
+//!   worker enforcing beside etcd's own write → watch event latency, and a
+//!   churn of 500 endpoint changes per second.
 //!
 //! - `tls`: causeway's TLS terminator beside nginx (and HAProxy) in a
 //!   private network namespace: new connections, keep-alive requests, bulk
@@ -40,6 +44,7 @@ mod progress;
 mod report;
 mod report_schema;
 mod sink;
+mod sync;
 mod sys;
 mod tls;
 
@@ -64,6 +69,9 @@ enum Scenario {
     PolicyScale(forward::Args),
     /// A one-policy change on 10k rules, Apply → enforced, against `nft -f`.
     Converge(converge::Args),
+    /// `causeway sync` from etcd to an appliance: initial sync, write →
+    /// enforced beside etcd's watch, churn (needs root and etcd).
+    Sync(sync::Args),
     /// causeway's TLS terminator beside nginx/HAProxy (needs root).
     Tls(tls::Args),
     /// Load a TLS or TCP server (the scenarios' generator).
@@ -80,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Forward(args) => forward::forward(&args),
         Scenario::PolicyScale(args) => forward::policy_scale(&args),
         Scenario::Converge(args) => converge::run(&args),
+        Scenario::Sync(args) => sync::run(&args),
         Scenario::Tls(args) => tls::run(&args),
         Scenario::Load(args) => load::run(&args),
         Scenario::Backend(args) => backend::run(&args),

@@ -77,6 +77,16 @@ impl Progress {
         }
     }
 
+    /// `done` steps done in all (a count that moves by more than one).
+    pub(crate) fn set(&mut self, done: u64, what: &str) {
+        if done == 0 {
+            self.doing(what);
+            return;
+        }
+        self.done = (done - 1).min(self.total);
+        self.step(what);
+    }
+
     /// The line as it is drawn (without the terminal's control codes).
     fn line(&self, what: &str) -> String {
         let filled = (self.done as usize * WIDTH) / self.total as usize;

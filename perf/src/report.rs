@@ -106,6 +106,35 @@ pub(crate) fn section(r: &Report, plot: Option<&str>) -> String {
         );
     }
     md.push('\n');
+    if !r.measures.is_empty() {
+        let _ = writeln!(md, "| also measured | unit | value |");
+        let _ = writeln!(md, "|---|---|---:|");
+        for m in &r.measures {
+            let _ = writeln!(md, "| {} | {} | {} |", m.name, m.unit, human(m.value));
+        }
+        md.push('\n');
+    }
+    if !r.goals.is_empty() {
+        let _ = writeln!(md, "| goal | unit | value | limit | met |");
+        let _ = writeln!(md, "|---|---|---:|---:|---|");
+        for g in &r.goals {
+            let note = if g.note.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", g.note)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | < {} | {}{note} |",
+                g.name,
+                g.unit,
+                human(g.value),
+                human(g.limit),
+                if g.met { "**met**" } else { "**not met**" }
+            );
+        }
+        md.push('\n');
+    }
     if let Some(plot) = plot {
         let _ = writeln!(md, "![{} ratios]({plot})\n", r.scenario);
     }
@@ -339,6 +368,23 @@ mod tests {
         );
         assert!(md.contains("**0.50x** (behind)"), "{md}");
         assert!(md.contains("![forward ratios](plots/forward.svg)"));
+        assert!(!md.contains("| goal |"), "no goals, no table: {md}");
+        let mut with = r.clone();
+        with.measures
+            .push(crate::report_schema::Measure::new("pushes", "count", 12.0));
+        with.goals.push(crate::report_schema::Goal::below(
+            "p99 < 100 ms",
+            "us",
+            150_000.0,
+            100_000.0,
+            "one run",
+        ));
+        let md = section(&with, None);
+        assert!(md.contains("| pushes | count | 12.000 |"), "{md}");
+        assert!(
+            md.contains("| p99 < 100 ms | us | 150.0 k | < 100.0 k | **not met** — one run |"),
+            "{md}"
+        );
         let dir = std::env::temp_dir().join(format!("cw-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let svg = dir.join("forward.svg");

@@ -1,7 +1,8 @@
 //! The JSON every whole-system scenario writes (`--json FILE`): the machine,
 //! where each party ran, and one figure per measured point, causeway beside
 //! its peer with their ratio. Shared by the `forward`, `policy-scale` and
-//! `tls` scenarios, so results from all of them read the same way.
+//! `tls` scenarios, so results from all of them read the same way. A
+//! scenario may add values without a peer and the goals it checks (`sync`).
 #![forbid(unsafe_code)]
 
 use std::{collections::BTreeMap, fs, path::Path};
@@ -20,6 +21,70 @@ pub(crate) struct Report {
     pub(crate) placement: BTreeMap<String, String>,
     /// The measured points, in the order they were measured.
     pub(crate) figures: Vec<Figure>,
+    /// Values with no peer to set them beside (counts, rates, where the
+    /// time went), for the reader of the figures; absent in older results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) measures: Vec<Measure>,
+    /// The goals the scenario checks its figures against, met or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) goals: Vec<Goal>,
+}
+
+/// A value with no peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Measure {
+    /// What was measured, e.g. `pushes during the churn`.
+    pub(crate) name: String,
+    /// Its unit, e.g. `us`, `count`.
+    pub(crate) unit: String,
+    pub(crate) value: f64,
+}
+
+/// A goal: a figure against its limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Goal {
+    /// The goal as its issue states it, e.g. `p99 write → enforced < 100 ms`.
+    pub(crate) name: String,
+    /// The unit of `value` and `limit`.
+    pub(crate) unit: String,
+    /// The measured value the goal is about.
+    pub(crate) value: f64,
+    /// The limit it must stay below.
+    pub(crate) limit: f64,
+    pub(crate) met: bool,
+    /// How the value was made, or why the goal could not be judged.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) note: String,
+}
+
+impl Measure {
+    pub(crate) fn new(name: impl Into<String>, unit: impl Into<String>, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            unit: unit.into(),
+            value,
+        }
+    }
+}
+
+impl Goal {
+    /// Met when `value` is below `limit`.
+    pub(crate) fn below(
+        name: impl Into<String>,
+        unit: impl Into<String>,
+        value: f64,
+        limit: f64,
+        note: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            unit: unit.into(),
+            value,
+            limit,
+            met: value < limit,
+            note: note.into(),
+        }
+    }
 }
 
 /// The machine a report was measured on.
@@ -134,6 +199,8 @@ mod tests {
             machine: Machine::detect(),
             placement: BTreeMap::from([("generator".into(), "cpu 0".into())]),
             figures: vec![Figure::new("pps", "pps", 1.0, "linux", 2.0, true)],
+            measures: Vec::new(),
+            goals: Vec::new(),
         };
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
         for key in ["scenario", "machine", "placement", "figures"] {
@@ -154,6 +221,15 @@ mod tests {
         ] {
             assert!(f.get(key).is_some(), "{key}");
         }
+        assert!(v.get("measures").is_none() && v.get("goals").is_none());
         assert_eq!(serde_json::from_value::<Report>(v).unwrap(), r);
+        let with = Report {
+            measures: vec![Measure::new("pushes", "count", 3.0)],
+            goals: vec![Goal::below("p99 < 100 ms", "us", 50.0, 100.0, "")],
+            ..r
+        };
+        let v = serde_json::to_value(&with).unwrap();
+        assert_eq!(v["goals"][0]["met"], true);
+        assert_eq!(serde_json::from_value::<Report>(v).unwrap(), with);
     }
 }

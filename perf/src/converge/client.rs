@@ -26,6 +26,27 @@ pub(crate) struct Applied {
     pub(crate) round_trip: Duration,
 }
 
+/// A channel to the control API's gRPC socket at `path` (any service).
+///
+/// # Errors
+/// Nothing listens there.
+pub(crate) async fn channel(path: &Path) -> anyhow::Result<Channel> {
+    let socket: PathBuf = path.to_owned();
+    // The URI is a placeholder: the connector below dials the socket,
+    // and tonic sends its authority (`[::]:50051`) as :authority.
+    Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(p).await?,
+                ))
+            }
+        }))
+        .await
+        .with_context(|| format!("connecting to the control API at {}", path.display()))
+}
+
 /// A connection to one appliance's control API.
 pub(crate) struct Client {
     config: ConfigServiceClient<Channel>,
@@ -37,22 +58,8 @@ impl Client {
     /// # Errors
     /// Nothing listens there.
     pub(crate) async fn connect(path: &Path) -> anyhow::Result<Self> {
-        let socket: PathBuf = path.to_owned();
-        // The URI is a placeholder: the connector below dials the socket,
-        // and tonic sends its authority (`[::]:50051`) as :authority.
-        let channel = Endpoint::try_from("http://[::]:50051")?
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let p = socket.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(p).await?,
-                    ))
-                }
-            }))
-            .await
-            .with_context(|| format!("connecting to the control API at {}", path.display()))?;
         Ok(Self {
-            config: ConfigServiceClient::new(channel)
+            config: ConfigServiceClient::new(channel(path).await?)
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
         })

@@ -26,7 +26,7 @@
 //! table says whether the goal, p99 apply → enforced below 5 ms, is met.
 //! The run stops after `--max-seconds` even if changes remain.
 
-mod client;
+pub(crate) mod client;
 mod peer;
 mod rules;
 
@@ -211,6 +211,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             machine: Machine::detect(),
             placement: placement(&gw, &state, policies, changes),
             figures,
+            measures: Vec::new(),
+            goals: Vec::new(),
         };
         report.write(path)?;
     }

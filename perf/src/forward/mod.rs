@@ -417,6 +417,8 @@ pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
         machine: Machine::detect(),
         placement: setup.placement(true),
         figures,
+        measures: Vec::new(),
+        goals: Vec::new(),
     };
     drop((cw, linux));
     let _ = std::fs::remove_dir_all(&setup.scratch);
@@ -463,6 +465,8 @@ pub(crate) fn policy_scale(args: &Args) -> anyhow::Result<()> {
         machine: Machine::detect(),
         placement: setup.placement(false),
         figures,
+        measures: Vec::new(),
+        goals: Vec::new(),
     };
     drop(cw);
     let _ = std::fs::remove_dir_all(&setup.scratch);

@@ -711,6 +711,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         machine,
         placement,
         figures,
+        measures: Vec::new(),
+        goals: Vec::new(),
     }
     .write(&args.json)?;
     let _ = writeln!(out, "results: {}", args.json.display());
