@@ -493,6 +493,10 @@ impl Compiler<'_> {
             Some((cubes, _)) => cubes.clone(),
             None => self.previous_content.remove(&cached.content)?.0,
         };
+        // Found by hash: it must be this program's, tier for tier.
+        if cubes.len() != tiers.len() || cubes.len() != cached.program.tiers.len() {
+            return None;
+        }
         let moves: Vec<_> = cached
             .tiers
             .iter()
@@ -665,9 +669,12 @@ fn dp_action(a: Action) -> DpAction {
 /// A program's content hashed: a key to find candidates by, compared in
 /// full after (so a fast, weak hash is enough).
 fn content_key(tiers: &[Cubes]) -> u64 {
+    // Lengths are hashed plus one: FxHasher's state stays 0 while it is
+    // fed zeros, so programs of one, two or no empty tiers hashed alike.
     let mut h = rustc_hash::FxHasher::default();
+    (tiers.len() + 1).hash(&mut h);
     for t in tiers {
-        t.len().hash(&mut h);
+        (t.len() + 1).hash(&mut h);
         for (c, a, id) in t {
             (
                 c.src.addr, c.src.len, c.dst.addr, c.dst.len, c.proto, c.sport, c.dport, a, id,
@@ -995,8 +1002,34 @@ fn side(
     out
 }
 
-/// The addresses of the endpoints and network sets `sel` selects in `scope`.
-fn selected(set: &PolicySet, sel: &Selector, scope: Option<&Scope>) -> Vec<Prefix> {
+/// The addresses of the endpoints and network sets `sel` selects in
+/// `scope`, worked out once per set ([`PolicySet::memo`]).
+fn selected(set: &PolicySet, sel: &Selector, scope: Option<&Scope>) -> Arc<Vec<Prefix>> {
+    // Canonical forms (`Display`): a selector made from a Kubernetes
+    // podSelector has no text of its own to tell it apart.
+    let key = format!(
+        "{sel}\u{0}{}\u{0}{}",
+        scope
+            .and_then(|s| s.policy_namespace.as_deref())
+            .unwrap_or("\u{1}"),
+        scope
+            .and_then(|s| s.namespace_selector.as_ref())
+            .map_or_else(|| "\u{1}".to_owned(), ToString::to_string)
+    );
+    if let Some(hit) = set.memo.selected.lock().expect("not poisoned").get(&key) {
+        return hit.clone();
+    }
+    let found = Arc::new(select(set, sel, scope));
+    set.memo
+        .selected
+        .lock()
+        .expect("not poisoned")
+        .insert(key, found.clone());
+    found
+}
+
+/// [`selected`], worked out: a scan of every endpoint and network set.
+fn select(set: &PolicySet, sel: &Selector, scope: Option<&Scope>) -> Vec<Prefix> {
     let ns_labels = |ns: &str| -> BTreeMap<String, String> {
         let mut l = set.namespace_labels(ns);
         l.insert("projectcalico.org/name".into(), ns.into());
