@@ -200,6 +200,11 @@ fn tls_incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// The largest Apply or List message: a sync's first push of a cluster's
+/// whole inventory (11 000 resources are 8 MB of JSON) or the list of a
+/// state of 100 000 rules, well past gRPC's default of 4 MiB.
+const CONFIG_MESSAGE_LIMIT: usize = 128 << 20;
+
 async fn routes(api: Api) -> tonic::transport::server::Router {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ConfigServiceServer<Api>>().await;
@@ -219,7 +224,11 @@ async fn routes(api: Api) -> tonic::transport::server::Router {
         .add_service(health_service)
         .add_service(v1)
         .add_service(v1alpha)
-        .add_service(ConfigServiceServer::new(api.clone()))
+        .add_service(
+            ConfigServiceServer::new(api.clone())
+                .max_decoding_message_size(CONFIG_MESSAGE_LIMIT)
+                .max_encoding_message_size(CONFIG_MESSAGE_LIMIT),
+        )
         .add_service(StatusServiceServer::new(api.clone()))
         .add_service(StatsServiceServer::new(api.clone()))
         .add_service(FlowServiceServer::new(api.clone()))

@@ -246,6 +246,40 @@ pub struct PolicySet {
     pub net_sets: Vec<NetSet>,
     /// Namespace labels by name.
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// What the compiler worked out from this set and may ask again (see
+    /// [`Memo`]).
+    pub memo: Memo,
+}
+
+/// Results the compiler derives from a set and asks for many times in one
+/// compile: the addresses a (selector, scope) selects, asked once per
+/// program and rule that names it (with 10 000 endpoints, each a scan of
+/// all of them). Kept with the set, which is never changed once assembled,
+/// and dropped with it; a clone starts empty, and it takes no part in
+/// equality.
+#[derive(Default)]
+pub struct Memo {
+    /// By selector text, policy namespace and namespace selector text.
+    pub selected:
+        std::sync::Mutex<HashMap<String, Arc<Vec<causeway_dataplane::policy::classifier::Prefix>>>>,
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo").finish_non_exhaustive()
+    }
 }
 
 /// Orders `None` last, then by value.

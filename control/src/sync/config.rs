@@ -15,7 +15,9 @@
 //! appliances: [unix:/run/causeway/causeway-control.sock]
 //! status_socket: /run/causeway/sync.sock
 //! metrics_listen: 127.0.0.1:9465  # optional: Prometheus on TCP
-//! batch_ms: 20                     # a burst of events within this becomes one apply
+//! batch_ms: 2                      # wait this long after a first change; what
+//!                                  # arrives while an apply is answered goes
+//!                                  # in the next one anyway
 //! ```
 
 use std::{
@@ -68,7 +70,7 @@ fn default_status_socket() -> PathBuf {
 }
 
 const fn default_batch_ms() -> u64 {
-    20
+    2
 }
 
 /// mTLS to appliances' TCP control API.

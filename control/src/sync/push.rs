@@ -277,7 +277,6 @@ async fn session(
         s.generation = generation;
     }
     info!(appliance = %addr, generation, held = held.len(), "connected");
-    *backoff = Duration::from_millis(100);
     let mut rejected: BTreeMap<String, Arc<Value>> = BTreeMap::new();
     loop {
         // 2. Every source synced, and something new.
@@ -297,6 +296,7 @@ async fn session(
         rejected.retain(|id, m| desired.resources.get(id).is_some_and(|(d, _)| d == m));
         let d = diff(&desired, &held, &rejected);
         if d.put.is_empty() && d.delete.is_empty() {
+            *backoff = Duration::from_millis(100);
             {
                 let mut s = status.lock().expect("not poisoned");
                 s.version = desired.version;
@@ -353,6 +353,10 @@ async fn session(
                     s.lag_histogram.observe(lag);
                 }
                 s.rejected = rejected_report(&rejected, &s.rejected);
+                // Only an answered push proves the appliance takes what
+                // this sync sends (a connection alone does not: a refused
+                // message would be retried every 100 ms).
+                *backoff = Duration::from_millis(100);
                 info!(
                     appliance = %addr,
                     generation,
