@@ -52,6 +52,11 @@ use crate::{
     store::ref_id,
 };
 
+/// The least time between two pushes to one appliance: a burst of changes
+/// (a rolling deploy) becomes at most one apply per interval, each with
+/// everything that arrived meanwhile.
+const PUSH_INTERVAL: Duration = Duration::from_millis(50);
+
 /// What the status page says of an appliance.
 #[derive(Debug, Default)]
 pub struct ApplianceStatus {
@@ -278,6 +283,10 @@ async fn session(
     }
     info!(appliance = %addr, generation, held = held.len(), "connected");
     let mut rejected: BTreeMap<String, Arc<Value>> = BTreeMap::new();
+    // When the last push was sent: under load, pushes are at least
+    // PUSH_INTERVAL apart, so a burst coalesces into few applies while a
+    // lone change after a quiet spell waits only `batch`.
+    let mut last_push: Option<Instant> = None;
     loop {
         // 2. Every source synced, and something new.
         let pushed = status.lock().expect("not poisoned").version;
@@ -326,7 +335,14 @@ async fn session(
             }),
             ..ApplyRequest::default()
         };
+        if let Some(due) = last_push.map(|t| t + PUSH_INTERVAL)
+            && due > Instant::now()
+        {
+            tokio::time::sleep_until(due.into()).await;
+            continue;
+        }
         let started = Instant::now();
+        last_push = Some(started);
         match client.apply(request).await {
             Ok(answer) => {
                 let answer = answer.into_inner();
