@@ -18,7 +18,7 @@ use crate::{
 
 /// `Kind/name` or `Kind/namespace/name` (a kind may hold one `/`:
 /// `networking.k8s.io/NetworkPolicy`) → a reference.
-pub(super) fn split_id(id: &str) -> proto::ResourceRef {
+pub(crate) fn split_id(id: &str) -> proto::ResourceRef {
     const K8S: &str = "networking.k8s.io/";
     let (prefix, rest) = match id.strip_prefix(K8S) {
         Some(rest) => (K8S, rest),

@@ -7,7 +7,7 @@
 //! Handlers that change or read the state run on the blocking pool: a
 //! change holds the node's change lock through validate, fsync and publish.
 
-mod convert;
+pub(crate) mod convert;
 mod flows;
 mod stats;
 

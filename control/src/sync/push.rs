@@ -45,10 +45,7 @@ use super::{
 };
 use crate::{
     node::Latency,
-    proto::{
-        ApplyRequest, ListRequest, ManifestFile, ResourceRef,
-        config_service_client::ConfigServiceClient,
-    },
+    proto::{ApplyRequest, ListRequest, ManifestFile, config_service_client::ConfigServiceClient},
     store::ref_id,
 };
 
@@ -140,23 +137,6 @@ fn id_of(api_version: &str, kind: &str, namespace: &str, name: &str) -> String {
         kind.to_owned()
     };
     ref_id(&kind, namespace, name)
-}
-
-/// The reference an id stands for (the inverse of [`id_of`]).
-fn ref_of(id: &str) -> ResourceRef {
-    const K8S: &str = "networking.k8s.io/";
-    let (prefix, rest) = id.strip_prefix(K8S).map_or(("", id), |r| (K8S, r));
-    let parts: Vec<&str> = rest.splitn(3, '/').collect();
-    let (kind, namespace, name) = match parts.as_slice() {
-        [k, ns, n] => (*k, *ns, *n),
-        [k, n] => (*k, "", *n),
-        _ => (rest, "", ""),
-    };
-    ResourceRef {
-        kind: format!("{prefix}{kind}"),
-        namespace: namespace.into(),
-        name: name.into(),
-    }
 }
 
 /// Keeps the appliance at `addr` in step with `inventory`, forever.
@@ -325,7 +305,11 @@ async fn session(
                     text: m.to_string(),
                 })
                 .collect(),
-            delete: d.delete.iter().map(|id| ref_of(id)).collect(),
+            delete: d
+                .delete
+                .iter()
+                .map(|id| crate::grpc::convert::split_id(id))
+                .collect(),
             owner: owner.to_owned(),
             expected_generation: Some(generation),
             wait_enforced: true,
@@ -498,7 +482,7 @@ mod tests {
             ("v1", "Pod", "shop", "web-1"),
         ] {
             let id = id_of(api, kind, ns, name);
-            let r = ref_of(&id);
+            let r = crate::grpc::convert::split_id(&id);
             assert_eq!(ref_id(&r.kind, &r.namespace, &r.name), id);
         }
     }
