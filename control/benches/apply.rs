@@ -34,10 +34,8 @@
 
 use std::{fmt::Write as _, hint::black_box, time::Duration};
 
-use causeway_control::{
-    policy::compile::{Cache, compile},
-    store::{Desired, InputFile, OWNER_CTL, Writer, persist},
-};
+use causeway_control::store::{Desired, InputFile, OWNER_CTL, Writer, persist};
+use causeway_policy::compile::{Cache, compile};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 // The allocator of the `causeway` binary: the plan and compile allocate a

@@ -1,6 +1,6 @@
 //! The appliance configuration file (`causeway run --config FILE`).
 //!
-//! YAML, every field documented in `control/lab/default.yaml`; unknown
+//! YAML, every field documented in `cli/lab/default.yaml`; unknown
 //! fields are errors (a typo must not silently mean "default").
 
 use std::{
@@ -320,39 +320,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const LAB: &str = include_str!("../lab/default.yaml");
-
-    #[test]
-    fn the_lab_default_parses() {
-        let c = Config::parse(
-            &LAB.replace("{{socket}}", "/tmp/x.sock")
-                .replace("{{pki}}", "/tmp/pki"),
-        )
-        .unwrap();
-        assert_eq!(c.ports.len(), 3);
-        assert_eq!(c.ports[0].interface, "a0");
-        assert_eq!(c.api.socket, PathBuf::from("/tmp/x.sock"));
-    }
-
-    #[test]
-    fn the_rendered_lab_config_parses_with_its_terminator() {
-        let yaml = crate::lab::render_config(&crate::lab::ConfigPaths {
-            socket: Path::new("/run/causeway/lab/x/causeway.sock"),
-            svc_netns: Path::new("/run/netns/x-svc"),
-            pki: Path::new("/run/causeway/lab/x/pki"),
-        })
-        .unwrap();
-        let c = Config::parse(&yaml).unwrap();
-        let t = c.terminator.expect("the lab runs the terminator");
-        let names: Vec<&str> = t.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["demo", "postgres", "redis"]);
-        assert_eq!(t.netns.as_deref(), Some(Path::new("/run/netns/x-svc")));
-        assert_eq!(
-            t.services[0].tls.as_ref().unwrap().cert,
-            Path::new("/run/causeway/lab/x/pki/server.pem")
-        );
-    }
 
     #[test]
     fn a_terminator_only_appliance_needs_no_ports() {

@@ -1,19 +1,15 @@
-//! causeway's control side: the appliance configuration, the desired state
-//! and causeway's own resource kinds, `causeway run`, the gRPC control API
-//! and `causeway ctl`, the HTTP metrics API, the lab of network namespaces,
-//! and `causeway sync`, which keeps appliances in step with the cluster.
+//! An appliance's control side: its configuration file, the desired state
+//! and the store that keeps it ([`store`]), the running appliance
+//! ([`node`]: dataplane, terminator, compile and publish), `causeway run`,
+//! the gRPC control API (server side) and the HTTP metrics API. The
+//! policy language is `causeway-policy`; the clients (`ctl`, `sync`) and
+//! the lab are `causeway-cli`.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
-pub mod ctl;
 pub mod grpc;
-pub mod lab;
 pub mod node;
-pub mod policy;
 pub mod proto;
-pub mod resources;
 pub mod run;
-pub mod stats;
 pub mod store;
-pub mod sync;

@@ -25,13 +25,14 @@ use causeway_dataplane::xdp::{Dataplane, DataplaneStats};
 use causeway_tls::{config::TerminatorConfig, metrics::WorkerMetrics, terminator::Terminator};
 use tracing::{info, warn};
 
+use causeway_policy::{
+    compile::{self, Cache, Compiled},
+    normalize::PolicySet,
+    resources::ApplianceSet,
+};
+
 use crate::{
     config::Config,
-    policy::{
-        compile::{self, Cache, Compiled},
-        normalize::PolicySet,
-    },
-    resources::ApplianceSet,
     store::{Action, Desired, InputFile, Plan, Refusal, Writer, persist},
 };
 
@@ -691,13 +692,13 @@ fn load_or_seed(config: &Config) -> Result<Desired> {
 /// # Errors
 /// The manifests do not load or the whole does not validate.
 pub fn seed(config: &Config) -> Result<Desired> {
-    use crate::resources::manifest;
+    use causeway_policy::model::manifest;
     let mut docs = Vec::new();
     for p in &config.ports {
         docs.push(manifest(
             "Port",
             &p.name,
-            &crate::resources::PortSpec {
+            &causeway_policy::resources::PortSpec {
                 interface: p.interface.clone(),
                 queues: p.queues,
             },
@@ -707,7 +708,7 @@ pub fn seed(config: &Config) -> Result<Desired> {
         docs.push(manifest(
             "Route",
             &format!("route-{i}"),
-            &crate::resources::RouteSpec {
+            &causeway_policy::resources::RouteSpec {
                 prefix: r.prefix.to_string(),
                 via: r.via,
                 port: r.port.clone(),
@@ -739,7 +740,7 @@ pub fn seed(config: &Config) -> Result<Desired> {
         loaded.push(l);
     }
     if !config.policy.manifests.is_empty() {
-        let checked = crate::policy::load::check_paths(&config.policy.manifests);
+        let checked = causeway_policy::load::check_paths(&config.policy.manifests);
         if !checked.errors.is_empty() {
             for e in &checked.errors {
                 tracing::error!("{e}");
@@ -781,7 +782,7 @@ pub fn manifest_files(config: &Config) -> Result<Vec<InputFile>, Vec<String>> {
 
 fn collect(p: &std::path::Path, files: &mut Vec<InputFile>, errors: &mut Vec<String>) {
     let paths = if p.is_dir() {
-        match crate::policy::load::manifests_in(p) {
+        match causeway_policy::load::manifests_in(p) {
             Ok(paths) => paths,
             Err(e) => {
                 errors.push(e.to_string());

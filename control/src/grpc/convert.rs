@@ -4,21 +4,22 @@ use std::net::IpAddr;
 
 use tonic::Status;
 
+use causeway_policy::{
+    eval::{self, Packet},
+    load::LoadError,
+    model::Protocol,
+    normalize::PolicySet,
+};
+
 use crate::{
     node::{Event, Node},
-    policy::{
-        eval::{self, Packet},
-        load::LoadError,
-        model::Protocol,
-        normalize::PolicySet,
-    },
     proto,
     store::{Action, Entry},
 };
 
 /// `Kind/name` or `Kind/namespace/name` (a kind may hold one `/`:
 /// `networking.k8s.io/NetworkPolicy`) → a reference.
-pub(crate) fn split_id(id: &str) -> proto::ResourceRef {
+pub fn split_id(id: &str) -> proto::ResourceRef {
     const K8S: &str = "networking.k8s.io/";
     let (prefix, rest) = match id.strip_prefix(K8S) {
         Some(rest) => (K8S, rest),
@@ -186,7 +187,7 @@ pub(super) fn explain(
     } else {
         &e.ingress
     };
-    let direction = |d: crate::policy::model::PolicyType| format!("{d:?}").to_ascii_lowercase();
+    let direction = |d: causeway_policy::model::PolicyType| format!("{d:?}").to_ascii_lowercase();
     let reason = serde_json::to_value(&decider.reason)
         .ok()
         .and_then(|v| v["kind"].as_str().map(str::to_owned))

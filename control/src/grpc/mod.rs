@@ -35,6 +35,7 @@ use crate::{
     store::{InputFile, OWNER_CTL, Replace, Writer, ref_id},
 };
 
+pub use convert::split_id;
 pub use flows::FlowHub;
 
 /// How long a wait for enforcement lasts when the caller does not say.

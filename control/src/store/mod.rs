@@ -20,12 +20,10 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use crate::{
-    policy::{
-        load::{self, LoadError, Loaded, Source},
-        model::Resource,
-        normalize::{Normal, PolicySet},
-    },
+use causeway_policy::{
+    load::{self, LoadError, Loaded, Source},
+    model::Resource,
+    normalize::{Normal, PolicySet},
     resources::ApplianceSet,
 };
 use causeway_tls::config::TerminatorConfig;
@@ -351,7 +349,7 @@ impl Desired {
     /// The appliance kinds, and the Kubernetes Services and EndpointSlices
     /// TLS services may name.
     pub fn appliance_set(&self) -> ApplianceSet {
-        use crate::resources::{SERVICE_NAME_LABEL, ServiceDiscovery};
+        use causeway_policy::resources::{SERVICE_NAME_LABEL, ServiceDiscovery};
         let mut set = ApplianceSet::default();
         for e in self.entries.values() {
             match &e.loaded.resource {

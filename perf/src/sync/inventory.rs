@@ -339,9 +339,9 @@ mod tests {
         assert_eq!(ids.len(), all.len());
         let mut ips = BTreeSet::new();
         for o in &all {
-            let read = causeway_control::sync::calico::read(&o.key, &o.value)
+            let read = causeway_cli::sync::calico::read(&o.key, &o.value)
                 .unwrap_or_else(|e| panic!("{}: {e}", o.key));
-            let causeway_control::sync::calico::Read::Resource(m) = read else {
+            let causeway_cli::sync::calico::Read::Resource(m) = read else {
                 panic!("{} is ignored", o.key);
             };
             let kind = m["kind"].as_str().unwrap();

@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(c[0].changes, 3);
         assert_eq!(c[0].published, Duration::from_micros(4750));
         assert!(commits(&log, offset(&log)).is_empty());
-        let push = "2026-12-06T22:33:20Z  INFO causeway_control::sync::push: pushed appliance=unix:/x generation=7 put=12 deleted=0 took=30.5ms";
+        let push = "2026-12-06T22:33:20Z  INFO causeway_cli::sync::push: pushed appliance=unix:/x generation=7 put=12 deleted=0 took=30.5ms";
         std::fs::write(&log, format!("\u{1b}[2m{push}\u{1b}[0m\n")).unwrap();
         let p = pushes(&log, 0);
         assert_eq!(p.len(), 1);

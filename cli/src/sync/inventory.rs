@@ -1,0 +1,478 @@
+//! The inventory: what every source says the cluster holds, as causeway
+//! resources, and what each object it could not take was wrong with.
+//!
+//! Each source owns a map from its own keys (an etcd key, a Kubernetes
+//! object path, a file) to the resource that key stands for. A source
+//! changes its map one key at a time (a watch event) or whole (a list or a
+//! relist, which is diffed against what it held: a relist that finds what
+//! was there changes nothing). Every change that alters the desired
+//! resources bumps the inventory's version; pushers wait on it.
+//!
+//! An object that does not translate, or whose resource the policy loader
+//! refuses (an invalid selector, say), is kept as a problem of its key and
+//! left out: the rest of the inventory still syncs, and since nothing
+//! stands for that key, what the appliance holds for it is decided by the
+//! pusher (a resource the appliance already enforces under that id is not
+//! deleted because its new version is bad; see [`Inventory::desired`]).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    path::Path,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use serde_json::Value;
+
+use causeway_control::store::loaded_from_manifest;
+
+/// One object a source holds, as the resource it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// The causeway resource id ([`causeway_control::store::Entry::id`]).
+    pub id: String,
+    /// Its manifest.
+    pub manifest: Arc<Value>,
+}
+
+/// What a source's key reads as.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A resource.
+    Object(Object),
+    /// Something wrong with it, for the operator.
+    Problem(String),
+}
+
+/// The annotation that names the source key a pushed resource was read
+/// from (`<source>:<key>`), so that a sync that restarts knows which of
+/// the appliance's resources stands for which key.
+pub const SOURCE_ANNOTATION: &str = "causeway.dev/sync-source";
+
+/// Checks that `manifest` loads as a causeway resource and has a policy
+/// normal form (selectors parse, addresses are addresses), as the
+/// appliance will check it, and marks it as read from `source` (see
+/// [`SOURCE_ANNOTATION`]).
+///
+/// # Errors
+/// Every problem, in one line each.
+pub fn check(mut manifest: Value, source: &str) -> Result<Object, String> {
+    if let Some(meta) = manifest.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(SOURCE_ANNOTATION.into(), Value::String(source.to_owned()));
+        }
+    }
+    let loaded = loaded_from_manifest(&manifest, Path::new("-")).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| {
+                let field = e
+                    .field
+                    .as_deref()
+                    .map(|f| format!("{f}: "))
+                    .unwrap_or_default();
+                format!("{field}{}", e.message)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    causeway_policy::normalize::Normal::of(&loaded.resource)?;
+    Ok(Object {
+        id: loaded.resource.id(),
+        manifest: Arc::new(manifest),
+    })
+}
+
+/// What a source reports about itself.
+#[derive(Debug, Clone, Default)]
+pub struct SourceStatus {
+    /// Its name in the configuration.
+    pub name: String,
+    /// `etcdv3`, `kubernetes` or `manifests`.
+    pub kind: &'static str,
+    /// Its first complete list is in.
+    pub synced: bool,
+    /// Connected to its datastore now.
+    pub connected: bool,
+    /// The datastore revision the inventory reflects.
+    pub revision: String,
+    /// When the last event (or list) arrived.
+    pub last_event: Option<SystemTime>,
+    /// The last error talking to the datastore (cleared on success).
+    pub error: Option<String>,
+    /// Lists (the first, and relists after a compaction).
+    pub lists: u64,
+    /// Watches that could not resume because their revision was
+    /// compacted.
+    pub compactions: u64,
+    /// Events by kind of resource and type (`ADDED`, `MODIFIED`,
+    /// `DELETED`).
+    pub events: BTreeMap<(String, &'static str), u64>,
+}
+
+/// One source's part.
+#[derive(Debug, Default)]
+struct Part {
+    status: SourceStatus,
+    items: BTreeMap<String, Item>,
+}
+
+/// The inventory of every source.
+#[derive(Debug)]
+pub struct Inventory {
+    parts: Vec<Part>,
+    /// Bumped by every change to the desired resources.
+    version: u64,
+    /// When each recent version arrived (oldest first, at most
+    /// [`ARRIVALS`]): a pusher's lag is measured from the arrival of the
+    /// first version it had not pushed yet.
+    arrivals: VecDeque<(u64, Instant)>,
+}
+
+/// How many arrivals are kept for lag measurements.
+const ARRIVALS: usize = 4096;
+
+/// The resources to push, and the problems to report, at one version.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// The inventory's version.
+    pub version: u64,
+    /// By resource id: the manifest, and the source key it came from.
+    pub resources: BTreeMap<String, (Arc<Value>, String)>,
+    /// Source key → problem (including two keys that stand for one id).
+    pub problems: BTreeMap<String, String>,
+}
+
+impl Inventory {
+    /// An inventory of sources with these names and kinds, all unsynced.
+    pub fn new(sources: &[(String, &'static str)]) -> Self {
+        Self {
+            parts: sources
+                .iter()
+                .map(|(name, kind)| Part {
+                    status: SourceStatus {
+                        name: name.clone(),
+                        kind,
+                        ..SourceStatus::default()
+                    },
+                    items: BTreeMap::new(),
+                })
+                .collect(),
+            version: 0,
+            arrivals: VecDeque::new(),
+        }
+    }
+
+    /// Its version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether every source has its first complete list in.
+    pub fn synced(&self) -> bool {
+        self.parts.iter().all(|p| p.status.synced)
+    }
+
+    /// Every source's status.
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        self.parts.iter().map(|p| p.status.clone()).collect()
+    }
+
+    /// The status of source `i`, to update.
+    pub fn status_mut(&mut self, i: usize) -> &mut SourceStatus {
+        &mut self.parts[i].status
+    }
+
+    /// Source `i` now holds exactly `items` (a list or a relist), at
+    /// `revision`, and is synced. Returns how many keys changed.
+    pub fn replace(&mut self, i: usize, items: BTreeMap<String, Item>, revision: String) -> usize {
+        let changed = self.replace_within(i, "", items, revision);
+        self.parts[i].status.synced = true;
+        changed
+    }
+
+    /// The keys of source `i` that start with `prefix` are now exactly
+    /// `items` (a list of one kind of a source that lists kinds apart), at
+    /// `revision`. Unlike [`Self::replace`] it leaves `synced` to the
+    /// source. Returns how many keys changed.
+    pub fn replace_within(
+        &mut self,
+        i: usize,
+        prefix: &str,
+        items: BTreeMap<String, Item>,
+        revision: String,
+    ) -> usize {
+        let part = &mut self.parts[i];
+        let old: BTreeMap<String, Item> = part
+            .items
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let keys: BTreeSet<&String> = old.keys().chain(items.keys()).collect();
+        let changed = keys
+            .into_iter()
+            .filter(|k| old.get(*k) != items.get(*k))
+            .count();
+        for k in old.keys() {
+            part.items.remove(k);
+        }
+        part.items.extend(items);
+        part.status.revision = revision;
+        part.status.lists += 1;
+        part.status.last_event = Some(SystemTime::now());
+        if changed > 0 {
+            self.mark_changed();
+        }
+        changed
+    }
+
+    /// Source `i`'s `key` now reads as `item` (`None`: deleted), at
+    /// `revision`; counted as an event of `kind` and `kind_of_event`.
+    pub fn set(
+        &mut self,
+        i: usize,
+        key: &str,
+        item: Option<Item>,
+        revision: String,
+        kind: &str,
+        event: &'static str,
+    ) {
+        let part = &mut self.parts[i];
+        let changed = match item {
+            Some(item) => part.items.insert(key.to_owned(), item.clone()) != Some(item),
+            None => part.items.remove(key).is_some(),
+        };
+        part.status.revision = revision;
+        part.status.last_event = Some(SystemTime::now());
+        *part
+            .status
+            .events
+            .entry((kind.to_owned(), event))
+            .or_default() += 1;
+        if changed {
+            self.mark_changed();
+        }
+    }
+
+    /// Notes a change: a new version, and when it arrived.
+    fn mark_changed(&mut self) {
+        self.version += 1;
+        if self.arrivals.len() == ARRIVALS {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back((self.version, Instant::now()));
+    }
+
+    /// When the first version after `pushed` arrived (the oldest change a
+    /// pusher that pushed `pushed` has not carried yet); `None` when there
+    /// is none, or it is too old to be remembered.
+    pub fn arrived_after(&self, pushed: u64) -> Option<Instant> {
+        self.arrivals
+            .iter()
+            .find(|(v, _)| *v > pushed)
+            .map(|(_, t)| *t)
+    }
+
+    /// The desired resources: every object of every source, the first
+    /// key (by source, then key) winning when two stand for one id.
+    pub fn desired(&self) -> Desired {
+        let mut d = Desired {
+            version: self.version,
+            ..Desired::default()
+        };
+        for part in &self.parts {
+            for (key, item) in &part.items {
+                let key = format!("{}:{key}", part.status.name);
+                match item {
+                    Item::Problem(p) => {
+                        d.problems.insert(key, p.clone());
+                    }
+                    Item::Object(o) => {
+                        if let Some((_, first)) = d.resources.get(&o.id) {
+                            d.problems.insert(
+                                key,
+                                format!("{} is also read from {first}; that one is used", o.id),
+                            );
+                        } else {
+                            d.resources.insert(o.id.clone(), (o.manifest.clone(), key));
+                        }
+                    }
+                }
+            }
+        }
+        hand_over_addresses(&mut d);
+        d
+    }
+}
+
+/// Two pods that claim one address: the appliance refuses such a state
+/// (which pod's policy judges the address would be a guess). In a live
+/// cluster it happens when a terminating pod's address was released by its
+/// CNI and given to a new pod while the old object still shows it, so, as
+/// Calico's CNI does, the pod that is not terminating keeps the address
+/// and the terminating one is left out (reported); between two that are
+/// not terminating, the first (by source key) keeps it.
+fn hand_over_addresses(d: &mut Desired) {
+    let pods: Vec<(String, bool, Vec<String>)> = d
+        .resources
+        .iter()
+        .filter(|(_, (m, _))| m["kind"] == "Pod")
+        .map(|(id, (m, key))| {
+            let mut ips: Vec<String> = m["status"]["podIPs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+                .chain(m["status"]["podIP"].as_str().map(str::to_owned))
+                .collect();
+            ips.sort();
+            ips.dedup();
+            let terminating = !m["metadata"]["deletionTimestamp"].is_null();
+            (format!("{key}\u{0}{id}"), terminating, ips)
+        })
+        .collect();
+    // Who keeps each address: not terminating first, then by key.
+    let mut order: Vec<&(String, bool, Vec<String>)> = pods.iter().collect();
+    order.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut losers = Vec::new();
+    for (key_id, _, ips) in order {
+        let (_, id) = key_id.split_once('\u{0}').expect("joined above");
+        match ips
+            .iter()
+            .find_map(|ip| owner.get(ip.as_str()).map(|o| (ip, *o)))
+        {
+            Some((ip, winner)) => losers.push((id.to_owned(), ip.clone(), winner.to_owned())),
+            None => {
+                for ip in ips {
+                    owner.insert(ip, id);
+                }
+            }
+        }
+    }
+    for (id, ip, winner) in losers {
+        if let Some((_, key)) = d.resources.remove(&id) {
+            d.problems.insert(
+                key,
+                format!("{id} is left out: its address {ip} belongs to {winner}, which is not terminating"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn gns(name: &str, net: &str) -> Item {
+        Item::Object(
+            check(
+                json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+                       "metadata": {"name": name}, "spec": {"nets": [net]}}),
+                "etcd:k",
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_relist_that_finds_the_same_changes_nothing() {
+        let mut inv = Inventory::new(&[("etcd".into(), "etcdv3")]);
+        assert!(!inv.synced());
+        let items: BTreeMap<String, Item> = [("a".to_owned(), gns("a", "10.0.0.0/8"))].into();
+        assert_eq!(inv.replace(0, items.clone(), "5".into()), 1);
+        assert!(inv.synced());
+        let v = inv.version();
+        assert_eq!(inv.replace(0, items, "9".into()), 0);
+        assert_eq!(inv.version(), v);
+        // A watch event that changes nothing does not bump it either.
+        inv.set(
+            0,
+            "a",
+            Some(gns("a", "10.0.0.0/8")),
+            "10".into(),
+            "GlobalNetworkSet",
+            "MODIFIED",
+        );
+        assert_eq!(inv.version(), v);
+        let before = Instant::now();
+        inv.set(0, "a", None, "11".into(), "GlobalNetworkSet", "DELETED");
+        assert_eq!(inv.version(), v + 1);
+        // A pusher that pushed `v` is behind from the deletion on.
+        assert!(inv.arrived_after(v).unwrap() >= before);
+        assert!(inv.arrived_after(v + 1).is_none());
+        assert!(inv.desired().resources.is_empty());
+    }
+
+    fn pod(name: &str, ip: &str, terminating: bool) -> Item {
+        let mut m = json!({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": name, "namespace": "shop"},
+                           "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+        if terminating {
+            m["metadata"]["deletionTimestamp"] = json!("2026-12-06T10:00:00Z");
+        }
+        Item::Object(check(m, &format!("k8s:pods/shop/{name}")).unwrap())
+    }
+
+    #[test]
+    fn a_terminating_pod_hands_its_address_over() {
+        let mut inv = Inventory::new(&[("k8s".into(), "kubernetes")]);
+        inv.replace(
+            0,
+            [
+                // The old pod sorts first but is terminating.
+                ("pods/shop/a-old".to_owned(), pod("a-old", "10.2.0.7", true)),
+                (
+                    "pods/shop/b-new".to_owned(),
+                    pod("b-new", "10.2.0.7", false),
+                ),
+                ("pods/shop/c".to_owned(), pod("c", "10.2.0.8", false)),
+                ("pods/shop/d".to_owned(), pod("d", "10.2.0.8", false)),
+            ]
+            .into(),
+            "1".into(),
+        );
+        let d = inv.desired();
+        let ids: Vec<&str> = d.resources.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["Pod/shop/b-new", "Pod/shop/c"]);
+        assert!(d.problems["k8s:pods/shop/a-old"].contains("belongs to Pod/shop/b-new"));
+        assert!(d.problems["k8s:pods/shop/d"].contains("belongs to Pod/shop/c"));
+    }
+
+    #[test]
+    fn a_bad_object_is_a_problem_and_the_rest_is_desired() {
+        let bad = check(
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+                               "metadata": {"name": "bad"}, "spec": {"selector": "app == "}}),
+            "etcd:k1",
+        )
+        .unwrap_err();
+        assert!(bad.contains("selector"), "{bad}");
+        let mut inv = Inventory::new(&[("etcd".into(), "etcdv3")]);
+        inv.replace(
+            0,
+            [
+                ("k1".to_owned(), Item::Problem(bad)),
+                ("k2".to_owned(), gns("a", "10.0.0.0/8")),
+                ("k3".to_owned(), gns("a", "10.9.0.0/16")),
+            ]
+            .into(),
+            "1".into(),
+        );
+        let d = inv.desired();
+        assert_eq!(d.resources.len(), 1);
+        assert_eq!(
+            d.resources["GlobalNetworkSet/a"].0["metadata"]["annotations"][SOURCE_ANNOTATION],
+            "etcd:k"
+        );
+        assert_eq!(d.resources["GlobalNetworkSet/a"].1, "etcd:k2");
+        assert!(d.problems["etcd:k1"].contains("selector"));
+        assert!(d.problems["etcd:k3"].contains("also read from etcd:k2"));
+    }
+}

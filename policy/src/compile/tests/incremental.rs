@@ -1,0 +1,568 @@
+//! Incremental compiles against cold ones: after every change of a random
+//! sequence (policy edits and deletes, endpoint labels, addresses and named
+//! ports, network sets, namespace labels, tiers), compiling with the cache
+//! the previous compiles left must produce exactly the program a compile
+//! from scratch produces, and that program must agree with the reference
+//! evaluator.
+//!
+//! The states are made as the appliance's store makes them ([`State`]: each
+//! resource normalised once and kept), so that unchanged policies are
+//! shared between the policy sets of successive states, as on a server; a
+//! second cache compiles sets normalised afresh each time, where nothing
+//! is shared and the cache must compare contents.
+
+use causeway_dataplane::policy::{
+    classifier::Rule as Cube,
+    program::{Action as DpAction, Program, RuleId},
+};
+use proptest::{
+    prelude::{ProptestConfig, any},
+    proptest,
+};
+
+use std::{collections::BTreeMap, path::Path};
+
+use super::*;
+use crate::{
+    load::{self, Loaded},
+    normalize::Normal,
+};
+
+/// A desired state as the appliance's store (`causeway-control`'s
+/// `Desired`) keeps one, in small: every resource by id with its normal
+/// form, made when the resource arrives and kept while it is unchanged,
+/// and a generation bumped by every change.
+#[derive(Clone, Default)]
+struct State {
+    entries: BTreeMap<String, (Loaded, Normal)>,
+    generation: u64,
+}
+
+impl State {
+    /// The state with the resources in `text` added or replaced; `None`
+    /// when they do not load or validate (a tier still in use, say), or
+    /// change nothing.
+    fn apply(&self, text: &str) -> Option<Self> {
+        let loaded = load::load_str(text, Path::new("change.yaml")).ok()?;
+        if !load::validate(&loaded).is_empty() {
+            return None;
+        }
+        let mut next = self.clone();
+        let mut changed = false;
+        for l in loaded {
+            let id = l.resource.id();
+            if next
+                .entries
+                .get(&id)
+                .is_some_and(|(old, _)| old.resource == l.resource)
+            {
+                continue;
+            }
+            let normal = Normal::of(&l.resource).ok()?;
+            next.entries.insert(id, (l, normal));
+            changed = true;
+        }
+        next.checked(changed)
+    }
+
+    /// The state without resource `id`, as [`State::apply`].
+    fn delete(&self, id: &str) -> Option<Self> {
+        let mut next = self.clone();
+        let changed = next.entries.remove(id).is_some();
+        next.checked(changed)
+    }
+
+    /// `self` as the next generation, if `changed` and its references hold.
+    fn checked(mut self, changed: bool) -> Option<Self> {
+        let all: Vec<&Loaded> = self.entries.values().map(|(l, _)| l).collect();
+        if !changed || !load::validate_refs(&all).is_empty() {
+            return None;
+        }
+        self.generation += 1;
+        Some(self)
+    }
+
+    /// Its policy set, assembled from the kept normal forms.
+    fn policy_set(&self) -> PolicySet {
+        PolicySet::assemble(self.entries.values().map(|(_, n)| n))
+    }
+}
+
+const NAMESPACES: &[&str] = &["ns0", "ns1", "ns2"];
+
+fn labels(r: &mut Rng) -> String {
+    let mut l = vec![format!(
+        "app: {}",
+        r.pick(&["web", "db", "cache", "dns", "legacy"])
+    )];
+    if r.chance(50) {
+        l.push(format!("role: {}", r.pick(&["fe", "be"])));
+    }
+    format!("{{{}}}", l.join(", "))
+}
+
+fn namespace_doc(r: &mut Rng, ns: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{team: {}, env: {}}}\n",
+        r.pick(&["a", "b"]),
+        r.pick(&["prod", "dev"])
+    )
+}
+
+/// Pod `k`, always in the same namespace (so it stays one resource): its
+/// addresses are its own (10.0.0.k or 10.0.1.k, maybe fd00::k), so no two
+/// endpoints share one.
+fn pod_doc(r: &mut Rng, k: usize) -> String {
+    let k = k + 1;
+    let v4 = format!("10.0.{}.{k}", r.below(2));
+    let ips = if r.chance(30) {
+        format!("[{{ip: {v4}}}, {{ip: 'fd00::{k}'}}]")
+    } else {
+        format!("[{{ip: {v4}}}]")
+    };
+    let (pname, port, proto) = *r.pick(&[
+        ("http", 80, "TCP"),
+        ("http", 8080, "TCP"),
+        ("pg", 5432, "TCP"),
+        ("dns", 53, "UDP"),
+    ]);
+    format!(
+        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: pod{k}\n  namespace: {}\n  labels: {}\nspec:\n  containers:\n  - name: c\n    ports: [{{name: {pname}, containerPort: {port}, protocol: {proto}}}]\nstatus:\n  podIPs: {ips}\n",
+        NAMESPACES[k % NAMESPACES.len()],
+        labels(r),
+    )
+}
+
+/// Static endpoint `k`, always in the same namespace: 10.0.9.k or
+/// 10.0.8.k.
+fn static_doc(r: &mut Rng, k: usize) -> String {
+    let k = k + 1;
+    format!(
+        "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: se{k}\n  namespace: {}\n  labels: {}\nspec:\n  ips: [10.0.{}.{k}]\n  ports: [{{name: http, port: {}}}]\n",
+        NAMESPACES[k % NAMESPACES.len()],
+        labels(r),
+        r.pick(&[8, 9]),
+        r.pick(&[8000, 8001]),
+    )
+}
+
+fn netset_doc(r: &mut Rng, k: usize) -> String {
+    let nets = r.pick(&[
+        "[192.168.0.0/16]",
+        "[192.168.1.0/24, 172.16.0.0/12]",
+        "[172.16.0.0/12]",
+        "[8.8.8.0/24]",
+        "[10.0.0.0/30]",
+    ]);
+    let kind = r.pick(&["external", "partner"]);
+    if r.chance(50) {
+        format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata:\n  name: gset{k}\n  labels: {{kind: {kind}}}\nspec:\n  nets: {nets}\n"
+        )
+    } else {
+        format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata:\n  name: set{k}\n  namespace: {}\n  labels: {{kind: {kind}}}\nspec:\n  nets: {nets}\n",
+            r.pick(NAMESPACES)
+        )
+    }
+}
+
+fn random_tier(r: &mut Rng) -> String {
+    tier_doc(
+        "security",
+        *r.pick(&[50, 100, 2_000_000]),
+        r.pick::<&str>(&["Deny", "Pass"]),
+    )
+}
+
+/// The first state: namespaces, a few endpoints and network sets, the tier
+/// and some policies.
+fn base(r: &mut Rng) -> String {
+    let mut out = String::new();
+    for ns in NAMESPACES {
+        out += &namespace_doc(r, ns);
+    }
+    for k in 0..4 {
+        out += &pod_doc(r, k);
+    }
+    out += &static_doc(r, 0);
+    out += &netset_doc(r, 0);
+    out += &random_tier(r);
+    for i in 0..3 + r.below(3) {
+        out += &policy_doc(r, i);
+    }
+    out
+}
+
+/// One random change: a batch to apply, or ids to delete.
+enum Change {
+    Apply(String),
+    Delete(String),
+}
+
+fn change(r: &mut Rng, state: &State) -> Change {
+    let existing = |prefixes: &[&str]| -> Vec<String> {
+        state
+            .entries
+            .keys()
+            .filter(|id| prefixes.iter().any(|p| id.starts_with(p)))
+            .cloned()
+            .collect()
+    };
+    let delete = |r: &mut Rng, prefixes: &[&str]| {
+        let ids = existing(prefixes);
+        if ids.is_empty() {
+            None
+        } else {
+            Some(Change::Delete(r.pick(&ids).clone()))
+        }
+    };
+    let choice = match r.below(100) {
+        0..30 => Some(Change::Apply({
+            let k = r.below(8);
+            policy_doc(r, k)
+        })),
+        30..38 => delete(
+            r,
+            &[
+                "GlobalNetworkPolicy/",
+                "NetworkPolicy/",
+                "networking.k8s.io/NetworkPolicy/",
+            ],
+        ),
+        38..55 => Some(Change::Apply({
+            let k = r.below(6);
+            pod_doc(r, k)
+        })),
+        55..62 => Some(Change::Apply({
+            let k = r.below(3);
+            static_doc(r, k)
+        })),
+        62..66 => delete(r, &["Pod/", "StaticEndpoint/"]),
+        66..76 => Some(Change::Apply({
+            let k = r.below(3);
+            netset_doc(r, k)
+        })),
+        76..80 => delete(r, &["GlobalNetworkSet/", "NetworkSet/"]),
+        80..87 => Some(Change::Apply({
+            let k = *r.pick(NAMESPACES);
+            namespace_doc(r, k)
+        })),
+        87..96 => Some(Change::Apply(random_tier(r))),
+        // Refused while a policy is in the tier.
+        _ => delete(r, &["Tier/"]),
+    };
+    choice.unwrap_or_else(|| {
+        Change::Apply({
+            let k = r.below(8);
+            policy_doc(r, k)
+        })
+    })
+}
+
+/// The state after `c`, or `None` when it is refused (a tier still in use,
+/// say) or changes nothing.
+fn plan(state: &State, c: &Change) -> Option<State> {
+    match c {
+        Change::Apply(text) => state.apply(text),
+        Change::Delete(id) => state.delete(id),
+    }
+}
+
+/// A program as data: per tier, the classifier's rules and what each one
+/// stands for.
+type Shape = Vec<(Vec<Cube>, Vec<(DpAction, RuleId)>)>;
+
+fn shape(p: &Program) -> Shape {
+    p.tiers
+        .iter()
+        .map(|t| {
+            let cubes = (0..t.classifier.len())
+                .map(|i| {
+                    *t.classifier
+                        .get(i as _)
+                        .expect("a built classifier's indices are dense")
+                })
+                .collect();
+            (cubes, t.rules.clone())
+        })
+        .collect()
+}
+
+/// Asserts that two compiles produced the same program, exactly.
+fn assert_same(got: &Compiled, want: &Compiled, context: &dyn Fn() -> String) {
+    let (g, w) = (&got.program, &want.program);
+    assert_eq!(g.generation, w.generation);
+    assert_eq!(g.rules, w.rules, "rule tables differ\n{}", context());
+    assert_eq!(g.endpoints, w.endpoints, "endpoints differ\n{}", context());
+    assert_eq!(g.untracked, w.untracked, "untracked differ\n{}", context());
+    assert_eq!(
+        g.programs.len(),
+        w.programs.len(),
+        "program counts differ\n{}",
+        context()
+    );
+    for (i, (a, b)) in g.programs.iter().zip(&w.programs).enumerate() {
+        assert_eq!(shape(a), shape(b), "program {i} differs\n{}", context());
+    }
+    assert_eq!(
+        got.prefilter,
+        want.prefilter,
+        "prefilters differ\n{}",
+        context()
+    );
+}
+
+/// Addresses of the endpoints (either address of each), the network sets
+/// and elsewhere.
+const ADDRS: &[&str] = &[
+    "10.0.0.1",
+    "10.0.0.2",
+    "10.0.0.3",
+    "10.0.0.4",
+    "10.0.0.5",
+    "10.0.0.6",
+    "10.0.1.1",
+    "10.0.1.2",
+    "10.0.1.3",
+    "10.0.1.4",
+    "10.0.1.5",
+    "10.0.1.6",
+    "10.0.9.1",
+    "10.0.9.2",
+    "10.0.8.1",
+    "10.0.8.3",
+    "192.168.1.5",
+    "192.168.1.200",
+    "172.16.3.3",
+    "8.8.8.8",
+];
+const ADDRS6: &[&str] = &["fd00::1", "fd00::3", "fd00::6", "2001:db8::9"];
+
+fn any_packet(r: &mut Rng) -> Packet {
+    let (src, dst): (IpAddr, IpAddr) = if r.chance(15) {
+        (
+            r.pick(ADDRS6).parse().unwrap(),
+            r.pick(ADDRS6).parse().unwrap(),
+        )
+    } else {
+        (
+            r.pick(ADDRS).parse().unwrap(),
+            r.pick(ADDRS).parse().unwrap(),
+        )
+    };
+    let icmp = if src.is_ipv4() {
+        Protocol::ICMP
+    } else {
+        Protocol::ICMPV6
+    };
+    let protocol = *r.pick(&[Protocol::TCP, Protocol::UDP, icmp]);
+    let is_icmp = protocol == icmp;
+    let port = |r: &mut Rng| Some(*r.pick(&[53u16, 80, 443, 1500, 5432, 8000, 8001, 8080, 40000]));
+    Packet {
+        src,
+        dst,
+        protocol,
+        src_port: if is_icmp { None } else { port(r) },
+        dst_port: if is_icmp { None } else { port(r) },
+        icmp_type: is_icmp.then(|| *r.pick(&[8u8, 0, 3])),
+        icmp_code: is_icmp.then(|| *r.pick(&[0u8, 1])),
+    }
+}
+
+/// What a run of changes did, to check the test tests something.
+#[derive(Default)]
+struct Tally {
+    steps: usize,
+    programs: usize,
+    resolved: usize,
+    built: usize,
+    renumbered: usize,
+}
+
+/// Runs `steps` random changes from seed `seed`; after each, the shared
+/// incremental compile, the unshared one and a cold one must agree, and
+/// agree with the reference on `packets` packets.
+fn run(seed: u64, steps: usize, packets: usize) -> Tally {
+    let mut r = Rng(seed | 1);
+    let mut tally = Tally::default();
+    let text = base(&mut r);
+    let mut state = State::default()
+        .apply(&text)
+        .unwrap_or_else(|| panic!("seed {seed}: the base is refused:\n{text}"));
+    let (mut shared, mut unshared) = (Cache::default(), Cache::default());
+    let mut history = vec![text];
+    for step in 0..=steps {
+        if step > 0 {
+            let c = change(&mut r, &state);
+            let Some(next) = plan(&state, &c) else {
+                continue;
+            };
+            history.push(match c {
+                Change::Apply(t) => t,
+                Change::Delete(id) => format!("--- delete {id}\n"),
+            });
+            state = next;
+        }
+        let context = || format!("seed {seed}, step {step}; changes:\n{}", history.join(""));
+        let set = state.policy_set();
+        let fresh = PolicySet::build(state.entries.values().map(|(l, _)| &l.resource))
+            .expect("a valid state normalises");
+        assert_eq!(
+            set,
+            fresh,
+            "normalising per resource differs\n{}",
+            context()
+        );
+        let generation = state.generation;
+        let incremental = compile(&set, generation, &mut shared);
+        let compared = compile(&fresh, generation, &mut unshared);
+        let cold = compile(&set, generation, &mut Cache::default());
+        assert_same(&incremental, &cold, &context);
+        assert_same(&compared, &cold, &context);
+        if step > 0 {
+            tally.steps += 1;
+            tally.programs += incremental.program.programs.len();
+            tally.resolved += incremental.resolved;
+            tally.built += incremental.built;
+            tally.renumbered += incremental.renumbered;
+        }
+        agree_on_packets(&set, &incremental, &mut r, packets, any_packet, &context);
+    }
+    tally
+}
+
+#[test]
+fn incremental_compiles_equal_cold_ones() {
+    let mut total = Tally::default();
+    for seed in 1..=20 {
+        let t = run(seed * 104_729, 30, 40);
+        total.steps += t.steps;
+        total.programs += t.programs;
+        total.resolved += t.resolved;
+        total.built += t.built;
+        total.renumbered += t.renumbered;
+    }
+    // The runs must change things, and the cache must spare work: else this
+    // test compares cold compiles with cold compiles. (Most generated rules
+    // have selectors, and half the changes are to endpoints, network sets
+    // or namespaces, so most programs are resolved again.)
+    assert!(total.steps > 400, "{} steps", total.steps);
+    assert!(
+        total.resolved * 10 < total.programs * 9,
+        "resolved {} of {} programs",
+        total.resolved,
+        total.programs
+    );
+    assert!(total.built < total.resolved, "built {}", total.built);
+    // Policies gain and lose rules: programs after them are renumbered,
+    // and must still equal cold ones.
+    assert!(total.renumbered > 0, "nothing renumbered");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #[test]
+    fn incremental_compiles_equal_cold_ones_from_any_seed(seed in any::<u64>()) {
+        run(seed, 20, 20);
+    }
+}
+
+/// The bench's shape in small: policy `i` selects endpoint `i % 3` and has
+/// only nets and numeric ports.
+fn plain_state(flipped: Option<usize>) -> State {
+    plain_state_with(flipped, 0)
+}
+
+/// [`plain_state`], policy `p0` with `extra` more rules.
+fn plain_state_with(flipped: Option<usize>, extra: usize) -> State {
+    let mut y = String::new();
+    for e in 0..3 {
+        y += &format!(
+            "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: app-{e}\n  labels: {{app: app-{e}}}\nspec:\n  ips: [10.2.0.{}]\n",
+            10 + e
+        );
+    }
+    for i in 0..9 {
+        let port = if flipped == Some(i) { 9999 } else { 100 + i };
+        y += &format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p{i}\nspec:\n  order: {i}\n  selector: app == 'app-{}'\n  types: [Ingress]\n  ingress:\n  - {{action: Deny, protocol: TCP, source: {{nets: [10.9.0.{i}/32]}}, destination: {{ports: [{port}]}}}}\n",
+            i % 3
+        );
+        if i == 0 {
+            for x in 0..extra {
+                y += &format!(
+                    "  - {{action: Allow, protocol: UDP, destination: {{ports: [{}]}}}}\n",
+                    2000 + x
+                );
+            }
+        }
+    }
+    State::default().apply(&y).expect("valid")
+}
+
+#[test]
+fn a_changed_policy_resolves_only_the_programs_that_walk_it() {
+    let mut cache = Cache::default();
+    let first = compile(&plain_state(None).policy_set(), 1, &mut cache);
+    assert_eq!((first.resolved, first.built), (3, 3));
+    let changed = compile(&plain_state(Some(4)).policy_set(), 2, &mut cache);
+    assert_eq!((changed.resolved, changed.built, changed.reused), (1, 1, 2));
+    // A new endpoint no rule selects: no program reads the endpoints.
+    let mut state = plain_state(Some(4));
+    let more = "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: other\n  labels: {app: other}\nspec:\n  ips: [10.2.0.99]\n";
+    state = state
+        .apply(more).unwrap();
+    let after = compile(&state.policy_set(), 3, &mut cache);
+    assert_eq!((after.resolved, after.built, after.reused), (0, 0, 3));
+}
+
+#[test]
+fn a_policy_that_gains_rules_renumbers_the_programs_after_it_without_building_them() {
+    // p0 comes first in the rule table: a rule more moves the ids of every
+    // other policy's rules. Only p0's program is resolved and built; the
+    // other two keep their classifiers, renumbered.
+    let mut cache = Cache::default();
+    compile(&plain_state(None).policy_set(), 1, &mut cache);
+    for (generation, extra) in [(2, 1), (3, 3), (4, 0)] {
+        let set = plain_state_with(None, extra).policy_set();
+        let got = compile(&set, generation, &mut cache);
+        assert_eq!(
+            (got.resolved, got.built, got.renumbered, got.reused),
+            (1, 1, 2, 2),
+            "{extra} extra rules"
+        );
+        let cold = compile(&set, generation, &mut Cache::default());
+        assert_same(&got, &cold, &|| format!("{extra} extra rules"));
+    }
+}
+
+#[test]
+fn an_endpoint_change_resolves_programs_with_selectors_and_rebuilds_what_differs() {
+    let base = "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: a\n  labels: {app: a}\nspec:\n  ips: [10.2.0.1]\n\
+---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: b\n  labels: {app: b}\nspec:\n  ips: [10.2.0.2]\n\
+---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: from-b\nspec:\n  selector: app == 'a'\n  types: [Ingress]\n  ingress:\n  - {action: Allow, source: {selector: app == 'b'}}\n\
+---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: nets\nspec:\n  selector: app == 'b'\n  types: [Ingress]\n  ingress:\n  - {action: Allow, source: {nets: [10.3.0.0/16]}}\n";
+    let apply = |d: &State, text: &str| d.apply(text).unwrap();
+    let state = apply(&State::default(), base);
+    let mut cache = Cache::default();
+    compile(&state.policy_set(), 1, &mut cache);
+    // A third endpoint: `from-b`'s program resolves again (it has a
+    // selector) but selects the same addresses, so nothing is built.
+    let state = apply(
+        &state,
+        "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: c\n  labels: {app: c}\nspec:\n  ips: [10.2.0.3]\n",
+    );
+    let c = compile(&state.policy_set(), 2, &mut cache);
+    assert_eq!((c.resolved, c.built, c.reused), (1, 0, 2));
+    // `c` becomes a `b`: now `from-b` selects it too, and `c` is judged
+    // by `nets`' program (a new endpoint of an existing program).
+    let state = apply(
+        &state,
+        "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: c\n  labels: {app: b}\nspec:\n  ips: [10.2.0.3]\n",
+    );
+    let c = compile(&state.policy_set(), 3, &mut cache);
+    assert_eq!((c.resolved, c.built, c.reused), (1, 1, 1));
+    let cold = compile(&state.policy_set(), 3, &mut Cache::default());
+    assert_same(&c, &cold, &|| String::new());
+}
