@@ -471,3 +471,5 @@ fn prefix_set_algebra() {
         vec![(0, 79), (81, 999), (2001, 65535)]
     );
 }
+
+mod incremental;
