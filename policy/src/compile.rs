@@ -20,7 +20,7 @@
 //! reference evaluator ([`super::eval`]): the two are compared in tests.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     hash::{Hash, Hasher},
     net::IpAddr,
     sync::Arc,
@@ -28,7 +28,7 @@ use std::{
 
 use causeway_dataplane::{
     policy::{
-        classifier::{Classifier, Prefix, Rule as Cube},
+        classifier::{Classifier, Prefix, Rule as Cube, RuleIndex},
         program::{
             Action as DpAction, EndpointPrograms, PolicyProgram, Program, RuleId, RuleMeta,
             TierProgram,
@@ -38,11 +38,12 @@ use causeway_dataplane::{
 };
 
 use super::{
-    eval::applies,
     model::{Action, IcmpFields, PolicyType, Port, Protocol},
-    normalize::{Endpoint, Entity, NAMESPACE_LABEL, NRule, NetSet, Policy, PolicySet, Scope, Tier},
+    normalize::{Entity, NRule, Policy, PolicySet, Scope, Selected, Tier},
     selector::Selector,
 };
+
+mod world;
 
 /// The IPv4-mapped range of the u128 address space.
 const V4_MAPPED: Prefix = Prefix {
@@ -99,20 +100,25 @@ pub struct Compiled {
 /// A program is found by its inputs first: its direction, the tiers and
 /// policies it walks (each policy's content and the rule ids it was given),
 /// whether it has tier defaults, the endpoint's addresses when a rule
-/// constrains them and, when a rule has a selector or a named port, the
-/// endpoints, network sets and namespaces those resolve against. When all
-/// of these are the same the program is reused without resolving a rule.
-/// Otherwise its rules are resolved and the program is found by content
-/// (the resolved cubes, compared in full), so that, say, a new pod that no
-/// selector of a program selects costs a resolve but no build.
+/// constrains them and, when a rule has a selector, the addresses each
+/// selector resolved to, and when it has a named port, the endpoints'
+/// ports. When all of these are the same the program is reused without
+/// resolving a rule. Otherwise its rules are resolved and the program is
+/// found by content (the resolved cubes, compared in full).
+///
+/// Beside the programs it keeps which policies apply to which endpoint
+/// and what each selector resolved to ([`world`]), so that a compile
+/// after one endpoint changed judges that endpoint, not every pair.
 #[derive(Debug, Default)]
 pub struct Cache {
     by_inputs: HashMap<InputKey, Cached>,
     by_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
-    /// What the cached programs' selectors and named ports resolved against.
-    world: World,
-    /// Bumped whenever `world` changes.
-    world_epoch: u64,
+    /// The previous compile's endpoints, network sets and namespaces.
+    world: world::World,
+    /// Which policies apply to which endpoint.
+    applicability: world::Applicability,
+    /// What the previous compile's selectors resolved to.
+    selected: HashMap<String, Selected>,
     /// The previous compile's rule count (the next one is likely alike).
     rules: usize,
 }
@@ -127,8 +133,8 @@ type InputKey = (PolicyType, bool, Option<Vec<IpAddr>>, Vec<String>);
 #[derive(Debug)]
 struct Cached {
     tiers: Vec<TierInput>,
-    /// The world epoch it resolved against, if a rule reads the world.
-    world: Option<u64>,
+    /// What its rules read of the world, if anything.
+    reads: Option<Reads>,
     content: u64,
     program: Arc<Program>,
 }
@@ -196,44 +202,24 @@ fn moved(moves: &[(RuleId, RuleId, RuleId)], id: RuleId) -> RuleId {
         .map_or(id, |(from, _, to)| to + (id - from))
 }
 
-/// The parts of a [`PolicySet`] that selectors and named ports read.
-#[derive(Debug, Default)]
-struct World {
-    endpoints: Vec<Endpoint>,
-    net_sets: Vec<NetSet>,
-    namespaces: HashMap<String, BTreeMap<String, String>>,
+/// What a program's rules read of the world when they were resolved: the
+/// addresses each selector resolved to (in the order its rules name them)
+/// and, if a rule names a port, the ports epoch
+/// ([`world::World::ports_epoch`]).
+#[derive(Debug, PartialEq)]
+struct Reads {
+    selected: Vec<Arc<Vec<Prefix>>>,
+    ports_epoch: Option<u64>,
 }
 
-impl World {
-    /// Takes `set`'s world if it differs; whether it did.
-    fn update(&mut self, set: &PolicySet) -> bool {
-        if self.endpoints == set.endpoints
-            && self.net_sets == set.net_sets
-            && self.namespaces == set.namespaces
-        {
-            return false;
-        }
-        *self = Self {
-            endpoints: set.endpoints.clone(),
-            net_sets: set.net_sets.clone(),
-            namespaces: set.namespaces.clone(),
-        };
-        true
-    }
-}
-
-/// Whether a rule's cubes depend on the endpoints, network sets or
-/// namespaces: it has a selector (which resolves to their addresses) or a
-/// named port (which resolves per endpoint).
-fn reads_world(r: &NRule) -> bool {
-    [&r.source, &r.destination].into_iter().any(|e| {
-        e.selector.is_some()
-            || e.not_selector.is_some()
-            || e.ports
-                .iter()
-                .chain(&e.not_ports)
-                .any(|p| matches!(p, Port::Named(_)))
-    })
+/// Whether two [`Reads`] read the same (the same allocation, or equal).
+fn same_reads(a: &Reads, b: &Reads) -> bool {
+    a.ports_epoch == b.ports_epoch
+        && a.selected.len() == b.selected.len()
+        && a.selected
+            .iter()
+            .zip(&b.selected)
+            .all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
 }
 
 type Cubes = Vec<(Cube, DpAction, RuleId)>;
@@ -244,9 +230,9 @@ type Signature = (PolicyType, Vec<usize>, Option<Vec<IpAddr>>);
 
 /// Compiles `set` into generation `generation`, reusing `cache`.
 pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled {
-    if cache.world.update(set) {
-        cache.world_epoch += 1;
-    }
+    let changes = cache.world.update(set);
+    world::carry_selected(set, &changes, std::mem::take(&mut cache.selected));
+    let applicable = cache.applicability.applicable(set);
     let mut c = Compiler {
         set,
         rules: Vec::with_capacity(cache.rules),
@@ -257,25 +243,21 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         previous_content: std::mem::take(&mut cache.by_content),
         next: HashMap::new(),
         next_content: HashMap::new(),
-        world_epoch: cache.world_epoch,
+        ports_epoch: cache.world.ports_epoch,
         built: 0,
         reused: 0,
         resolved: 0,
         renumbered: 0,
     };
-    let mut signatures: HashMap<Signature, u32> = HashMap::new();
+    let mut signatures: rustc_hash::FxHashMap<Signature, u32> = rustc_hash::FxHashMap::default();
     let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
 
     for direction in [PolicyType::Ingress, PolicyType::Egress] {
-        for ep in &set.endpoints {
-            let applicable: Vec<usize> = set
-                .policies
+        for (ep, all) in set.endpoints.iter().zip(&applicable) {
+            let applicable: Vec<usize> = all
                 .iter()
-                .enumerate()
-                .filter(|(_, p)| {
-                    !p.do_not_track && p.types.contains(&direction) && applies(set, p, ep)
-                })
-                .map(|(i, _)| i)
+                .copied()
+                .filter(|&i| set.policies[i].types.contains(&direction))
                 .collect();
             if applicable.is_empty() {
                 continue;
@@ -325,6 +307,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     }
     let prefilter = prefilter(set, &c.rule_base);
     cache.rules = c.rules.len();
+    cache.selected = set.memo.selected.lock().expect("not poisoned").clone();
     cache.by_inputs = c.next;
     cache.by_content = c.next_content;
     Compiled {
@@ -374,7 +357,7 @@ struct Compiler<'a> {
     previous_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
     next: HashMap<InputKey, Cached>,
     next_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
-    world_epoch: u64,
+    ports_epoch: u64,
     built: usize,
     reused: usize,
     resolved: usize,
@@ -406,10 +389,22 @@ impl Compiler<'_> {
                 .collect(),
         );
         // The same policies read the world or not alike: a cached program
-        // that read it is valid for the epoch it read.
-        let hit = self.previous.remove(&key).filter(|c| {
-            c.world.is_none_or(|e| e == self.world_epoch) && same_policies(&c.tiers, &tiers)
+        // that read it is valid if what it read reads the same now.
+        let mut reads_now = None;
+        let candidate = self.previous.remove(&key);
+        let valid = candidate.as_ref().is_some_and(|c| {
+            same_policies(&c.tiers, &tiers)
+                && c.reads.as_ref().is_none_or(|r| {
+                    reads_now = self.reads(&tiers, direction);
+                    reads_now.as_ref().is_some_and(|now| same_reads(r, now))
+                })
         });
+        // A stale program of the same policies is where a rebuild starts.
+        let (hit, stale) = if valid {
+            (candidate, None)
+        } else {
+            (None, candidate)
+        };
         // Only the ids moved (a policy walked before these gained or lost
         // rules): the same classifiers, with the ids renumbered.
         let hit = match hit {
@@ -420,7 +415,7 @@ impl Compiler<'_> {
             }
             hit => hit,
         };
-        let (world, content, program) = match hit {
+        let (reads, content, program) = match hit {
             Some(c) => {
                 self.reused += 1;
                 if !self.next_content.contains_key(&c.content)
@@ -428,15 +423,12 @@ impl Compiler<'_> {
                 {
                     self.next_content.insert(c.content, entry);
                 }
-                (c.world, c.content, c.program)
+                // What it read now, so the next compile compares with
+                // the allocations it will find.
+                (reads_now.or(c.reads), c.content, c.program)
             }
             None => {
                 self.resolved += 1;
-                let reads = order.iter().any(|&pi| {
-                    rules_of(&self.set.policies[pi], direction)
-                        .iter()
-                        .any(reads_world)
-                });
                 let cubes: Vec<Cubes> = tiers
                     .iter()
                     .map(|t| self.tier_cubes(t, direction, local))
@@ -456,20 +448,20 @@ impl Compiler<'_> {
                     }
                     None => {
                         self.built += 1;
-                        Arc::new(build_program(&cubes))
+                        Arc::new(self.build_program(&cubes, stale.as_ref()))
                     }
                 };
                 self.next_content
                     .entry(content)
                     .or_insert_with(|| (cubes, program.clone()));
-                (reads.then_some(self.world_epoch), content, program)
+                (self.reads(&tiers, direction), content, program)
             }
         };
         self.next.insert(
             key,
             Cached {
                 tiers,
-                world,
+                reads,
                 content,
                 program: program.clone(),
             },
@@ -538,7 +530,7 @@ impl Compiler<'_> {
         };
         Some(Cached {
             tiers: Vec::new(),
-            world: cached.world,
+            reads: cached.reads,
             content,
             program,
         })
@@ -619,6 +611,64 @@ impl Compiler<'_> {
         (tiers, order)
     }
 
+    /// The program of `tiers`' cubes. A tier whose cubes are those of
+    /// `stale`'s tier but for a few changed in place (a policy's port
+    /// moved) starts from a copy of that tier's classifier and updates the
+    /// changed rules: a tier of 200 000 rules (50 policies that each allow
+    /// from a selector of 4 000 pods) takes 60 ms to build, a copy and a
+    /// few updates a fraction of that.
+    fn build_program(&self, tiers: &[Cubes], stale: Option<&Cached>) -> Program {
+        let old_cubes = stale.and_then(|s| {
+            self.next_content
+                .get(&s.content)
+                .or_else(|| self.previous_content.get(&s.content))
+                .map(|(cubes, _)| (cubes, &s.program))
+        });
+        Program {
+            tiers: tiers
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let old = old_cubes.and_then(|(cubes, program)| {
+                        Some((cubes.get(i)?, &program.tiers.get(i)?.classifier))
+                    });
+                    TierProgram {
+                        classifier: tier_classifier(t, old),
+                        rules: t.iter().map(|(_, a, id)| (*a, *id)).collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// What the rules of `tiers` read of the world now ([`Reads`]), or
+    /// `None` if they read nothing of it.
+    fn reads(&self, tiers: &[TierInput], direction: PolicyType) -> Option<Reads> {
+        let mut reads = Reads {
+            selected: Vec::new(),
+            ports_epoch: None,
+        };
+        let rules = tiers
+            .iter()
+            .flat_map(|t| &t.policies)
+            .flat_map(|(p, _)| rules_of(p, direction));
+        for e in rules.flat_map(|r| [&r.source, &r.destination]) {
+            for sel in [&e.selector, &e.not_selector].into_iter().flatten() {
+                reads
+                    .selected
+                    .push(selected(self.set, sel, e.scope.as_ref()));
+            }
+            if e.ports
+                .iter()
+                .chain(&e.not_ports)
+                .any(|p| matches!(p, Port::Named(_)))
+            {
+                reads.ports_epoch = Some(self.ports_epoch);
+            }
+        }
+        (!reads.selected.is_empty() || reads.ports_epoch.is_some()).then_some(reads)
+    }
+
     /// The cubes of one tier of a program: its policies' rules resolved,
     /// then its default rule.
     fn tier_cubes(&self, t: &TierInput, direction: PolicyType, local: Option<&[IpAddr]>) -> Cubes {
@@ -685,19 +735,32 @@ fn content_key(tiers: &[Cubes]) -> u64 {
     h.finish()
 }
 
-fn build_program(tiers: &[Cubes]) -> Program {
-    Program {
-        tiers: tiers
-            .iter()
-            .map(|t| {
-                let cubes: Vec<Cube> = t.iter().map(|(c, _, _)| *c).collect();
-                TierProgram {
-                    classifier: Arc::new(Classifier::build(&cubes)),
-                    rules: t.iter().map(|(_, a, id)| (*a, *id)).collect(),
-                }
-            })
-            .collect(),
+/// The classifier of one tier's cubes: `old`'s classifier copied and
+/// updated where only a few cubes changed in place, else built afresh.
+fn tier_classifier(cubes: &Cubes, old: Option<(&Cubes, &Arc<Classifier>)>) -> Arc<Classifier> {
+    if let Some((old_cubes, old)) = old
+        && old_cubes.len() == cubes.len()
+    {
+        let changed: Vec<usize> = (0..cubes.len())
+            .filter(|&i| old_cubes[i].0 != cubes[i].0)
+            .collect();
+        if changed.is_empty() {
+            return old.clone();
+        }
+        // Past an eighth changed, building afresh keeps the tables as
+        // tight as a build makes them.
+        if changed.len() * 8 <= cubes.len() {
+            let mut c = Classifier::clone(old);
+            for i in changed {
+                let index = i as RuleIndex;
+                c.remove(index);
+                c.insert(index, cubes[i].0);
+            }
+            return Arc::new(c);
+        }
     }
+    let rules: Vec<Cube> = cubes.iter().map(|(c, _, _)| *c).collect();
+    Arc::new(Classifier::build(&rules))
 }
 
 /// The cubes of one rule.
@@ -1017,50 +1080,35 @@ fn selected(set: &PolicySet, sel: &Selector, scope: Option<&Scope>) -> Arc<Vec<P
             .map_or_else(|| "\u{1}".to_owned(), ToString::to_string)
     );
     if let Some(hit) = set.memo.selected.lock().expect("not poisoned").get(&key) {
-        return hit.clone();
+        return hit.addrs.clone();
     }
     let found = Arc::new(select(set, sel, scope));
-    set.memo
-        .selected
-        .lock()
-        .expect("not poisoned")
-        .insert(key, found.clone());
+    set.memo.selected.lock().expect("not poisoned").insert(
+        key,
+        Selected {
+            selector: sel.clone(),
+            scope: scope.cloned(),
+            addrs: found.clone(),
+        },
+    );
     found
 }
 
 /// [`selected`], worked out: a scan of every endpoint and network set.
 fn select(set: &PolicySet, sel: &Selector, scope: Option<&Scope>) -> Vec<Prefix> {
-    let ns_labels = |ns: &str| -> BTreeMap<String, String> {
-        let mut l = set.namespace_labels(ns);
-        l.insert("projectcalico.org/name".into(), ns.into());
-        l
-    };
-    let policy_ns = scope.and_then(|s| s.policy_namespace.as_deref());
-    let ns_sel = scope.and_then(|s| s.namespace_selector.as_ref());
-    let visible = |ns: Option<&str>| -> bool {
-        match (ns_sel, ns) {
-            (Some(s), ns) if s.is_global() => ns.is_none(),
-            (Some(_), None) => false,
-            (Some(s), Some(ns)) => s.is_all() || s.matches(&ns_labels(ns)),
-            (None, Some(ns)) => policy_ns.is_none_or(|p| p == ns),
-            (None, None) => policy_ns.is_none(),
-        }
-    };
     let mut out = Vec::new();
     for ep in &set.endpoints {
-        let ns = ep
-            .labels
-            .get(NAMESPACE_LABEL)
-            .map_or(ep.namespace.as_str(), String::as_str);
-        if visible(Some(ns)) && sel.matches(&ep.labels) {
+        if world::selects(set, sel, scope, ep) {
             out.extend(ep.ips.iter().map(|ip| host(*ip)));
         }
     }
+    let policy_ns = scope.and_then(|s| s.policy_namespace.as_deref());
+    let ns_sel = scope.and_then(|s| s.namespace_selector.as_ref());
     let global_policy = policy_ns.is_none() && ns_sel.is_none();
     for n in &set.net_sets {
         let ok = match n.namespace.as_deref() {
-            None => global_policy || visible(None),
-            Some(ns) => !global_policy && visible(Some(ns)),
+            None => global_policy || world::visible(set, scope, None),
+            Some(ns) => !global_policy && world::visible(set, scope, Some(ns)),
         };
         if ok && sel.matches(&n.labels) {
             out.extend(n.nets.iter().map(to_prefix));

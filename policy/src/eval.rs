@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::{
     model::{Action, IcmpFields, PolicyType, Port, Protocol},
-    normalize::{Endpoint, Entity, NAMESPACE_LABEL, NRule, Policy, PolicySet, Scope},
+    normalize::{Applies, Endpoint, Entity, NAMESPACE_LABEL, NRule, Policy, PolicySet, Scope},
     selector::Selector,
 };
 
@@ -263,7 +263,10 @@ fn untracked(set: &PolicySet, pkt: &Packet) -> Option<Explanation> {
 }
 
 fn endpoint_at(set: &PolicySet, ip: IpAddr) -> Option<&Endpoint> {
-    set.endpoints.iter().find(|e| e.ips.contains(&ip))
+    set.endpoints
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|e| e.ips.contains(&ip))
 }
 
 fn side(set: &PolicySet, pkt: &Packet, direction: PolicyType) -> Side {
@@ -377,7 +380,13 @@ fn side(set: &PolicySet, pkt: &Packet, direction: PolicyType) -> Side {
 
 /// Whether `policy` applies to endpoint `ep` (direction aside).
 pub fn applies(set: &PolicySet, policy: &Policy, ep: &Endpoint) -> bool {
-    let a = &policy.applies;
+    applies_to(set, &policy.applies, ep)
+}
+
+/// Whether endpoint `ep` is one a policy with `a` applies to (
+/// [`applies`], for the compiler, which tells policies with the same
+/// `applies` apart only once).
+pub fn applies_to(set: &PolicySet, a: &Applies, ep: &Endpoint) -> bool {
     if a.pods_only && !ep.pod {
         return false;
     }

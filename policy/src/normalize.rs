@@ -240,8 +240,8 @@ pub struct PolicySet {
     /// Policies, sorted by (order, name, id); shared with the normal forms
     /// they came from ([`Normal::Policy`]).
     pub policies: Vec<Arc<Policy>>,
-    /// Endpoints.
-    pub endpoints: Vec<Endpoint>,
+    /// Endpoints (shared with the normal forms they came from).
+    pub endpoints: Vec<Arc<Endpoint>>,
     /// Network sets.
     pub net_sets: Vec<NetSet>,
     /// Namespace labels by name.
@@ -256,12 +256,24 @@ pub struct PolicySet {
 /// program and rule that names it (with 10 000 endpoints, each a scan of
 /// all of them). Kept with the set, which is never changed once assembled,
 /// and dropped with it; a clone starts empty, and it takes no part in
-/// equality.
+/// equality. The compiler seeds it with what the previous compile resolved
+/// that the change cannot have touched.
 #[derive(Default)]
 pub struct Memo {
     /// By selector text, policy namespace and namespace selector text.
-    pub selected:
-        std::sync::Mutex<HashMap<String, Arc<Vec<causeway_dataplane::policy::classifier::Prefix>>>>,
+    pub selected: std::sync::Mutex<HashMap<String, Selected>>,
+}
+
+/// What a selector in a scope selects: the addresses of its endpoints and
+/// network sets.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// The selector.
+    pub selector: Selector,
+    /// Where it looks.
+    pub scope: Option<Scope>,
+    /// What it found.
+    pub addrs: Arc<Vec<causeway_dataplane::policy::classifier::Prefix>>,
 }
 
 impl Clone for Memo {
@@ -302,8 +314,9 @@ pub enum Normal {
     NetSet(NetSet),
     /// A namespace: its name and labels.
     Namespace(String, BTreeMap<String, String>),
-    /// An endpoint.
-    Endpoint(Endpoint),
+    /// An endpoint, shared like a policy (the compiler tells an unchanged
+    /// endpoint by pointer).
+    Endpoint(Arc<Endpoint>),
     /// Not policy's business (the appliance kinds).
     Nothing,
 }
@@ -414,7 +427,7 @@ impl Normal {
                         });
                     }
                 }
-                Self::Endpoint(Endpoint {
+                Self::Endpoint(Arc::new(Endpoint {
                     id: id.clone(),
                     namespace,
                     labels,
@@ -426,7 +439,7 @@ impl Normal {
                             .unwrap_or_else(|| "default".into()),
                     ),
                     pod: true,
-                })
+                }))
             }
             Resource::Appliance { .. } | Resource::ServiceDiscovery { .. } => Self::Nothing,
             Resource::StaticEndpoint { metadata, spec } => {
@@ -456,7 +469,7 @@ impl Normal {
                         })
                     })
                     .collect::<Result<_, String>>()?;
-                Self::Endpoint(Endpoint {
+                Self::Endpoint(Arc::new(Endpoint {
                     id: id.clone(),
                     namespace,
                     labels,
@@ -464,7 +477,7 @@ impl Normal {
                     ports,
                     service_account: None,
                     pod: false,
-                })
+                }))
             }
         })
     }

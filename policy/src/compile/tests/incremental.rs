@@ -511,8 +511,7 @@ fn a_changed_policy_resolves_only_the_programs_that_walk_it() {
     // A new endpoint no rule selects: no program reads the endpoints.
     let mut state = plain_state(Some(4));
     let more = "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: other\n  labels: {app: other}\nspec:\n  ips: [10.2.0.99]\n";
-    state = state
-        .apply(more).unwrap();
+    state = state.apply(more).unwrap();
     let after = compile(&state.policy_set(), 3, &mut cache);
     assert_eq!((after.resolved, after.built, after.reused), (0, 0, 3));
 }
@@ -538,7 +537,7 @@ fn a_policy_that_gains_rules_renumbers_the_programs_after_it_without_building_th
 }
 
 #[test]
-fn an_endpoint_change_resolves_programs_with_selectors_and_rebuilds_what_differs() {
+fn an_endpoint_change_resolves_only_the_programs_whose_selectors_select_it() {
     let base = "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: a\n  labels: {app: a}\nspec:\n  ips: [10.2.0.1]\n\
 ---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: b\n  labels: {app: b}\nspec:\n  ips: [10.2.0.2]\n\
 ---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: from-b\nspec:\n  selector: app == 'a'\n  types: [Ingress]\n  ingress:\n  - {action: Allow, source: {selector: app == 'b'}}\n\
@@ -547,14 +546,14 @@ fn an_endpoint_change_resolves_programs_with_selectors_and_rebuilds_what_differs
     let state = apply(&State::default(), base);
     let mut cache = Cache::default();
     compile(&state.policy_set(), 1, &mut cache);
-    // A third endpoint: `from-b`'s program resolves again (it has a
-    // selector) but selects the same addresses, so nothing is built.
+    // A third endpoint that `from-b`'s selector does not select: what the
+    // selector resolved to is kept, so nothing is resolved or built.
     let state = apply(
         &state,
         "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: c\n  labels: {app: c}\nspec:\n  ips: [10.2.0.3]\n",
     );
     let c = compile(&state.policy_set(), 2, &mut cache);
-    assert_eq!((c.resolved, c.built, c.reused), (1, 0, 2));
+    assert_eq!((c.resolved, c.built, c.reused), (0, 0, 2));
     // `c` becomes a `b`: now `from-b` selects it too, and `c` is judged
     // by `nets`' program (a new endpoint of an existing program).
     let state = apply(
@@ -565,4 +564,54 @@ fn an_endpoint_change_resolves_programs_with_selectors_and_rebuilds_what_differs
     assert_eq!((c.resolved, c.built, c.reused), (1, 1, 1));
     let cold = compile(&state.policy_set(), 3, &mut Cache::default());
     assert_same(&c, &cold, &|| String::new());
+}
+
+#[test]
+fn a_port_moved_in_a_large_tier_updates_a_copy_of_its_classifier() {
+    // `wide` allows from 40 endpoints (40 rules), `narrow` from anywhere
+    // to one port: moving that port changes one rule of 42, so the tier's
+    // classifier is a copy of the old one with that rule replaced. It must
+    // be the cold compile's, rule for rule and verdict for verdict.
+    let mut y = String::new();
+    for i in 1..=40 {
+        y += &format!(
+            "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: fe{i}\n  labels: {{role: fe}}\nspec:\n  ips: [10.5.0.{i}]\n"
+        );
+    }
+    y += "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: x\n  labels: {app: x}\nspec:\n  ips: [10.6.0.1]\n\
+---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: wide\nspec:\n  order: 1\n  selector: app == 'x'\n  types: [Ingress]\n  ingress:\n  - {action: Allow, protocol: TCP, source: {selector: role == 'fe'}, destination: {ports: [80]}}\n";
+    let narrow = |port: u16| {
+        format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: narrow\nspec:\n  order: 2\n  selector: app == 'x'\n  types: [Ingress]\n  ingress:\n  - {{action: Allow, protocol: TCP, destination: {{ports: [{port}]}}}}\n"
+        )
+    };
+    let before = State::default().apply(&(y + &narrow(8080))).unwrap();
+    let after = before.apply(&narrow(9090)).unwrap();
+    let mut cache = Cache::default();
+    compile(&before.policy_set(), 1, &mut cache);
+    let warm = compile(&after.policy_set(), 2, &mut cache);
+    assert_eq!((warm.resolved, warm.built), (1, 1));
+    let cold = compile(&after.policy_set(), 2, &mut Cache::default());
+    assert_same(&warm, &cold, &|| "port 8080 -> 9090".into());
+    let x = to_u128("10.6.0.1".parse().unwrap());
+    let (w, c) = (
+        &warm.program.programs[warm.program.endpoints[&x].ingress.unwrap() as usize],
+        &cold.program.programs[cold.program.endpoints[&x].ingress.unwrap() as usize],
+    );
+    for src in ["10.5.0.1", "10.5.0.40", "10.7.0.1"] {
+        for dport in [80, 8080, 9090, 443] {
+            let key = Key {
+                src: to_u128(src.parse().unwrap()),
+                dst: x,
+                proto: 6,
+                sport: 40000,
+                dport,
+            };
+            assert_eq!(
+                w.tiers[0].classifier.classify(&key),
+                c.tiers[0].classifier.classify(&key),
+                "{src} -> :{dport}"
+            );
+        }
+    }
 }

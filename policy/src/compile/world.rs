@@ -1,0 +1,327 @@
+//! What the compiler keeps of the endpoints, network sets and namespaces
+//! (the "world" that selectors and named ports read) from one compile to
+//! the next, so that a change costs in proportion to what it changed, not
+//! to the size of the cluster:
+//!
+//! - [`World`]: the previous world, and what changed since (which
+//!   endpoints, by pointer and then content; whether any network set or
+//!   namespace did), so that addresses a rule's selector resolved to are
+//!   kept unless a changed endpoint is one the selector would select
+//!   before or after the change;
+//! - [`Applicability`]: which policies apply to which endpoint, kept per
+//!   endpoint, so that a changed endpoint is judged against every policy
+//!   and a changed policy's `selector` against every endpoint, but an
+//!   unchanged pair is never judged again.
+//!
+//! With 10 000 endpoints and 1 000 policies, judging every pair is twenty
+//! million selector matches a compile; see docs/benchmarks.md ("policy
+//! compile at cluster scale").
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use rustc_hash::FxHashMap;
+
+use super::{PolicySet, Selector};
+use crate::{
+    eval::applies_to,
+    normalize::{Applies, Endpoint, NAMESPACE_LABEL, NetSet, Scope, Selected},
+};
+
+/// The world of the previous compile.
+#[derive(Debug, Default)]
+pub(super) struct World {
+    /// By id, with the number of the last update that saw it.
+    endpoints: FxHashMap<String, (Arc<Endpoint>, u64)>,
+    updates: u64,
+    net_sets: Vec<NetSet>,
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Bumped whenever an endpoint's addresses or named ports may read
+    /// differently (named ports resolve against them).
+    pub(super) ports_epoch: u64,
+}
+
+/// What changed between two worlds.
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    /// Every endpoint added, removed, or changed (both versions).
+    endpoints: Vec<Arc<Endpoint>>,
+    /// Whether a network set or a namespace changed (rare: every kept
+    /// selector is resolved again).
+    everything: bool,
+}
+
+impl World {
+    /// Takes `set`'s world; what changed.
+    pub(super) fn update(&mut self, set: &PolicySet) -> Changes {
+        let mut changes = Changes {
+            everything: self.net_sets != set.net_sets || self.namespaces != set.namespaces,
+            ..Changes::default()
+        };
+        let mut ports = false;
+        self.updates += 1;
+        let now = self.updates;
+        let mut seen = 0;
+        for ep in &set.endpoints {
+            match self.endpoints.get_mut(ep.id.as_str()) {
+                // Seen already in this update: an id twice (not from a
+                // store); judged as changed, to be safe.
+                Some((old, mark)) if *mark == now => {
+                    ports = true;
+                    changes.endpoints.push(old.clone());
+                    changes.endpoints.push(ep.clone());
+                }
+                Some((old, mark)) => {
+                    *mark = now;
+                    seen += 1;
+                    if !Arc::ptr_eq(old, ep) && **old != **ep {
+                        ports |= (old.ips != ep.ips || old.ports != ep.ports)
+                            && !(old.ports.is_empty() && ep.ports.is_empty());
+                        changes.endpoints.push(std::mem::replace(old, ep.clone()));
+                        changes.endpoints.push(ep.clone());
+                    } else {
+                        *old = ep.clone();
+                    }
+                }
+                None => {
+                    ports |= !ep.ports.is_empty();
+                    seen += 1;
+                    changes.endpoints.push(ep.clone());
+                    self.endpoints.insert(ep.id.clone(), (ep.clone(), now));
+                }
+            }
+        }
+        if seen < self.endpoints.len() {
+            self.endpoints.retain(|_, (gone, mark)| {
+                if *mark == now {
+                    return true;
+                }
+                ports |= !gone.ports.is_empty();
+                changes.endpoints.push(gone.clone());
+                false
+            });
+        }
+        if changes.everything {
+            self.net_sets.clone_from(&set.net_sets);
+            self.namespaces.clone_from(&set.namespaces);
+        }
+        if ports {
+            self.ports_epoch += 1;
+        }
+        changes
+    }
+}
+
+/// Keeps of `kept` (what the previous compile's selectors resolved to)
+/// what `changes` cannot have changed in `set`, and hands it to `set`'s
+/// memo, where the compile looks first.
+pub(super) fn carry_selected(
+    set: &PolicySet,
+    changes: &Changes,
+    mut kept: HashMap<String, Selected>,
+) {
+    // A bulk change (a first sync, a namespace relabelled): resolving
+    // afresh is cheaper than testing each kept selector against it.
+    if changes.everything || changes.endpoints.len() > set.endpoints.len() / 4 + 16 {
+        return;
+    }
+    if !changes.endpoints.is_empty() {
+        kept.retain(|_, s| {
+            !changes
+                .endpoints
+                .iter()
+                .any(|ep| selects(set, &s.selector, s.scope.as_ref(), ep))
+        });
+    }
+    let mut memo = set.memo.selected.lock().expect("not poisoned");
+    for (key, s) in kept {
+        memo.entry(key).or_insert(s);
+    }
+}
+
+/// Whether `sel` in `scope` selects endpoint `ep` (namespace labels as
+/// `set` has them), as [`super::select`] decides it for each endpoint.
+pub(super) fn selects(
+    set: &PolicySet,
+    sel: &Selector,
+    scope: Option<&Scope>,
+    ep: &Endpoint,
+) -> bool {
+    let ns = ep
+        .labels
+        .get(NAMESPACE_LABEL)
+        .map_or(ep.namespace.as_str(), String::as_str);
+    visible(set, scope, Some(ns)) && sel.matches(&ep.labels)
+}
+
+/// Whether a selector in `scope` sees things of namespace `ns` (`None`:
+/// global network sets).
+pub(super) fn visible(set: &PolicySet, scope: Option<&Scope>, ns: Option<&str>) -> bool {
+    let policy_ns = scope.and_then(|s| s.policy_namespace.as_deref());
+    let ns_sel = scope.and_then(|s| s.namespace_selector.as_ref());
+    match (ns_sel, ns) {
+        (Some(s), ns) if s.is_global() => ns.is_none(),
+        (Some(_), None) => false,
+        (Some(s), Some(ns)) => {
+            s.is_all() || {
+                let mut l = set.namespace_labels(ns);
+                l.insert("projectcalico.org/name".into(), ns.into());
+                s.matches(&l)
+            }
+        }
+        (None, Some(ns)) => policy_ns.is_none_or(|p| p == ns),
+        (None, None) => policy_ns.is_none(),
+    }
+}
+
+/// Which policies apply to which endpoint, kept between compiles.
+///
+/// Each distinct `applies` (selector, namespace, namespaceSelector,
+/// serviceAccountSelector, pods only) gets an id the first time it is
+/// seen; ids only grow. Each endpoint keeps the ids it was judged against
+/// (all below `seen`) and those that matched. A compile judges an endpoint
+/// only against ids it has not seen (a new or changed policy), or against
+/// all of them when the endpoint is new or changed what `applies` reads
+/// (its labels, namespace, service account, its namespace's labels).
+#[derive(Debug, Default)]
+pub(super) struct Applicability {
+    specs: Vec<Applies>,
+    ids: HashMap<String, u32>,
+    endpoints: FxHashMap<String, Judged>,
+    /// Compiles so far (a [`Judged`] not seen by the last is dropped).
+    compiles: u64,
+}
+
+#[derive(Debug)]
+struct Judged {
+    endpoint: Arc<Endpoint>,
+    namespace_labels: Option<BTreeMap<String, String>>,
+    /// Ids below this were judged.
+    seen: u32,
+    /// Those that apply.
+    matched: Vec<u32>,
+    /// The last compile that saw the endpoint.
+    mark: u64,
+}
+
+impl Applicability {
+    /// For each endpoint of `set`, in order, the indices of the tracked
+    /// (not doNotTrack) policies that apply to it, ascending.
+    pub(super) fn applicable(&mut self, set: &PolicySet) -> Vec<Vec<usize>> {
+        let mut spec_of = self.intern(set);
+        let live = |spec_of: &[u32]| {
+            let mut live = spec_of.to_vec();
+            live.sort_unstable();
+            live.dedup();
+            live.len()
+        };
+        // Ids of policies long gone: start again rather than judge every
+        // new endpoint against them.
+        if self.specs.len() > 2 * live(&spec_of) + 64 {
+            *self = Self::default();
+            spec_of = self.intern(set);
+        }
+        let mut by_spec: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, (p, id)) in set.policies.iter().zip(&spec_of).enumerate() {
+            if !p.do_not_track {
+                by_spec.entry(*id).or_default().push(i);
+            }
+        }
+        let n = self.specs.len() as u32;
+        self.compiles += 1;
+        let now = self.compiles;
+        let mut seen = 0;
+        let out = set
+            .endpoints
+            .iter()
+            .map(|ep| {
+                let ns_labels = set.namespaces.get(&ep.namespace);
+                if !self.endpoints.contains_key(ep.id.as_str()) {
+                    let fresh = Judged {
+                        endpoint: ep.clone(),
+                        namespace_labels: ns_labels.cloned(),
+                        seen: 0,
+                        matched: Vec::new(),
+                        mark: 0,
+                    };
+                    self.endpoints.insert(ep.id.clone(), fresh);
+                }
+                let j = self
+                    .endpoints
+                    .get_mut(ep.id.as_str())
+                    .expect("inserted above");
+                let same = j.mark != now
+                    && (Arc::ptr_eq(&j.endpoint, ep) || same_applies_inputs(&j.endpoint, ep))
+                    && j.namespace_labels.as_ref() == ns_labels;
+                if !same {
+                    j.namespace_labels = ns_labels.cloned();
+                    j.seen = 0;
+                    j.matched.clear();
+                }
+                if j.mark != now {
+                    seen += 1;
+                }
+                j.mark = now;
+                j.endpoint = ep.clone();
+                // Every id not judged yet, live or not: one dead now (its
+                // policy deleted) may live again with a policy alike.
+                for id in j.seen..n {
+                    if applies_to(set, &self.specs[id as usize], ep) {
+                        j.matched.push(id);
+                    }
+                }
+                j.seen = n;
+                let mut policies: Vec<usize> = j
+                    .matched
+                    .iter()
+                    .filter_map(|id| by_spec.get(id))
+                    .flatten()
+                    .copied()
+                    .collect();
+                policies.sort_unstable();
+                policies
+            })
+            .collect();
+        if seen < self.endpoints.len() {
+            self.endpoints.retain(|_, j| j.mark == now);
+        }
+        out
+    }
+
+    /// The id of each policy's `applies`, in order (new ones get the next
+    /// ids).
+    fn intern(&mut self, set: &PolicySet) -> Vec<u32> {
+        set.policies
+            .iter()
+            .map(|p| {
+                let a = &p.applies;
+                let key = format!(
+                    "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+                    a.selector,
+                    a.namespace.as_deref().unwrap_or("\u{1}"),
+                    a.namespace_selector
+                        .as_ref()
+                        .map_or_else(|| "\u{1}".to_owned(), ToString::to_string),
+                    a.service_account_selector
+                        .as_ref()
+                        .map_or_else(|| "\u{1}".to_owned(), ToString::to_string),
+                    a.pods_only,
+                );
+                *self.ids.entry(key).or_insert_with(|| {
+                    self.specs.push(a.clone());
+                    (self.specs.len() - 1) as u32
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether two versions of an endpoint read alike to `applies`.
+fn same_applies_inputs(a: &Endpoint, b: &Endpoint) -> bool {
+    a.labels == b.labels
+        && a.namespace == b.namespace
+        && a.service_account == b.service_account
+        && a.pod == b.pod
+}
