@@ -27,7 +27,7 @@
 //! from, also across restarts of the sync).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex as StdMutex},
     time::{Duration, Instant, SystemTime},
 };
@@ -108,7 +108,7 @@ fn source_of(manifest: &Value) -> Option<&str> {
 /// comparing 11 000 manifests in full took most of a push's time.
 fn diff(
     desired: &Desired,
-    held: &mut BTreeMap<String, Arc<Value>>,
+    held: &mut HashMap<String, Arc<Value>>,
     rejected: &BTreeMap<String, Arc<Value>>,
 ) -> Diff {
     let mut d = Diff::default();
@@ -135,6 +135,9 @@ fn diff(
         }
         d.delete.push(id.clone());
     }
+    // In id order, whatever the maps' order: one state, one request.
+    d.put.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    d.delete.sort_unstable();
     d
 }
 
@@ -224,7 +227,7 @@ async fn connect(addr: &ApplianceAddr) -> Result<Channel> {
 async fn held(
     client: &mut ConfigServiceClient<Channel>,
     owner: &str,
-) -> Result<(BTreeMap<String, Arc<Value>>, u64)> {
+) -> Result<(HashMap<String, Arc<Value>>, u64)> {
     let list = client
         .list(ListRequest {
             owner: owner.to_owned(),
@@ -233,7 +236,7 @@ async fn held(
         .await
         .context("listing what the appliance holds")?
         .into_inner();
-    let mut held = BTreeMap::new();
+    let mut held = HashMap::new();
     for r in list.resources {
         let manifest: Value = serde_json::from_str(&r.manifest_json).with_context(|| {
             format!(
@@ -466,7 +469,7 @@ mod tests {
         desired
             .problems
             .insert("etcd:kc".into(), "spec.selector: bad".into());
-        let mut held: BTreeMap<String, Arc<Value>> = [
+        let mut held: HashMap<String, Arc<Value>> = [
             (
                 "GlobalNetworkSet/a".to_owned(),
                 Arc::new(manifest("a", "etcd:ka")),
