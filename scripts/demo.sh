@@ -175,7 +175,8 @@ calico() { python3 tests/python/calico_etcd.py --endpoint "$ETCD" "$@"; }
 
 step "the sync, first: ctl's resources from above removed (the sync's Pods claim their addresses, its Tier and policy their names)"
 "$CW" ctl --lab "$LAB" list --owner ctl
-"$CW" ctl --lab "$LAB" apply --replace -f - --wait </dev/null   # nothing: ctl's whole set becomes empty
+"$CW" ctl --lab "$LAB" apply --replace -f - --wait </dev/null 2>&1 | tail -2 || true   # refused if it would leave no policy at all
+"$CW" ctl --lab "$LAB" apply --replace --allow-no-policy -f - --wait </dev/null   # said explicitly: ctl's whole set becomes empty
 
 step "listeners on island B's 10.2.0.2:8080 and :9090; no policy selects the server, both connect"
 ip netns exec "$LAB-b" python3 -m http.server 8080 --bind 10.2.0.2 >/dev/null 2>&1 &
@@ -206,8 +207,11 @@ echo
 calico apply examples/calico-etcd/endpoints.json
 calico apply examples/calico-etcd/policy.json
 
-step "DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=$ETCD causeway sync --appliance unix:$CONTROL: the policy in etcd is enforced"
-DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=$ETCD "$CW" sync --appliance "unix:$CONTROL" \
+# --allow-no-policy: this cluster's one policy is deleted below, and the
+# appliance should then judge nothing (without it, the appliance refuses
+# a push that leaves it no policy and keeps the last one).
+step "DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=$ETCD causeway sync --allow-no-policy --appliance unix:$CONTROL: the policy in etcd is enforced"
+DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=$ETCD "$CW" sync --allow-no-policy --appliance "unix:$CONTROL" \
   --status-socket "$SYNC_DIR/sync.sock" >"$SYNC_DIR/sync.log" 2>&1 &
 SYNC_PID=$!
 verdicts connects "no answer"

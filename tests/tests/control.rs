@@ -239,6 +239,19 @@ fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_
     let g1 = generation(&t);
     assert_eq!(g1, g0 + 1, "{said}");
     assert!(said.contains(&format!("generation {g1}")), "{said}");
+    // Deleting the only policy would leave the appliance judging nothing:
+    // refused, naming why, and nothing changes (issue 19, item 7).
+    let out = ctl(
+        &lab,
+        &["delete", "globalnetworkpolicy", "security.server-ingress"],
+    );
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("deletes every policy"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(generation(&t), g1);
     let events = watcher.wait_with_output().unwrap();
     let events: Value = serde_json::from_slice(&events.stdout).expect("watch output");
     let events = events["events"].as_array().expect("events");

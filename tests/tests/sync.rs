@@ -138,6 +138,8 @@ fn start_sync(lab: &Lab, etcd: &Etcd, dir: &Path) -> Reaped {
     let child = Command::new(causeway_bin())
         .args([
             "sync",
+            // This cluster deletes its last policy, and means it.
+            "--allow-no-policy",
             "--appliance",
             &format!("unix:{socket}"),
             "--status-socket",
@@ -513,9 +515,21 @@ fn a_manifest_directory_named_in_a_config_file_is_synced_and_a_bad_file_changes_
     std::thread::sleep(Duration::from_millis(1500));
     verdicts_become(&lab, (true, false), "with the file broken", &dir.0);
 
-    // The file removed: the policy is gone.
+    // The file removed: that would leave the appliance no policy at all,
+    // which this sync was not told to allow (no `allow_no_policy`). The
+    // appliance refuses the push and keeps its policy; the sync says why.
     std::fs::remove_file(manifests.join("policy.yaml")).unwrap();
-    verdicts_become(&lab, (true, true), "after the file was removed", &dir.0);
+    let status = wait_for(Duration::from_secs(10), || {
+        let s = sync_status(&dir.0);
+        s["appliances"][0]["error"]
+            .as_str()?
+            .contains("deletes every policy")
+            .then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no refusal reported: {}", sync_status(&dir.0)));
+    verdicts_become(&lab, (true, false), "after the file was removed", &dir.0);
+    let listed = ctl(&lab, "list --owner sync/gitops");
+    assert!(listed.contains("server-ingress"), "{listed}\n{status}");
 }
 
 #[test]

@@ -79,6 +79,8 @@ fn start_sync(lab: &Lab, k8s: &Double) -> Reaped {
     let child = Command::new(causeway_bin())
         .args([
             "sync",
+            // This cluster deletes its last policy, and means it.
+            "--allow-no-policy",
             "--appliance",
             &format!("unix:{socket}"),
             "--status-socket",

@@ -33,6 +33,10 @@ pub struct ApplyArgs {
     /// file) instead of refusing the write.
     #[arg(long)]
     pub force: bool,
+    /// Allow the change to leave no policy where there was one (refused
+    /// otherwise: an appliance with no policy judges no traffic).
+    #[arg(long)]
+    pub allow_no_policy: bool,
     /// Validate and say what would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -65,6 +69,10 @@ pub struct DeleteArgs {
     /// holds it.
     #[arg(long)]
     pub force: bool,
+    /// Allow deleting the last policy (refused otherwise: an appliance
+    /// with no policy judges no traffic).
+    #[arg(long)]
+    pub allow_no_policy: bool,
     /// Answer once every worker enforces the new generation.
     #[arg(long)]
     pub wait: bool,
@@ -85,6 +93,7 @@ pub(super) async fn apply(channel: Channel, args: &ApplyArgs) -> Result<()> {
         owner: args.owner.clone().unwrap_or_default(),
         force: args.force,
         delete: Vec::new(),
+        allow_no_policy: args.allow_no_policy,
     };
     let response = ConfigServiceClient::new(channel)
         .apply(request)
@@ -108,6 +117,7 @@ pub(super) async fn delete(channel: Channel, args: &DeleteArgs) -> Result<()> {
         wait_timeout: args.timeout.map(duration::to_proto).transpose()?,
         owner: args.owner.clone().unwrap_or_default(),
         force: args.force,
+        allow_no_policy: args.allow_no_policy,
     };
     let response = ConfigServiceClient::new(channel)
         .delete(request)

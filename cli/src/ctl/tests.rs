@@ -133,6 +133,7 @@ async fn a_refused_apply_prints_each_mistake() {
         replace: false,
         owner: None,
         force: false,
+        allow_no_policy: false,
         dry_run: false,
         wait: false,
         timeout: None,
@@ -163,6 +164,7 @@ async fn not_found_and_conflicts_are_named() {
         expected_generation: Some(3),
         owner: None,
         force: false,
+        allow_no_policy: false,
         wait: false,
         timeout: None,
     });

@@ -59,6 +59,12 @@ pub struct SyncConfig {
     /// first is pushed as one change.
     #[serde(default = "default_batch_ms")]
     pub batch_ms: u64,
+    /// Let the cluster's state leave an appliance with no policy at all
+    /// (every policy deleted). Off by default: such a push is refused by
+    /// the appliance, which keeps the last policy it had, and `sync
+    /// status` shows the refusal.
+    #[serde(default)]
+    pub allow_no_policy: bool,
 }
 
 fn default_name() -> String {

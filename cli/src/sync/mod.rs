@@ -82,6 +82,12 @@ pub struct SyncArgs {
     /// Where to serve status and metrics.
     #[arg(long, value_name = "PATH")]
     pub status_socket: Option<PathBuf>,
+    /// Let the cluster leave an appliance with no policy at all (its last
+    /// policy deleted); without it such a push is refused and the
+    /// appliance keeps the last policy it had (`allow_no_policy` in the
+    /// configuration file).
+    #[arg(long)]
+    pub allow_no_policy: bool,
 }
 
 /// Subcommands of `causeway sync`.
@@ -128,6 +134,7 @@ pub fn run(args: &SyncArgs) -> Result<()> {
     };
     config.add_env(|k| std::env::var(k).ok())?;
     config.appliances.extend(args.appliances.iter().cloned());
+    config.allow_no_policy |= args.allow_no_policy;
     if let Some(name) = &args.name {
         config.name.clone_from(name);
     }
@@ -180,11 +187,14 @@ pub fn run(args: &SyncArgs) -> Result<()> {
             statuses.push(status.clone());
             tokio::spawn(push::run(
                 addr,
-                owner.clone(),
+                push::Settings {
+                    owner: owner.clone(),
+                    batch: Duration::from_millis(config.batch_ms),
+                    allow_no_policy: config.allow_no_policy,
+                },
                 inventory.clone(),
                 changed.subscribe(),
                 status,
-                Duration::from_millis(config.batch_ms),
             ));
         }
         // Status and metrics.

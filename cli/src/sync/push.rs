@@ -151,24 +151,35 @@ fn id_of(api_version: &str, kind: &str, namespace: &str, name: &str) -> String {
     ref_id(&kind, namespace, name)
 }
 
+/// How a sync writes to its appliances.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The owner it writes as (`sync/NAME`).
+    pub owner: String,
+    /// How long a lone change waits for company.
+    pub batch: Duration,
+    /// Whether a change may leave an appliance with no policy (the
+    /// cluster deleted every one); refused by the appliance otherwise,
+    /// and the appliance keeps the last policy it had.
+    pub allow_no_policy: bool,
+}
+
 /// Keeps the appliance at `addr` in step with `inventory`, forever.
 pub async fn run(
     addr: ApplianceAddr,
-    owner: String,
+    settings: Settings,
     inventory: Arc<Mutex<Inventory>>,
     mut changed: watch::Receiver<u64>,
     status: Arc<StdMutex<ApplianceStatus>>,
-    batch: Duration,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let result = session(
             &addr,
-            &owner,
+            &settings,
             &inventory,
             &mut changed,
             &status,
-            batch,
             &mut backoff,
         )
         .await;
@@ -255,13 +266,13 @@ async fn held(
 #[allow(clippy::too_many_lines, reason = "one loop, commented step by step")]
 async fn session(
     addr: &ApplianceAddr,
-    owner: &str,
+    settings: &Settings,
     inventory: &Mutex<Inventory>,
     changed: &mut watch::Receiver<u64>,
     status: &StdMutex<ApplianceStatus>,
-    batch: Duration,
     backoff: &mut Duration,
 ) -> Result<()> {
+    let (owner, batch) = (settings.owner.as_str(), settings.batch);
     let mut client = ConfigServiceClient::new(connect(addr).await?)
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
@@ -330,6 +341,7 @@ async fn session(
             owner: owner.to_owned(),
             expected_generation: Some(generation),
             wait_enforced: true,
+            allow_no_policy: settings.allow_no_policy,
             wait_timeout: Some(prost_types::Duration {
                 seconds: 10,
                 nanos: 0,

@@ -303,6 +303,7 @@ impl proto::config_service_server::ConfigService for Api {
                 },
                 force: r.force,
                 expected: r.expected_generation,
+                allow_no_policy: r.allow_no_policy,
             };
             let delete: Vec<String> = r
                 .delete
@@ -387,6 +388,7 @@ impl proto::config_service_server::ConfigService for Api {
             let writer = Writer {
                 force: r.force,
                 expected: r.expected_generation,
+                allow_no_policy: r.allow_no_policy,
                 ..Writer::new(owner(&r.owner)?)
             };
             let c = node.delete(&ids, writer).map_err(change_status)?;
@@ -541,6 +543,9 @@ fn change_status(e: ChangeError) -> Status {
                 r.to_string(),
                 ErrorDetails::with_bad_request(violations),
             )
+        }
+        ChangeError::Refused(r @ crate::store::Refusal::NoPolicyLeft { .. }) => {
+            Status::failed_precondition(r.to_string())
         }
         ChangeError::Refused(crate::store::Refusal::NotFound(ids)) => {
             Status::not_found(format!("not found, nothing deleted: {}", ids.join(", ")))

@@ -182,6 +182,9 @@ pub struct Writer<'a> {
     pub force: bool,
     /// Refuse unless the state is at this generation.
     pub expected: Option<u64>,
+    /// Allow a change that leaves no policy where there was one (see
+    /// [`Refusal::NoPolicyLeft`]).
+    pub allow_no_policy: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -192,6 +195,7 @@ impl<'a> Writer<'a> {
             replace: Replace::Nothing,
             force: false,
             expected: None,
+            allow_no_policy: false,
         }
     }
 }
@@ -226,6 +230,14 @@ pub enum Refusal {
         /// What they touched.
         held: Vec<Held>,
     },
+    /// The change deletes the last policy (a replace with no policies in
+    /// it, a reload of an emptied directory, deleting them one by one):
+    /// with no policy at all an appliance judges nothing, so this needs
+    /// the writer to say so ([`Writer::allow_no_policy`]).
+    NoPolicyLeft {
+        /// The policies it would delete.
+        deleted: Vec<String>,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -243,6 +255,13 @@ impl fmt::Display for Refusal {
                 "the configuration is at generation {current}, not {expected}: another writer changed it; read it again and retry"
             ),
             Self::NotFound(ids) => write!(f, "not found: {}", ids.join(", ")),
+            Self::NoPolicyLeft { deleted } => write!(
+                f,
+                "this change deletes every policy ({}) and leaves none: an appliance with \
+                 no policy judges no traffic; nothing was changed (say so explicitly to do \
+                 it: --allow-no-policy, or allow_no_policy in the request)",
+                deleted.join(", ")
+            ),
             Self::Held { writer, held } => {
                 let list: Vec<String> = held
                     .iter()
@@ -299,6 +318,24 @@ pub fn ref_id(kind: &str, namespace: &str, name: &str) -> String {
 /// Whether a resource is of the policy and endpoint kinds (not an
 /// appliance kind). Services and EndpointSlices come with the cluster's
 /// endpoints, so they count as such.
+/// Whether a resource is a policy (what judges traffic), as opposed to
+/// what policy reads (endpoints, sets, namespaces, tiers).
+fn is_policy(r: &Resource) -> bool {
+    matches!(
+        r,
+        Resource::GlobalNetworkPolicy { .. }
+            | Resource::NetworkPolicy { .. }
+            | Resource::K8sNetworkPolicy { .. }
+    )
+}
+
+impl Desired {
+    /// Whether the state holds at least one policy.
+    pub fn has_policy(&self) -> bool {
+        self.entries.values().any(|e| is_policy(&e.loaded.resource))
+    }
+}
+
 fn is_policy_kind(r: &Resource) -> bool {
     !matches!(r, Resource::Appliance { .. })
 }
@@ -553,7 +590,7 @@ impl Desired {
                 held,
             });
         }
-        self.finish(next, changes, terminator)
+        self.finish(next, changes, writer, terminator)
     }
 
     /// Plans deleting `ids` (as [`ref_id`] makes them), by `writer` (its
@@ -602,7 +639,7 @@ impl Desired {
                 changes.push((id.clone(), Action::Deleted));
             }
         }
-        self.finish(next, changes, terminator)
+        self.finish(next, changes, writer, terminator)
     }
 
     fn expect(&self, expected: Option<u64>) -> Result<(), Refusal> {
@@ -619,6 +656,7 @@ impl Desired {
         &self,
         mut next: Self,
         changes: Vec<(String, Action)>,
+        writer: Writer<'_>,
         terminator: Option<&TerminatorConfig>,
     ) -> Result<Plan, Refusal> {
         let changed = changes.iter().any(|(_, a)| *a != Action::Unchanged);
@@ -628,6 +666,16 @@ impl Desired {
                 changes,
                 changed,
                 policy: None,
+            });
+        }
+        if !writer.allow_no_policy && !next.has_policy() && self.has_policy() {
+            return Err(Refusal::NoPolicyLeft {
+                deleted: self
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| is_policy(&e.loaded.resource))
+                    .map(|(id, _)| id.clone())
+                    .collect(),
             });
         }
         let (errors, policy) = next.check_and_build(Some(self), terminator);

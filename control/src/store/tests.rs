@@ -128,6 +128,7 @@ fn replace_deletes_what_the_batch_does_not_name() {
             &[],
             Writer {
                 replace: Replace::Owned,
+                allow_no_policy: true,
                 ..Writer::new(OWNER_CTL)
             },
             None,
@@ -141,6 +142,61 @@ fn replace_deletes_what_the_batch_does_not_name() {
         ]
     );
     assert_eq!(p.next.entries.len(), 1);
+}
+
+#[test]
+fn a_change_that_leaves_no_policy_is_refused_unless_asked_for() {
+    let two = ALLOW_WEB.replace("allow-web", "allow-ssh");
+    let d = apply(
+        &Desired::default(),
+        &format!("{ALLOW_WEB}---\n{two}---\n{EP}"),
+    )
+    .unwrap()
+    .next;
+    // A replace with no policy in it (an emptied directory, a sync whose
+    // cluster lost its policies): refused, naming what it would delete.
+    let replace = Writer {
+        replace: Replace::Owned,
+        ..Writer::new(OWNER_CTL)
+    };
+    let r = d
+        .plan_apply(&[file("x.yaml", EP)], &[], replace, None)
+        .unwrap_err();
+    let Refusal::NoPolicyLeft { deleted } = &r else {
+        panic!("{r}")
+    };
+    assert_eq!(
+        deleted,
+        &[
+            "GlobalNetworkPolicy/allow-ssh",
+            "GlobalNetworkPolicy/allow-web"
+        ]
+    );
+    assert!(r.to_string().contains("--allow-no-policy"), "{r}");
+    // Deleting one of two is a change like any; the last one is refused.
+    let one = d
+        .plan_delete(
+            &["GlobalNetworkPolicy/allow-ssh".to_owned()],
+            Writer::new(OWNER_CTL),
+            None,
+        )
+        .unwrap()
+        .next;
+    let last = ["GlobalNetworkPolicy/allow-web".to_owned()];
+    assert!(matches!(
+        one.plan_delete(&last, Writer::new(OWNER_CTL), None),
+        Err(Refusal::NoPolicyLeft { .. })
+    ));
+    // Said explicitly, it is done.
+    let allowed = Writer {
+        allow_no_policy: true,
+        ..Writer::new(OWNER_CTL)
+    };
+    let none = one.plan_delete(&last, allowed, None).unwrap().next;
+    assert!(!none.has_policy());
+    // A state that had no policy may go on without one (an appliance
+    // being set up: endpoints first).
+    assert!(apply(&none, &EP.replace("10.2.0.2", "10.2.0.3")).is_ok());
 }
 
 #[test]
@@ -216,7 +272,10 @@ fn delete_of_a_missing_resource_is_not_found() {
     let p = d
         .plan_delete(
             &[ref_id("GlobalNetworkPolicy", "", "allow-web")],
-            Writer::new(OWNER_CTL),
+            Writer {
+                allow_no_policy: true,
+                ..Writer::new(OWNER_CTL)
+            },
             None,
         )
         .unwrap();
@@ -569,6 +628,7 @@ fn replace_removes_only_what_the_writer_holds() {
     // operator's endpoint.
     let replace = Writer {
         replace: Replace::Owned,
+        allow_no_policy: true,
         ..write_as(sync)
     };
     let p = d.plan_apply(&[], &[], replace, None).unwrap();
