@@ -251,3 +251,118 @@ fn a_do_not_track_deny_drops_in_xdp_before_userspace_sees_it() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::io::stdout().flush();
 }
+
+/// `tests/python/raw_frames.py`: spoofed and forged frames, and a sniffer.
+fn raw_frames() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python/raw_frames.py")
+        .display()
+        .to_string()
+}
+
+/// The MAC of interface `iface` in the namespace of `role`.
+fn mac(lab: &Lab, role: &str, iface: &str) -> String {
+    lab.exec(role, &format!("cat /sys/class/net/{iface}/address"))
+        .trim()
+        .to_owned()
+}
+
+/// Sends one hand-made frame per spec (see `raw_frames.py`) from island
+/// `role`'s eth0 to the appliance's port `port`.
+fn send_raw(lab: &Lab, role: &str, port: &str, specs: &[&str]) {
+    lab.exec(
+        role,
+        &format!(
+            "python3 {} send eth0 {} {}",
+            raw_frames(),
+            mac(lab, "gw", port),
+            specs.join(" ")
+        ),
+    );
+}
+
+/// A sniffer on island `role`'s eth0 for `seconds`: which of `tags` arrived.
+struct Sniffer(causeway_tests::Reaped);
+
+impl Sniffer {
+    fn start(lab: &Lab, role: &str, seconds: u32, tags: &[&str]) -> Self {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(role), "python3", &raw_frames()])
+            .args(["sniff", "eth0", &seconds.to_string()])
+            .args(tags)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 in the island");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Self(causeway_tests::Reaped(child))
+    }
+
+    fn seen(mut self) -> Vec<String> {
+        let mut line = String::new();
+        BufReader::new(self.0.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+}
+
+#[test]
+fn a_forged_icmp_error_to_a_denied_host_is_dropped_a_genuine_one_passes() {
+    require("python3", "python3");
+    let dir = manifests("icmp");
+    // A second host in island A that nothing may reach.
+    std::fs::write(
+        dir.join("vault.yaml"),
+        "apiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: vault\n  \
+         namespace: island-a\n  labels:\n    role: vault\nspec:\n  ips: [10.1.0.3]\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
+         name: security.vault-ingress\nspec:\n  tier: security\n  order: 20\n  \
+         selector: role == 'vault'\n  types: [Ingress]\n",
+    )
+    .unwrap();
+    let lab = Lab::start_with_manifests("ic", &dir);
+    lab.exec("a", "ip addr add 10.1.0.3/24 dev eth0");
+    lab.exec("gw", "ping -c1 -W2 10.1.0.3");
+    lab.exec("b", "ping -c1 -W2 10.1.0.2");
+    // An allowed flow, tracked: 10.1.0.2:40123 -> 10.2.0.2:80.
+    let server = causeway_tests::tcp_listeners(&lab, &[80]);
+    lab.exec(
+        "a",
+        "python3 -c \"import socket; s = socket.socket(); s.bind(('10.1.0.2', 40123)); \
+         s.settimeout(2); s.connect(('10.2.0.2', 80)); s.close()\"",
+    );
+    let before = lab.stats();
+    let sniffer = Sniffer::start(&lab, "a", 3, &["genuine", "forged", "denied"]);
+    send_raw(
+        &lab,
+        "b",
+        "b0",
+        &[
+            // The error about the flow, back to its source: related.
+            "icmp,10.2.0.2,10.1.0.2,10.1.0.2,10.2.0.2,40123,80,genuine",
+            // The same error sent to the vault instead.
+            "icmp,10.2.0.2,10.1.0.3,10.1.0.2,10.2.0.2,40123,80,forged",
+            // What policy says of the server reaching the vault.
+            "udp,10.2.0.2,10.1.0.3,denied",
+        ],
+    );
+    let seen = sniffer.seen();
+    drop(server);
+    assert_eq!(seen, ["genuine"], "{}", lab.log());
+    let after = lab.stats();
+    let drops = |s: &serde_json::Value, r: &str| Lab::port_drops(s, "b", r);
+    assert_eq!(
+        drops(&after, "icmp_misdirected"),
+        drops(&before, "icmp_misdirected") + 1,
+        "{after}"
+    );
+    assert!(
+        drops(&after, "policy") > drops(&before, "policy"),
+        "the vault is denied to the server: {after}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

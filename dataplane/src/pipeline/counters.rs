@@ -32,11 +32,15 @@ pub enum DropReason {
     Fragmented = 8,
     /// Denied by network policy (counted under the rule as well).
     Policy = 9,
+    /// An ICMP error quoting a tracked flow but not addressed to the quoted
+    /// packet's source (Linux's conntrack finds it invalid: an error only
+    /// ever travels back to the sender of what it quotes).
+    IcmpMisdirected = 10,
 }
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -50,6 +54,7 @@ impl DropReason {
         Self::TxRingFull,
         Self::Fragmented,
         Self::Policy,
+        Self::IcmpMisdirected,
     ];
 
     /// The label used in metrics and `causeway stats`.
@@ -65,6 +70,7 @@ impl DropReason {
             Self::TxRingFull => "tx_ring_full",
             Self::Fragmented => "fragmented",
             Self::Policy => "policy",
+            Self::IcmpMisdirected => "icmp_misdirected",
         }
     }
 }

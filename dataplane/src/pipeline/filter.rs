@@ -6,7 +6,12 @@
 //! - A flow judged under an older generation is judged again (its original
 //!   direction); if the new policy denies it, the flow is removed and the
 //!   packet dropped: a live policy change cuts established flows it denies.
-//! - An ICMP error about a tracked flow passes as related.
+//! - An ICMP error about a tracked flow passes as related, if it travels
+//!   toward the source of the packet it quotes (Linux's
+//!   `nf_conntrack_inet_error`); one that goes elsewhere is dropped
+//!   ([`DropReason::IcmpMisdirected`]), as Linux's conntrack marks it
+//!   invalid and Calico drops invalid packets. Without this, quoting any
+//!   allowed flow would carry an ICMP error to any host.
 //! - Anything else is judged by the [`PolicyProgram`]; allowed flows are
 //!   tracked (unless an untracked doNotTrack rule decided), denied packets
 //!   are dropped and counted under the deciding rule.
@@ -19,6 +24,7 @@ use std::{sync::Arc, time::Instant};
 
 use tracing::info;
 
+use super::DropReason;
 use crate::policy::{
     classifier::Key,
     conntrack::{Conntrack, FlowKey, Lookup, Timeouts},
@@ -175,10 +181,11 @@ impl Filter {
         self.conntrack.expire(now, 256)
     }
 
-    /// Judges a packet: `Ok` forwards it; `Err(rule)` drops it (denied,
-    /// by `rule` if a rule decided).
+    /// Judges a packet: `Ok` forwards it; `Err` drops it for
+    /// [`DropReason::Policy`] (counted under the deciding rule, if one
+    /// decided) or [`DropReason::IcmpMisdirected`].
     #[inline]
-    pub fn check(&mut self, p: &PacketFacts, now: Instant) -> Result<(), Option<RuleId>> {
+    pub fn check(&mut self, p: &PacketFacts, now: Instant) -> Result<(), DropReason> {
         if !self.active() {
             return Ok(());
         }
@@ -186,6 +193,11 @@ impl Filter {
         if let Some(inner) = &p.inner
             && self.conntrack.related(inner, now).is_some()
         {
+            // RFC 792 / RFC 4443 §2.4: an error goes back to the source of
+            // what it quotes; Linux's nf_conntrack_inet_error checks it.
+            if p.dst != inner.src {
+                return Err(DropReason::IcmpMisdirected);
+            }
             return Ok(());
         }
         let key = p.flow_key();
@@ -203,7 +215,7 @@ impl Filter {
                     self.tap(j.deciding(), p, false);
                 }
                 self.conntrack.remove(&original);
-                return Err(j.deciding());
+                return Err(DropReason::Policy);
             }
             // Found again without counting the packet a second time.
             if let Some(flow) = self.conntrack.related(&key, now) {
@@ -219,7 +231,7 @@ impl Filter {
             self.tap(j.deciding(), p, j.allow);
         }
         if !j.allow {
-            return Err(j.deciding());
+            return Err(DropReason::Policy);
         }
         if j.untracked.is_none() {
             self.conntrack.insert(

@@ -263,9 +263,9 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Local);
         }
         if let Some(f) = facts
-            && self.filter.check(&f, now).is_err()
+            && let Err(reason) = self.filter.check(&f, now)
         {
-            return Verdict::Drop(DropReason::Policy);
+            return Verdict::Drop(reason);
         }
         if ttl <= 1 {
             return self.time_exceeded_v4(ingress, buf, len, off, proto, first_fragment, now);
@@ -321,9 +321,9 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Local);
         }
         if let Some(f) = facts
-            && self.filter.check(&f, now).is_err()
+            && let Err(reason) = self.filter.check(&f, now)
         {
-            return Verdict::Drop(DropReason::Policy);
+            return Verdict::Drop(reason);
         }
         if hop_limit <= 1 {
             let is_error = upper.protocol == IpProtocol::Icmpv6

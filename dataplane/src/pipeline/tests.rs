@@ -426,6 +426,79 @@ fn the_worker_moves_frames_between_memory_ports() {
     assert_eq!(w.free_frames(), 256, "every buffer came back");
 }
 
+/// `frame` as it arrives on the port with MAC `mac`.
+fn arriving_at(mac: EthernetAddress, mut frame: Vec<u8>) -> Vec<u8> {
+    frame[0..6].copy_from_slice(&mac.0);
+    frame
+}
+
+/// An Ethernet + IPv4 + ICMP error frame (`ty`, `code`) quoting `quoted`
+/// (an IPv4 datagram, from its header), with correct checksums.
+fn icmp4_error(src: &str, dst: &str, ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut f = eth(MAC_B, SERVER, 0x0800);
+    let mut icmp = vec![ty, code, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(quoted);
+    let sum = !checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let total = 20 + icmp.len();
+    let mut ip = vec![0x45, 0, 0, 0, 0x56, 0x78, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip.extend_from_slice(&v4(src).octets());
+    ip.extend_from_slice(&v4(dst).octets());
+    let sum = !checksum::data(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// A policy that allows everything but is in force (it has an endpoint),
+/// so that flows are tracked.
+fn tracking_pipeline() -> Pipeline {
+    let mut policy = PolicyProgram::allow_all(1);
+    policy.endpoints.insert(
+        FlowKey::ip("10.2.0.2".parse().unwrap()),
+        crate::policy::program::EndpointPrograms::default(),
+    );
+    Pipeline::with_policy(tables(), neighbours(), Arc::new(policy), 1024)
+}
+
+#[test]
+fn an_icmp_error_is_related_only_toward_the_source_it_quotes() {
+    let mut p = tracking_pipeline();
+    let request = udp4("10.1.0.2", "10.2.0.2", 64, b"query");
+    assert!(matches!(
+        run(&mut p, A, &request).0,
+        Verdict::Tx { port: B, .. }
+    ));
+    // Quoted as the server received it (TTL 63, checksum as rewritten).
+    let (_, forwarded) = run(&mut tracking_pipeline(), A, &request);
+    let quoted = &forwarded[14..14 + 28];
+    // Port unreachable from the server, back to the client: related.
+    let genuine = icmp4_error("10.2.0.2", "10.1.0.2", 3, 3, quoted);
+    let v = run(&mut p, B, &genuine).0;
+    assert!(matches!(v, Verdict::Tx { port: A, .. }), "{v:?}");
+    // The same error sent to another host of island A: not related.
+    let forged = icmp4_error("10.2.0.2", "10.1.0.9", 3, 3, quoted);
+    assert_eq!(
+        run(&mut p, B, &forged).0,
+        Verdict::Drop(DropReason::IcmpMisdirected)
+    );
+    // Nor to the quoted packet's destination (a reflection to the server).
+    let back = arriving_at(MAC_A, icmp4_error("10.1.0.2", "10.2.0.2", 11, 0, quoted));
+    assert_eq!(
+        run(&mut p, A, &back).0,
+        Verdict::Drop(DropReason::IcmpMisdirected)
+    );
+    // Time exceeded from a router behind B (10.20.0.0/16 via B) is related.
+    let router = icmp4_error("10.20.0.1", "10.1.0.2", 11, 0, quoted);
+    let v = run(&mut p, B, &router).0;
+    assert!(matches!(v, Verdict::Tx { port: A, .. }), "{v:?}");
+    let drops = |port: PortId, r: DropReason| p.counters()[port.index()].drops[r as usize];
+    assert_eq!(drops(B, DropReason::IcmpMisdirected), 1);
+    assert_eq!(drops(A, DropReason::IcmpMisdirected), 1);
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
