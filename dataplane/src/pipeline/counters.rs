@@ -36,11 +36,15 @@ pub enum DropReason {
     /// packet's source (Linux's conntrack finds it invalid: an error only
     /// ever travels back to the sender of what it quotes).
     IcmpMisdirected = 10,
+    /// The source address fails the ingress port's reverse-path check
+    /// ([`crate::pipeline::RpFilter`]): the route back to it leaves by
+    /// another port (strict), there is none, or it is the appliance's own.
+    Spoofed = 11,
 }
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -55,6 +59,7 @@ impl DropReason {
         Self::Fragmented,
         Self::Policy,
         Self::IcmpMisdirected,
+        Self::Spoofed,
     ];
 
     /// The label used in metrics and `causeway stats`.
@@ -71,6 +76,7 @@ impl DropReason {
             Self::Fragmented => "fragmented",
             Self::Policy => "policy",
             Self::IcmpMisdirected => "icmp_misdirected",
+            Self::Spoofed => "spoofed",
         }
     }
 }

@@ -12,6 +12,11 @@
 //!   ([`DropReason::IcmpMisdirected`]), as Linux's conntrack marks it
 //!   invalid and Calico drops invalid packets. Without this, quoting any
 //!   allowed flow would carry an ICMP error to any host.
+//! - The source check ([`super::source`]) is asked for once per flow
+//!   direction and port: conntrack remembers the port each direction
+//!   arrived on ([`Conntrack::lookup_on`]); a new flow, a direction's first
+//!   packet, a packet on another port and every related ICMP error are
+//!   checked, and fail as [`DropReason::Spoofed`] before they touch a flow.
 //! - Anything else is judged by the [`PolicyProgram`]; allowed flows are
 //!   tracked (unless an untracked doNotTrack rule decided), denied packets
 //!   are dropped and counted under the deciding rule.
@@ -25,10 +30,13 @@ use std::{sync::Arc, time::Instant};
 use tracing::info;
 
 use super::DropReason;
-use crate::policy::{
-    classifier::Key,
-    conntrack::{Conntrack, FlowKey, Lookup, Timeouts},
-    program::{PolicyProgram, RuleId},
+use crate::{
+    policy::{
+        classifier::Key,
+        conntrack::{Conntrack, FlowKey, Lookup, NO_PORT, Timeouts},
+        program::{PolicyProgram, RuleId},
+    },
+    port::PortId,
 };
 
 /// The facts of a packet the policy stage needs.
@@ -181,13 +189,26 @@ impl Filter {
         self.conntrack.expire(now, 256)
     }
 
-    /// Judges a packet: `Ok` forwards it; `Err` drops it for
-    /// [`DropReason::Policy`] (counted under the deciding rule, if one
-    /// decided) or [`DropReason::IcmpMisdirected`].
+    /// Judges a packet that arrived on `ingress`: `Ok` forwards it; `Err`
+    /// drops it for [`DropReason::Policy`] (counted under the deciding
+    /// rule, if one decided), [`DropReason::Spoofed`] (`source_valid`, the
+    /// reverse-path check, said no; it is asked only when conntrack has not
+    /// bound the packet's flow direction to `ingress`) or
+    /// [`DropReason::IcmpMisdirected`].
     #[inline]
-    pub fn check(&mut self, p: &PacketFacts, now: Instant) -> Result<(), DropReason> {
+    pub fn check(
+        &mut self,
+        p: &PacketFacts,
+        ingress: PortId,
+        source_valid: impl FnOnce() -> bool,
+        now: Instant,
+    ) -> Result<(), DropReason> {
         if !self.active() {
-            return Ok(());
+            return if source_valid() {
+                Ok(())
+            } else {
+                Err(DropReason::Spoofed)
+            };
         }
         let generation = self.policy.generation;
         if let Some(inner) = &p.inner
@@ -198,13 +219,33 @@ impl Filter {
             if p.dst != inner.src {
                 return Err(DropReason::IcmpMisdirected);
             }
-            return Ok(());
+            return if source_valid() {
+                Ok(())
+            } else {
+                Err(DropReason::Spoofed)
+            };
         }
         let key = p.flow_key();
-        let rejudge = match self.conntrack.lookup(&key, p.tcp_flags, p.len, now) {
-            Lookup::Hit { flow, .. } if flow.generation == generation => return Ok(()),
-            Lookup::Hit { flow, .. } => Some(flow.key),
-            Lookup::Miss => None,
+        // Ports past u8 are never bound: their packets are always checked.
+        let port = u8::try_from(ingress.0).unwrap_or(NO_PORT);
+        let mut source_valid = Some(source_valid);
+        let mut verified = false;
+        let rejudge = loop {
+            match self
+                .conntrack
+                .lookup_on(&key, port, verified, p.tcp_flags, p.len, now)
+            {
+                Lookup::Hit { flow, .. } if flow.generation == generation => return Ok(()),
+                Lookup::Hit { flow, .. } => break Some(flow.key),
+                Lookup::Miss => break None,
+                Lookup::Unbound if !verified => {
+                    if !source_valid.take().is_some_and(|valid| valid()) {
+                        return Err(DropReason::Spoofed);
+                    }
+                    verified = true;
+                }
+                Lookup::Unbound => break None,
+            }
         };
         if let Some(original) = rejudge {
             let j = self.policy.judge(&flow_class_key(&original));
@@ -224,6 +265,11 @@ impl Filter {
             }
             return Ok(());
         }
+        if let Some(valid) = source_valid.take()
+            && !valid()
+        {
+            return Err(DropReason::Spoofed);
+        }
         let j = self.policy.judge(&p.class_key());
         self.count(j.deciding(), p.len);
         self.log(j.logged, p, j.allow, now);
@@ -234,7 +280,7 @@ impl Filter {
             return Err(DropReason::Policy);
         }
         if j.untracked.is_none() {
-            self.conntrack.insert(
+            let flow = self.conntrack.insert(
                 key,
                 p.tcp_flags,
                 p.len,
@@ -242,6 +288,7 @@ impl Filter {
                 generation,
                 now,
             );
+            flow.ingress[0] = port;
         }
         Ok(())
     }
