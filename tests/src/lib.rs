@@ -236,7 +236,7 @@ impl Lab {
     /// # Panics
     /// If the port or reason is unknown.
     pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
-        const REASONS: [&str; 11] = [
+        const REASONS: [&str; 12] = [
             "malformed",
             "not_ip",
             "not_for_us",
@@ -248,6 +248,7 @@ impl Lab {
             "fragmented",
             "policy",
             "icmp_misdirected",
+            "spoofed",
         ];
         let i = REASONS
             .iter()

@@ -310,6 +310,79 @@ impl Sniffer {
     }
 }
 
+/// Island A's genuine and spoofed datagrams to island B, and what reached B.
+fn spoof_from_a(lab: &Lab) -> Vec<String> {
+    // Neighbours resolved first, so nothing waits on ARP or NDP.
+    lab.exec("a", "ping -c1 -W2 10.2.0.2");
+    lab.exec("a", "ping -6 -c1 -W2 fd00:b::2");
+    let sniffer = Sniffer::start(lab, "b", 3, &["legit4", "legit6", "spoof4", "spoof6"]);
+    send_raw(
+        lab,
+        "a",
+        "a0",
+        &[
+            "udp,10.1.0.2,10.2.0.2,legit4",
+            "udp,fd00:a::2,fd00:b::2,legit6",
+            // Island B's addresses, claimed from island A.
+            "udp,10.2.0.7,10.2.0.2,spoof4",
+            "udp,fd00:b::7,fd00:b::2,spoof6",
+        ],
+    );
+    sniffer.seen()
+}
+
+#[test]
+fn island_b_sources_sent_from_island_a_never_reach_b_and_are_counted() {
+    require("python3", "python3");
+    let lab = Lab::start("sp");
+    let before = lab.stats();
+    let seen = spoof_from_a(&lab);
+    assert_eq!(seen, ["legit4", "legit6"], "{}", lab.log());
+    let after = lab.stats();
+    let spoofed = |s: &serde_json::Value| Lab::port_drops(s, "a", "spoofed");
+    assert!(spoofed(&after) >= spoofed(&before) + 2, "{after}");
+    assert_eq!(Lab::port_drops(&after, "b", "spoofed"), 0, "{after}");
+    let metrics = ok(&format!(
+        "{} stats --lab {} -o prometheus",
+        causeway_tests::causeway_bin().display(),
+        lab.name
+    ));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("causeway_port_drops_total{port=\"a\",reason=\"spoofed\"}"))
+        .unwrap_or_else(|| panic!("no spoofed counter:\n{metrics}"));
+    let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 2, "{line}");
+}
+
+#[test]
+fn a_port_with_rp_filter_off_lets_spoofed_sources_through() {
+    require("python3", "python3");
+    let lab = Lab::up("so");
+    let config = format!("/run/causeway/lab/{}/config.yaml", lab.name);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let off = text.replacen(
+        "interface: a0\n    queues: 1\n",
+        "interface: a0\n    queues: 1\n    rp_filter: off\n",
+        1,
+    );
+    assert_ne!(off, text, "port a's entry not found in {config}");
+    std::fs::write(&config, off).unwrap();
+    ok(&format!(
+        "{} lab start --name {}",
+        causeway_tests::causeway_bin().display(),
+        lab.name
+    ));
+    let seen = spoof_from_a(&lab);
+    assert_eq!(
+        seen,
+        ["legit4", "legit6", "spoof4", "spoof6"],
+        "{}",
+        lab.log()
+    );
+    assert_eq!(Lab::port_drops(&lab.stats(), "a", "spoofed"), 0);
+}
+
 #[test]
 fn a_forged_icmp_error_to_a_denied_host_is_dropped_a_genuine_one_passes() {
     require("python3", "python3");
