@@ -372,4 +372,22 @@ mod tests {
         );
         assert!(e.contains("workers.cores[0]"), "{e}");
     }
+
+    #[test]
+    fn rp_filter_is_strict_unless_a_port_says_otherwise() {
+        use causeway_dataplane::pipeline::RpFilter;
+        let c = Config::parse(
+            "ports:\n  - {name: a, interface: a0, rp_filter: loose}\n  - {name: b, interface: b0, rp_filter: off}\n  - {name: c, interface: c0}\n",
+        )
+        .unwrap();
+        let modes: Vec<_> = c.ports.iter().map(|p| p.rp_filter).collect();
+        assert_eq!(modes, [RpFilter::Loose, RpFilter::Off, RpFilter::Strict]);
+        let e = format!(
+            "{:#}",
+            Config::parse("ports:\n  - name: a\n    interface: a0\n    rp_filter: sloppy\n")
+                .unwrap_err()
+        );
+        assert!(e.contains("unknown variant `sloppy`"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
 }

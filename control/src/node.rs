@@ -701,6 +701,7 @@ pub fn seed(config: &Config) -> Result<Desired> {
             &causeway_policy::resources::PortSpec {
                 interface: p.interface.clone(),
                 queues: p.queues,
+                rp_filter: p.rp_filter,
             },
         ));
     }

@@ -58,6 +58,7 @@ fn flow(key: FlowKey, now: Instant) -> Flow {
         bytes: [100, 100],
         created: now,
         last_seen: now,
+        ingress: [0, 1],
     }
 }
 
@@ -94,7 +95,7 @@ fn lookups(c: &mut Criterion) {
             };
             match ct.lookup(black_box(&k), flags(&k), 1500, now) {
                 Lookup::Hit { flow, .. } => black_box(flow.verdict),
-                Lookup::Miss => panic!("flow {n} missing"),
+                Lookup::Miss | Lookup::Unbound => panic!("flow {n} missing"),
             }
         });
     });

@@ -6,7 +6,7 @@
 use std::{hint::black_box, sync::Arc, time::Instant};
 
 use causeway_dataplane::{
-    pipeline::{Pipeline, PortInfo, Tables, Verdict},
+    pipeline::{Pipeline, PortInfo, RpFilter, Tables, Verdict},
     port::{HeapMemory, MemPort, PortId, Worker},
     route::{NeighTable, Route, RouteTable},
     wire::{EthernetAddress, checksum},
@@ -16,7 +16,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 const MAC_A: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa0]);
 const MAC_B: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb0]);
 
-fn pipeline(extra_routes: u32) -> Pipeline {
+/// A pipeline with `extra_routes` beyond the islands' and port 0's
+/// reverse-path check set to `rp_filter`.
+fn pipeline(extra_routes: u32, rp_filter: RpFilter) -> Pipeline {
     let mut routes = RouteTable::default();
     routes.insert(
         "10.1.0.0/24".parse().unwrap(),
@@ -29,6 +31,15 @@ fn pipeline(extra_routes: u32) -> Pipeline {
         "10.2.0.0/24".parse().unwrap(),
         Route {
             port: PortId(1),
+            via: None,
+        },
+    );
+    // Island A's IPv6 subnet: the sources of the IPv6 frames, routed back
+    // through port 0 so the reverse-path check admits them.
+    routes.insert(
+        "fd00:a::/64".parse().unwrap(),
+        Route {
+            port: PortId(0),
             via: None,
         },
     );
@@ -69,11 +80,13 @@ fn pipeline(extra_routes: u32) -> Pipeline {
                     mac: MAC_A,
                     ipv4: Some("10.1.0.1".parse().unwrap()),
                     ipv6: None,
+                    rp_filter,
                 },
                 PortInfo {
                     mac: MAC_B,
                     ipv4: Some("10.2.0.1".parse().unwrap()),
                     ipv6: None,
+                    rp_filter,
                 },
             ],
             routes: Arc::new(routes),
@@ -119,13 +132,28 @@ fn udp6_frame() -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
-    for (name, frame, routes) in [
-        ("ipv4_64B", udp4_frame(64), 0),
-        ("ipv4_64B_10k_routes", udp4_frame(64), 10_000),
-        ("ipv4_1500B", udp4_frame(1500), 0),
-        ("ipv6_80B", udp6_frame(), 0),
+    // The `_rp_off` twins measure what the reverse-path check (one more LPM
+    // lookup per packet when no policy tracks flows) costs.
+    for (name, frame, routes, rp) in [
+        ("ipv4_64B", udp4_frame(64), 0, RpFilter::Strict),
+        ("ipv4_64B_rp_off", udp4_frame(64), 0, RpFilter::Off),
+        (
+            "ipv4_64B_10k_routes",
+            udp4_frame(64),
+            10_000,
+            RpFilter::Strict,
+        ),
+        (
+            "ipv4_64B_10k_routes_rp_off",
+            udp4_frame(64),
+            10_000,
+            RpFilter::Off,
+        ),
+        ("ipv4_1500B", udp4_frame(1500), 0, RpFilter::Strict),
+        ("ipv6_80B", udp6_frame(), 0, RpFilter::Strict),
+        ("ipv6_80B_rp_off", udp6_frame(), 0, RpFilter::Off),
     ] {
-        let mut p = pipeline(routes);
+        let mut p = pipeline(routes, rp);
         let mut buf = vec![0u8; 2048];
         buf[..frame.len()].copy_from_slice(&frame);
         let ttl_at = if name.starts_with("ipv6") {
@@ -160,7 +188,7 @@ fn bench(c: &mut Criterion) {
         mem,
         vec![MemPort::new(4096), MemPort::new(4096)],
         free,
-        pipeline(0),
+        pipeline(0, RpFilter::Strict),
         batch,
     );
     g.bench_function("mem_port_batch_64", |b| {

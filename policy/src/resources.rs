@@ -18,6 +18,7 @@ use std::{
 };
 
 use causeway_dataplane::{
+    pipeline::RpFilter,
     route::IpPrefix,
     xdp::{PortConfig, RouteConfig},
 };
@@ -39,6 +40,10 @@ pub struct PortSpec {
     /// RX queues to bind (one per dataplane worker).
     #[serde(default = "one")]
     pub queues: u32,
+    /// The reverse-path check of received sources (anti-spoofing):
+    /// `strict` (the default), `loose` or `off`.
+    #[serde(default, skip_serializing_if = "RpFilter::is_default")]
+    pub rp_filter: RpFilter,
 }
 
 fn one() -> u32 {
@@ -396,6 +401,7 @@ impl ApplianceSet {
                 name: name.clone(),
                 interface: p.interface.clone(),
                 queues: p.queues,
+                rp_filter: p.rp_filter,
             })
             .collect()
     }

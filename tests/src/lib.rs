@@ -236,7 +236,7 @@ impl Lab {
     /// # Panics
     /// If the port or reason is unknown.
     pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
-        const REASONS: [&str; 10] = [
+        const REASONS: [&str; 12] = [
             "malformed",
             "not_ip",
             "not_for_us",
@@ -247,6 +247,8 @@ impl Lab {
             "tx_ring_full",
             "fragmented",
             "policy",
+            "icmp_misdirected",
+            "spoofed",
         ];
         let i = REASONS
             .iter()

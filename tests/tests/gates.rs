@@ -251,3 +251,191 @@ fn a_do_not_track_deny_drops_in_xdp_before_userspace_sees_it() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::io::stdout().flush();
 }
+
+/// `tests/python/raw_frames.py`: spoofed and forged frames, and a sniffer.
+fn raw_frames() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python/raw_frames.py")
+        .display()
+        .to_string()
+}
+
+/// The MAC of interface `iface` in the namespace of `role`.
+fn mac(lab: &Lab, role: &str, iface: &str) -> String {
+    lab.exec(role, &format!("cat /sys/class/net/{iface}/address"))
+        .trim()
+        .to_owned()
+}
+
+/// Sends one hand-made frame per spec (see `raw_frames.py`) from island
+/// `role`'s eth0 to the appliance's port `port`.
+fn send_raw(lab: &Lab, role: &str, port: &str, specs: &[&str]) {
+    lab.exec(
+        role,
+        &format!(
+            "python3 {} send eth0 {} {}",
+            raw_frames(),
+            mac(lab, "gw", port),
+            specs.join(" ")
+        ),
+    );
+}
+
+/// A sniffer on island `role`'s eth0 for `seconds`: which of `tags` arrived.
+struct Sniffer(causeway_tests::Reaped);
+
+impl Sniffer {
+    fn start(lab: &Lab, role: &str, seconds: u32, tags: &[&str]) -> Self {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(role), "python3", &raw_frames()])
+            .args(["sniff", "eth0", &seconds.to_string()])
+            .args(tags)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 in the island");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Self(causeway_tests::Reaped(child))
+    }
+
+    fn seen(mut self) -> Vec<String> {
+        let mut line = String::new();
+        BufReader::new(self.0.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+}
+
+/// Island A's genuine and spoofed datagrams to island B, and what reached B.
+fn spoof_from_a(lab: &Lab) -> Vec<String> {
+    // Neighbours resolved first, so nothing waits on ARP or NDP.
+    lab.exec("a", "ping -c1 -W2 10.2.0.2");
+    lab.exec("a", "ping -6 -c1 -W2 fd00:b::2");
+    let sniffer = Sniffer::start(lab, "b", 3, &["legit4", "legit6", "spoof4", "spoof6"]);
+    send_raw(
+        lab,
+        "a",
+        "a0",
+        &[
+            "udp,10.1.0.2,10.2.0.2,legit4",
+            "udp,fd00:a::2,fd00:b::2,legit6",
+            // Island B's addresses, claimed from island A.
+            "udp,10.2.0.7,10.2.0.2,spoof4",
+            "udp,fd00:b::7,fd00:b::2,spoof6",
+        ],
+    );
+    sniffer.seen()
+}
+
+#[test]
+fn island_b_sources_sent_from_island_a_never_reach_b_and_are_counted() {
+    require("python3", "python3");
+    let lab = Lab::start("sp");
+    let before = lab.stats();
+    let seen = spoof_from_a(&lab);
+    assert_eq!(seen, ["legit4", "legit6"], "{}", lab.log());
+    let after = lab.stats();
+    let spoofed = |s: &serde_json::Value| Lab::port_drops(s, "a", "spoofed");
+    assert!(spoofed(&after) >= spoofed(&before) + 2, "{after}");
+    assert_eq!(Lab::port_drops(&after, "b", "spoofed"), 0, "{after}");
+    let metrics = ok(&format!(
+        "{} stats --lab {} -o prometheus",
+        causeway_tests::causeway_bin().display(),
+        lab.name
+    ));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("causeway_port_drops_total{port=\"a\",reason=\"spoofed\"}"))
+        .unwrap_or_else(|| panic!("no spoofed counter:\n{metrics}"));
+    let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 2, "{line}");
+}
+
+#[test]
+fn a_port_with_rp_filter_off_lets_spoofed_sources_through() {
+    require("python3", "python3");
+    let lab = Lab::up("so");
+    let config = format!("/run/causeway/lab/{}/config.yaml", lab.name);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let off = text.replacen(
+        "interface: a0\n    queues: 1\n",
+        "interface: a0\n    queues: 1\n    rp_filter: off\n",
+        1,
+    );
+    assert_ne!(off, text, "port a's entry not found in {config}");
+    std::fs::write(&config, off).unwrap();
+    ok(&format!(
+        "{} lab start --name {}",
+        causeway_tests::causeway_bin().display(),
+        lab.name
+    ));
+    let seen = spoof_from_a(&lab);
+    assert_eq!(
+        seen,
+        ["legit4", "legit6", "spoof4", "spoof6"],
+        "{}",
+        lab.log()
+    );
+    assert_eq!(Lab::port_drops(&lab.stats(), "a", "spoofed"), 0);
+}
+
+#[test]
+fn a_forged_icmp_error_to_a_denied_host_is_dropped_a_genuine_one_passes() {
+    require("python3", "python3");
+    let dir = manifests("icmp");
+    // A second host in island A that nothing may reach.
+    std::fs::write(
+        dir.join("vault.yaml"),
+        "apiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: vault\n  \
+         namespace: island-a\n  labels:\n    role: vault\nspec:\n  ips: [10.1.0.3]\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
+         name: security.vault-ingress\nspec:\n  tier: security\n  order: 20\n  \
+         selector: role == 'vault'\n  types: [Ingress]\n",
+    )
+    .unwrap();
+    let lab = Lab::start_with_manifests("ic", &dir);
+    lab.exec("a", "ip addr add 10.1.0.3/24 dev eth0");
+    lab.exec("gw", "ping -c1 -W2 10.1.0.3");
+    lab.exec("b", "ping -c1 -W2 10.1.0.2");
+    // An allowed flow, tracked: 10.1.0.2:40123 -> 10.2.0.2:80.
+    let server = causeway_tests::tcp_listeners(&lab, &[80]);
+    lab.exec(
+        "a",
+        "python3 -c \"import socket; s = socket.socket(); s.bind(('10.1.0.2', 40123)); \
+         s.settimeout(2); s.connect(('10.2.0.2', 80)); s.close()\"",
+    );
+    let before = lab.stats();
+    let sniffer = Sniffer::start(&lab, "a", 3, &["genuine", "forged", "denied"]);
+    send_raw(
+        &lab,
+        "b",
+        "b0",
+        &[
+            // The error about the flow, back to its source: related.
+            "icmp,10.2.0.2,10.1.0.2,10.1.0.2,10.2.0.2,40123,80,genuine",
+            // The same error sent to the vault instead.
+            "icmp,10.2.0.2,10.1.0.3,10.1.0.2,10.2.0.2,40123,80,forged",
+            // What policy says of the server reaching the vault.
+            "udp,10.2.0.2,10.1.0.3,denied",
+        ],
+    );
+    let seen = sniffer.seen();
+    drop(server);
+    assert_eq!(seen, ["genuine"], "{}", lab.log());
+    let after = lab.stats();
+    let drops = |s: &serde_json::Value, r: &str| Lab::port_drops(s, "b", r);
+    assert_eq!(
+        drops(&after, "icmp_misdirected"),
+        drops(&before, "icmp_misdirected") + 1,
+        "{after}"
+    );
+    assert!(
+        drops(&after, "policy") > drops(&before, "policy"),
+        "the vault is denied to the server: {after}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

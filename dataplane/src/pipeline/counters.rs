@@ -32,11 +32,19 @@ pub enum DropReason {
     Fragmented = 8,
     /// Denied by network policy (counted under the rule as well).
     Policy = 9,
+    /// An ICMP error quoting a tracked flow but not addressed to the quoted
+    /// packet's source (Linux's conntrack finds it invalid: an error only
+    /// ever travels back to the sender of what it quotes).
+    IcmpMisdirected = 10,
+    /// The source address fails the ingress port's reverse-path check
+    /// ([`crate::pipeline::RpFilter`]): the route back to it leaves by
+    /// another port (strict), there is none, or it is the appliance's own.
+    Spoofed = 11,
 }
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
 
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -50,6 +58,8 @@ impl DropReason {
         Self::TxRingFull,
         Self::Fragmented,
         Self::Policy,
+        Self::IcmpMisdirected,
+        Self::Spoofed,
     ];
 
     /// The label used in metrics and `causeway stats`.
@@ -65,6 +75,8 @@ impl DropReason {
             Self::TxRingFull => "tx_ring_full",
             Self::Fragmented => "fragmented",
             Self::Policy => "policy",
+            Self::IcmpMisdirected => "icmp_misdirected",
+            Self::Spoofed => "spoofed",
         }
     }
 }

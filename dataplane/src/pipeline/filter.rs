@@ -6,7 +6,17 @@
 //! - A flow judged under an older generation is judged again (its original
 //!   direction); if the new policy denies it, the flow is removed and the
 //!   packet dropped: a live policy change cuts established flows it denies.
-//! - An ICMP error about a tracked flow passes as related.
+//! - An ICMP error about a tracked flow passes as related, if it travels
+//!   toward the source of the packet it quotes (Linux's
+//!   `nf_conntrack_inet_error`); one that goes elsewhere is dropped
+//!   ([`DropReason::IcmpMisdirected`]), as Linux's conntrack marks it
+//!   invalid and Calico drops invalid packets. Without this, quoting any
+//!   allowed flow would carry an ICMP error to any host.
+//! - The source check ([`super::source`]) is asked for once per flow
+//!   direction and port: conntrack remembers the port each direction
+//!   arrived on ([`Conntrack::lookup_on`]); a new flow, a direction's first
+//!   packet, a packet on another port and every related ICMP error are
+//!   checked, and fail as [`DropReason::Spoofed`] before they touch a flow.
 //! - Anything else is judged by the [`PolicyProgram`]; allowed flows are
 //!   tracked (unless an untracked doNotTrack rule decided), denied packets
 //!   are dropped and counted under the deciding rule.
@@ -19,10 +29,14 @@ use std::{sync::Arc, time::Instant};
 
 use tracing::info;
 
-use crate::policy::{
-    classifier::Key,
-    conntrack::{Conntrack, FlowKey, Lookup, Timeouts},
-    program::{PolicyProgram, RuleId},
+use super::DropReason;
+use crate::{
+    policy::{
+        classifier::Key,
+        conntrack::{Conntrack, FlowKey, Lookup, NO_PORT, Timeouts},
+        program::{PolicyProgram, RuleId},
+    },
+    port::PortId,
 };
 
 /// The facts of a packet the policy stage needs.
@@ -175,24 +189,63 @@ impl Filter {
         self.conntrack.expire(now, 256)
     }
 
-    /// Judges a packet: `Ok` forwards it; `Err(rule)` drops it (denied,
-    /// by `rule` if a rule decided).
+    /// Judges a packet that arrived on `ingress`: `Ok` forwards it; `Err`
+    /// drops it for [`DropReason::Policy`] (counted under the deciding
+    /// rule, if one decided), [`DropReason::Spoofed`] (`source_valid`, the
+    /// reverse-path check, said no; it is asked only when conntrack has not
+    /// bound the packet's flow direction to `ingress`) or
+    /// [`DropReason::IcmpMisdirected`].
     #[inline]
-    pub fn check(&mut self, p: &PacketFacts, now: Instant) -> Result<(), Option<RuleId>> {
+    pub fn check(
+        &mut self,
+        p: &PacketFacts,
+        ingress: PortId,
+        source_valid: impl FnOnce() -> bool,
+        now: Instant,
+    ) -> Result<(), DropReason> {
         if !self.active() {
-            return Ok(());
+            return if source_valid() {
+                Ok(())
+            } else {
+                Err(DropReason::Spoofed)
+            };
         }
         let generation = self.policy.generation;
         if let Some(inner) = &p.inner
             && self.conntrack.related(inner, now).is_some()
         {
-            return Ok(());
+            // RFC 792 / RFC 4443 §2.4: an error goes back to the source of
+            // what it quotes; Linux's nf_conntrack_inet_error checks it.
+            if p.dst != inner.src {
+                return Err(DropReason::IcmpMisdirected);
+            }
+            return if source_valid() {
+                Ok(())
+            } else {
+                Err(DropReason::Spoofed)
+            };
         }
         let key = p.flow_key();
-        let rejudge = match self.conntrack.lookup(&key, p.tcp_flags, p.len, now) {
-            Lookup::Hit { flow, .. } if flow.generation == generation => return Ok(()),
-            Lookup::Hit { flow, .. } => Some(flow.key),
-            Lookup::Miss => None,
+        // Ports past u8 are never bound: their packets are always checked.
+        let port = u8::try_from(ingress.0).unwrap_or(NO_PORT);
+        let mut source_valid = Some(source_valid);
+        let mut verified = false;
+        let rejudge = loop {
+            match self
+                .conntrack
+                .lookup_on(&key, port, verified, p.tcp_flags, p.len, now)
+            {
+                Lookup::Hit { flow, .. } if flow.generation == generation => return Ok(()),
+                Lookup::Hit { flow, .. } => break Some(flow.key),
+                Lookup::Miss => break None,
+                Lookup::Unbound if !verified => {
+                    if !source_valid.take().is_some_and(|valid| valid()) {
+                        return Err(DropReason::Spoofed);
+                    }
+                    verified = true;
+                }
+                Lookup::Unbound => break None,
+            }
         };
         if let Some(original) = rejudge {
             let j = self.policy.judge(&flow_class_key(&original));
@@ -203,7 +256,7 @@ impl Filter {
                     self.tap(j.deciding(), p, false);
                 }
                 self.conntrack.remove(&original);
-                return Err(j.deciding());
+                return Err(DropReason::Policy);
             }
             // Found again without counting the packet a second time.
             if let Some(flow) = self.conntrack.related(&key, now) {
@@ -212,6 +265,11 @@ impl Filter {
             }
             return Ok(());
         }
+        if let Some(valid) = source_valid.take()
+            && !valid()
+        {
+            return Err(DropReason::Spoofed);
+        }
         let j = self.policy.judge(&p.class_key());
         self.count(j.deciding(), p.len);
         self.log(j.logged, p, j.allow, now);
@@ -219,10 +277,10 @@ impl Filter {
             self.tap(j.deciding(), p, j.allow);
         }
         if !j.allow {
-            return Err(j.deciding());
+            return Err(DropReason::Policy);
         }
         if j.untracked.is_none() {
-            self.conntrack.insert(
+            let flow = self.conntrack.insert(
                 key,
                 p.tcp_flags,
                 p.len,
@@ -230,6 +288,7 @@ impl Filter {
                 generation,
                 now,
             );
+            flow.ingress[0] = port;
         }
         Ok(())
     }

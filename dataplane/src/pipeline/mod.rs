@@ -9,15 +9,18 @@
 //!    MAC must be the ingress port's.
 //! 2. L3: IPv4 (header checksum verified, RFC 1812 §5.2.2) or IPv6; the L4
 //!    header of a first fragment must be whole (TCP, UDP, ICMP, ICMPv6).
-//! 3. TTL / hop limit: a packet that would expire is answered with ICMP time
-//!    exceeded from the ingress port's address (rate limited) and dropped.
+//! 3. Source ([`source`]): the source address must be routed back through
+//!    the ingress port (its [`RpFilter`]); with policy, checked once per
+//!    flow direction inside the policy stage, without it per packet.
 //! 4. Policy ([`filter`]): connection tracking, then the compiled policy
 //!    for new flows; denied packets are dropped and counted per rule.
-//! 5. Route: longest-prefix match → egress port and next hop.
-//! 6. Neighbour: the next hop's MAC from the kernel's table; a miss asks for
+//! 5. TTL / hop limit: a packet that would expire is answered with ICMP time
+//!    exceeded from the ingress port's address (rate limited) and dropped.
+//! 6. Route: longest-prefix match → egress port and next hop.
+//! 7. Neighbour: the next hop's MAC from the kernel's table; a miss asks for
 //!    resolution (see [`Pipeline::take_unresolved`]) and the driver holds
 //!    the frame until the neighbours change ([`Verdict::Unresolved`]).
-//! 7. Rewrite: MACs, TTL − 1 with the IPv4 checksum updated incrementally
+//! 8. Rewrite: MACs, TTL − 1 with the IPv4 checksum updated incrementally
 //!    (RFC 1624 eqn. 3), hop limit − 1 for IPv6. Transmit on the egress port.
 //!
 //! A VLAN-tagged frame is routed with its tags untouched (see
@@ -27,9 +30,11 @@
 pub mod counters;
 pub mod filter;
 mod icmp;
+pub mod source;
 
 pub use counters::{DropReason, PortCounters, SharedCounters};
 pub use filter::{Filter, PacketFacts};
+pub use source::RpFilter;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -75,6 +80,8 @@ pub struct PortInfo {
     pub ipv4: Option<Ipv4Addr>,
     /// The port's IPv6 address (global, not link-local), likewise.
     pub ipv6: Option<Ipv6Addr>,
+    /// How the sources of what it receives are checked.
+    pub rp_filter: RpFilter,
 }
 
 /// The configuration a worker runs with: ports, routes, neighbours.
@@ -235,7 +242,7 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (dst, ttl, proto, first_fragment, facts) = {
+        let (src, dst, ttl, proto, first_fragment, facts) = {
             let Ok(ip) = ipv4::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
@@ -252,6 +259,7 @@ impl Pipeline {
                 facts(src, dst, ip.next_header(), first, ip.payload(), len)
             });
             (
+                ip.src_addr(),
                 ip.dst_addr(),
                 ip.hop_limit(),
                 ip.next_header(),
@@ -262,10 +270,8 @@ impl Pipeline {
         if self.is_local(IpAddr::V4(dst)) {
             return Verdict::Drop(DropReason::Local);
         }
-        if let Some(f) = facts
-            && self.filter.check(&f, now).is_err()
-        {
-            return Verdict::Drop(DropReason::Policy);
+        if let Err(reason) = self.admit(ingress, IpAddr::V4(src), facts.as_ref(), now) {
+            return Verdict::Drop(reason);
         }
         if ttl <= 1 {
             return self.time_exceeded_v4(ingress, buf, len, off, proto, first_fragment, now);
@@ -299,7 +305,7 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (dst, hop_limit, upper, facts) = {
+        let (src, dst, hop_limit, upper, facts) = {
             let Ok(ip) = ipv6::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
@@ -315,15 +321,13 @@ impl Pipeline {
                 let (src, dst) = (u128::from(ip.src_addr()), u128::from(ip.dst_addr()));
                 facts(src, dst, upper.protocol, !upper.non_first_fragment, l4, len)
             });
-            (ip.dst_addr(), ip.hop_limit(), upper, facts)
+            (ip.src_addr(), ip.dst_addr(), ip.hop_limit(), upper, facts)
         };
         if self.is_local(IpAddr::V6(dst)) {
             return Verdict::Drop(DropReason::Local);
         }
-        if let Some(f) = facts
-            && self.filter.check(&f, now).is_err()
-        {
-            return Verdict::Drop(DropReason::Policy);
+        if let Err(reason) = self.admit(ingress, IpAddr::V6(src), facts.as_ref(), now) {
+            return Verdict::Drop(reason);
         }
         if hop_limit <= 1 {
             let is_error = upper.protocol == IpProtocol::Icmpv6
@@ -342,6 +346,26 @@ impl Pipeline {
         Verdict::Tx {
             port: route.port,
             len,
+        }
+    }
+
+    /// The source check and the policy stage. With policy the filter asks
+    /// for the source check only when conntrack has not yet seen this flow
+    /// direction arrive on this port; without, it is made for every packet.
+    #[inline]
+    fn admit(
+        &mut self,
+        ingress: PortId,
+        src: IpAddr,
+        facts: Option<&PacketFacts>,
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        let tables = &self.tables;
+        let source_valid = || tables.source_valid(ingress, src);
+        match facts {
+            Some(f) => self.filter.check(f, ingress, source_valid, now),
+            None if source_valid() => Ok(()),
+            None => Err(DropReason::Spoofed),
         }
     }
 

@@ -48,11 +48,13 @@ fn tables() -> Tables {
                 mac: MAC_A,
                 ipv4: Some(v4("10.1.0.1")),
                 ipv6: Some(v6("fd00:a::1")),
+                rp_filter: RpFilter::Strict,
             },
             PortInfo {
                 mac: MAC_B,
                 ipv4: Some(v4("10.2.0.1")),
                 ipv6: Some(v6("fd00:b::1")),
+                rp_filter: RpFilter::Strict,
             },
         ],
         routes: Arc::new(routes),
@@ -424,6 +426,195 @@ fn the_worker_moves_frames_between_memory_ports() {
     assert_eq!(c[1].tx_bytes, 100 * frame.len() as u64);
     assert_eq!(c[1].drops[DropReason::TxRingFull as usize], 50);
     assert_eq!(w.free_frames(), 256, "every buffer came back");
+}
+
+/// `frame` as it arrives on the port with MAC `mac`.
+fn arriving_at(mac: EthernetAddress, mut frame: Vec<u8>) -> Vec<u8> {
+    frame[0..6].copy_from_slice(&mac.0);
+    frame
+}
+
+/// An Ethernet + IPv4 + ICMP error frame (`ty`, `code`) quoting `quoted`
+/// (an IPv4 datagram, from its header), with correct checksums.
+fn icmp4_error(src: &str, dst: &str, ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut f = eth(MAC_B, SERVER, 0x0800);
+    let mut icmp = vec![ty, code, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(quoted);
+    let sum = !checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let total = 20 + icmp.len();
+    let mut ip = vec![0x45, 0, 0, 0, 0x56, 0x78, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip.extend_from_slice(&v4(src).octets());
+    ip.extend_from_slice(&v4(dst).octets());
+    let sum = !checksum::data(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// The tables with port A's reverse-path check set to `mode`.
+fn tables_with_a(mode: RpFilter) -> Tables {
+    let mut t = tables();
+    t.ports[A.index()].rp_filter = mode;
+    t
+}
+
+/// A policy that allows everything but is in force (it has an endpoint),
+/// so that flows are tracked.
+fn tracking_pipeline() -> Pipeline {
+    let mut policy = PolicyProgram::allow_all(1);
+    policy.endpoints.insert(
+        FlowKey::ip("10.2.0.2".parse().unwrap()),
+        crate::policy::program::EndpointPrograms::default(),
+    );
+    Pipeline::with_policy(tables(), neighbours(), Arc::new(policy), 1024)
+}
+
+fn spoofed(p: &Pipeline, port: PortId) -> u64 {
+    p.counters()[port.index()].drops[DropReason::Spoofed as usize]
+}
+
+#[test]
+fn strict_drops_a_source_routed_through_another_port_or_not_at_all() {
+    let mut p = pipeline();
+    let v6_frame = |src: &str| tcp6(src, "fd00:b::2", 64);
+    for (frame, why) in [
+        (udp4("10.2.0.7", "10.2.0.2", 64, b""), "island B's subnet"),
+        (
+            udp4("10.20.1.1", "10.2.0.2", 64, b""),
+            "behind a route via B",
+        ),
+        (
+            udp4("192.0.2.1", "10.2.0.2", 64, b""),
+            "no route back at all",
+        ),
+        (udp4("10.1.0.1", "10.2.0.2", 64, b""), "the appliance's own"),
+        (
+            udp4("10.2.0.1", "10.2.0.2", 64, b""),
+            "the appliance's own, on B",
+        ),
+        (v6_frame("fd00:b::7"), "island B's IPv6 subnet"),
+        (v6_frame("fe80::2"), "IPv6 link-local"),
+    ] {
+        assert_eq!(
+            run(&mut p, A, &frame).0,
+            Verdict::Drop(DropReason::Spoofed),
+            "{why}"
+        );
+    }
+    assert_eq!(spoofed(&p, A), 7);
+    // What is routed back through the port it came in on is forwarded.
+    let ok = run(&mut p, A, &udp4("10.1.0.77", "10.2.0.2", 64, b"")).0;
+    assert!(matches!(ok, Verdict::Tx { port: B, .. }), "{ok:?}");
+    let behind_b = arriving_at(MAC_B, udp4("10.20.1.1", "10.1.0.2", 64, b""));
+    let ok = run(&mut p, B, &behind_b).0;
+    assert!(matches!(ok, Verdict::Tx { port: A, .. }), "{ok:?}");
+    assert_eq!(spoofed(&p, B), 0);
+}
+
+#[test]
+fn loose_wants_some_route_back_and_off_wants_none() {
+    let mut p = Pipeline::new(tables_with_a(RpFilter::Loose), neighbours());
+    let v = run(&mut p, A, &udp4("10.2.0.7", "10.2.0.2", 64, b"")).0;
+    assert!(matches!(v, Verdict::Tx { port: B, .. }), "{v:?}");
+    for src in ["192.0.2.1", "10.1.0.1"] {
+        assert_eq!(
+            run(&mut p, A, &udp4(src, "10.2.0.2", 64, b"")).0,
+            Verdict::Drop(DropReason::Spoofed),
+            "{src}"
+        );
+    }
+    let mut p = Pipeline::new(tables_with_a(RpFilter::Off), neighbours());
+    for src in ["10.2.0.7", "192.0.2.1", "10.1.0.1"] {
+        let v = run(&mut p, A, &udp4(src, "10.2.0.2", 64, b"")).0;
+        assert!(matches!(v, Verdict::Tx { port: B, .. }), "{src}: {v:?}");
+    }
+    assert_eq!(spoofed(&p, A), 0);
+}
+
+#[test]
+fn with_policy_a_spoofed_packet_of_a_tracked_flow_touches_nothing() {
+    let mut p = tracking_pipeline();
+    let request = udp4("10.1.0.2", "10.2.0.2", 64, b"q");
+    assert!(matches!(
+        run(&mut p, A, &request).0,
+        Verdict::Tx { port: B, .. }
+    ));
+    let mut reply = arriving_at(MAC_B, udp4("10.2.0.2", "10.1.0.2", 64, b"r"));
+    reply[14 + 20..14 + 24].copy_from_slice(&[0, 0x35, 0x30, 0x39]); // 53 → 12345
+    assert!(matches!(
+        run(&mut p, B, &reply).0,
+        Verdict::Tx { port: A, .. }
+    ));
+    let flow = |p: &Pipeline| p.filter().conntrack().iter().next().unwrap().clone();
+    assert_eq!(flow(&p).ingress, [A.0 as u8, B.0 as u8], "each way bound");
+    assert_eq!(flow(&p).packets, [1, 1]);
+    // The same reply forged from island A: the flow knows its replies come
+    // in on B, the route back to 10.2.0.2 says so too.
+    let forged = arriving_at(MAC_A, reply.clone());
+    assert_eq!(
+        run(&mut p, A, &forged).0,
+        Verdict::Drop(DropReason::Spoofed)
+    );
+    assert_eq!(flow(&p).packets, [1, 1], "not accounted to the flow");
+    assert_eq!(flow(&p).ingress, [A.0 as u8, B.0 as u8]);
+    // A new flow from a spoofed source is never judged nor tracked.
+    let new = udp4("10.2.0.9", "10.2.0.2", 64, b"");
+    assert_eq!(run(&mut p, A, &new).0, Verdict::Drop(DropReason::Spoofed));
+    assert_eq!(p.filter().conntrack().len(), 1);
+    assert_eq!(spoofed(&p, A), 2);
+    // The genuine flow goes on both ways.
+    assert!(matches!(
+        run(&mut p, A, &request).0,
+        Verdict::Tx { port: B, .. }
+    ));
+    assert!(matches!(
+        run(&mut p, B, &reply).0,
+        Verdict::Tx { port: A, .. }
+    ));
+    assert_eq!(flow(&p).packets, [2, 2]);
+}
+
+#[test]
+fn an_icmp_error_is_related_only_toward_the_source_it_quotes() {
+    let mut p = tracking_pipeline();
+    let request = udp4("10.1.0.2", "10.2.0.2", 64, b"query");
+    assert!(matches!(
+        run(&mut p, A, &request).0,
+        Verdict::Tx { port: B, .. }
+    ));
+    // Quoted as the server received it (TTL 63, checksum as rewritten).
+    let (_, forwarded) = run(&mut tracking_pipeline(), A, &request);
+    let quoted = &forwarded[14..14 + 28];
+    // Port unreachable from the server, back to the client: related.
+    let genuine = icmp4_error("10.2.0.2", "10.1.0.2", 3, 3, quoted);
+    let v = run(&mut p, B, &genuine).0;
+    assert!(matches!(v, Verdict::Tx { port: A, .. }), "{v:?}");
+    // The same error sent to another host of island A: not related.
+    let forged = icmp4_error("10.2.0.2", "10.1.0.9", 3, 3, quoted);
+    assert_eq!(
+        run(&mut p, B, &forged).0,
+        Verdict::Drop(DropReason::IcmpMisdirected)
+    );
+    // Nor to the quoted packet's destination (a reflection to the server).
+    let back = arriving_at(MAC_A, icmp4_error("10.1.0.2", "10.2.0.2", 11, 0, quoted));
+    assert_eq!(
+        run(&mut p, A, &back).0,
+        Verdict::Drop(DropReason::IcmpMisdirected)
+    );
+    // Time exceeded from a router behind B (10.20.0.0/16 via B) is related.
+    let router = icmp4_error("10.20.0.1", "10.1.0.2", 11, 0, quoted);
+    let v = run(&mut p, B, &router).0;
+    assert!(matches!(v, Verdict::Tx { port: A, .. }), "{v:?}");
+    // And a genuine-looking error forged from island A is spoofed.
+    let spoof = arriving_at(MAC_A, genuine);
+    assert_eq!(run(&mut p, A, &spoof).0, Verdict::Drop(DropReason::Spoofed));
+    let drops = |port: PortId, r: DropReason| p.counters()[port.index()].drops[r as usize];
+    assert_eq!(drops(B, DropReason::IcmpMisdirected), 1);
+    assert_eq!(drops(A, DropReason::IcmpMisdirected), 1);
+    assert_eq!(drops(A, DropReason::Spoofed), 1);
 }
 
 proptest! {

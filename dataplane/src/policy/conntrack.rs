@@ -166,7 +166,16 @@ pub struct Flow {
     pub created: Instant,
     /// When the last counted packet was seen: the expiry clock.
     pub last_seen: Instant,
+    /// Per [`Direction::index`], the port (a caller's index) that
+    /// direction's packets were seen arriving on, or [`NO_PORT`]. Set by the
+    /// caller after it validated a packet's source on that port (see
+    /// [`Conntrack::lookup_on`]); like Calico's eBPF conntrack, which keeps
+    /// each leg's ingress interface for its reverse-path check.
+    pub ingress: [u8; 2],
 }
+
+/// [`Flow::ingress`] of a direction not yet seen on any port.
+pub const NO_PORT: u8 = u8::MAX;
 
 impl Flow {
     /// Whether a packet was counted in the reply direction.
@@ -266,6 +275,9 @@ pub enum Lookup<'a> {
     },
     /// No live flow has this packet's key in either direction.
     Miss,
+    /// The packet's flow is tracked, but its direction was not seen on
+    /// the packet's port: see [`Conntrack::lookup_on`].
+    Unbound,
 }
 
 /// What a table holds and has done, for `causeway stats`.
@@ -401,6 +413,43 @@ impl Conntrack {
     /// connection the other way, which the policy must judge.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, tcp_flags: u8, len: u32, now: Instant) -> Lookup<'_> {
+        self.lookup_at(key, None, tcp_flags, len, now)
+    }
+
+    /// As [`Conntrack::lookup`], for a packet that arrived on port `port`
+    /// (the caller's index; [`NO_PORT`] for one it cannot name, which is
+    /// never bound).
+    ///
+    /// If the flow's direction of this packet was seen on another port, or
+    /// on none yet ([`Flow::ingress`]), nothing is accounted or changed and
+    /// the answer is [`Lookup::Unbound`]: the caller checks the packet's
+    /// source for that port (a route lookup) and, if it may come from
+    /// there, calls again with `verified`, which records the port and
+    /// looks up as usual. So a packet with a spoofed source cannot touch a
+    /// flow's state (a forged RST cannot close it), and the source check
+    /// costs one route lookup per flow direction, not per packet.
+    #[inline]
+    pub fn lookup_on(
+        &mut self,
+        key: &FlowKey,
+        port: u8,
+        verified: bool,
+        tcp_flags: u8,
+        len: u32,
+        now: Instant,
+    ) -> Lookup<'_> {
+        self.lookup_at(key, Some((port, verified)), tcp_flags, len, now)
+    }
+
+    #[inline]
+    fn lookup_at(
+        &mut self,
+        key: &FlowKey,
+        arrival: Option<(u8, bool)>,
+        tcp_flags: u8,
+        len: u32,
+        now: Instant,
+    ) -> Lookup<'_> {
         let Some((pos, slot, dir)) = self.find(key) else {
             return Lookup::Miss;
         };
@@ -408,6 +457,17 @@ impl Conntrack {
             self.remove_at(pos, slot);
             self.stats.expired += 1;
             return Lookup::Miss;
+        }
+        if let Some((port, verified)) = arrival {
+            let seen = &mut self.flows[slot].ingress[dir.index()];
+            if *seen != port || port == NO_PORT {
+                if !verified {
+                    return Lookup::Unbound;
+                }
+                if port != NO_PORT {
+                    *seen = port;
+                }
+            }
         }
         let flow = &self.flows[slot];
         if let Some(state) = flow.tcp {
@@ -490,6 +550,7 @@ impl Conntrack {
             bytes: [u64::from(len), 0],
             created: now,
             last_seen: now,
+            ingress: [NO_PORT; 2],
         };
         self.stats.inserted += 1;
         let hash = self.hash(&key);

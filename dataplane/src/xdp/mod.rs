@@ -44,7 +44,7 @@ use self::{
     socket::{RING_SIZE, XskMemory, XskPort},
 };
 use crate::{
-    pipeline::{Pipeline, PortCounters, PortInfo, SharedCounters, Tables},
+    pipeline::{Pipeline, PortCounters, PortInfo, RpFilter, SharedCounters, Tables},
     policy::program::{PolicyProgram, RuleId, RuleMeta},
     port::{PortId, Worker},
     route::{IpPrefix, Route, RouteTable},
@@ -62,6 +62,10 @@ pub struct PortConfig {
     /// RX queues to bind, 0..queues (one AF_XDP socket each).
     #[serde(default = "one")]
     pub queues: u32,
+    /// The reverse-path check of received sources (anti-spoofing):
+    /// `strict` (the default), `loose` or `off`.
+    #[serde(default, skip_serializing_if = "RpFilter::is_default")]
+    pub rp_filter: RpFilter,
 }
 
 fn one() -> u32 {
@@ -235,6 +239,10 @@ impl Dataplane {
         if config.ports.is_empty() {
             bail!("no ports configured");
         }
+        // The XDP program's port_slots map holds 64 ports.
+        if config.ports.len() > 64 {
+            bail!("{} ports configured; at most 64", config.ports.len());
+        }
         if config.workers.cores.is_empty() {
             bail!("workers.cores is empty: list at least one CPU");
         }
@@ -280,6 +288,7 @@ impl Dataplane {
                 mac,
                 ipv4: None,
                 ipv6: None,
+                rp_filter: p.rp_filter,
             };
             for a in &mine {
                 local.push(a.addr);

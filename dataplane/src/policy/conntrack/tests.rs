@@ -6,7 +6,8 @@ use std::{
 };
 
 use super::{
-    Conntrack, Direction, Flow, FlowKey, Lookup, TcpState, Timeouts, index, is_icmp_error, proto,
+    Conntrack, Direction, Flow, FlowKey, Lookup, NO_PORT, TcpState, Timeouts, index, is_icmp_error,
+    proto,
 };
 use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN, URG};
 
@@ -65,6 +66,7 @@ fn send(ct: &mut Conntrack, k: FlowKey, flags: u8, now: Instant) -> Option<(Dire
     match ct.lookup(&k, flags, 100, now) {
         Lookup::Hit { flow, dir } => Some((dir, flow.clone())),
         Lookup::Miss => None,
+        Lookup::Unbound => panic!("a lookup without a port is never unbound"),
     }
 }
 
@@ -140,6 +142,52 @@ fn other_protocols_use_the_generic_timeout_exactly() {
     assert!(send(&mut ct, gre, 0, almost + Duration::from_secs(600)).is_none());
     assert_eq!(ct.stats().expired, 1);
     assert!(ct.is_empty());
+}
+
+#[test]
+fn a_direction_unbound_to_a_port_is_not_accounted_until_verified() {
+    let mut ct = table();
+    let k = tcp_key();
+    ct.insert(k, SYN, 60, 0, 0, at(0)).ingress[0] = 3;
+    let flow = |ct: &Conntrack| ct.iter().next().unwrap().clone();
+    // The original direction on its own port: a hit, counted.
+    assert!(matches!(
+        ct.lookup_on(&k, 3, false, SYN, 60, at(1)),
+        Lookup::Hit { dir: Original, .. }
+    ));
+    let before = flow(&ct);
+    // The reply, first seen (no port yet), or the original on another
+    // port: unbound, and nothing changes — not even by a RST.
+    assert!(matches!(
+        ct.lookup_on(&k.reversed(), 4, false, RST | ACK, 60, at(2)),
+        Lookup::Unbound
+    ));
+    assert!(matches!(
+        ct.lookup_on(&k, 5, false, RST, 60, at(2)),
+        Lookup::Unbound
+    ));
+    assert_eq!(flow(&ct), before);
+    assert_eq!(before.ingress, [3, NO_PORT]);
+    // Verified: bound and accounted.
+    assert!(matches!(
+        ct.lookup_on(&k.reversed(), 4, true, SYN | ACK, 60, at(2)),
+        Lookup::Hit { dir: Reply, .. }
+    ));
+    assert_eq!((flow(&ct).ingress, flow(&ct).tcp), ([3, 4], Some(SynRecv)));
+    assert!(matches!(
+        ct.lookup_on(&k.reversed(), 4, false, ACK, 60, at(3)),
+        Lookup::Hit { dir: Reply, .. }
+    ));
+    // A port the caller cannot name is never bound.
+    assert!(matches!(
+        ct.lookup_on(&k, NO_PORT, true, ACK, 60, at(3)),
+        Lookup::Hit { .. }
+    ));
+    assert!(matches!(
+        ct.lookup_on(&k, NO_PORT, false, ACK, 60, at(3)),
+        Lookup::Unbound
+    ));
+    assert_eq!(flow(&ct).ingress, [3, 4], "and binds nothing");
 }
 
 #[test]

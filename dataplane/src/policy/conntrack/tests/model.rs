@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use super::{key, t0, v4, v6};
 use crate::{
     policy::conntrack::{
-        Conntrack, Direction, Flow, FlowKey, Lookup, TcpState, Timeouts, proto,
+        Conntrack, Direction, Flow, FlowKey, Lookup, NO_PORT, TcpState, Timeouts, proto,
         tcp::{self, Segment, Step},
     },
     wire::tcp::flags::{ACK, FIN, PSH, RST, SYN},
@@ -196,6 +196,7 @@ impl Model {
             bytes: [u64::from(len), 0],
             created: now,
             last_seen: now,
+            ingress: [NO_PORT; 2],
         };
         self.inserted += 1;
         self.flows.insert(k, flow.clone());
@@ -250,6 +251,7 @@ fn hit(l: Lookup<'_>) -> Option<(Direction, Flow)> {
     match l {
         Lookup::Hit { flow, dir } => Some((dir, flow.clone())),
         Lookup::Miss => None,
+        Lookup::Unbound => panic!("a lookup without a port is never unbound"),
     }
 }
 
