@@ -54,6 +54,17 @@ ip netns exec "$LAB-b" iperf3 -s -1 -D -B 10.2.0.2
 sleep 0.5
 taskset -c 0 ip netns exec "$LAB-a" iperf3 -c 10.2.0.2 -t 5 -f m
 
+step "anti-spoofing: island A sends one frame as itself and one claiming island B's 10.2.0.7; only the first crosses"
+GW_MAC=$(ip netns exec "$LAB-gw" cat /sys/class/net/a0/address)
+SNIFFED=$(mktemp)
+ip netns exec "$LAB-b" python3 tests/python/raw_frames.py sniff eth0 2 legit spoofed >"$SNIFFED" 2>/dev/null &
+SNIFF=$!
+sleep 0.5
+ip netns exec "$LAB-a" python3 tests/python/raw_frames.py send eth0 "$GW_MAC" udp,10.1.0.2,10.2.0.2,legit udp,10.2.0.7,10.2.0.2,spoofed
+wait "$SNIFF"
+echo "island B saw: $(tail -1 "$SNIFFED")"; rm -f "$SNIFFED"
+"$CW" stats --lab "$LAB" -o prometheus | grep 'causeway_port_drops_total{port="a",reason="spoofed"}'
+
 step "the appliance's counters (causeway stats --lab $LAB)"
 "$CW" stats --lab "$LAB"
 
