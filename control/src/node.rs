@@ -466,7 +466,12 @@ impl Node {
         started: Option<Instant>,
         timeout: Duration,
     ) -> Result<Duration, u64> {
-        let deadline = Instant::now() + timeout;
+        // A timeout past the clock's range waits as long as it can, not
+        // panics (the API bounds it; this is the last line).
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         loop {
             let enforced = self.enforced_generation();
             if enforced >= generation {

@@ -40,6 +40,10 @@ pub use flows::FlowHub;
 
 /// How long a wait for enforcement lasts when the caller does not say.
 const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+/// The longest wait a request may ask for: a client that wants longer
+/// asks again (a bounded wait holds a blocking thread, never a panic on
+/// an instant past the clock's range).
+const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// The running server; dropping it stops it and removes the socket.
 #[derive(Debug)]
@@ -245,10 +249,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Status::internal(format!("handler failed: {e}")))?
 }
 
-fn wait_timeout(d: Option<prost_types::Duration>) -> Duration {
-    d.and_then(|d| Duration::try_from(d).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_WAIT)
+/// A request's wait: none or zero means [`DEFAULT_WAIT`]; a negative one
+/// or one past [`MAX_WAIT`] is refused, naming `field`, before anything
+/// changes.
+fn wait_timeout(d: Option<prost_types::Duration>, field: &str) -> Result<Duration, Status> {
+    let Some(d) = d else {
+        return Ok(DEFAULT_WAIT);
+    };
+    let wait = Duration::try_from(d).map_err(|_| {
+        Status::invalid_argument(format!(
+            "{field}: {}s {}ns is not a wait (negative or malformed)",
+            d.seconds, d.nanos
+        ))
+    })?;
+    if wait > MAX_WAIT {
+        return Err(Status::invalid_argument(format!(
+            "{field}: {wait:?} is longer than the {MAX_WAIT:?} a request may wait; wait again instead"
+        )));
+    }
+    Ok(if wait.is_zero() { DEFAULT_WAIT } else { wait })
 }
 
 /// Waits for `c` to be enforced when asked; the time it took.
@@ -310,15 +329,11 @@ impl proto::config_service_server::ConfigService for Api {
                 .iter()
                 .map(|x| ref_id(&x.kind, &x.namespace, &x.name))
                 .collect();
+            let timeout = wait_timeout(r.wait_timeout, "wait_timeout")?;
             let c = node
                 .apply(&files, &delete, writer, r.dry_run)
                 .map_err(change_status)?;
-            let enforced_after = wait_if(
-                &node,
-                &c,
-                r.wait_enforced && !r.dry_run,
-                wait_timeout(r.wait_timeout),
-            )?;
+            let enforced_after = wait_if(&node, &c, r.wait_enforced && !r.dry_run, timeout)?;
             Ok(Response::new(proto::ApplyResponse {
                 generation: c.generation,
                 changed: c.changed,
@@ -391,8 +406,9 @@ impl proto::config_service_server::ConfigService for Api {
                 allow_no_policy: r.allow_no_policy,
                 ..Writer::new(owner(&r.owner)?)
             };
+            let timeout = wait_timeout(r.wait_timeout, "wait_timeout")?;
             let c = node.delete(&ids, writer).map_err(change_status)?;
-            let enforced_after = wait_if(&node, &c, r.wait_enforced, wait_timeout(r.wait_timeout))?;
+            let enforced_after = wait_if(&node, &c, r.wait_enforced, timeout)?;
             Ok(Response::new(proto::DeleteResponse {
                 generation: c.generation,
                 changes: convert::changes(&c.changes),
@@ -592,7 +608,7 @@ impl proto::status_service_server::StatusService for Api {
         let r = request.into_inner();
         let node = self.node.clone();
         blocking(move || {
-            let timeout = wait_timeout(r.timeout);
+            let timeout = wait_timeout(r.timeout, "timeout")?;
             node.wait_enforced(r.generation, None, timeout)
                 .map_err(|enforced| {
                     Status::deadline_exceeded(format!(
@@ -681,4 +697,35 @@ pub fn describe_ports(node: &Node) -> String {
         .map(|(p, _)| format!("{}={}", p.name, p.interface))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(seconds: i64, nanos: i32) -> Result<Duration, Status> {
+        wait_timeout(
+            Some(prost_types::Duration { seconds, nanos }),
+            "wait_timeout",
+        )
+    }
+
+    #[test]
+    fn a_wait_is_bounded_and_a_bad_one_is_named_not_a_panic() {
+        assert_eq!(wait_timeout(None, "timeout").unwrap(), DEFAULT_WAIT);
+        assert_eq!(wait(0, 0).unwrap(), DEFAULT_WAIT);
+        assert_eq!(wait(2, 500_000_000).unwrap(), Duration::from_millis(2500));
+        assert_eq!(wait(600, 0).unwrap(), MAX_WAIT);
+        for (s, n, says) in [
+            (601, 0, "longer than the 600s"),
+            (i64::MAX, 999_999_999, "longer than the 600s"),
+            (-1, 0, "is not a wait"),
+            (i64::MIN, 0, "is not a wait"),
+        ] {
+            let e = wait(s, n).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument);
+            assert!(e.message().starts_with("wait_timeout: "), "{}", e.message());
+            assert!(e.message().contains(says), "{}", e.message());
+        }
+    }
 }
