@@ -414,7 +414,7 @@ pub fn applies_to(set: &PolicySet, a: &Applies, ep: &Endpoint) -> bool {
 }
 
 /// A namespace's labels, plus Calico's `projectcalico.org/name`.
-fn namespace_labels(set: &PolicySet, ns: &str) -> BTreeMap<String, String> {
+pub(crate) fn namespace_labels(set: &PolicySet, ns: &str) -> BTreeMap<String, String> {
     let mut labels = set.namespace_labels(ns);
     labels.insert(NAME_LABEL.into(), ns.into());
     labels

@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 
 use super::{PolicySet, Selector};
 use crate::{
-    eval::applies_to,
+    eval::{applies_to, namespace_labels},
     normalize::{Applies, Endpoint, NAMESPACE_LABEL, NetSet, Scope, Selected},
 };
 
@@ -164,13 +164,7 @@ pub(super) fn visible(set: &PolicySet, scope: Option<&Scope>, ns: Option<&str>) 
     match (ns_sel, ns) {
         (Some(s), ns) if s.is_global() => ns.is_none(),
         (Some(_), None) => false,
-        (Some(s), Some(ns)) => {
-            s.is_all() || {
-                let mut l = set.namespace_labels(ns);
-                l.insert("projectcalico.org/name".into(), ns.into());
-                s.matches(&l)
-            }
-        }
+        (Some(s), Some(ns)) => s.is_all() || s.matches(&namespace_labels(set, ns)),
         (None, Some(ns)) => policy_ns.is_none_or(|p| p == ns),
         (None, None) => policy_ns.is_none(),
     }
@@ -211,15 +205,10 @@ impl Applicability {
     /// (not doNotTrack) policies that apply to it, ascending.
     pub(super) fn applicable(&mut self, set: &PolicySet) -> Vec<Vec<usize>> {
         let mut spec_of = self.intern(set);
-        let live = |spec_of: &[u32]| {
-            let mut live = spec_of.to_vec();
-            live.sort_unstable();
-            live.dedup();
-            live.len()
-        };
+        let live: std::collections::HashSet<&u32> = spec_of.iter().collect();
         // Ids of policies long gone: start again rather than judge every
         // new endpoint against them.
-        if self.specs.len() > 2 * live(&spec_of) + 64 {
+        if self.specs.len() > 2 * live.len() + 64 {
             *self = Self::default();
             spec_of = self.intern(set);
         }
