@@ -11,6 +11,13 @@
 //! ICMP type and code ride in the classifier's port fields. Each tier ends
 //! with its default rule.
 //!
+//! A selector that selects many host addresses (at least
+//! [`SET_THRESHOLD`]) is not resolved into one cube per address: the
+//! rule's cubes leave that side's address open and carry a constraint to
+//! an address set ([`SetMatch`]) that the program holds once. The set
+//! takes the selector's identity (its text and scope), so a pod that joins
+//! or leaves it changes the set's contents and no program.
+//!
 //! Compiling again after a change resolves and rebuilds only what the
 //! change touched (see [`Cache`]): a program whose inputs are all the same
 //! is reused as it is; one whose inputs changed has its rules resolved,
@@ -20,6 +27,7 @@
 //! reference evaluator ([`super::eval`]): the two are compared in tests.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     hash::{Hash, Hasher},
     net::IpAddr,
@@ -30,8 +38,8 @@ use causeway_dataplane::{
     policy::{
         classifier::{Classifier, Prefix, Rule as Cube, RuleIndex},
         program::{
-            Action as DpAction, EndpointPrograms, PolicyProgram, Program, RuleId, RuleMeta,
-            TierProgram,
+            Action as DpAction, AddrSet, EndpointPrograms, PolicyProgram, Program, RuleId,
+            RuleMeta, SetMatch, Side, TierProgram, TierRule,
         },
     },
     route::IpPrefix,
@@ -44,6 +52,14 @@ use super::{
 };
 
 mod world;
+
+/// A selector that selects at least this many addresses, all of them
+/// hosts, is matched as an address set rather than one cube per address.
+/// Below it the addresses stay in the classifier, where a lookup finds
+/// them in one probe with no walk past non-members; at and above it, a
+/// program's size and a membership change's cost stop growing with the
+/// selector.
+pub const SET_THRESHOLD: usize = 32;
 
 /// The IPv4-mapped range of the u128 address space.
 const V4_MAPPED: Prefix = Prefix {
@@ -121,6 +137,67 @@ pub struct Cache {
     selected: HashMap<String, Selected>,
     /// The previous compile's rule count (the next one is likely alike).
     rules: usize,
+    /// Address-set ids by selector identity, kept while a program uses them.
+    set_ids: SetIds,
+    /// The previous compile's sets: their addresses and the set built.
+    set_content: HashMap<u32, (Arc<Vec<Prefix>>, Arc<AddrSet>)>,
+    /// [`SET_THRESHOLD`] unless set ([`Cache::with_set_threshold`]).
+    set_threshold: Option<usize>,
+}
+
+impl Cache {
+    /// A cache whose compiles match selectors of at least `threshold`
+    /// addresses as address sets (0: never), for tests and benches.
+    pub fn with_set_threshold(threshold: usize) -> Self {
+        Self {
+            set_threshold: Some(threshold),
+            ..Self::default()
+        }
+    }
+}
+
+/// Stable ids for address sets: a selector's identity keeps its id from
+/// compile to compile while some program uses it; an id no program of a
+/// compile used is free for another selector.
+#[derive(Debug, Default)]
+struct SetIds {
+    by_key: HashMap<String, u32>,
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl SetIds {
+    fn id(&mut self, key: &str) -> u32 {
+        if let Some(id) = self.by_key.get(key) {
+            return *id;
+        }
+        let id = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        self.by_key.insert(key.to_owned(), id);
+        id
+    }
+
+    /// Frees every id not in `used`.
+    fn keep(&mut self, used: &HashMap<u32, Arc<Vec<Prefix>>>) {
+        let free = &mut self.free;
+        self.by_key.retain(|_, id| {
+            let keep = used.contains_key(id);
+            if !keep {
+                free.push(*id);
+            }
+            keep
+        });
+    }
+}
+
+/// How a selector is matched: as the addresses it selects, or as an
+/// address set.
+#[derive(Debug, Clone, PartialEq)]
+enum Resolved {
+    Addrs(Arc<Vec<Prefix>>),
+    Set(u32),
 }
 
 /// How a program is looked up in [`Cache::by_inputs`]: the direction,
@@ -202,13 +279,14 @@ fn moved(moves: &[(RuleId, RuleId, RuleId)], id: RuleId) -> RuleId {
         .map_or(id, |(from, _, to)| to + (id - from))
 }
 
-/// What a program's rules read of the world when they were resolved: the
-/// addresses each selector resolved to (in the order its rules name them)
-/// and, if a rule names a port, the ports epoch
-/// ([`world::World::ports_epoch`]).
+/// What a program's rules read of the world when they were resolved: how
+/// each selector resolved (its addresses, or the set standing for them; in
+/// the order its rules name them) and, if a rule names a port, the ports
+/// epoch ([`world::World::ports_epoch`]). A selector matched as a set reads
+/// only the set's id: its members may change under the program.
 #[derive(Debug, PartialEq)]
 struct Reads {
-    selected: Vec<Arc<Vec<Prefix>>>,
+    selected: Vec<Resolved>,
     ports_epoch: Option<u64>,
 }
 
@@ -219,10 +297,16 @@ fn same_reads(a: &Reads, b: &Reads) -> bool {
         && a.selected
             .iter()
             .zip(&b.selected)
-            .all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
+            .all(|(x, y)| match (x, y) {
+                (Resolved::Addrs(x), Resolved::Addrs(y)) => Arc::ptr_eq(x, y) || x == y,
+                (Resolved::Set(x), Resolved::Set(y)) => x == y,
+                _ => false,
+            })
 }
 
-type Cubes = Vec<(Cube, DpAction, RuleId)>;
+/// A tier's classifier rules in order: the cube, what it does, the rule it
+/// stands for and the set constraints it carries.
+type Cubes = Vec<(Cube, DpAction, RuleId, Vec<SetMatch>)>;
 
 /// What makes two endpoints share a program: the direction, the applicable
 /// policies, and the endpoint's addresses when a rule constrains them.
@@ -244,6 +328,11 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         next: HashMap::new(),
         next_content: HashMap::new(),
         ports_epoch: cache.world.ports_epoch,
+        set_threshold: cache.set_threshold.unwrap_or(SET_THRESHOLD),
+        set_ids: RefCell::new(std::mem::take(&mut cache.set_ids)),
+        resolutions: RefCell::new(HashMap::new()),
+        by_side: RefCell::default(),
+        used_sets: RefCell::new(HashMap::new()),
         built: 0,
         reused: 0,
         resolved: 0,
@@ -306,6 +395,8 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         untracked.push(c.program(&own, direction, None, false));
     }
     let prefilter = prefilter(set, &c.rule_base);
+    let sets = c.sets(&mut cache.set_content);
+    cache.set_ids = c.set_ids.take();
     cache.rules = c.rules.len();
     cache.selected = set.memo.selected.lock().expect("not poisoned").clone();
     cache.by_inputs = c.next;
@@ -317,6 +408,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
             programs: c.programs,
             rules: c.rules,
             untracked,
+            sets,
         },
         prefilter,
         built: c.built,
@@ -358,6 +450,17 @@ struct Compiler<'a> {
     next: HashMap<InputKey, Cached>,
     next_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
     ports_epoch: u64,
+    /// [`SET_THRESHOLD`], or the cache's own.
+    set_threshold: usize,
+    set_ids: RefCell<SetIds>,
+    /// How each selector identity resolved in this compile.
+    resolutions: RefCell<HashMap<String, Resolved>>,
+    /// How each rule side's selector resolved in this compile, by the
+    /// addresses of the side and the selector (the set is borrowed for the
+    /// whole compile, so they are stable and unique).
+    by_side: RefCell<rustc_hash::FxHashMap<(usize, usize), Resolved>>,
+    /// The sets this compile's programs use, with their addresses.
+    used_sets: RefCell<HashMap<u32, Arc<Vec<Prefix>>>>,
     built: usize,
     reused: usize,
     resolved: usize,
@@ -365,6 +468,85 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
+    /// How `sel` on rule side `e` is matched: as an address set when it
+    /// selects at least [`Compiler::set_threshold`] host addresses and the
+    /// side names no named port (those resolve per selected endpoint),
+    /// else as its addresses.
+    fn resolve(&self, sel: &Selector, e: &Entity) -> Resolved {
+        // Most calls are for a rule side already seen in this compile
+        // (every cached program's reads are checked): found by address,
+        // without writing out the selector's key.
+        let at = (
+            std::ptr::from_ref(e) as usize,
+            std::ptr::from_ref(sel) as usize,
+        );
+        if let Some(r) = self.by_side.borrow().get(&at) {
+            return r.clone();
+        }
+        let r = self.resolve_keyed(sel, e);
+        self.by_side.borrow_mut().insert(at, r.clone());
+        r
+    }
+
+    /// [`Compiler::resolve`], by the selector's key.
+    fn resolve_keyed(&self, sel: &Selector, e: &Entity) -> Resolved {
+        let key = selector_key(sel, e.scope.as_ref());
+        let named = e
+            .ports
+            .iter()
+            .chain(&e.not_ports)
+            .any(|p| matches!(p, Port::Named(_)));
+        if let Some(r) = self.resolutions.borrow().get(&key) {
+            return match r {
+                Resolved::Set(_) if named => {
+                    Resolved::Addrs(selected(self.set, &key, sel, e.scope.as_ref()))
+                }
+                r => r.clone(),
+            };
+        }
+        let addrs = selected(self.set, &key, sel, e.scope.as_ref());
+        let as_set = self.set_threshold > 0
+            && addrs.len() >= self.set_threshold
+            && addrs.iter().all(|p| p.len == 128);
+        let r = if as_set {
+            let id = self.set_ids.borrow_mut().id(&key);
+            self.used_sets.borrow_mut().insert(id, addrs.clone());
+            Resolved::Set(id)
+        } else {
+            Resolved::Addrs(addrs.clone())
+        };
+        self.resolutions.borrow_mut().insert(key, r.clone());
+        match r {
+            Resolved::Set(_) if named => Resolved::Addrs(addrs),
+            r => r,
+        }
+    }
+
+    /// The program's address sets by id, reusing `previous`'s where their
+    /// addresses are the same; frees the ids no program used and leaves
+    /// this compile's sets in `previous`.
+    fn sets(
+        &self,
+        previous: &mut HashMap<u32, (Arc<Vec<Prefix>>, Arc<AddrSet>)>,
+    ) -> Vec<Arc<AddrSet>> {
+        let used = self.used_sets.borrow();
+        self.set_ids.borrow_mut().keep(&used);
+        let len = used.keys().max().map_or(0, |m| *m as usize + 1);
+        let empty = Arc::new(AddrSet::default());
+        let mut sets = vec![empty; len];
+        let mut next = HashMap::with_capacity(used.len());
+        for (id, addrs) in used.iter() {
+            let set = match previous.remove(id) {
+                Some((a, s)) if Arc::ptr_eq(&a, addrs) || a == *addrs => s,
+                _ => Arc::new(addrs.iter().map(|p| p.addr).collect()),
+            };
+            sets[*id as usize] = set.clone();
+            next.insert(*id, (addrs.clone(), set));
+        }
+        *previous = next;
+        sets
+    }
+
     /// The program walking `policies` (indices into the set, in order) in
     /// `direction`, for an endpoint with addresses `local` when its rules
     /// constrain them; `with_defaults`: each tier ends with its default
@@ -500,7 +682,7 @@ impl Compiler<'_> {
             .zip(&moves)
             .map(|(tier, moves)| {
                 tier.into_iter()
-                    .map(|(cube, action, id)| (cube, action, moved(moves, id)))
+                    .map(|(cube, action, id, sets)| (cube, action, moved(moves, id), sets))
                     .collect()
             })
             .collect();
@@ -519,7 +701,10 @@ impl Compiler<'_> {
                             rules: t
                                 .rules
                                 .iter()
-                                .map(|(a, id)| (*a, moved(moves, *id)))
+                                .map(|r| TierRule {
+                                    id: moved(moves, r.id),
+                                    ..r.clone()
+                                })
                                 .collect(),
                         })
                         .collect(),
@@ -634,7 +819,14 @@ impl Compiler<'_> {
                     });
                     TierProgram {
                         classifier: tier_classifier(t, old),
-                        rules: t.iter().map(|(_, a, id)| (*a, *id)).collect(),
+                        rules: t
+                            .iter()
+                            .map(|(_, action, id, sets)| TierRule {
+                                action: *action,
+                                id: *id,
+                                sets: sets.clone(),
+                            })
+                            .collect(),
                     }
                 })
                 .collect(),
@@ -654,9 +846,7 @@ impl Compiler<'_> {
             .flat_map(|(p, _)| rules_of(p, direction));
         for e in rules.flat_map(|r| [&r.source, &r.destination]) {
             for sel in [&e.selector, &e.not_selector].into_iter().flatten() {
-                reads
-                    .selected
-                    .push(selected(self.set, sel, e.scope.as_ref()));
+                reads.selected.push(self.resolve(sel, e));
             }
             if e.ports
                 .iter()
@@ -677,8 +867,10 @@ impl Compiler<'_> {
             for (ri, rule) in rules_of(policy, direction).iter().enumerate() {
                 let action = dp_action(rule.action);
                 let id = base + ri as RuleId;
-                for cube in expand(self.set, rule, direction, local) {
-                    cubes.push((cube, action, id));
+                let resolve = |sel: &Selector, e: &Entity| self.resolve(sel, e);
+                let (expanded, sets) = expand(self.set, rule, direction, local, &resolve);
+                for cube in expanded {
+                    cubes.push((cube, action, id, sets.clone()));
                 }
             }
         }
@@ -693,6 +885,7 @@ impl Compiler<'_> {
                 },
                 default_action(&t.tier),
                 id,
+                Vec::new(),
             ));
         }
         cubes
@@ -725,9 +918,10 @@ fn content_key(tiers: &[Cubes]) -> u64 {
     (tiers.len() + 1).hash(&mut h);
     for t in tiers {
         (t.len() + 1).hash(&mut h);
-        for (c, a, id) in t {
+        for (c, a, id, sets) in t {
             (
                 c.src.addr, c.src.len, c.dst.addr, c.dst.len, c.proto, c.sport, c.dport, a, id,
+                sets,
             )
                 .hash(&mut h);
         }
@@ -759,24 +953,29 @@ fn tier_classifier(cubes: &Cubes, old: Option<(&Cubes, &Arc<Classifier>)>) -> Ar
             return Arc::new(c);
         }
     }
-    let rules: Vec<Cube> = cubes.iter().map(|(c, _, _)| *c).collect();
+    let rules: Vec<Cube> = cubes.iter().map(|(c, ..)| *c).collect();
     Arc::new(Classifier::build(&rules))
 }
 
-/// The cubes of one rule.
+/// How a rule side's selector is matched ([`Compiler::resolve`]).
+type Resolve<'a> = dyn Fn(&Selector, &Entity) -> Resolved + 'a;
+
+/// The cubes of one rule, and the set constraints every one of them
+/// carries.
 fn expand(
     set: &PolicySet,
     rule: &NRule,
     direction: PolicyType,
     local: Option<&[IpAddr]>,
-) -> Vec<Cube> {
+    resolve: &Resolve<'_>,
+) -> (Vec<Cube>, Vec<SetMatch>) {
     let family: Option<Vec<Prefix>> = match rule.ip_version {
         Some(4) => Some(vec![V4_MAPPED]),
         Some(6) => Some(subtract(&[Prefix::ANY], &[V4_MAPPED])),
         _ => None,
     };
     let protocols: Vec<Option<u8>> = match (rule.protocol, rule.not_protocol) {
-        (Some(p), Some(np)) if p == np => return Vec::new(),
+        (Some(p), Some(np)) if p == np => return (Vec::new(), Vec::new()),
         (Some(p), _) => vec![Some(p.0)],
         (None, Some(np)) => (1..=255u8).filter(|p| *p != np.0).map(Some).collect(),
         (None, None) => vec![None],
@@ -786,20 +985,35 @@ fn expand(
         PolicyType::Ingress => (None, local),
         PolicyType::Egress => (local, None),
     };
-    let src = side(
+    let (src, src_sets) = side(
         set,
         &rule.source,
         rule.protocol,
         family.as_deref(),
         src_local,
+        resolve,
     );
-    let dst = side(
+    let (dst, dst_sets) = side(
         set,
         &rule.destination,
         rule.protocol,
         family.as_deref(),
         dst_local,
+        resolve,
     );
+    let sets: Vec<SetMatch> = src_sets
+        .into_iter()
+        .map(|(set, member)| SetMatch {
+            set,
+            side: Side::Source,
+            member,
+        })
+        .chain(dst_sets.into_iter().map(|(set, member)| SetMatch {
+            set,
+            side: Side::Destination,
+            member,
+        }))
+        .collect();
     let mut out = Vec::new();
     for (s, sports) in &src {
         for (d, dports) in &dst {
@@ -824,7 +1038,7 @@ fn expand(
             }
         }
     }
-    out
+    (out, sets)
 }
 
 fn meet(a: (u16, u16), b: (u16, u16)) -> Option<(u16, u16)> {
@@ -894,14 +1108,23 @@ fn complement(ranges: &[(u16, u16)]) -> Vec<(u16, u16)> {
     out
 }
 
-/// One side of a rule: (address prefix, port ranges) alternatives.
+/// The sets a rule side's address must be in (`true`) or not in (`false`).
+type SideSets = Vec<(u32, bool)>;
+
+/// Inclusive port ranges, any of which matches.
+type PortRanges = Vec<(u16, u16)>;
+
+/// One side of a rule: (address prefix, port ranges) alternatives, and the
+/// sets the side's address must be in (`true`) or not in (`false`).
 fn side(
     set: &PolicySet,
     e: &Entity,
     protocol: Option<Protocol>,
     family: Option<&[Prefix]>,
     local: Option<&[IpAddr]>,
-) -> Vec<(Prefix, Vec<(u16, u16)>)> {
+    resolve: &Resolve<'_>,
+) -> (Vec<(Prefix, PortRanges)>, SideSets) {
+    let mut sets = Vec::new();
     let mut addrs: Vec<Prefix> = if e.nets.is_empty() {
         vec![Prefix::ANY]
     } else {
@@ -917,7 +1140,10 @@ fn side(
         );
     }
     if let Some(sel) = &e.selector {
-        addrs = intersect(&addrs, &selected(set, sel, e.scope.as_ref()));
+        match resolve(sel, e) {
+            Resolved::Set(id) => sets.push((id, true)),
+            Resolved::Addrs(selected) => addrs = intersect(&addrs, &selected),
+        }
     }
     if !e.not_nets.is_empty() {
         addrs = subtract(
@@ -926,10 +1152,13 @@ fn side(
         );
     }
     if let Some(sel) = &e.not_selector {
-        addrs = subtract(&addrs, &selected(set, sel, e.scope.as_ref()));
+        match resolve(sel, e) {
+            Resolved::Set(id) => sets.push((id, false)),
+            Resolved::Addrs(selected) => addrs = subtract(&addrs, &selected),
+        }
     }
     if addrs.is_empty() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let numeric: Vec<(u16, u16)> = e
         .ports
@@ -1062,15 +1291,15 @@ fn side(
             out.push((host(*ip), ports));
         }
     }
-    out
+    (out, sets)
 }
 
-/// The addresses of the endpoints and network sets `sel` selects in
-/// `scope`, worked out once per set ([`PolicySet::memo`]).
-fn selected(set: &PolicySet, sel: &Selector, scope: Option<&Scope>) -> Arc<Vec<Prefix>> {
+/// A selector's identity in its scope: its memo key, and its address
+/// set's.
+fn selector_key(sel: &Selector, scope: Option<&Scope>) -> String {
     // Canonical forms (`Display`): a selector made from a Kubernetes
     // podSelector has no text of its own to tell it apart.
-    let key = format!(
+    format!(
         "{sel}\u{0}{}\u{0}{}",
         scope
             .and_then(|s| s.policy_namespace.as_deref())
@@ -1078,13 +1307,19 @@ fn selected(set: &PolicySet, sel: &Selector, scope: Option<&Scope>) -> Arc<Vec<P
         scope
             .and_then(|s| s.namespace_selector.as_ref())
             .map_or_else(|| "\u{1}".to_owned(), ToString::to_string)
-    );
-    if let Some(hit) = set.memo.selected.lock().expect("not poisoned").get(&key) {
+    )
+}
+
+/// The addresses of the endpoints and network sets `sel` selects in
+/// `scope` (`key` is [`selector_key`]), worked out once per set
+/// ([`PolicySet::memo`]).
+fn selected(set: &PolicySet, key: &str, sel: &Selector, scope: Option<&Scope>) -> Arc<Vec<Prefix>> {
+    if let Some(hit) = set.memo.selected.lock().expect("not poisoned").get(key) {
         return hit.addrs.clone();
     }
     let found = Arc::new(select(set, sel, scope));
     set.memo.selected.lock().expect("not poisoned").insert(
-        key,
+        key.to_owned(),
         Selected {
             selector: sel.clone(),
             scope: scope.cloned(),

@@ -15,8 +15,21 @@
 //! tier ends with its default rule (it matches everything the tier's
 //! policies apply to: Deny, or Pass). Past the last tier, the endpoint's
 //! profile allows.
+//!
+//! A rule whose peer is a large selector does not list the selected
+//! addresses as classifier rules: it is one rule over the rest of its
+//! fields, constrained to an address set ([`SetMatch`], an ipset in
+//! Calico's iptables dataplane terms). When the classifier finds such a
+//! rule and the packet's address is not in the set (or, for a
+//! `notSelector`, is), the walk goes on from the next rule, as it does
+//! past a Log rule. A pod joining the selector then changes one set, not
+//! every program that names it.
 
-use std::{collections::HashMap, hash::BuildHasherDefault, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::BuildHasherDefault,
+    sync::Arc,
+};
 
 use rustc_hash::FxHasher;
 
@@ -74,6 +87,67 @@ impl RuleMeta {
     }
 }
 
+/// A set of host addresses (IPv4 mapped), by [`SetMatch::set`].
+pub type AddrSet = HashSet<u128, BuildHasherDefault<FxHasher>>;
+
+/// Which address of a packet a [`SetMatch`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The source address.
+    Source,
+    /// The destination address.
+    Destination,
+}
+
+/// A rule's constraint on an address set: the packet's address on `side`
+/// must be in set `set` (`member`), or must not be (`!member`, a
+/// `notSelector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SetMatch {
+    /// An index into [`PolicyProgram::sets`].
+    pub set: u32,
+    /// The address it reads.
+    pub side: Side,
+    /// In the set (a selector) or not in it (a notSelector).
+    pub member: bool,
+}
+
+impl SetMatch {
+    /// Whether `key` meets the constraint under `sets`.
+    #[inline]
+    pub fn matches(&self, sets: &[Arc<AddrSet>], key: &Key) -> bool {
+        let addr = match self.side {
+            Side::Source => key.src,
+            Side::Destination => key.dst,
+        };
+        sets.get(self.set as usize)
+            .is_some_and(|s| s.contains(&addr))
+            == self.member
+    }
+}
+
+/// What a classifier rule of a tier stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TierRule {
+    /// What it does when it matches.
+    pub action: Action,
+    /// The policy rule (or tier default) it stands for.
+    pub id: RuleId,
+    /// Set constraints the packet must also meet; usually none.
+    pub sets: Vec<SetMatch>,
+}
+
+impl TierRule {
+    /// A rule with no set constraint.
+    pub const fn plain(action: Action, id: RuleId) -> Self {
+        Self {
+            action,
+            id,
+            sets: Vec::new(),
+        }
+    }
+}
+
 /// One tier of a program: a classifier and, per classifier rule index, the
 /// rule it stands for.
 #[derive(Debug, Default)]
@@ -82,7 +156,7 @@ pub struct TierProgram {
     /// previous compile's program when only the rule ids moved.
     pub classifier: Arc<Classifier>,
     /// Indexed by the classifier's rule index.
-    pub rules: Vec<(Action, RuleId)>,
+    pub rules: Vec<TierRule>,
 }
 
 /// An endpoint's walk through the tiers that apply to it, in one direction.
@@ -147,6 +221,9 @@ pub struct PolicyProgram {
     /// The appliance's own (doNotTrack) programs, judged first for every
     /// packet: its ingress, then its egress. No match falls through.
     pub untracked: Vec<u32>,
+    /// The address sets rules are constrained to, by [`SetMatch::set`]
+    /// (an unused index holds an empty set).
+    pub sets: Vec<Arc<AddrSet>>,
 }
 
 impl PolicyProgram {
@@ -169,14 +246,16 @@ impl PolicyProgram {
             untracked: None,
         };
         for p in &self.untracked {
-            if let Some((allow, rule)) = walk(&self.programs[*p as usize], key, &mut j.logged) {
+            if let Some((allow, rule)) =
+                walk(&self.programs[*p as usize], &self.sets, key, &mut j.logged)
+            {
                 j.allow = allow;
                 j.untracked = Some(rule);
                 return j;
             }
         }
         if let Some(p) = self.endpoints.get(&key.src).and_then(|e| e.egress) {
-            let (allow, rule) = walk(&self.programs[p as usize], key, &mut j.logged)
+            let (allow, rule) = walk(&self.programs[p as usize], &self.sets, key, &mut j.logged)
                 .map_or((true, None), |(a, r)| (a, Some(r)));
             j.egress = rule;
             if !allow {
@@ -185,7 +264,7 @@ impl PolicyProgram {
             }
         }
         if let Some(p) = self.endpoints.get(&key.dst).and_then(|e| e.ingress) {
-            let (allow, rule) = walk(&self.programs[p as usize], key, &mut j.logged)
+            let (allow, rule) = walk(&self.programs[p as usize], &self.sets, key, &mut j.logged)
                 .map_or((true, None), |(a, r)| (a, Some(r)));
             j.ingress = rule;
             j.allow = allow;
@@ -198,11 +277,21 @@ impl PolicyProgram {
 /// rule decided (past the last tier: the profile allows; for untracked
 /// programs, normal policy goes on).
 #[inline]
-fn walk(program: &Program, key: &Key, logged: &mut Option<RuleId>) -> Option<(bool, RuleId)> {
+fn walk(
+    program: &Program,
+    sets: &[Arc<AddrSet>],
+    key: &Key,
+    logged: &mut Option<RuleId>,
+) -> Option<(bool, RuleId)> {
     'tiers: for tier in &program.tiers {
         let mut from: RuleIndex = 0;
         while let Some(i) = tier.classifier.classify_from(key, from) {
-            let (action, id) = tier.rules[i as usize];
+            let rule = &tier.rules[i as usize];
+            if !rule.sets.iter().all(|m| m.matches(sets, key)) {
+                from = i + 1;
+                continue;
+            }
+            let (action, id) = (rule.action, rule.id);
             match action {
                 Action::Allow => return Some((true, id)),
                 Action::Deny => return Some((false, id)),

@@ -347,8 +347,9 @@ fn reference_decider(e: &eval::Explanation) -> Option<(String, Option<usize>)> {
     }
 }
 
-/// Returns (allowed, denied) counts.
-fn scenario(seed: u64, packets: usize) -> (usize, usize) {
+/// Returns (allowed, denied) counts. Selectors of at least `threshold`
+/// addresses are matched as address sets (0: never).
+fn scenario(seed: u64, packets: usize, threshold: usize) -> (usize, usize) {
     let mut r = Rng(seed | 1);
     let text = format!("{}{}", pods(), policies(&mut r));
     let loaded = match load::load_str(&text, std::path::Path::new("generated.yaml")) {
@@ -363,7 +364,7 @@ fn scenario(seed: u64, packets: usize) -> (usize, usize) {
         ),
     };
     let set = PolicySet::build(loaded.iter().map(|l| &l.resource)).expect("normalises");
-    let compiled = compile(&set, 1, &mut Cache::default());
+    let compiled = compile(&set, 1, &mut Cache::with_set_threshold(threshold));
     agree_on_packets(&set, &compiled, &mut r, packets, packet, &|| {
         format!("seed {seed}\n{text}")
     })
@@ -421,7 +422,7 @@ fn agree_on_packets(
 fn fixed_seeds_agree() {
     let (mut allowed, mut denied) = (0, 0);
     for seed in 1..40 {
-        let (a, d) = scenario(seed * 7919, 200);
+        let (a, d) = scenario(seed * 7919, 200, 0);
         allowed += a;
         denied += d;
     }
@@ -435,9 +436,25 @@ fn fixed_seeds_agree() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
     #[test]
-    fn compiled_classifier_agrees_with_the_reference(seed in any::<u64>()) {
-        scenario(seed, 100);
+    fn compiled_classifier_agrees_with_the_reference(seed in any::<u64>(), threshold in 0..4usize) {
+        scenario(seed, 100, threshold);
     }
+}
+
+#[test]
+fn fixed_seeds_agree_with_address_sets() {
+    // At a threshold of 1 every host-only selector is a set, including
+    // notSelectors and both sides of a rule.
+    let (mut allowed, mut denied) = (0, 0);
+    for seed in 1..40 {
+        let (a, d) = scenario(seed * 6_007, 200, 1);
+        allowed += a;
+        denied += d;
+    }
+    assert!(
+        allowed > 1000 && denied > 700,
+        "allowed {allowed}, denied {denied}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@
 
 use causeway_dataplane::policy::{
     classifier::Rule as Cube,
-    program::{Action as DpAction, Program, RuleId},
+    program::{Action as DpAction, AddrSet, Program, RuleId, Side},
 };
 use proptest::{
     prelude::{ProptestConfig, any},
@@ -270,10 +270,14 @@ fn plan(state: &State, c: &Change) -> Option<State> {
 }
 
 /// A program as data: per tier, the classifier's rules and what each one
-/// stands for.
-type Shape = Vec<(Vec<Cube>, Vec<(DpAction, RuleId)>)>;
+/// stands for, its set constraints by the sets' members (set ids are the
+/// cache's to give).
+type Shape = Vec<(
+    Vec<Cube>,
+    Vec<(DpAction, RuleId, Vec<(Vec<u128>, Side, bool)>)>,
+)>;
 
-fn shape(p: &Program) -> Shape {
+fn shape(p: &Program, sets: &[Arc<AddrSet>]) -> Shape {
     p.tiers
         .iter()
         .map(|t| {
@@ -284,7 +288,24 @@ fn shape(p: &Program) -> Shape {
                         .expect("a built classifier's indices are dense")
                 })
                 .collect();
-            (cubes, t.rules.clone())
+            let rules = t
+                .rules
+                .iter()
+                .map(|r| {
+                    let constraints = r
+                        .sets
+                        .iter()
+                        .map(|m| {
+                            let mut members: Vec<u128> =
+                                sets[m.set as usize].iter().copied().collect();
+                            members.sort_unstable();
+                            (members, m.side, m.member)
+                        })
+                        .collect();
+                    (r.action, r.id, constraints)
+                })
+                .collect();
+            (cubes, rules)
         })
         .collect()
 }
@@ -303,7 +324,12 @@ fn assert_same(got: &Compiled, want: &Compiled, context: &dyn Fn() -> String) {
         context()
     );
     for (i, (a, b)) in g.programs.iter().zip(&w.programs).enumerate() {
-        assert_eq!(shape(a), shape(b), "program {i} differs\n{}", context());
+        assert_eq!(
+            shape(a, &g.sets),
+            shape(b, &w.sets),
+            "program {i} differs\n{}",
+            context()
+        );
     }
     assert_eq!(
         got.prefilter,
@@ -382,15 +408,19 @@ struct Tally {
 
 /// Runs `steps` random changes from seed `seed`; after each, the shared
 /// incremental compile, the unshared one and a cold one must agree, and
-/// agree with the reference on `packets` packets.
-fn run(seed: u64, steps: usize, packets: usize) -> Tally {
+/// agree with the reference on `packets` packets. Selectors of at least
+/// `threshold` addresses are matched as address sets (0: never).
+fn run(seed: u64, steps: usize, packets: usize, threshold: usize) -> Tally {
     let mut r = Rng(seed | 1);
     let mut tally = Tally::default();
     let text = base(&mut r);
     let mut state = State::default()
         .apply(&text)
         .unwrap_or_else(|| panic!("seed {seed}: the base is refused:\n{text}"));
-    let (mut shared, mut unshared) = (Cache::default(), Cache::default());
+    let (mut shared, mut unshared) = (
+        Cache::with_set_threshold(threshold),
+        Cache::with_set_threshold(threshold),
+    );
     let mut history = vec![text];
     for step in 0..=steps {
         if step > 0 {
@@ -417,7 +447,7 @@ fn run(seed: u64, steps: usize, packets: usize) -> Tally {
         let generation = state.generation;
         let incremental = compile(&set, generation, &mut shared);
         let compared = compile(&fresh, generation, &mut unshared);
-        let cold = compile(&set, generation, &mut Cache::default());
+        let cold = compile(&set, generation, &mut Cache::with_set_threshold(threshold));
         assert_same(&incremental, &cold, &context);
         assert_same(&compared, &cold, &context);
         if step > 0 {
@@ -436,7 +466,7 @@ fn run(seed: u64, steps: usize, packets: usize) -> Tally {
 fn incremental_compiles_equal_cold_ones() {
     let mut total = Tally::default();
     for seed in 1..=20 {
-        let t = run(seed * 104_729, 30, 40);
+        let t = run(seed * 104_729, 30, 40, 0);
         total.steps += t.steps;
         total.programs += t.programs;
         total.resolved += t.resolved;
@@ -463,9 +493,29 @@ fn incremental_compiles_equal_cold_ones() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
     #[test]
-    fn incremental_compiles_equal_cold_ones_from_any_seed(seed in any::<u64>()) {
-        run(seed, 20, 20);
+    fn incremental_compiles_equal_cold_ones_from_any_seed(seed in any::<u64>(), threshold in 0..4usize) {
+        run(seed, 20, 20, threshold);
     }
+}
+
+#[test]
+fn incremental_compiles_with_address_sets_equal_cold_ones() {
+    // Most generated selectors select a few endpoints: at a threshold of 2
+    // they are sets, and their members change under reused programs.
+    let mut total = Tally::default();
+    for seed in 1..=12 {
+        let t = run(seed * 7_919, 30, 40, 2);
+        total.steps += t.steps;
+        total.programs += t.programs;
+        total.resolved += t.resolved;
+    }
+    assert!(total.steps > 250, "{} steps", total.steps);
+    assert!(
+        total.resolved * 2 < total.programs,
+        "resolved {} of {} programs",
+        total.resolved,
+        total.programs
+    );
 }
 
 /// The bench's shape in small: policy `i` selects endpoint `i % 3` and has
@@ -587,11 +637,13 @@ fn a_port_moved_in_a_large_tier_updates_a_copy_of_its_classifier() {
     };
     let before = State::default().apply(&(y + &narrow(8080))).unwrap();
     let after = before.apply(&narrow(9090)).unwrap();
-    let mut cache = Cache::default();
+    // 40 addresses stay in the classifier (no address sets here).
+    let mut cache = Cache::with_set_threshold(0);
     compile(&before.policy_set(), 1, &mut cache);
     let warm = compile(&after.policy_set(), 2, &mut cache);
     assert_eq!((warm.resolved, warm.built), (1, 1));
-    let cold = compile(&after.policy_set(), 2, &mut Cache::default());
+    assert_eq!(warm.program.programs[0].tiers[0].classifier.len(), 42);
+    let cold = compile(&after.policy_set(), 2, &mut Cache::with_set_threshold(0));
     assert_same(&warm, &cold, &|| "port 8080 -> 9090".into());
     let x = to_u128("10.6.0.1".parse().unwrap());
     let (w, c) = (
@@ -613,5 +665,64 @@ fn a_port_moved_in_a_large_tier_updates_a_copy_of_its_classifier() {
                 "{src} -> :{dport}"
             );
         }
+    }
+}
+
+#[test]
+fn a_pod_joining_a_large_selector_changes_its_set_and_no_program() {
+    // `wide` allows from `role == 'fe'`, 40 endpoints: an address set at
+    // the default threshold. A 41st joining it (a label flip) resolves no
+    // program; the set grows, and the new member is allowed.
+    let mut y = String::new();
+    for i in 1..=41 {
+        let role = if i == 41 { "be" } else { "fe" };
+        y += &format!(
+            "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: fe{i}\n  labels: {{role: {role}}}\nspec:\n  ips: [10.5.0.{i}]\n"
+        );
+    }
+    y += "---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: x\n  labels: {app: x}\nspec:\n  ips: [10.6.0.1]\n\
+---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: wide\nspec:\n  order: 1\n  selector: app == 'x'\n  types: [Ingress]\n  ingress:\n  - {action: Allow, protocol: TCP, source: {selector: role == 'fe'}, destination: {ports: [80]}}\n  - {action: Deny, protocol: TCP, source: {notSelector: role == 'fe'}, destination: {ports: [81]}}\n";
+    let before = State::default().apply(&y).unwrap();
+    let after = before
+        .apply("---\napiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata:\n  name: fe41\n  labels: {role: fe}\nspec:\n  ips: [10.5.0.41]\n")
+        .unwrap();
+    let mut cache = Cache::default();
+    let first = compile(&before.policy_set(), 1, &mut cache);
+    let x = to_u128("10.6.0.1".parse().unwrap());
+    let program = |c: &Compiled| {
+        c.program.programs[c.program.endpoints[&x].ingress.unwrap() as usize].clone()
+    };
+    // Two rules and the tier default: the 40 addresses are one set.
+    assert_eq!(program(&first).tiers[0].classifier.len(), 3);
+    assert_eq!(first.program.sets.iter().map(|s| s.len()).max(), Some(40));
+    let warm = compile(&after.policy_set(), 2, &mut cache);
+    assert_eq!((warm.resolved, warm.built), (0, 0));
+    assert!(
+        Arc::ptr_eq(&program(&first), &program(&warm)),
+        "the program is the same"
+    );
+    assert_eq!(warm.program.sets.iter().map(|s| s.len()).max(), Some(41));
+    let cold = compile(&after.policy_set(), 2, &mut Cache::default());
+    assert_same(&warm, &cold, &|| "fe41 joins".into());
+    // (source, port, allowed, deciding rule's index in `wide`: None for
+    // the tier's default).
+    for (src, dport, allow, rule) in [
+        ("10.5.0.41", 80, true, Some(0)),
+        ("10.5.0.1", 80, true, Some(0)),
+        ("10.7.0.1", 80, false, None),
+        ("10.7.0.1", 81, false, Some(1)),
+        ("10.5.0.41", 81, false, None),
+    ] {
+        let key = Key {
+            src: to_u128(src.parse().unwrap()),
+            dst: x,
+            proto: 6,
+            sport: 40000,
+            dport,
+        };
+        let j = warm.program.judge(&key);
+        assert_eq!(j.allow, allow, "{src} -> :{dport}");
+        let decided = &warm.program.rules[j.deciding().expect("a rule decides") as usize];
+        assert_eq!(decided.index, rule, "{src} -> :{dport}");
     }
 }
