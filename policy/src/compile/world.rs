@@ -46,8 +46,10 @@ pub(super) struct World {
 /// What changed between two worlds.
 #[derive(Debug, Default)]
 pub(super) struct Changes {
-    /// Every endpoint added, removed, or changed (both versions).
+    /// Every endpoint added or removed (or seen twice: both versions).
     endpoints: Vec<Arc<Endpoint>>,
+    /// Every endpoint changed in place: (before, after).
+    changed: Vec<(Arc<Endpoint>, Arc<Endpoint>)>,
     /// Whether a network set or a namespace changed (rare: every kept
     /// selector is resolved again).
     everything: bool,
@@ -79,8 +81,8 @@ impl World {
                     if !Arc::ptr_eq(old, ep) && **old != **ep {
                         ports |= (old.ips != ep.ips || old.ports != ep.ports)
                             && !(old.ports.is_empty() && ep.ports.is_empty());
-                        changes.endpoints.push(std::mem::replace(old, ep.clone()));
-                        changes.endpoints.push(ep.clone());
+                        let before = std::mem::replace(old, ep.clone());
+                        changes.changed.push((before, ep.clone()));
                     } else {
                         *old = ep.clone();
                     }
@@ -124,17 +126,22 @@ pub(super) fn carry_selected(
 ) {
     // A bulk change (a first sync, a namespace relabelled): resolving
     // afresh is cheaper than testing each kept selector against it.
-    if changes.everything || changes.endpoints.len() > set.endpoints.len() / 4 + 16 {
+    let changed = changes.endpoints.len() + 2 * changes.changed.len();
+    if changes.everything || changed > set.endpoints.len() / 4 + 16 {
         return;
     }
-    if !changes.endpoints.is_empty() {
-        kept.retain(|_, s| {
-            !changes
-                .endpoints
-                .iter()
-                .any(|ep| selects(set, &s.selector, s.scope.as_ref(), ep))
-        });
-    }
+    // A selector's addresses stay while no endpoint it selects came or
+    // went, and every changed endpoint is selected before and after alike,
+    // with the same addresses if so (a pod's `version` flipped leaves the
+    // `tier == 'frontend'` it is in alone).
+    kept.retain(|_, s| {
+        let sel = |ep: &Endpoint| selects(set, &s.selector, s.scope.as_ref(), ep);
+        !changes.endpoints.iter().any(|ep| sel(ep))
+            && changes.changed.iter().all(|(before, after)| {
+                let now = sel(after);
+                now == sel(before) && (!now || before.ips == after.ips)
+            })
+    });
     let mut memo = set.memo.selected.lock().expect("not poisoned");
     for (key, s) in kept {
         memo.entry(key).or_insert(s);
