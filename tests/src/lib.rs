@@ -236,7 +236,7 @@ impl Lab {
     /// # Panics
     /// If the port or reason is unknown.
     pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
-        const REASONS: [&str; 12] = [
+        const REASONS: [&str; 14] = [
             "malformed",
             "not_ip",
             "not_for_us",
@@ -249,6 +249,8 @@ impl Lab {
             "policy",
             "icmp_misdirected",
             "spoofed",
+            "tcp_invalid",
+            "tcp_no_flow",
         ];
         let i = REASONS
             .iter()

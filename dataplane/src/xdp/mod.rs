@@ -750,6 +750,8 @@ impl WorkerRun {
                     Ordering::Relaxed,
                 );
             }
+            // Expiry runs on the clock, busy or idle.
+            worker.pipeline.filter_mut().expire_due(now);
             let n = worker.poll(now);
             for req in worker.pipeline.take_unresolved() {
                 let _ = self.requests.try_send(req);
@@ -764,7 +766,6 @@ impl WorkerRun {
                 continue;
             }
             self.counters.publish(worker.pipeline.counters());
-            worker.pipeline.filter_mut().expire(now);
             // Idle: sleep until a socket has frames (or 10 ms pass, to see `stop`).
             // SAFETY: `pfds` is a valid array of pollfd of its length.
             unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
