@@ -115,6 +115,18 @@ pub fn table(v: &Value) -> String {
         "neighbours: {}   flows: {}   policy generation: {} (enforced {})\n",
         v["neighbours"], v["flows"], v["policy_generation"], v["enforced_generation"]
     );
+    let c = &v["conntrack"];
+    out += &format!(
+        "conntrack: {} of {} flows, {} half-open   evicted(half_open={} established={}) table_full={} expired={} invalid={}\n",
+        c["entries"],
+        c["capacity"],
+        c["half_open"],
+        c["evicted_half_open"],
+        c["evicted_established"],
+        c["table_full"],
+        c["expired"],
+        c["invalid"]
+    );
     if let Some(rules) = v["rules"].as_object().filter(|r| !r.is_empty()) {
         out += &format!("{:<72} {:>12} {:>14}\n", "RULE", "PACKETS", "BYTES");
         for (name, c) in rules {

@@ -291,6 +291,24 @@ pub fn prometheus(s: &DataplaneStats) -> String {
         "# HELP causeway_policy_generation The policy generation published.\n# TYPE causeway_policy_generation gauge\ncauseway_policy_generation {}\n# HELP causeway_policy_enforced_generation The oldest generation a worker enforces.\n# TYPE causeway_policy_enforced_generation gauge\ncauseway_policy_enforced_generation {}\n# HELP causeway_flows Tracked flows.\n# TYPE causeway_flows gauge\ncauseway_flows {}",
         s.policy_generation, s.enforced_generation, s.flows
     );
+    let c = &s.conntrack;
+    let _ = writeln!(
+        out,
+        "# HELP causeway_conntrack_capacity The most flows the tables hold (policy.conntrack_capacity per worker).\n# TYPE causeway_conntrack_capacity gauge\ncauseway_conntrack_capacity {}\n\
+         # HELP causeway_conntrack_half_open Tracked flows not yet answered (TCP before its handshake completed or after a RST): evicted first when a table is full.\n# TYPE causeway_conntrack_half_open gauge\ncauseway_conntrack_half_open {}\n\
+         # HELP causeway_conntrack_evicted_total Live flows evicted from a full table, by kind: half_open (Linux's early_drop) or established (only when none was half-open).\n# TYPE causeway_conntrack_evicted_total counter\n\
+         causeway_conntrack_evicted_total{{kind=\"half_open\"}} {}\ncauseway_conntrack_evicted_total{{kind=\"established\"}} {}\n\
+         # HELP causeway_conntrack_table_full_total New flows that found their table full.\n# TYPE causeway_conntrack_table_full_total counter\ncauseway_conntrack_table_full_total {}\n\
+         # HELP causeway_conntrack_expired_total Flows removed because their timeout passed.\n# TYPE causeway_conntrack_expired_total counter\ncauseway_conntrack_expired_total {}\n\
+         # HELP causeway_conntrack_invalid_total TCP segments invalid for their tracked flow's state or flags (dropped as tcp_invalid).\n# TYPE causeway_conntrack_invalid_total counter\ncauseway_conntrack_invalid_total {}",
+        c.capacity,
+        c.half_open,
+        c.evicted_half_open,
+        c.evicted_established,
+        c.table_full,
+        c.expired,
+        c.invalid
+    );
     let _ = writeln!(
         out,
         "# HELP causeway_neighbours Resolved next hops.\n# TYPE causeway_neighbours gauge\ncauseway_neighbours {}",

@@ -7,10 +7,16 @@ AF_PACKET sockets and the standard library only (no scapy).
       udp,SRC,DST,TAG                          UDP 40000 -> 9 (IPv4 or IPv6), TAG as payload
       icmp,SRC,DST,QSRC,QDST,QSPORT,QDPORT,TAG ICMP destination (host) unreachable quoting
                                                a TCP segment QSRC:QSPORT -> QDST:QDPORT, then TAG
+      tcp,SRC,SPORT,DST,DPORT,FLAGS,TAG        an IPv4 TCP segment with FLAGS (letters of SAFRPU,
+                                               or "none") and TAG as payload
   raw_frames.py sniff IFACE SECONDS TAG...     prints "ready", then after SECONDS the JSON list
                                                of the TAGs seen in frames on IFACE
+  raw_frames.py synflood IFACE DST_MAC NET DST DPORT COUNT SECONDS
+                                               IPv4 SYNs to DST:DPORT from random addresses of
+                                               NET (a.b.c.d/len) and random ports, at most COUNT
+                                               of them and for at most SECONDS; prints how many
 """
-import json, socket, struct, sys, time
+import ipaddress, json, random, socket, struct, sys, time
 
 def csum(b):
     if len(b) % 2: b += b"\0"
@@ -45,14 +51,31 @@ def icmp_error(src, dst, qsrc, qdst, qsport, qdport, tag):
     msg = msg[:2] + struct.pack("!H", csum(msg)) + msg[4:]
     return 0x0800, ip4(src, dst, 1, msg)
 
+TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20}
+
+def tcp(src, sport, dst, dport, flags, data):
+    bits = 0 if flags == "none" else sum(TCP_FLAGS[f] for f in flags)
+    seg = struct.pack("!HHIIBBHHH", int(sport), int(dport), 1000, 1 if bits & 0x10 else 0,
+                      0x50, bits, 64240, 0, 0) + data
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!xBH", 6, len(seg))
+    seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
+    return 0x0800, ip4(src, dst, 6, seg)
+
+def frame(kind, args):
+    tag = args[-1].encode()
+    if kind == "udp":
+        return udp(args[0], args[1], tag)
+    if kind == "tcp":
+        return tcp(*args[:-1], tag)
+    return icmp_error(*args[:-1], tag)
+
 def send(iface, dst_mac, specs):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((iface, 0))
     src_mac = s.getsockname()[4]
     for spec in specs:
         kind, *args = spec.split(",")
-        tag = args[-1].encode()
-        ethertype, pkt = udp(args[0], args[1], tag) if kind == "udp" else icmp_error(*args[:-1], tag)
+        ethertype, pkt = frame(kind, args)
         s.send(bytes.fromhex(dst_mac.replace(":", "")) + src_mac + struct.pack("!H", ethertype) + pkt)
         time.sleep(0.05)
 
@@ -70,7 +93,27 @@ def sniff(iface, seconds, tags):
         seen.update(t for t in tags if t.encode() in frame)
     print(json.dumps(sorted(seen)), flush=True)
 
+def synflood(iface, dst_mac, net, dst, dport, count, seconds):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    head = bytes.fromhex(dst_mac.replace(":", "")) + s.getsockname()[4] + struct.pack("!H", 0x0800)
+    net = ipaddress.ip_network(net)
+    hosts = int(net.num_addresses)
+    sent, end = 0, time.time() + float(seconds)
+    while sent < int(count) and time.time() < end:
+        src = str(net.network_address + random.randrange(1, hosts - 1))
+        _, pkt = tcp(src, random.randrange(1024, 65536), dst, dport, "S", b"")
+        try:
+            s.send(head + pkt)
+        except BlockingIOError:
+            time.sleep(0.001)
+            continue
+        sent += 1
+    print(sent, flush=True)
+
 if sys.argv[1] == "send":
     send(sys.argv[2], sys.argv[3], sys.argv[4:])
+elif sys.argv[1] == "synflood":
+    synflood(*sys.argv[2:9])
 else:
     sniff(sys.argv[2], sys.argv[3], sys.argv[4:])

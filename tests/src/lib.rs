@@ -165,6 +165,24 @@ impl Lab {
         lab
     }
 
+    /// Builds a lab that will enforce the manifests in `dir`, without
+    /// starting the appliance: edit its configuration, then `lab start`.
+    ///
+    /// # Panics
+    /// If the lab cannot be built.
+    pub fn up_with_manifests(tag: &str, dir: &std::path::Path) -> Self {
+        let lab = Self {
+            name: Self::unique(tag),
+        };
+        ok(&format!(
+            "{} lab up --name {} --manifests {}",
+            causeway_bin().display(),
+            lab.name,
+            dir.display()
+        ));
+        lab
+    }
+
     fn unique(tag: &str) -> String {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // Short: namespace and lab names stay readable; pid keeps parallel
@@ -236,7 +254,7 @@ impl Lab {
     /// # Panics
     /// If the port or reason is unknown.
     pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
-        const REASONS: [&str; 12] = [
+        const REASONS: [&str; 14] = [
             "malformed",
             "not_ip",
             "not_for_us",
@@ -249,6 +267,8 @@ impl Lab {
             "policy",
             "icmp_misdirected",
             "spoofed",
+            "tcp_invalid",
+            "tcp_no_flow",
         ];
         let i = REASONS
             .iter()

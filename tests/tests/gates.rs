@@ -439,3 +439,209 @@ fn a_forged_icmp_error_to_a_denied_host_is_dropped_a_genuine_one_passes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Whether policy (the manifests in `dir`) allows a new TCP connection.
+fn policy_allows(dir: &Path, src: &str, dst: &str, dport: u16) -> bool {
+    let v: serde_json::Value = serde_json::from_str(&ok(&format!(
+        "{} policy explain -f {} --src {src} --dst {dst} --proto tcp --dport {dport} -o json",
+        causeway_tests::causeway_bin().display(),
+        dir.display()
+    )))
+    .unwrap();
+    v["verdict"] == "allow"
+}
+
+#[test]
+fn invalid_tcp_and_segments_of_no_flow_never_cross_and_are_counted() {
+    require("python3", "python3");
+    let dir = manifests("tcpinv");
+    // The server's half of a connection the appliance does not track would
+    // be a new connection from the server, and policy allows that way too
+    // (the server's egress is open, the client has no policy): only
+    // conntrack can refuse it.
+    assert!(policy_allows(&dir, "10.2.0.2", "10.1.0.2", 40106));
+    let lab = Lab::start_with_manifests("ti", &dir);
+    lab.exec("a", "ping -c1 -W2 10.2.0.2");
+    lab.exec("b", "ping -c1 -W2 10.1.0.2");
+    let before = lab.stats();
+    let tags = ["syn", "synfin", "synrst", "null", "fin", "ack"];
+    let at_b = Sniffer::start(&lab, "b", 3, &tags);
+    let at_a = Sniffer::start(&lab, "a", 3, &["reply"]);
+    send_raw(
+        &lab,
+        "a",
+        "a0",
+        &[
+            // A SYN to the allowed port crosses: the sniffer works.
+            "tcp,10.1.0.2,40100,10.2.0.2,80,S,syn",
+            // Flag combinations no connection sends.
+            "tcp,10.1.0.2,40101,10.2.0.2,80,SF,synfin",
+            "tcp,10.1.0.2,40102,10.2.0.2,80,SR,synrst",
+            "tcp,10.1.0.2,40103,10.2.0.2,80,none,null",
+            "tcp,10.1.0.2,40104,10.2.0.2,80,F,fin",
+            // Data of a connection never opened: once picked up mid-stream.
+            "tcp,10.1.0.2,40105,10.2.0.2,80,PA,ack",
+        ],
+    );
+    // The server's data on a flow the appliance does not hold (evicted,
+    // expired, or never seen): once admitted as a new flow from B.
+    send_raw(
+        &lab,
+        "b",
+        "b0",
+        &["tcp,10.2.0.2,80,10.1.0.2,40106,PA,reply"],
+    );
+    let (seen_b, seen_a) = (at_b.seen(), at_a.seen());
+    assert_eq!(seen_b, ["syn"], "{}", lab.log());
+    assert!(seen_a.is_empty(), "the server's half crossed: {seen_a:?}");
+    let after = lab.stats();
+    let more = |port: &str, reason: &str| {
+        Lab::port_drops(&after, port, reason) - Lab::port_drops(&before, port, reason)
+    };
+    assert_eq!(more("a", "tcp_invalid"), 4, "{after}");
+    assert_eq!(more("a", "tcp_no_flow"), 1, "{after}");
+    assert_eq!(more("b", "tcp_no_flow"), 1, "{after}");
+    assert_eq!(more("a", "policy") + more("b", "policy"), 0, "{after}");
+    let metrics = ok(&format!(
+        "{} stats --lab {} -o prometheus",
+        causeway_tests::causeway_bin().display(),
+        lab.name
+    ));
+    assert!(
+        metrics.contains("causeway_port_drops_total{port=\"a\",reason=\"tcp_invalid\"} 4"),
+        "{metrics}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lines of a long-lived client in island A: it connects to 10.2.0.2:80
+/// (the echo server), then `rounds` times sends 64 KiB in lines, reads them
+/// back and rests 300 ms (moments when its flow is the least recently seen
+/// of the table); "ok N" per round, "cut N ERROR" if the connection fails,
+/// "done BYTES" at the end.
+fn long_transfer(
+    lab: &Lab,
+    rounds: u32,
+) -> (causeway_tests::Reaped, std::sync::mpsc::Receiver<String>) {
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("a"), "python3", "-u", "-c"])
+        .arg(format!(
+            "import socket, time\n\
+             s = socket.create_connection(('10.2.0.2', 80), timeout=3); f = s.makefile('rwb')\n\
+             line = b'x' * 1023 + b'\\n'; total = 0\n\
+             for i in range({rounds}):\n    \
+                 try:\n        \
+                     f.write(line * 64); f.flush()\n        \
+                     for _ in range(64):\n            \
+                         assert f.readline() == line\n        \
+                     total += 2 * 64 * 1024; print('ok', i, flush=True)\n    \
+                 except Exception as e:\n        print('cut', i, e, flush=True); break\n    \
+                 time.sleep(0.3)\n\
+             else:\n    print('done', total, flush=True)\n"
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 in island A");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = client.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (causeway_tests::Reaped(client), rx)
+}
+
+#[test]
+fn a_syn_flood_on_a_small_table_evicts_half_open_flows_and_a_long_transfer_survives() {
+    require("python3", "python3");
+    let dir = manifests("flood");
+    // Island A's whole subnet may open port 81 of the server: the flood's
+    // random sources are allowed, so every SYN makes a flow.
+    std::fs::write(
+        dir.join("range.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  \
+         name: security.island-a-range\nspec:\n  tier: security\n  order: 5\n  \
+         selector: role == 'server'\n  types: [Ingress]\n  ingress:\n    - action: Allow\n      \
+         protocol: TCP\n      source:\n        nets: [10.1.0.0/24]\n      destination:\n        \
+         ports: [81]\n",
+    )
+    .unwrap();
+    let lab = Lab::up_with_manifests("fl", &dir);
+    // A table of 1024 flows (the smallest allowed), for the one worker.
+    let config = format!("/run/causeway/lab/{}/config.yaml", lab.name);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let small = text.replacen("\npolicy:\n", "\npolicy:\n  conntrack_capacity: 1024\n", 1);
+    assert_ne!(small, text, "no policy section in {config}");
+    std::fs::write(&config, small).unwrap();
+    ok(&format!(
+        "{} lab start --name {}",
+        causeway_tests::causeway_bin().display(),
+        lab.name
+    ));
+    // The server never answers the flood (its replies would go to hosts
+    // that do not exist): the flood's flows stay half-open, as a real
+    // flood's do.
+    lab.exec("b", "ip route add blackhole 10.1.0.128/25");
+    lab.exec("a", "ping -c1 -W2 10.2.0.2");
+    let server = echo_server(&lab, 80);
+    let (client, lines) = long_transfer(&lab, 30);
+    let first = lines
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_default();
+    assert!(
+        first.starts_with("ok"),
+        "the transfer did not start: {first}"
+    );
+    // 40 000 SYNs (40 times the table) from 10.1.0.128/25, at most 15 s.
+    let sent: u64 = lab
+        .exec(
+            "a",
+            &format!(
+                "python3 {} synflood eth0 {} 10.1.0.128/25 10.2.0.2 81 40000 15",
+                raw_frames(),
+                mac(&lab, "gw", "a0")
+            ),
+        )
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(sent > 4096, "the flood sent only {sent} SYNs");
+    let mut seen = vec![first];
+    while seen.last().is_none_or(|l| l.starts_with("ok")) {
+        seen.push(
+            lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| "nothing".into()),
+        );
+    }
+    drop(client);
+    stop(server);
+    let stats = lab.stats();
+    let ct = &stats["conntrack"];
+    let n = |field: &str| {
+        ct[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no conntrack.{field}: {stats}"))
+    };
+    assert!(
+        seen.last().unwrap().starts_with("done"),
+        "the transfer was cut: {seen:?}\n{ct}"
+    );
+    assert_eq!(n("capacity"), 1024, "{ct}");
+    assert!(n("table_full") > 0, "the table never filled: {ct}");
+    assert!(n("evicted_half_open") > 1000, "{ct}");
+    assert_eq!(n("evicted_established"), 0, "{ct}");
+    let metrics = ok(&format!(
+        "{} stats --lab {} -o prometheus",
+        causeway_tests::causeway_bin().display(),
+        lab.name
+    ));
+    assert!(
+        metrics.contains("causeway_conntrack_evicted_total{kind=\"established\"} 0"),
+        "{metrics}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

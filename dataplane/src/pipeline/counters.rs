@@ -40,11 +40,22 @@ pub enum DropReason {
     /// ([`crate::pipeline::RpFilter`]): the route back to it leaves by
     /// another port (strict), there is none, or it is the appliance's own.
     Spoofed = 11,
+    /// A TCP segment with a flag combination no connection sends (SYN+FIN,
+    /// SYN+RST, no flags, FIN without ACK, ...), or not valid in its
+    /// tracked flow's state (an ACK before the SYN/ACK, a SYN/ACK from the
+    /// client, ...): Linux's conntrack marks it INVALID and Calico drops
+    /// it.
+    TcpInvalid = 12,
+    /// A TCP segment that is not a SYN and belongs to no tracked flow (a
+    /// mid-stream packet of a connection never seen, or one whose flow was
+    /// evicted or expired): it cannot open a connection, so policy is not
+    /// asked, as Calico's eBPF dataplane drops a mid-flow conntrack miss.
+    TcpNoFlow = 13,
 }
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -60,6 +71,8 @@ impl DropReason {
         Self::Policy,
         Self::IcmpMisdirected,
         Self::Spoofed,
+        Self::TcpInvalid,
+        Self::TcpNoFlow,
     ];
 
     /// The label used in metrics and `causeway stats`.
@@ -77,6 +90,8 @@ impl DropReason {
             Self::Policy => "policy",
             Self::IcmpMisdirected => "icmp_misdirected",
             Self::Spoofed => "spoofed",
+            Self::TcpInvalid => "tcp_invalid",
+            Self::TcpNoFlow => "tcp_no_flow",
         }
     }
 }

@@ -17,15 +17,36 @@
 //!   arrived on ([`Conntrack::lookup_on`]); a new flow, a direction's first
 //!   packet, a packet on another port and every related ICMP error are
 //!   checked, and fail as [`DropReason::Spoofed`] before they touch a flow.
+//! - A TCP segment invalid for its tracked flow's state (Linux's `sIV`:
+//!   an ACK before the SYN/ACK, a SYN/ACK from the client, bad flags) is
+//!   dropped as [`DropReason::TcpInvalid`] and changes nothing: Linux's
+//!   conntrack marks it INVALID and Calico drops INVALID packets.
 //! - Anything else is judged by the [`PolicyProgram`]; allowed flows are
 //!   tracked (unless an untracked doNotTrack rule decided), denied packets
 //!   are dropped and counted under the deciding rule.
+//! - Only a SYN opens a tracked TCP flow. A segment with bad flags
+//!   (SYN+FIN, SYN+RST, none, FIN without ACK; Linux's `tcp_valid_flags`)
+//!   is [`DropReason::TcpInvalid`]; any other segment that is not a SYN
+//!   and matches no flow (an ACK, data, a FIN, a RST, a SYN/ACK) is
+//!   [`DropReason::TcpNoFlow`], before policy counts it, whichever way it
+//!   travels. This is Calico's eBPF dataplane (a mid-flow conntrack miss is
+//!   dropped) and Linux with `nf_conntrack_tcp_loose = 0`, not Linux's
+//!   default mid-stream pickup: picked up, the server's half of a flow that
+//!   was evicted or expired would be judged as a new connection from the
+//!   server, which policy allowing only the client's way may well admit
+//!   (the server's egress is often open). The price is Linux's too with
+//!   `tcp_loose = 0`: connections open across an appliance restart must
+//!   reconnect. Only a doNotTrack rule, which tracks nothing, lets such a
+//!   segment through.
 //!
 //! Per-rule counters count the packets and bytes that were judged (new
 //! flows, re-judged flows, denied packets), as iptables counters count a
 //! connection's first packet.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tracing::info;
 
@@ -33,7 +54,7 @@ use super::DropReason;
 use crate::{
     policy::{
         classifier::Key,
-        conntrack::{Conntrack, FlowKey, Lookup, NO_PORT, Timeouts},
+        conntrack::{Conntrack, FlowKey, Lookup, NO_PORT, TcpFirst, Timeouts},
         program::{PolicyProgram, RuleId},
     },
     port::PortId,
@@ -122,6 +143,9 @@ fn flow_class_key(k: &FlowKey) -> Key {
     }
 }
 
+/// The IP protocol number of TCP.
+const TCP: u8 = 6;
+
 /// Flow log records per second per worker.
 const LOG_RATE: u32 = 100;
 
@@ -134,7 +158,15 @@ pub struct Filter {
     rule_deltas: Vec<(u64, u64)>,
     log_tokens: u32,
     log_second: Option<Instant>,
+    /// When [`Filter::expire`] last swept.
+    last_expiry: Option<Instant>,
 }
+
+/// How often [`Filter::expire_due`] sweeps the flow table.
+pub const EXPIRE_EVERY: Duration = Duration::from_millis(10);
+
+/// The most flows one sweep removes.
+pub const EXPIRE_BUDGET: usize = 256;
 
 impl Filter {
     /// A filter enforcing `policy`, tracking at most `capacity` flows.
@@ -146,6 +178,7 @@ impl Filter {
             rule_deltas,
             log_tokens: LOG_RATE,
             log_second: None,
+            last_expiry: None,
         }
     }
 
@@ -184,17 +217,34 @@ impl Filter {
         !(self.policy.endpoints.is_empty() && self.policy.untracked.is_empty())
     }
 
-    /// Expires idle flows, a few at a time (workers call it when idle).
+    /// Expires idle flows, a few at a time (at most [`EXPIRE_BUDGET`]).
     pub fn expire(&mut self, now: Instant) -> usize {
-        self.conntrack.expire(now, 256)
+        self.last_expiry = Some(now);
+        self.conntrack.expire(now, EXPIRE_BUDGET)
+    }
+
+    /// Expires idle flows if [`EXPIRE_EVERY`] passed since the last sweep;
+    /// how many it removed. A worker calls it on every turn of its loop,
+    /// busy or idle: expiry must not wait for a quiet moment, which a
+    /// flood never leaves (Linux's conntrack GC worker runs on a timer
+    /// too). At most [`EXPIRE_BUDGET`] flows per sweep, so at most
+    /// 100 × 256 = 25 600 removals a second on top of the lazy expiry of
+    /// every lookup and the reclaim of every insert into a full table.
+    #[inline]
+    pub fn expire_due(&mut self, now: Instant) -> usize {
+        match self.last_expiry {
+            Some(last) if now.saturating_duration_since(last) < EXPIRE_EVERY => 0,
+            _ => self.expire(now),
+        }
     }
 
     /// Judges a packet that arrived on `ingress`: `Ok` forwards it; `Err`
     /// drops it for [`DropReason::Policy`] (counted under the deciding
     /// rule, if one decided), [`DropReason::Spoofed`] (`source_valid`, the
     /// reverse-path check, said no; it is asked only when conntrack has not
-    /// bound the packet's flow direction to `ingress`) or
-    /// [`DropReason::IcmpMisdirected`].
+    /// bound the packet's flow direction to `ingress`),
+    /// [`DropReason::IcmpMisdirected`], [`DropReason::TcpInvalid`] or
+    /// [`DropReason::TcpNoFlow`] (see the module docs).
     #[inline]
     pub fn check(
         &mut self,
@@ -237,6 +287,7 @@ impl Filter {
             {
                 Lookup::Hit { flow, .. } if flow.generation == generation => return Ok(()),
                 Lookup::Hit { flow, .. } => break Some(flow.key),
+                Lookup::Invalid { .. } => return Err(DropReason::TcpInvalid),
                 Lookup::Miss => break None,
                 Lookup::Unbound if !verified => {
                     if !source_valid.take().is_some_and(|valid| valid()) {
@@ -271,6 +322,14 @@ impl Filter {
             return Err(DropReason::Spoofed);
         }
         let j = self.policy.judge(&p.class_key());
+        if j.untracked.is_none() && p.proto == TCP {
+            // Only a SYN may open a tracked connection (see the module docs).
+            match TcpFirst::of(p.tcp_flags) {
+                TcpFirst::Syn => {}
+                TcpFirst::NotSyn => return Err(DropReason::TcpNoFlow),
+                TcpFirst::BadFlags => return Err(DropReason::TcpInvalid),
+            }
+        }
         self.count(j.deciding(), p.len);
         self.log(j.logged, p, j.allow, now);
         if crate::flows::TAP.is_on() {

@@ -647,3 +647,183 @@ proptest! {
         }
     }
 }
+
+mod tcp_validity {
+    //! Issue 19, item 3: TCP segments that conntrack finds invalid, and
+    //! segments of no tracked flow that are not SYNs, are dropped and
+    //! counted, whatever policy would say of them.
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        pipeline::filter::EXPIRE_EVERY,
+        wire::tcp::flags::{ACK, FIN, PSH, RST, SYN},
+    };
+
+    /// An Ethernet + IPv4 + TCP frame `src:sport → dst:dport` with `flags`,
+    /// arriving on port A when its source is island A's, else on B.
+    fn tcp4(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+        let from_a = src.starts_with("10.1.");
+        let (mac, peer) = if from_a {
+            (MAC_A, CLIENT)
+        } else {
+            (MAC_B, SERVER)
+        };
+        let mut f = eth(mac, peer, 0x0800);
+        let mut ip = vec![0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&v4(src).octets());
+        ip.extend_from_slice(&v4(dst).octets());
+        let sum = !checksum::data(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+        tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+        tcp[12] = 0x50;
+        tcp[13] = flags;
+        tcp[14..16].copy_from_slice(&64_240u16.to_be_bytes());
+        f.extend_from_slice(&tcp);
+        f
+    }
+
+    fn client(flags: u8) -> Vec<u8> {
+        tcp4("10.1.0.2", 40_000, "10.2.0.2", 80, flags)
+    }
+
+    fn server(flags: u8) -> Vec<u8> {
+        tcp4("10.2.0.2", 80, "10.1.0.2", 40_000, flags)
+    }
+
+    fn at(p: &mut Pipeline, port: PortId, frame: &[u8], now: Instant) -> Verdict {
+        let mut buf = vec![0u8; 2048];
+        buf[..frame.len()].copy_from_slice(frame);
+        p.process(port, &mut buf, frame.len(), now)
+    }
+
+    fn passes(v: Verdict) -> bool {
+        matches!(v, Verdict::Tx { .. })
+    }
+
+    fn drops(p: &Pipeline, port: PortId, r: DropReason) -> u64 {
+        p.counters()[port.index()].drops[r as usize]
+    }
+
+    #[test]
+    fn bad_flags_and_first_segments_that_are_not_syns_are_dropped() {
+        // The policy allows everything, both ways: only conntrack refuses.
+        let mut p = tracking_pipeline();
+        let now = Instant::now();
+        for flags in [SYN | FIN, SYN | RST, 0, FIN, FIN | PSH, SYN | FIN | ACK] {
+            assert_eq!(
+                at(&mut p, A, &client(flags), now),
+                Verdict::Drop(DropReason::TcpInvalid),
+                "flags {flags:#04x}"
+            );
+        }
+        for flags in [ACK, ACK | PSH, SYN | ACK, FIN | ACK, RST, RST | ACK] {
+            assert_eq!(
+                at(&mut p, A, &client(flags), now),
+                Verdict::Drop(DropReason::TcpNoFlow),
+                "flags {flags:#04x}"
+            );
+        }
+        assert_eq!(p.filter().conntrack().len(), 0, "nothing was tracked");
+        assert_eq!(drops(&p, A, DropReason::TcpInvalid), 6);
+        assert_eq!(drops(&p, A, DropReason::TcpNoFlow), 6);
+        assert_eq!(drops(&p, A, DropReason::Policy), 0);
+        // A SYN opens; the handshake and the data pass both ways.
+        assert!(passes(at(&mut p, A, &client(SYN), now)));
+        // Before the SYN/ACK, the client cannot ACK (Linux: sIV).
+        assert_eq!(
+            at(&mut p, A, &client(ACK), now),
+            Verdict::Drop(DropReason::TcpInvalid)
+        );
+        assert!(passes(at(&mut p, B, &server(SYN | ACK), now)));
+        assert!(passes(at(&mut p, A, &client(ACK), now)));
+        assert!(passes(at(&mut p, B, &server(ACK | PSH), now)));
+        // Bad flags on the established flow: dropped, the flow unchanged.
+        assert_eq!(
+            at(&mut p, B, &server(SYN | RST), now),
+            Verdict::Drop(DropReason::TcpInvalid)
+        );
+        // A SYN/ACK from the client is invalid in any state past SYN_SENT.
+        assert_eq!(
+            at(&mut p, A, &client(SYN | ACK), now),
+            Verdict::Drop(DropReason::TcpInvalid)
+        );
+        assert!(passes(at(&mut p, A, &client(ACK | PSH), now)));
+        let flow = p.filter().conntrack().iter().next().unwrap().clone();
+        assert_eq!(
+            flow.tcp,
+            Some(crate::policy::conntrack::TcpState::Established)
+        );
+        assert_eq!(flow.packets, [3, 2]);
+        assert_eq!(drops(&p, A, DropReason::TcpInvalid), 8);
+        assert_eq!(drops(&p, B, DropReason::TcpInvalid), 1);
+        assert_eq!(p.filter().conntrack().stats().invalid, 3);
+    }
+
+    #[test]
+    fn the_halves_of_an_evicted_flow_are_not_admitted_as_new_ones() {
+        // One flow fits: a second connection evicts the first.
+        let mut policy = PolicyProgram::allow_all(1);
+        policy.endpoints.insert(
+            FlowKey::ip("10.2.0.2".parse().unwrap()),
+            crate::policy::program::EndpointPrograms::default(),
+        );
+        let mut p = Pipeline::with_policy(tables(), neighbours(), Arc::new(policy), 1);
+        let now = Instant::now();
+        assert!(passes(at(&mut p, A, &client(SYN), now)));
+        assert!(passes(at(&mut p, B, &server(SYN | ACK), now)));
+        assert!(passes(at(&mut p, A, &client(ACK), now)));
+        let other = tcp4("10.1.0.2", 40_001, "10.2.0.2", 80, SYN);
+        assert!(passes(at(&mut p, A, &other, now)));
+        let s = p.filter().conntrack().stats();
+        assert_eq!((s.entries, s.evicted_established), (1, 1));
+        // The server's next segment would be a new connection from the
+        // server, which this policy allows; it is not a SYN, so it is not.
+        assert_eq!(
+            at(&mut p, B, &server(ACK | PSH), now),
+            Verdict::Drop(DropReason::TcpNoFlow)
+        );
+        assert_eq!(
+            at(&mut p, A, &client(ACK | PSH), now),
+            Verdict::Drop(DropReason::TcpNoFlow)
+        );
+        assert_eq!(p.filter().conntrack().len(), 1, "nothing picked up");
+        assert_eq!(drops(&p, B, DropReason::TcpNoFlow), 1);
+        assert_eq!(drops(&p, A, DropReason::TcpNoFlow), 1);
+    }
+
+    #[test]
+    fn flows_expire_on_the_clock_while_packets_keep_coming() {
+        let mut p = tracking_pipeline();
+        let t0 = Instant::now();
+        // A flow that goes quiet, and a stream that never does.
+        assert!(passes(at(&mut p, A, &client(SYN), t0)));
+        let stream = udp4("10.1.0.2", "10.2.0.2", 64, b"x");
+        let mut removed = 0;
+        // 200 s of a packet every 5 ms, each turn of the worker's loop
+        // asking for expiry as it does: the quiet flow (SYN_SENT, 120 s)
+        // goes without a single idle moment.
+        for i in 0..40_000u64 {
+            let now = t0 + Duration::from_millis(5 * i);
+            removed += p.filter_mut().expire_due(now);
+            assert!(passes(at(&mut p, A, &stream, now)));
+        }
+        assert_eq!(removed, 1);
+        assert_eq!(p.filter().conntrack().len(), 1);
+        assert_eq!(p.filter().conntrack().stats().expired, 1);
+        // Sweeps are at most one per EXPIRE_EVERY.
+        let t1 = t0 + Duration::from_secs(1000);
+        assert!(passes(at(&mut p, A, &client(SYN), t1)));
+        let t2 = t1 + Duration::from_secs(120);
+        assert_eq!(p.filter_mut().expire_due(t2), 2, "both flows are due");
+        assert!(passes(at(&mut p, A, &client(SYN), t2)));
+        let t3 = t2 + Duration::from_secs(120);
+        let swept = t3 - EXPIRE_EVERY / 2;
+        assert_eq!(p.filter_mut().expire_due(swept), 0, "a sweep, too early");
+        assert_eq!(p.filter_mut().expire_due(t3), 0, "expired, but not due");
+        assert_eq!(p.filter_mut().expire_due(swept + EXPIRE_EVERY), 1);
+    }
+}

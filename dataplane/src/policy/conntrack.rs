@@ -24,16 +24,26 @@
 //! A flow expires when `now - last_seen >= timeout`, the timeout depending
 //! on its protocol and state ([`Timeouts`]): exactly at the boundary it is
 //! gone, as Linux's `nf_ct_is_expired`. Expiry is checked lazily on every
-//! lookup, and [`Conntrack::expire`] sweeps the array round-robin when the
-//! worker is idle.
+//! lookup, and [`Conntrack::expire`] sweeps the array round-robin, a few
+//! flows at a time; the pipeline calls it on a clock, busy or idle (see
+//! `pipeline::Filter::expire_due`), as Linux's conntrack GC worker runs
+//! whatever the load.
 //!
 //! # Eviction
 //!
 //! When the table is full, [`Conntrack::insert`] first reclaims an expired
-//! flow from the new key's probe chain (the neighbourhood it has just read),
-//! then samples [`EVICTION_SAMPLES`] flows at random (sampled LRU, as Redis
-//! does): an expired one is reclaimed, else the one idle the longest among
-//! the chain and the sample is evicted. The table never grows.
+//! flow from the new key's probe chain (the neighbourhood it has just read)
+//! or from [`EVICTION_SAMPLES`] flows drawn at random. Failing that it
+//! evicts a live flow, half-open ones first, as Linux's `early_drop` takes
+//! only entries not yet `ASSURED` (see `half_open.rs`): while any flow is
+//! half-open, the one idle the longest of [`EVICTION_SAMPLES`] half-open
+//! flows drawn at random is evicted (sampled LRU, as Redis does), and an
+//! established flow never is. Only a table with no half-open flow left
+//! evicts the one idle the longest among the chain and the sample. So a
+//! flood of SYNs, scans or one-way datagrams, however fast, displaces
+//! only its own kind; the table never grows, and, unlike Linux, which
+//! drops the new packet when it finds nothing to drop early, no new flow
+//! is refused. [`ConntrackStats`] counts the evictions by kind.
 //!
 //! # Protocols
 //!
@@ -43,6 +53,7 @@
 //! flows keyed by the echo identifier; any other protocol gets `other`.
 #![forbid(unsafe_code)]
 
+mod half_open;
 mod index;
 mod tcp;
 #[cfg(test)]
@@ -56,6 +67,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use half_open::{HalfOpen, is_half_open};
 use index::{Index, Pos, Seed};
 pub use tcp::TcpState;
 use tcp::{Segment, Step};
@@ -273,6 +285,16 @@ pub enum Lookup<'a> {
         /// The packet's direction within it.
         dir: Direction,
     },
+    /// The packet belongs to `flow` but is a TCP segment with an invalid
+    /// flag combination or invalid in the flow's state (Linux's `sIV`,
+    /// which conntrack marks INVALID and Calico drops). It changed
+    /// nothing and is counted in [`ConntrackStats::invalid`].
+    Invalid {
+        /// The flow, unchanged.
+        flow: &'a Flow,
+        /// The packet's direction within it.
+        dir: Direction,
+    },
     /// No live flow has this packet's key in either direction.
     Miss,
     /// The packet's flow is tracked, but its direction was not seen on
@@ -292,14 +314,42 @@ pub struct ConntrackStats {
     /// Flows removed because their timeout passed: at lookup, by
     /// [`Conntrack::expire`], or reclaimed by an insert into a full table.
     pub expired: u64,
-    /// Live flows evicted to make room (the least recently seen of a sample).
-    pub evicted: u64,
+    /// Flows held now that are half-open: TCP before its handshake
+    /// completed (or after a RST), others not yet answered (Linux: not
+    /// `ASSURED`).
+    pub half_open: usize,
+    /// Live half-open flows evicted to make room (Linux's `early_drop`):
+    /// what a SYN flood or a scan costs the table.
+    pub evicted_half_open: u64,
+    /// Live established flows (answered; TCP past its handshake) evicted to
+    /// make room: only ever when no flow was half-open.
+    pub evicted_established: u64,
     /// Inserts that found the table full (each then reclaimed an expired
-    /// flow or evicted a live one; none is refused).
+    /// flow or evicted a live one, half-open first; none is refused).
     pub table_full: u64,
     /// TCP segments with an invalid flag combination or invalid in the
     /// flow's state (Linux's `sIV`); they change nothing.
     pub invalid: u64,
+}
+
+impl ConntrackStats {
+    /// Live flows evicted, of either kind.
+    pub fn evicted(&self) -> u64 {
+        self.evicted_half_open + self.evicted_established
+    }
+
+    /// Adds `other` into `self` (the tables of several workers).
+    pub fn add(&mut self, other: &Self) {
+        self.entries += other.entries;
+        self.capacity += other.capacity;
+        self.half_open += other.half_open;
+        self.inserted += other.inserted;
+        self.expired += other.expired;
+        self.evicted_half_open += other.evicted_half_open;
+        self.evicted_established += other.evicted_established;
+        self.table_full += other.table_full;
+        self.invalid += other.invalid;
+    }
 }
 
 /// The connection table of one worker.
@@ -311,6 +361,8 @@ pub struct Conntrack {
     /// `hashes[i]` is the index hash of `flows[i]`.
     hashes: Vec<u32>,
     index: Index,
+    /// The half-open flows, evicted first.
+    half_open: HalfOpen,
     seed: Seed,
     /// xorshift64* state for eviction sampling.
     rng: u64,
@@ -359,6 +411,7 @@ impl Conntrack {
             flows: Vec::with_capacity(capacity),
             hashes: Vec::with_capacity(capacity),
             index: Index::new(capacity),
+            half_open: HalfOpen::new(capacity),
             seed: Seed::new(index::splitmix64(&mut s)),
             rng,
             cursor: 0,
@@ -390,6 +443,7 @@ impl Conntrack {
         self.flows.capacity() * size_of::<Flow>()
             + self.hashes.capacity() * size_of::<u32>()
             + self.index.bytes()
+            + self.half_open.bytes()
     }
 
     /// Finds the flow of a packet in either direction and accounts the
@@ -401,10 +455,11 @@ impl Conntrack {
     ///
     /// A TCP segment with an invalid flag combination, or invalid in the
     /// flow's state (e.g. an ACK from the client before the SYN/ACK), is
-    /// counted in [`ConntrackStats::invalid`] and one that Linux ignores
-    /// (e.g. a SYN on an established flow) is not; neither changes the flow
-    /// (state, counters, `last_seen`), and both still return the flow as
-    /// [`Lookup::Hit`].
+    /// counted in [`ConntrackStats::invalid`] and answered
+    /// [`Lookup::Invalid`]; one that Linux ignores (e.g. a SYN on an
+    /// established flow) is not counted and is answered [`Lookup::Hit`], as
+    /// Linux accepts it. Neither changes the flow (state, counters,
+    /// `last_seen`).
     ///
     /// A SYN from the original side on a `TimeWait` or `Close` flow starts
     /// it again (state `SynSent`, counters from this packet, `created =
@@ -485,8 +540,8 @@ impl Conntrack {
                 }
                 Step::Invalid => {
                     self.stats.invalid += 1;
-                    return Lookup::Hit {
-                        flow: &mut self.flows[slot],
+                    return Lookup::Invalid {
+                        flow: &self.flows[slot],
                         dir,
                     };
                 }
@@ -507,7 +562,11 @@ impl Conntrack {
         flow.packets[dir.index()] += 1;
         flow.bytes[dir.index()] += u64::from(len);
         flow.last_seen = now;
-        Lookup::Hit { flow, dir }
+        self.half_open.set(slot, is_half_open(flow));
+        Lookup::Hit {
+            flow: &mut self.flows[slot],
+            dir,
+        }
     }
 
     /// Creates the flow of a packet the policy allowed: this packet is its
@@ -522,8 +581,8 @@ impl Conntrack {
     ///
     /// A flow already tracked under this key (either direction) is replaced.
     /// When the table is full, room is made first (see the module docs:
-    /// an expired flow of the probe chain, else the least recently seen of
-    /// [`EVICTION_SAMPLES`] random flows); it never grows.
+    /// an expired flow, else a half-open one, else the least recently seen
+    /// of a random sample); it never grows.
     pub fn insert(
         &mut self,
         key: FlowKey,
@@ -554,8 +613,10 @@ impl Conntrack {
         };
         self.stats.inserted += 1;
         let hash = self.hash(&key);
+        let half_open = is_half_open(&flow);
         let slot = if let Some((_, slot, _)) = self.find_hashed(&key, hash) {
             self.flows[slot] = flow;
+            self.half_open.set(slot, half_open);
             slot
         } else {
             if self.flows.len() == self.capacity {
@@ -564,6 +625,7 @@ impl Conntrack {
             let slot = self.flows.len();
             self.flows.push(flow);
             self.hashes.push(hash);
+            self.half_open.push(half_open);
             self.index.insert(hash, slot);
             slot
         };
@@ -655,6 +717,7 @@ impl Conntrack {
     pub fn stats(&self) -> ConntrackStats {
         ConntrackStats {
             entries: self.flows.len(),
+            half_open: self.half_open.len(),
             ..self.stats
         }
     }
@@ -708,11 +771,14 @@ impl Conntrack {
         }
         self.flows.swap_remove(slot);
         self.hashes.swap_remove(slot);
+        self.half_open.swap_remove(slot);
     }
 
     /// Frees one slot of a full table for a flow hashing to `hash`: an
-    /// expired flow of the probe chain, else an expired one of the random
-    /// sample, else the least recently seen of them all.
+    /// expired flow of the probe chain or of a random sample, else the
+    /// least recently seen of a random sample of half-open flows, else (no
+    /// flow is half-open) the least recently seen of the chain and the
+    /// sample.
     fn make_room(&mut self, hash: u32, now: Instant) {
         self.stats.table_full += 1;
         // Candidates: (index position if known, slot). The probe chain the
@@ -724,7 +790,7 @@ impl Conntrack {
             n += 1;
         }
         for _ in 0..EVICTION_SAMPLES {
-            candidates[n] = (None, self.random_slot());
+            candidates[n] = (None, self.random_slot(self.flows.len()));
             n += 1;
         }
         let candidates = &candidates[..n];
@@ -734,29 +800,80 @@ impl Conntrack {
         for (seen, &(_, slot)) in seen.iter_mut().zip(candidates) {
             *seen = self.flows[slot].last_seen;
         }
-        let expired = candidates
+        if let Some(&(pos, slot)) = candidates
             .iter()
-            .position(|&(_, slot)| self.expired(slot, now));
-        let oldest = (0..n)
-            .min_by_key(|&i| seen[i])
-            .expect("a full table has flows");
-        let (pos, slot) = candidates[expired.unwrap_or(oldest)];
-        let pos = pos.unwrap_or_else(|| self.index.position_of(self.hashes[slot], slot));
-        self.remove_at(pos, slot);
-        if expired.is_some() {
+            .find(|&&(_, slot)| self.expired(slot, now))
+        {
+            self.evict(pos, slot);
             self.stats.expired += 1;
-        } else {
-            self.stats.evicted += 1;
+            return;
         }
+        let (pos, slot) = if self.half_open.len() > 0 {
+            // Linux's early_drop: never an established flow while a
+            // half-open one is left.
+            let n = self.half_open.len();
+            let first = self.random_slot(n);
+            let mut oldest = self.half_open.get(first);
+            for _ in 1..EVICTION_SAMPLES {
+                let i = self.random_slot(n);
+                let slot = self.half_open.get(i);
+                if self.flows[slot].last_seen < self.flows[oldest].last_seen {
+                    oldest = slot;
+                }
+            }
+            (None, oldest)
+        } else {
+            let oldest = (0..n)
+                .min_by_key(|&i| seen[i])
+                .expect("a full table has flows");
+            candidates[oldest]
+        };
+        if is_half_open(&self.flows[slot]) {
+            self.stats.evicted_half_open += 1;
+        } else {
+            self.stats.evicted_established += 1;
+        }
+        self.evict(pos, slot);
     }
 
-    /// A uniformly drawn occupied slot (xorshift64*, multiply-shift range).
-    fn random_slot(&mut self) -> usize {
+    /// Removes the flow in `slot`, whose index entry is at `pos` if known.
+    fn evict(&mut self, pos: Option<Pos>, slot: usize) {
+        let pos = pos.unwrap_or_else(|| self.index.position_of(self.hashes[slot], slot));
+        self.remove_at(pos, slot);
+    }
+
+    /// A number drawn uniformly from `0..n` (xorshift64*, multiply-shift
+    /// range).
+    fn random_slot(&mut self, n: usize) -> usize {
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        ((u128::from(r) * self.flows.len() as u128) >> 64) as usize
+        ((u128::from(r) * n as u128) >> 64) as usize
+    }
+}
+
+/// What a TCP segment that matches no tracked flow can be.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TcpFirst {
+    /// A SYN (PSH, URG, ECE and CWR aside): it may open a connection.
+    Syn,
+    /// Valid flags, but not a SYN (an ACK, a SYN/ACK, a FIN, a RST): it
+    /// belongs to a connection this table does not know.
+    NotSyn,
+    /// A flag combination no connection ever sends (SYN+FIN, SYN+RST, no
+    /// flags, FIN without ACK, ...; Linux's `tcp_valid_flags`).
+    BadFlags,
+}
+
+impl TcpFirst {
+    /// The kind of a TCP segment with the raw flags byte `tcp_flags`.
+    pub fn of(tcp_flags: u8) -> Self {
+        match Segment::classify(tcp_flags) {
+            Some(Segment::Syn) => Self::Syn,
+            Some(_) => Self::NotSyn,
+            None => Self::BadFlags,
+        }
     }
 }
 

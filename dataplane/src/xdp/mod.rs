@@ -45,7 +45,10 @@ use self::{
 };
 use crate::{
     pipeline::{Pipeline, PortCounters, PortInfo, RpFilter, SharedCounters, Tables},
-    policy::program::{PolicyProgram, RuleId, RuleMeta},
+    policy::{
+        conntrack::ConntrackStats,
+        program::{PolicyProgram, RuleId, RuleMeta},
+    },
     port::{PortId, Worker},
     route::{IpPrefix, Route, RouteTable},
     wire::EthernetAddress,
@@ -196,6 +199,9 @@ pub struct DataplaneStats {
     pub prefilter: RuleCounters,
     /// Tracked flows, summed over workers.
     pub flows: u64,
+    /// The flow tables' counters (half-open flows, evictions by kind,
+    /// expiries, invalid TCP), summed over workers.
+    pub conntrack: ConntrackStats,
     /// The kernel's counters of each port's AF_XDP sockets, summed over
     /// queues, in the order of `ports`: frames lost between the XDP
     /// redirect and the worker (RX ring full, fill ring empty).
@@ -216,7 +222,8 @@ pub struct Dataplane {
     program: Option<Arc<Mutex<XdpProgram>>>,
     policy: Arc<SharedPolicy>,
     adopted: Arc<Vec<AtomicU64>>,
-    flows: Arc<Vec<AtomicU64>>,
+    /// Each worker's flow table counters, published every 100 ms.
+    conntrack: Arc<Vec<Mutex<ConntrackStats>>>,
     rule_counters: Arc<Mutex<RuleCounters>>,
     prefilter_names: Mutex<Vec<String>>,
     /// Every AF_XDP socket's port index and a descriptor of it, to read its
@@ -418,8 +425,11 @@ impl Dataplane {
                 .map(|_| AtomicU64::new(config.policy.generation))
                 .collect(),
         );
-        let flows: Arc<Vec<AtomicU64>> =
-            Arc::new((0..n_workers).map(|_| AtomicU64::new(0)).collect());
+        let conntrack: Arc<Vec<Mutex<ConntrackStats>>> = Arc::new(
+            (0..n_workers)
+                .map(|_| Mutex::new(ConntrackStats::default()))
+                .collect(),
+        );
         let rule_counters = Arc::new(Mutex::new(RuleCounters::new()));
         let mut counters = Vec::new();
         let mut workers = Vec::new();
@@ -465,7 +475,7 @@ impl Dataplane {
                 index: w,
                 policy: policy.clone(),
                 adopted: adopted.clone(),
-                flows: flows.clone(),
+                conntrack: conntrack.clone(),
                 rule_counters: rule_counters.clone(),
                 core,
                 busy_poll: config.workers.busy_poll,
@@ -503,7 +513,7 @@ impl Dataplane {
             program: Some(Arc::new(Mutex::new(program))),
             policy,
             adopted,
-            flows,
+            conntrack,
             rule_counters,
             prefilter_names: Mutex::new(prefilter_names),
             sockets,
@@ -602,12 +612,17 @@ impl Dataplane {
             }
             None => RuleCounters::new(),
         };
+        let mut conntrack = ConntrackStats::default();
+        for c in self.conntrack.iter() {
+            conntrack.add(&c.lock().expect("not poisoned"));
+        }
         DataplaneStats {
             policy_generation: self.policy.generation(),
             enforced_generation: self.enforced_generation(),
             rules: self.rule_counters.lock().expect("not poisoned").clone(),
             prefilter,
-            flows: self.flows.iter().map(|f| f.load(Ordering::Relaxed)).sum(),
+            flows: conntrack.entries as u64,
+            conntrack,
             sockets: self.socket_stats(),
             ports: self.ports.iter().cloned().zip(sums).collect(),
             xdp,
@@ -674,7 +689,7 @@ struct WorkerRun {
     index: usize,
     policy: Arc<SharedPolicy>,
     adopted: Arc<Vec<AtomicU64>>,
-    flows: Arc<Vec<AtomicU64>>,
+    conntrack: Arc<Vec<Mutex<ConntrackStats>>>,
     rule_counters: Arc<Mutex<RuleCounters>>,
     core: usize,
     busy_poll: bool,
@@ -745,11 +760,11 @@ impl WorkerRun {
                 last_publish = now;
                 let (policy, deltas) = worker.pipeline.filter_mut().take_rule_deltas();
                 add_rule_deltas(&self.rule_counters, &policy, &deltas);
-                self.flows[self.index].store(
-                    worker.pipeline.filter().conntrack().len() as u64,
-                    Ordering::Relaxed,
-                );
+                *self.conntrack[self.index].lock().expect("not poisoned") =
+                    worker.pipeline.filter().conntrack().stats();
             }
+            // Expiry runs on the clock, busy or idle.
+            worker.pipeline.filter_mut().expire_due(now);
             let n = worker.poll(now);
             for req in worker.pipeline.take_unresolved() {
                 let _ = self.requests.try_send(req);
@@ -764,7 +779,6 @@ impl WorkerRun {
                 continue;
             }
             self.counters.publish(worker.pipeline.counters());
-            worker.pipeline.filter_mut().expire(now);
             // Idle: sleep until a socket has frames (or 10 ms pass, to see `stop`).
             // SAFETY: `pfds` is a valid array of pollfd of its length.
             unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };

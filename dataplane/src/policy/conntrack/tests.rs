@@ -65,6 +65,7 @@ fn table() -> Conntrack {
 fn send(ct: &mut Conntrack, k: FlowKey, flags: u8, now: Instant) -> Option<(Direction, Flow)> {
     match ct.lookup(&k, flags, 100, now) {
         Lookup::Hit { flow, dir } => Some((dir, flow.clone())),
+        Lookup::Invalid { flow, dir } => Some((dir, flow.clone())),
         Lookup::Miss => None,
         Lookup::Unbound => panic!("a lookup without a port is never unbound"),
     }
@@ -336,7 +337,7 @@ fn full_table_never_grows_and_counts_evictions() {
     }
     let s = ct.stats();
     assert_eq!((s.entries, s.capacity, s.inserted), (cap, cap, 192));
-    assert_eq!((s.evicted, s.table_full, s.expired), (128, 128, 0));
+    assert_eq!((s.evicted(), s.table_full, s.expired), (128, 128, 0));
     // Every held flow is still found.
     let held: Vec<FlowKey> = ct.iter().map(|f| f.key).collect();
     for k in held {
@@ -368,7 +369,7 @@ fn sampled_lru_keeps_busy_flows() {
     let cold_left = cold.iter().filter(|k| held.contains(k)).count();
     assert_eq!(hot_left, 8);
     assert!(cold_left < hot_left, "cold flows left: {cold_left}");
-    assert_eq!(ct.stats().evicted, 128);
+    assert_eq!(ct.stats().evicted_half_open, 128);
 }
 
 #[test]
@@ -382,7 +383,7 @@ fn full_table_reclaims_expired_flows_before_evicting() {
     ct.insert(key(proto::UDP, v4(3), 0, v4(2), 53), 0, 60, 0, 0, at(30));
     let s = ct.stats();
     assert_eq!(
-        (s.entries, s.expired, s.evicted, s.table_full),
+        (s.entries, s.expired, s.evicted(), s.table_full),
         (16, 1, 0, 1)
     );
     // Fresh flows in the way are evicted only when no candidate expired.
@@ -391,10 +392,10 @@ fn full_table_reclaims_expired_flows_before_evicting() {
     }
     let s = ct.stats();
     assert_eq!(
-        (s.entries, s.expired + s.evicted, s.table_full),
+        (s.entries, s.expired + s.evicted(), s.table_full),
         (16, 16, 16)
     );
-    assert!(s.expired > s.evicted, "{s:?}");
+    assert!(s.expired > s.evicted(), "{s:?}");
 }
 
 #[test]
@@ -405,7 +406,7 @@ fn capacity_one_works() {
     assert_eq!(ct.len(), 1);
     assert!(send(&mut ct, udp_key(), 0, at(1)).is_none());
     assert!(send(&mut ct, tcp_key().reversed(), SYNACK, at(1)).is_some());
-    assert_eq!(ct.stats().evicted, 1);
+    assert_eq!(ct.stats().evicted_half_open, 1);
 }
 
 #[test]
@@ -420,4 +421,182 @@ fn memory_is_reported() {
     let ct = Conntrack::new(1000, Timeouts::default());
     assert!(ct.memory() >= 1000 * size_of::<Flow>() + 2048 * 8);
     assert!(format!("{ct:?}").contains("capacity: 1000"));
+}
+
+/// Opens a TCP connection through a full handshake: established, assured.
+fn handshake(ct: &mut Conntrack, k: FlowKey, now: Instant) {
+    ct.insert(k, SYN, 60, 0, 0, now);
+    assert_eq!(state_after(ct, k.reversed(), SYNACK, now), SynRecv);
+    assert_eq!(state_after(ct, k, ACK, now), Established);
+}
+
+#[test]
+fn a_syn_flood_evicts_half_open_flows_never_an_idle_established_one() {
+    let cap = 256;
+    let mut ct = Conntrack::with_seed(cap, Timeouts::default(), 13);
+    // A long transfer, idle while the flood goes on: under plain LRU it
+    // would be the first to go.
+    handshake(&mut ct, tcp_key(), at(0));
+    let mut established = vec![tcp_key()];
+    for i in 0..16 {
+        let k = key(proto::TCP, v4(1), 41_000 + i, v4(2), 443);
+        handshake(&mut ct, k, at(0));
+        established.push(k);
+    }
+    assert_eq!(ct.stats().half_open, 0);
+    // SYNs from everywhere, ten times the table.
+    for i in 0..cap as u32 * 10 {
+        let src = FlowKey::ip(IpAddr::V4(Ipv4Addr::from(0x0a80_0000 + i)));
+        let now = at(1) + Duration::from_micros(u64::from(i));
+        ct.insert(key(proto::TCP, src, 1024, v4(2), 443), SYN, 60, 0, 0, now);
+        assert!(ct.len() <= cap);
+    }
+    assert_eq!(ct.len(), cap);
+    let s = ct.stats();
+    assert_eq!(s.evicted_established, 0, "{s:?}");
+    assert_eq!(s.evicted_half_open, s.table_full, "{s:?}");
+    assert!(s.evicted_half_open >= cap as u64 * 9, "{s:?}");
+    assert_eq!(s.half_open, cap - established.len());
+    for k in established {
+        let (_, flow) = send(&mut ct, k, ACK, at(2)).expect("the transfer survives");
+        assert_eq!(flow.tcp, Some(Established));
+    }
+    assert!(ct.half_open.matches(&ct.flows));
+}
+
+#[test]
+fn a_table_of_established_flows_evicts_the_least_recently_seen() {
+    let cap = 32;
+    let mut ct = Conntrack::with_seed(cap, Timeouts::default(), 17);
+    for i in 0..cap as u16 {
+        let now = at(0) + Duration::from_millis(u64::from(i));
+        handshake(&mut ct, key(proto::TCP, v4(1), 40_000 + i, v4(2), 443), now);
+    }
+    // A new SYN finds nothing half-open: an established flow makes room.
+    ct.insert(
+        key(proto::TCP, v4(3), 50_000, v4(2), 443),
+        SYN,
+        60,
+        0,
+        0,
+        at(1),
+    );
+    let s = ct.stats();
+    assert_eq!((s.evicted_established, s.evicted_half_open), (1, 0));
+    assert_eq!(s.half_open, 1);
+    // The next insert takes that half-open flow, not an established one.
+    ct.insert(udp_key(), 0, 60, 0, 0, at(2));
+    let s = ct.stats();
+    assert_eq!((s.evicted_established, s.evicted_half_open), (1, 1));
+    assert!(ct.half_open.matches(&ct.flows));
+}
+
+#[test]
+fn half_open_follows_the_state_of_each_protocol() {
+    let mut ct = table();
+    ct.insert(tcp_key(), SYN, 60, 0, 0, at(0));
+    ct.insert(udp_key(), 0, 60, 0, 0, at(0));
+    assert_eq!(ct.stats().half_open, 2);
+    send(&mut ct, tcp_key().reversed(), SYNACK, at(0));
+    assert_eq!(ct.stats().half_open, 2, "SYN_RECV is not assured yet");
+    send(&mut ct, tcp_key(), ACK, at(0));
+    send(&mut ct, udp_key().reversed(), 0, at(0));
+    assert_eq!(ct.stats().half_open, 0, "established and answered");
+    send(&mut ct, tcp_key(), RST, at(0));
+    assert_eq!(ct.stats().half_open, 1, "a reset connection goes first");
+    assert!(ct.half_open.matches(&ct.flows));
+    ct.remove(&tcp_key());
+    assert_eq!(ct.stats().half_open, 0);
+    assert!(ct.half_open.matches(&ct.flows));
+}
+
+#[test]
+fn an_invalid_segment_is_answered_invalid_and_changes_nothing() {
+    let mut ct = table();
+    ct.insert(tcp_key(), SYN, 60, 0, 0, at(0));
+    // The client cannot ACK before the SYN/ACK.
+    match ct.lookup(&tcp_key(), ACK, 60, at(1)) {
+        Lookup::Invalid { flow, dir } => {
+            assert_eq!(
+                (dir, flow.tcp, flow.last_seen),
+                (Original, Some(SynSent), at(0))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // SYN+FIN never is valid.
+    assert!(matches!(
+        ct.lookup(&tcp_key().reversed(), SYN | FIN, 60, at(1)),
+        Lookup::Invalid { dir: Reply, .. }
+    ));
+    assert_eq!(ct.stats().invalid, 2);
+}
+
+#[test]
+fn tcp_first_segments_are_told_apart() {
+    use super::TcpFirst::{BadFlags, NotSyn, Syn};
+    for (flags, want) in [
+        (SYN, Syn),
+        (SYN | PSH, Syn),
+        (SYNACK, NotSyn),
+        (ACK, NotSyn),
+        (ACK | PSH, NotSyn),
+        (FINACK, NotSyn),
+        (RST, NotSyn),
+        (RST | ACK, NotSyn),
+        (SYN | FIN, BadFlags),
+        (SYN | RST, BadFlags),
+        (0, BadFlags),
+        (FIN, BadFlags),
+        (FIN | PSH | URG, BadFlags),
+    ] {
+        assert_eq!(super::TcpFirst::of(flags), want, "flags {flags:#04x}");
+    }
+}
+
+mod eviction {
+    //! A small table under random inserts, lookups and removals: the
+    //! half-open set stays exact, and an established flow is evicted only
+    //! when no flow was half-open.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn established_flows_go_only_when_none_is_half_open(
+            ops in prop::collection::vec((0u8..4, 0u16..24, 0u8..6, 0u64..3), 1..300),
+            seed in any::<u64>(),
+        ) {
+            let flags = [SYN, SYNACK, ACK, FINACK, RST, 0];
+            let mut ct = Conntrack::with_seed(8, Timeouts::default(), seed);
+            let mut now = t0();
+            for (op, port, f, dt) in ops {
+                now += Duration::from_millis(dt);
+                let k = key(proto::TCP, v4(1), 40_000 + port, v4(2), 443);
+                let before = ct.stats();
+                match op {
+                    0 => {
+                        ct.insert(k, flags[usize::from(f)], 60, 0, 0, now);
+                    }
+                    1 => {
+                        let _ = ct.lookup(&k, flags[usize::from(f)], 60, now);
+                    }
+                    2 => {
+                        let _ = ct.lookup(&k.reversed(), flags[usize::from(f)], 60, now);
+                    }
+                    _ => {
+                        ct.remove(&k);
+                    }
+                }
+                let after = ct.stats();
+                prop_assert!(ct.half_open.matches(&ct.flows));
+                if after.evicted_established > before.evicted_established {
+                    prop_assert_eq!(before.half_open, 0, "{:?}", after);
+                }
+            }
+        }
+    }
 }

@@ -250,6 +250,7 @@ impl Model {
 fn hit(l: Lookup<'_>) -> Option<(Direction, Flow)> {
     match l {
         Lookup::Hit { flow, dir } => Some((dir, flow.clone())),
+        Lookup::Invalid { flow, dir } => Some((dir, flow.clone())),
         Lookup::Miss => None,
         Lookup::Unbound => panic!("a lookup without a port is never unbound"),
     }
@@ -316,8 +317,9 @@ fn check(ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
         let s = ct.stats();
         prop_assert_eq!(s.entries, m.flows.len());
         prop_assert_eq!(ct.len(), m.flows.len());
+        prop_assert!(ct.half_open.matches(&ct.flows), "op {}: half-open set", i);
         prop_assert_eq!(
-            (s.inserted, s.expired, s.invalid, s.evicted, s.table_full),
+            (s.inserted, s.expired, s.invalid, s.evicted(), s.table_full),
             (m.inserted, m.expired, m.invalid, 0, 0)
         );
     }
