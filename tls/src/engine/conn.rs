@@ -12,6 +12,13 @@ use crate::{
     pool::EndpointId,
 };
 
+/// Which operation of a leg failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailedOp {
+    Recv,
+    Send,
+}
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -53,6 +60,18 @@ impl Side {
     fn release(&mut self, bufs: &mut BufPool) {
         self.inbox.release(bufs);
         self.outbox.release(bufs);
+    }
+
+    /// Gives back what no send can point into: the inbox always (receives
+    /// land in the driver's buffers, never in it), the outbox only when no
+    /// send from it is in flight. An outbox with a send in flight stays
+    /// until [`Conn::release`], which the engine calls once the driver
+    /// says the kernel has completed or cancelled everything.
+    fn release_idle(&mut self, bufs: &mut BufPool) {
+        self.inbox.release(bufs);
+        if !self.send_armed {
+            self.outbox.release(bufs);
+        }
     }
 
     /// Whether rustls holds plaintext not yet taken.
@@ -103,6 +122,11 @@ pub(crate) struct Conn {
     pub(crate) identity: Option<String>,
     /// Plaintext bytes moved from each leg to the other.
     moved: [u64; 2],
+    /// Outboxes of abandoned upstream attempts whose send was in flight
+    /// when the attempt was given up: the kernel may still read them until
+    /// the cancel completes, so they go back to the pool only with the
+    /// connection (at most one per attempt).
+    retired: Vec<Buf>,
     /// When the engine's timer heap will next look at this connection.
     pub(crate) scheduled: Option<Instant>,
     pub(crate) closed: bool,
@@ -132,6 +156,7 @@ impl Conn {
             endpoint: None,
             identity: None,
             moved: [0; 2],
+            retired: Vec::new(),
             scheduled: None,
             closed: false,
         }
@@ -228,6 +253,11 @@ impl Conn {
             .connect_failed(&svc.pool, attempt.endpoint, now);
         self.tried.push(attempt.endpoint);
         let up = &mut self.sides[Leg::Upstream as usize];
+        if up.send_armed {
+            // The abort cancels that send, but until its completion arrives
+            // the kernel may still read the chunk.
+            self.retired.push(std::mem::take(&mut up.outbox));
+        }
         up.release(cx.bufs);
         *up = Side::default();
         cx.io.push_back(Io::Abort { conn: self.key });
@@ -340,10 +370,21 @@ impl Conn {
         self.pump(cx, now);
     }
 
-    pub(crate) fn on_io_error(&mut self, cx: &mut Ctx<'_>, leg: Leg, errno: i32, now: Instant) {
+    pub(crate) fn on_io_error(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        leg: Leg,
+        op: FailedOp,
+        errno: i32,
+        now: Instant,
+    ) {
         let side = &mut self.sides[leg as usize];
-        side.recv_armed = false;
-        side.send_armed = false;
+        // Only the operation that failed is over: a send may still be in
+        // flight after a receive failed, and its chunk must stay lent.
+        match op {
+            FailedOp::Recv => side.recv_armed = false,
+            FailedOp::Send => side.send_armed = false,
+        }
         if self.closed {
             return;
         }
@@ -686,7 +727,7 @@ impl Conn {
             });
         }
         for side in &mut self.sides {
-            side.release(cx.bufs);
+            side.release_idle(cx.bufs);
         }
         cx.io.push_back(Io::Close {
             conn: self.key,
@@ -694,9 +735,14 @@ impl Conn {
         });
     }
 
+    /// Gives every chunk back: call only when the driver has released the
+    /// connection (nothing of it is in flight).
     pub(crate) fn release(&mut self, bufs: &mut BufPool) {
         for side in &mut self.sides {
             side.release(bufs);
+        }
+        for mut b in self.retired.drain(..) {
+            b.release(bufs);
         }
     }
 }

@@ -41,7 +41,7 @@ use crate::{
     pool::{EndpointId, Pool, PoolConfig},
 };
 
-use conn::Conn;
+use conn::{Conn, FailedOp};
 
 /// Which socket of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,7 +79,10 @@ pub enum Io {
     /// Receive on `leg` (one receive at a time per leg); report with
     /// [`Engine::received`] or [`Engine::recv_failed`].
     Recv { conn: ConnKey, leg: Leg },
-    /// Send [`Engine::outgoing`] on `leg`; report with [`Engine::sent`].
+    /// Send [`Engine::outgoing`] on `leg`; report with [`Engine::sent`] or
+    /// [`Engine::send_failed`]. The bytes stay where they are, unchanged,
+    /// until then, or until [`Engine::released`] if the connection closes
+    /// first: the driver may hand the kernel a pointer into them.
     Send { conn: ConnKey, leg: Leg },
     /// Open a socket and connect it to `addr` as the upstream leg; report
     /// with [`Engine::connected`], quoting `attempt`.
@@ -314,7 +317,9 @@ impl Engine {
 
     /// A receive on `leg` failed with `errno`.
     pub fn recv_failed(&mut self, conn: ConnKey, leg: Leg, errno: i32, now: Instant) {
-        self.with_conn(conn, now, |c, cx| c.on_io_error(cx, leg, errno, now));
+        self.with_conn(conn, now, |c, cx| {
+            c.on_io_error(cx, leg, FailedOp::Recv, errno, now);
+        });
     }
 
     /// `n` bytes of [`Engine::outgoing`] on `leg` were sent.
@@ -324,7 +329,9 @@ impl Engine {
 
     /// A send on `leg` failed with `errno`.
     pub fn send_failed(&mut self, conn: ConnKey, leg: Leg, errno: i32, now: Instant) {
-        self.with_conn(conn, now, |c, cx| c.on_io_error(cx, leg, errno, now));
+        self.with_conn(conn, now, |c, cx| {
+            c.on_io_error(cx, leg, FailedOp::Send, errno, now);
+        });
     }
 
     /// The upstream connect `attempt` finished (`Err(errno)` on failure).

@@ -39,6 +39,9 @@ pub(crate) struct End {
     /// Sends are held (a peer that does not read).
     pub(crate) stalled: bool,
     send_pending: bool,
+    /// Where the pending send's bytes are (address, length): what a
+    /// kernel holding the send would read.
+    pub(crate) in_flight: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +49,9 @@ pub(crate) struct SimConn {
     pub(crate) client: End,
     pub(crate) upstream: Option<(SocketAddr, End)>,
     pub(crate) closed: Option<bool>,
+    /// Closed with a send still held: released only once the "kernel"
+    /// cancels it ([`Sim::cancel_held_sends`]), as a real driver does.
+    release_held: bool,
     /// Engine asked to connect and nothing answered yet.
     connecting: Option<(SocketAddr, u32)>,
 }
@@ -60,6 +66,8 @@ pub(crate) struct Sim {
     pub(crate) connects: Vec<SocketAddr>,
     pub(crate) paused: Vec<bool>,
     pub(crate) metrics: Arc<WorkerMetrics>,
+    /// Upstream legs start stalled (their peer does not read).
+    pub(crate) stall_upstreams: bool,
 }
 
 pub(crate) fn addr(i: u8) -> SocketAddr {
@@ -99,6 +107,7 @@ impl Sim {
             connects: Vec::new(),
             paused: vec![false],
             metrics,
+            stall_upstreams: false,
         }
     }
 
@@ -176,11 +185,14 @@ impl Sim {
                 end(c, leg).recv_armed = true;
             }
             Io::Send { conn, leg } => {
-                let data = self.engine.outgoing(conn, leg).to_vec();
+                let out = self.engine.outgoing(conn, leg);
+                let range = (out.as_ptr() as usize, out.len());
+                let data = out.to_vec();
                 let c = self.conns.get_mut(&conn).unwrap();
                 let e = end(c, leg);
                 if e.stalled {
                     e.send_pending = true;
+                    e.in_flight = Some(range);
                     return;
                 }
                 e.from_engine.extend_from_slice(&data);
@@ -193,7 +205,11 @@ impl Sim {
             } => {
                 self.connects.push(addr);
                 let c = self.conns.get_mut(&conn).unwrap();
-                c.upstream = Some((addr, End::default()));
+                let end = End {
+                    stalled: self.stall_upstreams,
+                    ..End::default()
+                };
+                c.upstream = Some((addr, end));
                 match self.behaviour[&addr] {
                     Behaviour::Accept => self.engine.connected(conn, attempt, Ok(()), now),
                     Behaviour::Refuse => {
@@ -215,7 +231,13 @@ impl Sim {
             Io::Close { conn, reset } => {
                 let c = self.conns.get_mut(&conn).unwrap();
                 c.closed = Some(reset);
-                self.engine.released(conn);
+                let held = c.client.send_pending
+                    || c.upstream.as_ref().is_some_and(|(_, u)| u.send_pending);
+                if held {
+                    c.release_held = true;
+                } else {
+                    self.engine.released(conn);
+                }
             }
             Io::PauseAccept { service } => self.paused[service] = true,
             Io::ResumeAccept { service } => self.paused[service] = false,
@@ -275,11 +297,28 @@ impl Sim {
         let c = self.conns.get_mut(&k).unwrap();
         let e = end(c, leg);
         e.stalled = false;
+        e.in_flight = None;
         if std::mem::take(&mut e.send_pending) {
             let data = self.engine.outgoing(k, leg).to_vec();
             let c = self.conns.get_mut(&k).unwrap();
             end(c, leg).from_engine.extend_from_slice(&data);
             self.engine.sent(k, leg, data.len(), now);
+        }
+        self.run();
+    }
+
+    /// The "kernel" cancels every send still held by a closed connection;
+    /// the driver then releases it.
+    pub(crate) fn cancel_held_sends(&mut self) {
+        for (&k, c) in &mut self.conns {
+            if std::mem::take(&mut c.release_held) {
+                for e in std::iter::once(&mut c.client).chain(c.upstream.as_mut().map(|u| &mut u.1))
+                {
+                    e.send_pending = false;
+                    e.in_flight = None;
+                }
+                self.engine.released(k);
+            }
         }
         self.run();
     }
@@ -587,4 +626,58 @@ fn retries_stop_when_the_budget_is_spent() {
     // 50 connections deposit 10 retries' worth.
     assert!((9..=10).contains(&retries), "retries {retries}");
     assert!(exhausted >= 40, "exhausted {exhausted}");
+}
+
+/// Whether `a` and `b` (address, length) overlap.
+pub(crate) fn overlap(a: (usize, usize), b: (usize, usize)) -> bool {
+    a.0 < b.0 + b.1 && b.0 < a.0 + a.1
+}
+
+#[test]
+fn a_chunk_with_a_send_in_flight_is_not_lent_again_until_the_send_is_cancelled() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    sim.echo = false;
+    // Connection a: its client stops reading, so a send towards it stays in
+    // the "kernel" with a pointer into a's outbox chunk.
+    let a = sim.accept();
+    sim.conns.get_mut(&a).unwrap().client.stalled = true;
+    sim.upstream(a).to_engine.extend(b"secret for a only");
+    sim.run();
+    let held = sim.conn(a).client.in_flight.expect("a send is held");
+    // The upstream resets: a closes while that send is still in flight.
+    sim.engine
+        .recv_failed(a, Leg::Upstream, libc::ECONNRESET, sim.now);
+    sim.run();
+    assert_eq!(sim.conn(a).closed, Some(true));
+    assert_eq!(sim.engine.live_connections(), 1, "a is not released yet");
+    assert!(
+        sim.engine.buffers_in_use() >= 1,
+        "the chunk the kernel may still read is still lent to a"
+    );
+    // Connection b now moves bytes both ways; none of its sends may point
+    // into the chunk a's send still reads from.
+    let b = sim.accept();
+    for i in 0..8u8 {
+        sim.client_send(b, &[i; 1000]);
+        sim.upstream(b).to_engine.extend([i; 700]);
+        sim.run();
+        for leg in [Leg::Client, Leg::Upstream] {
+            let out = sim.engine.outgoing(b, leg);
+            if !out.is_empty() {
+                let range = (out.as_ptr() as usize, out.len());
+                assert!(!overlap(range, held), "b writes into a's in-flight send");
+            }
+        }
+    }
+    // Sends b made while stalled are checked the same way.
+    sim.upstream(b).stalled = true;
+    sim.client_send(b, b"after");
+    let b_held = sim.upstream(b).in_flight.expect("b's send is held");
+    assert!(!overlap(b_held, held), "b's send points into a's chunk");
+    // Once the kernel has cancelled a's send, a is released and its chunk
+    // goes back.
+    let before = sim.engine.buffers_in_use();
+    sim.cancel_held_sends();
+    assert_eq!(sim.engine.live_connections(), 1, "only b is left");
+    assert!(sim.engine.buffers_in_use() < before, "a's chunk went back");
 }
