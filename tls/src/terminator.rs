@@ -185,9 +185,11 @@ impl Terminator {
                     timeouts: Timeouts {
                         connect: s.timeouts.connect,
                         handshake: s.timeouts.handshake,
+                        first_byte: s.timeouts.first_byte,
                         idle: s.timeouts.idle,
                     },
                     max_connections: s.max_connections,
+                    max_connections_per_client: s.max_connections_per_client,
                 })
                 .collect();
             let metrics = Arc::new(WorkerMetrics::new(

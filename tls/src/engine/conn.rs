@@ -106,7 +106,15 @@ impl Side {
 pub(crate) struct Conn {
     pub(crate) key: ConnKey,
     pub(crate) service: usize,
-    peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
+    /// Refused at accept (over the per-client cap): never started, not
+    /// counted in the per-client table.
+    pub(crate) refused: bool,
+    /// When the client could start sending data: its accept, or the end of
+    /// its TLS handshake. None: still handshaking.
+    ready_at: Option<Instant>,
+    /// The client has sent data (or FIN): the first-byte timeout is over.
+    spoke: bool,
     mode: Mode,
     timeouts: Timeouts,
     opened: Instant,
@@ -144,6 +152,9 @@ impl Conn {
             key,
             service,
             peer,
+            refused: false,
+            ready_at: None,
+            spoke: false,
             mode: spec.mode(),
             timeouts: spec.timeouts,
             opened: now,
@@ -194,6 +205,7 @@ impl Conn {
                 }
             }
         } else {
+            self.ready_at = Some(now);
             self.begin_connect(cx, false, now);
         }
         self.pump(cx, now);
@@ -336,6 +348,9 @@ impl Conn {
             return;
         }
         self.last_active = now;
+        if leg == Leg::Client && self.ready_at.is_some() {
+            self.spoke = true;
+        }
         if data.is_empty() {
             side.eof = true;
             if side.tls.is_none() {
@@ -425,6 +440,22 @@ impl Conn {
             }
             _ => {}
         }
+        if let Some(ready) = self.ready_at
+            && !self.spoke
+            && now >= ready + self.timeouts.first_byte
+        {
+            // Data that came with the handshake's last flight, or that
+            // waits for an upstream still connecting, is a first byte too.
+            self.spoke = self.moved[Leg::Client as usize] > 0
+                || !self.sides[Leg::Client as usize].inbox.is_empty()
+                || self.sides[Leg::Client as usize].plaintext_pending();
+            if !self.spoke {
+                cx.metrics.service(self.service).first_byte_closed();
+                tracing::debug!(peer = %self.peer, "no first byte in time; closing");
+                self.close(cx, false, now);
+                return;
+            }
+        }
         if now >= self.last_active + self.timeouts.idle {
             cx.metrics.service(self.service).idle_closed();
             self.close(cx, false, now);
@@ -442,7 +473,16 @@ impl Conn {
             Phase::Connecting => self.attempt.map(|a| a.started + self.timeouts.connect),
             Phase::Established | Phase::Closed => None,
         };
-        Some(phase.map_or(idle, |p| p.min(idle)))
+        let first_byte = self
+            .ready_at
+            .filter(|_| !self.spoke)
+            .map(|r| r + self.timeouts.first_byte);
+        Some(
+            [phase, first_byte]
+                .into_iter()
+                .flatten()
+                .fold(idle, Instant::min),
+        )
     }
 
     pub(crate) fn outgoing(&self, leg: Leg) -> &[u8] {
@@ -606,6 +646,7 @@ impl Conn {
         if let Some(tls) = &self.sides[Leg::Client as usize].tls {
             self.identity = identity::peer_identity(tls);
         }
+        self.ready_at = Some(now);
         cx.metrics.service(self.service).handshake_ok();
         self.begin_connect(cx, false, now);
     }

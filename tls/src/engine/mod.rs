@@ -28,8 +28,8 @@ mod tls_tests;
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, VecDeque},
-    net::SocketAddr,
+    collections::{BinaryHeap, HashMap, VecDeque},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -37,7 +37,7 @@ use std::{
 use crate::{
     buf::BufPool,
     identity::{ClientTls, ServerTls},
-    metrics::WorkerMetrics,
+    metrics::{Refusal, WorkerMetrics},
     pool::{EndpointId, Pool, PoolConfig},
 };
 
@@ -125,8 +125,11 @@ pub enum Mode {
 pub struct Timeouts {
     /// One upstream connect attempt (TCP, and TLS when originating).
     pub connect: Duration,
-    /// The client's TLS handshake.
+    /// The client's TLS handshake, from its accept.
     pub handshake: Duration,
+    /// From when the client may send data (accept, or the end of its TLS
+    /// handshake) to its first byte of data.
+    pub first_byte: Duration,
     /// No byte either way for this long closes the connection.
     pub idle: Duration,
 }
@@ -137,6 +140,7 @@ impl Default for Timeouts {
             // Linkerd's default connect timeout; Envoy's 5 s is for WANs.
             connect: Duration::from_secs(1),
             handshake: Duration::from_secs(10),
+            first_byte: Duration::from_secs(10),
             // Envoy's tcp_proxy default idle timeout.
             idle: Duration::from_secs(3600),
         }
@@ -160,6 +164,9 @@ pub struct ServiceSpec {
     /// Connections this worker holds open at most; beyond, it stops
     /// accepting until one closes.
     pub max_connections: usize,
+    /// Connections one client address holds open at most on this worker;
+    /// beyond, new ones are reset at once and counted.
+    pub max_connections_per_client: usize,
 }
 
 impl ServiceSpec {
@@ -181,6 +188,8 @@ pub(crate) struct Service {
     pub(crate) pool: Pool,
     pub(crate) open: usize,
     pub(crate) paused: bool,
+    /// Open connections per client address (entries at zero are removed).
+    pub(crate) per_client: HashMap<IpAddr, usize>,
 }
 
 enum Slot {
@@ -234,6 +243,7 @@ impl Engine {
                 spec,
                 open: 0,
                 paused: false,
+                per_client: HashMap::new(),
             })
             .collect();
         Self {
@@ -285,7 +295,9 @@ impl Engine {
         self.conn(conn).and_then(|c| c.identity.as_deref())
     }
 
-    /// A connection was accepted on `service` from `peer`.
+    /// A connection was accepted on `service` from `peer`. One over the
+    /// service's per-client cap is closed at once (reset), counted as
+    /// refused: carry out the queued [`Io::Close`] as for any other.
     pub fn accepted(&mut self, service: usize, peer: SocketAddr, now: Instant) -> ConnKey {
         let index = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot::Free { generation: 0 });
@@ -299,14 +311,29 @@ impl Engine {
         self.live += 1;
         let svc = &mut self.services[service];
         svc.open += 1;
-        let conn = Conn::new(key, service, &svc.spec, peer, now);
+        let mut conn = Conn::new(key, service, &svc.spec, peer, now);
+        let from_client = svc.per_client.entry(peer.ip()).or_default();
+        let refuse = *from_client >= svc.spec.max_connections_per_client;
+        if refuse {
+            conn.refused = true;
+        } else {
+            *from_client += 1;
+        }
         self.slots[index as usize] = Slot::Busy(Box::new(conn));
-        self.metrics.service(service).accepted();
+        let counters = self.metrics.service(service);
+        counters.accepted();
         if svc.open >= svc.spec.max_connections && !svc.paused {
             svc.paused = true;
+            counters.service_limit_reached();
             self.io.push_back(Io::PauseAccept { service });
         }
-        self.with_conn(key, now, |c, cx| c.start(cx, now));
+        if refuse {
+            counters.refused(Refusal::ClientLimit);
+            tracing::debug!(%peer, "client at its connection cap; refused");
+            self.with_conn(key, now, |c, cx| c.close(cx, true, now));
+        } else {
+            self.with_conn(key, now, |c, cx| c.start(cx, now));
+        }
         key
     }
 
@@ -454,6 +481,15 @@ impl Engine {
             let service = c.service;
             let s = &mut self.services[service];
             s.open -= 1;
+            let ip = c.peer.ip();
+            if let Some(n) = s.per_client.get_mut(&ip) {
+                if !c.refused {
+                    *n -= 1;
+                }
+                if *n == 0 {
+                    s.per_client.remove(&ip);
+                }
+            }
             if s.paused && !self.draining && s.open < s.spec.max_connections {
                 s.paused = false;
                 self.io.push_back(Io::ResumeAccept { service });

@@ -83,6 +83,7 @@ pub(crate) fn plain_spec(endpoints: Vec<SocketAddr>) -> ServiceSpec {
         pool: PoolConfig::default(),
         timeouts: Timeouts::default(),
         max_connections: 1000,
+        max_connections_per_client: 1000,
     }
 }
 
@@ -112,7 +113,11 @@ impl Sim {
     }
 
     pub(crate) fn accept(&mut self) -> ConnKey {
-        let peer = SocketAddr::from(([10, 1, 0, 2], 40000 + self.conns.len() as u16));
+        self.accept_from([10, 1, 0, 2])
+    }
+
+    pub(crate) fn accept_from(&mut self, ip: [u8; 4]) -> ConnKey {
+        let peer = SocketAddr::from((ip, 40000 + self.conns.len() as u16));
         let k = self.engine.accepted(0, peer, self.now);
         self.conns.insert(k, SimConn::default());
         self.run();
@@ -459,6 +464,9 @@ fn a_connect_that_hangs_times_out_and_is_retried() {
 fn the_idle_timeout_closes_a_quiet_connection() {
     let mut spec = plain_spec(vec![addr(1)]);
     spec.timeouts.idle = Duration::from_secs(30);
+    // The client's first byte comes at 20 s; the first-byte timeout is
+    // not what this test is about.
+    spec.timeouts.first_byte = Duration::from_secs(60);
     let mut sim = Sim::new(spec);
     let k = sim.accept();
     sim.advance(Duration::from_secs(20));
@@ -680,4 +688,67 @@ fn a_chunk_with_a_send_in_flight_is_not_lent_again_until_the_send_is_cancelled()
     sim.cancel_held_sends();
     assert_eq!(sim.engine.live_connections(), 1, "only b is left");
     assert!(sim.engine.buffers_in_use() < before, "a's chunk went back");
+}
+
+#[test]
+fn a_client_that_never_speaks_is_closed_at_the_first_byte_timeout() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.timeouts.first_byte = Duration::from_secs(5);
+    let mut sim = Sim::new(spec);
+    let silent = sim.accept();
+    let talker = sim.accept();
+    sim.advance(Duration::from_secs(3));
+    sim.client_send(talker, b"hello");
+    sim.advance(Duration::from_millis(1999));
+    assert_eq!(sim.conn(silent).closed, None);
+    sim.advance(Duration::from_millis(2));
+    assert_eq!(sim.conn(silent).closed, Some(false), "no first byte in 5 s");
+    assert_eq!(sim.metrics.service(0).first_byte_timeouts(), 1);
+    // The one that spoke lives on, to its idle timeout.
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.conn(talker).closed, None);
+    let text = crate::metrics::render(&[&sim.metrics]);
+    assert!(
+        text.contains("causeway_terminator_first_byte_timeouts_total{service=\"demo\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_per_client_cap_refuses_the_next_connection_and_counts_it() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.max_connections_per_client = 2;
+    let mut sim = Sim::new(spec);
+    let a = sim.accept_from([10, 1, 0, 2]);
+    let _b = sim.accept_from([10, 1, 0, 2]);
+    let third = sim.accept_from([10, 1, 0, 2]);
+    assert_eq!(sim.conn(third).closed, Some(true), "reset at once");
+    assert!(
+        sim.conn(third).upstream.is_none(),
+        "never reached an upstream"
+    );
+    let other = sim.accept_from([10, 1, 0, 3]);
+    assert_eq!(
+        sim.conn(other).closed,
+        None,
+        "another address is not capped"
+    );
+    let metrics = sim.metrics.clone();
+    let m = metrics.service(0);
+    assert_eq!(m.refusals(Refusal::ClientLimit), 1);
+    // One closes: the address may open one more.
+    sim.client_fin(a);
+    assert_eq!(sim.conn(a).closed, Some(false));
+    let again = sim.accept_from([10, 1, 0, 2]);
+    assert_eq!(sim.conn(again).closed, None);
+    let fourth = sim.accept_from([10, 1, 0, 2]);
+    assert_eq!(sim.conn(fourth).closed, Some(true));
+    assert_eq!(m.refusals(Refusal::ClientLimit), 2);
+    let text = crate::metrics::render(&[&sim.metrics]);
+    assert!(
+        text.contains(
+            "causeway_terminator_refused_total{service=\"demo\",reason=\"client_limit\"} 2"
+        ),
+        "{text}"
+    );
 }
