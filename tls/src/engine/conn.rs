@@ -8,7 +8,7 @@ use super::{Attempt, ConnKey, Ctx, Io, Leg, Mode, ServiceSpec, Timeouts};
 use crate::{
     buf::{Buf, BufPool, BufWriter},
     identity::{self, HandshakeFailure},
-    metrics::Peer,
+    metrics::{FdStage, Peer},
     pool::EndpointId,
 };
 
@@ -274,6 +274,22 @@ impl Conn {
         *up = Side::default();
         cx.io.push_back(Io::Abort { conn: self.key });
         self.begin_connect(cx, true, now);
+    }
+
+    /// No socket could be opened for the upstream attempt: local pressure.
+    pub(crate) fn on_no_socket(&mut self, cx: &mut Ctx<'_>, attempt: u32, now: Instant) {
+        if self.phase != Phase::Connecting || self.attempt.is_none_or(|a| a.number != attempt) {
+            return;
+        }
+        cx.metrics
+            .service(self.service)
+            .fd_exhausted(FdStage::Connect);
+        tracing::debug!(
+            peer = %self.peer,
+            "no descriptor for an upstream socket; resetting the client (local pressure, not the upstream's fault)"
+        );
+        // Closing abandons the attempt: the endpoint is not charged.
+        self.close(cx, true, now);
     }
 
     pub(crate) fn on_connected(

@@ -37,11 +37,23 @@ use std::{
 use crate::{
     buf::BufPool,
     identity::{ClientTls, ServerTls},
-    metrics::{Refusal, WorkerMetrics},
+    metrics::{FdStage, Refusal, WorkerMetrics},
     pool::{EndpointId, Pool, PoolConfig},
 };
 
 use conn::{Conn, FailedOp};
+
+/// Whether `errno`, from `accept` or `socket`, means this process or the
+/// system ran out of something local: descriptors (`EMFILE` per process,
+/// `ENFILE` system-wide) or socket memory (`ENOBUFS`, `ENOMEM`). Such a
+/// failure says nothing about the client or the upstream.
+#[must_use]
+pub fn is_local_exhaustion(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+    )
+}
 
 /// Which socket of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +160,7 @@ impl Default for Timeouts {
 }
 
 /// One service as the engine needs it.
+#[derive(Clone)]
 pub struct ServiceSpec {
     /// The service's name, for metrics and logs.
     pub name: String,
@@ -370,6 +383,22 @@ impl Engine {
         now: Instant,
     ) {
         self.with_conn(conn, now, |c, cx| c.on_connected(cx, attempt, result, now));
+    }
+
+    /// The driver could not open the upstream socket for `attempt`: this
+    /// process or the system is out of descriptors or socket memory (see
+    /// [`is_local_exhaustion`]). Local pressure, not the endpoint's fault:
+    /// the endpoint is not charged with a failure (so never ejected for
+    /// it), no retry is made (any endpoint would meet the same limit), the
+    /// client is reset and the shortage counted.
+    pub fn connect_no_descriptor(&mut self, conn: ConnKey, attempt: u32, now: Instant) {
+        self.with_conn(conn, now, |c, cx| c.on_no_socket(cx, attempt, now));
+    }
+
+    /// An accept on `service` failed for want of a descriptor (see
+    /// [`is_local_exhaustion`]): counted; the driver backs off.
+    pub fn accept_no_descriptor(&mut self, service: usize) {
+        self.metrics.service(service).fd_exhausted(FdStage::Accept);
     }
 
     /// The bytes to send on `leg` (valid until the next call into the

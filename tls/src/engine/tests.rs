@@ -752,3 +752,31 @@ fn the_per_client_cap_refuses_the_next_connection_and_counts_it() {
         "{text}"
     );
 }
+
+#[test]
+fn no_descriptor_for_an_upstream_socket_is_local_pressure_never_the_endpoints_fault() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.pool.failures_to_eject = 2;
+    let mut sim = Sim::new(spec);
+    sim.behaviour.insert(addr(1), Behaviour::Blackhole);
+    for _ in 0..5 {
+        let k = sim.accept();
+        // The driver's socket() said EMFILE for this attempt.
+        sim.conns.get_mut(&k).unwrap().connecting = None;
+        sim.engine.connect_no_descriptor(k, 1, sim.now);
+        sim.run();
+        assert_eq!(sim.conn(k).closed, Some(true), "the client is reset");
+    }
+    let m = sim.metrics.service(0);
+    assert_eq!(m.fd_exhaustions(FdStage::Connect), 5);
+    assert_eq!(
+        m.retry_figures().0,
+        0,
+        "no retry: any endpoint would meet the same limit"
+    );
+    assert_eq!(m.endpoint(0).ejections(), 0, "never an ejection");
+    assert_eq!(
+        sim.engine.pool(0).state(EndpointId(0), sim.now),
+        crate::pool::EndpointState::Healthy
+    );
+}
