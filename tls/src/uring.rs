@@ -469,6 +469,24 @@ impl Worker {
         }
     }
 
+    /// Out of descriptors: stop every accept until one of this worker's
+    /// connections closes or [`ACCEPT_BACKOFF`] passes.
+    fn pause_accepting(&mut self, now: Instant) -> io::Result<()> {
+        if self.accept_backoff.is_some() {
+            return Ok(());
+        }
+        self.accept_backoff = Some(now + ACCEPT_BACKOFF);
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].2 {
+                let sqe = opcode::AsyncCancel::new((OP_ACCEPT << 56) | i as u64)
+                    .build()
+                    .user_data(OP_CANCEL_ACCEPT << 56);
+                self.push(sqe)?;
+            }
+        }
+        Ok(())
+    }
+
     fn arm_accept(&mut self, i: usize) -> io::Result<()> {
         if self.listeners[i].2
             || self.accept_backoff.is_some()
@@ -530,8 +548,11 @@ impl Worker {
                     if fd < 0 {
                         let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
                         if is_local_exhaustion(e) {
-                            self.engine
-                                .connect_no_descriptor(conn, attempt, Instant::now());
+                            let now = Instant::now();
+                            self.engine.connect_no_descriptor(conn, attempt, now);
+                            // A client accepted now could not be served
+                            // either: leave the rest queued in the kernel.
+                            self.pause_accepting(now)?;
                         } else {
                             self.engine.connected(conn, attempt, Err(e), Instant::now());
                         }
@@ -651,13 +672,18 @@ impl Worker {
             return;
         }
         let reset = slot.reset;
+        let mut freed = 0;
         for fd in slot.fds.iter_mut().filter_map(Option::take) {
             close_fd(fd, reset);
+            freed += 1;
         }
         *slot = Slot::default();
         self.engine.released(conn);
-        if self.accept_backoff.is_some() {
-            // A descriptor is free again: accept at the next turn.
+        if freed == 2 && self.accept_backoff.is_some() {
+            // The descriptors a new connection needs (client and
+            // upstream) are free again: accept at the next turn. A
+            // connection refused for want of its upstream socket frees
+            // only one, and waits out the backoff.
             self.accept_backoff = Some(Instant::now());
         }
     }
@@ -686,13 +712,8 @@ impl Worker {
                         // The connection stays queued in the kernel; take
                         // it when a descriptor is free, not in a loop.
                         self.engine.accept_no_descriptor(service);
-                        if self.accept_backoff.is_none() {
-                            tracing::debug!(
-                                errno = -res,
-                                "accept: no descriptor; accepting pauses"
-                            );
-                            self.accept_backoff = Some(now + ACCEPT_BACKOFF);
-                        }
+                        tracing::debug!(errno = -res, "accept: no descriptor; accepting pauses");
+                        self.pause_accepting(now)?;
                     } else if res != -libc::ECANCELED {
                         tracing::debug!(errno = -res, "accept failed");
                     }
