@@ -145,10 +145,18 @@ pub struct TlsServiceSpec {
     /// Connections open at most per worker.
     #[serde(default = "max_connections")]
     pub max_connections: usize,
+    /// Connections one client address holds open at most per worker; the
+    /// next is reset and counted (see the terminator's `ServiceConfig`).
+    #[serde(default = "max_connections_per_client")]
+    pub max_connections_per_client: usize,
 }
 
 fn max_connections() -> usize {
     10_000
+}
+
+fn max_connections_per_client() -> usize {
+    1_000
 }
 
 /// A Kubernetes Service and one of its ports: a TLSService's upstreams.
@@ -511,6 +519,7 @@ impl ApplianceSet {
             retry_budget: s.retry_budget,
             breaker: s.breaker,
             max_connections: s.max_connections,
+            max_connections_per_client: s.max_connections_per_client,
         })
     }
 
@@ -736,6 +745,7 @@ impl ApplianceSet {
                     retry_budget: s.retry_budget,
                     breaker: s.breaker,
                     max_connections: s.max_connections,
+                    max_connections_per_client: s.max_connections_per_client,
                 },
             );
         }

@@ -628,3 +628,392 @@ print(get(), flush=True)
     let _ = old.wait();
     let _ = std::fs::remove_dir_all(staging);
 }
+
+// ---- Resource limits and hostile clients (issue 19, items 9 and 10) ----
+//
+// These run a terminator-only causeway of their own in island B, in front
+// of the lab's HTTP backends, so each test sets the limits it exercises
+// (descriptors with prlimit, short timeouts, a small per-client cap).
+
+/// A terminator-only causeway in island B: its process, its files, and
+/// where its API socket is.
+struct Gateway {
+    proc: Proc,
+    dir: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `causeway run` in island B with `services` (YAML list items,
+    /// indented for `terminator.services`), under `prefix` (e.g. a
+    /// `prlimit` command), and waits until it listens on `port`.
+    fn start(lab: &Lab, tag: &str, prefix: &str, services: &str, port: u16) -> Self {
+        let dir = tempdir(tag);
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let yaml = format!(
+            "ports: []\napi: {{socket: {d}/gw.sock}}\nstate: {{dir: {d}/state}}\n\
+             terminator:\n  cores: [0]\n  driver: io_uring\n  services:\n{services}",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("gw.yaml"), yaml).unwrap();
+        let proc = spawn_in(
+            lab,
+            "b",
+            &format!(
+                "env RUST_LOG=info {prefix} {} run --config {}/gw.yaml",
+                causeway_bin().display(),
+                dir.display()
+            ),
+            &dir.join("gw.log"),
+        );
+        let me = Self { proc, dir };
+        let up = wait_for(Duration::from_secs(20), || {
+            listening(lab, "b", port).then_some(())
+        });
+        assert!(up.is_some(), "the gateway did not listen:\n{}", me.log());
+        me
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gw.log")).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> String {
+        ok(&format!(
+            "curl -s -m 5 --unix-socket {}/gw.sock http://x/metrics",
+            self.dir.display()
+        ))
+    }
+
+    /// CPU seconds (user + system) the process has used.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which may hold spaces): utime is
+        // the 14th field of the line, stime the 15th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        let hz: f64 = ok("getconf CLK_TCK").trim().parse().unwrap();
+        ticks / hz
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(Iterator::count)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a python script in island `role`; its stdout. The script is
+/// bounded by `timeout` seconds (killed after).
+fn python(lab: &Lab, role: &str, script: &str, timeout: u32) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(role),
+            "timeout",
+            &timeout.to_string(),
+            "python3",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One plain HTTP request through the gateway on `port`; whether the
+/// backend answered 200.
+fn http_ok(lab: &Lab, port: u16) -> bool {
+    let out = lab.try_exec(
+        "b",
+        &format!("curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://10.2.0.2:{port}/"),
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "200"
+}
+
+#[test]
+fn out_of_descriptors_the_terminator_backs_off_counts_it_and_serves_again() {
+    require("prlimit", "util-linux");
+    require("python3", "python3");
+    let lab = Lab::up("tf");
+    let port = 17080;
+    let services = format!(
+        "    - {{name: web, listen: 10.2.0.2:{port}, mode: plain, upstreams: [10.2.0.2:8081]}}\n"
+    );
+    let limit = 64;
+    let gw = Gateway::start(
+        &lab,
+        "fds",
+        &format!("prlimit --nofile={limit}:{limit}"),
+        &services,
+        port,
+    );
+    assert!(http_ok(&lab, port), "served before the pressure");
+    let base = gw.open_fds();
+    assert!(
+        base + 10 < limit,
+        "{base} descriptors at rest leave no room under {limit}"
+    );
+    // Idle clients: each proxied one costs two descriptors, so this is
+    // several times what fits. They connect (the kernel completes the TCP
+    // handshake and queues them) and hold on until told to go.
+    let idle = limit;
+    let script = format!(
+        r#"
+import socket, sys, time
+socks, errors = [], set()
+for _ in range({idle}):
+    try:
+        socks.append(socket.create_connection(("10.2.0.2", {port}), timeout=5))
+    except OSError as e:
+        errors.add(str(e))
+print(len(socks), sorted(errors), flush=True)
+sys.stdin.readline()
+for s in socks: s.close()
+"#
+    );
+    let mut clients = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("b"),
+            "timeout",
+            "60",
+            "python3",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(clients.stdout.take().unwrap()).lines();
+    // Some may be refused once the terminator resets the ones it cannot
+    // serve; enough must hold on to be more than fit.
+    let opened = lines.next().unwrap().unwrap();
+    let n: usize = opened.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        2 * n > limit - base,
+        "only {n} idle clients connected ({opened}); {} descriptors are free",
+        limit - base
+    );
+    // Let it meet the limit, then watch it for two seconds: a worker that
+    // re-arms a failing accept burns a whole core; one that backs off
+    // sleeps.
+    std::thread::sleep(Duration::from_secs(1));
+    let full = gw.open_fds();
+    let cpu_before = gw.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = gw.cpu_seconds() - cpu_before;
+    // The idle ones leave; new clients are served again.
+    writeln!(clients.stdin.as_mut().unwrap()).unwrap();
+    let _ = clients.wait();
+    let served = wait_for(Duration::from_secs(10), || {
+        http_ok(&lab, port).then_some(())
+    });
+    let m = gw.metrics();
+    assert!(
+        cpu < 0.5,
+        "the terminator used {cpu:.2} s of CPU in 2 s out of descriptors \
+         ({full} of {limit} open): it spins\n{}",
+        gw.log()
+    );
+    let exhausted = sample(
+        &m,
+        "causeway_terminator_fd_exhausted_total{service=\"web\",stage=\"accept\"}",
+    ) + sample(
+        &m,
+        "causeway_terminator_fd_exhausted_total{service=\"web\",stage=\"connect\"}",
+    );
+    assert!(
+        exhausted >= 1.0,
+        "EMFILE is counted ({full} of {limit} open, {base} at rest):\n{m}"
+    );
+    for family in [
+        "endpoint_connect_failures_total",
+        "endpoint_ejections_total",
+    ] {
+        assert_eq!(
+            sample(
+                &m,
+                &format!(
+                    "causeway_terminator_{family}{{service=\"web\",endpoint=\"10.2.0.2:8081\"}}"
+                )
+            ),
+            0.0,
+            "local pressure is never the upstream's fault ({family}):\n{m}"
+        );
+    }
+    assert!(
+        served.is_some(),
+        "not served once the idle clients left:\n{}",
+        gw.log()
+    );
+    assert!(
+        gw.log().contains("RLIMIT_NOFILE"),
+        "the descriptor limits are logged:\n{}",
+        gw.log()
+    );
+}
+
+/// The gateway's services for the slow-client tests: `tls` terminates
+/// with short timeouts, `capped` is plain with a cap of 3 per client.
+fn slow_client_services(pki: &causeway_tls::identity::ca::LabPki) -> String {
+    format!(
+        "    - name: tls\n      listen: 10.2.0.2:17443\n      mode: terminate\n\
+         \x20     tls: {{cert: {}, key: {}}}\n      upstreams: [10.2.0.2:8081]\n\
+         \x20     timeouts: {{handshake: 1s, first_byte: 1s, idle: 3s}}\n\
+         \x20   - name: capped\n      listen: 10.2.0.2:17081\n      mode: plain\n\
+         \x20     upstreams: [10.2.0.2:8081]\n      max_connections_per_client: 3\n",
+        pki.server.cert.display(),
+        pki.server.key.display()
+    )
+}
+
+#[test]
+fn slow_silent_and_idle_clients_are_let_go_at_their_own_timeouts() {
+    require("python3", "python3");
+    let lab = Lab::up("ts");
+    let pki_dir = tempdir("slow-pki");
+    let pki = causeway_tls::identity::ca::lab_pki(
+        &pki_dir,
+        "causeway.lab",
+        &[IpAddr::V4(Ipv4Addr::new(10, 2, 0, 2))],
+    )
+    .expect("a PKI");
+    let gw = Gateway::start(&lab, "slow", "", &slow_client_services(&pki), 17443);
+    // Three clients at once, each timing how long until the gateway lets
+    // it go: one sends nothing at all (handshake timeout, 1 s), one
+    // completes TLS and sends nothing (first-byte timeout, 1 s), one is
+    // served once and then idles (idle timeout, 3 s).
+    let script = format!(
+        r#"
+import json, socket, ssl, threading, time
+ctx = ssl.create_default_context(cafile="{ca}")
+out = {{}}
+def until_closed(s, key, start):
+    s.settimeout(20)
+    try:
+        while s.recv(4096): pass
+    except (ConnectionResetError, ssl.SSLError, OSError):
+        pass
+    out[key] = round(time.time() - start, 2)
+def silent():
+    start = time.time()
+    until_closed(socket.create_connection(("10.2.0.2", 17443)), "handshake", start)
+def no_first_byte():
+    s = ctx.wrap_socket(socket.create_connection(("10.2.0.2", 17443)), server_hostname="10.2.0.2")
+    until_closed(s, "first_byte", time.time())
+def idle():
+    s = ctx.wrap_socket(socket.create_connection(("10.2.0.2", 17443)), server_hostname="10.2.0.2")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"hello from" not in data:
+        data += s.recv(4096)
+    out["served"] = data.split(b"\r\n")[0].decode()
+    until_closed(s, "idle", time.time())
+ts = [threading.Thread(target=f) for f in (silent, no_first_byte, idle)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(json.dumps(out))
+"#,
+        ca = pki.ca_cert.display()
+    );
+    let out: serde_json::Value =
+        serde_json::from_str(python(&lab, "b", &script, 40).trim()).expect("JSON");
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&pki_dir);
+    assert_eq!(out["served"], "HTTP/1.1 200 OK", "{out}");
+    // Let go at its own timeout: not before it, and long before the
+    // defaults (10 s, 10 s, 1 h) would have.
+    for (key, at_least) in [("handshake", 0.8), ("first_byte", 0.8), ("idle", 2.8)] {
+        let t = out[key].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (at_least..at_least + 4.0).contains(&t),
+            "{key}: closed after {t} s: {out}\n{}",
+            gw.log()
+        );
+    }
+    for (name, want) in [
+        (
+            "causeway_terminator_tls_handshake_failures_total{service=\"tls\",peer=\"src\",reason=\"timeout\"}",
+            1.0,
+        ),
+        (
+            "causeway_terminator_first_byte_timeouts_total{service=\"tls\"}",
+            1.0,
+        ),
+        (
+            "causeway_terminator_idle_timeouts_total{service=\"tls\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&m, name), want, "{name}:\n{m}");
+    }
+}
+
+#[test]
+fn the_per_client_cap_refuses_the_next_connection_and_counts_it() {
+    require("python3", "python3");
+    let lab = Lab::up("tp");
+    let pki_dir = tempdir("cap-pki");
+    let pki = causeway_tls::identity::ca::lab_pki(
+        &pki_dir,
+        "causeway.lab",
+        &[IpAddr::V4(Ipv4Addr::new(10, 2, 0, 2))],
+    )
+    .expect("a PKI");
+    let gw = Gateway::start(&lab, "cap", "", &slow_client_services(&pki), 17081);
+    // Four connections from one address to a service capped at three: the
+    // first three are served, the fourth is reset before any byte.
+    let script = r#"
+import json, socket
+socks = [socket.create_connection(("10.2.0.2", 17081), timeout=5) for _ in range(4)]
+res = []
+for s in socks:
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = s.recv(4096)
+        res.append(data.split(b"\r\n")[0].decode() if data else "closed")
+    except OSError as e:
+        res.append("reset")
+print(json.dumps(res))
+"#;
+    let res: serde_json::Value =
+        serde_json::from_str(python(&lab, "b", script, 20).trim()).expect("JSON");
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&pki_dir);
+    let res: Vec<&str> = res
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(&res[..3], ["HTTP/1.1 200 OK"; 3], "{res:?}");
+    assert!(res[3] == "reset" || res[3] == "closed", "{res:?}");
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_refused_total{service=\"capped\",reason=\"client_limit\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}

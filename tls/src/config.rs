@@ -101,13 +101,27 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub breaker: BreakerConfig,
     /// Connections open at most per worker; beyond it the worker stops
-    /// accepting (the kernel's backlog holds the rest).
+    /// accepting (the kernel's backlog holds the rest), counted in
+    /// `service_limit_reached_total`.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address may hold open at most per worker
+    /// (SO_REUSEPORT spreads a client's connections over the workers, so
+    /// the appliance-wide figure is up to this times the workers). The
+    /// next one is accepted and reset at once, counted in
+    /// `refused_total{reason="client_limit"}`. Default 1000, a tenth of
+    /// `max_connections`: no single address can take a worker's capacity.
+    /// An island behind one NAT address needs it raised.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
 }
 
 fn default_max_connections() -> usize {
     10_000
+}
+
+fn default_max_connections_per_client() -> usize {
+    1_000
 }
 
 /// TLS towards clients.
@@ -174,16 +188,37 @@ pub enum BalancerName {
     Maglev,
 }
 
-/// Timeouts of a service.
+/// Timeouts of a service. Each one is separate, so a slow or silent
+/// client is let go at the first stage it stalls in, and each is counted
+/// apart (`tls_handshake_failures_total{reason="timeout"}`,
+/// `first_byte_timeouts_total`, `idle_timeouts_total`).
+///
+/// The defaults, and why (Envoy and nginx are the references):
+///
+/// | field        | default | reference |
+/// |--------------|---------|-----------|
+/// | `connect`    | 1 s     | Linkerd's connect timeout (Envoy's 5 s is for WANs; islands are a hop away) |
+/// | `handshake`  | 10 s    | Envoy's `listener_filters_timeout` is 15 s for the first bytes alone, nginx's `ssl_handshake_timeout` 60 s for the open web; a client one hop away that needs over 10 s for a TLS handshake is stalling |
+/// | `first_byte` | 10 s    | nginx's `client_header_timeout` (60 s) and Envoy's recommended edge `request_headers_timeout` (10 s) bound the same thing for HTTP: a client that completed its handshake, holds an upstream connection, and says nothing |
+/// | `idle`       | 1 h     | Envoy's `tcp_proxy` `idle_timeout`; nginx's 75 s `keepalive_timeout` is between HTTP requests, which an L4 proxy cannot tell from a long silence inside one |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsConfig {
     /// One connect attempt to an upstream (TCP and, originating, TLS).
     #[serde(default = "d_connect", with = "duration")]
     pub connect: Duration,
-    /// The client's TLS handshake.
+    /// The client's whole TLS handshake, from its accept (terminate modes).
+    /// Expiry: a reset, counted as a client handshake failure `timeout`.
     #[serde(default = "d_handshake", with = "duration")]
     pub handshake: Duration,
+    /// From the moment the client may send data (its accept in plain and
+    /// originate modes, the end of its TLS handshake in terminate modes)
+    /// until its first byte of data. Expiry closes the connection, counted
+    /// in `first_byte_timeouts_total`. A protocol where the client waits
+    /// for the server to speak first and then stays silent needs this as
+    /// long as `idle`.
+    #[serde(default = "d_first_byte", with = "duration")]
+    pub first_byte: Duration,
     /// No byte either way for this long closes a connection.
     #[serde(default = "d_idle", with = "duration")]
     pub idle: Duration,
@@ -195,6 +230,9 @@ fn d_connect() -> Duration {
 fn d_handshake() -> Duration {
     Duration::from_secs(10)
 }
+fn d_first_byte() -> Duration {
+    Duration::from_secs(10)
+}
 fn d_idle() -> Duration {
     Duration::from_secs(3600)
 }
@@ -204,6 +242,7 @@ impl Default for TimeoutsConfig {
         Self {
             connect: d_connect(),
             handshake: d_handshake(),
+            first_byte: d_first_byte(),
             idle: d_idle(),
         }
     }
@@ -421,9 +460,16 @@ impl TerminatorConfig {
             if s.max_connections == 0 {
                 err(at("max_connections"), "must be at least 1".into());
             }
+            if s.max_connections_per_client == 0 {
+                err(
+                    at("max_connections_per_client"),
+                    "must be at least 1".into(),
+                );
+            }
             for (f, d) in [
                 ("timeouts.connect", s.timeouts.connect),
                 ("timeouts.handshake", s.timeouts.handshake),
+                ("timeouts.first_byte", s.timeouts.first_byte),
                 ("timeouts.idle", s.timeouts.idle),
             ] {
                 if d.is_zero() {
@@ -512,6 +558,8 @@ services:
         assert_eq!(s.timeouts.connect, Duration::from_millis(500));
         assert_eq!(s.timeouts.idle, Duration::from_secs(300));
         assert_eq!(s.timeouts.handshake, Duration::from_secs(10));
+        assert_eq!(s.timeouts.first_byte, Duration::from_secs(10));
+        assert_eq!(s.max_connections_per_client, 1000);
         assert_eq!(s.breaker.consecutive_failures, 7);
         assert_eq!(s.retry_budget.min_per_second, 10);
         assert_eq!(s.tls.as_ref().unwrap().min_version, MinVersion::Tls13);

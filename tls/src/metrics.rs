@@ -54,6 +54,51 @@ pub const HANDSHAKE_REASONS: &[&str] = &[
     "eof",
 ];
 
+/// Why a client was refused right after its accept: a small enum that
+/// indexes a counter array (`refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its address already holds `max_connections_per_client` connections
+    /// on this worker.
+    ClientLimit,
+}
+
+impl Refusal {
+    /// Every reason, in counter order.
+    pub const ALL: [Self; 1] = [Self::ClientLimit];
+
+    /// The label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientLimit => "client_limit",
+        }
+    }
+}
+
+/// Where the terminator ran out of file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdStage {
+    /// Accepting a client.
+    Accept,
+    /// Opening the socket towards an upstream.
+    Connect,
+}
+
+impl FdStage {
+    /// Every stage, in counter order.
+    pub const ALL: [Self; 2] = [Self::Accept, Self::Connect];
+
+    /// The label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Connect => "connect",
+        }
+    }
+}
+
 /// Upper bounds of the latency buckets, in milliseconds (Linkerd's
 /// response_latency_ms buckets).
 const LATENCY_MS: &[u64] = &[
@@ -197,6 +242,10 @@ pub struct ServiceCounters {
     budget_exhausted: AtomicU64,
     no_endpoint: AtomicU64,
     idle_closed: AtomicU64,
+    first_byte_closed: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+    service_limit_reached: AtomicU64,
+    fd_exhausted: [AtomicU64; FdStage::ALL.len()],
     connect_latency: Histogram,
     duration: Histogram,
     endpoints: Vec<EndpointCounters>,
@@ -227,6 +276,10 @@ impl ServiceCounters {
             budget_exhausted: AtomicU64::new(0),
             no_endpoint: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
+            first_byte_closed: AtomicU64::new(0),
+            refused: Default::default(),
+            service_limit_reached: AtomicU64::new(0),
+            fd_exhausted: Default::default(),
             connect_latency: Histogram::new(LATENCY_MS),
             duration: Histogram::new(DURATION_MS),
             endpoints: endpoints
@@ -277,6 +330,21 @@ impl ServiceCounters {
     pub(crate) fn idle_closed(&self) {
         self.idle_closed.fetch_add(1, Relaxed);
     }
+    pub(crate) fn first_byte_closed(&self) {
+        self.first_byte_closed.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+    pub(crate) fn service_limit_reached(&self) {
+        self.service_limit_reached.fetch_add(1, Relaxed);
+    }
+    /// This process (EMFILE) or the system (ENFILE) had no descriptor for
+    /// an accept or an upstream socket: local pressure, nobody else's
+    /// fault.
+    pub fn fd_exhausted(&self, stage: FdStage) {
+        self.fd_exhausted[stage as usize].fetch_add(1, Relaxed);
+    }
     pub(crate) fn connect_latency(&self, d: Duration) {
         self.connect_latency.observe(d);
     }
@@ -304,6 +372,24 @@ impl ServiceCounters {
             .map_or(0, |i| self.handshake_failures[0][i].load(Relaxed))
     }
 
+    /// Clients refused for `why`.
+    #[must_use]
+    pub fn refusals(&self, why: Refusal) -> u64 {
+        self.refused[why as usize].load(Relaxed)
+    }
+
+    /// Connections closed because the client sent nothing in time.
+    #[must_use]
+    pub fn first_byte_timeouts(&self) -> u64 {
+        self.first_byte_closed.load(Relaxed)
+    }
+
+    /// Descriptor exhaustion met at `stage`.
+    #[must_use]
+    pub fn fd_exhaustions(&self, stage: FdStage) -> u64 {
+        self.fd_exhausted[stage as usize].load(Relaxed)
+    }
+
     /// Retries, budget exhaustions, refusals for lack of an endpoint.
     #[must_use]
     pub fn retry_figures(&self) -> (u64, u64, u64) {
@@ -319,6 +405,7 @@ impl ServiceCounters {
 #[derive(Debug)]
 pub struct WorkerMetrics {
     services: Vec<ServiceCounters>,
+    restarts: AtomicU64,
 }
 
 impl WorkerMetrics {
@@ -330,7 +417,19 @@ impl WorkerMetrics {
                 .into_iter()
                 .map(|(n, e)| ServiceCounters::new(n, e))
                 .collect(),
+            restarts: AtomicU64::new(0),
         }
+    }
+
+    /// The worker's ring failed and the worker was built again.
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Relaxed);
+    }
+
+    /// Restarts so far.
+    #[must_use]
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Relaxed)
     }
 
     /// Service `i`'s figures.
@@ -479,6 +578,16 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
             "Connections closed by the idle timeout.",
             3,
         ),
+        (
+            "first_byte_timeouts_total",
+            "Connections closed because the client sent nothing within the first-byte timeout.",
+            4,
+        ),
+        (
+            "service_limit_reached_total",
+            "Times the service reached max_connections on a worker, which then stopped accepting until one closed.",
+            5,
+        ),
     ] {
         family(&mut out, name, "counter", help);
         for i in 0..n {
@@ -489,12 +598,61 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
                     0 => &c.retries,
                     1 => &c.budget_exhausted,
                     2 => &c.no_endpoint,
-                    _ => &c.idle_closed,
+                    3 => &c.idle_closed,
+                    4 => &c.first_byte_closed,
+                    _ => &c.service_limit_reached,
                 })
             });
             let _ = writeln!(out, "{p}_{name}{{service=\"{s}\"}} {v}");
         }
     }
+    family(
+        &mut out,
+        "refused_total",
+        "counter",
+        "Clients refused (reset) right after their accept, by reason.",
+    );
+    for i in 0..n {
+        let s = &first.services[i].name;
+        for why in Refusal::ALL {
+            let v = sum(workers, |w| load(&w.services[i].refused[why as usize]));
+            let _ = writeln!(
+                out,
+                "{p}_refused_total{{service=\"{s}\",reason=\"{}\"}} {v}",
+                why.as_str()
+            );
+        }
+    }
+    family(
+        &mut out,
+        "fd_exhausted_total",
+        "counter",
+        "Accepts and upstream sockets that found no file descriptor (EMFILE, ENFILE): local pressure, never counted against an upstream.",
+    );
+    for i in 0..n {
+        let s = &first.services[i].name;
+        for stage in FdStage::ALL {
+            let v = sum(workers, |w| {
+                load(&w.services[i].fd_exhausted[stage as usize])
+            });
+            let _ = writeln!(
+                out,
+                "{p}_fd_exhausted_total{{service=\"{s}\",stage=\"{}\"}} {v}",
+                stage.as_str()
+            );
+        }
+    }
+    family(
+        &mut out,
+        "worker_restarts_total",
+        "counter",
+        "Terminator workers rebuilt after their ring failed.",
+    );
+    let _ = writeln!(
+        out,
+        "{p}_worker_restarts_total {}",
+        sum(workers, |w| load(&w.restarts))
+    );
     for (name, help, which) in [
         ("connect_latency_ms", "Upstream TCP connect latency.", 0),
         (

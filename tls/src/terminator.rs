@@ -35,6 +35,14 @@ use crate::{
     uring::{Listen, Worker},
 };
 
+/// The first wait before a worker whose ring failed is built again; it
+/// doubles with each failure in a row, up to [`RESTART_MAX`].
+const RESTART_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between two rebuilds of a failing worker.
+const RESTART_MAX: Duration = Duration::from_secs(10);
+/// A worker that ran this long before failing starts its backoff afresh.
+const RESTART_RESET: Duration = Duration::from_secs(60);
+
 /// How often certificate, key and trust bundle files are checked.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
@@ -142,6 +150,111 @@ fn enter_netns(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Raises this process's `RLIMIT_NOFILE` soft limit to its hard limit and
+/// logs both. Every proxied connection costs two descriptors; the usual
+/// soft limit (1024) would cap the terminator near 500 connections while
+/// the hard limit (524288 under systemd, for one) allows far more. What
+/// the hard limit still refuses is met as local pressure: counted
+/// (`fd_exhausted_total`), never blamed on an upstream, and accepting
+/// backs off.
+pub fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read RLIMIT_NOFILE");
+        return;
+    }
+    let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
+    if soft >= hard {
+        tracing::info!(
+            soft,
+            hard,
+            "RLIMIT_NOFILE: the soft limit is already the hard limit"
+        );
+        return;
+    }
+    lim.rlim_cur = hard;
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } == 0 {
+        tracing::info!(
+            soft_before = soft,
+            soft = hard,
+            hard,
+            "RLIMIT_NOFILE: soft limit raised to the hard limit"
+        );
+    } else {
+        tracing::warn!(
+            soft,
+            hard,
+            error = %std::io::Error::last_os_error(),
+            "RLIMIT_NOFILE: could not raise the soft limit"
+        );
+    }
+}
+
+/// Runs worker `w` until `stop`, building it again when its ring fails.
+///
+/// `run_once` builds a fresh engine and driver worker, calls its argument
+/// once it listens, and runs it: `Err` means it could not be built,
+/// `Ok(Err)` that its ring failed, `Ok(Ok)` a clean stop. The first
+/// build's outcome goes to `ready` (a first build that fails is not
+/// retried: the start fails with it). After a failure the worker is gone
+/// — dropping it reset its connections and closed its descriptors — and
+/// after a backoff it is built again, counted in `worker_restarts_total`.
+pub(crate) fn supervise(
+    w: usize,
+    stop: &AtomicBool,
+    metrics: &WorkerMetrics,
+    mut run_once: impl FnMut(&mut dyn FnMut()) -> std::io::Result<std::io::Result<()>>,
+    mut ready: impl FnMut(std::result::Result<(), std::io::Error>),
+) {
+    let mut announced = false;
+    let mut backoff = RESTART_MIN;
+    loop {
+        let started = Instant::now();
+        let outcome = run_once(&mut || {
+            if !announced {
+                announced = true;
+                ready(Ok(()));
+            }
+        });
+        match outcome {
+            Ok(Ok(())) => return,
+            Err(e) if !announced => {
+                ready(Err(e));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(worker = w, error = %e, "terminator worker could not be rebuilt")
+            }
+            Ok(Err(e)) => tracing::error!(
+                worker = w,
+                error = %e,
+                "terminator worker's ring failed; its connections were reset"
+            ),
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if started.elapsed() >= RESTART_RESET {
+            backoff = RESTART_MIN;
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20).min(backoff));
+        }
+        backoff = (backoff * 2).min(RESTART_MAX);
+        metrics.restarted();
+        tracing::warn!(worker = w, "restarting terminator worker");
+    }
+}
+
 impl Terminator {
     /// Loads every service's TLS material, then starts one worker per
     /// configured core; returns once every worker listens.
@@ -152,6 +265,7 @@ impl Terminator {
     /// service and file), a namespace that cannot be entered, a listener
     /// that cannot be opened, or no usable driver.
     pub fn start(cfg: &TerminatorConfig) -> Result<Self> {
+        raise_nofile_limit();
         let material: Vec<Material> = cfg
             .services
             .iter()
@@ -185,9 +299,11 @@ impl Terminator {
                     timeouts: Timeouts {
                         connect: s.timeouts.connect,
                         handshake: s.timeouts.handshake,
+                        first_byte: s.timeouts.first_byte,
                         idle: s.timeouts.idle,
                     },
                     max_connections: s.max_connections,
+                    max_connections_per_client: s.max_connections_per_client,
                 })
                 .collect();
             let metrics = Arc::new(WorkerMetrics::new(
@@ -213,26 +329,33 @@ impl Terminator {
                         let _ = ready.send(Err(e));
                         return;
                     }
-                    let engine = Engine::new(specs, w as u64 + 1, Instant::now(), metrics);
-                    let result = match driver {
-                        DriverKind::IoUring => Worker::new(engine, &listen).map(|mut worker| {
-                            let _ = ready.send(Ok(()));
-                            worker.run(&stop, drain)
-                        }),
-                        DriverKind::Tokio => TokioWorker::new(engine, &listen).map(|mut worker| {
-                            let _ = ready.send(Ok(()));
-                            worker.run(&stop, drain)
-                        }),
+                    let worker_metrics = metrics.clone();
+                    let run_once = |listening: &mut dyn FnMut()| {
+                        // A fresh engine each time: the connections of a
+                        // failed ring are gone with it.
+                        let engine = Engine::new(
+                            specs.clone(),
+                            w as u64 + 1,
+                            Instant::now(),
+                            worker_metrics.clone(),
+                        );
+                        match driver {
+                            DriverKind::IoUring => {
+                                let mut worker = Worker::new(engine, &listen)?;
+                                listening();
+                                Ok(worker.run(&stop, drain))
+                            }
+                            DriverKind::Tokio => {
+                                let mut worker = TokioWorker::new(engine, &listen)?;
+                                listening();
+                                Ok(worker.run(&stop, drain))
+                            }
+                        }
                     };
-                    match result {
-                        Err(e) => {
-                            let _ = ready.send(Err(anyhow!("terminator worker {w}: {e}")));
-                        }
-                        Ok(Err(e)) => {
-                            tracing::error!(worker = w, error = %e, "terminator worker failed")
-                        }
-                        Ok(Ok(())) => {}
-                    }
+                    supervise(w, &stop, &metrics, run_once, |first| {
+                        let _ =
+                            ready.send(first.map_err(|e| anyhow!("terminator worker {w}: {e}")));
+                    });
                 })
                 .context("spawning a terminator worker")?;
             workers.push(handle);
@@ -344,5 +467,119 @@ fn log_reload(service: &str, section: &str, r: Reload) {
             error = %e,
             "new TLS material still refused; the old material stays in force"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{ErrorKind, Read, Write},
+        net::{SocketAddr, TcpListener, TcpStream},
+        sync::Arc,
+    };
+
+    use super::*;
+    use crate::{
+        engine::Timeouts,
+        pool::PoolConfig,
+        uring::{INJECT_RING_FAILURE, Listen, Worker},
+    };
+
+    /// An upstream on loopback that echoes every connection.
+    fn echo() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        if s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn round_trip(listen: SocketAddr, what: &[u8]) -> TcpStream {
+        let mut c = TcpStream::connect(listen).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(what).unwrap();
+        let mut got = vec![0; what.len()];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, what);
+        c
+    }
+
+    #[test]
+    fn a_worker_whose_ring_fails_resets_its_connections_and_is_built_again() {
+        let upstream = echo();
+        let listen = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let spec = ServiceSpec {
+            name: "echo".into(),
+            server_tls: None,
+            client_tls: None,
+            endpoints: vec![upstream],
+            pool: PoolConfig::default(),
+            timeouts: Timeouts::default(),
+            max_connections: 100,
+            max_connections_per_client: 100,
+        };
+        let metrics = Arc::new(WorkerMetrics::new([("echo", &[upstream][..])]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let handle = {
+            let (metrics, stop) = (metrics.clone(), stop.clone());
+            thread::spawn(move || {
+                let listen = [Listen {
+                    service: 0,
+                    addr: listen,
+                }];
+                let run_once = |listening: &mut dyn FnMut()| {
+                    let engine =
+                        Engine::new(vec![spec.clone()], 1, Instant::now(), metrics.clone());
+                    let mut worker = Worker::new(engine, &listen)?;
+                    listening();
+                    Ok(worker.run(&stop, Duration::from_millis(100)))
+                };
+                supervise(0, &stop, &metrics, run_once, |r| {
+                    tx.send(r.is_ok()).unwrap()
+                });
+            })
+        };
+        assert!(
+            rx.recv().unwrap(),
+            "the worker listens (is io_uring enabled?)"
+        );
+        let mut before = round_trip(listen, b"before");
+
+        INJECT_RING_FAILURE.store(true, Ordering::Relaxed);
+        // The connection of the failed worker is reset, not left hanging.
+        let mut buf = [0u8; 16];
+        match before.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("the old connection should be gone: {other:?}"),
+        }
+        // Built again after its backoff; it serves new clients.
+        let until = Instant::now() + Duration::from_secs(5);
+        while metrics.restarts() == 0 {
+            assert!(Instant::now() < until, "the worker was not restarted");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _after = round_trip(listen, b"after");
+        assert_eq!(metrics.restarts(), 1);
+        assert!(
+            metrics::render(&[&metrics]).contains("causeway_terminator_worker_restarts_total 1")
+        );
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap();
     }
 }

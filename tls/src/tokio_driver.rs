@@ -50,7 +50,7 @@ use tokio::{
 
 use crate::{
     buf::CHUNK,
-    engine::{ConnKey, Engine, Io, Leg},
+    engine::{ConnKey, Engine, Io, Leg, is_local_exhaustion},
     uring::{Listen, listener},
 };
 
@@ -92,6 +92,10 @@ enum Event {
         listener: usize,
         stream: TcpStream,
         peer: SocketAddr,
+    },
+    /// An accept found no descriptor (EMFILE and the like).
+    NoDescriptor {
+        listener: usize,
     },
     Done(Done),
 }
@@ -308,7 +312,12 @@ impl<'a> Driver<'a> {
                     Err(e) => {
                         // EMFILE and the like: back off rather than spin.
                         tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let local = e.raw_os_error().is_some_and(is_local_exhaustion);
+                        if local && tx.send(Event::NoDescriptor { listener: i }).is_err() {
+                            return;
+                        }
+                        let pause = if local { 100 } else { 10 };
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
                     }
                 }
             }
@@ -471,6 +480,11 @@ impl<'a> Driver<'a> {
         };
         let socket = match socket {
             Ok(s) => s,
+            Err(e) if is_local_exhaustion(errno(&e)) => {
+                self.engine
+                    .connect_no_descriptor(key, attempt, Instant::now());
+                return;
+            }
             Err(e) => {
                 self.engine
                     .connected(key, attempt, Err(errno(&e)), Instant::now());
@@ -534,6 +548,9 @@ impl<'a> Driver<'a> {
                     socks: [Some(Rc::new(stream)), None],
                     ..Slot::default()
                 };
+            }
+            Event::NoDescriptor { listener } => {
+                self.engine.accept_no_descriptor(self.listeners[listener].0);
             }
             Event::Done(done) => self.done(done),
         }

@@ -35,8 +35,12 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::{
     buf::CHUNK,
-    engine::{ConnKey, Engine, Io, Leg},
+    engine::{ConnKey, Engine, Io, Leg, is_local_exhaustion},
 };
+
+/// How long accepting pauses after an accept found no descriptor, unless a
+/// connection closes (freeing one) first.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Receive buffers in a worker's provided-buffer ring (a power of two).
 const RING_BUFS: u16 = 512;
@@ -175,6 +179,12 @@ struct Slot {
     closing: bool,
     reset: bool,
 }
+
+/// Tests set this to make the next worker loop fail as a broken ring
+/// does (the error `io_uring_enter` would return), to exercise the
+/// restart.
+#[cfg(test)]
+pub(crate) static INJECT_RING_FAILURE: AtomicBool = AtomicBool::new(false);
 
 /// Where a worker's listeners are.
 #[derive(Debug, Clone)]
@@ -330,6 +340,11 @@ pub struct Worker {
     slots: Vec<Slot>,
     /// Receives that found the buffer ring empty, to try again.
     starved: Vec<(ConnKey, Leg)>,
+    /// Accepting is paused until then: an accept found no descriptor.
+    /// Re-arming at once would fail at once, for ever (the connection
+    /// stays queued in the kernel), so the worker waits for one of its
+    /// connections to close or for [`ACCEPT_BACKOFF`].
+    accept_backoff: Option<Instant>,
 }
 
 impl Worker {
@@ -363,6 +378,7 @@ impl Worker {
             listeners,
             slots: Vec::new(),
             starved: Vec::new(),
+            accept_backoff: None,
         })
     }
 
@@ -398,6 +414,9 @@ impl Worker {
             let wait = self
                 .engine
                 .next_deadline()
+                .into_iter()
+                .chain(self.accept_backoff)
+                .min()
                 .map_or(Duration::from_millis(100), |d| {
                     d.saturating_duration_since(now)
                 })
@@ -415,9 +434,19 @@ impl Worker {
                     ) => {}
                 Err(e) => return Err(e),
             }
+            #[cfg(test)]
+            if INJECT_RING_FAILURE.swap(false, Ordering::Relaxed) {
+                return Err(io::Error::other("injected ring failure"));
+            }
             self.complete()?;
             for (key, leg) in std::mem::take(&mut self.starved) {
                 self.submit_recv(key, leg)?;
+            }
+            if self.accept_backoff.is_some_and(|t| Instant::now() >= t) {
+                self.accept_backoff = None;
+                for i in 0..self.listeners.len() {
+                    self.arm_accept(i)?;
+                }
             }
         }
     }
@@ -440,8 +469,29 @@ impl Worker {
         }
     }
 
+    /// Out of descriptors: stop every accept until one of this worker's
+    /// connections closes or [`ACCEPT_BACKOFF`] passes.
+    fn pause_accepting(&mut self, now: Instant) -> io::Result<()> {
+        if self.accept_backoff.is_some() {
+            return Ok(());
+        }
+        self.accept_backoff = Some(now + ACCEPT_BACKOFF);
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].2 {
+                let sqe = opcode::AsyncCancel::new((OP_ACCEPT << 56) | i as u64)
+                    .build()
+                    .user_data(OP_CANCEL_ACCEPT << 56);
+                self.push(sqe)?;
+            }
+        }
+        Ok(())
+    }
+
     fn arm_accept(&mut self, i: usize) -> io::Result<()> {
-        if self.listeners[i].2 || !self.engine.accepting(self.listeners[i].0.service) {
+        if self.listeners[i].2
+            || self.accept_backoff.is_some()
+            || !self.engine.accepting(self.listeners[i].0.service)
+        {
             return Ok(());
         }
         self.listeners[i].2 = true;
@@ -497,7 +547,15 @@ impl Worker {
                         unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
                     if fd < 0 {
                         let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                        self.engine.connected(conn, attempt, Err(e), Instant::now());
+                        if is_local_exhaustion(e) {
+                            let now = Instant::now();
+                            self.engine.connect_no_descriptor(conn, attempt, now);
+                            // A client accepted now could not be served
+                            // either: leave the rest queued in the kernel.
+                            self.pause_accepting(now)?;
+                        } else {
+                            self.engine.connected(conn, attempt, Err(e), Instant::now());
+                        }
                         continue;
                     }
                     let one: libc::c_int = 1;
@@ -614,11 +672,20 @@ impl Worker {
             return;
         }
         let reset = slot.reset;
+        let mut freed = 0;
         for fd in slot.fds.iter_mut().filter_map(Option::take) {
             close_fd(fd, reset);
+            freed += 1;
         }
         *slot = Slot::default();
         self.engine.released(conn);
+        if freed == 2 && self.accept_backoff.is_some() {
+            // The descriptors a new connection needs (client and
+            // upstream) are free again: accept at the next turn. A
+            // connection refused for want of its upstream socket frees
+            // only one, and waits out the backoff.
+            self.accept_backoff = Some(Instant::now());
+        }
     }
 
     /// Hands every completion to the engine.
@@ -638,9 +705,15 @@ impl Worker {
                     if !cqueue::more(flags) {
                         self.listeners[i].2 = false;
                     }
+                    let service = self.listeners[i].0.service;
                     if res >= 0 {
-                        let service = self.listeners[i].0.service;
                         self.accepted(service, res, now);
+                    } else if is_local_exhaustion(-res) {
+                        // The connection stays queued in the kernel; take
+                        // it when a descriptor is free, not in a loop.
+                        self.engine.accept_no_descriptor(service);
+                        tracing::debug!(errno = -res, "accept: no descriptor; accepting pauses");
+                        self.pause_accepting(now)?;
                     } else if res != -libc::ECANCELED {
                         tracing::debug!(errno = -res, "accept failed");
                     }
@@ -728,6 +801,47 @@ impl Worker {
             }
             OP_SHUTDOWN => {}
             _ => {}
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// A worker dropped with connections open (its ring failed; a clean
+    /// run drains them all first): every descriptor it holds is closed,
+    /// with an RST, so neither clients nor upstreams are left hanging on a
+    /// worker that is gone. The listeners close with their `TcpListener`.
+    ///
+    /// Before that, what the ring still has in flight is cancelled and
+    /// waited for, briefly, so the kernel is done with the engine's
+    /// buffers before they are freed. A ring that fails this too is
+    /// beyond help: closing it makes the kernel cancel the rest.
+    fn drop(&mut self) {
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any().all())
+            .build()
+            .user_data(OP_CANCEL_ACCEPT << 56);
+        // SAFETY: a cancel points at no memory.
+        if unsafe { self.ring.submission().push(&cancel) }.is_ok() {
+            let ts = types::Timespec::new().nsec(50_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            for _ in 0..4 {
+                if self.ring.submitter().submit_with_args(1, &args).is_err() {
+                    break;
+                }
+                let drained = self.ring.completion().count();
+                if drained == 0 {
+                    break;
+                }
+            }
+        }
+        let mut closed = 0;
+        for slot in &mut self.slots {
+            for fd in slot.fds.iter_mut().filter_map(Option::take) {
+                close_fd(fd, true);
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            tracing::warn!(closed, "terminator worker gone: its connections were reset");
         }
     }
 }

@@ -8,9 +8,16 @@ use super::{Attempt, ConnKey, Ctx, Io, Leg, Mode, ServiceSpec, Timeouts};
 use crate::{
     buf::{Buf, BufPool, BufWriter},
     identity::{self, HandshakeFailure},
-    metrics::Peer,
+    metrics::{FdStage, Peer},
     pool::EndpointId,
 };
+
+/// Which operation of a leg failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailedOp {
+    Recv,
+    Send,
+}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +62,18 @@ impl Side {
         self.outbox.release(bufs);
     }
 
+    /// Gives back what no send can point into: the inbox always (receives
+    /// land in the driver's buffers, never in it), the outbox only when no
+    /// send from it is in flight. An outbox with a send in flight stays
+    /// until [`Conn::release`], which the engine calls once the driver
+    /// says the kernel has completed or cancelled everything.
+    fn release_idle(&mut self, bufs: &mut BufPool) {
+        self.inbox.release(bufs);
+        if !self.send_armed {
+            self.outbox.release(bufs);
+        }
+    }
+
     /// Whether rustls holds plaintext not yet taken.
     fn plaintext_pending(&mut self) -> bool {
         self.tls.as_mut().is_some_and(|t| {
@@ -87,7 +106,15 @@ impl Side {
 pub(crate) struct Conn {
     pub(crate) key: ConnKey,
     pub(crate) service: usize,
-    peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
+    /// Refused at accept (over the per-client cap): never started, not
+    /// counted in the per-client table.
+    pub(crate) refused: bool,
+    /// When the client could start sending data: its accept, or the end of
+    /// its TLS handshake. None: still handshaking.
+    ready_at: Option<Instant>,
+    /// The client has sent data (or FIN): the first-byte timeout is over.
+    spoke: bool,
     mode: Mode,
     timeouts: Timeouts,
     opened: Instant,
@@ -103,6 +130,11 @@ pub(crate) struct Conn {
     pub(crate) identity: Option<String>,
     /// Plaintext bytes moved from each leg to the other.
     moved: [u64; 2],
+    /// Outboxes of abandoned upstream attempts whose send was in flight
+    /// when the attempt was given up: the kernel may still read them until
+    /// the cancel completes, so they go back to the pool only with the
+    /// connection (at most one per attempt).
+    retired: Vec<Buf>,
     /// When the engine's timer heap will next look at this connection.
     pub(crate) scheduled: Option<Instant>,
     pub(crate) closed: bool,
@@ -120,6 +152,9 @@ impl Conn {
             key,
             service,
             peer,
+            refused: false,
+            ready_at: None,
+            spoke: false,
             mode: spec.mode(),
             timeouts: spec.timeouts,
             opened: now,
@@ -132,6 +167,7 @@ impl Conn {
             endpoint: None,
             identity: None,
             moved: [0; 2],
+            retired: Vec::new(),
             scheduled: None,
             closed: false,
         }
@@ -169,6 +205,7 @@ impl Conn {
                 }
             }
         } else {
+            self.ready_at = Some(now);
             self.begin_connect(cx, false, now);
         }
         self.pump(cx, now);
@@ -228,10 +265,31 @@ impl Conn {
             .connect_failed(&svc.pool, attempt.endpoint, now);
         self.tried.push(attempt.endpoint);
         let up = &mut self.sides[Leg::Upstream as usize];
+        if up.send_armed {
+            // The abort cancels that send, but until its completion arrives
+            // the kernel may still read the chunk.
+            self.retired.push(std::mem::take(&mut up.outbox));
+        }
         up.release(cx.bufs);
         *up = Side::default();
         cx.io.push_back(Io::Abort { conn: self.key });
         self.begin_connect(cx, true, now);
+    }
+
+    /// No socket could be opened for the upstream attempt: local pressure.
+    pub(crate) fn on_no_socket(&mut self, cx: &mut Ctx<'_>, attempt: u32, now: Instant) {
+        if self.phase != Phase::Connecting || self.attempt.is_none_or(|a| a.number != attempt) {
+            return;
+        }
+        cx.metrics
+            .service(self.service)
+            .fd_exhausted(FdStage::Connect);
+        tracing::debug!(
+            peer = %self.peer,
+            "no descriptor for an upstream socket; resetting the client (local pressure, not the upstream's fault)"
+        );
+        // Closing abandons the attempt: the endpoint is not charged.
+        self.close(cx, true, now);
     }
 
     pub(crate) fn on_connected(
@@ -306,6 +364,9 @@ impl Conn {
             return;
         }
         self.last_active = now;
+        if leg == Leg::Client && self.ready_at.is_some() {
+            self.spoke = true;
+        }
         if data.is_empty() {
             side.eof = true;
             if side.tls.is_none() {
@@ -340,10 +401,21 @@ impl Conn {
         self.pump(cx, now);
     }
 
-    pub(crate) fn on_io_error(&mut self, cx: &mut Ctx<'_>, leg: Leg, errno: i32, now: Instant) {
+    pub(crate) fn on_io_error(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        leg: Leg,
+        op: FailedOp,
+        errno: i32,
+        now: Instant,
+    ) {
         let side = &mut self.sides[leg as usize];
-        side.recv_armed = false;
-        side.send_armed = false;
+        // Only the operation that failed is over: a send may still be in
+        // flight after a receive failed, and its chunk must stay lent.
+        match op {
+            FailedOp::Recv => side.recv_armed = false,
+            FailedOp::Send => side.send_armed = false,
+        }
         if self.closed {
             return;
         }
@@ -384,6 +456,22 @@ impl Conn {
             }
             _ => {}
         }
+        if let Some(ready) = self.ready_at
+            && !self.spoke
+            && now >= ready + self.timeouts.first_byte
+        {
+            // Data that came with the handshake's last flight, or that
+            // waits for an upstream still connecting, is a first byte too.
+            self.spoke = self.moved[Leg::Client as usize] > 0
+                || !self.sides[Leg::Client as usize].inbox.is_empty()
+                || self.sides[Leg::Client as usize].plaintext_pending();
+            if !self.spoke {
+                cx.metrics.service(self.service).first_byte_closed();
+                tracing::debug!(peer = %self.peer, "no first byte in time; closing");
+                self.close(cx, false, now);
+                return;
+            }
+        }
         if now >= self.last_active + self.timeouts.idle {
             cx.metrics.service(self.service).idle_closed();
             self.close(cx, false, now);
@@ -401,7 +489,16 @@ impl Conn {
             Phase::Connecting => self.attempt.map(|a| a.started + self.timeouts.connect),
             Phase::Established | Phase::Closed => None,
         };
-        Some(phase.map_or(idle, |p| p.min(idle)))
+        let first_byte = self
+            .ready_at
+            .filter(|_| !self.spoke)
+            .map(|r| r + self.timeouts.first_byte);
+        Some(
+            [phase, first_byte]
+                .into_iter()
+                .flatten()
+                .fold(idle, Instant::min),
+        )
     }
 
     pub(crate) fn outgoing(&self, leg: Leg) -> &[u8] {
@@ -565,6 +662,7 @@ impl Conn {
         if let Some(tls) = &self.sides[Leg::Client as usize].tls {
             self.identity = identity::peer_identity(tls);
         }
+        self.ready_at = Some(now);
         cx.metrics.service(self.service).handshake_ok();
         self.begin_connect(cx, false, now);
     }
@@ -686,7 +784,7 @@ impl Conn {
             });
         }
         for side in &mut self.sides {
-            side.release(cx.bufs);
+            side.release_idle(cx.bufs);
         }
         cx.io.push_back(Io::Close {
             conn: self.key,
@@ -694,9 +792,14 @@ impl Conn {
         });
     }
 
+    /// Gives every chunk back: call only when the driver has released the
+    /// connection (nothing of it is in flight).
     pub(crate) fn release(&mut self, bufs: &mut BufPool) {
         for side in &mut self.sides {
             side.release(bufs);
+        }
+        for mut b in self.retired.drain(..) {
+            b.release(bufs);
         }
     }
 }

@@ -28,8 +28,8 @@ mod tls_tests;
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, VecDeque},
-    net::SocketAddr,
+    collections::{BinaryHeap, HashMap, VecDeque},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -37,11 +37,23 @@ use std::{
 use crate::{
     buf::BufPool,
     identity::{ClientTls, ServerTls},
-    metrics::WorkerMetrics,
+    metrics::{FdStage, Refusal, WorkerMetrics},
     pool::{EndpointId, Pool, PoolConfig},
 };
 
-use conn::Conn;
+use conn::{Conn, FailedOp};
+
+/// Whether `errno`, from `accept` or `socket`, means this process or the
+/// system ran out of something local: descriptors (`EMFILE` per process,
+/// `ENFILE` system-wide) or socket memory (`ENOBUFS`, `ENOMEM`). Such a
+/// failure says nothing about the client or the upstream.
+#[must_use]
+pub fn is_local_exhaustion(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+    )
+}
 
 /// Which socket of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,7 +91,10 @@ pub enum Io {
     /// Receive on `leg` (one receive at a time per leg); report with
     /// [`Engine::received`] or [`Engine::recv_failed`].
     Recv { conn: ConnKey, leg: Leg },
-    /// Send [`Engine::outgoing`] on `leg`; report with [`Engine::sent`].
+    /// Send [`Engine::outgoing`] on `leg`; report with [`Engine::sent`] or
+    /// [`Engine::send_failed`]. The bytes stay where they are, unchanged,
+    /// until then, or until [`Engine::released`] if the connection closes
+    /// first: the driver may hand the kernel a pointer into them.
     Send { conn: ConnKey, leg: Leg },
     /// Open a socket and connect it to `addr` as the upstream leg; report
     /// with [`Engine::connected`], quoting `attempt`.
@@ -122,8 +137,11 @@ pub enum Mode {
 pub struct Timeouts {
     /// One upstream connect attempt (TCP, and TLS when originating).
     pub connect: Duration,
-    /// The client's TLS handshake.
+    /// The client's TLS handshake, from its accept.
     pub handshake: Duration,
+    /// From when the client may send data (accept, or the end of its TLS
+    /// handshake) to its first byte of data.
+    pub first_byte: Duration,
     /// No byte either way for this long closes the connection.
     pub idle: Duration,
 }
@@ -134,6 +152,7 @@ impl Default for Timeouts {
             // Linkerd's default connect timeout; Envoy's 5 s is for WANs.
             connect: Duration::from_secs(1),
             handshake: Duration::from_secs(10),
+            first_byte: Duration::from_secs(10),
             // Envoy's tcp_proxy default idle timeout.
             idle: Duration::from_secs(3600),
         }
@@ -141,6 +160,7 @@ impl Default for Timeouts {
 }
 
 /// One service as the engine needs it.
+#[derive(Clone)]
 pub struct ServiceSpec {
     /// The service's name, for metrics and logs.
     pub name: String,
@@ -157,6 +177,9 @@ pub struct ServiceSpec {
     /// Connections this worker holds open at most; beyond, it stops
     /// accepting until one closes.
     pub max_connections: usize,
+    /// Connections one client address holds open at most on this worker;
+    /// beyond, new ones are reset at once and counted.
+    pub max_connections_per_client: usize,
 }
 
 impl ServiceSpec {
@@ -178,6 +201,8 @@ pub(crate) struct Service {
     pub(crate) pool: Pool,
     pub(crate) open: usize,
     pub(crate) paused: bool,
+    /// Open connections per client address (entries at zero are removed).
+    pub(crate) per_client: HashMap<IpAddr, usize>,
 }
 
 enum Slot {
@@ -231,6 +256,7 @@ impl Engine {
                 spec,
                 open: 0,
                 paused: false,
+                per_client: HashMap::new(),
             })
             .collect();
         Self {
@@ -282,7 +308,9 @@ impl Engine {
         self.conn(conn).and_then(|c| c.identity.as_deref())
     }
 
-    /// A connection was accepted on `service` from `peer`.
+    /// A connection was accepted on `service` from `peer`. One over the
+    /// service's per-client cap is closed at once (reset), counted as
+    /// refused: carry out the queued [`Io::Close`] as for any other.
     pub fn accepted(&mut self, service: usize, peer: SocketAddr, now: Instant) -> ConnKey {
         let index = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot::Free { generation: 0 });
@@ -296,14 +324,29 @@ impl Engine {
         self.live += 1;
         let svc = &mut self.services[service];
         svc.open += 1;
-        let conn = Conn::new(key, service, &svc.spec, peer, now);
+        let mut conn = Conn::new(key, service, &svc.spec, peer, now);
+        let from_client = svc.per_client.entry(peer.ip()).or_default();
+        let refuse = *from_client >= svc.spec.max_connections_per_client;
+        if refuse {
+            conn.refused = true;
+        } else {
+            *from_client += 1;
+        }
         self.slots[index as usize] = Slot::Busy(Box::new(conn));
-        self.metrics.service(service).accepted();
+        let counters = self.metrics.service(service);
+        counters.accepted();
         if svc.open >= svc.spec.max_connections && !svc.paused {
             svc.paused = true;
+            counters.service_limit_reached();
             self.io.push_back(Io::PauseAccept { service });
         }
-        self.with_conn(key, now, |c, cx| c.start(cx, now));
+        if refuse {
+            counters.refused(Refusal::ClientLimit);
+            tracing::debug!(%peer, "client at its connection cap; refused");
+            self.with_conn(key, now, |c, cx| c.close(cx, true, now));
+        } else {
+            self.with_conn(key, now, |c, cx| c.start(cx, now));
+        }
         key
     }
 
@@ -314,7 +357,9 @@ impl Engine {
 
     /// A receive on `leg` failed with `errno`.
     pub fn recv_failed(&mut self, conn: ConnKey, leg: Leg, errno: i32, now: Instant) {
-        self.with_conn(conn, now, |c, cx| c.on_io_error(cx, leg, errno, now));
+        self.with_conn(conn, now, |c, cx| {
+            c.on_io_error(cx, leg, FailedOp::Recv, errno, now);
+        });
     }
 
     /// `n` bytes of [`Engine::outgoing`] on `leg` were sent.
@@ -324,7 +369,9 @@ impl Engine {
 
     /// A send on `leg` failed with `errno`.
     pub fn send_failed(&mut self, conn: ConnKey, leg: Leg, errno: i32, now: Instant) {
-        self.with_conn(conn, now, |c, cx| c.on_io_error(cx, leg, errno, now));
+        self.with_conn(conn, now, |c, cx| {
+            c.on_io_error(cx, leg, FailedOp::Send, errno, now);
+        });
     }
 
     /// The upstream connect `attempt` finished (`Err(errno)` on failure).
@@ -336,6 +383,22 @@ impl Engine {
         now: Instant,
     ) {
         self.with_conn(conn, now, |c, cx| c.on_connected(cx, attempt, result, now));
+    }
+
+    /// The driver could not open the upstream socket for `attempt`: this
+    /// process or the system is out of descriptors or socket memory (see
+    /// [`is_local_exhaustion`]). Local pressure, not the endpoint's fault:
+    /// the endpoint is not charged with a failure (so never ejected for
+    /// it), no retry is made (any endpoint would meet the same limit), the
+    /// client is reset and the shortage counted.
+    pub fn connect_no_descriptor(&mut self, conn: ConnKey, attempt: u32, now: Instant) {
+        self.with_conn(conn, now, |c, cx| c.on_no_socket(cx, attempt, now));
+    }
+
+    /// An accept on `service` failed for want of a descriptor (see
+    /// [`is_local_exhaustion`]): counted; the driver backs off.
+    pub fn accept_no_descriptor(&mut self, service: usize) {
+        self.metrics.service(service).fd_exhausted(FdStage::Accept);
     }
 
     /// The bytes to send on `leg` (valid until the next call into the
@@ -447,6 +510,15 @@ impl Engine {
             let service = c.service;
             let s = &mut self.services[service];
             s.open -= 1;
+            let ip = c.peer.ip();
+            if let Some(n) = s.per_client.get_mut(&ip) {
+                if !c.refused {
+                    *n -= 1;
+                }
+                if *n == 0 {
+                    s.per_client.remove(&ip);
+                }
+            }
             if s.paused && !self.draining && s.open < s.spec.max_connections {
                 s.paused = false;
                 self.io.push_back(Io::ResumeAccept { service });

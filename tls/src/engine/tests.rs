@@ -39,6 +39,9 @@ pub(crate) struct End {
     /// Sends are held (a peer that does not read).
     pub(crate) stalled: bool,
     send_pending: bool,
+    /// Where the pending send's bytes are (address, length): what a
+    /// kernel holding the send would read.
+    pub(crate) in_flight: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +49,9 @@ pub(crate) struct SimConn {
     pub(crate) client: End,
     pub(crate) upstream: Option<(SocketAddr, End)>,
     pub(crate) closed: Option<bool>,
+    /// Closed with a send still held: released only once the "kernel"
+    /// cancels it ([`Sim::cancel_held_sends`]), as a real driver does.
+    release_held: bool,
     /// Engine asked to connect and nothing answered yet.
     connecting: Option<(SocketAddr, u32)>,
 }
@@ -60,6 +66,8 @@ pub(crate) struct Sim {
     pub(crate) connects: Vec<SocketAddr>,
     pub(crate) paused: Vec<bool>,
     pub(crate) metrics: Arc<WorkerMetrics>,
+    /// Upstream legs start stalled (their peer does not read).
+    pub(crate) stall_upstreams: bool,
 }
 
 pub(crate) fn addr(i: u8) -> SocketAddr {
@@ -75,6 +83,7 @@ pub(crate) fn plain_spec(endpoints: Vec<SocketAddr>) -> ServiceSpec {
         pool: PoolConfig::default(),
         timeouts: Timeouts::default(),
         max_connections: 1000,
+        max_connections_per_client: 1000,
     }
 }
 
@@ -99,11 +108,16 @@ impl Sim {
             connects: Vec::new(),
             paused: vec![false],
             metrics,
+            stall_upstreams: false,
         }
     }
 
     pub(crate) fn accept(&mut self) -> ConnKey {
-        let peer = SocketAddr::from(([10, 1, 0, 2], 40000 + self.conns.len() as u16));
+        self.accept_from([10, 1, 0, 2])
+    }
+
+    pub(crate) fn accept_from(&mut self, ip: [u8; 4]) -> ConnKey {
+        let peer = SocketAddr::from((ip, 40000 + self.conns.len() as u16));
         let k = self.engine.accepted(0, peer, self.now);
         self.conns.insert(k, SimConn::default());
         self.run();
@@ -176,11 +190,14 @@ impl Sim {
                 end(c, leg).recv_armed = true;
             }
             Io::Send { conn, leg } => {
-                let data = self.engine.outgoing(conn, leg).to_vec();
+                let out = self.engine.outgoing(conn, leg);
+                let range = (out.as_ptr() as usize, out.len());
+                let data = out.to_vec();
                 let c = self.conns.get_mut(&conn).unwrap();
                 let e = end(c, leg);
                 if e.stalled {
                     e.send_pending = true;
+                    e.in_flight = Some(range);
                     return;
                 }
                 e.from_engine.extend_from_slice(&data);
@@ -193,7 +210,11 @@ impl Sim {
             } => {
                 self.connects.push(addr);
                 let c = self.conns.get_mut(&conn).unwrap();
-                c.upstream = Some((addr, End::default()));
+                let end = End {
+                    stalled: self.stall_upstreams,
+                    ..End::default()
+                };
+                c.upstream = Some((addr, end));
                 match self.behaviour[&addr] {
                     Behaviour::Accept => self.engine.connected(conn, attempt, Ok(()), now),
                     Behaviour::Refuse => {
@@ -215,7 +236,13 @@ impl Sim {
             Io::Close { conn, reset } => {
                 let c = self.conns.get_mut(&conn).unwrap();
                 c.closed = Some(reset);
-                self.engine.released(conn);
+                let held = c.client.send_pending
+                    || c.upstream.as_ref().is_some_and(|(_, u)| u.send_pending);
+                if held {
+                    c.release_held = true;
+                } else {
+                    self.engine.released(conn);
+                }
             }
             Io::PauseAccept { service } => self.paused[service] = true,
             Io::ResumeAccept { service } => self.paused[service] = false,
@@ -275,11 +302,28 @@ impl Sim {
         let c = self.conns.get_mut(&k).unwrap();
         let e = end(c, leg);
         e.stalled = false;
+        e.in_flight = None;
         if std::mem::take(&mut e.send_pending) {
             let data = self.engine.outgoing(k, leg).to_vec();
             let c = self.conns.get_mut(&k).unwrap();
             end(c, leg).from_engine.extend_from_slice(&data);
             self.engine.sent(k, leg, data.len(), now);
+        }
+        self.run();
+    }
+
+    /// The "kernel" cancels every send still held by a closed connection;
+    /// the driver then releases it.
+    pub(crate) fn cancel_held_sends(&mut self) {
+        for (&k, c) in &mut self.conns {
+            if std::mem::take(&mut c.release_held) {
+                for e in std::iter::once(&mut c.client).chain(c.upstream.as_mut().map(|u| &mut u.1))
+                {
+                    e.send_pending = false;
+                    e.in_flight = None;
+                }
+                self.engine.released(k);
+            }
         }
         self.run();
     }
@@ -420,6 +464,9 @@ fn a_connect_that_hangs_times_out_and_is_retried() {
 fn the_idle_timeout_closes_a_quiet_connection() {
     let mut spec = plain_spec(vec![addr(1)]);
     spec.timeouts.idle = Duration::from_secs(30);
+    // The client's first byte comes at 20 s; the first-byte timeout is
+    // not what this test is about.
+    spec.timeouts.first_byte = Duration::from_secs(60);
     let mut sim = Sim::new(spec);
     let k = sim.accept();
     sim.advance(Duration::from_secs(20));
@@ -587,4 +634,149 @@ fn retries_stop_when_the_budget_is_spent() {
     // 50 connections deposit 10 retries' worth.
     assert!((9..=10).contains(&retries), "retries {retries}");
     assert!(exhausted >= 40, "exhausted {exhausted}");
+}
+
+/// Whether `a` and `b` (address, length) overlap.
+pub(crate) fn overlap(a: (usize, usize), b: (usize, usize)) -> bool {
+    a.0 < b.0 + b.1 && b.0 < a.0 + a.1
+}
+
+#[test]
+fn a_chunk_with_a_send_in_flight_is_not_lent_again_until_the_send_is_cancelled() {
+    let mut sim = Sim::new(plain_spec(vec![addr(1)]));
+    sim.echo = false;
+    // Connection a: its client stops reading, so a send towards it stays in
+    // the "kernel" with a pointer into a's outbox chunk.
+    let a = sim.accept();
+    sim.conns.get_mut(&a).unwrap().client.stalled = true;
+    sim.upstream(a).to_engine.extend(b"secret for a only");
+    sim.run();
+    let held = sim.conn(a).client.in_flight.expect("a send is held");
+    // The upstream resets: a closes while that send is still in flight.
+    sim.engine
+        .recv_failed(a, Leg::Upstream, libc::ECONNRESET, sim.now);
+    sim.run();
+    assert_eq!(sim.conn(a).closed, Some(true));
+    assert_eq!(sim.engine.live_connections(), 1, "a is not released yet");
+    assert!(
+        sim.engine.buffers_in_use() >= 1,
+        "the chunk the kernel may still read is still lent to a"
+    );
+    // Connection b now moves bytes both ways; none of its sends may point
+    // into the chunk a's send still reads from.
+    let b = sim.accept();
+    for i in 0..8u8 {
+        sim.client_send(b, &[i; 1000]);
+        sim.upstream(b).to_engine.extend([i; 700]);
+        sim.run();
+        for leg in [Leg::Client, Leg::Upstream] {
+            let out = sim.engine.outgoing(b, leg);
+            if !out.is_empty() {
+                let range = (out.as_ptr() as usize, out.len());
+                assert!(!overlap(range, held), "b writes into a's in-flight send");
+            }
+        }
+    }
+    // Sends b made while stalled are checked the same way.
+    sim.upstream(b).stalled = true;
+    sim.client_send(b, b"after");
+    let b_held = sim.upstream(b).in_flight.expect("b's send is held");
+    assert!(!overlap(b_held, held), "b's send points into a's chunk");
+    // Once the kernel has cancelled a's send, a is released and its chunk
+    // goes back.
+    let before = sim.engine.buffers_in_use();
+    sim.cancel_held_sends();
+    assert_eq!(sim.engine.live_connections(), 1, "only b is left");
+    assert!(sim.engine.buffers_in_use() < before, "a's chunk went back");
+}
+
+#[test]
+fn a_client_that_never_speaks_is_closed_at_the_first_byte_timeout() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.timeouts.first_byte = Duration::from_secs(5);
+    let mut sim = Sim::new(spec);
+    let silent = sim.accept();
+    let talker = sim.accept();
+    sim.advance(Duration::from_secs(3));
+    sim.client_send(talker, b"hello");
+    sim.advance(Duration::from_millis(1999));
+    assert_eq!(sim.conn(silent).closed, None);
+    sim.advance(Duration::from_millis(2));
+    assert_eq!(sim.conn(silent).closed, Some(false), "no first byte in 5 s");
+    assert_eq!(sim.metrics.service(0).first_byte_timeouts(), 1);
+    // The one that spoke lives on, to its idle timeout.
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.conn(talker).closed, None);
+    let text = crate::metrics::render(&[&sim.metrics]);
+    assert!(
+        text.contains("causeway_terminator_first_byte_timeouts_total{service=\"demo\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_per_client_cap_refuses_the_next_connection_and_counts_it() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.max_connections_per_client = 2;
+    let mut sim = Sim::new(spec);
+    let a = sim.accept_from([10, 1, 0, 2]);
+    let _b = sim.accept_from([10, 1, 0, 2]);
+    let third = sim.accept_from([10, 1, 0, 2]);
+    assert_eq!(sim.conn(third).closed, Some(true), "reset at once");
+    assert!(
+        sim.conn(third).upstream.is_none(),
+        "never reached an upstream"
+    );
+    let other = sim.accept_from([10, 1, 0, 3]);
+    assert_eq!(
+        sim.conn(other).closed,
+        None,
+        "another address is not capped"
+    );
+    let metrics = sim.metrics.clone();
+    let m = metrics.service(0);
+    assert_eq!(m.refusals(Refusal::ClientLimit), 1);
+    // One closes: the address may open one more.
+    sim.client_fin(a);
+    assert_eq!(sim.conn(a).closed, Some(false));
+    let again = sim.accept_from([10, 1, 0, 2]);
+    assert_eq!(sim.conn(again).closed, None);
+    let fourth = sim.accept_from([10, 1, 0, 2]);
+    assert_eq!(sim.conn(fourth).closed, Some(true));
+    assert_eq!(m.refusals(Refusal::ClientLimit), 2);
+    let text = crate::metrics::render(&[&sim.metrics]);
+    assert!(
+        text.contains(
+            "causeway_terminator_refused_total{service=\"demo\",reason=\"client_limit\"} 2"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_descriptor_for_an_upstream_socket_is_local_pressure_never_the_endpoints_fault() {
+    let mut spec = plain_spec(vec![addr(1)]);
+    spec.pool.failures_to_eject = 2;
+    let mut sim = Sim::new(spec);
+    sim.behaviour.insert(addr(1), Behaviour::Blackhole);
+    for _ in 0..5 {
+        let k = sim.accept();
+        // The driver's socket() said EMFILE for this attempt.
+        sim.conns.get_mut(&k).unwrap().connecting = None;
+        sim.engine.connect_no_descriptor(k, 1, sim.now);
+        sim.run();
+        assert_eq!(sim.conn(k).closed, Some(true), "the client is reset");
+    }
+    let m = sim.metrics.service(0);
+    assert_eq!(m.fd_exhaustions(FdStage::Connect), 5);
+    assert_eq!(
+        m.retry_figures().0,
+        0,
+        "no retry: any endpoint would meet the same limit"
+    );
+    assert_eq!(m.endpoint(0).ejections(), 0, "never an ejection");
+    assert_eq!(
+        sim.engine.pool(0).state(EndpointId(0), sim.now),
+        crate::pool::EndpointState::Healthy
+    );
 }

@@ -10,7 +10,7 @@ use std::{
 
 use rustls::pki_types::ServerName;
 
-use super::tests::{Sim, addr, plain_spec};
+use super::tests::{Sim, addr, overlap, plain_spec};
 use super::*;
 use crate::identity::{
     ClientMaterialConfig, ClientTls, ServerMaterialConfig, ServerTls, TlsVersions,
@@ -246,4 +246,42 @@ fn originate_speaks_mtls_to_the_upstream() {
     sim.upstream(k).to_engine.extend(back);
     sim.run();
     assert_eq!(sim.conn(k).client.from_engine, b"answer");
+}
+
+#[test]
+fn an_abandoned_attempt_keeps_its_outbox_while_its_send_is_in_flight() {
+    let p = pki();
+    let mut spec = plain_spec(vec![addr(1), addr(2)]);
+    spec.client_tls = Some(Arc::new(
+        ClientTls::load(&p.pki.upstream_material()).unwrap(),
+    ));
+    let mut sim = Sim::new(spec);
+    // Upstreams accept the TCP connect but never read: the ClientHello's
+    // send stays in the "kernel".
+    sim.stall_upstreams = true;
+    let k = sim.accept();
+    let first = sim.upstream(k).in_flight.expect("the ClientHello is held");
+    let in_use = sim.engine.buffers_in_use();
+    // The TLS handshake never finishes: the attempt times out and is
+    // abandoned (Io::Abort; the driver cancels the send, which completes
+    // later), and the next endpoint is tried.
+    sim.advance(Duration::from_millis(1100));
+    assert_eq!(sim.connects.len(), 2, "retried elsewhere");
+    let second = sim
+        .upstream(k)
+        .in_flight
+        .expect("the new ClientHello is held");
+    assert!(
+        !overlap(first, second),
+        "the new attempt's ClientHello was written into the chunk the old send reads"
+    );
+    assert!(
+        sim.engine.buffers_in_use() > in_use,
+        "the abandoned outbox is still lent"
+    );
+    sim.engine.close_all(sim.now);
+    sim.run();
+    sim.cancel_held_sends();
+    assert_eq!(sim.engine.live_connections(), 0);
+    assert_eq!(sim.engine.buffers_in_use(), 0, "every chunk went back");
 }

@@ -125,6 +125,7 @@ pub(crate) fn start(
         pool: PoolConfig::default(),
         timeouts: Timeouts::default(),
         max_connections: 10_000,
+        max_connections_per_client: 10_000,
     };
     let metrics = Arc::new(WorkerMetrics::new([("echo", endpoints.as_slice())]));
     let stop = Arc::new(AtomicBool::new(false));
