@@ -19,7 +19,8 @@ set -euo pipefail
 PACKAGES=(build-essential clang llvm libbpf-dev linux-libc-dev libelf-dev zlib1g-dev m4 pkg-config
           iproute2 ethtool iputils-ping iperf3 nftables python3 python3-venv curl ca-certificates
           procps openssl postgresql redis-server nginx libnginx-mod-stream haproxy
-          protobuf-compiler etcd-server etcd-client)
+          protobuf-compiler etcd-server etcd-client
+          util-linux openssh-server openssh-client systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

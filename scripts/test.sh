@@ -30,6 +30,12 @@ step "tests: unit, property and end-to-end"
 # Two test threads: the end-to-end tests each make their own lab.
 cargo test --workspace --release -- --test-threads=2
 
+step "ansible: lint and the service units"
+./scripts/ansible-check.sh
+
+step "ansible: a real run over SSH against two edge nodes, and a rolling upgrade"
+./scripts/ansible-lab.sh
+
 step "fuzz: the packet parser for ${FUZZ_SECONDS:-20} s"
 dataplane/fuzz/run.sh "${FUZZ_SECONDS:-20}"
 

@@ -1,5 +1,7 @@
 //! The operator API, for now: HTTP/1.1 on a Unix socket (mode 0600) with
-//! `GET /metrics` (Prometheus text format 0.0.4) and `GET /stats` (JSON).
+//! `GET /metrics` (Prometheus text format 0.0.4) and `GET /stats` (JSON),
+//! and the probes `GET /live` and `GET /ready` (also on the TCP metrics
+//! listener, for load balancers and orchestrators; see [`Probes`]).
 //! The gRPC control API will join it on the same path's sibling; see the
 //! Control API issue. A Unix socket works across network namespaces, so
 //! `causeway stats --lab NAME` reads an appliance inside its lab from the
@@ -13,9 +15,12 @@ use std::{
         net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -31,6 +36,92 @@ pub type StatsSource = Arc<dyn Fn() -> DataplaneStats + Send + Sync>;
 /// More Prometheus text for `/metrics` (the terminator's families).
 pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// What `/live` and `/ready` answer, and where `/metrics` and `/stats` read
+/// from once the appliance is up.
+///
+/// - `/live`: 200 while the process serves and its main loop turns (the
+///   loop calls [`Probes::beat`]; silent for [`STALL`] after it began:
+///   503). While the appliance starts it is 200: starting is alive.
+/// - `/ready`: 200 only once the policy is loaded and the ports forward
+///   ([`Probes::set_ready`] after the dataplane and the control API are
+///   up), 503 before that and again while it stops. Fail closed: a
+///   balancer sends nothing to an appliance that does not enforce yet.
+/// - `/metrics`, `/stats`: 503 until the appliance is up.
+#[derive(Default)]
+pub struct Probes {
+    ready: AtomicBool,
+    /// Milliseconds since `epoch` of the main loop's last turn; 0: not yet.
+    beat_ms: AtomicU64,
+    epoch: OnceLock<Instant>,
+    sources: OnceLock<(StatsSource, Option<MetricsSource>)>,
+}
+
+/// How long the main loop may be silent before `/live` says 503.
+pub const STALL: Duration = Duration::from_secs(10);
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Probes {
+    /// Probes of an appliance that is starting: live, not ready.
+    pub fn new() -> Arc<Self> {
+        let p = Self::default();
+        let _ = p.epoch.set(Instant::now());
+        Arc::new(p)
+    }
+
+    /// Probes of an appliance that is up and ready, reading `stats` and
+    /// `more`.
+    pub fn serving(stats: StatsSource, more: Option<MetricsSource>) -> Arc<Self> {
+        let p = Self::new();
+        p.set_sources(stats, more);
+        p.set_ready(true);
+        p
+    }
+
+    /// Where `/metrics` and `/stats` read from (the first call wins).
+    pub fn set_sources(&self, stats: StatsSource, more: Option<MetricsSource>) {
+        let _ = self.sources.set((stats, more));
+    }
+
+    /// Ready (policy loaded, ports forwarding) or not (starting, stopping).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/ready` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The main loop turned.
+    pub fn beat(&self) {
+        let ms = self.since_epoch().as_millis().max(1);
+        self.beat_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// Whether `/live` answers 200: no beat yet (starting), or one within
+    /// [`STALL`].
+    pub fn is_live(&self) -> bool {
+        let last = self.beat_ms.load(Ordering::Acquire);
+        last == 0
+            || self
+                .since_epoch()
+                .saturating_sub(Duration::from_millis(last))
+                < STALL
+    }
+
+    fn since_epoch(&self) -> Duration {
+        self.epoch.get_or_init(Instant::now).elapsed()
+    }
+}
+
 /// The API listener; the socket file is removed on drop.
 #[derive(Debug)]
 pub struct Api {
@@ -42,7 +133,7 @@ impl Api {
     ///
     /// # Errors
     /// The directory cannot be made or the socket cannot be bound.
-    pub fn start(path: &Path, stats: StatsSource, more: Option<MetricsSource>) -> Result<Self> {
+    pub fn start(path: &Path, probes: Arc<Probes>) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -62,11 +153,10 @@ impl Api {
                 for conn in listener.incoming() {
                     match conn {
                         Ok(c) => {
-                            let s = stats.clone();
-                            let m = more.clone();
+                            let p = probes.clone();
                             let _ = thread::Builder::new().name("cw-api-conn".into()).spawn(
                                 move || {
-                                    if let Err(e) = serve(c, &s, m.as_ref()) {
+                                    if let Err(e) = serve(c, &p) {
                                         debug!(error = %e, "API connection");
                                     }
                                 },
@@ -88,30 +178,26 @@ impl Drop for Api {
     }
 }
 
-/// Serves `GET /metrics` (only) on TCP, for Prometheus to scrape: a
-/// thread per connection, as on the Unix socket.
+/// Serves `GET /metrics`, `/stats`, `/live` and `/ready` on TCP, for
+/// Prometheus and probes: a thread per connection, as on the Unix socket.
+/// Started before the appliance is up, so `/ready` says 503 until it is.
 ///
 /// # Errors
 /// The address cannot be bound.
-pub fn start_metrics_tcp(
-    listen: std::net::SocketAddr,
-    stats: StatsSource,
-    more: Option<MetricsSource>,
-) -> Result<()> {
+pub fn start_metrics_tcp(listen: std::net::SocketAddr, probes: Arc<Probes>) -> Result<()> {
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("metrics.listen: binding {listen}"))?;
     thread::Builder::new()
         .name("cw-metrics".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let s = stats.clone();
-                let m = more.clone();
+                let p = probes.clone();
                 let _ = thread::Builder::new()
                     .name("cw-metrics-conn".into())
                     .spawn(move || {
                         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
                         if let Ok(reader) = conn.try_clone() {
-                            let _ = respond(reader, conn, &s, m.as_ref());
+                            let _ = respond(reader, conn, &p);
                         }
                     });
             }
@@ -119,20 +205,15 @@ pub fn start_metrics_tcp(
     Ok(())
 }
 
-fn serve(
-    conn: UnixStream,
-    stats: &StatsSource,
-    more: Option<&MetricsSource>,
-) -> std::io::Result<()> {
+fn serve(conn: UnixStream, probes: &Probes) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    respond(conn.try_clone()?, conn, stats, more)
+    respond(conn.try_clone()?, conn, probes)
 }
 
 fn respond(
     reader: impl std::io::Read,
     mut conn: impl Write,
-    stats: &StatsSource,
-    more: Option<&MetricsSource>,
+    probes: &Probes,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(reader);
     let mut request = String::new();
@@ -143,23 +224,42 @@ fn respond(
         line.clear();
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let (status, ctype, body) = match path {
-        "/metrics" => {
+    let text = "text/plain";
+    let (status, ctype, body) = match (path, probes.sources.get()) {
+        ("/live", _) if probes.is_live() => ("200 OK", text, "live\n".to_owned()),
+        ("/live", _) => (
+            "503 Service Unavailable",
+            text,
+            format!("stalled: the main loop has not turned for {} s\n", STALL.as_secs()),
+        ),
+        ("/ready", _) if probes.is_ready() => ("200 OK", text, "ready\n".to_owned()),
+        ("/ready", _) => (
+            "503 Service Unavailable",
+            text,
+            "not ready: the policy is not loaded or the ports do not forward (starting or stopping)\n"
+                .to_owned(),
+        ),
+        ("/metrics" | "/stats", None) => (
+            "503 Service Unavailable",
+            text,
+            "starting\n".to_owned(),
+        ),
+        ("/metrics", Some((stats, more))) => {
             let mut text = prometheus(&stats());
             if let Some(more) = more {
                 text.push_str(&more());
             }
             ("200 OK", "text/plain; version=0.0.4", text)
         }
-        "/stats" => (
+        ("/stats", Some((stats, _))) => (
             "200 OK",
             "application/json",
             serde_json::to_string_pretty(&stats()).unwrap_or_default(),
         ),
         _ => (
             "404 Not Found",
-            "text/plain",
-            "try /metrics or /stats\n".to_owned(),
+            text,
+            "try /metrics, /stats, /live or /ready\n".to_owned(),
         ),
     };
     write!(
@@ -342,4 +442,56 @@ pub fn get(socket: &Path, path: &str) -> Result<String> {
         anyhow::bail!("{}: {}", head.lines().next().unwrap_or(""), body.trim());
     }
     Ok(body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(probes: &Probes, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut out = Vec::new();
+        respond(request.as_bytes(), &mut out, probes).expect("respond");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    fn status(response: &str) -> &str {
+        response.split_whitespace().nth(1).unwrap_or("")
+    }
+
+    #[test]
+    fn ready_only_once_up_and_live_while_the_loop_turns() {
+        let p = Probes::new();
+        assert_eq!(status(&get(&p, "/live")), "200", "starting is alive");
+        assert_eq!(status(&get(&p, "/ready")), "503", "fail closed");
+        assert_eq!(status(&get(&p, "/metrics")), "503");
+        p.set_sources(Arc::new(DataplaneStats::default), None);
+        assert_eq!(
+            status(&get(&p, "/ready")),
+            "503",
+            "sources are not readiness"
+        );
+        assert_eq!(status(&get(&p, "/metrics")), "200");
+        p.set_ready(true);
+        p.beat();
+        assert_eq!(status(&get(&p, "/ready")), "200");
+        assert_eq!(status(&get(&p, "/live")), "200");
+        p.set_ready(false);
+        assert_eq!(status(&get(&p, "/ready")), "503", "stopping");
+        assert_eq!(status(&get(&p, "/nope")), "404");
+    }
+
+    #[test]
+    fn a_stalled_main_loop_is_not_live() {
+        let p = Probes::default();
+        let past = Instant::now()
+            .checked_sub(STALL + Duration::from_secs(1))
+            .expect("an instant in the past");
+        p.epoch.set(past).expect("unset");
+        p.beat_ms.store(1, Ordering::Release);
+        let r = get(&p, "/live");
+        assert_eq!(status(&r), "503", "{r}");
+        p.beat();
+        assert_eq!(status(&get(&p, "/live")), "200");
+    }
 }

@@ -208,17 +208,26 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        let errors = self.problems();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", errors.join("\n"))
+        }
+    }
+
+    /// Every mistake in the configuration (not only the first), each
+    /// naming its field: what `causeway run --check` prints.
+    pub fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
         if self.ports.is_empty() && self.terminator.is_none() {
-            bail!(
-                "ports: at least one port is needed (or a terminator, for an appliance without a dataplane)"
-            );
+            errors.push("ports: at least one port is needed (or a terminator, for an appliance without a dataplane)".to_owned());
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(t) = &self.terminator
-            && let Err(errors) = t.validate(cpus)
+            && let Err(problems) = t.validate(cpus)
         {
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            bail!("{}", lines.join("\n"));
+            errors.extend(problems.iter().map(ToString::to_string));
         }
         let mut names = HashSet::new();
         let mut interfaces = HashSet::new();
@@ -229,74 +238,83 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                bail!(
+                errors.push(format!(
                     "ports[{i}].name: `{}` must be letters, digits, - or _",
                     p.name
-                );
+                ));
             }
             if !names.insert(&p.name) {
-                bail!("ports[{i}].name: `{}` is used twice", p.name);
+                errors.push(format!("ports[{i}].name: `{}` is used twice", p.name));
             }
             if p.interface.is_empty() || p.interface.len() > 15 {
-                bail!(
+                errors.push(format!(
                     "ports[{i}].interface: `{}` is not an interface name (1 to 15 characters)",
                     p.interface
-                );
+                ));
             }
             if !interfaces.insert(&p.interface) {
-                bail!("ports[{i}].interface: {} is used by two ports", p.interface);
+                errors.push(format!(
+                    "ports[{i}].interface: {} is used by two ports",
+                    p.interface
+                ));
             }
             if p.queues == 0 || p.queues > 64 {
-                bail!("ports[{i}].queues: {} is out of range (1 to 64)", p.queues);
+                errors.push(format!(
+                    "ports[{i}].queues: {} is out of range (1 to 64)",
+                    p.queues
+                ));
             }
         }
         for (i, r) in self.routes.iter().enumerate() {
             if let Some(via) = r.via
                 && via.is_ipv4() != r.prefix.addr().is_ipv4()
             {
-                bail!("routes[{i}]: {} via {via} mixes IPv4 and IPv6", r.prefix);
+                errors.push(format!(
+                    "routes[{i}]: {} via {via} mixes IPv4 and IPv6",
+                    r.prefix
+                ));
             }
             if let Some(p) = &r.port
                 && !names.contains(p)
             {
-                bail!("routes[{i}].port: no port named `{p}`");
+                errors.push(format!("routes[{i}].port: no port named `{p}`"));
             }
             if r.via.is_none() && r.port.is_none() {
-                bail!("routes[{i}]: give a next hop (via) or a port");
+                errors.push(format!("routes[{i}]: give a next hop (via) or a port"));
             }
         }
         let mut seen = HashSet::new();
         for (i, c) in self.workers.cores.iter().enumerate() {
             if *c >= cpus {
-                bail!("workers.cores[{i}]: CPU {c} does not exist (this machine has {cpus})");
+                errors.push(format!(
+                    "workers.cores[{i}]: CPU {c} does not exist (this machine has {cpus})"
+                ));
             }
             if !seen.insert(c) {
-                bail!("workers.cores[{i}]: CPU {c} is listed twice");
+                errors.push(format!("workers.cores[{i}]: CPU {c} is listed twice"));
             }
         }
         if self.workers.cores.is_empty() && !self.ports.is_empty() {
-            bail!("workers.cores: list at least one CPU");
+            errors.push("workers.cores: list at least one CPU".to_owned());
         }
         if !(1024..=1 << 26).contains(&self.policy.conntrack_capacity) {
-            bail!(
+            errors.push(format!(
                 "policy.conntrack_capacity: {} is out of range (1024 to 67108864)",
                 self.policy.conntrack_capacity
-            );
+            ));
         }
         if let Some(t) = &self.api.tcp
             && t.admin_identities.is_empty()
         {
-            bail!(
-                "api.tcp.admin_identities: list at least one SPIFFE ID; the control API admits no one else on TCP"
-            );
+            errors.push("api.tcp.admin_identities: list at least one SPIFFE ID; the control API admits no one else on TCP".to_owned());
         }
         if !(1..=1024).contains(&self.workers.batch) {
-            bail!(
+            errors.push(format!(
                 "workers.batch: {} is out of range (1 to 1024)",
                 self.workers.batch
-            );
+            ));
         }
-        Ok(())
+        errors
     }
 
     /// The dataplane's part of the configuration, enforcing `policy`.

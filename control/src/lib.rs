@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod grpc;
 pub mod node;
+pub mod notify;
 pub mod proto;
 pub mod run;
 pub mod store;

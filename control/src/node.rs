@@ -692,11 +692,31 @@ fn load_or_seed(config: &Config) -> Result<Desired> {
     Ok(seed)
 }
 
+/// The file name the seed's resources carry (errors name it).
+pub const SEED_FILE: &str = "<configuration file>";
+
 /// The configuration file's resources as a state at generation 1.
 ///
 /// # Errors
 /// The manifests do not load or the whole does not validate.
 pub fn seed(config: &Config) -> Result<Desired> {
+    seed_checked(config).map_err(|errors| {
+        for e in &errors {
+            tracing::error!("{e}");
+        }
+        anyhow::anyhow!(
+            "{} error(s) in the configuration or its manifests; nothing was applied",
+            errors.len()
+        )
+    })
+}
+
+/// As [`seed`], with every mistake named (file, resource, field) rather
+/// than logged: what `causeway run --check` reports on a first start.
+///
+/// # Errors
+/// Every mistake of the configuration's resources and manifests.
+pub fn seed_checked(config: &Config) -> Result<Desired, Vec<String>> {
     use causeway_policy::model::manifest;
     let mut docs = Vec::new();
     for p in &config.ports {
@@ -730,44 +750,27 @@ pub fn seed(config: &Config) -> Result<Desired> {
             docs.push(manifest("TLSService", name, s));
         }
     }
-    let file = std::path::Path::new("<configuration file>");
+    let file = std::path::Path::new(SEED_FILE);
     let mut loaded = Vec::new();
+    let mut errors = Vec::new();
     for d in &docs {
-        let l = crate::store::loaded_from_manifest(d, file).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })?;
-        loaded.push(l);
+        match crate::store::loaded_from_manifest(d, file) {
+            Ok(l) => loaded.push(l),
+            Err(e) => errors.extend(e.iter().map(ToString::to_string)),
+        }
     }
     if !config.policy.manifests.is_empty() {
         let checked = causeway_policy::load::check_paths(&config.policy.manifests);
-        if !checked.errors.is_empty() {
-            for e in &checked.errors {
-                tracing::error!("{e}");
-            }
-            anyhow::bail!(
-                "{} error(s) in the policy manifests; nothing was applied",
-                checked.errors.len()
-            );
-        }
+        errors.extend(checked.errors.iter().map(ToString::to_string));
         loaded.extend(checked.loaded);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     let d = Desired::seed(loaded);
     let errors = d.check(config.terminator.as_ref());
     if !errors.is_empty() {
-        for e in &errors {
-            tracing::error!("{e}");
-        }
-        anyhow::bail!(
-            "{} error(s) in the configuration; nothing was applied",
-            errors.len()
-        );
+        return Err(errors.iter().map(ToString::to_string).collect());
     }
     Ok(d)
 }

@@ -4,8 +4,9 @@
 //! sockets are in the XSKMAP, its last step, and the policy is compiled
 //! before the dataplane starts): configuration file → stored state (or, on
 //! the first start, the state seeded from the file, saved) → policy →
-//! signals → dataplane → terminator → control API (gRPC) and the metrics
-//! endpoints. The control API is the main way in; SIGHUP re-applies the
+//! signals → the probes (`/live`, `/ready` 503) → dataplane → terminator →
+//! control API (gRPC) and the metrics endpoints → ready (`/ready` 200,
+//! `READY=1` to systemd when it supervises; see [`crate::notify`]). The control API is the main way in; SIGHUP re-applies the
 //! manifest files named in the configuration as one change (the files are
 //! the whole policy: policy and endpoint resources they no longer hold are
 //! deleted; ports, routes and TLS services stay), refused whole if any is
@@ -25,10 +26,11 @@ use anyhow::{Context, Result};
 use tracing::{info, warn};
 
 use crate::{
-    api::{Api, MetricsSource, StatsSource},
+    api::{Api, MetricsSource, Probes, StatsSource},
     config::Config,
     grpc::{FlowHub, GrpcServer},
     node::{ChangeError, Node, manifest_files},
+    notify::Notifier,
     store::{OWNER_CONFIG, Replace, Writer},
 };
 
@@ -38,6 +40,11 @@ pub struct RunArgs {
     /// The configuration file (YAML).
     #[arg(long, short)]
     pub config: PathBuf,
+    /// Load and validate everything a start would (configuration, stored
+    /// state, manifests, certificates, interfaces), start nothing, and exit:
+    /// 0 when it would start, 1 with every mistake named.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Runs the appliance until SIGINT or SIGTERM.
@@ -46,6 +53,9 @@ pub struct RunArgs {
 /// The configuration or the stored state is invalid, or the dataplane,
 /// the terminator or an API listener cannot start.
 pub fn run(args: &RunArgs) -> Result<()> {
+    if args.check {
+        return check(&args.config);
+    }
     let config = Config::load(&args.config)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -54,21 +64,80 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .context("installing SIGHUP")?;
+    // The probes answer from now on (/live 200, /ready 503), so a
+    // balancer sees a starting appliance as not ready rather than absent.
+    let probes = Probes::new();
+    if let Some(listen) = config.metrics.listen {
+        crate::api::start_metrics_tcp(listen, probes.clone())?;
+        info!(%listen, "Prometheus endpoint and probes (/metrics, /live, /ready)");
+    }
+    let mut notifier = Notifier::from_env();
+    notifier.status("loading the policy and starting the ports");
     let node = Arc::new(Node::start(config)?);
     let config = node.config().clone();
-    let result = serve(&node, &config, &args.config, &stop, &reload);
+    let result = serve(
+        &node,
+        &config,
+        &args.config,
+        &Loop {
+            stop: &stop,
+            reload: &reload,
+            probes: &probes,
+        },
+        &mut notifier,
+    );
+    probes.set_ready(false);
+    notifier.stopping();
     info!("stopping");
     node.stop();
     info!("stopped");
     result
 }
 
+/// What the main loop watches and reports to.
+struct Loop<'a> {
+    stop: &'a AtomicBool,
+    reload: &'a AtomicBool,
+    probes: &'a Arc<Probes>,
+}
+
+/// `causeway run --check`: prints what would start, or every mistake.
+fn check(path: &std::path::Path) -> Result<()> {
+    match crate::check::check(path) {
+        Ok(c) => {
+            let state = match &c.state {
+                crate::check::StateSource::Stored(p) => format!("stored state {}", p.display()),
+                crate::check::StateSource::Seed => "a new state seeded from the file".to_owned(),
+            };
+            println!(
+                "{}: ok: {state}, generation {}, {} resources, {} ports, {} TLS services",
+                path.display(),
+                c.generation,
+                c.resources,
+                c.ports,
+                c.services
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            anyhow::bail!(
+                "{}: {} mistake(s); a start would refuse this configuration",
+                path.display(),
+                errors.len()
+            )
+        }
+    }
+}
+
 fn serve(
     node: &Arc<Node>,
     config: &Config,
     path: &std::path::Path,
-    stop: &AtomicBool,
-    reload: &AtomicBool,
+    main: &Loop<'_>,
+    notifier: &mut Notifier,
 ) -> Result<()> {
     let stats: StatsSource = {
         let n = node.clone();
@@ -78,11 +147,8 @@ fn serve(
         let n = node.clone();
         Arc::new(move || n.more_metrics())
     };
-    let api = Api::start(&config.api.socket, stats.clone(), Some(more.clone()))?;
-    if let Some(listen) = config.metrics.listen {
-        crate::api::start_metrics_tcp(listen, stats, Some(more))?;
-        info!(%listen, "Prometheus endpoint");
-    }
+    main.probes.set_sources(stats, Some(more));
+    let api = Api::start(&config.api.socket, main.probes.clone())?;
     let flows = FlowHub::start();
     let control_socket = config.api.control_socket();
     let grpc = GrpcServer::start(
@@ -101,9 +167,18 @@ fn serve(
         state = %config.state.dir.display(),
         "causeway is forwarding"
     );
-    while !stop.load(Ordering::Relaxed) {
+    // Ready: the policy is compiled and published, the ports' sockets are
+    // in the XSKMAP, the control API answers.
+    main.probes.set_ready(true);
+    notifier.ready(&format!(
+        "forwarding; policy generation {}; ports {status}",
+        node.desired().generation
+    ));
+    while !main.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        if reload.swap(false, Ordering::Relaxed) {
+        main.probes.beat();
+        notifier.tick(std::time::Instant::now());
+        if main.reload.swap(false, Ordering::Relaxed) {
             sighup(node, config);
         }
     }
