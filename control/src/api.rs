@@ -178,6 +178,10 @@ impl Drop for Api {
     }
 }
 
+/// How many more times a metrics listener whose address is in use is
+/// bound again (nginx tries 5 times, 500 ms apart).
+const BIND_TRIES: u32 = 5;
+
 /// Serves `GET /metrics`, `/stats`, `/live` and `/ready` on TCP, for
 /// Prometheus and probes: a thread per connection, as on the Unix socket.
 /// Started before the appliance is up, so `/ready` says 503 until it is.
@@ -185,8 +189,20 @@ impl Drop for Api {
 /// # Errors
 /// The address cannot be bound.
 pub fn start_metrics_tcp(listen: std::net::SocketAddr, probes: Arc<Probes>) -> Result<()> {
-    let listener = std::net::TcpListener::bind(listen)
-        .with_context(|| format!("metrics.listen: binding {listen}"))?;
+    // A restart can find the address still held for a moment by what the
+    // previous process left behind: like nginx, try again a few times,
+    // half a second apart, before giving up.
+    let mut tries = 0;
+    let listener = loop {
+        match std::net::TcpListener::bind(listen) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < BIND_TRIES => {
+                tries += 1;
+                tracing::warn!(%listen, tries, "metrics.listen: the address is in use; trying again in 500 ms");
+                thread::sleep(Duration::from_millis(500));
+            }
+            bound => break bound.with_context(|| format!("metrics.listen: binding {listen}"))?,
+        }
+    };
     thread::Builder::new()
         .name("cw-metrics".into())
         .spawn(move || {
