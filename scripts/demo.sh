@@ -37,6 +37,18 @@ step "causeway lab up --name $LAB --start"
 "$CW" lab up --name "$LAB" --start
 "$CW" lab status --name "$LAB"
 
+step "ready means forwarding under policy: /live and /ready; causeway run --check on a good and a broken copy of the lab's configuration"
+for probe in live ready; do
+  printf '/%s: ' "$probe"
+  curl -s -o /dev/null -w '%{http_code}\n' --unix-socket "/run/causeway/lab/$LAB/causeway.sock" "http://x/$probe"
+done
+# In the appliance's namespace, where its ports' interfaces are.
+ip netns exec "$LAB-gw" "$CW" run --check --config "/run/causeway/lab/$LAB/config.yaml"
+BROKEN=$(mktemp)
+sed 's/^\( *\)batch: .*/\1batch: 0/' "/run/causeway/lab/$LAB/config.yaml" >"$BROKEN"
+ip netns exec "$LAB-gw" "$CW" run --check --config "$BROKEN" || echo "(refused, exit $?: a template with this value would never replace the configuration in force)"
+rm -f "$BROKEN"
+
 step "the appliance's kernel does not forward; the XDP program is attached"
 echo "net.ipv4.ip_forward = $(ip netns exec "$LAB-gw" sysctl -n net.ipv4.ip_forward)"
 echo "net.ipv6.conf.all.forwarding = $(ip netns exec "$LAB-gw" sysctl -n net.ipv6.conf.all.forwarding)"
