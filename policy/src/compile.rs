@@ -491,18 +491,15 @@ impl Compiler<'_> {
     /// [`Compiler::resolve`], by the selector's key.
     fn resolve_keyed(&self, sel: &Selector, e: &Entity) -> Resolved {
         let key = selector_key(sel, e.scope.as_ref());
-        let named = e
-            .ports
+        if e.ports
             .iter()
             .chain(&e.not_ports)
-            .any(|p| matches!(p, Port::Named(_)));
+            .any(|p| matches!(p, Port::Named(_)))
+        {
+            return Resolved::Addrs(selected(self.set, &key, sel, e.scope.as_ref()));
+        }
         if let Some(r) = self.resolutions.borrow().get(&key) {
-            return match r {
-                Resolved::Set(_) if named => {
-                    Resolved::Addrs(selected(self.set, &key, sel, e.scope.as_ref()))
-                }
-                r => r.clone(),
-            };
+            return r.clone();
         }
         let addrs = selected(self.set, &key, sel, e.scope.as_ref());
         let as_set = self.set_threshold > 0
@@ -510,16 +507,13 @@ impl Compiler<'_> {
             && addrs.iter().all(|p| p.len == 128);
         let r = if as_set {
             let id = self.set_ids.borrow_mut().id(&key);
-            self.used_sets.borrow_mut().insert(id, addrs.clone());
+            self.used_sets.borrow_mut().insert(id, addrs);
             Resolved::Set(id)
         } else {
-            Resolved::Addrs(addrs.clone())
+            Resolved::Addrs(addrs)
         };
         self.resolutions.borrow_mut().insert(key, r.clone());
-        match r {
-            Resolved::Set(_) if named => Resolved::Addrs(addrs),
-            r => r,
-        }
+        r
     }
 
     /// The program's address sets by id, reusing `previous`'s where their

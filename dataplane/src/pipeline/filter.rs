@@ -321,14 +321,29 @@ impl Filter {
         {
             return Err(DropReason::Spoofed);
         }
-        let j = self.policy.judge(&p.class_key());
-        if j.untracked.is_none() && p.proto == TCP {
-            // Only a SYN may open a tracked connection (see the module docs).
+        // Only a SYN may open a tracked connection (see the module docs);
+        // only a doNotTrack rule lets another segment of no flow through,
+        // so without doNotTrack programs it is dropped unjudged (an ACK
+        // flood walks no classifier).
+        let refused = if p.proto == TCP {
             match TcpFirst::of(p.tcp_flags) {
-                TcpFirst::Syn => {}
-                TcpFirst::NotSyn => return Err(DropReason::TcpNoFlow),
-                TcpFirst::BadFlags => return Err(DropReason::TcpInvalid),
+                TcpFirst::Syn => None,
+                TcpFirst::NotSyn => Some(DropReason::TcpNoFlow),
+                TcpFirst::BadFlags => Some(DropReason::TcpInvalid),
             }
+        } else {
+            None
+        };
+        if let Some(reason) = refused
+            && self.policy.untracked.is_empty()
+        {
+            return Err(reason);
+        }
+        let j = self.policy.judge(&p.class_key());
+        if let Some(reason) = refused
+            && j.untracked.is_none()
+        {
+            return Err(reason);
         }
         self.count(j.deciding(), p.len);
         self.log(j.logged, p, j.allow, now);
