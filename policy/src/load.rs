@@ -257,6 +257,21 @@ fn duplicates_refs(all: &[&Loaded]) -> Vec<LoadError> {
 
 fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<LoadError> {
     let mut errors = duplicates_refs(all);
+    errors.extend(shared_addresses(all));
+    errors.extend(undefined_tiers_except(all, unreadable_tiers));
+    errors
+}
+
+/// The Calico policies among `all` in a tier other than `default` that no
+/// Tier among `all` defines. With [`address_shared`], the cross checks of
+/// a state whose resources are keyed by id (the store), where a resource
+/// cannot be defined twice.
+pub fn undefined_tiers(all: &[&Loaded]) -> Vec<LoadError> {
+    undefined_tiers_except(all, &BTreeSet::new())
+}
+
+fn undefined_tiers_except(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<LoadError> {
+    let mut errors = Vec::new();
     let tiers: BTreeSet<&str> = all
         .iter()
         .filter_map(|l| match &l.resource {
@@ -264,7 +279,6 @@ fn cross_checks(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<Loa
             _ => None,
         })
         .collect();
-    errors.extend(shared_addresses(all));
     for l in all {
         let (Resource::GlobalNetworkPolicy { spec, .. } | Resource::NetworkPolicy { spec, .. }) =
             &l.resource
@@ -302,19 +316,14 @@ fn shared_addresses(all: &[&Loaded]) -> Vec<LoadError> {
     let mut errors = Vec::new();
     let mut owners: HashMap<IpAddr, &Loaded> = HashMap::new();
     for l in all {
-        let (texts, field): (Vec<&str>, &str) = match &l.resource {
-            Resource::Pod { spec, status, .. } if model::pod_is_endpoint(spec, status) => (
-                status
-                    .pod_ips
-                    .iter()
-                    .map(|p| p.ip.as_str())
-                    .chain(status.pod_ip.as_deref())
-                    .collect(),
-                "status.podIPs",
-            ),
-            Resource::StaticEndpoint { spec, .. } => {
-                (spec.ips.iter().map(String::as_str).collect(), "spec.ips")
-            }
+        let texts: Vec<&str> = match &l.resource {
+            Resource::Pod { spec, status, .. } if model::pod_is_endpoint(spec, status) => status
+                .pod_ips
+                .iter()
+                .map(|p| p.ip.as_str())
+                .chain(status.pod_ip.as_deref())
+                .collect(),
+            Resource::StaticEndpoint { spec, .. } => spec.ips.iter().map(String::as_str).collect(),
             _ => continue,
         };
         let mut own: Vec<IpAddr> = texts.iter().filter_map(|t| t.parse().ok()).collect();
@@ -325,27 +334,34 @@ fn shared_addresses(all: &[&Loaded]) -> Vec<LoadError> {
                 Entry::Vacant(v) => {
                     v.insert(l);
                 }
-                Entry::Occupied(first) => {
-                    let first = first.get();
-                    errors.push(LoadError {
-                        file: l.source.file.clone(),
-                        line: Some(l.source.line),
-                        column: None,
-                        resource: Some(l.resource.id()),
-                        field: Some(field.to_owned()),
-                        message: format!(
-                            "address {ip} is also {}'s (at {}:{}): an address belongs to one endpoint; \
-                             remove it from one of them",
-                            first.resource.id(),
-                            first.source.file.display(),
-                            first.source.line
-                        ),
-                    });
-                }
+                Entry::Occupied(first) => errors.push(address_shared(l, ip, first.get())),
             }
         }
     }
     errors
+}
+
+/// The error of endpoint `l` whose address `ip` is also endpoint
+/// `first`'s (see [`shared_addresses`]).
+pub fn address_shared(l: &Loaded, ip: IpAddr, first: &Loaded) -> LoadError {
+    let field = match l.resource {
+        Resource::StaticEndpoint { .. } => "spec.ips",
+        _ => "status.podIPs",
+    };
+    LoadError {
+        file: l.source.file.clone(),
+        line: Some(l.source.line),
+        column: None,
+        resource: Some(l.resource.id()),
+        field: Some(field.to_owned()),
+        message: format!(
+            "address {ip} is also {}'s (at {}:{}): an address belongs to one endpoint; \
+             remove it from one of them",
+            first.resource.id(),
+            first.source.file.display(),
+            first.source.line
+        ),
+    }
 }
 
 /// What loading has produced so far.

@@ -14,8 +14,9 @@ pub mod persist;
 mod tests;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap, hash_map},
     fmt,
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, OnceLock},
 };
@@ -416,6 +417,61 @@ impl Desired {
         set
     }
 
+    /// Addresses of two endpoints (see [`load::address_shared`]): among
+    /// all, or, when `changed` lists what changed since a state that had
+    /// none, between a created or changed endpoint and any other (the error
+    /// names the changed one: that is the resource the writer can fix).
+    /// Read from the kept normal forms, so no address is parsed again.
+    fn shared_addresses(&self, changed: Option<&[(String, Action)]>) -> Vec<LoadError> {
+        fn ips(e: &Entry) -> &[IpAddr] {
+            match e.normal() {
+                Ok(Normal::Endpoint(ep)) => &ep.ips,
+                _ => &[],
+            }
+        }
+        let mut errors = Vec::new();
+        let mut owners: HashMap<IpAddr, &Entry> = HashMap::new();
+        let mut claim = |e| {
+            for &ip in ips(e) {
+                match owners.entry(ip) {
+                    hash_map::Entry::Vacant(v) => {
+                        v.insert(e);
+                    }
+                    hash_map::Entry::Occupied(first) => {
+                        errors.push(load::address_shared(&e.loaded, ip, &first.get().loaded));
+                    }
+                }
+            }
+        };
+        let Some(changed) = changed else {
+            self.entries.values().for_each(|e| claim(e));
+            return errors;
+        };
+        let changed: BTreeSet<&str> = changed
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Created | Action::Configured))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        changed
+            .iter()
+            .filter_map(|id| self.entries.get(*id))
+            .for_each(|e| claim(e));
+        if owners.is_empty() {
+            return errors;
+        }
+        for (id, other) in &self.entries {
+            if changed.contains(id.as_str()) {
+                continue;
+            }
+            for ip in ips(other) {
+                if let Some(mine) = owners.get(ip) {
+                    errors.push(load::address_shared(&mine.loaded, *ip, &other.loaded));
+                }
+            }
+        }
+        errors
+    }
+
     /// Every problem of a whole state: checks across resources, the policy
     /// set, and the appliance kinds against the terminator's settings.
     pub fn check(&self, terminator: Option<&TerminatorConfig>) -> Vec<LoadError> {
@@ -429,17 +485,26 @@ impl Desired {
         previous: Option<&Self>,
         terminator: Option<&TerminatorConfig>,
     ) -> Vec<LoadError> {
-        self.check_and_build(previous, terminator).0
+        self.check_and_build(previous, None, terminator).0
     }
 
     /// As [`Self::check_since`], also returning the policy set it built.
+    /// `changed`, when given, names every resource that differs from
+    /// `previous`, a state that passed these checks: the checks that pair
+    /// resources then pair only the changed ones with the rest (a pod
+    /// relabelled in a state of 10 000 endpoints is not compared with
+    /// every other pair).
     fn check_and_build(
         &self,
         previous: Option<&Self>,
+        changed: Option<&[(String, Action)]>,
         terminator: Option<&TerminatorConfig>,
     ) -> (Vec<LoadError>, Option<PolicySet>) {
         let all: Vec<&Loaded> = self.entries.values().map(|e| &e.loaded).collect();
-        let mut errors = load::validate_refs(&all);
+        // Keyed by id, a state cannot hold one resource twice: of the
+        // cross checks, the tiers and the addresses are left.
+        let mut errors = load::undefined_tiers(&all);
+        errors.extend(self.shared_addresses(previous.and(changed)));
         let mut set = None;
         if errors.is_empty() {
             match self.policy_set() {
@@ -678,7 +743,7 @@ impl Desired {
                     .collect(),
             });
         }
-        let (errors, policy) = next.check_and_build(Some(self), terminator);
+        let (errors, policy) = next.check_and_build(Some(self), Some(&changes), terminator);
         if !errors.is_empty() {
             return Err(Refusal::Invalid(errors));
         }

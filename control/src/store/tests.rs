@@ -742,3 +742,108 @@ spec: {tier: security, selector: all(), ingress: [{action: Allow}]}
         "{errors:?}"
     );
 }
+
+/// A static endpoint `name` in `lab` with `ips` and a label `v`.
+fn endpoint(name: &str, ips: &str, v: &str) -> String {
+    format!(
+        "apiVersion: causeway.dev/v1alpha1\nkind: StaticEndpoint\nmetadata: {{name: {name}, namespace: lab, labels: {{v: '{v}'}}}}\nspec: {{ips: [{ips}]}}\n"
+    )
+}
+
+fn refused_fields(r: Result<Plan, Refusal>) -> Vec<(String, String)> {
+    match r {
+        Err(Refusal::Invalid(errors)) => errors
+            .into_iter()
+            .map(|e| (e.resource.unwrap_or_default(), e.message))
+            .collect(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_changed_endpoint_may_not_take_another_ones_address_and_is_the_one_named() {
+    // `z` sorts after `a`: a check of the whole state would name `z`; the
+    // change is `a`'s, and the error names `a`, the resource the writer
+    // sent.
+    let d = apply(
+        &Desired::default(),
+        &format!("{ALLOW_WEB}---\n{}", endpoint("z", "10.2.0.9", "1")),
+    )
+    .unwrap()
+    .next;
+    let errors = refused_fields(apply(&d, &endpoint("a", "10.2.0.9, 10.2.0.1", "1")));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "StaticEndpoint/lab/a");
+    assert!(
+        errors[0]
+            .1
+            .starts_with("address 10.2.0.9 is also StaticEndpoint/lab/z's"),
+        "{errors:?}"
+    );
+    // Two changed endpoints of one batch sharing an address.
+    let both = format!(
+        "{}---\n{}",
+        endpoint("b", "10.2.0.7", "1"),
+        endpoint("c", "10.2.0.7", "1")
+    );
+    let errors = refused_fields(apply(&d, &both));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "StaticEndpoint/lab/c");
+}
+
+#[test]
+fn an_endpoint_keeps_its_address_across_changes_and_addresses_move_in_one_batch() {
+    let d = apply(
+        &Desired::default(),
+        &format!(
+            "{ALLOW_WEB}---\n{}---\n{}",
+            endpoint("a", "10.2.0.1", "1"),
+            endpoint("b", "10.2.0.2", "1")
+        ),
+    )
+    .unwrap()
+    .next;
+    // Relabelled: its own address is no conflict.
+    let d = apply(&d, &endpoint("a", "10.2.0.1", "2")).unwrap().next;
+    // a and b swap addresses in one change.
+    let swapped = format!(
+        "{}---\n{}",
+        endpoint("a", "10.2.0.2", "2"),
+        endpoint("b", "10.2.0.1", "1")
+    );
+    let p = apply(&d, &swapped).unwrap();
+    assert!(p.changed);
+    // Deleting b in the same change as a takes its address.
+    let p = d
+        .plan_apply(
+            &[file("a.yaml", &endpoint("a", "10.2.0.2", "3"))],
+            &["StaticEndpoint/lab/b".to_owned()],
+            Writer::new(OWNER_CTL),
+            None,
+        )
+        .unwrap();
+    assert_eq!(p.next.entries.len(), 2);
+    // Taking b's address while b stays is refused.
+    assert_eq!(
+        refused_fields(apply(&d, &endpoint("a", "10.2.0.2", "3")))[0].0,
+        "StaticEndpoint/lab/a"
+    );
+}
+
+#[test]
+fn a_whole_state_check_finds_a_shared_address() {
+    // A state that never passed the checks (a seed, say): the whole state
+    // is checked.
+    let loaded = load::load_str(
+        &format!(
+            "{}---\n{}",
+            endpoint("a", "10.2.0.1", "1"),
+            endpoint("b", "10.2.0.1", "1")
+        ),
+        Path::new("seed.yaml"),
+    )
+    .unwrap();
+    let errors = Desired::seed(loaded).check(None);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].resource.as_deref(), Some("StaticEndpoint/lab/b"));
+}
