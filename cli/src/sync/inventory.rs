@@ -138,6 +138,16 @@ struct Part {
 }
 
 /// The inventory of every source.
+///
+/// The desired resources are kept change by change: a change of one key
+/// whose id no other key stands for, and whose pod addresses no other pod
+/// claims, changes that one resource and nothing else, which is what a
+/// relabelled pod or an edited policy is. A change whose effect reaches
+/// other keys (a second key for an id, a shared address, an object that
+/// became or stopped being a problem) marks the desired resources stale,
+/// to be rebuilt whole when next read. Every change is logged by id, so
+/// that a pusher compares only what changed since its last push
+/// ([`Self::changed_since`]).
 #[derive(Debug)]
 pub struct Inventory {
     parts: Vec<Part>,
@@ -147,10 +157,27 @@ pub struct Inventory {
     /// [`ARRIVALS`]): a pusher's lag is measured from the arrival of the
     /// first version it had not pushed yet.
     arrivals: VecDeque<(u64, Instant)>,
+    /// The desired resources, as of `version` unless `stale`.
+    desired: Desired,
+    /// `desired` must be rebuilt before it is read.
+    stale: bool,
+    /// How many keys (of every source) stand for each id.
+    by_id: HashMap<String, u32>,
+    /// How many pods claim each address.
+    by_ip: HashMap<String, u32>,
+    /// The ids each version changed, oldest first (at most [`LOG`]);
+    /// `None`: any may have.
+    log: VecDeque<(u64, Option<String>)>,
+    /// The newest version whose log entries were dropped.
+    forgotten: u64,
 }
 
 /// How many arrivals are kept for lag measurements.
 const ARRIVALS: usize = 4096;
+
+/// How many changed ids are logged for pushers; one that falls further
+/// behind compares everything.
+const LOG: usize = 65_536;
 
 /// The resources to push, and the problems to report, at one version.
 #[derive(Debug, Clone, Default)]
@@ -182,6 +209,12 @@ impl Inventory {
                 .collect(),
             version: 0,
             arrivals: VecDeque::new(),
+            desired: Desired::default(),
+            stale: false,
+            by_id: HashMap::new(),
+            by_ip: HashMap::new(),
+            log: VecDeque::new(),
+            forgotten: 0,
         }
     }
 
@@ -224,22 +257,21 @@ impl Inventory {
         items: BTreeMap<String, Item>,
         revision: String,
     ) -> usize {
-        let part = &mut self.parts[i];
-        let old: BTreeMap<String, Item> = part
+        let old: Vec<String> = self.parts[i]
             .items
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, _)| k.clone())
+            .filter(|k| !items.contains_key(k))
             .collect();
-        let keys: BTreeSet<&String> = old.keys().chain(items.keys()).collect();
-        let changed = keys
-            .into_iter()
-            .filter(|k| old.get(*k) != items.get(*k))
-            .count();
-        for k in old.keys() {
-            part.items.remove(k);
+        let mut changed = 0;
+        for key in old {
+            changed += usize::from(self.put(i, &key, None));
         }
-        part.items.extend(items);
+        for (key, item) in items {
+            changed += usize::from(self.put(i, &key, Some(item)));
+        }
+        let part = &mut self.parts[i];
         part.status.revision = revision;
         part.status.lists += 1;
         part.status.last_event = Some(SystemTime::now());
@@ -260,11 +292,8 @@ impl Inventory {
         kind: &str,
         event: &'static str,
     ) {
+        let changed = self.put(i, key, item);
         let part = &mut self.parts[i];
-        let changed = match item {
-            Some(item) => part.items.insert(key.to_owned(), item.clone()) != Some(item),
-            None => part.items.remove(key).is_some(),
-        };
         part.status.revision = revision;
         part.status.last_event = Some(SystemTime::now());
         *part
@@ -275,6 +304,93 @@ impl Inventory {
         if changed {
             self.mark_changed();
         }
+    }
+
+    /// Source `i`'s `key` now reads as `item`: the item, the counts and
+    /// the desired resources (or `stale`), and the log for the coming
+    /// version. Returns whether anything changed.
+    fn put(&mut self, i: usize, key: &str, item: Option<Item>) -> bool {
+        let items = &mut self.parts[i].items;
+        let old = match &item {
+            Some(new) if items.get(key) == Some(new) => return false,
+            Some(new) => items.insert(key.to_owned(), new.clone()),
+            None => items.remove(key),
+        };
+        if old.is_none() && item.is_none() {
+            return false;
+        }
+        let object = |i: &Option<Item>| match i {
+            Some(Item::Object(o)) => Some(o.clone()),
+            _ => None,
+        };
+        let (old_object, new_object) = (object(&old), object(&item));
+        // Alone: no other key stands for either id, no other pod claims
+        // any of either's addresses, and neither is a problem.
+        let mut alone =
+            !matches!(old, Some(Item::Problem(_))) && !matches!(item, Some(Item::Problem(_)));
+        if let Some(o) = &old_object {
+            alone &= self.by_id.get(&o.id) == Some(&1);
+            for ip in o.pod.iter().flat_map(|(ips, _)| ips) {
+                alone &= self.by_ip.get(ip) == Some(&1);
+            }
+            count(&mut self.by_id, &o.id, false);
+            for ip in o.pod.iter().flat_map(|(ips, _)| ips) {
+                count(&mut self.by_ip, ip, false);
+            }
+        }
+        if let Some(o) = &new_object {
+            count(&mut self.by_id, &o.id, true);
+            alone &= self.by_id.get(&o.id) == Some(&1);
+            for ip in o.pod.iter().flat_map(|(ips, _)| ips) {
+                count(&mut self.by_ip, ip, true);
+                alone &= self.by_ip.get(ip) == Some(&1);
+            }
+        }
+        let version = self.version + 1;
+        if !alone || self.stale {
+            self.stale = true;
+            self.log(version, None);
+            return true;
+        }
+        if let Some(o) = old_object {
+            self.desired.resources.remove(&o.id);
+            self.log(version, Some(o.id));
+        }
+        if let Some(o) = new_object {
+            let key = format!("{}:{key}", self.parts[i].status.name);
+            self.desired
+                .resources
+                .insert(o.id.clone(), (o.manifest.clone(), key));
+            self.log(version, Some(o.id));
+        }
+        true
+    }
+
+    fn log(&mut self, version: u64, id: Option<String>) {
+        if self.log.len() == LOG
+            && let Some((v, _)) = self.log.pop_front()
+        {
+            self.forgotten = v;
+        }
+        self.log.push_back((version, id));
+    }
+
+    /// The ids changed by the versions after `since`, for a pusher that
+    /// pushed `since`; `None` when that is not known (the log does not
+    /// reach back so far, or a change reached other keys): compare
+    /// everything.
+    pub fn changed_since(&self, since: u64) -> Option<BTreeSet<&str>> {
+        if self.forgotten > since {
+            return None;
+        }
+        let mut ids = BTreeSet::new();
+        for (v, id) in self.log.iter().rev() {
+            if *v <= since {
+                break;
+            }
+            ids.insert(id.as_deref()?);
+        }
+        Some(ids)
     }
 
     /// Notes a change: a new version, and when it arrived.
@@ -296,9 +412,24 @@ impl Inventory {
             .map(|(_, t)| *t)
     }
 
-    /// The desired resources: every object of every source, the first
-    /// key (by source, then key) winning when two stand for one id.
-    pub fn desired(&self) -> Desired {
+    /// Brings the desired resources up to date (see [`Self::desired`]).
+    pub fn refresh(&mut self) {
+        if self.stale {
+            self.desired = self.rebuilt();
+            self.stale = false;
+        }
+        self.desired.version = self.version;
+    }
+
+    /// The desired resources as of the last [`Self::refresh`]: every
+    /// object of every source, the first key (by source, then key) winning
+    /// when two stand for one id.
+    pub fn desired(&self) -> &Desired {
+        &self.desired
+    }
+
+    /// The desired resources built whole.
+    fn rebuilt(&self) -> Desired {
         let mut d = Desired {
             version: self.version,
             ..Desired::default()
@@ -334,6 +465,18 @@ impl Inventory {
         }
         hand_over_addresses(&mut d, pods);
         d
+    }
+}
+
+/// One more (`up`) or one less of `key` in `counts`.
+fn count(counts: &mut HashMap<String, u32>, key: &str, up: bool) {
+    if up {
+        *counts.entry(key.to_owned()).or_default() += 1;
+    } else if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }
 
@@ -424,6 +567,7 @@ mod tests {
         // A pusher that pushed `v` is behind from the deletion on.
         assert!(inv.arrived_after(v).unwrap() >= before);
         assert!(inv.arrived_after(v + 1).is_none());
+        inv.refresh();
         assert!(inv.desired().resources.is_empty());
     }
 
@@ -455,6 +599,7 @@ mod tests {
             .into(),
             "1".into(),
         );
+        inv.refresh();
         let d = inv.desired();
         let mut ids: Vec<&str> = d.resources.keys().map(String::as_str).collect();
         ids.sort_unstable();
@@ -483,6 +628,7 @@ mod tests {
             .into(),
             "1".into(),
         );
+        inv.refresh();
         let d = inv.desired();
         assert_eq!(d.resources.len(), 1);
         assert_eq!(
@@ -492,5 +638,122 @@ mod tests {
         assert_eq!(d.resources["GlobalNetworkSet/a"].1, "etcd:k2");
         assert!(d.problems["etcd:k1"].contains("selector"));
         assert!(d.problems["etcd:k3"].contains("also read from etcd:k2"));
+    }
+
+    /// What the inventory keeps change by change is what a whole rebuild
+    /// makes, through random changes that share ids and addresses, go bad,
+    /// terminate and come back; and the log names every id that changed
+    /// (or says it cannot).
+    #[test]
+    fn the_desired_resources_kept_change_by_change_are_the_rebuilt_ones() {
+        let mut seed: u64 = 0x5eed_1234_abcd_0001;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut inv = Inventory::new(&[("a".into(), "etcdv3"), ("b".into(), "kubernetes")]);
+        inv.replace(0, BTreeMap::new(), "0".into());
+        inv.replace(1, BTreeMap::new(), "0".into());
+        let mut lone = 0;
+        for step in 0..4000 {
+            let source = next(2) as usize;
+            // Mostly, as in a cluster, a key stands for its own id and a
+            // pod has its own address; one change in ten collides.
+            let n = next(100);
+            let key = format!("k{n}");
+            let mut own = |n: u64| if next(10) == 0 { next(100) } else { n };
+            let (name, ip) = (own(n), own(n));
+            // And one in twenty names the other source's object.
+            let source_of_name = if next(20) == 0 { 1 - source } else { source };
+            let item = match next(10) {
+                0 => None,
+                1 => Some(Item::Problem(format!("bad {step}"))),
+                2 | 3 => Some(gns(&format!("s{source_of_name}-{name}"), "10.0.0.0/8")),
+                _ => Some(pod(
+                    &format!("p{source_of_name}-{name}"),
+                    &format!("10.2.{source}.{ip}"),
+                    next(4) == 0,
+                )),
+            };
+            let before = inv.version();
+            let held = inv.desired().resources.clone();
+            if step % 7 == 0 {
+                // A relist of this source with one key changed.
+                let mut items = inv.parts[source].items.clone();
+                match item {
+                    Some(i) => items.insert(key, i),
+                    None => items.remove(&key),
+                };
+                inv.replace(source, items, step.to_string());
+            } else {
+                inv.set(source, &key, item, step.to_string(), "K", "MODIFIED");
+            }
+            let changed = inv.changed_since(before).map(|ids| {
+                ids.into_iter()
+                    .map(str::to_owned)
+                    .collect::<BTreeSet<String>>()
+            });
+            inv.refresh();
+            let rebuilt = inv.rebuilt();
+            let kept = inv.desired();
+            assert_eq!(kept.version, rebuilt.version);
+            assert_eq!(kept.resources, rebuilt.resources, "step {step}");
+            assert_eq!(kept.problems, rebuilt.problems, "step {step}");
+            // Every id whose resource differs is in the log's answer.
+            if let Some(changed) = changed {
+                lone += 1;
+                let ids: BTreeSet<&String> = held.keys().chain(kept.resources.keys()).collect();
+                for id in ids {
+                    if held.get(id) != kept.resources.get(id) {
+                        assert!(changed.contains(id), "step {step}: {id} changed unlogged");
+                    }
+                }
+            }
+        }
+        // Most changes are lone ones: the log is used, not given up on.
+        assert!(lone > 2000, "only {lone} of 4000 changes were lone");
+    }
+
+    #[test]
+    fn the_log_forgets_what_is_too_old_and_says_so() {
+        let mut inv = Inventory::new(&[("a".into(), "etcdv3")]);
+        inv.replace(0, BTreeMap::new(), "0".into());
+        let start = inv.version();
+        inv.set(
+            0,
+            "k",
+            Some(gns("x", "10.0.0.0/8")),
+            "1".into(),
+            "K",
+            "ADDED",
+        );
+        assert_eq!(
+            inv.changed_since(start)
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["GlobalNetworkSet/x"]
+        );
+        assert!(inv.changed_since(inv.version()).unwrap().is_empty());
+        for i in 0..LOG {
+            let net = format!("10.{}.{}.0/24", i / 256 % 256, i % 256);
+            inv.set(0, "k", Some(gns("x", &net)), "2".into(), "K", "MODIFIED");
+        }
+        assert!(inv.changed_since(start).is_none());
+        assert!(inv.changed_since(inv.version() - 1).is_some());
+        // A problem reaches other keys (a held resource kept for it): the
+        // log cannot name what changed.
+        let v = inv.version();
+        inv.set(
+            0,
+            "k",
+            Some(Item::Problem("bad".into())),
+            "3".into(),
+            "K",
+            "MODIFIED",
+        );
+        assert!(inv.changed_since(v).is_none());
     }
 }

@@ -40,7 +40,8 @@ fn secs(t: Option<SystemTime>) -> Value {
 
 /// The `/status` document.
 pub async fn status(s: &Shared) -> Value {
-    let inv = s.inventory.lock().await;
+    let mut inv = s.inventory.lock().await;
+    inv.refresh();
     let desired = inv.desired();
     let sources: Vec<Value> = inv
         .statuses()
@@ -64,6 +65,7 @@ pub async fn status(s: &Shared) -> Value {
         .collect();
     let synced = inv.synced();
     let version = inv.version();
+    let (resources, problems) = (desired.resources.len(), desired.problems.len());
     drop(inv);
     let appliances: Vec<Value> = s
         .appliances
@@ -81,8 +83,7 @@ pub async fn status(s: &Shared) -> Value {
         .collect();
     json!({
         "name": s.name, "owner": s.owner, "synced": synced,
-        "inventory": {"version": version, "resources": desired.resources.len(),
-                      "problems": desired.problems.len()},
+        "inventory": {"version": version, "resources": resources, "problems": problems},
         "sources": sources, "appliances": appliances,
     })
 }
@@ -90,7 +91,8 @@ pub async fn status(s: &Shared) -> Value {
 /// The `/metrics` text.
 pub async fn metrics(s: &Shared) -> String {
     let mut out = String::new();
-    let inv = s.inventory.lock().await;
+    let mut inv = s.inventory.lock().await;
+    inv.refresh();
     let desired = inv.desired();
     let gauge = |out: &mut String, name: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
