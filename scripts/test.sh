@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole causeway test suite, as CI runs it: formatting, lints, unit and
 # property tests, end-to-end tests on network-namespace labs, and a short
-# fuzz run of the packet parser. Everything is built once, in release.
+# fuzz run of every fuzz target. Everything is built once, in release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -36,8 +36,15 @@ step "ansible: lint and the service units"
 step "ansible: a real run over SSH against two edge nodes, and a rolling upgrade"
 ./scripts/ansible-lab.sh
 
+# About 80 s of fuzzing in all: the packet parser for FUZZ_SECONDS, then
+# each target of control/fuzz (the pipeline with policy and conntrack, the
+# journal and snapshot reader, manifests, selectors, the configuration
+# file, the TLS engine) for FUZZ_TARGET_SECONDS.
 step "fuzz: the packet parser for ${FUZZ_SECONDS:-20} s"
 dataplane/fuzz/run.sh "${FUZZ_SECONDS:-20}"
+
+step "fuzz: every other target for ${FUZZ_TARGET_SECONDS:-10} s each"
+control/fuzz/run.sh "${FUZZ_TARGET_SECONDS:-10}"
 
 step "no lab left behind"
 left=$(ip netns list | awk '{print $1}' | grep -E '^t[a-z]+[0-9]+x[0-9]+-' || true)

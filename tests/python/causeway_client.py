@@ -170,6 +170,35 @@ def apply_loop(ch, args):
     return {"done": True, "last": last}
 
 
+FILL_POLICY = """apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: fill-%d
+  annotations: {ballast: %s}
+spec:
+  selector: role == 'nobody'
+  ingress: [{action: Allow}]
+"""
+
+
+def apply_fill(ch, args):
+    """Applies a new GlobalNetworkPolicy fill-N (with `bytes` of ballast)
+    after another, printing a line per acknowledged apply, until one is
+    refused or `count` are made; the refusal's code and message are the
+    last line."""
+    pb, stubs = generated()
+    stub = stubs.ConfigServiceStub(ch)
+    count, ballast = int(args["count"]), "x" * int(args["bytes"])
+    for n in range(count):
+        f = pb.ManifestFile(name="fill.yaml", text=FILL_POLICY % (n, ballast))
+        try:
+            r = stub.Apply(pb.ApplyRequest(files=[f], wait_enforced=True), timeout=30)
+        except grpc.RpcError as e:
+            return {"refused": n, "code": e.code().name, "message": e.details()}
+        print(json.dumps({"generation": r.generation, "n": n}), flush=True)
+    return {"refused": None}
+
+
 def watch(ch, args):
     """Watches from generation 0 for `seconds`; the events as a list."""
     pb, stubs = generated()
@@ -211,7 +240,7 @@ def status(ch, _args):
     return as_json(r) | {"generation": r.generation}
 
 
-COMMANDS = {"apply-loop": apply_loop, "watch": watch, "health": health, "reflect": reflect, "apply": apply, "get": get,
+COMMANDS = {"apply-loop": apply_loop, "apply-fill": apply_fill, "watch": watch, "health": health, "reflect": reflect, "apply": apply, "get": get,
             "explain": explain, "status": status}
 
 

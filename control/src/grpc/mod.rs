@@ -528,9 +528,25 @@ fn owner(named: &str) -> Result<&str, Status> {
     Ok(named)
 }
 
+/// Whether `e` comes from a full disk (or quota): the writer may retry
+/// once space is freed, so it is RESOURCE_EXHAUSTED, not INTERNAL.
+fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        })
+}
+
 fn change_status(e: ChangeError) -> Status {
     use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
     match e {
+        ChangeError::Io(e) if disk_full(&e) => Status::resource_exhausted(format!(
+            "saving the configuration failed, the state directory's disk is full; nothing changed (the last acknowledged generation stays in force): free space there, then retry: {e:#}"
+        )),
         ChangeError::Io(e) => Status::internal(format!(
             "saving the configuration failed; nothing changed: {e:#}"
         )),

@@ -20,15 +20,34 @@
 //! between the two leaves records the snapshot already holds: loading
 //! skips records whose generation is not above the snapshot's.
 //!
-//! The snapshot is JSON: `{"format": 1, "generation": N, "resources": [{
+//! The snapshot is a header line, `causeway-state 2 LEN CRC32`, then
+//! one line of JSON, `{"format": 2, "generation": N, "resources": [{
 //! "generation": G, "owner": WHO, "source": FILE, "manifest": {...}}]}`
-//! ("owner" absent: stored before resources had owners). A journal record
-//! is one line, `c1 LEN CRC32 JSON`, the JSON being `{"generation": N,
-//! "put": [resources as in the snapshot], "delete": [ids]}` and LEN and
-//! CRC32 (hex) those of its bytes. A crash while appending leaves at most
-//! one torn record, the last, never acknowledged: loading drops it (and
-//! cuts it off the file, so that the next record follows a whole one). A
-//! bad record before the last is damage, not a crash: loading fails.
+//! ("owner" absent: stored before resources had owners), LEN and CRC32
+//! (hex) being those of the JSON's bytes. A snapshot is only ever renamed
+//! into place whole, so one whose length or checksum fails is damage
+//! (a disk, or a hand, changed it): loading fails, naming it. Format 1,
+//! the JSON alone with `"format": 1` and no header, was written before
+//! snapshots had a checksum; it is still read (and still what an operator
+//! may write by hand), and the next snapshot is written as format 2.
+//!
+//! A journal record is one line, `c1 LEN CRC32 JSON`, the JSON being
+//! `{"generation": N, "put": [resources as in the snapshot], "delete":
+//! [ids]}` and LEN and CRC32 (hex) those of its bytes. A crash while
+//! appending leaves at most one torn record, the last, never
+//! acknowledged: its line unended, or its length not its JSON's. Loading
+//! drops it (and cuts it off the file, so that the next record follows a
+//! whole one). A whole record (its line ended, its length right) whose
+//! CRC32 fails was written and synced whole and changed since: damage,
+//! wherever it is, as is any bad record before the last: loading fails,
+//! naming the file, the record and its byte offset, and changes nothing.
+//!
+//! A full disk fails the change that meets it and nothing else: a record
+//! that does not fit is cut off again, a snapshot that does not fit is
+//! removed (its temporary file) and the journals it would have replaced
+//! stay, so the state on disk is still the last acknowledged one. A start
+//! that cannot write the snapshot it owes (the disk still full) says so
+//! and runs on the journals.
 //!
 //! Reading back goes through the same loader as an apply, so a file edited
 //! by hand is checked as strictly as an apply, and a state that does not
@@ -53,7 +72,15 @@ pub const FILE: &str = "desired.json";
 /// The journal's name in the state directory.
 pub const JOURNAL: &str = "desired.journal";
 
-const FORMAT: u32 = 1;
+/// The snapshot format written: a checksummed header line, then JSON.
+const FORMAT: u32 = 2;
+
+/// The snapshot format written before snapshots had a checksum: the JSON
+/// alone. Still read.
+const FORMAT_UNCHECKED: u32 = 1;
+
+/// A snapshot's header line's first word.
+const SNAPSHOT_TAG: &str = "causeway-state";
 
 /// A journal record's first word.
 const RECORD_TAG: &str = "c1";
@@ -286,18 +313,36 @@ fn write_snapshot(dir: &Path, state: &Desired) -> Result<()> {
         generation: state.generation,
         resources: state.entries.values().map(|e| stored(e)).collect(),
     };
-    let bytes = serde_json::to_vec(&disk).context("serialising the state")?;
+    let json = serde_json::to_vec(&disk).context("serialising the state")?;
+    let mut bytes = format!(
+        "{SNAPSHOT_TAG} {FORMAT} {} {:08x}\n",
+        json.len(),
+        crc32fast::hash(&json)
+    )
+    .into_bytes();
+    bytes.reserve(json.len() + 1);
+    bytes.extend_from_slice(&json);
+    bytes.push(b'\n');
     let tmp = dir.join(format!("{FILE}.tmp"));
     let target = path(dir);
-    {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
+    let written = File::create(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
+        .and_then(|mut f| {
+            f.write_all(&bytes)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            f.sync_all()
+                .with_context(|| format!("syncing {}", tmp.display()))
+        })
+        .and_then(|()| {
+            fs::rename(&tmp, &target)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))
+        });
+    if let Err(e) = written {
+        // A full disk, most likely: the part written must not keep the
+        // space the next change (a journal record) needs.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, &target)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))?;
     sync_dir(dir)
 }
 
@@ -323,13 +368,19 @@ pub fn load(dir: &Path) -> Result<Option<Desired>> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
     };
-    let disk: OnDisk = serde_json::from_slice(&bytes)
+    let (json, format) = snapshot_json(&file, &bytes)?;
+    let disk: OnDisk = serde_json::from_slice(json)
         .with_context(|| format!("{}: not a causeway state file", file.display()))?;
-    if disk.format != FORMAT {
+    if disk.format != format {
         bail!(
-            "{}: format {} is not one this causeway reads ({FORMAT})",
+            "{}: format {} is not one this causeway reads here ({}); the appliance will not start on it",
             file.display(),
-            disk.format
+            disk.format,
+            if format == FORMAT {
+                format!("format {FORMAT}, as its header says")
+            } else {
+                format!("format {FORMAT_UNCHECKED} without a header, or {FORMAT} with one")
+            }
         );
     }
     let mut state = Desired {
@@ -341,10 +392,76 @@ pub fn load(dir: &Path) -> Result<Option<Desired>> {
     replay(&old, &mut state, false)?;
     replay(&journal, &mut state, true)?;
     if old.exists() {
-        // A snapshot that did not finish before the stop: take it now.
-        save(dir, &state)?;
+        // A snapshot that did not finish before the stop: take it now. If
+        // it cannot be written (the disk is still full), the journals
+        // hold the state as well: run on them, and take it at the next
+        // start.
+        if let Err(e) = save(dir, &state) {
+            tracing::warn!(
+                dir = %dir.display(),
+                error = %format!("{e:#}"),
+                "could not write the snapshot the journals owe; running on the journals (the next start tries again)"
+            );
+        }
     }
     Ok(Some(state))
+}
+
+/// The JSON of the snapshot `bytes` (read from `file`) and the format its
+/// header names: [`FORMAT`] after a header whose length and checksum are
+/// the JSON's, [`FORMAT_UNCHECKED`] for JSON with no header.
+///
+/// # Errors
+/// A header that is not one, or whose length or checksum fails: damage.
+fn snapshot_json<'a>(file: &Path, bytes: &'a [u8]) -> Result<(&'a [u8], u32)> {
+    if bytes.first() == Some(&b'{') {
+        return Ok((bytes, FORMAT_UNCHECKED));
+    }
+    let damaged = |why: &str| {
+        anyhow::anyhow!(
+            "{}: the snapshot is damaged ({why}); it was written whole, so this is damage on disk, not a crash, and the appliance will not start on it: restore the state directory from a backup, or move it aside to start from the configuration file",
+            file.display()
+        )
+    };
+    let Some(end) = bytes.iter().position(|&b| b == b'\n') else {
+        return Err(damaged("no header line"));
+    };
+    let header =
+        std::str::from_utf8(&bytes[..end]).map_err(|_| damaged("its header is not text"))?;
+    let words: Vec<&str> = header.split(' ').collect();
+    let [tag, format, len, crc] = words[..] else {
+        return Err(damaged(
+            "its header is not `causeway-state FORMAT LEN CRC32`",
+        ));
+    };
+    if tag != SNAPSHOT_TAG {
+        return Err(damaged(
+            "its header is not `causeway-state FORMAT LEN CRC32`",
+        ));
+    }
+    if format != FORMAT.to_string() {
+        bail!(
+            "{}: format {format} is not one this causeway reads ({FORMAT_UNCHECKED} or {FORMAT}); the appliance will not start on it",
+            file.display()
+        );
+    }
+    let body = &bytes[end + 1..];
+    let Some(json) = body.strip_suffix(b"\n") else {
+        return Err(damaged("it does not end with its line"));
+    };
+    if len.parse::<usize>().ok() != Some(json.len()) {
+        return Err(damaged(&format!(
+            "its length is not its header's: {} bytes, the header says {len}",
+            json.len()
+        )));
+    }
+    if u32::from_str_radix(crc, 16).ok() != Some(crc32fast::hash(json)) {
+        return Err(damaged(&format!(
+            "its CRC32 is {:08x}, the header says {crc}",
+            crc32fast::hash(json)
+        )));
+    }
+    Ok((json, FORMAT))
 }
 
 /// Applies the journal's records above the snapshot's generation to
@@ -371,7 +488,9 @@ fn replay(journal: &Path, state: &mut Desired, live: bool) -> Result<()> {
                 at += len;
                 record
             }
-            Err(why) if live && (!bytes[at..].contains(&b'\n') || at + why.1 >= bytes.len()) => {
+            Err(BadRecord::Incomplete(why, len))
+                if live && (!bytes[at..].contains(&b'\n') || at + len >= bytes.len()) =>
+            {
                 // The last record, torn by a crash before it was
                 // acknowledged: drop it, and cut it off so that the next
                 // record follows a whole one.
@@ -379,7 +498,7 @@ fn replay(journal: &Path, state: &mut Desired, live: bool) -> Result<()> {
                     journal = %journal.display(),
                     record = n,
                     byte = at,
-                    reason = why.0,
+                    reason = why,
                     "dropping a torn last journal record (a crash before its change was acknowledged)"
                 );
                 let f = OpenOptions::new()
@@ -393,10 +512,13 @@ fn replay(journal: &Path, state: &mut Desired, live: bool) -> Result<()> {
                     })?;
                 break;
             }
-            Err(why) => bail!(
-                "{}: record {n} (byte {at}) is damaged ({}) and {}; the appliance will not start on it",
+            Err(BadRecord::Checksum) => bail!(
+                "{}: record {n} (byte {at}) is damaged (its CRC32 is not its JSON's): a whole record, written and synced whole, whose bytes changed since, not one torn by a crash; the appliance will not start on it: restore the state directory from a backup, or move it aside to start from the configuration file",
                 journal.display(),
-                why.0,
+            ),
+            Err(BadRecord::Incomplete(why, _)) => bail!(
+                "{}: record {n} (byte {at}) is damaged ({why}) and {}; the appliance will not start on it",
+                journal.display(),
                 if live {
                     "is not the last"
                 } else {
@@ -448,21 +570,33 @@ fn put(file: &Path, state: &mut Desired, resources: Vec<StoredResource>, list: &
     Ok(())
 }
 
+/// Why the bytes at a record's place are not a good record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadRecord {
+    /// Not a whole record (why, and how far it went): what a crash while
+    /// appending leaves, as the last record.
+    Incomplete(&'static str, usize),
+    /// A whole record (its line ended, its length its JSON's) whose CRC32
+    /// is not its JSON's: no crash leaves that; damage.
+    Checksum,
+}
+
 /// The JSON of the record at the start of `bytes` and the record's whole
-/// length, or why it is not a whole record and how far it claimed to go.
-fn parse_record(bytes: &[u8]) -> Result<(&[u8], usize), (&'static str, usize)> {
+/// length, or why it is not a good record.
+fn parse_record(bytes: &[u8]) -> Result<(&[u8], usize), BadRecord> {
+    use BadRecord::Incomplete;
     let Some(end) = bytes.iter().position(|&b| b == b'\n') else {
-        return Err(("no end of line", bytes.len()));
+        return Err(Incomplete("no end of line", bytes.len()));
     };
     let line = &bytes[..end];
     let mut words = line.splitn(4, |&b| b == b' ');
     let (Some(tag), Some(len), Some(crc), Some(json)) =
         (words.next(), words.next(), words.next(), words.next())
     else {
-        return Err(("not `c1 LEN CRC32 JSON`", end + 1));
+        return Err(Incomplete("not `c1 LEN CRC32 JSON`", end + 1));
     };
     if tag != RECORD_TAG.as_bytes() {
-        return Err(("not a c1 record", end + 1));
+        return Err(Incomplete("not a c1 record", end + 1));
     }
     let number = |w: &[u8], radix| {
         std::str::from_utf8(w)
@@ -470,10 +604,10 @@ fn parse_record(bytes: &[u8]) -> Result<(&[u8], usize), (&'static str, usize)> {
             .and_then(|t| u64::from_str_radix(t, radix).ok())
     };
     if number(len, 10) != Some(json.len() as u64) {
-        return Err(("its length is not its JSON's", end + 1));
+        return Err(Incomplete("its length is not its JSON's", end + 1));
     }
     if number(crc, 16) != Some(u64::from(crc32fast::hash(json))) {
-        return Err(("its CRC32 is not its JSON's", end + 1));
+        return Err(BadRecord::Checksum);
     }
     Ok((json, end + 1))
 }

@@ -370,6 +370,15 @@ fn four_states() -> [Desired; 4] {
     [d1, d2, d3, d4]
 }
 
+/// The JSON of the snapshot in `dir` (after its header line), leaked for
+/// the test's convenience.
+fn snapshot_json(dir: &Path) -> &'static [u8] {
+    let bytes = std::fs::read(persist::path(dir)).unwrap().leak();
+    assert!(bytes.starts_with(b"causeway-state 2 "), "no header");
+    let end = bytes.iter().position(|&b| b == b'\n').unwrap();
+    &bytes[end + 1..]
+}
+
 fn journal_lines(dir: &Path) -> usize {
     std::fs::read(persist::journal_path(dir))
         .unwrap()
@@ -410,8 +419,9 @@ fn a_torn_last_record_is_dropped_and_cut_off() {
     for torn in [
         // A crash in the middle of the append.
         &b"c1 512 0badc0de {\"generation\": 3, \"put\": [{\"gen"[..],
-        // A whole line whose bytes are not what was written.
-        &b"c1 2 00000000 {}\n"[..],
+        // A whole line, shorter than it says (a torn write that a later
+        // block's newline happens to end).
+        &b"c1 512 00000000 {}\n"[..],
         // Zeros where the data did not reach the disk.
         &[0u8; 64][..],
     ] {
@@ -449,6 +459,116 @@ fn a_damaged_record_before_the_last_stops_the_start() {
     std::fs::remove_file(persist::path(&dir)).unwrap();
     let e = format!("{:#}", persist::load(&dir).unwrap_err());
     assert!(e.contains("without its snapshot"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_whole_last_record_with_a_bad_checksum_is_damage_not_a_torn_tail() {
+    let dir = state_dir("crcdamage");
+    let [d1, d2, d3, _] = four_states();
+    persist::save(&dir, &d1).unwrap();
+    persist::commit(&dir, &d1, &d2).unwrap();
+    persist::commit(&dir, &d2, &d3).unwrap();
+    let mut bytes = std::fs::read(persist::journal_path(&dir)).unwrap();
+    let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    // One byte of the last record's JSON changed, its length unchanged:
+    // a crash never writes that.
+    let at = second
+        + bytes[second..]
+            .windows(10)
+            .position(|w| w == b"generation")
+            .unwrap();
+    bytes[at] = b'G';
+    std::fs::write(persist::journal_path(&dir), &bytes).unwrap();
+    let e = format!("{:#}", persist::load(&dir).unwrap_err());
+    assert!(
+        e.contains("desired.journal")
+            && e.contains("record 2")
+            && e.contains(&format!("byte {second}"))
+            && e.contains("CRC32")
+            && e.contains("not one torn by a crash"),
+        "{e}"
+    );
+    // Nothing was cut: the damage is there for whoever looks.
+    assert_eq!(std::fs::read(persist::journal_path(&dir)).unwrap(), bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_snapshot_carries_a_checksum_and_a_damaged_one_stops_the_start() {
+    let dir = state_dir("snapcrc");
+    let [d1, ..] = four_states();
+    persist::save(&dir, &d1).unwrap();
+    let good = std::fs::read(persist::path(&dir)).unwrap();
+    let json = snapshot_json(&dir);
+    let header = std::str::from_utf8(&good[..good.len() - json.len()]).unwrap();
+    assert_eq!(
+        header,
+        format!(
+            "causeway-state 2 {} {:08x}\n",
+            json.len() - 1,
+            crc32fast::hash(&json[..json.len() - 1])
+        )
+    );
+    // A byte changed inside a string: still JSON, still the same length.
+    let at = good.windows(9).position(|w| w == b"allow-web").unwrap();
+    let mut flipped = good.clone();
+    flipped[at] = b'A';
+    // Cut short, and grown by a byte.
+    let short = good[..good.len() - 10].to_vec();
+    let mut long = good.clone();
+    long.insert(good.len() - 1, b' ');
+    for (bytes, why) in [
+        (flipped, "its CRC32 is"),
+        (short, "does not end with its line"),
+        (long, "its length is not its header's"),
+    ] {
+        std::fs::write(persist::path(&dir), &bytes).unwrap();
+        let e = format!("{:#}", persist::load(&dir).unwrap_err());
+        assert!(
+            e.contains("desired.json") && e.contains("the snapshot is damaged") && e.contains(why),
+            "{why}: {e}"
+        );
+    }
+    // A snapshot of format 1 (no header, no checksum) still loads.
+    let old = String::from_utf8(json.to_vec())
+        .unwrap()
+        .replace("\"format\":2", "\"format\":1");
+    std::fs::write(persist::path(&dir), &old).unwrap();
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &d1);
+    // ... but format 2 without its header does not.
+    std::fs::write(persist::path(&dir), json).unwrap();
+    let e = format!("{:#}", persist::load(&dir).unwrap_err());
+    assert!(e.contains("format 2 is not one"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_written_leaves_no_temporary_file_nor_stops_the_start() {
+    let dir = state_dir("nospace");
+    let states = five_states();
+    set_aside(&dir, &states);
+    // The fold cannot put its snapshot in place (as on a full disk, the
+    // write fails; here the rename does, over a directory in the way).
+    let snapshot = std::fs::read(persist::path(&dir)).unwrap();
+    std::fs::remove_file(persist::path(&dir)).unwrap();
+    std::fs::create_dir_all(persist::path(&dir).join("in-the-way")).unwrap();
+    assert!(persist::fold(&dir, &states[3]).is_err());
+    assert!(
+        !dir.join("desired.json.tmp").exists(),
+        "a failed snapshot keeps the space a change needs"
+    );
+    std::fs::remove_dir_all(persist::path(&dir)).unwrap();
+    std::fs::write(persist::path(&dir), &snapshot).unwrap();
+    // The start owes a snapshot and cannot write it (the temporary file's
+    // name is taken by a directory): it runs on the journals.
+    std::fs::create_dir_all(dir.join("desired.json.tmp").join("in-the-way")).unwrap();
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &states[4]);
+    assert!(persist::old_journal_path(&dir).exists());
+    // ... and takes it once it can.
+    std::fs::remove_dir_all(dir.join("desired.json.tmp")).unwrap();
+    assert_same(&persist::load(&dir).unwrap().unwrap(), &states[4]);
+    assert!(!persist::old_journal_path(&dir).exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -526,8 +646,7 @@ fn a_stop_before_the_snapshot_is_written_is_folded_at_the_next_start() {
     // Taken in at the start: one snapshot, no journals.
     assert!(!persist::old_journal_path(&dir).exists());
     assert!(!persist::journal_path(&dir).exists());
-    let snapshot: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(persist::path(&dir)).unwrap()).unwrap();
+    let snapshot: serde_json::Value = serde_json::from_slice(snapshot_json(&dir)).unwrap();
     assert_eq!(snapshot["generation"], states[4].generation);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -697,12 +816,14 @@ fn owners_survive_a_save_and_load_and_a_state_without_owners_loads() {
         "sync/x"
     );
     assert_eq!(&*back.entries["StaticEndpoint/lab/b"].owner, "ctl");
-    // A snapshot written before owners existed: no "owner" fields.
-    let text = std::fs::read_to_string(persist::path(&dir)).unwrap();
+    // A snapshot written before owners existed (and before snapshots had
+    // a checksum: format 1): no "owner" fields.
+    let text = String::from_utf8(snapshot_json(&dir).to_vec()).unwrap();
     assert!(text.contains("\"owner\":\"sync/x\""), "{text}");
     std::fs::write(
         persist::path(&dir),
-        text.replace(",\"owner\":\"sync/x\"", ""),
+        text.replace(",\"owner\":\"sync/x\"", "")
+            .replace("\"format\":2", "\"format\":1"),
     )
     .unwrap();
     std::fs::remove_file(persist::journal_path(&dir)).unwrap();
