@@ -430,6 +430,16 @@ pub fn prometheus(s: &DataplaneStats) -> String {
         "# HELP causeway_neighbours Resolved next hops.\n# TYPE causeway_neighbours gauge\ncauseway_neighbours {}",
         s.neighbours
     );
+    let n = &s.neighbour_requests;
+    let _ = writeln!(
+        out,
+        "# HELP causeway_neighbour_resolutions_total Next hops the dataplane asked the kernel to resolve.\n# TYPE causeway_neighbour_resolutions_total counter\ncauseway_neighbour_resolutions_total {}\n\
+         # HELP causeway_neighbour_requests_dropped_total Resolutions not asked for, by reason: pending (neighbours.max_pending were outstanding) or rate (over neighbours.rate).\n# TYPE causeway_neighbour_requests_dropped_total counter\n\
+         causeway_neighbour_requests_dropped_total{{reason=\"pending\"}} {}\ncauseway_neighbour_requests_dropped_total{{reason=\"rate\"}} {}\n\
+         # HELP causeway_neighbour_unresolved_deleted_total Neighbour entries deleted from the kernel because they did not resolve in time.\n# TYPE causeway_neighbour_unresolved_deleted_total counter\ncauseway_neighbour_unresolved_deleted_total {}\n\
+         # HELP causeway_neighbour_pending Resolutions outstanding.\n# TYPE causeway_neighbour_pending gauge\ncauseway_neighbour_pending {}",
+        n.asked, n.dropped_pending, n.dropped_rate, n.unresolved_deleted, n.pending
+    );
     out
 }
 

@@ -12,9 +12,9 @@ use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 
 use causeway_dataplane::{
-    policy::program::{PolicyProgram, RuleId},
+    policy::program::{PolicyProgram, RuleId, Unclaimed},
     route::IpPrefix,
-    xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode},
+    xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode, neigh::NeighLimits},
 };
 use causeway_tls::config::TerminatorConfig;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,43 @@ pub struct Config {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Bounds on the neighbour resolutions the dataplane asks for.
+    #[serde(default)]
+    pub neighbours: NeighboursConfig,
+}
+
+/// Bounds on the neighbour resolutions (ARP/NDP) the dataplane asks the
+/// kernel for when a next hop is missing: whoever sends packets chooses
+/// the destinations, so a scan of a connected subnet must not fill the
+/// kernel's table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighboursConfig {
+    /// Resolutions outstanding at once (1 to 65536); further misses are
+    /// dropped and counted until some resolve or time out (3 s).
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// New resolutions per second (1 to 100000); over it, dropped and
+    /// counted.
+    #[serde(default = "default_neigh_rate")]
+    pub rate: u32,
+}
+
+fn default_max_pending() -> usize {
+    NeighLimits::default().max_pending
+}
+
+fn default_neigh_rate() -> u32 {
+    NeighLimits::default().rate
+}
+
+impl Default for NeighboursConfig {
+    fn default() -> Self {
+        Self {
+            max_pending: default_max_pending(),
+            rate: default_neigh_rate(),
+        }
+    }
 }
 
 /// Where the desired state (what the control API acknowledged) is kept.
@@ -98,6 +135,10 @@ pub struct PolicyConfig {
     /// Flows each worker tracks at most (Linux: nf_conntrack_max).
     #[serde(default = "default_conntrack")]
     pub conntrack_capacity: usize,
+    /// Traffic between addresses no endpoint claims: `deny` (the default;
+    /// with no policy at all, nothing is forwarded) or `allow`.
+    #[serde(default)]
+    pub unclaimed: Unclaimed,
 }
 
 fn default_conntrack() -> usize {
@@ -109,6 +150,7 @@ impl Default for PolicyConfig {
         Self {
             manifests: Vec::new(),
             conntrack_capacity: default_conntrack(),
+            unclaimed: Unclaimed::default(),
         }
     }
 }
@@ -303,6 +345,18 @@ impl Config {
                 self.policy.conntrack_capacity
             ));
         }
+        if !(1..=65_536).contains(&self.neighbours.max_pending) {
+            errors.push(format!(
+                "neighbours.max_pending: {} is out of range (1 to 65536)",
+                self.neighbours.max_pending
+            ));
+        }
+        if !(1..=100_000).contains(&self.neighbours.rate) {
+            errors.push(format!(
+                "neighbours.rate: {} is out of range (1 to 100000)",
+                self.neighbours.rate
+            ));
+        }
         if let Some(t) = &self.api.tcp
             && t.admin_identities.is_empty()
         {
@@ -331,6 +385,12 @@ impl Config {
             policy,
             prefilter,
             conntrack_capacity: self.policy.conntrack_capacity,
+            neighbours: NeighLimits {
+                max_pending: self.neighbours.max_pending,
+                rate: self.neighbours.rate,
+                ..NeighLimits::default()
+            },
+            unclaimed: self.policy.unclaimed,
         }
     }
 }
@@ -351,6 +411,25 @@ mod tests {
             Config::parse(&yaml.replace("mode: plain", "mode: terminate")).unwrap_err()
         );
         assert!(e.contains("terminator.services[0].tls"), "{e}");
+    }
+
+    #[test]
+    fn unclaimed_traffic_is_denied_unless_the_file_says_allow() {
+        let base = "ports: []\nterminator:\n  cores: [0]\n  services:\n    - {name: web, listen: 127.0.0.1:8443, mode: plain, upstreams: [127.0.0.1:8080]}\n";
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.policy.unclaimed, Unclaimed::Deny);
+        let c = Config::parse(&format!("{base}policy:\n  unclaimed: allow\n")).unwrap();
+        assert_eq!(c.policy.unclaimed, Unclaimed::Allow);
+        let e = format!(
+            "{:#}",
+            Config::parse(&format!("{base}policy:\n  unclaimed: maybe\n")).unwrap_err()
+        );
+        assert!(e.contains("unclaimed"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse(&format!("{base}neighbours:\n  max_pending: 0\n")).unwrap_err()
+        );
+        assert!(e.contains("neighbours.max_pending"), "{e}");
     }
 
     #[test]

@@ -340,6 +340,13 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     };
     let mut signatures: rustc_hash::FxHashMap<Signature, u32> = rustc_hash::FxHashMap::default();
     let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
+    // Every endpoint's addresses are claimed, with policy or without: the
+    // dataplane's unclaimed default (`policy.unclaimed`) reads the map.
+    for ep in &set.endpoints {
+        for ip in &ep.ips {
+            endpoints.entry(to_u128(*ip)).or_default();
+        }
+    }
 
     for direction in [PolicyType::Ingress, PolicyType::Egress] {
         for (ep, all) in set.endpoints.iter().zip(&applicable) {

@@ -254,7 +254,7 @@ impl Lab {
     /// # Panics
     /// If the port or reason is unknown.
     pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
-        const REASONS: [&str; 14] = [
+        const REASONS: [&str; 17] = [
             "malformed",
             "not_ip",
             "not_for_us",
@@ -269,6 +269,9 @@ impl Lab {
             "spoofed",
             "tcp_invalid",
             "tcp_no_flow",
+            "martian",
+            "directed_broadcast",
+            "unclaimed",
         ];
         let i = REASONS
             .iter()

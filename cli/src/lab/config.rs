@@ -102,6 +102,15 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     }
 }
 
+/// The `policy:` section of a lab with no `--manifests`: a bridge. No
+/// endpoint claims the islands' addresses, and an appliance denies such
+/// traffic by default (fail closed), so the lab says explicitly that it
+/// forwards it.
+pub(super) const BRIDGE_POLICY: &str = "\n# No --manifests: the lab is a plain bridge. No endpoint claims the\n\
+# islands' addresses, and traffic between unclaimed addresses is denied\n\
+# unless `unclaimed: allow` (the appliance's default is deny: with no\n\
+# policy at all it forwards nothing).\npolicy:\n  unclaimed: allow\n";
+
 /// The `policy:` section that makes the appliance enforce the manifests in
 /// `dir` (the lab's `--manifests`).
 ///

@@ -147,8 +147,9 @@ fn build(
         svc_netns: &svc_netns,
         pki: &pki.dir,
     })?;
-    if let Some(m) = &record.manifests {
-        yaml.push_str(&config::policy_section(m)?);
+    match &record.manifests {
+        Some(m) => yaml.push_str(&config::policy_section(m)?),
+        None => yaml.push_str(config::BRIDGE_POLICY),
     }
     yaml.push_str(&config::state_section(&dir.appliance_state())?);
     dir.write_atomic(&dir.config(), yaml.as_bytes())?;

@@ -51,11 +51,26 @@ pub enum DropReason {
     /// evicted or expired): it cannot open a connection, so policy is not
     /// asked, as Calico's eBPF dataplane drops a mid-flow conntrack miss.
     TcpNoFlow = 13,
+    /// A martian address, which no router forwards (RFC 1812 §5.3.7,
+    /// RFC 4291): an IPv4 source or destination in 0.0.0.0/8, 127.0.0.0/8,
+    /// 224.0.0.0/4 (a multicast source; multicast is not routed) or
+    /// 240.0.0.0/4 (limited broadcast included); an IPv6 source that is
+    /// unspecified, loopback, multicast or IPv4-mapped, or a destination
+    /// that is unspecified, loopback, multicast, link-local or IPv4-mapped.
+    /// Linux drops these too (`ip_route_input_slow`, `ip6_rcv_core`).
+    Martian = 14,
+    /// Addressed to the broadcast address of a connected IPv4 subnet
+    /// (a directed broadcast: RFC 2644 says a router must not forward it
+    /// by default, as Linux does not).
+    DirectedBroadcast = 15,
+    /// Neither address is claimed by an endpoint and `policy.unclaimed`
+    /// is `deny` (the default): no policy can allow it, so it is dropped.
+    Unclaimed = 16,
 }
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -73,6 +88,9 @@ impl DropReason {
         Self::Spoofed,
         Self::TcpInvalid,
         Self::TcpNoFlow,
+        Self::Martian,
+        Self::DirectedBroadcast,
+        Self::Unclaimed,
     ];
 
     /// The label used in metrics and `causeway stats`.
@@ -92,6 +110,9 @@ impl DropReason {
             Self::Spoofed => "spoofed",
             Self::TcpInvalid => "tcp_invalid",
             Self::TcpNoFlow => "tcp_no_flow",
+            Self::Martian => "martian",
+            Self::DirectedBroadcast => "directed_broadcast",
+            Self::Unclaimed => "unclaimed",
         }
     }
 }

@@ -39,6 +39,12 @@
 //!   reconnect. Only a doNotTrack rule, which tracks nothing, lets such a
 //!   segment through.
 //!
+//! - A packet neither of whose addresses an endpoint claims, which no
+//!   untracked rule decided, is judged by the filter's [`Unclaimed`]
+//!   (`policy.unclaimed`): denied by default ([`DropReason::Unclaimed`]),
+//!   so an appliance with no policy at all forwards nothing (it fails
+//!   closed, like a Calico host endpoint with no policy).
+//!
 //! Per-rule counters count the packets and bytes that were judged (new
 //! flows, re-judged flows, denied packets), as iptables counters count a
 //! connection's first packet.
@@ -55,7 +61,7 @@ use crate::{
     policy::{
         classifier::Key,
         conntrack::{Conntrack, FlowKey, Lookup, NO_PORT, TcpFirst, Timeouts},
-        program::{PolicyProgram, RuleId},
+        program::{PolicyProgram, RuleId, Unclaimed},
     },
     port::PortId,
 };
@@ -160,6 +166,8 @@ pub struct Filter {
     log_second: Option<Instant>,
     /// When [`Filter::expire`] last swept.
     last_expiry: Option<Instant>,
+    /// What becomes of traffic no endpoint claims.
+    unclaimed: Unclaimed,
 }
 
 /// How often [`Filter::expire_due`] sweeps the flow table.
@@ -179,7 +187,15 @@ impl Filter {
             log_tokens: LOG_RATE,
             log_second: None,
             last_expiry: None,
+            unclaimed: Unclaimed::Allow,
         }
+    }
+
+    /// Sets what becomes of traffic between addresses no endpoint claims
+    /// ([`Unclaimed::Allow`] for a filter made by [`Self::new`]; the
+    /// dataplane sets the configured one, [`Unclaimed::Deny`] by default).
+    pub fn set_unclaimed(&mut self, unclaimed: Unclaimed) {
+        self.unclaimed = unclaimed;
     }
 
     /// The policy in force.
@@ -211,10 +227,13 @@ impl Filter {
         )
     }
 
-    /// Whether any policy is in force (with none, the stage is skipped).
+    /// Whether the stage judges anything: with no policy and unclaimed
+    /// traffic allowed it is skipped; with unclaimed traffic denied it
+    /// never is (no policy then forwards nothing).
     #[inline]
     pub fn active(&self) -> bool {
-        !(self.policy.endpoints.is_empty() && self.policy.untracked.is_empty())
+        self.unclaimed == Unclaimed::Deny
+            || !(self.policy.endpoints.is_empty() && self.policy.untracked.is_empty())
     }
 
     /// Expires idle flows, a few at a time (at most [`EXPIRE_BUDGET`]).
@@ -299,7 +318,9 @@ impl Filter {
             }
         };
         if let Some(original) = rejudge {
-            let j = self.policy.judge(&flow_class_key(&original));
+            let j = self
+                .policy
+                .judge_with(&flow_class_key(&original), self.unclaimed);
             self.count(j.deciding(), p.len);
             self.log(j.logged, p, j.allow, now);
             if !j.allow {
@@ -307,7 +328,11 @@ impl Filter {
                     self.tap(j.deciding(), p, false);
                 }
                 self.conntrack.remove(&original);
-                return Err(DropReason::Policy);
+                return Err(if j.unclaimed {
+                    DropReason::Unclaimed
+                } else {
+                    DropReason::Policy
+                });
             }
             // Found again without counting the packet a second time.
             if let Some(flow) = self.conntrack.related(&key, now) {
@@ -339,7 +364,7 @@ impl Filter {
         {
             return Err(reason);
         }
-        let j = self.policy.judge(&p.class_key());
+        let j = self.policy.judge_with(&p.class_key(), self.unclaimed);
         if let Some(reason) = refused
             && j.untracked.is_none()
         {
@@ -351,7 +376,11 @@ impl Filter {
             self.tap(j.deciding(), p, j.allow);
         }
         if !j.allow {
-            return Err(DropReason::Policy);
+            return Err(if j.unclaimed {
+                DropReason::Unclaimed
+            } else {
+                DropReason::Policy
+            });
         }
         if j.untracked.is_none() {
             let flow = self.conntrack.insert(

@@ -9,7 +9,10 @@
 //!    MAC must be the ingress port's.
 //! 2. L3: IPv4 (header checksum verified, RFC 1812 §5.2.2) or IPv6; the L4
 //!    header of a first fragment must be whole (TCP, UDP, ICMP, ICMPv6).
-//! 3. Source ([`source`]): the source address must be routed back through
+//! 3. Addresses ([`martian`]): martian sources and destinations and
+//!    directed broadcasts of connected subnets are dropped
+//!    ([`DropReason::Martian`], [`DropReason::DirectedBroadcast`]).
+//!    Source ([`source`]): the source address must be routed back through
 //!    the ingress port (its [`RpFilter`]); with policy, checked once per
 //!    flow direction inside the policy stage, without it per packet.
 //! 4. Policy ([`filter`]): connection tracking, then the compiled policy
@@ -30,6 +33,7 @@
 pub mod counters;
 pub mod filter;
 mod icmp;
+pub mod martian;
 pub mod source;
 
 pub use counters::{DropReason, PortCounters, SharedCounters};
@@ -109,6 +113,8 @@ pub struct Pipeline {
     icmp_tokens: u32,
     icmp_refill_at: Option<Instant>,
     filter: Filter,
+    /// The broadcast addresses of the connected IPv4 subnets.
+    broadcasts: Vec<Ipv4Addr>,
 }
 
 /// Flows a pipeline tracks unless told otherwise.
@@ -133,7 +139,9 @@ impl Pipeline {
         capacity: usize,
     ) -> Self {
         let counters = vec![PortCounters::default(); tables.ports.len()];
+        let broadcasts = martian::directed_broadcasts(&tables.routes);
         Self {
+            broadcasts,
             tables,
             neigh,
             counters,
@@ -142,6 +150,12 @@ impl Pipeline {
             icmp_refill_at: None,
             filter: Filter::new(policy, capacity),
         }
+    }
+
+    /// Sets what becomes of traffic between addresses no endpoint claims
+    /// (a pipeline made by [`Self::new`] or [`Self::with_policy`] allows it).
+    pub fn set_unclaimed(&mut self, unclaimed: crate::policy::program::Unclaimed) {
+        self.filter.set_unclaimed(unclaimed);
     }
 
     /// The policy stage (flow table, per-rule counters).
@@ -267,8 +281,14 @@ impl Pipeline {
                 facts,
             )
         };
+        if martian::v4(src, dst) {
+            return Verdict::Drop(DropReason::Martian);
+        }
         if self.is_local(IpAddr::V4(dst)) {
             return Verdict::Drop(DropReason::Local);
+        }
+        if self.broadcasts.contains(&dst) {
+            return Verdict::Drop(DropReason::DirectedBroadcast);
         }
         if let Err(reason) = self.admit(ingress, IpAddr::V4(src), facts.as_ref(), now) {
             return Verdict::Drop(reason);
@@ -323,6 +343,9 @@ impl Pipeline {
             });
             (ip.src_addr(), ip.dst_addr(), ip.hop_limit(), upper, facts)
         };
+        if martian::v6(src, dst) {
+            return Verdict::Drop(DropReason::Martian);
+        }
         if self.is_local(IpAddr::V6(dst)) {
             return Verdict::Drop(DropReason::Local);
         }

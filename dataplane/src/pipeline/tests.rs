@@ -294,6 +294,38 @@ fn drops_what_it_cannot_route_and_counts_why() {
 }
 
 #[test]
+fn martians_and_directed_broadcasts_are_never_forwarded() {
+    let mut p = pipeline();
+    for (src, dst) in [
+        ("127.0.0.1", "10.2.0.2"),
+        ("10.1.0.2", "127.0.0.1"),
+        ("0.0.0.0", "10.2.0.2"),
+        ("224.0.0.5", "10.2.0.2"),
+        ("10.1.0.2", "239.1.2.3"),
+        ("10.1.0.2", "255.255.255.255"),
+        ("240.0.0.1", "10.2.0.2"),
+    ] {
+        assert_eq!(
+            run(&mut p, A, &udp4(src, dst, 64, b"")).0,
+            Verdict::Drop(DropReason::Martian),
+            "{src} -> {dst}"
+        );
+    }
+    assert_eq!(
+        run(&mut p, A, &udp4("10.1.0.2", "10.2.0.255", 64, b"")).0,
+        Verdict::Drop(DropReason::DirectedBroadcast)
+    );
+    // The last address of a routed (not connected) prefix is an ordinary host.
+    assert!(matches!(
+        run(&mut p, A, &udp4("10.1.0.2", "10.20.255.255", 64, b"")).0,
+        Verdict::Tx { .. } | Verdict::Unresolved
+    ));
+    let c = p.counters()[0];
+    assert_eq!(c.drops[DropReason::Martian as usize], 7);
+    assert_eq!(c.drops[DropReason::DirectedBroadcast as usize], 1);
+}
+
+#[test]
 fn every_truncation_is_dropped_as_malformed_never_a_panic() {
     for frame in [
         udp4("10.1.0.2", "10.2.0.2", 64, b"payload"),
@@ -826,4 +858,37 @@ mod tcp_validity {
         assert_eq!(p.filter_mut().expire_due(t3), 0, "expired, but not due");
         assert_eq!(p.filter_mut().expire_due(swept + EXPIRE_EVERY), 1);
     }
+}
+
+#[test]
+fn unclaimed_traffic_is_dropped_unless_allowed_and_no_policy_forwards_nothing() {
+    use crate::policy::program::Unclaimed;
+    // No policy at all, unclaimed denied: nothing crosses.
+    let mut p = pipeline();
+    p.set_unclaimed(Unclaimed::Deny);
+    assert_eq!(
+        run(&mut p, A, &udp4("10.1.0.2", "10.2.0.2", 64, b"")).0,
+        Verdict::Drop(DropReason::Unclaimed)
+    );
+    assert_eq!(
+        run(&mut p, A, &tcp6("fd00:a::2", "fd00:b::2", 64)).0,
+        Verdict::Drop(DropReason::Unclaimed),
+        "a SYN between unclaimed addresses"
+    );
+    assert_eq!(p.counters()[0].drops[DropReason::Unclaimed as usize], 2);
+    // One side claimed (an endpoint with no policy of its own): its side
+    // allows, as before.
+    let mut p = tracking_pipeline();
+    p.set_unclaimed(Unclaimed::Deny);
+    assert!(matches!(
+        run(&mut p, A, &udp4("10.1.0.2", "10.2.0.2", 64, b"")).0,
+        Verdict::Tx { .. }
+    ));
+    // Neither claimed, and allowed by the knob.
+    let mut p = pipeline();
+    p.set_unclaimed(Unclaimed::Allow);
+    assert!(matches!(
+        run(&mut p, A, &udp4("10.1.0.2", "10.2.0.2", 64, b"")).0,
+        Verdict::Tx { .. }
+    ));
 }

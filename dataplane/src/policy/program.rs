@@ -16,6 +16,11 @@
 //! policies apply to: Deny, or Pass). Past the last tier, the endpoint's
 //! profile allows.
 //!
+//! Traffic neither of whose addresses an endpoint claims has no policy at
+//! all; [`Unclaimed`] says what becomes of it ([`PolicyProgram::judge_with`]):
+//! an edge gateway denies it unless configured otherwise, as a Calico host
+//! endpoint with no policy denies.
+//!
 //! A rule whose peer is a large selector does not list the selected
 //! addresses as classifier rules: it is one rule over the rest of its
 //! fields, constrained to an address set ([`SetMatch`], an ipset in
@@ -175,6 +180,20 @@ pub struct EndpointPrograms {
     pub egress: Option<u32>,
 }
 
+/// What becomes of traffic between addresses no endpoint claims
+/// (`policy.unclaimed` in the configuration file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unclaimed {
+    /// Dropped (counted as `unclaimed`): nothing crosses that no policy
+    /// can speak for. An appliance with no policy at all forwards nothing.
+    #[default]
+    Deny,
+    /// Forwarded: the appliance is a plain router for addresses it knows
+    /// nothing about (causeway before issue 19).
+    Allow,
+}
+
 /// A decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Judgement {
@@ -188,6 +207,9 @@ pub struct Judgement {
     pub logged: Option<RuleId>,
     /// Decided by an untracked (doNotTrack) rule: no flow is tracked.
     pub untracked: Option<RuleId>,
+    /// Denied because neither address is an endpoint's
+    /// ([`Unclaimed::Deny`]).
+    pub unclaimed: bool,
 }
 
 impl Judgement {
@@ -235,15 +257,34 @@ impl PolicyProgram {
         }
     }
 
-    /// Judges a packet: the source's egress, then the destination's ingress.
+    /// Judges a packet: the source's egress, then the destination's
+    /// ingress; traffic between unclaimed addresses is allowed (the
+    /// reference evaluator's semantics; the dataplane uses
+    /// [`Self::judge_with`]).
     #[inline]
     pub fn judge(&self, key: &Key) -> Judgement {
+        self.judge_with(key, Unclaimed::Allow)
+    }
+
+    /// Whether an endpoint claims `addr` (IPv4 mapped).
+    #[inline]
+    pub fn claims(&self, addr: u128) -> bool {
+        self.endpoints.contains_key(&addr)
+    }
+
+    /// Judges a packet as [`Self::judge`] does, except that a packet
+    /// neither of whose addresses an endpoint claims, and which no
+    /// untracked (doNotTrack, `all()`) rule decided, is judged by
+    /// `unclaimed`.
+    #[inline]
+    pub fn judge_with(&self, key: &Key, unclaimed: Unclaimed) -> Judgement {
         let mut j = Judgement {
             allow: true,
             egress: None,
             ingress: None,
             logged: None,
             untracked: None,
+            unclaimed: false,
         };
         for p in &self.untracked {
             if let Some((allow, rule)) =
@@ -253,6 +294,11 @@ impl PolicyProgram {
                 j.untracked = Some(rule);
                 return j;
             }
+        }
+        if unclaimed == Unclaimed::Deny && !self.claims(key.src) && !self.claims(key.dst) {
+            j.allow = false;
+            j.unclaimed = true;
+            return j;
         }
         if let Some(p) = self.endpoints.get(&key.src).and_then(|e| e.egress) {
             let (allow, rule) = walk(&self.programs[p as usize], &self.sets, key, &mut j.logged)

@@ -38,7 +38,7 @@ pub use program::{XdpCounters, XdpMode, XdpProgram};
 
 pub use self::socket::XskStats;
 use self::{
-    neigh::{NeighbourManager, SharedNeighbours},
+    neigh::{NeighCounters, NeighLimits, NeighbourManager, NeighbourStats, SharedNeighbours},
     netlink::Netlink,
     publish::Published,
     socket::{RING_SIZE, XskMemory, XskPort},
@@ -47,7 +47,7 @@ use crate::{
     pipeline::{Pipeline, PortCounters, PortInfo, RpFilter, SharedCounters, Tables},
     policy::{
         conntrack::ConntrackStats,
-        program::{PolicyProgram, RuleId, RuleMeta},
+        program::{PolicyProgram, RuleId, RuleMeta, Unclaimed},
     },
     port::{PortId, Worker},
     route::{IpPrefix, Route, RouteTable},
@@ -151,6 +151,10 @@ pub struct DataplaneConfig {
     pub prefilter: Vec<(IpPrefix, RuleId)>,
     /// Flows each worker tracks at most.
     pub conntrack_capacity: usize,
+    /// Bounds on the neighbour resolutions the appliance asks for.
+    pub neighbours: NeighLimits,
+    /// What happens to traffic between addresses no endpoint claims.
+    pub unclaimed: Unclaimed,
 }
 
 /// The policy the workers enforce; they adopt a new one at their next turn.
@@ -187,6 +191,9 @@ pub struct DataplaneStats {
     pub xdp: XdpCounters,
     /// Resolved neighbours.
     pub neighbours: usize,
+    /// The resolutions asked of the kernel, and those refused by the
+    /// bounds (a scan of a connected subnet).
+    pub neighbour_requests: NeighbourStats,
     /// The routes in force.
     pub routes: Vec<String>,
     /// The policy generation published to the workers.
@@ -219,6 +226,7 @@ pub struct Dataplane {
     stop: Arc<AtomicBool>,
     neighbours: Option<NeighbourManager>,
     neigh: Arc<SharedNeighbours>,
+    neigh_counters: Arc<NeighCounters>,
     program: Option<Arc<Mutex<XdpProgram>>>,
     policy: Arc<SharedPolicy>,
     adopted: Arc<Vec<AtomicU64>>,
@@ -381,9 +389,11 @@ impl Dataplane {
                 .enumerate()
                 .map(|(i, p)| (PortId(i as u16), p.ifindex))
                 .collect(),
+            config.neighbours,
             stop.clone(),
         )?;
         let neigh = neighbours.shared.clone();
+        let neigh_counters = neighbours.counters.clone();
         // Resolve configured next hops before the first packet needs them.
         for r in routes.routes() {
             if let Some(via) = r.1.via {
@@ -465,12 +475,13 @@ impl Dataplane {
             }
             let shared = Arc::new(SharedCounters::new(config.ports.len()));
             counters.push(shared.clone());
-            let pipeline = Pipeline::with_policy(
+            let mut pipeline = Pipeline::with_policy(
                 tables.clone(),
                 neigh.load(),
                 config.policy.clone(),
                 config.conntrack_capacity,
             );
+            pipeline.set_unclaimed(config.unclaimed);
             let run = WorkerRun {
                 index: w,
                 policy: policy.clone(),
@@ -510,6 +521,7 @@ impl Dataplane {
             stop,
             neighbours: Some(neighbours),
             neigh,
+            neigh_counters,
             program: Some(Arc::new(Mutex::new(program))),
             policy,
             adopted,
@@ -627,6 +639,7 @@ impl Dataplane {
             ports: self.ports.iter().cloned().zip(sums).collect(),
             xdp,
             neighbours: self.neigh.load().len(),
+            neighbour_requests: self.neigh_counters.read(),
             routes: self
                 .routes
                 .routes()

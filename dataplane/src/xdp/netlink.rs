@@ -282,6 +282,26 @@ impl Netlink {
         self.request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, &msg)
     }
 
+    /// Removes the neighbour entry of `addr` on interface `index`
+    /// (`ip neigh del ADDR dev IF`): a managed entry that never resolved.
+    ///
+    /// # Errors
+    /// The kernel refused (ENOENT if the entry is already gone).
+    pub fn del_neighbour(&mut self, index: u32, addr: IpAddr) -> io::Result<()> {
+        let mut msg = Vec::with_capacity(48);
+        let family = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        } as u8;
+        msg.extend_from_slice(&[family, 0, 0, 0]);
+        msg.extend_from_slice(&index.to_ne_bytes());
+        msg.extend_from_slice(&0u16.to_ne_bytes()); // state
+        msg.extend_from_slice(&[0, 0]); // flags, type
+        push_attr(&mut msg, NDA_DST, &ip_bytes(addr));
+        self.request(RTM_DELNEIGH, 0, &msg)
+    }
+
     /// Removes an XDP program attached to interface `index` through netlink
     /// in `mode` (`XDP_FLAGS_DRV_MODE` or `XDP_FLAGS_SKB_MODE`). A program
     /// attached through a BPF link is not removed this way (the kernel says
