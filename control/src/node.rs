@@ -89,8 +89,11 @@ struct Inner {
     errors: Vec<String>,
     /// TLS services left out because their certificate, key or trust
     /// files did not load at start: (service, why).
-    degraded: Vec<(String, String)>,
+    degraded: Vec<Degraded>,
 }
+
+/// A TLS service left out at start: its name, and why.
+type Degraded = (String, String);
 
 /// Apply → enforced latencies, as a Prometheus histogram.
 #[derive(Debug, Default)]
@@ -698,7 +701,7 @@ fn start_terminator_degraded(
     base: Option<&TerminatorConfig>,
     set: &ApplianceSet,
     tolerate: impl Fn(&str) -> bool,
-) -> Result<(Option<RunningTerminator>, Vec<(String, String)>)> {
+) -> Result<(Option<RunningTerminator>, Vec<Degraded>)> {
     let Some(base) = base else {
         return Ok((None, Vec::new()));
     };
