@@ -9,7 +9,7 @@
 
 use std::{
     fmt::Write as _,
-    io::{BufRead, BufReader, Write},
+    io::Write,
     os::unix::{
         fs::PermissionsExt,
         net::{UnixListener, UnixStream},
@@ -147,22 +147,17 @@ impl Api {
         let listener =
             UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let slots = Arc::new(Slots::default());
         thread::Builder::new()
             .name("cw-api".into())
             .spawn(move || {
                 for conn in listener.incoming() {
                     match conn {
-                        Ok(c) => {
-                            let p = probes.clone();
-                            let _ = thread::Builder::new().name("cw-api-conn".into()).spawn(
-                                move || {
-                                    if let Err(e) = serve(c, &p) {
-                                        debug!(error = %e, "API connection");
-                                    }
-                                },
-                            );
+                        Ok(c) => serve_limited(c, &probes, &slots, "cw-api-conn"),
+                        Err(e) => {
+                            warn!(error = %e, "API accept");
+                            thread::sleep(Duration::from_millis(100));
                         }
-                        Err(e) => warn!(error = %e, "API accept"),
                     }
                 }
             })?;
@@ -182,9 +177,30 @@ impl Drop for Api {
 /// bound again (nginx tries 5 times, 500 ms apart).
 const BIND_TRIES: u32 = 5;
 
+/// The longest request head (request line and headers) a listener reads:
+/// what it serves are bare GETs of a few hundred bytes; nginx's default
+/// for one header line is 8 KiB (`large_client_header_buffers 4 8k`).
+/// Longer: 431, closed.
+pub const MAX_REQUEST_HEAD: usize = 8 << 10;
+
+/// The time a connection has, from accept, to send its request head and
+/// take the answer; then it is closed (a slowloris trickling a byte per
+/// second is cut off here, not at a per-read timeout it keeps resetting).
+/// Prometheus' default scrape timeout is 10 s too.
+pub const REQUEST_TIME: Duration = Duration::from_secs(10);
+
+/// Connections served at once per listener. A scrape and a few probes
+/// need a handful; past this, the oldest connection still sending its
+/// request is closed to make room (an idle flood cannot lock the probes
+/// out), and when every connection is already being answered the new one
+/// gets a 503.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Serves `GET /metrics`, `/stats`, `/live` and `/ready` on TCP, for
-/// Prometheus and probes: a thread per connection, as on the Unix socket.
-/// Started before the appliance is up, so `/ready` says 503 until it is.
+/// Prometheus and probes: a thread per connection, at most
+/// [`MAX_CONNECTIONS`] at once, each with [`REQUEST_TIME`] and
+/// [`MAX_REQUEST_HEAD`]. Started before the appliance is up, so `/ready`
+/// says 503 until it is.
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -203,45 +219,224 @@ pub fn start_metrics_tcp(listen: std::net::SocketAddr, probes: Arc<Probes>) -> R
             bound => break bound.with_context(|| format!("metrics.listen: binding {listen}"))?,
         }
     };
+    let slots = Arc::new(Slots::default());
     thread::Builder::new()
         .name("cw-metrics".into())
         .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let p = probes.clone();
-                let _ = thread::Builder::new()
-                    .name("cw-metrics-conn".into())
-                    .spawn(move || {
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                        if let Ok(reader) = conn.try_clone() {
-                            let _ = respond(reader, conn, &p);
-                        }
-                    });
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(c) => serve_limited(c, &probes, &slots, "cw-metrics-conn"),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        debug!(error = %e, "metrics accept");
+                        thread::sleep(Duration::from_millis(100));
+                    }
+                }
             }
         })?;
     Ok(())
 }
 
-fn serve(conn: UnixStream, probes: &Probes) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    respond(conn.try_clone()?, conn, probes)
+/// A stream the listeners serve: Unix or TCP.
+trait Conn: std::io::Read + Write + Send + 'static {
+    fn set_timeouts(&self, d: Duration) -> std::io::Result<()>;
+    fn closer(&self) -> std::io::Result<Box<dyn Fn() + Send>>;
 }
 
-fn respond(
-    reader: impl std::io::Read,
-    mut conn: impl Write,
-    probes: &Probes,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(reader);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Skip the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+impl Conn for UnixStream {
+    fn set_timeouts(&self, d: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
     }
+    fn closer(&self) -> std::io::Result<Box<dyn Fn() + Send>> {
+        let c = self.try_clone()?;
+        Ok(Box::new(move || {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }))
+    }
+}
+
+impl Conn for std::net::TcpStream {
+    fn set_timeouts(&self, d: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
+    }
+    fn closer(&self) -> std::io::Result<Box<dyn Fn() + Send>> {
+        let c = self.try_clone()?;
+        Ok(Box::new(move || {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }))
+    }
+}
+
+/// One connection being served.
+struct Slot {
+    id: u64,
+    /// Still reading its request (may be evicted to make room).
+    reading: Arc<AtomicBool>,
+    close: Box<dyn Fn() + Send>,
+}
+
+/// The connections a listener serves (at most [`MAX_CONNECTIONS`]), oldest
+/// first.
+#[derive(Default)]
+struct Slots {
+    held: std::sync::Mutex<std::collections::VecDeque<Slot>>,
+    next: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl Slots {
+    /// A slot for a new connection, closing the oldest still reading its
+    /// request when all are taken; `None` when every one is answering.
+    fn take(self: &Arc<Self>, close: Box<dyn Fn() + Send>) -> Option<SlotGuard> {
+        let mut held = self.held.lock().expect("not poisoned");
+        if held.len() >= MAX_CONNECTIONS {
+            let idle = held
+                .iter()
+                .position(|s| s.reading.load(Ordering::Acquire))?;
+            let old = held.remove(idle).expect("found above");
+            (old.close)();
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let reading = Arc::new(AtomicBool::new(true));
+        held.push_back(Slot {
+            id,
+            reading: reading.clone(),
+            close,
+        });
+        Some(SlotGuard {
+            slots: self.clone(),
+            id,
+            reading,
+        })
+    }
+}
+
+/// Frees its slot when the connection ends.
+struct SlotGuard {
+    slots: Arc<Slots>,
+    id: u64,
+    reading: Arc<AtomicBool>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().expect("not poisoned");
+        if let Some(i) = held.iter().position(|s| s.id == self.id) {
+            held.remove(i);
+        }
+    }
+}
+
+/// Serves `conn` in a thread of its own if a slot is free (or can be
+/// freed); otherwise answers 503 at once.
+fn serve_limited<C: Conn>(mut conn: C, probes: &Arc<Probes>, slots: &Arc<Slots>, name: &str) {
+    let _ = conn.set_timeouts(REQUEST_TIME);
+    let guard = match conn.closer() {
+        Ok(close) => slots.take(close),
+        Err(_) => None,
+    };
+    let Some(guard) = guard else {
+        let _ = write_answer(
+            &mut conn,
+            "503 Service Unavailable",
+            "text/plain",
+            "busy: too many connections\n",
+        );
+        return;
+    };
+    let p = probes.clone();
+    let _ = thread::Builder::new().name(name.into()).spawn(move || {
+        if let Err(e) = respond(conn, &p, &guard.reading) {
+            debug!(error = %e, "API connection");
+        }
+        drop(guard);
+    });
+}
+
+/// Why a request head could not be read.
+#[derive(Debug)]
+enum HeadError {
+    /// Past [`MAX_REQUEST_HEAD`].
+    TooLong,
+    /// Not complete within [`REQUEST_TIME`], or the connection failed.
+    Io(std::io::Error),
+}
+
+/// Reads a request head (up to the empty line) within `deadline`.
+fn read_head<C: Conn>(conn: &mut C, deadline: Instant) -> Result<Vec<u8>, HeadError> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        match head_end(&head) {
+            Some(end) if end <= MAX_REQUEST_HEAD => {
+                head.truncate(end);
+                return Ok(head);
+            }
+            _ => {}
+        }
+        if head.len() > MAX_REQUEST_HEAD {
+            return Err(HeadError::TooLong);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::Io(std::io::ErrorKind::TimedOut.into()));
+        }
+        conn.set_timeouts(left).map_err(HeadError::Io)?;
+        let n = conn.read(&mut buf).map_err(HeadError::Io)?;
+        if n == 0 {
+            // The peer finished sending: what came is the whole request.
+            return Ok(head);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Where the head ends (before its empty line), if it has.
+fn head_end(b: &[u8]) -> Option<usize> {
+    (0..b.len()).find(|&i| b[i..].starts_with(b"\r\n\r\n") || b[i..].starts_with(b"\n\n"))
+}
+
+fn respond<C: Conn>(mut conn: C, probes: &Probes, reading: &AtomicBool) -> std::io::Result<()> {
+    let deadline = Instant::now() + REQUEST_TIME;
+    let head = match read_head(&mut conn, deadline) {
+        Ok(h) => h,
+        Err(HeadError::TooLong) => {
+            return write_answer(
+                &mut conn,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                &format!("the request head is longer than {MAX_REQUEST_HEAD} bytes\n"),
+            );
+        }
+        Err(HeadError::Io(e)) => return Err(e),
+    };
+    reading.store(false, Ordering::Release);
+    let request = String::from_utf8_lossy(&head);
     let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let (status, ctype, body) = answer(path, probes);
+    write_answer(&mut conn, status, ctype, &body)
+}
+
+fn write_answer(
+    conn: &mut impl Write,
+    status: &str,
+    ctype: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Status, content type and body for `path`.
+fn answer(path: &str, probes: &Probes) -> (&'static str, &'static str, String) {
     let text = "text/plain";
-    let (status, ctype, body) = match (path, probes.sources.get()) {
+    match (path, probes.sources.get()) {
         ("/live", _) if probes.is_live() => ("200 OK", text, "live\n".to_owned()),
         ("/live", _) => (
             "503 Service Unavailable",
@@ -277,12 +472,7 @@ fn respond(
             text,
             "try /metrics, /stats, /live or /ready\n".to_owned(),
         ),
-    };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    }
 }
 
 /// A counter family: name, help, and how to read it from a port's counters.
@@ -474,11 +664,22 @@ pub fn get(socket: &Path, path: &str) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// A request over a socket pair, as a client would send it.
+    fn send(probes: &Probes, request: &[u8]) -> String {
+        let (server, mut client) = UnixStream::pair().expect("socketpair");
+        client.write_all(request).expect("write");
+        client.shutdown(std::net::Shutdown::Write).ok();
+        respond(server, probes, &AtomicBool::new(true)).expect("respond");
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut client, &mut out).expect("read");
+        out
+    }
+
     fn get(probes: &Probes, path: &str) -> String {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-        let mut out = Vec::new();
-        respond(request.as_bytes(), &mut out, probes).expect("respond");
-        String::from_utf8(out).expect("utf-8")
+        send(
+            probes,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
     }
 
     fn status(response: &str) -> &str {
@@ -519,5 +720,41 @@ mod tests {
         assert_eq!(status(&r), "503", "{r}");
         p.beat();
         assert_eq!(status(&get(&p, "/live")), "200");
+    }
+
+    #[test]
+    fn a_request_head_past_the_limit_is_answered_431() {
+        let p = Probes::new();
+        let big = format!(
+            "GET /live HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(MAX_REQUEST_HEAD)
+        );
+        assert_eq!(status(&send(&p, big.as_bytes())), "431");
+        let fits = format!("GET /live HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(4000));
+        assert_eq!(status(&send(&p, fits.as_bytes())), "200");
+    }
+
+    #[test]
+    fn a_full_listener_closes_its_oldest_idle_connection_not_a_busy_one() {
+        let slots = Arc::new(Slots::default());
+        let closed = Arc::new(AtomicU64::new(0));
+        let closer = |i: u64| -> Box<dyn Fn() + Send> {
+            let closed = closed.clone();
+            Box::new(move || closed.store(i + 1, Ordering::Release))
+        };
+        let mut guards: Vec<SlotGuard> = (0..MAX_CONNECTIONS as u64)
+            .map(|i| slots.take(closer(i)).expect("a free slot"))
+            .collect();
+        // The first is answering; the second is the oldest still reading.
+        guards[0].reading.store(false, Ordering::Release);
+        let g = slots.take(closer(1000)).expect("room made");
+        assert_eq!(closed.load(Ordering::Acquire), 2, "slot 1 was closed");
+        guards.push(g);
+        for g in &guards {
+            g.reading.store(false, Ordering::Release);
+        }
+        assert!(slots.take(closer(2000)).is_none(), "every slot answers");
+        guards.clear();
+        assert!(slots.held.lock().unwrap().is_empty(), "slots are freed");
     }
 }

@@ -87,7 +87,13 @@ struct Inner {
     terminator: Option<RunningTerminator>,
     /// Errors of the last publish.
     errors: Vec<String>,
+    /// TLS services left out because their certificate, key or trust
+    /// files did not load at start: (service, why).
+    degraded: Vec<Degraded>,
 }
+
+/// A TLS service left out at start: its name, and why.
+type Degraded = (String, String);
 
 /// Apply → enforced latencies, as a Prometheus histogram.
 #[derive(Debug, Default)]
@@ -164,6 +170,8 @@ pub struct ControlMetrics {
     pub io_errors: AtomicU64,
     /// Apply → enforced on every worker.
     pub enforced: Latency,
+    /// TLS handshakes on the TCP control API refused or timed out.
+    pub api_handshakes_refused: AtomicU64,
 }
 
 /// The appliance.
@@ -219,7 +227,11 @@ impl Node {
             dp_config.routes = appliance.route_configs().map_err(anyhow::Error::msg)?;
             Some(Mutex::new(Dataplane::start(&dp_config)?))
         };
-        let terminator = start_terminator(config.terminator.as_ref(), &appliance)?;
+        // A service whose files broke since they were accepted (removed,
+        // rewritten) is left out, not the whole terminator: the others
+        // serve and the dataplane forwards.
+        let (terminator, degraded) =
+            start_terminator_degraded(config.terminator.as_ref(), &appliance, |_| true)?;
         let metrics = terminator
             .as_ref()
             .map(|t| t.terminator.worker_metrics().to_vec())
@@ -233,6 +245,7 @@ impl Node {
                 cache,
                 terminator,
                 errors: Vec::new(),
+                degraded,
             }),
             dataplane,
             terminator_metrics: Mutex::new(metrics),
@@ -416,8 +429,15 @@ impl Node {
                 .store(generation, Ordering::Release);
             return;
         }
-        match start_terminator(self.config.terminator.as_ref(), &wanted) {
-            Ok(new) => {
+        // A service already left out for broken files stays out while they
+        // are broken; any other service that does not load keeps the old
+        // terminator in force.
+        let was_degraded: Vec<String> = inner.degraded.iter().map(|(s, _)| s.clone()).collect();
+        match start_terminator_degraded(self.config.terminator.as_ref(), &wanted, |s| {
+            was_degraded.iter().any(|d| d == s)
+        }) {
+            Ok((new, degraded)) => {
+                inner.degraded = degraded;
                 if let Some(t) = &new {
                     self.terminator_metrics
                         .lock()
@@ -527,7 +547,14 @@ impl Node {
             "Route",
             &mut pending,
         );
-        (pending, inner.errors.clone())
+        let mut errors = inner.errors.clone();
+        errors.extend(
+            inner
+                .degraded
+                .iter()
+                .map(|(service, why)| format!("TLSService/{service}: not served: {why}")),
+        );
+        (pending, errors)
     }
 
     /// The dataplane's counters (empty without one).
@@ -566,6 +593,27 @@ impl Node {
             "# HELP causeway_control_enforced_generation The oldest generation any worker enforces.\n# TYPE causeway_control_enforced_generation gauge\ncauseway_control_enforced_generation {}",
             self.enforced_generation()
         );
+        let _ = writeln!(
+            out,
+            "# HELP causeway_control_api_handshakes_refused_total TLS handshakes on the TCP control API refused (no admin identity) or timed out.\n# TYPE causeway_control_api_handshakes_refused_total counter\ncauseway_control_api_handshakes_refused_total {}",
+            m.api_handshakes_refused.load(Ordering::Relaxed)
+        );
+        let degraded = self.inner.lock().expect("not poisoned").degraded.clone();
+        let _ = writeln!(
+            out,
+            "# HELP causeway_terminator_services_degraded TLS services not served because their certificate, key or trust files did not load at start.\n# TYPE causeway_terminator_services_degraded gauge\ncauseway_terminator_services_degraded {}",
+            degraded.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP causeway_terminator_service_degraded 1 for each TLS service left out for broken files.\n# TYPE causeway_terminator_service_degraded gauge"
+        );
+        for (service, _) in &degraded {
+            let _ = writeln!(
+                out,
+                "causeway_terminator_service_degraded{{service=\"{service}\"}} 1"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP causeway_control_changes_total Applies and deletes, by result.\n# TYPE causeway_control_changes_total counter"
@@ -644,22 +692,53 @@ fn compile_set(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     c
 }
 
-fn start_terminator(
+/// The terminator serving `set`'s TLS services (none without a
+/// `terminator` section or services), leaving out each service whose TLS files do
+/// not load when `tolerate(service)` says so (logged as an error and
+/// returned as (service, why)); the first other such service fails the
+/// whole start.
+fn start_terminator_degraded(
     base: Option<&TerminatorConfig>,
     set: &ApplianceSet,
-) -> Result<Option<RunningTerminator>> {
-    let services = set.service_configs();
+    tolerate: impl Fn(&str) -> bool,
+) -> Result<(Option<RunningTerminator>, Vec<Degraded>)> {
     let Some(base) = base else {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     };
+    let mut services = set.service_configs();
+    let mut degraded = Vec::new();
+    let mut failed = None;
+    services.retain(|s| match causeway_tls::terminator::check_service_material(s) {
+        Ok(()) => true,
+        Err(e) if tolerate(&s.name) => {
+            let why = format!("{e:#}");
+            tracing::error!(
+                service = %s.name,
+                error = %why,
+                "TLS service not served: its certificate, key or trust files do not load; the other services and the dataplane go on"
+            );
+            degraded.push((s.name.clone(), why));
+            false
+        }
+        Err(e) => {
+            failed.get_or_insert(e);
+            true
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if services.is_empty() {
-        return Ok(None);
+        return Ok((None, degraded));
     }
     let mut t = base.clone();
     t.services = services;
-    Ok(Some(RunningTerminator {
-        terminator: Terminator::start(&t)?,
-    }))
+    Ok((
+        Some(RunningTerminator {
+            terminator: Terminator::start(&t)?,
+        }),
+        degraded,
+    ))
 }
 
 /// The stored state, or on the first start the seed from the

@@ -1422,6 +1422,38 @@ fn mask(len: u8) -> u128 {
 /// can allow, so dropping in the kernel changes no verdict.
 fn prefilter(set: &PolicySet, rule_base: &[[Option<RuleId>; 2]]) -> Vec<(IpPrefix, RuleId)> {
     let mut out = Vec::new();
+    for (pi, ri, r) in prefilter_rules(set) {
+        let id =
+            rule_base[pi][dir_index(PolicyType::Ingress)].map_or(RuleId::MAX, |b| b + ri as RuleId);
+        out.extend(r.source.nets.iter().map(|n| (*n, id)));
+    }
+    out
+}
+
+/// The entries the XDP prefilter holds (`PREFILTER_MAX` in
+/// `dataplane/bpf/causeway.bpf.c`): a policy set that needs more cannot be
+/// enforced, and is refused before it is committed.
+pub const PREFILTER_CAPACITY: usize = 16_384;
+
+/// Where a policy set first needs more prefilter entries than
+/// [`PREFILTER_CAPACITY`]: the policy's id, the ingress rule's index, and
+/// how many entries the whole set needs.
+#[must_use]
+pub fn prefilter_overflow(set: &PolicySet) -> Option<(String, usize, usize)> {
+    let mut total = 0usize;
+    let mut first = None;
+    for (pi, ri, r) in prefilter_rules(set) {
+        total += r.source.nets.len();
+        if total > PREFILTER_CAPACITY && first.is_none() {
+            first = Some((set.policies[pi].id.clone(), ri));
+        }
+    }
+    first.map(|(id, ri)| (id, ri, total))
+}
+
+/// The rules [`prefilter`] takes (policy index, ingress rule index, rule).
+fn prefilter_rules(set: &PolicySet) -> Vec<(usize, usize, &NRule)> {
+    let mut out = Vec::new();
     for (pi, p) in set
         .policies
         .iter()
@@ -1445,11 +1477,7 @@ fn prefilter(set: &PolicySet, rule_base: &[[Option<RuleId>; 2]]) -> Vec<(IpPrefi
                 });
             match r.action {
                 Action::Log => continue,
-                Action::Deny if only_nets && all => {
-                    let id = rule_base[pi][dir_index(PolicyType::Ingress)]
-                        .map_or(RuleId::MAX, |b| b + ri as RuleId);
-                    out.extend(r.source.nets.iter().map(|n| (*n, id)));
-                }
+                Action::Deny if only_nets && all => out.push((pi, ri, r)),
                 _ => return out,
             }
         }

@@ -46,6 +46,7 @@
 //!   Kubernetes ConfigMap volume (`..data/` beside symlinks to it) is read
 //!   once, and the same file reached twice is read once.
 
+mod aliases;
 mod document;
 mod files;
 mod kinds;
@@ -65,6 +66,8 @@ use std::{
 };
 
 pub use self::files::manifests_in;
+/// The largest manifest file the loader reads, in bytes.
+pub const MAX_MANIFEST_BYTES: usize = reader::MAX_MANIFEST_BYTES;
 use self::{files::load_into, reader::load_text};
 use crate::{model, model::Resource};
 

@@ -44,7 +44,7 @@ const RESTART_MAX: Duration = Duration::from_secs(10);
 const RESTART_RESET: Duration = Duration::from_secs(60);
 
 /// How often certificate, key and trust bundle files are checked.
-const RELOAD_EVERY: Duration = Duration::from_secs(1);
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// One service's TLS material, shared by every worker.
 struct Material {
@@ -120,6 +120,16 @@ fn load_material(s: &ServiceConfig) -> Result<Material> {
         server,
         client,
     })
+}
+
+/// Loads `s`'s certificate, key and trust files as a start would,
+/// without starting anything: whether the service could be served.
+///
+/// # Errors
+/// The first file that does not load, naming the service and the section
+/// (`tls`, `upstream_tls`).
+pub fn check_service_material(s: &ServiceConfig) -> Result<()> {
+    load_material(s).map(drop)
 }
 
 fn pin(cpu: usize) {

@@ -60,7 +60,16 @@ pub struct ListArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: ListFormat,
+    /// Resources asked for per request: the list is read page by page
+    /// (each page also ends before 4 MiB), so any state lists within
+    /// gRPC's message limits. 0: all in one request.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub page_size: u32,
 }
+
+/// How often a paged list starts over because the state changed between
+/// its pages, before giving up.
+const LIST_TRIES: usize = 5;
 
 /// Runs `causeway ctl get`.
 pub(super) async fn get(channel: Channel, args: &GetArgs) -> Result<()> {
@@ -71,7 +80,7 @@ pub(super) async fn get(channel: Channel, args: &GetArgs) -> Result<()> {
             name: args.name.clone(),
         }),
     };
-    let resource = ConfigServiceClient::new(channel)
+    let resource = client(channel)
         .get(request)
         .await
         .map_err(RpcError)?
@@ -84,8 +93,11 @@ pub(super) async fn get(channel: Channel, args: &GetArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs `causeway ctl list`.
+/// Runs `causeway ctl list`: page by page; when the state changes between
+/// two pages (their generations differ), it lists again from the first,
+/// so what it prints is one generation's state.
 pub(super) async fn list(channel: Channel, args: &ListArgs) -> Result<()> {
+    let mut client = client(channel);
     let request = ListRequest {
         kind: args
             .kind
@@ -94,19 +106,64 @@ pub(super) async fn list(channel: Channel, args: &ListArgs) -> Result<()> {
             .unwrap_or_default(),
         namespace: args.namespace.clone().unwrap_or_default(),
         owner: args.owner.clone().unwrap_or_default(),
+        page_size: args.page_size,
+        page_token: String::new(),
     };
-    let response = ConfigServiceClient::new(channel)
-        .list(request)
-        .await
-        .map_err(RpcError)?
-        .into_inner();
+    let mut resources = None;
+    for _ in 0..LIST_TRIES {
+        if let Some(all) = list_pages(&mut client, &request).await? {
+            resources = Some(all);
+            break;
+        }
+    }
+    let resources = resources.with_context(|| {
+        format!(
+            "the configuration changed between pages {LIST_TRIES} times in a row; try again, or list with --page-size 0"
+        )
+    })?;
     out::print(&match args.output {
-        ListFormat::Table => resource_table(&response.resources),
-        ListFormat::Yaml => yaml(&list_manifest(&response.resources)?)?,
-        ListFormat::Json => pretty_json(&list_manifest(&response.resources)?)?,
+        ListFormat::Table => resource_table(&resources),
+        ListFormat::Yaml => yaml(&list_manifest(&resources)?)?,
+        ListFormat::Json => pretty_json(&list_manifest(&resources)?)?,
     })?;
     Ok(())
 }
+
+/// Every page of `first`; `None` if the generation changed on the way.
+async fn list_pages(
+    client: &mut ConfigServiceClient<Channel>,
+    first: &ListRequest,
+) -> Result<Option<Vec<Resource>>> {
+    let mut request = first.clone();
+    let mut resources = Vec::new();
+    let mut generation = None;
+    loop {
+        let page = client
+            .list(request.clone())
+            .await
+            .map_err(RpcError)?
+            .into_inner();
+        if *generation.get_or_insert(page.generation) != page.generation {
+            return Ok(None);
+        }
+        resources.extend(page.resources);
+        if page.next_page_token.is_empty() {
+            return Ok(Some(resources));
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+/// A client that takes answers as large as the appliance sends (one
+/// resource of a 100 000-rule policy is past gRPC's default 4 MiB).
+fn client(channel: Channel) -> ConfigServiceClient<Channel> {
+    ConfigServiceClient::new(channel)
+        .max_decoding_message_size(MESSAGE_LIMIT)
+        .max_encoding_message_size(MESSAGE_LIMIT)
+}
+
+/// The appliance's own limit on Apply and List messages.
+const MESSAGE_LIMIT: usize = 128 << 20;
 
 /// A YAML comment naming who holds `r` and when it last changed (a comment,
 /// so the output still applies back as it is).

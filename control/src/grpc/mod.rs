@@ -110,16 +110,31 @@ impl GrpcServer {
             }
         });
         if let Some(tcp) = tcp {
-            let acceptor = tls_acceptor(tcp)?;
+            let acceptor = Arc::new(ApiTls::load(tcp)?);
+            {
+                // The certificate rotates as the terminator's does: the
+                // files are read again every second and new handshakes take
+                // what changed; a bad file is refused and the old material
+                // stays.
+                let acceptor = acceptor.clone();
+                runtime.spawn(async move {
+                    let mut tick = tokio::time::interval(causeway_tls::terminator::RELOAD_EVERY);
+                    loop {
+                        tick.tick().await;
+                        acceptor.reload();
+                    }
+                });
+            }
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(tcp.listen))
                 .with_context(|| format!("api.tcp.listen: binding {}", tcp.listen))?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             shutdown.push(tx);
+            let refused = api.node.clone();
             let router = runtime.block_on(routes(api));
             let listen = tcp.listen;
             runtime.spawn(async move {
-                let incoming = tls_incoming(listener, acceptor);
+                let incoming = tls_incoming(listener, acceptor, refused);
                 if let Err(e) = router
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = rx.await;
@@ -155,30 +170,113 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-fn tls_acceptor(tcp: &TcpApiConfig) -> Result<tokio_rustls::TlsAcceptor> {
-    use causeway_tls::identity::{ServerMaterialConfig, ServerTls, TlsVersions};
-    let tls = ServerTls::load(&ServerMaterialConfig {
-        cert: tcp.cert.clone(),
-        key: tcp.key.clone(),
-        client_trust: Some(tcp.client_ca.clone()),
-        allowed_identities: tcp.admin_identities.clone(),
-        versions: TlsVersions::Tls13,
-    })
-    .map_err(|e| anyhow::anyhow!("api.tcp: {e}"))?;
+/// The TCP API's TLS: causeway-tls's `ServerTls` (reloadable) and the
+/// acceptor made from its current config with ALPN h2.
+struct ApiTls {
+    tls: causeway_tls::identity::ServerTls,
+    acceptor: arc_swap::ArcSwap<tokio_rustls::TlsAcceptor>,
+}
+
+impl ApiTls {
+    fn load(tcp: &TcpApiConfig) -> Result<Self> {
+        use causeway_tls::identity::{ServerMaterialConfig, ServerTls, TlsVersions};
+        let tls = ServerTls::load(&ServerMaterialConfig {
+            cert: tcp.cert.clone(),
+            key: tcp.key.clone(),
+            client_trust: Some(tcp.client_ca.clone()),
+            allowed_identities: tcp.admin_identities.clone(),
+            versions: TlsVersions::Tls13,
+        })
+        .map_err(|e| anyhow::anyhow!("api.tcp: {e}"))?;
+        let acceptor = arc_swap::ArcSwap::from_pointee(h2_acceptor(&tls));
+        Ok(Self { tls, acceptor })
+    }
+
+    /// Takes changed files in (the identity module logs a refusal once).
+    fn reload(&self) {
+        use causeway_tls::identity::Reload;
+        match self.tls.reload_if_changed() {
+            Reload::Reloaded => {
+                self.acceptor.store(Arc::new(h2_acceptor(&self.tls)));
+                info!("control API (TCP): new certificate material in force");
+            }
+            Reload::Unchanged | Reload::Refused(_) => {}
+        }
+    }
+
+    fn acceptor(&self) -> Arc<tokio_rustls::TlsAcceptor> {
+        self.acceptor.load_full()
+    }
+}
+
+fn h2_acceptor(tls: &causeway_tls::identity::ServerTls) -> tokio_rustls::TlsAcceptor {
     let mut config = (*tls.current()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
+/// Refused or timed-out handshakes logged per [`LOG_WINDOW`]; the rest
+/// are counted and summed up in one line when the window ends, so a
+/// scanner or a client with the wrong identity cannot flood the log.
+const LOG_BURST: u32 = 5;
+/// See [`LOG_BURST`].
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// How many handshake failures were logged in the current window, and how
+/// many were not.
+struct LogLimit {
+    window: tokio::time::Instant,
+    logged: u32,
+    quiet: u64,
+}
+
+impl LogLimit {
+    fn new() -> Self {
+        Self {
+            window: tokio::time::Instant::now(),
+            logged: 0,
+            quiet: 0,
+        }
+    }
+
+    /// Whether to log this failure; says how many were left out before.
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window) >= LOG_WINDOW {
+            if self.quiet > 0 {
+                warn!(
+                    not_logged = self.quiet,
+                    window = ?LOG_WINDOW,
+                    "control API: more TLS handshakes refused than were logged"
+                );
+            }
+            *self = Self {
+                window: now,
+                logged: 0,
+                quiet: 0,
+            };
+        }
+        if self.logged < LOG_BURST {
+            self.logged += 1;
+            true
+        } else {
+            self.quiet += 1;
+            false
+        }
+    }
+}
+
 /// Accepted connections that completed the mTLS handshake; the others are
-/// logged and dropped.
+/// counted, logged (at most [`LOG_BURST`] per [`LOG_WINDOW`]) and dropped.
 fn tls_incoming(
     listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: Arc<ApiTls>,
+    node: Arc<Node>,
 ) -> impl Stream<Item = Result<TlsConn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let limit = Arc::new(std::sync::Mutex::new(LogLimit::new()));
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -189,21 +287,34 @@ fn tls_incoming(
                     continue;
                 }
             };
-            let acceptor = acceptor.clone();
+            let acceptor = tls.acceptor();
             let tx = tx.clone();
+            let (limit, node) = (limit.clone(), node.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
-                    }
-                    Ok(Err(e)) => warn!(%peer, error = %e, "control API: TLS handshake refused"),
-                    Err(_) => warn!(%peer, "control API: TLS handshake timed out"),
+                let failed =
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send(Ok(tls)).await;
+                            return;
+                        }
+                        Ok(Err(e)) => format!("refused: {e}"),
+                        Err(_) => "timed out".to_owned(),
+                    };
+                node.metrics
+                    .api_handshakes_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if limit.lock().expect("not poisoned").allow() {
+                    warn!(%peer, "control API: TLS handshake {failed}");
                 }
             });
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
+
+/// See `routes`.
+const MAX_STREAMS: u32 = 64;
 
 /// The largest Apply or List message: a sync's first push of a cluster's
 /// whole inventory (11 000 resources are 8 MB of JSON) or the list of a
@@ -226,6 +337,11 @@ async fn routes(api: Api) -> tonic::transport::server::Router {
         .build_v1alpha()
         .expect("the descriptor sets are valid");
     Server::builder()
+        // Streams one client may hold open on a connection (HTTP/2
+        // SETTINGS_MAX_CONCURRENT_STREAMS): a sync holds a watch and an
+        // apply or two, ctl one; past this a client waits for a stream
+        // to end instead of piling up handlers.
+        .max_concurrent_streams(MAX_STREAMS)
         .add_service(health_service)
         .add_service(v1)
         .add_service(v1alpha)
@@ -239,6 +355,72 @@ async fn routes(api: Api) -> tonic::transport::server::Router {
         .add_service(FlowServiceServer::new(api.clone()))
         .add_service(PolicyServiceServer::new(api))
 }
+
+/// The most manifest bytes in one page of a paged List: gRPC's default
+/// receive limit, so that any client can page through any state.
+const PAGE_BYTES: usize = 4 << 20;
+
+/// One page of a List: resources in id order after `page_token`, at most
+/// `page_size` of them (0: all) and, when paged, at most [`PAGE_BYTES`] of
+/// manifests (at least one resource).
+///
+/// # Errors
+/// INVALID_ARGUMENT for a token this server did not make.
+fn list_page(
+    desired: &crate::store::Desired,
+    r: &proto::ListRequest,
+) -> Result<proto::ListResponse, Status> {
+    use std::ops::Bound;
+    let after = if r.page_token.is_empty() {
+        Bound::Unbounded
+    } else {
+        let id = r.page_token.strip_prefix(PAGE_TOKEN).ok_or_else(|| {
+            Status::invalid_argument(
+                "page_token: not a token this appliance made; pass next_page_token as it came, or leave it empty for the first page",
+            )
+        })?;
+        Bound::Excluded(id.to_owned())
+    };
+    let limit = if r.page_size == 0 {
+        usize::MAX
+    } else {
+        r.page_size as usize
+    };
+    let mut resources: Vec<proto::Resource> = Vec::new();
+    let mut bytes = 0usize;
+    let mut next_page_token = String::new();
+    let matching = desired
+        .entries
+        .range::<String, _>((after, Bound::Unbounded))
+        .map(|(id, e)| (id, convert::resource(e)))
+        .filter(|(_, res)| {
+            (r.kind.is_empty() || convert::kind_matches(res, &r.kind))
+                && (r.namespace.is_empty() || res.namespace == r.namespace)
+                && (r.owner.is_empty() || res.owner == r.owner)
+        });
+    let mut last: Option<&String> = None;
+    for (id, res) in matching {
+        let size = res.manifest_json.len();
+        let full = resources.len() >= limit
+            || (r.page_size != 0 && !resources.is_empty() && bytes + size > PAGE_BYTES);
+        if full {
+            next_page_token = format!("{PAGE_TOKEN}{}", last.expect("a resource was taken"));
+            break;
+        }
+        bytes += size;
+        resources.push(res);
+        last = Some(id);
+    }
+    Ok(proto::ListResponse {
+        generation: desired.generation,
+        resources,
+        next_page_token,
+    })
+}
+
+/// What a page token starts with (then the id of the page's last
+/// resource).
+const PAGE_TOKEN: &str = "after:";
 
 /// Runs blocking work off the async threads.
 async fn blocking<T: Send + 'static>(
@@ -268,6 +450,35 @@ fn wait_timeout(d: Option<prost_types::Duration>, field: &str) -> Result<Duratio
         )));
     }
     Ok(if wait.is_zero() { DEFAULT_WAIT } else { wait })
+}
+
+/// The longest WatchStats interval: a client that wants fewer snapshots
+/// asks GetStats when it wants one.
+const MAX_STATS_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A WatchStats interval: none or zero is 1 s, under 100 ms is 100 ms; a
+/// negative one or one past [`MAX_STATS_INTERVAL`] is refused (never a
+/// timer past the clock's range).
+fn stats_interval(d: Option<prost_types::Duration>) -> Result<Duration, Status> {
+    let Some(d) = d else {
+        return Ok(Duration::from_secs(1));
+    };
+    let interval = Duration::try_from(d).map_err(|_| {
+        Status::invalid_argument(format!(
+            "interval: {}s {}ns is not an interval (negative or malformed)",
+            d.seconds, d.nanos
+        ))
+    })?;
+    if interval > MAX_STATS_INTERVAL {
+        return Err(Status::invalid_argument(format!(
+            "interval: {interval:?} is longer than {MAX_STATS_INTERVAL:?}; ask GetStats instead"
+        )));
+    }
+    Ok(if interval.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        interval.max(Duration::from_millis(100))
+    })
 }
 
 /// Waits for `c` to be enforced when asked; the time it took.
@@ -367,20 +578,8 @@ impl proto::config_service_server::ConfigService for Api {
     ) -> Result<Response<proto::ListResponse>, Status> {
         let r = request.into_inner();
         let desired = self.node.desired();
-        let resources = desired
-            .entries
-            .values()
-            .map(|e| convert::resource(e))
-            .filter(|res| {
-                (r.kind.is_empty() || convert::kind_matches(res, &r.kind))
-                    && (r.namespace.is_empty() || res.namespace == r.namespace)
-                    && (r.owner.is_empty() || res.owner == r.owner)
-            })
-            .collect();
-        Ok(Response::new(proto::ListResponse {
-            generation: desired.generation,
-            resources,
-        }))
+        let page = list_page(&desired, &r)?;
+        Ok(Response::new(page))
     }
 
     async fn delete(
@@ -666,13 +865,7 @@ impl proto::stats_service_server::StatsService for Api {
         &self,
         request: Request<proto::WatchStatsRequest>,
     ) -> Result<Response<Self::WatchStatsStream>, Status> {
-        let interval = request
-            .into_inner()
-            .interval
-            .and_then(|d| Duration::try_from(d).ok())
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(1))
-            .max(Duration::from_millis(100));
+        let interval = stats_interval(request.into_inner().interval)?;
         let node = self.node.clone();
         let s = async_stream(move |tx| async move {
             let mut tick = tokio::time::interval(interval);
@@ -724,6 +917,70 @@ mod tests {
             Some(prost_types::Duration { seconds, nanos }),
             "wait_timeout",
         )
+    }
+
+    #[test]
+    fn a_stats_interval_is_bounded() {
+        let i = |seconds, nanos| stats_interval(Some(prost_types::Duration { seconds, nanos }));
+        assert_eq!(stats_interval(None).unwrap(), Duration::from_secs(1));
+        assert_eq!(i(0, 0).unwrap(), Duration::from_secs(1));
+        assert_eq!(i(0, 1).unwrap(), Duration::from_millis(100));
+        assert_eq!(i(3600, 0).unwrap(), MAX_STATS_INTERVAL);
+        for (s, n) in [(3601, 0), (i64::MAX, 999_999_999), (-1, 0)] {
+            let e = i(s, n).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument);
+            assert!(e.message().starts_with("interval: "), "{}", e.message());
+        }
+    }
+
+    fn seeded(n: usize) -> crate::store::Desired {
+        let text: String = (0..n)
+            .map(|i| {
+                format!(
+                    "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {{name: s{i:03}}}\nspec: {{nets: [10.0.{}.{}/32]}}\n---\n",
+                    i / 256,
+                    i % 256
+                )
+            })
+            .collect();
+        let loaded = causeway_policy::load::load_str(&text, Path::new("sets.yaml")).expect("loads");
+        crate::store::Desired::seed(loaded)
+    }
+
+    #[test]
+    fn a_list_pages_in_id_order_and_a_foreign_token_is_refused() {
+        let d = seeded(10);
+        let mut request = proto::ListRequest {
+            page_size: 3,
+            ..Default::default()
+        };
+        let mut names = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = list_page(&d, &request).expect("a page");
+            pages += 1;
+            assert!(page.resources.len() <= 3);
+            names.extend(page.resources.iter().map(|r| r.name.clone()));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            request.page_token = page.next_page_token;
+        }
+        assert_eq!(pages, 4);
+        let want: Vec<String> = (0..10).map(|i| format!("s{i:03}")).collect();
+        assert_eq!(names, want);
+        let all = list_page(&d, &proto::ListRequest::default()).unwrap();
+        assert_eq!(all.resources.len(), 10);
+        assert!(all.next_page_token.is_empty());
+        let e = list_page(
+            &d,
+            &proto::ListRequest {
+                page_token: "GlobalNetworkSet/s001".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
     }
 
     #[test]

@@ -508,7 +508,10 @@ impl Desired {
         let mut set = None;
         if errors.is_empty() {
             match self.policy_set() {
-                Ok(s) => set = Some(s),
+                Ok(s) => {
+                    errors.extend(self.prefilter_fits(&s));
+                    set = Some(s);
+                }
                 Err(message) => errors.push(LoadError {
                     file: PathBuf::new(),
                     line: None,
@@ -535,6 +538,27 @@ impl Desired {
             });
         }
         (errors, set)
+    }
+
+    /// A refusal when `set` needs more XDP prefilter entries (source nets of
+    /// doNotTrack deny rules) than the dataplane's map holds: committed, it
+    /// would fail at publish and stop the next start.
+    fn prefilter_fits(&self, set: &PolicySet) -> Option<LoadError> {
+        let (id, rule, total) = causeway_policy::compile::prefilter_overflow(set)?;
+        let source = self.entries.get(&id).map(|e| &e.loaded.source);
+        Some(LoadError {
+            file: source.map(|s| s.file.clone()).unwrap_or_default(),
+            line: source.map(|s| s.line),
+            column: None,
+            resource: Some(id),
+            field: Some(format!("spec.ingress[{rule}].source.nets")),
+            message: format!(
+                "doNotTrack deny rules need {total} source nets in the XDP prefilter, which holds {}: \
+                 the dataplane could not enforce this; merge nets into wider prefixes or move some \
+                 into a policy without doNotTrack",
+                causeway_policy::compile::PREFILTER_CAPACITY
+            ),
+        })
     }
 
     /// Plans applying `files` and deleting `delete` (ids as [`ref_id`]

@@ -968,3 +968,31 @@ fn a_whole_state_check_finds_a_shared_address() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].resource.as_deref(), Some("StaticEndpoint/lab/b"));
 }
+
+/// A doNotTrack policy denying `n` source /32s: `n` XDP prefilter entries.
+fn untracked_deny(n: usize) -> String {
+    let nets: Vec<String> = (0..n)
+        .map(|i| format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: blocklist}}\n\
+         spec:\n  selector: all()\n  doNotTrack: true\n  applyOnForward: true\n  types: [Ingress]\n  \
+         ingress:\n    - action: Deny\n      source:\n        nets: [{}]\n",
+        nets.join(", ")
+    )
+}
+
+#[test]
+fn more_untracked_nets_than_the_xdp_map_holds_are_refused_naming_the_rule() {
+    let cap = causeway_policy::compile::PREFILTER_CAPACITY;
+    let fits = apply(&Desired::default(), &untracked_deny(cap)).expect("a full map is enforceable");
+    let Err(Refusal::Invalid(errors)) = apply(&fits.next, &untracked_deny(cap + 1)) else {
+        panic!("one net more than the map holds was accepted");
+    };
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = &errors[0];
+    assert_eq!(e.resource.as_deref(), Some("GlobalNetworkPolicy/blocklist"));
+    assert_eq!(e.field.as_deref(), Some("spec.ingress[0].source.nets"));
+    assert!(e.message.contains(&format!("{}", cap + 1)), "{e}");
+    assert!(e.message.contains("XDP prefilter"), "{e}");
+}

@@ -22,8 +22,23 @@ use crate::model::Resource;
 /// report every item at the list's line instead of searching each item.
 const MAX_ITEMS_TO_LOCATE: usize = 64;
 
+/// The largest manifest file read: a state of 100 000 rules written as one
+/// List is about 20 MiB of YAML, and reading a file costs tens of times
+/// its size in memory while it is parsed.
+pub(crate) const MAX_MANIFEST_BYTES: usize = 64 << 20;
+
 /// Loads the manifests in `text`, read from `file`, into `batch`.
 pub(super) fn load_text(text: &str, file: &Path, batch: &mut Batch) {
+    if text.len() > MAX_MANIFEST_BYTES {
+        batch.errors.push(LoadError::in_file(
+            file,
+            format!(
+                "is {} bytes, more than the {MAX_MANIFEST_BYTES} a manifest file may be: split it into several files",
+                text.len()
+            ),
+        ));
+        return;
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let docs = if is_json_name(file) {
         document::whole(text).into_iter().collect()
@@ -44,6 +59,12 @@ struct DocLoader<'a, 'b> {
 
 impl DocLoader<'_, '_> {
     fn load(&mut self) {
+        // Aliases are bounded before anything is built from them.
+        if let Err(message) = super::aliases::check(self.doc.text) {
+            let error = self.error_at_start(message);
+            self.batch.errors.push(error);
+            return;
+        }
         // A first, untyped read: syntax, then apiVersion and kind.
         let value: Value = match serde_yaml::from_str(self.doc.text) {
             Ok(v) => v,

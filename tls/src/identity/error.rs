@@ -19,6 +19,28 @@ pub enum MaterialError {
         #[source]
         source: io::Error,
     },
+    /// The path is not a regular file (a device such as `/dev/zero`, a
+    /// FIFO, a socket or a directory): refused before a byte is read.
+    #[error(
+        "{}: not a regular file (a device, FIFO, socket or directory); name a PEM file",
+        path.display()
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is larger than any certificate, key or bundle should be.
+    #[error(
+        "{}: larger than {limit} bytes; a certificate chain, key or trust bundle is a few \
+         kilobytes (a whole public CA bundle is a few hundred)",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The file is not well-formed PEM.
     #[error("{}: not valid PEM: {reason}", path.display())]
     Pem {
@@ -122,6 +144,8 @@ impl MaterialError {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Self::Read { path, .. }
+            | Self::NotAFile { path }
+            | Self::TooLarge { path, .. }
             | Self::Pem { path, .. }
             | Self::NoCertificate { path }
             | Self::BadCertificate { path, .. }

@@ -19,18 +19,17 @@ use super::MaterialError;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Files(Vec<(PathBuf, Vec<u8>)>);
 
+/// The largest certificate, key or trust bundle file read: a chain and a
+/// key are a few kilobytes and Mozilla's whole public CA bundle about
+/// 220 KiB, so 1 MiB leaves room while a path pointing at something huge
+/// (a log, a disk image) cannot fill memory.
+pub const MAX_MATERIAL_FILE: u64 = 1 << 20;
+
 impl Files {
     pub(crate) fn read(paths: &[&Path]) -> Result<Self, MaterialError> {
         paths
             .iter()
-            .map(|p| {
-                std::fs::read(p)
-                    .map(|bytes| (p.to_path_buf(), bytes))
-                    .map_err(|source| MaterialError::Read {
-                        path: p.to_path_buf(),
-                        source,
-                    })
-            })
+            .map(|p| read_capped(p).map(|bytes| (p.to_path_buf(), bytes)))
             .collect::<Result<_, _>>()
             .map(Self)
     }
@@ -42,6 +41,46 @@ impl Files {
             .find(|(p, _)| p == path)
             .map_or(&[][..], |(_, b)| b)
     }
+}
+
+/// Reads `path` if it is a regular file of at most [`MAX_MATERIAL_FILE`]
+/// bytes. It is opened non-blocking (a FIFO does not wait for a writer)
+/// and checked with fstat before a byte is read, so `/dev/zero`, a FIFO or
+/// a directory is refused at once; the read stops past the limit even if
+/// the file grows meanwhile.
+fn read_capped(path: &Path) -> Result<Vec<u8>, MaterialError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let read_error = |source| MaterialError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(MaterialError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let too_large = || MaterialError::TooLarge {
+        path: path.to_path_buf(),
+        limit: MAX_MATERIAL_FILE,
+    };
+    if meta.len() > MAX_MATERIAL_FILE {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MATERIAL_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_MATERIAL_FILE {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 fn pem_error(path: &Path, e: pem::Error) -> MaterialError {

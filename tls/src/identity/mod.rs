@@ -58,6 +58,7 @@ use rustls::crypto::CryptoProvider;
 pub use client::{ClientMaterialConfig, ClientTls};
 pub use error::MaterialError;
 pub use failure::{HandshakeFailure, classify};
+pub use material::MAX_MATERIAL_FILE;
 pub use reload::Reload;
 pub use server::{ServerMaterialConfig, ServerTls};
 pub use spiffe::{peer_identity, spiffe_id_of};

@@ -219,3 +219,57 @@ fn load_errors_name_what_to_fix() {
     assert!(err.to_string().contains("nope-key.pem"), "{err}");
     assert_eq!(err.path(), Some(lab.path("nope-key.pem").as_path()));
 }
+
+#[test]
+fn a_device_a_fifo_or_a_huge_file_is_refused_before_it_is_read() {
+    let lab = Lab::new();
+    let base = lab.pki.server_material();
+    // /dev/zero never ends: read whole, it would fill memory.
+    let started = std::time::Instant::now();
+    for (cert, key) in [
+        (std::path::PathBuf::from("/dev/zero"), base.key.clone()),
+        (base.cert.clone(), std::path::PathBuf::from("/dev/zero")),
+    ] {
+        let err = ServerTls::load(&ServerMaterialConfig {
+            cert,
+            key,
+            ..base.clone()
+        })
+        .err()
+        .expect("/dev/zero refused");
+        assert!(matches!(err, MaterialError::NotAFile { .. }), "{err}");
+        assert!(err.to_string().contains("/dev/zero"), "{err}");
+    }
+    // A FIFO with no writer: opening it must not wait.
+    let fifo = lab.path("fifo.pem");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let err = ServerTls::load(&ServerMaterialConfig {
+        key: fifo,
+        ..base.clone()
+    })
+    .err()
+    .expect("a FIFO refused");
+    assert!(matches!(err, MaterialError::NotAFile { .. }), "{err}");
+    // A file past the limit.
+    let huge = lab.path("huge.pem");
+    std::fs::write(
+        &huge,
+        vec![b'A'; usize::try_from(super::super::MAX_MATERIAL_FILE).unwrap() + 1],
+    )
+    .unwrap();
+    let err = ServerTls::load(&ServerMaterialConfig {
+        cert: huge.clone(),
+        ..base
+    })
+    .err()
+    .expect("too large");
+    assert!(matches!(err, MaterialError::TooLarge { .. }), "{err}");
+    assert_eq!(err.path(), Some(huge.as_path()));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refusals took {:?}",
+        started.elapsed()
+    );
+}
