@@ -77,6 +77,17 @@ wait "$SNIFF"
 echo "island B saw: $(tail -1 "$SNIFFED")"; rm -f "$SNIFFED"
 "$CW" stats --lab "$LAB" -o prometheus | grep 'causeway_port_drops_total{port="a",reason="spoofed"}'
 
+step "martians and directed broadcasts: from 127.0.0.1, and to island B's subnet broadcast 10.2.0.255; only the legit frame crosses"
+SNIFFED=$(mktemp)
+ip netns exec "$LAB-b" python3 tests/python/raw_frames.py sniff eth0 2 legit loopback broadcast >"$SNIFFED" 2>/dev/null &
+SNIFF=$!
+sleep 0.5
+ip netns exec "$LAB-a" python3 tests/python/raw_frames.py send eth0 "$GW_MAC" \
+  udp,10.1.0.2,10.2.0.2,legit udp,127.0.0.1,10.2.0.2,loopback udp,10.1.0.2,10.2.0.255,broadcast
+wait "$SNIFF"
+echo "island B saw: $(tail -1 "$SNIFFED")"; rm -f "$SNIFFED"
+"$CW" stats --lab "$LAB" -o prometheus | grep -E 'causeway_port_drops_total\{port="a",reason="(martian|directed_broadcast)"\}'
+
 step "the appliance's counters (causeway stats --lab $LAB)"
 "$CW" stats --lab "$LAB"
 
