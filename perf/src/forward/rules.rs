@@ -32,7 +32,7 @@ metadata:
   labels:
     role: server
 spec:
-  ips: [10.2.0.2]
+  ips: [10.2.0.2, 'fd00:b::2']
 ";
 
 /// A GlobalNetworkPolicy on island B's server: `rules` deny rules, then
