@@ -319,15 +319,16 @@ impl Inventory {
         if old.is_none() && item.is_none() {
             return false;
         }
-        let object = |i: &Option<Item>| match i {
-            Some(Item::Object(o)) => Some(o.clone()),
-            _ => None,
-        };
-        let (old_object, new_object) = (object(&old), object(&item));
         // Alone: no other key stands for either id, no other pod claims
         // any of either's addresses, and neither is a problem.
         let mut alone =
             !matches!(old, Some(Item::Problem(_))) && !matches!(item, Some(Item::Problem(_)));
+        // The old item is ours (taken out of the map), the new one a copy.
+        let object = |i: Option<Item>| match i {
+            Some(Item::Object(o)) => Some(o),
+            _ => None,
+        };
+        let (old_object, new_object) = (object(old), object(item));
         if let Some(o) = &old_object {
             alone &= self.by_id.get(&o.id) == Some(&1);
             for ip in o.pod.iter().flat_map(|(ips, _)| ips) {

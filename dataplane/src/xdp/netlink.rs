@@ -267,17 +267,8 @@ impl Netlink {
     /// # Errors
     /// The kernel refused the entry.
     pub fn add_managed_neighbour(&mut self, index: u32, addr: IpAddr) -> io::Result<()> {
-        let mut msg = Vec::with_capacity(64);
-        let family = if addr.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        } as u8;
-        msg.extend_from_slice(&[family, 0, 0, 0]);
-        msg.extend_from_slice(&index.to_ne_bytes());
-        msg.extend_from_slice(&0u16.to_ne_bytes()); // state: NUD_NONE, the kernel resolves
-        msg.extend_from_slice(&[0, 0]); // flags, type
-        push_attr(&mut msg, NDA_DST, &ip_bytes(addr));
+        // State NUD_NONE: the kernel resolves.
+        let mut msg = neighbour_message(index, addr);
         push_attr(&mut msg, NDA_FLAGS_EXT, &NTF_EXT_MANAGED.to_ne_bytes());
         self.request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, &msg)
     }
@@ -288,17 +279,7 @@ impl Netlink {
     /// # Errors
     /// The kernel refused (ENOENT if the entry is already gone).
     pub fn del_neighbour(&mut self, index: u32, addr: IpAddr) -> io::Result<()> {
-        let mut msg = Vec::with_capacity(48);
-        let family = if addr.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        } as u8;
-        msg.extend_from_slice(&[family, 0, 0, 0]);
-        msg.extend_from_slice(&index.to_ne_bytes());
-        msg.extend_from_slice(&0u16.to_ne_bytes()); // state
-        msg.extend_from_slice(&[0, 0]); // flags, type
-        push_attr(&mut msg, NDA_DST, &ip_bytes(addr));
+        let msg = neighbour_message(index, addr);
         self.request(RTM_DELNEIGH, 0, &msg)
     }
 
@@ -453,6 +434,23 @@ fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
         off += align4(len);
         Some((ty, v))
     })
+}
+
+/// A neighbour message (`struct ndmsg`, state NUD_NONE, no flags) for
+/// `addr` on interface `index`, with its `NDA_DST`.
+fn neighbour_message(index: u32, addr: IpAddr) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(64);
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    } as u8;
+    msg.extend_from_slice(&[family, 0, 0, 0]);
+    msg.extend_from_slice(&index.to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // state
+    msg.extend_from_slice(&[0, 0]); // flags, type
+    push_attr(&mut msg, NDA_DST, &ip_bytes(addr));
+    msg
 }
 
 fn push_attr(msg: &mut Vec<u8>, ty: u16, value: &[u8]) {
