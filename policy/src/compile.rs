@@ -314,8 +314,9 @@ type Signature = (PolicyType, Vec<usize>, Option<Vec<IpAddr>>);
 
 /// Compiles `set` into generation `generation`, reusing `cache`.
 pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled {
+    let epoch = cache.world.ports_epoch;
     let changes = cache.world.update(set);
-    world::carry_selected(set, &changes, std::mem::take(&mut cache.selected));
+    let kept_all = world::carry_selected(set, &changes, std::mem::take(&mut cache.selected));
     let applicable = cache.applicability.applicable(set);
     let mut c = Compiler {
         set,
@@ -328,6 +329,8 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         next: HashMap::new(),
         next_content: HashMap::new(),
         ports_epoch: cache.world.ports_epoch,
+        reads_kept: kept_all && cache.world.ports_epoch == epoch,
+        carried_sets: RefCell::default(),
         set_threshold: cache.set_threshold.unwrap_or(SET_THRESHOLD),
         set_ids: RefCell::new(std::mem::take(&mut cache.set_ids)),
         resolutions: RefCell::new(HashMap::new()),
@@ -405,7 +408,9 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     let sets = c.sets(&mut cache.set_content);
     cache.set_ids = c.set_ids.take();
     cache.rules = c.rules.len();
-    cache.selected = set.memo.selected.lock().expect("not poisoned").clone();
+    // The set is compiled once: what its compile resolved moves to the
+    // next.
+    cache.selected = std::mem::take(&mut *set.memo.selected.lock().expect("not poisoned"));
     cache.by_inputs = c.next;
     cache.by_content = c.next_content;
     Compiled {
@@ -457,6 +462,13 @@ struct Compiler<'a> {
     next: HashMap<InputKey, Cached>,
     next_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
     ports_epoch: u64,
+    /// Whether every selector resolves as in the previous compile (every
+    /// resolution carried, the ports epoch unchanged): then a cached
+    /// program of the same policies reads what it read, unchecked.
+    reads_kept: bool,
+    /// The address sets of programs reused unchecked ([`Compiler::reads_kept`]):
+    /// kept, with the addresses the previous compile gave them.
+    carried_sets: RefCell<Vec<u32>>,
     /// [`SET_THRESHOLD`], or the cache's own.
     set_threshold: usize,
     set_ids: RefCell<SetIds>,
@@ -530,7 +542,14 @@ impl Compiler<'_> {
         &self,
         previous: &mut HashMap<u32, (Arc<Vec<Prefix>>, Arc<AddrSet>)>,
     ) -> Vec<Arc<AddrSet>> {
-        let used = self.used_sets.borrow();
+        let mut used = self.used_sets.borrow_mut();
+        for id in self.carried_sets.borrow().iter() {
+            if !used.contains_key(id)
+                && let Some((addrs, _)) = previous.get(id)
+            {
+                used.insert(*id, addrs.clone());
+            }
+        }
         self.set_ids.borrow_mut().keep(&used);
         let len = used.keys().max().map_or(0, |m| *m as usize + 1);
         let empty = Arc::new(AddrSet::default());
@@ -578,6 +597,15 @@ impl Compiler<'_> {
         let valid = candidate.as_ref().is_some_and(|c| {
             same_policies(&c.tiers, &tiers)
                 && c.reads.as_ref().is_none_or(|r| {
+                    if self.reads_kept {
+                        self.carried_sets
+                            .borrow_mut()
+                            .extend(r.selected.iter().filter_map(|s| match s {
+                                Resolved::Set(id) => Some(*id),
+                                Resolved::Addrs(_) => None,
+                            }));
+                        return true;
+                    }
                     reads_now = self.reads(&tiers, direction);
                     reads_now.as_ref().is_some_and(|now| same_reads(r, now))
                 })

@@ -118,18 +118,21 @@ impl World {
 
 /// Keeps of `kept` (what the previous compile's selectors resolved to)
 /// what `changes` cannot have changed in `set`, and hands it to `set`'s
-/// memo, where the compile looks first.
+/// memo, where the compile looks first. Whether it kept every one: then
+/// every selector the previous compile resolved resolves to the same
+/// allocation now.
 pub(super) fn carry_selected(
     set: &PolicySet,
     changes: &Changes,
     mut kept: HashMap<String, Selected>,
-) {
+) -> bool {
     // A bulk change (a first sync, a namespace relabelled): resolving
     // afresh is cheaper than testing each kept selector against it.
     let changed = changes.endpoints.len() + 2 * changes.changed.len();
     if changes.everything || changed > set.endpoints.len() / 4 + 16 {
-        return;
+        return false;
     }
+    let before = kept.len();
     // A selector's addresses stay while no endpoint it selects came or
     // went, and every changed endpoint is selected before and after alike,
     // with the same addresses if so (a pod's `version` flipped leaves the
@@ -142,10 +145,12 @@ pub(super) fn carry_selected(
                 now == sel(before) && (!now || before.ips == after.ips)
             })
     });
+    let all = kept.len() == before;
     let mut memo = set.memo.selected.lock().expect("not poisoned");
     for (key, s) in kept {
         memo.entry(key).or_insert(s);
     }
+    all
 }
 
 /// Whether `sel` in `scope` selects endpoint `ep` (namespace labels as
