@@ -312,12 +312,26 @@ type Cubes = Vec<(Cube, DpAction, RuleId, Vec<SetMatch>)>;
 /// policies, and the endpoint's addresses when a rule constrains them.
 type Signature = (PolicyType, Vec<usize>, Option<Vec<IpAddr>>);
 
+/// What the endpoints of one list of applicable policies get in one
+/// direction.
+#[derive(Debug, Clone, Copy)]
+enum ListPrograms {
+    /// No program: no policy of the list has the direction.
+    None,
+    /// This program.
+    Program(u32),
+    /// A program per endpoint: a rule constrains the endpoint's addresses.
+    PerEndpoint,
+}
+
 /// Compiles `set` into generation `generation`, reusing `cache`.
 pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled {
     let epoch = cache.world.ports_epoch;
     let changes = cache.world.update(set);
     let kept_all = world::carry_selected(set, &changes, std::mem::take(&mut cache.selected));
-    let applicable = cache.applicability.applicable(set);
+    let applicable = cache
+        .applicability
+        .applicable(set, changes.namespaces_changed());
     let mut c = Compiler {
         set,
         rules: Vec::with_capacity(cache.rules),
@@ -342,7 +356,13 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         renumbered: 0,
     };
     let mut signatures: rustc_hash::FxHashMap<Signature, u32> = rustc_hash::FxHashMap::default();
-    let mut endpoints: HashMap<u128, EndpointPrograms, _> = HashMap::default();
+    // By list (endpoints with the same policies share its allocation) and
+    // direction: the program, when the endpoint's addresses do not change
+    // it.
+    let mut by_list: rustc_hash::FxHashMap<(usize, PolicyType), ListPrograms> =
+        rustc_hash::FxHashMap::default();
+    let mut endpoints: HashMap<u128, EndpointPrograms, _> =
+        HashMap::with_capacity_and_hasher(set.endpoints.len(), Default::default());
     // Every endpoint's addresses are claimed, with policy or without: the
     // dataplane's unclaimed default (`policy.unclaimed`) reads the map.
     for ep in &set.endpoints {
@@ -353,28 +373,50 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
 
     for direction in [PolicyType::Ingress, PolicyType::Egress] {
         for (ep, all) in set.endpoints.iter().zip(&applicable) {
-            let applicable: Vec<usize> = all
-                .iter()
-                .copied()
-                .filter(|&i| set.policies[i].types.contains(&direction))
-                .collect();
-            if applicable.is_empty() {
-                continue;
-            }
-            let local_specific = applicable
-                .iter()
-                .any(|&i| set.policies[i].local_constrained[dir_index(direction)]);
-            let sig = (
-                direction,
-                applicable,
-                local_specific.then(|| ep.ips.clone()),
-            );
-            let index = match signatures.get(&sig) {
-                Some(i) => *i,
+            let at = (Arc::as_ptr(all).cast::<usize>() as usize, direction);
+            let known = by_list.get(&at).copied();
+            let index = match known {
+                Some(ListPrograms::None) => continue,
+                Some(ListPrograms::Program(i)) => Some(i),
+                Some(ListPrograms::PerEndpoint) | None => None,
+            };
+            let index = match index {
+                Some(i) => i,
                 None => {
-                    let i = c.program(&sig.1, direction, sig.2.as_deref(), true);
-                    signatures.insert(sig, i);
-                    i
+                    let applicable: Vec<usize> = all
+                        .iter()
+                        .copied()
+                        .filter(|&i| set.policies[i].types.contains(&direction))
+                        .collect();
+                    if applicable.is_empty() {
+                        by_list.insert(at, ListPrograms::None);
+                        continue;
+                    }
+                    let local_specific = applicable
+                        .iter()
+                        .any(|&i| set.policies[i].local_constrained[dir_index(direction)]);
+                    let sig = (
+                        direction,
+                        applicable,
+                        local_specific.then(|| ep.ips.clone()),
+                    );
+                    let index = match signatures.get(&sig) {
+                        Some(i) => *i,
+                        None => {
+                            let i = c.program(&sig.1, direction, sig.2.as_deref(), true);
+                            signatures.insert(sig, i);
+                            i
+                        }
+                    };
+                    by_list.insert(
+                        at,
+                        if local_specific {
+                            ListPrograms::PerEndpoint
+                        } else {
+                            ListPrograms::Program(index)
+                        },
+                    );
+                    index
                 }
             };
             for ip in &ep.ips {

@@ -228,6 +228,14 @@ fn policy_doc(r: &mut Rng, i: usize) -> String {
                     "all()".to_owned(),
                     "  doNotTrack: true\n  applyOnForward: true\n".to_owned(),
                 )
+            } else if r.chance(30) {
+                // Applies by namespace labels too: a namespace relabelled
+                // moves its endpoints in or out.
+                let ns = r.pick(&["team == 'a'", "env == 'prod'", "all()"]);
+                (
+                    r.pick(SELECTORS).to_string(),
+                    format!("  namespaceSelector: \"{ns}\"\n"),
+                )
             } else {
                 (r.pick(SELECTORS).to_string(), String::new())
             };

@@ -18,7 +18,7 @@
 //! compile at cluster scale").
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
 };
 
@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 use super::{PolicySet, Selector};
 use crate::{
     eval::{applies_to, namespace_labels},
-    normalize::{Applies, Endpoint, NAMESPACE_LABEL, NetSet, Scope, Selected},
+    normalize::{Applies, Endpoint, NAMESPACE_LABEL, NetSet, Policy, Scope, Selected},
 };
 
 /// The world of the previous compile.
@@ -53,6 +53,13 @@ pub(super) struct Changes {
     /// Whether a network set or a namespace changed (rare: every kept
     /// selector is resolved again).
     everything: bool,
+}
+
+impl Changes {
+    /// Whether a namespace's labels may have changed (or a network set).
+    pub(super) fn namespaces_changed(&self) -> bool {
+        self.everything
+    }
 }
 
 impl World {
@@ -195,9 +202,19 @@ pub(super) fn visible(set: &PolicySet, scope: Option<&Scope>, ns: Option<&str>) 
 pub(super) struct Applicability {
     specs: Vec<Applies>,
     ids: HashMap<String, u32>,
+    /// The last compile's policies by allocation, with their ids (holding
+    /// the policy keeps the address from being reused).
+    by_policy: FxHashMap<usize, (Arc<Policy>, u32)>,
     endpoints: FxHashMap<String, Judged>,
     /// Compiles so far (a [`Judged`] not seen by the last is dropped).
     compiles: u64,
+    /// The last compile's policies: each one's id and whether it is
+    /// doNotTrack. While it stays, an endpoint judged alike keeps its list.
+    layout: Vec<(u32, bool)>,
+    /// Every list handed out since the layout last changed, one allocation
+    /// per content: endpoints with the same policies share it, and the
+    /// compile works out a list's programs once.
+    lists: HashSet<Arc<[usize]>, rustc_hash::FxBuildHasher>,
 }
 
 #[derive(Debug)]
@@ -210,20 +227,38 @@ struct Judged {
     matched: Vec<u32>,
     /// The last compile that saw the endpoint.
     mark: u64,
+    /// The indices of the policies that apply, as last handed out.
+    list: Option<Arc<[usize]>>,
 }
 
 impl Applicability {
     /// For each endpoint of `set`, in order, the indices of the tracked
-    /// (not doNotTrack) policies that apply to it, ascending.
-    pub(super) fn applicable(&mut self, set: &PolicySet) -> Vec<Vec<usize>> {
+    /// (not doNotTrack) policies that apply to it, ascending; the same
+    /// allocation for the same list. `namespaces_changed`: whether a
+    /// namespace's labels may differ from the last compile's.
+    pub(super) fn applicable(
+        &mut self,
+        set: &PolicySet,
+        namespaces_changed: bool,
+    ) -> Vec<Arc<[usize]>> {
         let mut spec_of = self.intern(set);
-        let live: std::collections::HashSet<&u32> = spec_of.iter().collect();
+        let live: HashSet<&u32> = spec_of.iter().collect();
         // Ids of policies long gone: start again rather than judge every
         // new endpoint against them.
         if self.specs.len() > 2 * live.len() + 64 {
             *self = Self::default();
             spec_of = self.intern(set);
         }
+        let layout: Vec<(u32, bool)> = spec_of
+            .iter()
+            .zip(&set.policies)
+            .map(|(id, p)| (*id, p.do_not_track))
+            .collect();
+        let same_layout = layout == self.layout;
+        if !same_layout || self.lists.len() > 4 * set.endpoints.len() + 64 {
+            self.lists.clear();
+        }
+        self.layout = layout;
         let mut by_spec: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, (p, id)) in set.policies.iter().zip(&spec_of).enumerate() {
             if !p.do_not_track {
@@ -234,57 +269,79 @@ impl Applicability {
         self.compiles += 1;
         let now = self.compiles;
         let mut seen = 0;
-        let out = set
-            .endpoints
-            .iter()
-            .map(|ep| {
-                let ns_labels = set.namespaces.get(&ep.namespace);
-                if !self.endpoints.contains_key(ep.id.as_str()) {
-                    let fresh = Judged {
-                        endpoint: ep.clone(),
-                        namespace_labels: ns_labels.cloned(),
-                        seen: 0,
-                        matched: Vec::new(),
-                        mark: 0,
-                    };
-                    self.endpoints.insert(ep.id.clone(), fresh);
-                }
-                let j = self
-                    .endpoints
-                    .get_mut(ep.id.as_str())
-                    .expect("inserted above");
-                let same = j.mark != now
-                    && (Arc::ptr_eq(&j.endpoint, ep) || same_applies_inputs(&j.endpoint, ep))
-                    && j.namespace_labels.as_ref() == ns_labels;
-                if !same {
-                    j.namespace_labels = ns_labels.cloned();
-                    j.seen = 0;
-                    j.matched.clear();
-                }
-                if j.mark != now {
-                    seen += 1;
-                }
+        let mut out = Vec::with_capacity(set.endpoints.len());
+        for ep in &set.endpoints {
+            // The common case: the same endpoint, namespaces, policies and
+            // ids as the last compile; its list stands.
+            if let Some(j) = self.endpoints.get_mut(ep.id.as_str())
+                && j.mark + 1 == now
+                && same_layout
+                && !namespaces_changed
+                && j.seen == n
+                && Arc::ptr_eq(&j.endpoint, ep)
+                && let Some(list) = &j.list
+            {
                 j.mark = now;
-                j.endpoint = ep.clone();
-                // Every id not judged yet, live or not: one dead now (its
-                // policy deleted) may live again with a policy alike.
-                for id in j.seen..n {
-                    if applies_to(set, &self.specs[id as usize], ep) {
-                        j.matched.push(id);
-                    }
+                seen += 1;
+                out.push(list.clone());
+                continue;
+            }
+            let ns_labels = set.namespaces.get(&ep.namespace);
+            if !self.endpoints.contains_key(ep.id.as_str()) {
+                let fresh = Judged {
+                    endpoint: ep.clone(),
+                    namespace_labels: ns_labels.cloned(),
+                    seen: 0,
+                    matched: Vec::new(),
+                    mark: 0,
+                    list: None,
+                };
+                self.endpoints.insert(ep.id.clone(), fresh);
+            }
+            let j = self
+                .endpoints
+                .get_mut(ep.id.as_str())
+                .expect("inserted above");
+            let same = j.mark != now
+                && (Arc::ptr_eq(&j.endpoint, ep) || same_applies_inputs(&j.endpoint, ep))
+                && j.namespace_labels.as_ref() == ns_labels;
+            if !same {
+                j.namespace_labels = ns_labels.cloned();
+                j.seen = 0;
+                j.matched.clear();
+            }
+            if j.mark != now {
+                seen += 1;
+            }
+            j.mark = now;
+            j.endpoint = ep.clone();
+            // Every id not judged yet, live or not: one dead now (its
+            // policy deleted) may live again with a policy alike.
+            for id in j.seen..n {
+                if applies_to(set, &self.specs[id as usize], ep) {
+                    j.matched.push(id);
                 }
-                j.seen = n;
-                let mut policies: Vec<usize> = j
-                    .matched
-                    .iter()
-                    .filter_map(|id| by_spec.get(id))
-                    .flatten()
-                    .copied()
-                    .collect();
-                policies.sort_unstable();
-                policies
-            })
-            .collect();
+            }
+            j.seen = n;
+            let mut policies: Vec<usize> = j
+                .matched
+                .iter()
+                .filter_map(|id| by_spec.get(id))
+                .flatten()
+                .copied()
+                .collect();
+            policies.sort_unstable();
+            let list = match self.lists.get(policies.as_slice()) {
+                Some(l) => l.clone(),
+                None => {
+                    let l: Arc<[usize]> = policies.into();
+                    self.lists.insert(l.clone());
+                    l
+                }
+            };
+            j.list = Some(list.clone());
+            out.push(list);
+        }
         if seen < self.endpoints.len() {
             self.endpoints.retain(|_, j| j.mark == now);
         }
@@ -294,9 +351,17 @@ impl Applicability {
     /// The id of each policy's `applies`, in order (new ones get the next
     /// ids).
     fn intern(&mut self, set: &PolicySet) -> Vec<u32> {
-        set.policies
+        let mut by_policy =
+            FxHashMap::with_capacity_and_hasher(set.policies.len(), Default::default());
+        let ids = set
+            .policies
             .iter()
             .map(|p| {
+                let at = Arc::as_ptr(p) as usize;
+                if let Some((_, id)) = self.by_policy.get(&at) {
+                    by_policy.insert(at, (p.clone(), *id));
+                    return *id;
+                }
                 let a = &p.applies;
                 let key = format!(
                     "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
@@ -310,12 +375,16 @@ impl Applicability {
                         .map_or_else(|| "\u{1}".to_owned(), ToString::to_string),
                     a.pods_only,
                 );
-                *self.ids.entry(key).or_insert_with(|| {
+                let id = *self.ids.entry(key).or_insert_with(|| {
                     self.specs.push(a.clone());
                     (self.specs.len() - 1) as u32
-                })
+                });
+                by_policy.insert(at, (p.clone(), id));
+                id
             })
-            .collect()
+            .collect();
+        self.by_policy = by_policy;
+        ids
     }
 }
 
