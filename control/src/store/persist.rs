@@ -55,6 +55,7 @@
 //! named.
 
 use std::{
+    collections::BTreeMap,
     fs::{self, File, OpenOptions},
     io::Write,
     path::{Path, PathBuf},
@@ -177,6 +178,40 @@ pub fn commit(dir: &Path, prev: &Desired, next: &Desired) -> Result<bool> {
     commit_folding_at(dir, prev, next, JOURNAL_MIN_FOLD)
 }
 
+/// What `next` holds that `prev` does not hold as the same allocation, and
+/// the ids `prev` holds that `next` does not: one walk of both maps in key
+/// order (a lookup per entry costs a dozen key compares on 10 000 entries).
+pub(crate) fn changed<'a>(
+    prev: &'a BTreeMap<String, Arc<Entry>>,
+    next: &'a BTreeMap<String, Arc<Entry>>,
+) -> (Vec<&'a Arc<Entry>>, Vec<&'a str>) {
+    let (mut put, mut delete) = (Vec::new(), Vec::new());
+    let mut old = prev.iter().peekable();
+    for (id, e) in next {
+        loop {
+            match old.peek() {
+                Some((o, _)) if o.as_str() < id.as_str() => {
+                    delete.push(o.as_str());
+                    old.next();
+                }
+                Some((o, p)) if *o == id => {
+                    if !Arc::ptr_eq(p, e) {
+                        put.push(e);
+                    }
+                    old.next();
+                    break;
+                }
+                _ => {
+                    put.push(e);
+                    break;
+                }
+            }
+        }
+    }
+    delete.extend(old.map(|(o, _)| o.as_str()));
+    (put, delete)
+}
+
 /// [`commit`], setting the journal aside once it is larger than
 /// `min_fold` and than half the snapshot.
 pub(crate) fn commit_folding_at(
@@ -196,20 +231,11 @@ pub(crate) fn commit_folding_at(
         save(dir, next)?;
         return Ok(false);
     }
+    let (put, delete) = changed(&prev.entries, &next.entries);
     let record = RecordRef {
         generation: next.generation,
-        put: next
-            .entries
-            .iter()
-            .filter(|(id, e)| prev.entries.get(*id).is_none_or(|p| !Arc::ptr_eq(p, e)))
-            .map(|(_, e)| stored(e))
-            .collect(),
-        delete: prev
-            .entries
-            .keys()
-            .filter(|id| !next.entries.contains_key(*id))
-            .map(String::as_str)
-            .collect(),
+        put: put.into_iter().map(|e| stored(e)).collect(),
+        delete,
     };
     let json = serde_json::to_vec(&record).context("serialising the change")?;
     let mut line = format!(

@@ -996,3 +996,67 @@ fn more_untracked_nets_than_the_xdp_map_holds_are_refused_naming_the_rule() {
     assert!(e.message.contains(&format!("{}", cap + 1)), "{e}");
     assert!(e.message.contains("XDP prefilter"), "{e}");
 }
+
+#[test]
+fn the_journal_record_names_exactly_what_changed() {
+    // Entries sorting before, between and after the ones kept, each
+    // created, replaced or deleted: the record's walk in key order must
+    // agree with a lookup of every entry.
+    let np = |name: &str, port: u16| {
+        format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  selector: all()\n  ingress: [{{action: Allow, protocol: TCP, destination: {{ports: [{port}]}}}}]\n"
+        )
+    };
+    let mut d = Desired::default();
+    let mut r: u64 = 0x9e37_79b9_7f4a_7c15;
+    for step in 0..60 {
+        let mut text = String::new();
+        for k in 0..12 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            // Kept, moved to another port, or left out (deleted).
+            match r % 3 {
+                0 => text += &np(&format!("p{k:02}"), 80),
+                1 => text += &np(&format!("p{k:02}"), 81 + (step % 5) as u16),
+                _ => {}
+            }
+        }
+        if text.is_empty() {
+            continue;
+        }
+        let next = d
+            .plan_apply(
+                &[file("in.yaml", &text)],
+                &[],
+                Writer {
+                    replace: Replace::Owned,
+                    allow_no_policy: true,
+                    ..Writer::new(OWNER_CTL)
+                },
+                None,
+            )
+            .unwrap()
+            .next;
+        let (put, delete) = persist::changed(&d.entries, &next.entries);
+        let want_put: Vec<&Arc<Entry>> = next
+            .entries
+            .iter()
+            .filter(|(id, e)| d.entries.get(*id).is_none_or(|p| !Arc::ptr_eq(p, e)))
+            .map(|(_, e)| e)
+            .collect();
+        let want_delete: Vec<&str> = d
+            .entries
+            .keys()
+            .filter(|id| !next.entries.contains_key(*id))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(put.len(), want_put.len(), "step {step}");
+        assert!(
+            put.iter().zip(&want_put).all(|(a, b)| Arc::ptr_eq(a, b)),
+            "step {step}"
+        );
+        assert_eq!(delete, want_delete, "step {step}");
+        d = next;
+    }
+}
