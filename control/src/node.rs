@@ -334,15 +334,39 @@ impl Node {
             });
         }
         let planned = started.elapsed();
-        let fold_due = match persist::commit(&self.config.state.dir, &inner.desired, &plan.next) {
-            Ok(due) => due,
-            Err(e) => {
+        // The journal's write and sync run beside the compile, which needs
+        // nothing from them; the workers get the program only once the
+        // change is on disk, and the answer waits for both.
+        let inner = &mut *inner;
+        let (current, cache) = (&inner.desired, &mut inner.cache);
+        let (next, set) = (&plan.next, plan.policy);
+        let dir = &self.config.state.dir;
+        let (saving, compiled) = std::thread::scope(|s| {
+            let saving = s.spawn(|| {
+                let due = persist::commit(dir, current, next);
+                (due, started.elapsed())
+            });
+            let compiled = match set.map_or_else(|| next.policy_set(), Ok) {
+                Ok(set) => {
+                    let c = compile_set(&set, next.generation, cache);
+                    Ok((set, c))
+                }
+                Err(e) => Err(e),
+            };
+            let saving = saving
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (saving, compiled)
+        });
+        let compiled_at = started.elapsed();
+        let (fold_due, saved) = match saving {
+            (Ok(due), at) => (due, at),
+            (Err(e), _) => {
                 self.metrics.io_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(ChangeError::Io(e));
             }
         };
         // Acknowledged from here on: it is on disk.
-        let saved = started.elapsed();
         let old = std::mem::replace(&mut inner.desired, Arc::new(plan.next));
         if fold_due {
             // The journal was set aside: a snapshot of this state takes it
@@ -363,7 +387,7 @@ impl Node {
             }
         }
         let generation = inner.desired.generation;
-        self.publish(&mut inner, &old, plan.policy);
+        self.publish(inner, &old, compiled);
         let published = started.elapsed();
         self.metrics.committed.fetch_add(1, Ordering::Relaxed);
         let events: Vec<Event> = plan
@@ -390,6 +414,7 @@ impl Node {
             changes = plan.changes.len(),
             planned = ?planned,
             saved = ?saved,
+            compiled = ?compiled_at,
             published = ?published,
             "configuration committed"
         );
@@ -401,14 +426,19 @@ impl Node {
         })
     }
 
-    /// Publishes the desired state to the workers.
-    fn publish(&self, inner: &mut Inner, old: &Desired, set: Option<PolicySet>) {
+    /// Publishes the desired state to the workers, with its policy set
+    /// compiled (or why its set could not be built).
+    fn publish(
+        &self,
+        inner: &mut Inner,
+        old: &Desired,
+        compiled: Result<(PolicySet, Compiled), String>,
+    ) {
         let desired = inner.desired.clone();
         let generation = desired.generation;
         inner.errors.clear();
-        match set.map_or_else(|| desired.policy_set(), Ok) {
-            Ok(set) => {
-                let compiled = compile_set(&set, generation, &mut inner.cache);
+        match compiled {
+            Ok((set, compiled)) => {
                 if let Some(dp) = &self.dataplane {
                     let dp = dp.lock().expect("not poisoned");
                     if let Err(e) = dp.set_policy(Arc::new(compiled.program), &compiled.prefilter) {
