@@ -713,6 +713,10 @@ fn host_endpoint(config: &Config, appliance: &ApplianceSet) -> Result<Option<Arc
 fn with_host(set: PolicySet, host: Option<&Arc<Endpoint>>) -> PolicySet {
     match host {
         Some(h) => {
+            #[allow(
+                clippy::redundant_clone,
+                reason = "the clone is the point: it starts with an empty memo"
+            )]
             let mut set = set.clone();
             set.endpoints.push(h.clone());
             set

@@ -303,7 +303,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Martian);
         }
         if self.is_local(IpAddr::V4(dst)) {
-            return self.to_host(ingress, IpAddr::V4(src), facts.as_ref(), off..end, now);
+            return self.judge_host(ingress, IpAddr::V4(src), facts.as_ref(), off..end, now);
         }
         if self.broadcasts.contains(&dst) {
             return Verdict::Drop(DropReason::DirectedBroadcast);
@@ -373,7 +373,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Martian);
         }
         if self.is_local(IpAddr::V6(dst)) {
-            return self.to_host(ingress, IpAddr::V6(src), facts.as_ref(), off..end, now);
+            return self.judge_host(ingress, IpAddr::V6(src), facts.as_ref(), off..end, now);
         }
         if let Err(reason) = self.admit(ingress, IpAddr::V6(src), facts.as_ref(), now) {
             return Verdict::Drop(reason);
@@ -423,7 +423,7 @@ impl Pipeline {
     /// program only when some policy selects it for ingress; without one
     /// nothing is allowed, as a Calico host endpoint with no policy denies.
     #[cold]
-    fn to_host(
+    fn judge_host(
         &mut self,
         ingress: PortId,
         src: IpAddr,

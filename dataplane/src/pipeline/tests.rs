@@ -125,7 +125,7 @@ fn run(p: &mut Pipeline, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
     let v = p.process(port, &mut buf, frame.len(), Instant::now());
     let len = match v {
         Verdict::Tx { len, .. } => len,
-        Verdict::Drop(_) | Verdict::Unresolved => frame.len(),
+        Verdict::Drop(_) | Verdict::Unresolved | Verdict::Local { .. } => frame.len(),
     };
     buf.truncate(len);
     (v, buf)
