@@ -563,6 +563,7 @@ pub fn prometheus(s: &DataplaneStats) -> String {
         ("pass", "ndp", x.pass_ndp),
         ("pass", "failsafe", x.pass_failsafe),
         ("pass", "socket", x.pass_socket),
+        ("pass", "icmp_reply", x.pass_icmp_reply),
         ("redirect", "host_judge", x.host_judge),
         ("pass", "multicast", x.pass_multicast),
         ("pass", "other", x.pass_other),

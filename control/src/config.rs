@@ -447,6 +447,7 @@ impl Config {
             },
             unclaimed: self.policy.unclaimed,
             failsafe: self.failsafe_inbound(),
+            local_stack: self.host_endpoint.is_some(),
         }
     }
 

@@ -16,6 +16,11 @@
 //     connected UDP socket)           -> XDP_PASS   (counted: PASS_SOCKET; the kernel's
 //                                                    socket table is the conntrack of the
 //                                                    appliance's own connections)
+//     ICMP echo reply or error (v4: 0, 3, 11, 12; v6: 129, 1-4)
+//                                     -> XDP_PASS   (counted: PASS_ICMP_REPLY; what answers
+//                                                    the appliance's own pings and
+//                                                    connections: the kernel matches it
+//                                                    to its sockets or drops it)
 //     anything else                   -> the AF_XDP worker, which judges it by the host
 //                                        endpoint's ingress policy (counted: HOST_JUDGE)
 //   anything else                     -> XSKMAP[port slot + rx_queue] -> the AF_XDP worker
@@ -50,7 +55,8 @@ enum counter {
 	C_DROP_PREFILTER = 8,
 	C_PASS_SOCKET = 9,
 	C_HOST_JUDGE = 10,
-	C_MAX = 11,
+	C_PASS_ICMP_REPLY = 11,
+	C_MAX = 12,
 };
 
 struct own_addr {
@@ -140,6 +146,7 @@ struct vlan_hdr {
 struct to_host {
 	__u8 proto;  // IPPROTO_TCP, IPPROTO_UDP, or 0: neither (or no ports)
 	__u8 syn;    // TCP: SYN without ACK (a new connection: always judged)
+	__u8 icmp_reply; // an ICMP echo reply or error
 	__be16 sport;
 	__be16 dport;
 };
@@ -250,6 +257,13 @@ int causeway_xdp(struct xdp_md *ctx)
 			void *l4 = (void *)ip + ip->ihl * 4;
 			if (l4_ports(l4, data_end, ip->protocol, &host) < 0)
 				return count(C_DROP_MALFORMED, XDP_DROP);
+			if (ip->protocol == IPPROTO_ICMP) {
+				__u8 *type = l4;
+				if ((void *)(type + 1) > data_end)
+					return count(C_DROP_MALFORMED, XDP_DROP);
+				// Echo reply, unreachable, time exceeded, parameter problem.
+				host.icmp_reply = *type == 0 || *type == 3 || *type == 11 || *type == 12;
+			}
 		}
 		tuple.ipv4.saddr = ip->saddr;
 		tuple.ipv4.daddr = ip->daddr;
@@ -267,6 +281,9 @@ int causeway_xdp(struct xdp_md *ctx)
 			// RFC 4861: router/neighbour solicitation and advertisement, redirect.
 			if (icmp6->icmp6_type >= 133 && icmp6->icmp6_type <= 137)
 				return count(C_PASS_NDP, XDP_PASS);
+			// RFC 4443: echo reply, or an error (1 to 4).
+			host.icmp_reply = icmp6->icmp6_type == 129 ||
+					  (icmp6->icmp6_type >= 1 && icmp6->icmp6_type <= 4);
 		}
 		__builtin_memcpy(key.addr, &ip6->daddr, 16);
 		__builtin_memcpy(src.addr, &ip6->saddr, 16);
@@ -293,6 +310,8 @@ int causeway_xdp(struct xdp_md *ctx)
 
 	__u32 redirected = C_REDIRECT;
 	if (bpf_map_lookup_elem(&own_addrs, &key)) {
+		if (host.icmp_reply)
+			return count(C_PASS_ICMP_REPLY, XDP_PASS);
 		if (host.proto) {
 			struct failsafe_key fk = { .proto = host.proto, .port = host.dport };
 			if (bpf_map_lookup_elem(&failsafe_in, &fk))

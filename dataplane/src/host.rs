@@ -12,7 +12,10 @@
 //!    already admitted, the reply to one the appliance opened) goes to the
 //!    kernel: its socket table is the conntrack of the appliance's own
 //!    connections;
-//! 3. everything else (a new connection, ICMP, UDP to a server socket) is
+//!    An ICMP echo reply or error goes to the kernel too: it answers the
+//!    appliance's own pings and connections (path MTU discovery
+//!    included), and the kernel matches it to its sockets or drops it;
+//! 3. everything else (a new connection, an ICMP echo request, UDP to a server socket) is
 //!    judged by the host endpoint's ingress policy in the worker
 //!    ([`crate::pipeline`]): allowed packets are written to a TUN device
 //!    ([`crate::xdp::tun`]), so the kernel receives them as local traffic;

@@ -177,6 +177,11 @@ fn the_host_endpoints_policy_judges_traffic_to_the_appliance_failsafe_ports_exce
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The appliance's own ping out: the echo replies are passed as such.
+    let replies = xdp(&lab.stats(), "pass_icmp_reply");
+    lab.exec("gw", "ping -c1 -W2 10.2.0.2");
+    assert!(xdp(&lab.stats(), "pass_icmp_reply") > replies);
+
     // No policy for the host endpoint: nothing but failsafe reaches it.
     std::fs::remove_file(dir.join("host.yaml")).unwrap();
     let generation = lab.stats()["enforced_generation"].as_u64().unwrap();

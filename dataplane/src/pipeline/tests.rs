@@ -945,9 +945,10 @@ fn host_policy_pipeline() -> Pipeline {
 fn the_host_endpoints_policy_judges_what_is_addressed_to_the_appliance() {
     let mut p = host_policy_pipeline();
     // Allowed: handed over as the IP packet, without the Ethernet header.
-    let frame = udp4("10.1.0.2", "10.1.0.1", 64, b"query");
-    let mut dns = frame.clone();
-    dns[14 + 22..14 + 24].copy_from_slice(&53u16.to_be_bytes());
+    // udp4 sends to port 53; `frame` is the same query to port 5353.
+    let dns = udp4("10.1.0.2", "10.1.0.1", 64, b"query");
+    let mut frame = dns.clone();
+    frame[14 + 22..14 + 24].copy_from_slice(&5353u16.to_be_bytes());
     // The UDP checksum is not checked; the IPv4 one is unchanged.
     let (v, out) = run(&mut p, A, &dns);
     assert_eq!(

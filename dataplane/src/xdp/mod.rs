@@ -162,6 +162,13 @@ pub struct DataplaneConfig {
     /// Inbound ports of the appliance's own addresses that policy never
     /// closes (passed by the XDP program).
     pub failsafe: Vec<crate::host::FailsafePort>,
+    /// Whether what the host endpoint's policy allows reaches the
+    /// appliance's kernel, through a TUN device (set when a host endpoint
+    /// is configured). Without it, nothing judged by policy reaches the
+    /// appliance (failsafe ports and its own connections still do), and
+    /// no TUN device is made: a service that has no host endpoint needs
+    /// no access to `/dev/net/tun`.
+    pub local_stack: bool,
 }
 
 /// The policy the workers enforce; they adopt a new one at their next turn.
@@ -428,11 +435,16 @@ impl Dataplane {
         }
 
         // 5. The way into the appliance's own kernel.
-        let tun = Arc::new(tun::Tun::create(tun::TUN_NAME)?);
-        info!(
-            device = tun.name(),
-            "host endpoint: allowed packets to the appliance go through it"
-        );
+        let tun = if config.local_stack {
+            let tun = Arc::new(tun::Tun::create(tun::TUN_NAME)?);
+            info!(
+                device = tun.name(),
+                "host endpoint: allowed packets to the appliance go through it"
+            );
+            Some(tun)
+        } else {
+            None
+        };
 
         // 6. Workers.
         let tables = Tables {
@@ -760,8 +772,8 @@ struct WorkerRun {
     counters: Arc<SharedCounters>,
     /// Readable when the control side published something.
     wake: Arc<std::os::fd::OwnedFd>,
-    /// Where the appliance's own allowed packets go.
-    local: Arc<tun::Tun>,
+    /// Where the appliance's own allowed packets go (none: dropped).
+    local: Option<Arc<tun::Tun>>,
 }
 
 impl WorkerRun {
@@ -790,7 +802,9 @@ impl WorkerRun {
             pipeline,
             batch,
         );
-        worker.set_local_stack(Box::new(self.local.clone()));
+        if let Some(local) = &self.local {
+            worker.set_local_stack(Box::new(local.clone()));
+        }
         let mut generation = self.neigh.generation();
         let mut policy_generation = self.policy.generation();
         let mut last_traffic = Instant::now();

@@ -72,6 +72,9 @@ pub struct XdpCounters {
     /// Addressed to the appliance, anything else: redirected to the worker
     /// to be judged by the host endpoint's policy.
     pub host_judge: u64,
+    /// Addressed to the appliance, an ICMP echo reply or error (what
+    /// answers its own pings and connections): passed to the kernel.
+    pub pass_icmp_reply: u64,
 }
 
 /// The loaded program and the interfaces it is attached to. Dropping it
@@ -331,7 +334,7 @@ impl XdpProgram {
     /// # Errors
     /// The map read failed.
     pub fn counters(&self) -> Result<XdpCounters> {
-        let mut v = [0u64; 11];
+        let mut v = [0u64; 12];
         for (i, slot) in v.iter_mut().enumerate() {
             *slot = self.counters.get(&(i as u32), 0)?.iter().sum();
         }
@@ -347,6 +350,7 @@ impl XdpProgram {
             drop_prefilter: v[8],
             pass_socket: v[9],
             host_judge: v[10],
+            pass_icmp_reply: v[11],
         })
     }
 }

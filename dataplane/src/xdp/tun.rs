@@ -59,7 +59,11 @@ impl Tun {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")
-            .context("opening /dev/net/tun (modprobe tun; are you root?)")?;
+            .context(
+                "opening /dev/net/tun for the host endpoint: the service's user must be able \
+                 to read and write it (udev's default mode is 0666; under systemd, \
+                 DeviceAllow=/dev/net/tun rw without PrivateDevices), and the tun module loaded",
+            )?;
         let fd = OwnedFd::from(file);
         let mut req = ifreq(name);
         req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
@@ -77,8 +81,22 @@ impl Tun {
         let _ = std::fs::write(format!("{v6}/addr_gen_mode"), "1");
         let _ = std::fs::write(format!("{v6}/disable_ipv6"), "0");
         set_up(name).with_context(|| format!("bringing {name} up"))?;
+        // Written only when it is not 0 already (net.ipv4.conf.default), so
+        // a service whose /proc/sys is read-only needs no write.
         let sysctl = format!("/proc/sys/net/ipv4/conf/{name}/rp_filter");
-        std::fs::write(&sysctl, "0").with_context(|| format!("writing 0 to {sysctl}"))?;
+        if std::fs::read_to_string(&sysctl)
+            .map(|v| v.trim().to_owned())
+            .ok()
+            .as_deref()
+            != Some("0")
+        {
+            std::fs::write(&sysctl, "0").with_context(|| {
+                format!(
+                    "writing 0 to {sysctl} (or set net.ipv4.conf.default.rp_filter to 0 in the \
+                     appliance's namespace)"
+                )
+            })?;
+        }
         let all = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter");
         if all.as_deref().map(str::trim).is_ok_and(|v| v != "0") {
             tracing::warn!(
