@@ -100,11 +100,14 @@ pub fn table(v: &Value) -> String {
     }
     let x = &v["xdp"];
     out += &format!(
-        "XDP: redirect={} pass(arp={} ndp={} local={} multicast={} other={}) drop(malformed={} no_socket={} prefilter={})\n",
+        "XDP: redirect={} host_judge={} pass(arp={} ndp={} failsafe={} socket={} icmp_reply={} multicast={} other={}) drop(malformed={} no_socket={} prefilter={})\n",
         x["redirect"],
+        x["host_judge"],
         x["pass_arp"],
         x["pass_ndp"],
-        x["pass_local"],
+        x["pass_failsafe"],
+        x["pass_socket"],
+        x["pass_icmp_reply"],
         x["pass_multicast"],
         x["pass_other"],
         x["drop_malformed"],

@@ -481,7 +481,7 @@ type Family = (&'static str, &'static str, fn(&PortCounters) -> u64);
 /// The Prometheus text exposition of a stats snapshot.
 pub fn prometheus(s: &DataplaneStats) -> String {
     let mut out = String::new();
-    let families: [Family; 5] = [
+    let families: [Family; 6] = [
         (
             "causeway_port_rx_packets_total",
             "Frames received on the port's AF_XDP sockets.",
@@ -506,6 +506,11 @@ pub fn prometheus(s: &DataplaneStats) -> String {
             "causeway_port_icmp_errors_sent_total",
             "ICMP errors sent out of the port.",
             |c| c.icmp_errors_sent,
+        ),
+        (
+            "causeway_port_host_delivered_total",
+            "Packets to the appliance's own addresses that arrived on the port, allowed by the host endpoint's policy and handed to its kernel.",
+            |c| c.host_delivered,
         ),
     ];
     for (name, help, get) in families {
@@ -556,7 +561,10 @@ pub fn prometheus(s: &DataplaneStats) -> String {
         ("redirect", "af_xdp", x.redirect),
         ("pass", "arp", x.pass_arp),
         ("pass", "ndp", x.pass_ndp),
-        ("pass", "local", x.pass_local),
+        ("pass", "failsafe", x.pass_failsafe),
+        ("pass", "socket", x.pass_socket),
+        ("pass", "icmp_reply", x.pass_icmp_reply),
+        ("redirect", "host_judge", x.host_judge),
         ("pass", "multicast", x.pass_multicast),
         ("pass", "other", x.pass_other),
         ("drop", "malformed", x.drop_malformed),

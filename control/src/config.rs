@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 
 use causeway_dataplane::{
+    host::{CALICO_FAILSAFE_INBOUND, FailsafePort},
     policy::program::{PolicyProgram, RuleId, Unclaimed},
     route::IpPrefix,
     xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode, neigh::NeighLimits},
@@ -52,6 +53,46 @@ pub struct Config {
     /// Bounds on the neighbour resolutions the dataplane asks for.
     #[serde(default)]
     pub neighbours: NeighboursConfig,
+    /// The appliance as an endpoint of its own policy: traffic to its
+    /// addresses is judged by the policies that select these labels for
+    /// ingress (none: nothing but failsafe reaches it).
+    #[serde(default)]
+    pub host_endpoint: Option<HostEndpointConfig>,
+    /// Ports of the appliance's addresses that policy never closes.
+    #[serde(default)]
+    pub failsafe: FailsafeConfig,
+}
+
+/// The appliance as a host endpoint (Calico's HostEndpoint): its
+/// addresses are its ports' addresses, its labels these; policy selectors
+/// select it as they select any endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEndpointConfig {
+    /// Its name, in counters and `explain` (`HostEndpoint/<name>`).
+    #[serde(default = "default_host_name")]
+    pub name: String,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn default_host_name() -> String {
+    "appliance".to_owned()
+}
+
+/// Failsafe ports (Calico's `failsafeInboundHostPorts`): TCP or UDP to
+/// one of them, addressed to the appliance, reaches its kernel whatever
+/// the policy, even before a worker runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailsafeConfig {
+    /// The inbound ports. Absent: Calico's defaults (tcp 22, udp 68,
+    /// tcp 179, 2379, 2380, 5473, 6443, 6666, 6667) and the ports of
+    /// `api.tcp.listen` and `metrics.listen`. A list, `[]` included, is
+    /// taken as it is.
+    #[serde(default)]
+    pub inbound: Option<Vec<FailsafePort>>,
 }
 
 /// Bounds on the neighbour resolutions (ARP/NDP) the dataplane asks the
@@ -362,6 +403,20 @@ impl Config {
         {
             errors.push("api.tcp.admin_identities: list at least one SPIFFE ID; the control API admits no one else on TCP".to_owned());
         }
+        if let Some(list) = &self.failsafe.inbound {
+            let max = causeway_dataplane::xdp::program::FAILSAFE_MAX;
+            if list.len() > max {
+                errors.push(format!(
+                    "failsafe.inbound: {} ports; at most {max}",
+                    list.len()
+                ));
+            }
+        }
+        if let Some(h) = &self.host_endpoint
+            && h.name.is_empty()
+        {
+            errors.push("host_endpoint.name: must not be empty".to_owned());
+        }
         if !(1..=1024).contains(&self.workers.batch) {
             errors.push(format!(
                 "workers.batch: {} is out of range (1 to 1024)",
@@ -391,7 +446,29 @@ impl Config {
                 ..NeighLimits::default()
             },
             unclaimed: self.policy.unclaimed,
+            failsafe: self.failsafe_inbound(),
+            local_stack: self.host_endpoint.is_some(),
         }
+    }
+
+    /// The failsafe inbound ports in force: the file's list, or Calico's
+    /// defaults with the API's and the metrics endpoint's TCP ports.
+    pub fn failsafe_inbound(&self) -> Vec<FailsafePort> {
+        if let Some(list) = &self.failsafe.inbound {
+            return list.clone();
+        }
+        let mut ports = CALICO_FAILSAFE_INBOUND.to_vec();
+        let own = [
+            self.api.tcp.as_ref().map(|t| t.listen.port()),
+            self.metrics.listen.map(|l| l.port()),
+        ];
+        for port in own.into_iter().flatten() {
+            let p = FailsafePort::tcp(port);
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        ports
     }
 }
 
@@ -430,6 +507,36 @@ mod tests {
             Config::parse(&format!("{base}neighbours:\n  max_pending: 0\n")).unwrap_err()
         );
         assert!(e.contains("neighbours.max_pending"), "{e}");
+    }
+
+    #[test]
+    fn failsafe_ports_are_calicos_and_the_appliances_unless_the_file_lists_them() {
+        let base = "ports: [{name: a, interface: a0}]\nmetrics: {listen: 127.0.0.1:9464}\n";
+        let c = Config::parse(base).unwrap();
+        let ports = c.failsafe_inbound();
+        assert_eq!(ports[..9], CALICO_FAILSAFE_INBOUND);
+        assert_eq!(ports[9..], [FailsafePort::tcp(9464)]);
+        assert!(c.host_endpoint.is_none());
+        let c = Config::parse(&format!(
+            "{base}failsafe:\n  inbound: [{{protocol: udp, port: 53}}]\nhost_endpoint:\n  labels: {{role: gw}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.failsafe_inbound(), [FailsafePort::udp(53)]);
+        let h = c.host_endpoint.unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.labels["role"].as_str()),
+            ("appliance", "gw")
+        );
+        let c = Config::parse(&format!("{base}failsafe: {{inbound: []}}\n")).unwrap();
+        assert!(c.failsafe_inbound().is_empty());
+        let e = format!(
+            "{:#}",
+            Config::parse(&format!(
+                "{base}failsafe:\n  inbound: [{{protocol: icmp, port: 1}}]\n"
+            ))
+            .unwrap_err()
+        );
+        assert!(e.contains("unknown variant `icmp`"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use causeway_policy::{
     compile::{self, Cache, Compiled},
-    normalize::PolicySet,
+    normalize::{Endpoint, PolicySet},
     resources::ApplianceSet,
 };
 
@@ -195,6 +195,9 @@ pub struct Node {
     /// The ports the dataplane was started with (and the routes): what the
     /// stored state asks for beyond them waits for a restart.
     started_with: ApplianceSet,
+    /// The appliance as an endpoint of its own policy, added to every
+    /// policy set compiled (`host_endpoint` in the configuration).
+    host: Option<Arc<Endpoint>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -213,11 +216,13 @@ impl Node {
     pub fn start(config: Config) -> Result<Self> {
         let desired = load_or_seed(&config)?;
         let mut cache = Cache::default();
+        let appliance = desired.appliance_set();
+        let host = host_endpoint(&config, &appliance)?;
         let set = desired
             .policy_set()
             .map_err(|e| anyhow::anyhow!("the stored policy does not build: {e}"))?;
+        let set = with_host(set, host.as_ref());
         let compiled = compile_set(&set, desired.generation, &mut cache);
-        let appliance = desired.appliance_set();
         let dataplane = if appliance.ports.is_empty() {
             info!("no ports: this appliance runs the terminator only");
             None
@@ -253,6 +258,7 @@ impl Node {
             metrics: ControlMetrics::default(),
             started: SystemTime::now(),
             started_with: appliance,
+            host,
             config,
         })
     }
@@ -340,7 +346,7 @@ impl Node {
         let inner = &mut *inner;
         let (current, cache) = (&inner.desired, &mut inner.cache);
         let (next, set) = (&plan.next, plan.policy);
-        let dir = &self.config.state.dir;
+        let (dir, host) = (&self.config.state.dir, self.host.as_ref());
         let (saving, compiled) = std::thread::scope(|s| {
             let saving = s.spawn(|| {
                 let due = persist::commit(dir, current, next);
@@ -348,6 +354,7 @@ impl Node {
             });
             let compiled = match set.map_or_else(|| next.policy_set(), Ok) {
                 Ok(set) => {
+                    let set = with_host(set, host);
                     let c = compile_set(&set, next.generation, cache);
                     Ok((set, c))
                 }
@@ -703,6 +710,48 @@ fn diff<T: PartialEq>(
         out.push(format!(
             "{kind}/{name}: deleted; still in force until the next start"
         ));
+    }
+}
+
+/// The host endpoint the configuration asks for: the addresses of the
+/// ports the dataplane starts on, as the kernel has them now.
+fn host_endpoint(config: &Config, appliance: &ApplianceSet) -> Result<Option<Arc<Endpoint>>> {
+    let Some(h) = &config.host_endpoint else {
+        return Ok(None);
+    };
+    let ports = appliance.port_configs();
+    let ips = if ports.is_empty() {
+        Vec::new()
+    } else {
+        causeway_dataplane::xdp::own_addresses(&ports)
+            .context("reading the appliance's addresses for host_endpoint")?
+    };
+    info!(name = %h.name, addresses = ?ips, "host endpoint");
+    Ok(Some(Arc::new(Endpoint {
+        id: format!("HostEndpoint/{}", h.name),
+        namespace: String::new(),
+        labels: h.labels.clone(),
+        ips,
+        ports: Vec::new(),
+        service_account: None,
+        pod: false,
+    })))
+}
+
+/// `set` with the host endpoint among its endpoints. A copy: the set's
+/// memo of selector results must not outlive a change of endpoints.
+fn with_host(set: PolicySet, host: Option<&Arc<Endpoint>>) -> PolicySet {
+    match host {
+        Some(h) => {
+            #[allow(
+                clippy::redundant_clone,
+                reason = "the clone is the point: it starts with an empty memo"
+            )]
+            let mut set = set.clone();
+            set.endpoints.push(h.clone());
+            set
+        }
+        None => set,
     }
 }
 

@@ -6,8 +6,23 @@
 //   source in deny_src (doNotTrack)   -> XDP_DROP   (counted per rule: deny_counts)
 //   ARP, IPv6 neighbour discovery     -> XDP_PASS   (the kernel resolves neighbours)
 //   L2 multicast / broadcast          -> XDP_PASS   (not routed by the dataplane)
-//   to one of the appliance's own
-//   addresses (own_addrs)             -> XDP_PASS   (management, ping to the gateway)
+//   to one of the appliance's own addresses (own_addrs):
+//     TCP/UDP to a failsafe port (failsafe_in)
+//                                     -> XDP_PASS   (counted: PASS_FAILSAFE; works with no
+//                                                    worker and no policy, as Calico's
+//                                                    failsafe rules)
+//     TCP (not a bare SYN) or UDP that a kernel socket other than a listener
+//     takes (an established or half-open TCP connection, a TIME_WAIT, a
+//     connected UDP socket)           -> XDP_PASS   (counted: PASS_SOCKET; the kernel's
+//                                                    socket table is the conntrack of the
+//                                                    appliance's own connections)
+//     ICMP echo reply or error (v4: 0, 3, 11, 12; v6: 129, 1-4)
+//                                     -> XDP_PASS   (counted: PASS_ICMP_REPLY; what answers
+//                                                    the appliance's own pings and
+//                                                    connections: the kernel matches it
+//                                                    to its sockets or drops it)
+//     anything else                   -> the AF_XDP worker, which judges it by the host
+//                                        endpoint's ingress policy (counted: HOST_JUDGE)
 //   anything else                     -> XSKMAP[port slot + rx_queue] -> the AF_XDP worker
 //                                        (no socket yet -> XDP_DROP: fail closed)
 //
@@ -19,6 +34,8 @@
 #include <linux/ipv6.h>
 #include <linux/icmpv6.h>
 #include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -30,13 +47,16 @@ enum counter {
 	C_REDIRECT = 0,
 	C_PASS_ARP = 1,
 	C_PASS_NDP = 2,
-	C_PASS_LOCAL = 3,
+	C_PASS_FAILSAFE = 3,
 	C_PASS_MULTICAST = 4,
 	C_PASS_OTHER = 5,
 	C_DROP_MALFORMED = 6,
 	C_DROP_NO_SOCKET = 7,
 	C_DROP_PREFILTER = 8,
-	C_MAX = 9,
+	C_PASS_SOCKET = 9,
+	C_HOST_JUDGE = 10,
+	C_PASS_ICMP_REPLY = 11,
+	C_MAX = 12,
 };
 
 struct own_addr {
@@ -63,6 +83,21 @@ struct {
 	__type(key, struct own_addr);
 	__type(value, __u8);
 } own_addrs SEC(".maps");
+
+// Failsafe inbound ports: TCP or UDP to one of them, addressed to the
+// appliance, goes to the kernel whatever the policy says.
+struct failsafe_key {
+	__u8 proto; // IPPROTO_TCP or IPPROTO_UDP
+	__u8 pad;
+	__be16 port; // destination port, network order
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct failsafe_key);
+	__type(value, __u8);
+} failsafe_in SEC(".maps");
 
 // The prefilter: sources denied by doNotTrack rules, dropped here before
 // anything else looks at them. Value: the rule's slot in deny_counts.
@@ -107,6 +142,70 @@ struct vlan_hdr {
 	__be16 proto;
 };
 
+// What the program learns of a packet to one of the appliance's addresses.
+struct to_host {
+	__u8 proto;  // IPPROTO_TCP, IPPROTO_UDP, or 0: neither (or no ports)
+	__u8 syn;    // TCP: SYN without ACK (a new connection: always judged)
+	__u8 icmp_reply; // an ICMP echo reply or error
+	__be16 sport;
+	__be16 dport;
+};
+
+// Whether a kernel socket other than a listener takes the packet: the
+// later packets of a connection the worker admitted, and the replies to the
+// appliance's own connections. `tuple` is filled by the caller (the packet's
+// source is the remote end); `size` is sizeof its ipv4 or ipv6 member.
+static __always_inline int socket_takes(struct xdp_md *ctx, struct to_host *h,
+					struct bpf_sock_tuple *tuple, __u32 size)
+{
+	struct bpf_sock *sk;
+	int takes;
+
+	if (h->proto == IPPROTO_TCP) {
+		// A bare SYN could reopen a TIME_WAIT connection or reach a
+		// listener: new connections are the policy's to judge.
+		if (h->syn)
+			return 0;
+		sk = bpf_skc_lookup_tcp(ctx, tuple, size, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		takes = sk->state != BPF_TCP_LISTEN;
+	} else if (h->proto == IPPROTO_UDP) {
+		sk = bpf_sk_lookup_udp(ctx, tuple, size, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		// Only a connected socket matches on the remote end too; an
+		// unconnected one (a server) takes anything: judged.
+		takes = sk->state == BPF_TCP_ESTABLISHED;
+	} else {
+		return 0;
+	}
+	bpf_sk_release(sk);
+	return takes;
+}
+
+// Reads the TCP or UDP ports at `l4` into `h` (h->proto = 0 if neither).
+static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto, struct to_host *h)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		h->proto = IPPROTO_TCP;
+		h->sport = th->source;
+		h->dport = th->dest;
+		h->syn = th->syn && !th->ack;
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+		if ((void *)(uh + 1) > data_end)
+			return -1;
+		h->proto = IPPROTO_UDP;
+		h->sport = uh->source;
+		h->dport = uh->dest;
+	}
+	return 0;
+}
+
 SEC("xdp")
 int causeway_xdp(struct xdp_md *ctx)
 {
@@ -115,6 +214,9 @@ int causeway_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct own_addr key = {};
 	struct lpm_key src = { .prefixlen = 128 };
+	struct to_host host = {};
+	struct bpf_sock_tuple tuple = {};
+	__u32 tuple_size = 0;
 	__u16 proto;
 	void *l3;
 
@@ -150,6 +252,24 @@ int causeway_xdp(struct xdp_md *ctx)
 		src.addr[10] = 0xff;
 		src.addr[11] = 0xff;
 		__builtin_memcpy(&src.addr[12], &ip->saddr, 4);
+		// Ports only in a first fragment (or an unfragmented packet).
+		if (!(ip->frag_off & bpf_htons(0x1fff))) {
+			void *l4 = (void *)ip + ip->ihl * 4;
+			if (l4_ports(l4, data_end, ip->protocol, &host) < 0)
+				return count(C_DROP_MALFORMED, XDP_DROP);
+			if (ip->protocol == IPPROTO_ICMP) {
+				__u8 *type = l4;
+				if ((void *)(type + 1) > data_end)
+					return count(C_DROP_MALFORMED, XDP_DROP);
+				// Echo reply, unreachable, time exceeded, parameter problem.
+				host.icmp_reply = *type == 0 || *type == 3 || *type == 11 || *type == 12;
+			}
+		}
+		tuple.ipv4.saddr = ip->saddr;
+		tuple.ipv4.daddr = ip->daddr;
+		tuple.ipv4.sport = host.sport;
+		tuple.ipv4.dport = host.dport;
+		tuple_size = sizeof(tuple.ipv4);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
@@ -161,9 +281,20 @@ int causeway_xdp(struct xdp_md *ctx)
 			// RFC 4861: router/neighbour solicitation and advertisement, redirect.
 			if (icmp6->icmp6_type >= 133 && icmp6->icmp6_type <= 137)
 				return count(C_PASS_NDP, XDP_PASS);
+			// RFC 4443: echo reply, or an error (1 to 4).
+			host.icmp_reply = icmp6->icmp6_type == 129 ||
+					  (icmp6->icmp6_type >= 1 && icmp6->icmp6_type <= 4);
 		}
 		__builtin_memcpy(key.addr, &ip6->daddr, 16);
 		__builtin_memcpy(src.addr, &ip6->saddr, 16);
+		// Ports only right after the fixed header (extension headers: judged).
+		if (l4_ports(ip6 + 1, data_end, ip6->nexthdr, &host) < 0)
+			return count(C_DROP_MALFORMED, XDP_DROP);
+		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, 16);
+		tuple.ipv6.sport = host.sport;
+		tuple.ipv6.dport = host.dport;
+		tuple_size = sizeof(tuple.ipv6);
 	} else {
 		// Neither IP nor ARP (LLDP, STP, ...): the kernel decides.
 		return count(C_PASS_OTHER, XDP_PASS);
@@ -177,8 +308,20 @@ int causeway_xdp(struct xdp_md *ctx)
 		return count(C_DROP_PREFILTER, XDP_DROP);
 	}
 
-	if (bpf_map_lookup_elem(&own_addrs, &key))
-		return count(C_PASS_LOCAL, XDP_PASS);
+	__u32 redirected = C_REDIRECT;
+	if (bpf_map_lookup_elem(&own_addrs, &key)) {
+		if (host.icmp_reply)
+			return count(C_PASS_ICMP_REPLY, XDP_PASS);
+		if (host.proto) {
+			struct failsafe_key fk = { .proto = host.proto, .port = host.dport };
+			if (bpf_map_lookup_elem(&failsafe_in, &fk))
+				return count(C_PASS_FAILSAFE, XDP_PASS);
+			if (socket_takes(ctx, &host, &tuple, tuple_size))
+				return count(C_PASS_SOCKET, XDP_PASS);
+		}
+		// The worker judges it by the host endpoint's policy.
+		redirected = C_HOST_JUDGE;
+	}
 
 	// Fail closed: until a worker has put its socket in the map, drop.
 	__u32 ifindex = ctx->ingress_ifindex;
@@ -187,7 +330,7 @@ int causeway_xdp(struct xdp_md *ctx)
 		return count(C_DROP_NO_SOCKET, XDP_DROP);
 	__u32 slot = *base + ctx->rx_queue_index;
 	if (bpf_redirect_map(&xsks, slot, XDP_DROP) == XDP_REDIRECT)
-		return count(C_REDIRECT, XDP_REDIRECT);
+		return count(redirected, XDP_REDIRECT);
 	return count(C_DROP_NO_SOCKET, XDP_DROP);
 }
 

@@ -9,7 +9,9 @@
 //!
 //! [`Worker::poll`] is one turn of a worker: reclaim completed frames, refill
 //! the fill rings, receive a batch from each port, run the
-//! [`Pipeline`](crate::pipeline::Pipeline) on every frame, transmit.
+//! [`Pipeline`](crate::pipeline::Pipeline) on every frame, transmit; a
+//! frame the host endpoint's policy admits to the appliance itself goes to
+//! the worker's [`LocalStack`] (a TUN device under AF_XDP).
 #![forbid(unsafe_code)]
 
 use std::{
@@ -39,6 +41,25 @@ impl PortId {
     #[inline]
     pub fn index(self) -> usize {
         usize::from(self.0)
+    }
+}
+
+/// The appliance's own kernel, as a worker hands it the packets addressed
+/// to the appliance that policy allowed (see [`crate::host`]).
+pub trait LocalStack: std::fmt::Debug {
+    /// Hands over one IP packet (no link-layer header).
+    ///
+    /// # Errors
+    /// The kernel did not take it (its queue is full): the packet is
+    /// dropped and counted ([`DropReason::Local`]).
+    fn deliver(&mut self, packet: &[u8]) -> std::io::Result<()>;
+}
+
+/// A local stack that keeps what it is given: for tests and benchmarks.
+impl LocalStack for Vec<Vec<u8>> {
+    fn deliver(&mut self, packet: &[u8]) -> std::io::Result<()> {
+        self.push(packet.to_vec());
+        Ok(())
     }
 }
 
@@ -98,6 +119,8 @@ pub struct Worker<M: FrameMemory, P: Port<Desc = M::Desc>> {
     /// Frames waiting for a next hop's MAC: (frame, ingress port, since).
     held: VecDeque<(M::Desc, PortId, Instant)>,
     retry_held: bool,
+    /// Where allowed packets to the appliance itself go; none: dropped.
+    local: Option<Box<dyn LocalStack + Send>>,
 }
 
 impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
@@ -123,7 +146,14 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
             batch,
             held: VecDeque::new(),
             retry_held: false,
+            local: None,
         }
+    }
+
+    /// Sets where packets to the appliance itself that policy allowed go
+    /// (without one they are dropped as [`DropReason::Local`]).
+    pub fn set_local_stack(&mut self, local: Box<dyn LocalStack + Send>) {
+        self.local = Some(local);
     }
 
     /// Adopts a newer neighbour snapshot; held frames are tried again at
@@ -169,7 +199,7 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
                     let v = pipeline.process(ingress, buf, len, now);
                     let new_len = match v {
                         Verdict::Tx { len, .. } => len,
-                        Verdict::Drop(_) | Verdict::Unresolved => len,
+                        Verdict::Drop(_) | Verdict::Unresolved | Verdict::Local { .. } => len,
                     };
                     (v, new_len)
                 });
@@ -202,6 +232,10 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
         match verdict {
             Verdict::Tx { port, .. } => self.tx[port.index()].push(desc),
             Verdict::Drop(_) => self.free.push(desc),
+            Verdict::Local { l3, end } => {
+                self.deliver_local(desc, ingress, l3, end);
+                self.free.push(desc);
+            }
             Verdict::Unresolved if self.held.len() < HOLD_MAX => {
                 self.held.push_back((desc, ingress, since));
             }
@@ -209,6 +243,27 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
                 self.pipeline.counters_mut()[ingress.index()].drop(DropReason::NoNeighbour);
                 self.free.push(desc);
             }
+        }
+    }
+
+    /// Hands `desc`'s IP packet (`l3..end`) to the local stack, counting it
+    /// delivered or dropped on the ingress port.
+    #[cold]
+    fn deliver_local(&mut self, mut desc: M::Desc, ingress: PortId, l3: usize, end: usize) {
+        let delivered = match &mut self.local {
+            Some(local) => self.mem.with_frame(&mut desc, |buf, len| {
+                let ok = buf
+                    .get(l3..end.min(len))
+                    .is_some_and(|packet| local.deliver(packet).is_ok());
+                (ok, len)
+            }),
+            None => false,
+        };
+        let counters = &mut self.pipeline.counters_mut()[ingress.index()];
+        if delivered {
+            counters.host_delivered += 1;
+        } else {
+            counters.drop(DropReason::Local);
         }
     }
 

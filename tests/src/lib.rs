@@ -254,7 +254,7 @@ impl Lab {
     /// # Panics
     /// If the port or reason is unknown.
     pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
-        const REASONS: [&str; 17] = [
+        const REASONS: [&str; 18] = [
             "malformed",
             "not_ip",
             "not_for_us",
@@ -272,6 +272,7 @@ impl Lab {
             "martian",
             "directed_broadcast",
             "unclaimed",
+            "host_denied",
         ];
         let i = REASONS
             .iter()

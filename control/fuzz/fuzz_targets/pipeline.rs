@@ -168,7 +168,10 @@ fuzz_target!(|data: &[u8]| {
             Verdict::Unresolved => {
                 let _ = pipeline.retry(ingress, &mut buf, len, now);
             }
-            _ => {}
+            Verdict::Local { l3, end } => {
+                assert!(l3 < end && end <= len, "a host packet outside its frame");
+            }
+            Verdict::Drop(_) => {}
         }
     }
     let _ = pipeline.take_unresolved();

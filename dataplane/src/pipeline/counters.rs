@@ -17,7 +17,10 @@ pub enum DropReason {
     NotIp = 1,
     /// The destination MAC is neither the port's nor multicast.
     NotForUs = 2,
-    /// Addressed to the appliance itself (the XDP program should have passed it).
+    /// Addressed to the appliance itself and allowed by the host
+    /// endpoint's policy, but there was no way into its kernel: the worker
+    /// has no local stack (tests, benchmarks) or the TUN device's queue was
+    /// full (see [`crate::host`]).
     Local = 3,
     /// No route to the destination.
     NoRoute = 4,
@@ -66,11 +69,15 @@ pub enum DropReason {
     /// Neither address is claimed by an endpoint and `policy.unclaimed`
     /// is `deny` (the default): no policy can allow it, so it is dropped.
     Unclaimed = 16,
+    /// Addressed to the appliance itself and denied by the host endpoint's
+    /// ingress policy, or no policy selects the host endpoint for ingress
+    /// (a Calico host endpoint with no policy denies; see [`crate::host`]).
+    HostDenied = 17,
 }
 
 impl DropReason {
     /// The number of reasons: the length of a counter array.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
     /// Every reason, in index order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -91,6 +98,7 @@ impl DropReason {
         Self::Martian,
         Self::DirectedBroadcast,
         Self::Unclaimed,
+        Self::HostDenied,
     ];
 
     /// The label used in metrics and `causeway stats`.
@@ -113,6 +121,7 @@ impl DropReason {
             Self::Martian => "martian",
             Self::DirectedBroadcast => "directed_broadcast",
             Self::Unclaimed => "unclaimed",
+            Self::HostDenied => "host_denied",
         }
     }
 }
@@ -130,6 +139,9 @@ pub struct PortCounters {
     pub tx_bytes: u64,
     /// ICMP errors (time exceeded) the appliance sent out of this port.
     pub icmp_errors_sent: u64,
+    /// Packets that arrived on this port addressed to the appliance,
+    /// allowed by the host endpoint's policy and handed to its kernel.
+    pub host_delivered: u64,
     /// Frames dropped after arriving on this port, by [`DropReason`].
     pub drops: [u64; DropReason::COUNT],
 }
@@ -153,13 +165,14 @@ impl PortCounters {
         self.tx_packets += other.tx_packets;
         self.tx_bytes += other.tx_bytes;
         self.icmp_errors_sent += other.icmp_errors_sent;
+        self.host_delivered += other.host_delivered;
         for (a, b) in self.drops.iter_mut().zip(other.drops) {
             *a += b;
         }
     }
 }
 
-const CELLS: usize = 5 + DropReason::COUNT;
+const CELLS: usize = 6 + DropReason::COUNT;
 
 /// One worker's published counters, one row of cells per port.
 #[derive(Debug)]
@@ -186,6 +199,7 @@ impl SharedCounters {
                 c.tx_packets,
                 c.tx_bytes,
                 c.icmp_errors_sent,
+                c.host_delivered,
             ];
             for (cell, v) in row.iter().zip(values.iter().chain(c.drops.iter())) {
                 cell.store(*v, Ordering::Relaxed);
@@ -205,7 +219,8 @@ impl SharedCounters {
                     tx_packets: v(2),
                     tx_bytes: v(3),
                     icmp_errors_sent: v(4),
-                    drops: std::array::from_fn(|i| v(5 + i)),
+                    host_delivered: v(5),
+                    drops: std::array::from_fn(|i| v(6 + i)),
                 }
             })
             .collect()

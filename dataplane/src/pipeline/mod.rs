@@ -12,6 +12,12 @@
 //! 3. Addresses ([`martian`]): martian sources and destinations and
 //!    directed broadcasts of connected subnets are dropped
 //!    ([`DropReason::Martian`], [`DropReason::DirectedBroadcast`]).
+//!    A packet to one of the appliance's own addresses leaves the walk
+//!    here: the host endpoint's ingress policy judges it (the source
+//!    check and conntrack included) and an allowed one is
+//!    [`Verdict::Local`], for the driver to hand to the kernel; with no
+//!    ingress policy for the host, or denied, it is
+//!    [`DropReason::HostDenied`] (see [`crate::host`]).
 //!    Source ([`source`]): the source address must be routed back through
 //!    the ingress port (its [`RpFilter`]); with policy, checked once per
 //!    flow direction inside the policy stage, without it per packet.
@@ -68,6 +74,16 @@ pub enum Verdict {
     },
     /// Drop the frame, counted under the reason.
     Drop(DropReason),
+    /// Addressed to the appliance and allowed by the host endpoint's
+    /// policy: hand the IP packet, `frame[l3..end]` (no Ethernet header,
+    /// no padding), to the appliance's own kernel. Counted as delivered
+    /// by the driver once it is.
+    Local {
+        /// Where the IP header starts.
+        l3: usize,
+        /// Where the IP packet ends.
+        end: usize,
+    },
     /// The next hop's MAC is not known yet: hold the frame (unchanged) and
     /// [`Pipeline::retry`] it when the neighbours change; resolution was
     /// requested. Not counted until the driver gives up
@@ -256,7 +272,7 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (src, dst, ttl, proto, first_fragment, facts) = {
+        let (src, dst, ttl, proto, first_fragment, facts, end) = {
             let Ok(ip) = ipv4::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
@@ -267,7 +283,8 @@ impl Pipeline {
             if first_fragment_l4_truncated(ip.next_header(), first, ip.payload()) {
                 return Verdict::Drop(DropReason::Malformed);
             }
-            let facts = self.filter.active().then(|| {
+            let local = self.is_local(IpAddr::V4(ip.dst_addr()));
+            let facts = (local || self.filter.active()).then(|| {
                 let src = u128::from(ip.src_addr().to_ipv6_mapped());
                 let dst = u128::from(ip.dst_addr().to_ipv6_mapped());
                 facts(src, dst, ip.next_header(), first, ip.payload(), len)
@@ -279,13 +296,14 @@ impl Pipeline {
                 ip.next_header(),
                 first,
                 facts,
+                off + usize::from(ip.total_len()),
             )
         };
         if martian::v4(src, dst) {
             return Verdict::Drop(DropReason::Martian);
         }
         if self.is_local(IpAddr::V4(dst)) {
-            return Verdict::Drop(DropReason::Local);
+            return self.judge_host(ingress, IpAddr::V4(src), facts.as_ref(), off..end, now);
         }
         if self.broadcasts.contains(&dst) {
             return Verdict::Drop(DropReason::DirectedBroadcast);
@@ -325,7 +343,7 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (src, dst, hop_limit, upper, facts) = {
+        let (src, dst, hop_limit, upper, facts, end) = {
             let Ok(ip) = ipv6::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
@@ -337,17 +355,25 @@ impl Pipeline {
             if first_fragment_l4_truncated(upper.protocol, !upper.non_first_fragment, l4) {
                 return Verdict::Drop(DropReason::Malformed);
             }
-            let facts = self.filter.active().then(|| {
+            let local = self.is_local(IpAddr::V6(ip.dst_addr()));
+            let facts = (local || self.filter.active()).then(|| {
                 let (src, dst) = (u128::from(ip.src_addr()), u128::from(ip.dst_addr()));
                 facts(src, dst, upper.protocol, !upper.non_first_fragment, l4, len)
             });
-            (ip.src_addr(), ip.dst_addr(), ip.hop_limit(), upper, facts)
+            (
+                ip.src_addr(),
+                ip.dst_addr(),
+                ip.hop_limit(),
+                upper,
+                facts,
+                off + ip_len,
+            )
         };
         if martian::v6(src, dst) {
             return Verdict::Drop(DropReason::Martian);
         }
         if self.is_local(IpAddr::V6(dst)) {
-            return Verdict::Drop(DropReason::Local);
+            return self.judge_host(ingress, IpAddr::V6(src), facts.as_ref(), off..end, now);
         }
         if let Err(reason) = self.admit(ingress, IpAddr::V6(src), facts.as_ref(), now) {
             return Verdict::Drop(reason);
@@ -389,6 +415,43 @@ impl Pipeline {
             Some(f) => self.filter.check(f, ingress, source_valid, now),
             None if source_valid() => Ok(()),
             None => Err(DropReason::Spoofed),
+        }
+    }
+
+    /// A packet to the appliance's own address: judged by the host
+    /// endpoint's ingress policy (see [`crate::host`]). The host has a
+    /// program only when some policy selects it for ingress; without one
+    /// nothing is allowed, as a Calico host endpoint with no policy denies.
+    #[cold]
+    fn judge_host(
+        &mut self,
+        ingress: PortId,
+        src: IpAddr,
+        facts: Option<&PacketFacts>,
+        ip: std::ops::Range<usize>,
+        now: Instant,
+    ) -> Verdict {
+        let Some(f) = facts else {
+            return Verdict::Drop(DropReason::HostDenied);
+        };
+        let has_policy = self
+            .filter
+            .policy()
+            .endpoints
+            .get(&f.dst)
+            .is_some_and(|e| e.ingress.is_some());
+        if !has_policy {
+            return Verdict::Drop(DropReason::HostDenied);
+        }
+        match self.admit(ingress, src, Some(f), now) {
+            Ok(()) => Verdict::Local {
+                l3: ip.start,
+                end: ip.end,
+            },
+            Err(DropReason::Policy | DropReason::Unclaimed) => {
+                Verdict::Drop(DropReason::HostDenied)
+            }
+            Err(reason) => Verdict::Drop(reason),
         }
     }
 

@@ -125,7 +125,7 @@ fn run(p: &mut Pipeline, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
     let v = p.process(port, &mut buf, frame.len(), Instant::now());
     let len = match v {
         Verdict::Tx { len, .. } => len,
-        Verdict::Drop(_) | Verdict::Unresolved => frame.len(),
+        Verdict::Drop(_) | Verdict::Unresolved | Verdict::Local { .. } => frame.len(),
     };
     buf.truncate(len);
     (v, buf)
@@ -260,7 +260,8 @@ fn drops_what_it_cannot_route_and_counts_why() {
     );
     assert_eq!(
         run(&mut p, A, &udp4("10.1.0.2", "10.2.0.1", 64, b"")).0,
-        Verdict::Drop(DropReason::Local)
+        Verdict::Drop(DropReason::HostDenied),
+        "the appliance's own address, with no host policy"
     );
     let mut other_mac = udp4("10.1.0.2", "10.2.0.2", 64, b"");
     other_mac[5] = 0x99;
@@ -284,7 +285,7 @@ fn drops_what_it_cannot_route_and_counts_why() {
     assert_eq!(c.dropped(), 5);
     for r in [
         DropReason::NoRoute,
-        DropReason::Local,
+        DropReason::HostDenied,
         DropReason::NotForUs,
         DropReason::Malformed,
         DropReason::NotIp,
@@ -891,4 +892,135 @@ fn unclaimed_traffic_is_dropped_unless_allowed_and_no_policy_forwards_nothing() 
         run(&mut p, A, &udp4("10.1.0.2", "10.2.0.2", 64, b"")).0,
         Verdict::Tx { .. }
     ));
+}
+
+/// A policy whose host endpoint (the appliance's 10.1.0.1 and 10.2.0.1)
+/// admits UDP to port 53 from 10.1.0.2 only; its tier's default denies.
+fn host_policy_pipeline() -> Pipeline {
+    use crate::policy::{
+        classifier::{Classifier, Prefix, Rule},
+        program::{Action, EndpointPrograms, Program, RuleMeta, TierProgram, TierRule},
+    };
+    let client = Prefix::v4(u32::from(v4("10.1.0.2")), 32);
+    let rules = [
+        Rule {
+            src: client,
+            proto: Some(17),
+            dport: (53, 53),
+            ..Rule::ANY
+        },
+        Rule::ANY,
+    ];
+    let meta = |action, index| RuleMeta {
+        tier: "default".into(),
+        policy: "GlobalNetworkPolicy/host".into(),
+        direction: "ingress",
+        index,
+        action,
+    };
+    let mut policy = PolicyProgram::allow_all(1);
+    policy.rules = vec![meta(Action::Allow, Some(0)), meta(Action::Deny, None)];
+    policy.programs = vec![Arc::new(Program {
+        tiers: vec![TierProgram {
+            classifier: Arc::new(Classifier::build(&rules)),
+            rules: vec![
+                TierRule::plain(Action::Allow, 0),
+                TierRule::plain(Action::Deny, 1),
+            ],
+        }],
+    })];
+    for own in ["10.1.0.1", "10.2.0.1"] {
+        policy.endpoints.insert(
+            FlowKey::ip(own.parse().unwrap()),
+            EndpointPrograms {
+                ingress: Some(0),
+                egress: None,
+            },
+        );
+    }
+    Pipeline::with_policy(tables(), neighbours(), Arc::new(policy), 1024)
+}
+
+#[test]
+fn the_host_endpoints_policy_judges_what_is_addressed_to_the_appliance() {
+    let mut p = host_policy_pipeline();
+    // Allowed: handed over as the IP packet, without the Ethernet header.
+    // udp4 sends to port 53; `frame` is the same query to port 5353.
+    let dns = udp4("10.1.0.2", "10.1.0.1", 64, b"query");
+    let mut frame = dns.clone();
+    frame[14 + 22..14 + 24].copy_from_slice(&5353u16.to_be_bytes());
+    // The UDP checksum is not checked; the IPv4 one is unchanged.
+    let (v, out) = run(&mut p, A, &dns);
+    assert_eq!(
+        v,
+        Verdict::Local {
+            l3: 14,
+            end: frame.len()
+        }
+    );
+    assert_eq!(out[14..], dns[14..], "passed on unchanged (no TTL - 1)");
+    // Another port, or another source: the tier default denies.
+    assert_eq!(
+        run(&mut p, A, &frame).0,
+        Verdict::Drop(DropReason::HostDenied)
+    );
+    let from_b = arriving_at(MAC_B, {
+        let mut f = udp4("10.2.0.2", "10.2.0.1", 64, b"query");
+        f[14 + 22..14 + 24].copy_from_slice(&53u16.to_be_bytes());
+        f
+    });
+    assert_eq!(
+        run(&mut p, B, &from_b).0,
+        Verdict::Drop(DropReason::HostDenied)
+    );
+    // A spoofed source is still spoofed, not judged.
+    let mut spoofed_dns = udp4("10.2.0.9", "10.1.0.1", 64, b"query");
+    spoofed_dns[14 + 22..14 + 24].copy_from_slice(&53u16.to_be_bytes());
+    assert_eq!(
+        run(&mut p, A, &spoofed_dns).0,
+        Verdict::Drop(DropReason::Spoofed)
+    );
+    assert_eq!(
+        p.counters()[A.index()].drops[DropReason::HostDenied as usize],
+        1
+    );
+    assert_eq!(
+        p.counters()[B.index()].drops[DropReason::HostDenied as usize],
+        1
+    );
+}
+
+#[test]
+fn the_worker_hands_allowed_host_packets_to_its_local_stack() {
+    let p = host_policy_pipeline();
+    let mut dns = udp4("10.1.0.2", "10.1.0.1", 64, b"query");
+    dns[14 + 22..14 + 24].copy_from_slice(&53u16.to_be_bytes());
+    // Ethernet padding past the IP packet is not handed over.
+    let mut padded = dns.clone();
+    padded.extend_from_slice(&[0xee; 6]);
+    let (mem, free) = HeapMemory::new(64, 2048);
+    let ports = vec![MemPort::new(16), MemPort::new(16)];
+    // Without a local stack: dropped as `local`.
+    let mut w = Worker::new(mem, ports, free, p, 16);
+    w.inject(A, &padded);
+    w.poll(Instant::now());
+    assert_eq!(
+        w.pipeline.counters()[0].drops[DropReason::Local as usize],
+        1
+    );
+    #[derive(Debug, Clone, Default)]
+    struct Shared(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+    impl crate::port::LocalStack for Shared {
+        fn deliver(&mut self, packet: &[u8]) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(packet.to_vec());
+            Ok(())
+        }
+    }
+    let got = Shared::default();
+    w.set_local_stack(Box::new(got.clone()));
+    w.inject(A, &padded);
+    w.poll(Instant::now());
+    assert_eq!(*got.0.lock().unwrap(), [dns[14..].to_vec()]);
+    assert_eq!(w.pipeline.counters()[0].host_delivered, 1);
+    assert_eq!(w.free_frames(), 64, "every buffer came back");
 }

@@ -7,9 +7,12 @@
 //! 1. read the ports' interfaces, MACs and addresses over netlink;
 //! 2. build the route table: connected routes, then configured routes;
 //! 3. start the neighbour manager (kernel neighbour table → snapshots);
-//! 4. load the XDP program, mark the appliance's own addresses, attach it
-//!    to every port (packets are dropped until a socket takes its queue);
-//! 5. per worker: a UMEM, one AF_XDP socket per (port, queue) it owns,
+//! 4. load the XDP program, mark the appliance's own addresses and the
+//!    failsafe ports, attach it to every port (packets are dropped until a
+//!    socket takes its queue; failsafe ports of the appliance pass);
+//! 5. create the TUN device the workers hand the appliance's own allowed
+//!    packets to ([`tun`], see [`crate::host`]);
+//! 6. per worker: a UMEM, one AF_XDP socket per (port, queue) it owns,
 //!    registered in the XSKMAP; then the worker thread, pinned to its core.
 //!
 //! Minimum kernel: 5.16 (managed neighbours); AF_XDP need_wakeup needs 5.4.
@@ -19,6 +22,7 @@ pub mod netlink;
 pub mod program;
 pub mod publish;
 pub mod socket;
+pub mod tun;
 
 use std::{
     collections::BTreeMap,
@@ -155,6 +159,16 @@ pub struct DataplaneConfig {
     pub neighbours: NeighLimits,
     /// What happens to traffic between addresses no endpoint claims.
     pub unclaimed: Unclaimed,
+    /// Inbound ports of the appliance's own addresses that policy never
+    /// closes (passed by the XDP program).
+    pub failsafe: Vec<crate::host::FailsafePort>,
+    /// Whether what the host endpoint's policy allows reaches the
+    /// appliance's kernel, through a TUN device (set when a host endpoint
+    /// is configured). Without it, nothing judged by policy reaches the
+    /// appliance (failsafe ports and its own connections still do), and
+    /// no TUN device is made: a service that has no host endpoint needs
+    /// no access to `/dev/net/tun`.
+    pub local_stack: bool,
 }
 
 /// The policy the workers enforce; they adopt a new one at their next turn.
@@ -404,6 +418,7 @@ impl Dataplane {
         // 4. The XDP program.
         let mut program = XdpProgram::load()?;
         program.add_own_addresses(&local)?;
+        program.set_failsafe(&config.failsafe)?;
         let prefilter_names = prefilter_names(&config.policy, &config.prefilter);
         program.set_prefilter(&config.prefilter)?;
         let mut slots = Vec::new();
@@ -419,7 +434,19 @@ impl Dataplane {
             slots.push(first);
         }
 
-        // 5. Workers.
+        // 5. The way into the appliance's own kernel.
+        let tun = if config.local_stack {
+            let tun = Arc::new(tun::Tun::create(tun::TUN_NAME)?);
+            info!(
+                device = tun.name(),
+                "host endpoint: allowed packets to the appliance go through it"
+            );
+            Some(tun)
+        } else {
+            None
+        };
+
+        // 6. Workers.
         let tables = Tables {
             ports: infos,
             routes: routes.clone(),
@@ -496,6 +523,7 @@ impl Dataplane {
                 requests: neighbours.requests.clone(),
                 counters: shared,
                 wake: wakers[w].clone(),
+                local: tun.clone(),
             };
             let batch = config.workers.batch;
             let n_ports = config.ports.len();
@@ -671,6 +699,37 @@ impl Drop for Dataplane {
     }
 }
 
+/// The appliance's own addresses on `ports` (in this network namespace),
+/// link-local ones included: what the host endpoint stands for. The
+/// dataplane reads the same ones when it starts.
+///
+/// # Errors
+/// Netlink cannot be read, or a port's interface is missing.
+pub fn own_addresses(ports: &[PortConfig]) -> Result<Vec<IpAddr>> {
+    let mut nl = Netlink::open(false).context("opening a netlink socket")?;
+    let links = nl.links().context("listing interfaces")?;
+    let addrs = nl.addrs().context("listing addresses")?;
+    let mut out = Vec::new();
+    for p in ports {
+        let link = links
+            .iter()
+            .find(|l| l.name == p.interface)
+            .with_context(|| {
+                format!(
+                    "port {}: interface {} not found in this network namespace",
+                    p.name, p.interface
+                )
+            })?;
+        out.extend(
+            addrs
+                .iter()
+                .filter(|a| a.index == link.index)
+                .map(|a| a.addr),
+        );
+    }
+    Ok(out)
+}
+
 /// The rule names of prefilter slots (slot i is entry i).
 fn prefilter_names(policy: &PolicyProgram, prefilter: &[(IpPrefix, RuleId)]) -> Vec<String> {
     prefilter
@@ -713,6 +772,8 @@ struct WorkerRun {
     counters: Arc<SharedCounters>,
     /// Readable when the control side published something.
     wake: Arc<std::os::fd::OwnedFd>,
+    /// Where the appliance's own allowed packets go (none: dropped).
+    local: Option<Arc<tun::Tun>>,
 }
 
 impl WorkerRun {
@@ -741,6 +802,9 @@ impl WorkerRun {
             pipeline,
             batch,
         );
+        if let Some(local) = &self.local {
+            worker.set_local_stack(Box::new(local.clone()));
+        }
         let mut generation = self.neigh.generation();
         let mut policy_generation = self.policy.generation();
         let mut last_traffic = Instant::now();

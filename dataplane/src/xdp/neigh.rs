@@ -115,6 +115,8 @@ pub struct NeighbourManager {
     pub counters: Arc<NeighCounters>,
     /// Where workers send next hops they could not resolve.
     pub requests: Sender<(PortId, IpAddr)>,
+    /// The flag its thread stops on (the dataplane's).
+    stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -146,14 +148,16 @@ impl NeighbourManager {
         shared.publish(Arc::new(state.table.clone()), 1);
         let (requests, rx) = crossbeam_channel::bounded(4096);
         let sh = shared.clone();
+        let flag = stop.clone();
         let thread = thread::Builder::new()
             .name("cw-neigh".into())
-            .spawn(move || state.run(&mut events, &mut control, &sh, &rx, &stop))
+            .spawn(move || state.run(&mut events, &mut control, &sh, &rx, &flag))
             .context("spawning the neighbour thread")?;
         Ok(Self {
             shared,
             counters,
             requests,
+            stop,
             thread: Some(thread),
         })
     }
@@ -161,6 +165,9 @@ impl NeighbourManager {
 
 impl Drop for NeighbourManager {
     fn drop(&mut self) {
+        // Dropped by a start that failed half-way, the flag is not set yet:
+        // without this the join would wait for ever.
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -1,5 +1,6 @@
 //! The XDP program (`bpf/causeway.bpf.c`): loading with aya, attaching to
-//! the ports' interfaces, and its maps: XSK slots, own addresses, counters.
+//! the ports' interfaces, and its maps: XSK slots, own addresses, failsafe
+//! ports, counters.
 
 use std::{
     net::IpAddr,
@@ -18,11 +19,14 @@ use aya::{
 use tracing::{info, warn};
 
 use super::netlink::Netlink;
+use crate::host::FailsafePort;
 
 /// The compiled program, built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/causeway.bpf.o"));
 
 const PROGRAM: &str = "causeway_xdp";
+/// `max_entries` of the `failsafe_in` map.
+pub const FAILSAFE_MAX: usize = 256;
 const XDP_FLAGS_SKB_MODE: u32 = 2;
 const XDP_FLAGS_DRV_MODE: u32 = 4;
 
@@ -49,8 +53,8 @@ pub struct XdpCounters {
     pub pass_arp: u64,
     /// IPv6 neighbour discovery passed to the kernel.
     pub pass_ndp: u64,
-    /// Addressed to the appliance: passed to the kernel.
-    pub pass_local: u64,
+    /// Addressed to the appliance, to a failsafe port: passed to the kernel.
+    pub pass_failsafe: u64,
     /// L2 multicast or broadcast: passed to the kernel.
     pub pass_multicast: u64,
     /// Neither IP nor ARP: passed to the kernel.
@@ -61,6 +65,16 @@ pub struct XdpCounters {
     pub drop_no_socket: u64,
     /// Source denied by a doNotTrack rule: dropped by the prefilter.
     pub drop_prefilter: u64,
+    /// Addressed to the appliance and taken by a kernel socket that is not
+    /// a listener (a connection already admitted, a reply to one of the
+    /// appliance's own): passed to the kernel.
+    pub pass_socket: u64,
+    /// Addressed to the appliance, anything else: redirected to the worker
+    /// to be judged by the host endpoint's policy.
+    pub host_judge: u64,
+    /// Addressed to the appliance, an ICMP echo reply or error (what
+    /// answers its own pings and connections): passed to the kernel.
+    pub pass_icmp_reply: u64,
 }
 
 /// The loaded program and the interfaces it is attached to. Dropping it
@@ -70,6 +84,7 @@ pub struct XdpProgram {
     xsks: XskMap<MapData>,
     slots: BpfHashMap<MapData, u32, u32>,
     own: BpfHashMap<MapData, [u8; 16], u8>,
+    failsafe: BpfHashMap<MapData, [u8; 4], u8>,
     counters: PerCpuArray<MapData, u64>,
     deny_src: LpmTrie<MapData, [u8; 16], u32>,
     deny_counts: PerCpuArray<MapData, u64>,
@@ -102,6 +117,8 @@ impl XdpProgram {
         let xsks = XskMap::try_from(ebpf.take_map("xsks").context("map xsks")?)?;
         let slots = BpfHashMap::try_from(ebpf.take_map("port_slots").context("map port_slots")?)?;
         let own = BpfHashMap::try_from(ebpf.take_map("own_addrs").context("map own_addrs")?)?;
+        let failsafe =
+            BpfHashMap::try_from(ebpf.take_map("failsafe_in").context("map failsafe_in")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map("counters").context("map counters")?)?;
         let deny_src = LpmTrie::try_from(ebpf.take_map("deny_src").context("map deny_src")?)?;
         let deny_counts =
@@ -111,6 +128,7 @@ impl XdpProgram {
             xsks,
             slots,
             own,
+            failsafe,
             counters,
             deny_src,
             deny_counts,
@@ -234,6 +252,31 @@ impl XdpProgram {
         Ok(())
     }
 
+    /// Replaces the failsafe inbound ports: TCP or UDP to one of them,
+    /// addressed to the appliance, is passed to the kernel unjudged.
+    ///
+    /// # Errors
+    /// A map update failed, or there are more ports than the map holds.
+    pub fn set_failsafe(&mut self, ports: &[FailsafePort]) -> Result<()> {
+        if ports.len() > FAILSAFE_MAX {
+            bail!(
+                "{} failsafe ports: the XDP map holds {FAILSAFE_MAX}",
+                ports.len()
+            );
+        }
+        let old: Vec<_> = self.failsafe.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = self.failsafe.remove(&k);
+        }
+        for p in ports {
+            // struct failsafe_key: proto, pad, port in network order.
+            let [hi, lo] = p.port.to_be_bytes();
+            let key = [p.protocol.number(), 0, hi, lo];
+            self.failsafe.insert(key, 1, 0).context("failsafe_in map")?;
+        }
+        Ok(())
+    }
+
     /// Replaces the prefilter: entry *i* drops its source prefix and counts
     /// in slot *i* (counters restart from zero).
     ///
@@ -291,7 +334,7 @@ impl XdpProgram {
     /// # Errors
     /// The map read failed.
     pub fn counters(&self) -> Result<XdpCounters> {
-        let mut v = [0u64; 9];
+        let mut v = [0u64; 12];
         for (i, slot) in v.iter_mut().enumerate() {
             *slot = self.counters.get(&(i as u32), 0)?.iter().sum();
         }
@@ -299,12 +342,15 @@ impl XdpProgram {
             redirect: v[0],
             pass_arp: v[1],
             pass_ndp: v[2],
-            pass_local: v[3],
+            pass_failsafe: v[3],
             pass_multicast: v[4],
             pass_other: v[5],
             drop_malformed: v[6],
             drop_no_socket: v[7],
             drop_prefilter: v[8],
+            pass_socket: v[9],
+            host_judge: v[10],
+            pass_icmp_reply: v[11],
         })
     }
 }
