@@ -15,7 +15,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -186,6 +186,8 @@ pub struct Node {
     terminator_metrics: Mutex<Vec<Arc<WorkerMetrics>>>,
     /// The generation the terminator's workers enforce.
     terminator_generation: AtomicU64,
+    /// Drained ([`Node::drain`]): no terminator runs until the next start.
+    draining: AtomicBool,
     /// Change events for watchers.
     events: tokio::sync::broadcast::Sender<Arc<Vec<Event>>>,
     /// Counters.
@@ -245,6 +247,7 @@ impl Node {
         Ok(Self {
             policy: arc_swap::ArcSwap::from_pointee((desired.generation, set)),
             terminator_generation: AtomicU64::new(desired.generation),
+            draining: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 desired: Arc::new(desired),
                 cache,
@@ -460,7 +463,11 @@ impl Node {
         let wanted = desired.appliance_set();
         let had = old.appliance_set();
         // Resolved, so that a Service's endpoints changing changes them.
-        if wanted.service_configs() == had.service_configs() && wanted.identities == had.identities
+        // A drained node starts no terminator: the change is stored and
+        // takes effect at the next start, which a drain comes before.
+        if self.is_draining()
+            || wanted.service_configs() == had.service_configs()
+                && wanted.identities == had.identities
         {
             self.terminator_generation
                 .store(generation, Ordering::Release);
@@ -675,6 +682,29 @@ impl Node {
         m.enforced
             .write_samples(&mut out, "causeway_control_apply_to_enforced_seconds", "");
         out
+    }
+
+    /// Drains before a restart: the terminator stops accepting, lets its
+    /// open connections finish (up to `terminator.drain_timeout`) and
+    /// stops; the dataplane keeps forwarding. Later changes to TLS
+    /// services are stored and wait for the next start. Blocks until the
+    /// terminator has stopped; false when the node was drained already.
+    pub fn drain(&self) -> bool {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let t = self.inner.lock().expect("not poisoned").terminator.take();
+        if let Some(t) = t {
+            info!("draining: the terminator accepts no new connections");
+            t.terminator.stop();
+            info!("drained: the terminator's connections are closed");
+        }
+        true
+    }
+
+    /// Whether [`Node::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Stops the terminator (draining it), then the dataplane.

@@ -154,6 +154,7 @@ fn serve(
     let grpc = GrpcServer::start(
         node.clone(),
         flows.clone(),
+        main.probes.clone(),
         &control_socket,
         config.api.tcp.as_ref(),
     )?;

@@ -209,3 +209,218 @@ fn the_appliance_runs_without_root_with_only_the_units_capabilities() {
         appliance_log()
     );
 }
+
+/// `causeway ctl ARGS` for the lab `lab`, run in namespace `role`.
+fn ctl_in(lab: &causeway_tests::Lab, role: &str, args: &str) -> std::process::Output {
+    lab.try_exec(
+        role,
+        &format!("{} ctl --lab {} {args}", causeway_bin().display(), lab.name),
+    )
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `ctl health` asks grpc.health.v1 Health/Check, on the Unix socket and
+/// on the mTLS TCP API, and exits 0 only for SERVING; against a socket
+/// nothing listens on it fails saying so, and the wrong identity is told
+/// it may not be admitted.
+#[test]
+fn ctl_health_says_serving_over_both_listeners_and_names_a_dead_socket() {
+    use causeway_tests::Lab;
+    let lab = Lab::start("hh");
+    let out = ctl_in(&lab, "gw", "health");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "SERVING\n");
+
+    let pki = format!("/run/causeway/lab/{}/pki", lab.name);
+    let over_tcp = |who: &str| {
+        lab.try_exec(
+            "gw",
+            &format!(
+                "{} ctl --server https://127.0.0.1:7443 --tls-ca {pki}/ca.pem \
+                 --tls-cert {pki}/{who}.pem --tls-key {pki}/{who}-key.pem \
+                 --tls-server-name demo.causeway.lab health",
+                causeway_bin().display()
+            ),
+        )
+    };
+    let admin = over_tcp("client");
+    assert!(admin.status.success(), "{}", text(&admin.stderr));
+    assert_eq!(text(&admin.stdout), "SERVING\n");
+    let stranger = over_tcp("upstream");
+    assert!(!stranger.status.success(), "a stranger was answered");
+    assert!(
+        text(&stranger.stderr).contains("api.tcp.admin_identities"),
+        "{}",
+        text(&stranger.stderr)
+    );
+
+    // A socket file that nothing listens on (an appliance that died).
+    let d = scratch("dead");
+    let dead = d.join("control.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+    let out = Command::new(causeway_bin())
+        .args(["ctl", "--socket"])
+        .arg(&dead)
+        .arg("health")
+        .output()
+        .expect("run causeway");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to the appliance control socket {}: is the appliance running",
+            dead.display()
+        )),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A client of the terminator that opens its connection and sends the
+/// first line of a request, then waits for a line on stdin before it
+/// sends the rest and prints the status line of the answer.
+const HELD_CLIENT: &str = r#"
+import socket, ssl, sys
+pki = sys.argv[1]
+ctx = ssl.create_default_context(cafile=pki + "/ca.pem")
+ctx.load_cert_chain(pki + "/client.pem", pki + "/client-key.pem")
+s = ctx.wrap_socket(socket.create_connection(("10.100.0.10", 443), timeout=60),
+                    server_hostname="demo.causeway.lab")
+s.sendall(b"GET / HTTP/1.1\r\n")
+print("open", flush=True)
+sys.stdin.readline()
+s.sendall(b"Host: demo.causeway.lab\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+print(data.split(b"\r\n")[0].decode(), flush=True)
+"#;
+
+/// `ctl drain`: health and /ready turn NOT_SERVING at once; the
+/// terminator accepts no new connection, while one opened before the drain
+/// finishes its request; the drain answers only after that connection
+/// ended; the dataplane still forwards.
+#[test]
+fn a_drain_turns_health_off_and_lets_an_open_tls_connection_finish() {
+    use causeway_tests::{Lab, Reaped, ok, require, wait_for};
+    use std::{
+        io::{BufRead, BufReader, Write},
+        process::Stdio,
+        time::Duration,
+    };
+    require("curl", "curl");
+    require("python3", "python3");
+    let lab = Lab::up("hd");
+    let dir = PathBuf::from(format!("/run/causeway/lab/{}", lab.name));
+    // A drain window longer than this test takes, so that it is the held
+    // connection's end that ends the drain.
+    ok(&format!(
+        "sed -i 's/^terminator:$/terminator:\\n  drain_timeout: 120s/' {}",
+        dir.join("config.yaml").display()
+    ));
+    ok(&format!(
+        "{} lab start --name {}",
+        causeway_bin().display(),
+        lab.name
+    ));
+    let pki = dir.join("pki");
+    let curl = || {
+        lab.try_exec(
+            "a",
+            &format!(
+                "curl -s -m 3 -o /dev/null -w %{{http_code}} --cacert {p}/ca.pem --cert {p}/client.pem --key {p}/client-key.pem --resolve demo.causeway.lab:443:10.100.0.10 https://demo.causeway.lab/",
+                p = pki.display()
+            ),
+        )
+    };
+    assert_eq!(
+        text(&curl().stdout),
+        "200",
+        "the terminator answers before the drain"
+    );
+    let ready = || {
+        lab.exec(
+            "gw",
+            "curl -s -o /dev/null -w %{http_code} http://127.0.0.1:9464/ready",
+        )
+    };
+    assert_eq!(ready(), "200");
+
+    let script = dir.join("held.py");
+    std::fs::write(&script, HELD_CLIENT).expect("write the client");
+    let mut held = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("a"), "python3"])
+        .arg(&script)
+        .arg(&pki)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the held client");
+    let mut said = BufReader::new(held.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    said.read_line(&mut line).expect("read");
+    assert_eq!(line, "open\n", "the held connection did not open");
+
+    let drain = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("gw")])
+        .arg(causeway_bin())
+        .args(["ctl", "--lab", &lab.name, "drain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ctl drain");
+    let mut drain = Reaped(drain);
+    let not_serving = wait_for(Duration::from_secs(10), || {
+        let out = ctl_in(&lab, "gw", "health");
+        (!out.status.success()).then(|| text(&out.stderr))
+    })
+    .expect("health still says SERVING after a drain");
+    assert!(not_serving.contains("NOT_SERVING"), "{not_serving}");
+    assert_eq!(ready(), "503", "/ready after a drain");
+    // No new connection is accepted while the drain waits.
+    let refused = wait_for(Duration::from_secs(10), || {
+        (text(&curl().stdout) != "200").then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "the terminator still accepts while draining"
+    );
+    assert!(
+        drain.0.try_wait().expect("wait").is_none(),
+        "the drain ended while a connection was open"
+    );
+
+    // The connection opened before the drain finishes its request.
+    held.stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("write");
+    line.clear();
+    said.read_line(&mut line).expect("read");
+    assert!(
+        line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200"),
+        "the held connection got {line:?}"
+    );
+    let _ = held.wait();
+    // And then the drain answers, and the dataplane still forwards.
+    let done = wait_for(Duration::from_secs(30), || {
+        drain.0.try_wait().ok().flatten()
+    })
+    .expect("the drain did not end after its last connection");
+    assert!(done.success(), "ctl drain failed");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(drain.0.stdout.as_mut().expect("stdout"), &mut answer)
+        .expect("read");
+    assert!(answer.starts_with("drained in "), "{answer}");
+    assert!(
+        lab.try_exec("a", "ping -c1 -W2 10.2.0.2").status.success(),
+        "a drained appliance stopped forwarding"
+    );
+}

@@ -1,4 +1,8 @@
-//! Finding the appliance's control socket and opening a channel on it.
+//! Finding the appliance's control API and opening a channel to it: its
+//! Unix socket (`--socket`, `--lab`, the default configuration's, or
+//! `--server unix:PATH`) or its TCP listener with mTLS (`--server
+//! https://HOST:PORT` with `--tls-ca`, `--tls-cert` and `--tls-key`, as
+//! `causeway sync` reaches appliances).
 
 use std::path::{Path, PathBuf};
 
@@ -6,6 +10,84 @@ use anyhow::{Context, Result, bail};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::CtlArgs;
+use crate::sync::config::{ApplianceAddr, ApplianceTls, appliance_addr};
+
+/// Where `args` says the appliance's control API is.
+///
+/// # Errors
+/// `--server` is not `unix:PATH` or `https://HOST:PORT`, https lacks its
+/// TLS files, or the lab's state cannot be read.
+pub(super) fn address(args: &CtlArgs) -> Result<ApplianceAddr> {
+    let Some(server) = &args.server else {
+        return Ok(ApplianceAddr::Unix(socket_path(
+            args.socket.as_deref(),
+            args.lab.as_deref(),
+        )?));
+    };
+    let tls = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(ApplianceTls {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+            server_name: args.tls_server_name.clone(),
+        }),
+        (None, None, None) => None,
+        _ => bail!("--tls-ca, --tls-cert and --tls-key go together: give all three"),
+    };
+    appliance_addr(server, tls.as_ref()).map_err(|e| {
+        // The sync's wording names its own flags; say ctl's.
+        anyhow::anyhow!(
+            "--server {}",
+            e.to_string()
+                .replace(
+                    "give appliance_tls (ca, cert, key) in the file, or ",
+                    "give "
+                )
+                .replace(
+                    "--appliance-ca, --appliance-cert and --appliance-key",
+                    "--tls-ca, --tls-cert and --tls-key"
+                )
+        )
+    })
+}
+
+/// `e`, with a hint when the mTLS API ended the call unanswered: TLS 1.3
+/// lets the client finish its handshake before the server checks the
+/// client's certificate, so a refused identity shows as a call cancelled,
+/// unavailable or failed with a transport error (UNKNOWN), not as a failed
+/// connect.
+pub(super) fn explain(addr: &ApplianceAddr, e: anyhow::Error) -> anyhow::Error {
+    let unanswered = e.downcast_ref::<super::RpcError>().is_some_and(|r| {
+        matches!(
+            r.0.code(),
+            tonic::Code::Cancelled | tonic::Code::Unavailable | tonic::Code::Unknown
+        )
+    });
+    if matches!(addr, ApplianceAddr::Https(..)) && unanswered {
+        e.context(format!(
+            "{addr} ended the call unanswered: does it admit this certificate's identity \
+             (api.tcp.admin_identities), and does the certificate chain to its api.tcp.client_ca?"
+        ))
+    } else {
+        e
+    }
+}
+
+/// A channel to the control API at `addr`.
+///
+/// # Errors
+/// Nothing listens there, or the TLS files cannot be read or are refused.
+pub(super) async fn open(addr: &ApplianceAddr, lab: Option<&str>) -> Result<Channel> {
+    match addr {
+        ApplianceAddr::Unix(path) => channel(path, lab).await,
+        ApplianceAddr::Https(..) => crate::sync::push::connect(addr).await.with_context(|| {
+            "is the appliance running with api.tcp, and does it admit this identity \
+             (api.tcp.admin_identities)?"
+        }),
+    }
+}
 
 /// The socket `--socket`, `--lab` or the default configuration names.
 ///

@@ -11,10 +11,14 @@
 //! causeway ctl stats --watch                   # every counter, every second
 //! causeway ctl flows --follow --verdict deny   # flow records as they come
 //! causeway ctl status --wait 8                 # until every worker enforces 8
+//! causeway ctl health                          # exit 0 only when SERVING
+//! causeway ctl drain                           # stop taking new work, then restart
 //! ```
 //!
 //! The socket is `--socket PATH`, that of the lab appliance with `--lab
-//! NAME`, or the default configuration's control socket. An error answer
+//! NAME`, or the default configuration's control socket; `--server
+//! https://HOST:PORT` with `--tls-ca`, `--tls-cert` and `--tls-key` reaches
+//! the TCP control API (mTLS, an admin identity) instead. An error answer
 //! from the appliance is printed for a reader (one line per mistake of a
 //! refused batch) and the command exits non-zero.
 
@@ -24,6 +28,7 @@ mod duration;
 mod explain;
 mod files;
 mod flows;
+mod health;
 mod kind;
 mod out;
 mod protocol;
@@ -45,6 +50,7 @@ use tonic::transport::Channel;
 pub use apply::{ApplyArgs, DeleteArgs};
 pub use explain::{ExplainArgs, ExplainFormat};
 pub use flows::{FlowSource, FlowVerdict, FlowsArgs, FlowsFormat};
+pub use health::{DrainArgs, HealthArgs};
 pub use read::{GetArgs, ListArgs, ListFormat, ManifestFormat};
 pub use rpc_error::RpcError;
 pub use stats::{StatsArgs, StatsFormat};
@@ -57,8 +63,27 @@ pub struct CtlArgs {
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "lab")]
     pub socket: Option<PathBuf>,
     /// The appliance of the lab with this name.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "server")]
     pub lab: Option<String>,
+    /// The control API as `unix:PATH` or `https://HOST:PORT` (the TCP API,
+    /// mTLS: give --tls-ca, --tls-cert and --tls-key).
+    #[arg(long, global = true, value_name = "ADDR", conflicts_with = "socket")]
+    pub server: Option<String>,
+    /// With `--server https://`: the CA bundle the appliance's certificate
+    /// chains to.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With `--server https://`: this client's certificate (an admin
+    /// identity of the appliance).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// With `--server https://`: its key.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// With `--server https://`: the name the appliance's certificate
+    /// carries, when it is not the address's host.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -83,6 +108,11 @@ pub enum CtlCommand {
     Flows(FlowsArgs),
     /// Show the generation, what each worker enforces, and the ports.
     Status(StatusArgs),
+    /// Ask the standard gRPC health service; exit 0 only when SERVING.
+    Health(HealthArgs),
+    /// Drain before a restart: health NOT_SERVING, /ready 503, the TLS
+    /// terminator finishes its open connections and accepts no new ones.
+    Drain(DrainArgs),
 }
 
 /// Runs `causeway ctl` on a current-thread tokio runtime of its own.
@@ -92,16 +122,16 @@ pub enum CtlCommand {
 /// an input file cannot be read, or the appliance answers with an error
 /// ([`RpcError`], printed for an operator).
 pub fn run(args: &CtlArgs) -> Result<()> {
-    let socket = connect::socket_path(args.socket.as_deref(), args.lab.as_deref())?;
+    let addr = connect::address(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let result = runtime.block_on(async {
-        let channel = connect::channel(&socket, args.lab.as_deref()).await?;
+        let channel = connect::open(&addr, args.lab.as_deref()).await?;
         dispatch(channel, &args.command).await
     });
-    out::end_quietly_on_closed_stdout(result)
+    out::end_quietly_on_closed_stdout(result.map_err(|e| connect::explain(&addr, e)))
 }
 
 async fn dispatch(channel: Channel, command: &CtlCommand) -> Result<()> {
@@ -114,5 +144,7 @@ async fn dispatch(channel: Channel, command: &CtlCommand) -> Result<()> {
         CtlCommand::Stats(args) => stats::stats(channel, args).await,
         CtlCommand::Flows(args) => flows::flows(channel, args).await,
         CtlCommand::Status(args) => status::status(channel, args).await,
+        CtlCommand::Health(args) => health::health(channel, args).await,
+        CtlCommand::Drain(args) => health::drain(channel, args).await,
     }
 }

@@ -205,3 +205,38 @@ async fn a_missing_socket_says_where_it_looked() {
         "{e}"
     );
 }
+
+/// `ctl health` succeeds only while the health service says SERVING and
+/// names NOT_SERVING and an unknown service.
+#[tokio::test]
+async fn health_passes_only_while_serving() {
+    use super::HealthArgs;
+    let path =
+        std::env::temp_dir().join(format!("causeway-ctl-health-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let incoming = UnixListenerStream::new(UnixListener::bind(&path).unwrap());
+    tokio::spawn(
+        Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming),
+    );
+    let health = |service: &str| {
+        CtlCommand::Health(HealthArgs {
+            service: service.to_owned(),
+            timeout: Duration::from_secs(5),
+        })
+    };
+    run(&path, health("")).await.unwrap();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let e = run(&path, health("")).await.unwrap_err();
+    assert!(
+        format!("{e:#}").starts_with("the appliance reports NOT_SERVING"),
+        "{e:#}"
+    );
+    let e = run(&path, health("causeway.v1.Nothing")).await.unwrap_err();
+    assert!(format!("{e:#}").starts_with("not found: "), "{e:#}");
+    let _ = std::fs::remove_file(path);
+}

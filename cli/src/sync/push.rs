@@ -219,7 +219,11 @@ pub async fn run(
     }
 }
 
-async fn connect(addr: &ApplianceAddr) -> Result<Channel> {
+/// A channel to the appliance at `addr` (also `ctl --server`'s).
+///
+/// # Errors
+/// The TLS files cannot be read, or the appliance cannot be reached.
+pub(crate) async fn connect(addr: &ApplianceAddr) -> Result<Channel> {
     match addr {
         ApplianceAddr::Unix(path) => {
             let socket = path.clone();

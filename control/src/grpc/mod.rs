@@ -25,6 +25,7 @@ use tonic::{Code, Request, Response, Status, transport::Server};
 use tracing::{info, warn};
 
 use crate::{
+    api::Probes,
     config::TcpApiConfig,
     node::{ChangeError, Committed, Node},
     proto::{
@@ -65,21 +66,47 @@ impl Drop for GrpcServer {
     }
 }
 
-/// The services, sharing one node.
-#[derive(Debug, Clone)]
+/// The services, sharing one node, and the health and readiness that
+/// both listeners report and a drain turns off.
+#[derive(Clone)]
 struct Api {
     node: Arc<Node>,
     flows: Arc<FlowHub>,
+    health: tonic_health::server::HealthReporter,
+    probes: Arc<Probes>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// The services the health service reports on: the whole server (`""`,
+/// what a balancer asks) and each of causeway.v1's.
+fn health_names() -> [&'static str; 6] {
+    use tonic::server::NamedService;
+    [
+        "",
+        <ConfigServiceServer<Api> as NamedService>::NAME,
+        <StatusServiceServer<Api> as NamedService>::NAME,
+        <PolicyServiceServer<Api> as NamedService>::NAME,
+        <StatsServiceServer<Api> as NamedService>::NAME,
+        <FlowServiceServer<Api> as NamedService>::NAME,
+    ]
 }
 
 impl GrpcServer {
-    /// Serves the control API on `socket` (and on `tcp`, if given).
+    /// Serves the control API on `socket` (and on `tcp`, if given). Its
+    /// health service says SERVING until a Drain, which also turns
+    /// `probes`' readiness off.
     ///
     /// # Errors
     /// A socket cannot be bound, or the TLS material does not load.
     pub fn start(
         node: Arc<Node>,
         flows: Arc<FlowHub>,
+        probes: Arc<Probes>,
         socket: &Path,
         tcp: Option<&TcpApiConfig>,
     ) -> Result<Self> {
@@ -89,7 +116,20 @@ impl GrpcServer {
             .enable_all()
             .build()
             .context("starting the control API's runtime")?;
-        let api = Api { node, flows };
+        let health = tonic_health::server::HealthReporter::new();
+        runtime.block_on(async {
+            for name in health_names() {
+                health
+                    .set_service_status(name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+        });
+        let api = Api {
+            node,
+            flows,
+            health,
+            probes,
+        };
         let mut shutdown = Vec::new();
         let listener = {
             let _guard = runtime.enter();
@@ -322,10 +362,10 @@ const MAX_STREAMS: u32 = 64;
 const CONFIG_MESSAGE_LIMIT: usize = 128 << 20;
 
 async fn routes(api: Api) -> tonic::transport::server::Router {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ConfigServiceServer<Api>>().await;
-    health.set_serving::<StatusServiceServer<Api>>().await;
-    health.set_serving::<PolicyServiceServer<Api>>().await;
+    // One reporter for both listeners: a drain is seen on each.
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(api.health.clone()),
+    );
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -835,6 +875,49 @@ impl proto::status_service_server::StatusService for Api {
         })
         .await
     }
+
+    async fn drain(
+        &self,
+        request: Request<proto::DrainRequest>,
+    ) -> Result<Response<proto::DrainResponse>, Status> {
+        let grace = drain_grace(request.into_inner().grace)?;
+        let started = std::time::Instant::now();
+        // Not serving first, everywhere a balancer or a probe looks; then
+        // the grace for them to notice; then no new connections.
+        self.probes.set_ready(false);
+        for name in health_names() {
+            self.health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        info!(?grace, "drain: health and /ready say NOT_SERVING");
+        tokio::time::sleep(grace).await;
+        let node = self.node.clone();
+        let drained_now = blocking(move || Ok(node.drain())).await?;
+        let took = prost_types::Duration::try_from(started.elapsed())
+            .map_err(|e| Status::internal(format!("took: {e}")))?;
+        Ok(Response::new(proto::DrainResponse {
+            drained_now,
+            took: Some(took),
+        }))
+    }
+}
+
+/// A Drain's grace: none is zero; negative or past [`MAX_WAIT`] is
+/// refused before anything changes.
+fn drain_grace(d: Option<prost_types::Duration>) -> Result<Duration, Status> {
+    let Some(d) = d else {
+        return Ok(Duration::ZERO);
+    };
+    match Duration::try_from(d) {
+        Ok(grace) if grace <= MAX_WAIT => Ok(grace),
+        _ => Err(Status::invalid_argument(format!(
+            "grace: {}s {}ns is not a grace period (negative, malformed or over {}s)",
+            d.seconds,
+            d.nanos,
+            MAX_WAIT.as_secs()
+        ))),
+    }
 }
 
 #[tonic::async_trait]
@@ -999,6 +1082,18 @@ mod tests {
             assert_eq!(e.code(), Code::InvalidArgument);
             assert!(e.message().starts_with("wait_timeout: "), "{}", e.message());
             assert!(e.message().contains(says), "{}", e.message());
+        }
+    }
+
+    #[test]
+    fn a_drain_grace_is_bounded_and_none_is_zero() {
+        let grace = |seconds, nanos| drain_grace(Some(prost_types::Duration { seconds, nanos }));
+        assert_eq!(drain_grace(None).unwrap(), Duration::ZERO);
+        assert_eq!(grace(2, 0).unwrap(), Duration::from_secs(2));
+        for (s, n) in [(-1, 0), (601, 0), (i64::MAX, 0)] {
+            let e = grace(s, n).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument);
+            assert!(e.message().starts_with("grace: "), "{}", e.message());
         }
     }
 }
