@@ -83,6 +83,8 @@ struct RunningTerminator {
 /// The parts of the node under the change lock.
 struct Inner {
     desired: Arc<Desired>,
+    /// `desired`'s appliance set, kept: building it walks every resource.
+    appliance: Arc<ApplianceSet>,
     cache: Cache,
     terminator: Option<RunningTerminator>,
     /// Errors of the last publish.
@@ -249,6 +251,7 @@ impl Node {
             terminator_generation: AtomicU64::new(desired.generation),
             draining: AtomicBool::new(false),
             inner: Mutex::new(Inner {
+                appliance: Arc::new(desired.appliance_set()),
                 desired: Arc::new(desired),
                 cache,
                 terminator,
@@ -397,7 +400,7 @@ impl Node {
             }
         }
         let generation = inner.desired.generation;
-        self.publish(inner, &old, compiled);
+        self.publish(inner, &old, compiled, &plan.changes);
         let published = started.elapsed();
         self.metrics.committed.fetch_add(1, Ordering::Relaxed);
         let events: Vec<Event> = plan
@@ -443,6 +446,7 @@ impl Node {
         inner: &mut Inner,
         old: &Desired,
         compiled: Result<(PolicySet, Compiled), String>,
+        changes: &[(String, Action)],
     ) {
         let desired = inner.desired.clone();
         let generation = desired.generation;
@@ -460,8 +464,15 @@ impl Node {
             }
             Err(e) => inner.errors.push(format!("policy: {e}")),
         }
+        // Only a change to an appliance resource, a Service or an
+        // EndpointSlice can change the terminator's services.
+        if !desired.touches_appliance(old, changes) {
+            self.terminator_generation
+                .store(generation, Ordering::Release);
+            return;
+        }
         let wanted = desired.appliance_set();
-        let had = old.appliance_set();
+        let had = std::mem::replace(&mut inner.appliance, Arc::new(wanted.clone()));
         // Resolved, so that a Service's endpoints changing changes them.
         // A drained node starts no terminator: the change is stored and
         // takes effect at the next start, which a drain comes before.
@@ -577,7 +588,7 @@ impl Node {
     /// errors of the last publish.
     pub fn pending_and_errors(&self) -> (Vec<String>, Vec<String>) {
         let inner = self.inner.lock().expect("not poisoned");
-        let wanted = inner.desired.appliance_set();
+        let wanted = inner.appliance.clone();
         let mut pending = Vec::new();
         diff(
             &self.started_with.ports,

@@ -386,6 +386,29 @@ impl Desired {
 
     /// The appliance kinds, and the Kubernetes Services and EndpointSlices
     /// TLS services may name.
+    /// Whether a change from `previous` to this state, naming `changed`,
+    /// can change [`Self::appliance_set`]: whether it touches an appliance
+    /// resource, a Service or an EndpointSlice. A sync's stream of pod and
+    /// policy changes does not, and need not walk the whole state twice to
+    /// find that out.
+    pub fn touches_appliance(&self, previous: &Self, changed: &[(String, Action)]) -> bool {
+        changed.iter().any(|(id, action)| {
+            *action != Action::Unchanged
+                && [previous.entries.get(id), self.entries.get(id)]
+                    .into_iter()
+                    .flatten()
+                    .any(|e| {
+                        matches!(
+                            e.loaded.resource,
+                            Resource::Appliance { .. } | Resource::ServiceDiscovery { .. }
+                        )
+                    })
+        })
+    }
+
+    /// The appliance resources (ports, routes, TLS services, identities)
+    /// and the Services and EndpointSlices they may name. Walks every
+    /// resource.
     pub fn appliance_set(&self) -> ApplianceSet {
         use causeway_policy::resources::{SERVICE_NAME_LABEL, ServiceDiscovery};
         let mut set = ApplianceSet::default();
@@ -522,11 +545,22 @@ impl Desired {
                 }),
             }
         }
-        let before = previous.map(Self::appliance_set);
-        for p in self
-            .appliance_set()
-            .validate_since(terminator, before.as_ref())
-        {
+        // A state that passed these checks, changed only in resources that
+        // are not the appliance's, has the same appliance set: nothing to
+        // check again.
+        let same_appliance = previous
+            .zip(changed)
+            .is_some_and(|(p, c)| !self.touches_appliance(p, c));
+        let before = previous
+            .filter(|_| !same_appliance)
+            .map(Self::appliance_set);
+        let problems = if same_appliance {
+            Vec::new()
+        } else {
+            self.appliance_set()
+                .validate_since(terminator, before.as_ref())
+        };
+        for p in problems {
             let source = self.entries.get(&p.resource).map(|e| &e.loaded.source);
             errors.push(LoadError {
                 file: source.map(|s| s.file.clone()).unwrap_or_default(),

@@ -1060,3 +1060,41 @@ fn the_journal_record_names_exactly_what_changed() {
         d = next;
     }
 }
+
+#[test]
+fn only_a_change_to_an_appliance_resource_or_a_service_touches_the_appliance_set() {
+    let route = |via: &str| {
+        format!(
+            "apiVersion: causeway.dev/v1alpha1\nkind: Route\nmetadata: {{name: to-c}}\n\
+             spec: {{prefix: 10.3.0.0/16, via: {via}}}\n"
+        )
+    };
+    let d = apply(
+        &Desired::default(),
+        &format!("{ALLOW_WEB}---\n{EP}---\n{}", route("10.2.0.9")),
+    )
+    .unwrap()
+    .next;
+    // A pod relabelled, a policy changed: not the appliance's.
+    let p = apply(&d, &EP.replace("island: b", "island: c")).unwrap();
+    assert!(p.changed);
+    assert!(!p.next.touches_appliance(&d, &p.changes));
+    let p = apply(&d, &ALLOW_WEB.replace("[80]", "[81]")).unwrap();
+    assert!(!p.next.touches_appliance(&d, &p.changes));
+    // Unchanged, though named: not either.
+    let p = apply(&d, &route("10.2.0.9")).unwrap();
+    assert!(!p.next.touches_appliance(&d, &p.changes));
+    // The route changed or deleted, and its set with it.
+    let p = apply(&d, &route("10.2.0.8")).unwrap();
+    assert!(p.next.touches_appliance(&d, &p.changes));
+    assert_ne!(p.next.appliance_set().routes, d.appliance_set().routes);
+    let p = d
+        .plan_delete(&["Route/to-c".to_owned()], Writer::new(OWNER_CTL), None)
+        .unwrap();
+    assert!(p.next.touches_appliance(&d, &p.changes));
+    // A Service is the terminator's business (a TLSService may name it).
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: lab}\n\
+               spec: {ports: [{name: http, port: 80, protocol: TCP}]}\n";
+    let p = apply(&d, svc).unwrap();
+    assert!(p.next.touches_appliance(&d, &p.changes));
+}
