@@ -15,9 +15,9 @@
 //! appliances: [unix:/run/causeway/causeway-control.sock]
 //! status_socket: /run/causeway/sync.sock
 //! metrics_listen: 127.0.0.1:9465  # optional: Prometheus on TCP
-//! batch_ms: 2                      # wait this long after a first change; what
-//!                                  # arrives while an apply is answered goes
-//!                                  # in the next one anyway
+//! batch_ms: 0                      # wait this long after a change that follows
+//!                                  # a quiet spell (0: push it at once); under
+//!                                  # load, pushes are 50 ms apart anyway
 //! ```
 
 use std::{
@@ -55,8 +55,10 @@ pub struct SyncConfig {
     /// Prometheus metrics on TCP too.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
-    /// A burst of events arriving within this many milliseconds of the
-    /// first is pushed as one change.
+    /// How long a change after a quiet spell waits for more before it is
+    /// pushed (default 0: at once, as a change is latency someone waits
+    /// for). Under load, pushes to one appliance are at least 50 ms apart
+    /// whatever this is, each carrying everything that arrived meanwhile.
     #[serde(default = "default_batch_ms")]
     pub batch_ms: u64,
     /// Let the cluster's state leave an appliance with no policy at all
@@ -76,7 +78,7 @@ fn default_status_socket() -> PathBuf {
 }
 
 const fn default_batch_ms() -> u64 {
-    2
+    0
 }
 
 /// mTLS to appliances' TCP control API.

@@ -8,7 +8,7 @@
 //!    ▼
 //! inventory.rs    every source's objects as causeway resources; bad ones
 //!    │            reported and skipped; a version per change
-//!    ▼  (every source synced; a burst batched for `batch_ms`)
+//!    ▼  (every source synced; under load, pushes 50 ms apart)
 //! push.rs         per appliance: diff against what it holds of this sync's
 //!                 owner, one Apply (puts and deletes together, expected
 //!                 generation, wait enforced), retry with backoff

@@ -319,7 +319,8 @@ async fn session(
     let mut compare_all = true;
     // When the last push was sent: under load, pushes are at least
     // PUSH_INTERVAL apart, so a burst coalesces into few applies while a
-    // lone change after a quiet spell waits only `batch`.
+    // lone change after a quiet spell waits only `batch` (default: not at
+    // all).
     let mut last_push: Option<Instant> = None;
     loop {
         // 2. Every source synced, and something new.
@@ -360,7 +361,9 @@ async fn session(
                 s.rejected = rejected_report(&rejected, &s.rejected);
             }
             changed.changed().await.context("the inventory is gone")?;
-            tokio::time::sleep(batch).await;
+            if !batch.is_zero() {
+                tokio::time::sleep(batch).await;
+            }
             continue;
         }
         // 3. One change.

@@ -381,7 +381,7 @@ fn placement(m: &Measured, plan: &Plan) -> BTreeMap<String, String> {
             "sync".to_owned(),
             format!(
                 "causeway sync, DATASTORE_TYPE=etcdv3, one appliance over its gRPC Unix socket, batch_ms {}; unpinned",
-                plan.batch_ms.map_or_else(|| "default (20)".to_owned(), |b| b.to_string())
+                plan.batch_ms.map_or_else(|| "default (0)".to_owned(), |b| b.to_string())
             ),
         ),
         (
