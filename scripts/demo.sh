@@ -11,8 +11,8 @@
 # redis-cli across two gateways. Last, the sync: Calico policy and workload
 # endpoints written into a real etcd as calicoctl writes them, carried to the
 # appliance by `causeway sync`, the verdicts following etcd's changes, and
-# still enforced once etcd and the sync are gone. The lab is removed at the
-# end, also when a step fails.
+# still enforced once etcd and the sync are gone; and a drain before a
+# restart. The lab is removed at the end, also when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -48,6 +48,7 @@ BROKEN=$(mktemp)
 sed 's/^\( *\)batch: .*/\1batch: 0/' "/run/causeway/lab/$LAB/config.yaml" >"$BROKEN"
 ip netns exec "$LAB-gw" "$CW" run --check --config "$BROKEN" || echo "(refused, exit $?: a template with this value would never replace the configuration in force)"
 rm -f "$BROKEN"
+echo "gRPC health (grpc.health.v1, what a balancer asks): $("$CW" ctl --lab "$LAB" health)"
 
 step "the appliance's kernel does not forward; the XDP program is attached"
 echo "net.ipv4.ip_forward = $(ip netns exec "$LAB-gw" sysctl -n net.ipv4.ip_forward)"
@@ -87,6 +88,15 @@ ip netns exec "$LAB-a" python3 tests/python/raw_frames.py send eth0 "$GW_MAC" \
 wait "$SNIFF"
 echo "island B saw: $(tail -1 "$SNIFFED")"; rm -f "$SNIFFED"
 "$CW" stats --lab "$LAB" -o prometheus | grep -E 'causeway_port_drops_total\{port="a",reason="(martian|directed_broadcast)"\}'
+
+step "the appliance's own addresses: no host-endpoint policy, so island A's ping to the gateway 10.1.0.1 is judged and denied; its failsafe port 22 stays open"
+ip netns exec "$LAB-a" ping -c1 -W1 10.1.0.1 || echo "(no answer: judged by the host endpoint's policy, of which there is none)"
+ip netns exec "$LAB-gw" timeout 5 python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("10.1.0.1", 22)); s.listen(); c,_=s.accept(); c.sendall(b"failsafe\n"); time.sleep(0.2)' &
+FAILSAFE=$!
+sleep 0.3
+ip netns exec "$LAB-a" timeout 3 python3 -c 'import socket; print("tcp 10.1.0.1:22 answered:", socket.create_connection(("10.1.0.1", 22), timeout=2).recv(64).decode().strip())'
+wait "$FAILSAFE" || true
+"$CW" stats --lab "$LAB" | grep -E "^XDP"
 
 step "the appliance's counters (causeway stats --lab $LAB)"
 "$CW" stats --lab "$LAB"
@@ -277,3 +287,9 @@ kill "$SYNC_PID"; wait "$SYNC_PID" 2>/dev/null || true; SYNC_PID=
 verdicts connects "no answer" 0
 kill $LISTENERS 2>/dev/null || true; wait 2>/dev/null || true
 rm -rf "$SYNC_DIR"; SYNC_DIR=
+
+step "drain before a restart (causeway ctl drain): health says NOT_SERVING, /ready 503, the terminator has closed; the dataplane still forwards"
+"$CW" ctl --lab "$LAB" drain
+"$CW" ctl --lab "$LAB" health || echo "(health refused, exit $?: balancers stop sending)"
+printf '/ready: '; curl -s -o /dev/null -w '%{http_code}\n' --unix-socket "/run/causeway/lab/$LAB/causeway.sock" http://x/ready
+ip netns exec "$LAB-a" ping -c2 -i0.2 10.2.0.2
