@@ -241,33 +241,33 @@ pub fn start_metrics_tcp(listen: std::net::SocketAddr, probes: Arc<Probes>) -> R
 trait Conn: std::io::Read + Write + Send + 'static {
     fn set_timeouts(&self, d: Duration) -> std::io::Result<()>;
     fn closer(&self) -> std::io::Result<Box<dyn Fn() + Send>>;
+    /// Ends the sending side: the peer reads the end of the answer.
+    fn shutdown_write(&self) -> std::io::Result<()>;
 }
 
-impl Conn for UnixStream {
-    fn set_timeouts(&self, d: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(d))?;
-        self.set_write_timeout(Some(d))
-    }
-    fn closer(&self) -> std::io::Result<Box<dyn Fn() + Send>> {
-        let c = self.try_clone()?;
-        Ok(Box::new(move || {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }))
-    }
+/// The same for Unix and TCP streams, which have the same methods but no
+/// trait for them.
+macro_rules! impl_conn {
+    ($($t:ty),*) => {$(
+        impl Conn for $t {
+            fn set_timeouts(&self, d: Duration) -> std::io::Result<()> {
+                self.set_read_timeout(Some(d))?;
+                self.set_write_timeout(Some(d))
+            }
+            fn closer(&self) -> std::io::Result<Box<dyn Fn() + Send>> {
+                let c = self.try_clone()?;
+                Ok(Box::new(move || {
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                }))
+            }
+            fn shutdown_write(&self) -> std::io::Result<()> {
+                self.shutdown(std::net::Shutdown::Write)
+            }
+        }
+    )*};
 }
 
-impl Conn for std::net::TcpStream {
-    fn set_timeouts(&self, d: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(d))?;
-        self.set_write_timeout(Some(d))
-    }
-    fn closer(&self) -> std::io::Result<Box<dyn Fn() + Send>> {
-        let c = self.try_clone()?;
-        Ok(Box::new(move || {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }))
-    }
-}
+impl_conn!(UnixStream, std::net::TcpStream);
 
 /// One connection being served.
 struct Slot {
@@ -394,6 +394,35 @@ fn read_head<C: Conn>(conn: &mut C, deadline: Instant) -> Result<Vec<u8>, HeadEr
     }
 }
 
+/// Bytes of a refused request read and dropped after the answer, at most.
+const LINGER_BYTES: usize = 1 << 20;
+/// How long they are read for, at most.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// A lingering close, as nginx's `lingering_close`: after answering a
+/// request it did not read to the end, the server ends its side and
+/// drops what the client is still sending (bounded in bytes and time)
+/// before closing. Closing with unread bytes would send a RST, which can
+/// reach the client before it has read the answer.
+fn linger<C: Conn>(conn: &mut C, deadline: Instant) {
+    if conn.shutdown_write().is_err() {
+        return;
+    }
+    let until = deadline.min(Instant::now() + LINGER_TIME);
+    let mut buf = [0u8; 4096];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || conn.set_timeouts(left).is_err() {
+            return;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => dropped += n,
+        }
+    }
+}
+
 /// Where the head ends (before its empty line), if it has.
 fn head_end(b: &[u8]) -> Option<usize> {
     (0..b.len()).find(|&i| b[i..].starts_with(b"\r\n\r\n") || b[i..].starts_with(b"\n\n"))
@@ -404,12 +433,14 @@ fn respond<C: Conn>(mut conn: C, probes: &Probes, reading: &AtomicBool) -> std::
     let head = match read_head(&mut conn, deadline) {
         Ok(h) => h,
         Err(HeadError::TooLong) => {
-            return write_answer(
+            write_answer(
                 &mut conn,
                 "431 Request Header Fields Too Large",
                 "text/plain",
                 &format!("the request head is longer than {MAX_REQUEST_HEAD} bytes\n"),
-            );
+            )?;
+            linger(&mut conn, deadline);
+            return Ok(());
         }
         Err(HeadError::Io(e)) => return Err(e),
     };
@@ -740,6 +771,31 @@ mod tests {
         assert_eq!(status(&send(&p, big.as_bytes())), "431");
         let fits = format!("GET /live HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(4000));
         assert_eq!(status(&send(&p, fits.as_bytes())), "200");
+    }
+
+    #[test]
+    fn a_refused_request_is_answered_and_closed_without_a_reset() {
+        // Over TCP, a client still sending 64 KiB when the 431 comes: closed
+        // with its bytes unread, the socket would send a RST, and the
+        // client's read after the answer would fail (curl's exit 56).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = thread::spawn(move || {
+            let (conn, _) = listener.accept().expect("accept");
+            respond(conn, &Probes::new(), &AtomicBool::new(true))
+        });
+        let mut client = std::net::TcpStream::connect(addr).expect("connect");
+        let big = format!(
+            "GET /live HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(64 << 10)
+        );
+        client.write_all(big.as_bytes()).expect("write");
+        client.shutdown(std::net::Shutdown::Write).ok();
+        server.join().expect("server").expect("respond");
+        let mut out = Vec::new();
+        let read = std::io::Read::read_to_end(&mut client, &mut out);
+        assert!(read.is_ok(), "{read:?} after {} bytes", out.len());
+        assert_eq!(status(&String::from_utf8_lossy(&out)), "431");
     }
 
     #[test]
