@@ -297,15 +297,7 @@ impl Dataplane {
         let mut local = Vec::new();
         for (i, p) in config.ports.iter().enumerate() {
             let id = PortId(i as u16);
-            let link = links
-                .iter()
-                .find(|l| l.name == p.interface)
-                .with_context(|| {
-                    format!(
-                        "port {}: interface {} not found in this network namespace",
-                        p.name, p.interface
-                    )
-                })?;
+            let link = port_link(&links, p)?;
             let mac = link.mac.with_context(|| {
                 format!(
                     "port {}: {} has no MAC (not Ethernet?)",
@@ -711,15 +703,7 @@ pub fn own_addresses(ports: &[PortConfig]) -> Result<Vec<IpAddr>> {
     let addrs = nl.addrs().context("listing addresses")?;
     let mut out = Vec::new();
     for p in ports {
-        let link = links
-            .iter()
-            .find(|l| l.name == p.interface)
-            .with_context(|| {
-                format!(
-                    "port {}: interface {} not found in this network namespace",
-                    p.name, p.interface
-                )
-            })?;
+        let link = port_link(&links, p)?;
         out.extend(
             addrs
                 .iter()
@@ -728,6 +712,19 @@ pub fn own_addresses(ports: &[PortConfig]) -> Result<Vec<IpAddr>> {
         );
     }
     Ok(out)
+}
+
+/// The interface of port `p` among `links`.
+fn port_link<'a>(links: &'a [netlink::Link], p: &PortConfig) -> Result<&'a netlink::Link> {
+    links
+        .iter()
+        .find(|l| l.name == p.interface)
+        .with_context(|| {
+            format!(
+                "port {}: interface {} not found in this network namespace",
+                p.name, p.interface
+            )
+        })
 }
 
 /// The rule names of prefilter slots (slot i is entry i).
