@@ -34,8 +34,12 @@ pub(crate) struct Args {
     /// ClassBench filter set (db_generator format).
     #[arg(long, value_name = "FILE", required_unless_present = "generate")]
     rules: Option<PathBuf>,
-    /// ClassBench trace (trace_generator format).
-    #[arg(long, value_name = "FILE", required_unless_present = "generate")]
+    /// ClassBench trace (trace_generator format). Absent: `--packets`
+    /// headers made from the rules with `--seed`, as trace_generator makes
+    /// them (nine in ten a random header inside a random rule, the rest
+    /// random; without its locality), so a public filter set that comes
+    /// without a trace can be measured.
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
     trace: Option<PathBuf>,
     /// Where to write the match per packet [default: stdout].
     #[arg(long, value_name = "FILE", conflicts_with = "generate")]
@@ -76,13 +80,9 @@ pub(crate) struct Args {
     /// Where to write the generated trace.
     #[arg(long, value_name = "FILE", requires = "generate")]
     trace_out: Option<PathBuf>,
-    /// Packets in the generated trace.
-    #[arg(
-        long,
-        value_name = "M",
-        default_value_t = 100_000,
-        requires = "generate"
-    )]
+    /// Packets in the generated trace (with --generate, or --rules without
+    /// --trace).
+    #[arg(long, value_name = "M", default_value_t = 100_000)]
     packets: usize,
 }
 
@@ -90,11 +90,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(count) = args.generate {
         return generate(args, count);
     }
-    let (Some(rules_path), Some(trace_path)) = (&args.rules, &args.trace) else {
-        bail!("classify needs --rules and --trace, or --generate");
+    let Some(rules_path) = &args.rules else {
+        bail!("classify needs --rules (and --trace, or one is made), or --generate");
     };
     let rules = read(rules_path, classbench::parse_rules)?;
-    let trace = read(trace_path, classbench::parse_trace)?;
+    let (trace, trace_from) = match &args.trace {
+        Some(path) => (
+            read(path, classbench::parse_trace)?,
+            path.display().to_string(),
+        ),
+        None => (
+            classbench::generate_trace(&rules, args.packets, args.seed),
+            format!("headers made from the rules (seed {})", args.seed),
+        ),
+    };
 
     // Build.
     let start = Instant::now();
@@ -119,7 +128,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     eprintln!(
         "packets: {} from {}: {:.1}% match a rule",
         trace.len(),
-        trace_path.display(),
+        trace_from,
         percent(matched, trace.len()),
     );
     if trace.is_empty() {

@@ -228,6 +228,41 @@ fn stdout_and_the_linear_peer_agree() {
     assert_eq!(answers, want);
 }
 
+/// The public ClassBench sets in `../shared/classbench/` (made by
+/// db_generator from the acl1, fw1 and ipc1 seeds): read as they come,
+/// without a trace (one is made from the rules), and every packet's
+/// answer agrees with the linear first-match scan.
+#[test]
+fn the_public_classbench_sets_classify_as_the_linear_scan_does() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/classbench");
+    assert!(
+        dir.join("README.md").exists(),
+        "the public ClassBench sets are not at {} (the repository's ../shared)",
+        dir.display()
+    );
+    for set in ["acl1_1k", "fw1_1k", "ipc1_1k"] {
+        let out = run(&[
+            "classify",
+            "--rules",
+            s(&dir.join(set)),
+            "--packets",
+            "3000",
+            "--min-time",
+            "0.01",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("all agree"), "{set}: {stderr}");
+        assert!(stderr.contains("made from the rules"), "{set}: {stderr}");
+        let answers = String::from_utf8(out.stdout).unwrap();
+        let hits = answers.lines().filter(|l| *l != "-1").count();
+        assert_eq!(answers.lines().count(), 3000, "{set}: one line per packet");
+        assert!(
+            hits > 2000,
+            "{set}: only {hits} of 3000 packets match a rule"
+        );
+    }
+}
+
 #[test]
 fn bad_lines_are_reported_with_file_and_line() {
     let (rules_file, trace_file) = (scratch("bad.rules"), scratch("bad.trace"));
