@@ -251,7 +251,7 @@ impl Node {
             terminator_generation: AtomicU64::new(desired.generation),
             draining: AtomicBool::new(false),
             inner: Mutex::new(Inner {
-                appliance: Arc::new(desired.appliance_set()),
+                appliance: Arc::new(appliance.clone()),
                 desired: Arc::new(desired),
                 cache,
                 terminator,
@@ -471,8 +471,8 @@ impl Node {
                 .store(generation, Ordering::Release);
             return;
         }
-        let wanted = desired.appliance_set();
-        let had = std::mem::replace(&mut inner.appliance, Arc::new(wanted.clone()));
+        let wanted = Arc::new(desired.appliance_set());
+        let had = std::mem::replace(&mut inner.appliance, wanted.clone());
         // Resolved, so that a Service's endpoints changing changes them.
         // A drained node starts no terminator: the change is stored and
         // takes effect at the next start, which a drain comes before.

@@ -147,31 +147,48 @@ struct to_host {
 	__u8 proto;  // IPPROTO_TCP, IPPROTO_UDP, or 0: neither (or no ports)
 	__u8 syn;    // TCP: SYN without ACK (a new connection: always judged)
 	__u8 icmp_reply; // an ICMP echo reply or error
+	__u8 v4;     // IPv4 (the addresses are v4-mapped in own_addr and lpm_key)
 	__be16 sport;
 	__be16 dport;
 };
 
 // Whether a kernel socket other than a listener takes the packet: the
 // later packets of a connection the worker admitted, and the replies to the
-// appliance's own connections. `tuple` is filled by the caller (the packet's
-// source is the remote end); `size` is sizeof its ipv4 or ipv6 member.
+// appliance's own connections. The packet's source (`src`) is the remote
+// end, its destination (`dst`) the appliance. Only packets to the
+// appliance get here, so the socket tuple is built here, not per packet.
 static __always_inline int socket_takes(struct xdp_md *ctx, struct to_host *h,
-					struct bpf_sock_tuple *tuple, __u32 size)
+					struct lpm_key *src, struct own_addr *dst)
 {
+	struct bpf_sock_tuple tuple = {};
 	struct bpf_sock *sk;
+	__u32 size;
 	int takes;
 
+	if (h->v4) {
+		__builtin_memcpy(&tuple.ipv4.saddr, &src->addr[12], 4);
+		__builtin_memcpy(&tuple.ipv4.daddr, &dst->addr[12], 4);
+		tuple.ipv4.sport = h->sport;
+		tuple.ipv4.dport = h->dport;
+		size = sizeof(tuple.ipv4);
+	} else {
+		__builtin_memcpy(tuple.ipv6.saddr, src->addr, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, dst->addr, 16);
+		tuple.ipv6.sport = h->sport;
+		tuple.ipv6.dport = h->dport;
+		size = sizeof(tuple.ipv6);
+	}
 	if (h->proto == IPPROTO_TCP) {
 		// A bare SYN could reopen a TIME_WAIT connection or reach a
 		// listener: new connections are the policy's to judge.
 		if (h->syn)
 			return 0;
-		sk = bpf_skc_lookup_tcp(ctx, tuple, size, BPF_F_CURRENT_NETNS, 0);
+		sk = bpf_skc_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 		if (!sk)
 			return 0;
 		takes = sk->state != BPF_TCP_LISTEN;
 	} else if (h->proto == IPPROTO_UDP) {
-		sk = bpf_sk_lookup_udp(ctx, tuple, size, BPF_F_CURRENT_NETNS, 0);
+		sk = bpf_sk_lookup_udp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 		if (!sk)
 			return 0;
 		// Only a connected socket matches on the remote end too; an
@@ -215,8 +232,6 @@ int causeway_xdp(struct xdp_md *ctx)
 	struct own_addr key = {};
 	struct lpm_key src = { .prefixlen = 128 };
 	struct to_host host = {};
-	struct bpf_sock_tuple tuple = {};
-	__u32 tuple_size = 0;
 	__u16 proto;
 	void *l3;
 
@@ -265,11 +280,7 @@ int causeway_xdp(struct xdp_md *ctx)
 				host.icmp_reply = *type == 0 || *type == 3 || *type == 11 || *type == 12;
 			}
 		}
-		tuple.ipv4.saddr = ip->saddr;
-		tuple.ipv4.daddr = ip->daddr;
-		tuple.ipv4.sport = host.sport;
-		tuple.ipv4.dport = host.dport;
-		tuple_size = sizeof(tuple.ipv4);
+		host.v4 = 1;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
@@ -290,11 +301,6 @@ int causeway_xdp(struct xdp_md *ctx)
 		// Ports only right after the fixed header (extension headers: judged).
 		if (l4_ports(ip6 + 1, data_end, ip6->nexthdr, &host) < 0)
 			return count(C_DROP_MALFORMED, XDP_DROP);
-		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, 16);
-		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, 16);
-		tuple.ipv6.sport = host.sport;
-		tuple.ipv6.dport = host.dport;
-		tuple_size = sizeof(tuple.ipv6);
 	} else {
 		// Neither IP nor ARP (LLDP, STP, ...): the kernel decides.
 		return count(C_PASS_OTHER, XDP_PASS);
@@ -316,7 +322,7 @@ int causeway_xdp(struct xdp_md *ctx)
 			struct failsafe_key fk = { .proto = host.proto, .port = host.dport };
 			if (bpf_map_lookup_elem(&failsafe_in, &fk))
 				return count(C_PASS_FAILSAFE, XDP_PASS);
-			if (socket_takes(ctx, &host, &tuple, tuple_size))
+			if (socket_takes(ctx, &host, &src, &key))
 				return count(C_PASS_SOCKET, XDP_PASS);
 		}
 		// The worker judges it by the host endpoint's policy.

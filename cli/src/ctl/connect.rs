@@ -36,21 +36,8 @@ pub(super) fn address(args: &CtlArgs) -> Result<ApplianceAddr> {
         (None, None, None) => None,
         _ => bail!("--tls-ca, --tls-cert and --tls-key go together: give all three"),
     };
-    appliance_addr(server, tls.as_ref()).map_err(|e| {
-        // The sync's wording names its own flags; say ctl's.
-        anyhow::anyhow!(
-            "--server {}",
-            e.to_string()
-                .replace(
-                    "give appliance_tls (ca, cert, key) in the file, or ",
-                    "give "
-                )
-                .replace(
-                    "--appliance-ca, --appliance-cert and --appliance-key",
-                    "--tls-ca, --tls-cert and --tls-key"
-                )
-        )
-    })
+    appliance_addr(server, tls.as_ref(), "--tls-ca, --tls-cert and --tls-key")
+        .map_err(|e| anyhow::anyhow!("--server {e}"))
 }
 
 /// `e`, with a hint when the mTLS API ended the call unanswered: TLS 1.3

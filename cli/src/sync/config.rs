@@ -191,12 +191,19 @@ impl std::fmt::Display for ApplianceAddr {
     }
 }
 
+/// How a sync is given its mTLS files, for [`appliance_addr`]'s error.
+pub const SYNC_TLS_HINT: &str = "appliance_tls (ca, cert, key) in the file, or --appliance-ca, --appliance-cert and --appliance-key";
+
 /// Parses `unix:PATH` or `https://HOST:PORT` (which needs `tls`).
 ///
 /// # Errors
 /// Another scheme, or none, named with what to write instead; https
-/// without `appliance_tls`.
-pub fn appliance_addr(s: &str, tls: Option<&ApplianceTls>) -> Result<ApplianceAddr> {
+/// without `tls`, saying to give `tls_hint` (how the caller takes them).
+pub fn appliance_addr(
+    s: &str,
+    tls: Option<&ApplianceTls>,
+    tls_hint: &str,
+) -> Result<ApplianceAddr> {
     if let Some(path) = s.strip_prefix("unix:") {
         if path.is_empty() {
             bail!(
@@ -211,10 +218,7 @@ pub fn appliance_addr(s: &str, tls: Option<&ApplianceTls>) -> Result<ApplianceAd
             bail!("`{s}`: give the API's port, e.g. https://10.0.0.1:7443");
         }
         let Some(tls) = tls else {
-            bail!(
-                "`{s}`: the TCP control API needs mTLS: give appliance_tls (ca, cert, key) in the \
-                 file, or --appliance-ca, --appliance-cert and --appliance-key"
-            );
+            bail!("`{s}`: the TCP control API needs mTLS: give {tls_hint}");
         };
         return Ok(ApplianceAddr::Https(addr.to_owned(), Box::new(tls.clone())));
     }
@@ -380,7 +384,7 @@ impl SyncConfig {
         }
         let mut appliances = Vec::new();
         for (i, a) in self.appliances.iter().enumerate() {
-            match appliance_addr(a, self.appliance_tls.as_ref()) {
+            match appliance_addr(a, self.appliance_tls.as_ref(), SYNC_TLS_HINT) {
                 Ok(a) => appliances.push(a),
                 Err(e) => errors.push(format!("appliances[{i}]: {e}")),
             }
@@ -437,7 +441,7 @@ mod tests {
             e.contains("appliances[0]: `tcp://1.2.3.4` is not an appliance address"),
             "{e}"
         );
-        let e = appliance_addr("https://10.0.0.1:7443", None).unwrap_err();
+        let e = appliance_addr("https://10.0.0.1:7443", None, SYNC_TLS_HINT).unwrap_err();
         assert!(e.to_string().contains("needs mTLS"), "{e}");
         let e = serde_yaml::from_str::<SyncConfig>("sourcez: []").unwrap_err();
         assert!(e.to_string().contains("sourcez"), "{e}");

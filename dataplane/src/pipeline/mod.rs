@@ -272,7 +272,7 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (src, dst, ttl, proto, first_fragment, facts, end) = {
+        let (src, dst, ttl, proto, first_fragment, facts, end, local) = {
             let Ok(ip) = ipv4::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
@@ -297,12 +297,13 @@ impl Pipeline {
                 first,
                 facts,
                 off + usize::from(ip.total_len()),
+                local,
             )
         };
         if martian::v4(src, dst) {
             return Verdict::Drop(DropReason::Martian);
         }
-        if self.is_local(IpAddr::V4(dst)) {
+        if local {
             return self.judge_host(ingress, IpAddr::V4(src), facts.as_ref(), off..end, now);
         }
         if self.broadcasts.contains(&dst) {
@@ -343,7 +344,7 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (src, dst, hop_limit, upper, facts, end) = {
+        let (src, dst, hop_limit, upper, facts, end, local) = {
             let Ok(ip) = ipv6::Packet::new_checked(&buf[off..len]) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
@@ -367,12 +368,13 @@ impl Pipeline {
                 upper,
                 facts,
                 off + ip_len,
+                local,
             )
         };
         if martian::v6(src, dst) {
             return Verdict::Drop(DropReason::Martian);
         }
-        if self.is_local(IpAddr::V6(dst)) {
+        if local {
             return self.judge_host(ingress, IpAddr::V6(src), facts.as_ref(), off..end, now);
         }
         if let Err(reason) = self.admit(ingress, IpAddr::V6(src), facts.as_ref(), now) {
