@@ -28,6 +28,16 @@
 //!   fsync, rename, fsync the directory) into the temp directory, for
 //!   comparison; the disk and its load decide this one.
 //!
+//! The `sync_shape` group is the same on the shape a sync carries
+//! (`policy/benches/shape`: 10 000 pods, 1 000 policies): one pod's
+//! `version` label flipped per iteration, the change of the
+//! `causeway-perf sync` scenario's single changes.
+//!
+//! - `plan_and_compile`: as above, the figure;
+//! - `plan`, `compile`: the two halves;
+//! - `clone`, `policy_set`: the parts of the plan that grow with the
+//!   state.
+//!
 //! Allocation is with mimalloc, as in the `causeway` binary.
 //!
 //! `cargo bench -p causeway-control --bench apply`
@@ -37,6 +47,9 @@ use std::{fmt::Write as _, hint::black_box, time::Duration};
 use causeway_control::store::{Desired, InputFile, OWNER_CTL, Writer, persist};
 use causeway_policy::compile::{Cache, compile};
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "../../policy/benches/shape/mod.rs"]
+mod shape;
 
 // The allocator of the `causeway` binary: the plan and compile allocate a
 // lot, and the figure should be the server's.
@@ -239,5 +252,79 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply);
+/// One pod's `version` label flipped per change, on the sync's shape.
+fn sync_shape(c: &mut Criterion) {
+    let file = |text: String| InputFile {
+        name: "sync.yaml".into(),
+        text,
+    };
+    let base = Desired::default()
+        .plan_apply(&[file(shape::all())], &[], Writer::new(OWNER_CTL), None)
+        .expect("the shape is valid")
+        .next;
+    let mut cache = Cache::default();
+    compile(
+        &base.policy_set().expect("the shape builds"),
+        base.generation,
+        &mut cache,
+    );
+    // Pod i flipped from its base label, and back on its next turn.
+    let flips: Vec<[InputFile; 2]> = (0..shape::PODS)
+        .step_by(7)
+        .map(|i| [false, true].map(|f| file(shape::pod(i, i.is_multiple_of(2) != f))))
+        .collect();
+    let mut flipped = vec![false; flips.len()];
+    let mut n = 0usize;
+    let mut next = move || {
+        let i = n * 31 % flips.len();
+        n += 1;
+        flipped[i] = !flipped[i];
+        flips[i][usize::from(flipped[i])].clone()
+    };
+    let mut group = c.benchmark_group("apply/sync_shape");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+
+    let mut desired = base;
+    group.bench_function("plan_and_compile", |b| {
+        b.iter(|| {
+            let plan = desired
+                .plan_apply(&[next()], &[], Writer::new(OWNER_CTL), None)
+                .expect("a valid change");
+            let set = plan.policy.expect("a change carries its policy set");
+            let compiled = compile(&set, plan.next.generation, &mut cache);
+            desired = plan.next;
+            black_box(compiled.built)
+        });
+    });
+    group.bench_function("plan", |b| {
+        b.iter(|| {
+            let plan = desired
+                .plan_apply(&[next()], &[], Writer::new(OWNER_CTL), None)
+                .expect("a valid change");
+            desired = plan.next;
+        });
+    });
+    let other = desired
+        .plan_apply(&[next()], &[], Writer::new(OWNER_CTL), None)
+        .expect("a valid change")
+        .next;
+    let sets =
+        [&desired, &other].map(|d| (d.policy_set().expect("a valid state builds"), d.generation));
+    let mut which = 0;
+    group.bench_function("compile", |b| {
+        b.iter(|| {
+            which = 1 - which;
+            let (set, generation) = &sets[which];
+            black_box(compile(set, *generation, &mut cache).built)
+        });
+    });
+    group.bench_function("clone", |b| b.iter(|| black_box(desired.clone())));
+    group.bench_function("policy_set", |b| {
+        b.iter(|| black_box(desired.policy_set().expect("a valid state builds")));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply, sync_shape);
 criterion_main!(benches);

@@ -19,7 +19,7 @@
 //!
 //! `cargo bench -p causeway-policy --bench compile`
 
-use std::{collections::BTreeMap, fmt::Write as _, hint::black_box, path::Path, time::Duration};
+use std::{collections::BTreeMap, hint::black_box, path::Path, time::Duration};
 
 use causeway_policy::{
     compile::{Cache, compile},
@@ -27,88 +27,13 @@ use causeway_policy::{
     normalize::{Normal, PolicySet},
 };
 use criterion::{Criterion, criterion_group, criterion_main};
+use shape::{PODS, POLICIES, pod, pod_as, policy};
+
+mod shape;
 
 // The allocator of the `causeway` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const PODS: u32 = 10_000;
-const NAMESPACES: u32 = 50;
-const POLICIES: u32 = 1_000;
-const APPS: u32 = 20;
-const ROLES: [&str; 3] = ["frontend", "backend", "db"];
-
-fn namespace(n: u32) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns-{n:02}\n  labels: {{team: t{}}}\n",
-        n % 5
-    )
-}
-
-fn pod(i: u32, v2: bool) -> String {
-    pod_as(i, v2, None)
-}
-
-/// Pod `i`, with `role` instead of its own `tier` if given.
-fn pod_as(i: u32, v2: bool, role: Option<&str>) -> String {
-    let ns = i % NAMESPACES;
-    let k = i / NAMESPACES;
-    let ip = u32::from_be_bytes([172, 16, 0, 1]) + i;
-    format!(
-        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-{i}\n  namespace: ns-{ns:02}\n  labels: {{app: app-{}, tier: {}, version: {}}}\nspec:\n  serviceAccountName: default\n  containers:\n  - name: c\n    ports: [{{name: http, containerPort: 8080, protocol: TCP}}]\nstatus:\n  podIPs: [{{ip: {}}}]\n",
-        k % APPS,
-        role.unwrap_or(ROLES[(k / APPS % 3) as usize]),
-        if v2 { "v2" } else { "v1" },
-        std::net::Ipv4Addr::from(ip),
-    )
-}
-
-fn tiers() -> String {
-    "---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: security\nspec:\n  order: 100\n\
----\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: platform\nspec:\n  order: 200\n"
-        .to_owned()
-}
-
-fn policy(k: u32, moved: u32) -> String {
-    let global = k.is_multiple_of(5);
-    let tier = match k % 10 {
-        0 | 1 => "security",
-        2 => "platform",
-        _ => "default",
-    };
-    let base = if global {
-        format!("gp-{k}")
-    } else {
-        format!("np-{k}")
-    };
-    let name = if tier == "default" {
-        base
-    } else {
-        format!("{tier}.{base}")
-    };
-    let app = format!("app-{}", k % APPS);
-    let (kind, ns, selector) = if global {
-        (
-            "GlobalNetworkPolicy",
-            String::new(),
-            format!("app == '{app}' && version == 'v2'"),
-        )
-    } else {
-        (
-            "NetworkPolicy",
-            format!("\n  namespace: ns-{:02}", k % NAMESPACES),
-            format!(
-                "app == '{app}' && tier == '{}'",
-                ROLES[(k / APPS % 3) as usize]
-            ),
-        )
-    };
-    let port = 10_000 + (k * 7 + moved) % 50_000;
-    format!(
-        "---\napiVersion: projectcalico.org/v3\nkind: {kind}\nmetadata:\n  name: {name}{ns}\nspec:\n  tier: {tier}\n  order: {}\n  selector: \"{selector}\"\n  types: [Ingress, Egress]\n  ingress:\n  - {{action: Allow, protocol: TCP, source: {{selector: \"tier == 'frontend'\"}}, destination: {{ports: [{port}]}}}}\n  - {{action: Allow, protocol: TCP, source: {{nets: [10.1.0.0/24]}}, destination: {{ports: ['8000:8099']}}}}\n  egress:\n  - {{action: Allow, protocol: UDP, destination: {{selector: \"app == 'app-0'\", ports: [53]}}}}\n",
-        k % 100
-    )
-}
 
 /// Resources by id with their normal forms, as the store keeps them.
 #[derive(Clone, Default)]
@@ -129,18 +54,8 @@ impl State {
 }
 
 fn base() -> State {
-    let mut text = tiers();
-    for n in 0..NAMESPACES {
-        text += &namespace(n);
-    }
-    for i in 0..PODS {
-        text += &pod(i, i.is_multiple_of(2));
-    }
-    for k in 0..POLICIES {
-        let _ = write!(text, "{}", policy(k, 0));
-    }
     let mut s = State::default();
-    s.put(&text);
+    s.put(&shape::all());
     s
 }
 
