@@ -274,7 +274,6 @@ pub fn undefined_tiers(all: &[&Loaded]) -> Vec<LoadError> {
 }
 
 fn undefined_tiers_except(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) -> Vec<LoadError> {
-    let mut errors = Vec::new();
     let tiers: BTreeSet<&str> = all
         .iter()
         .filter_map(|l| match &l.resource {
@@ -282,32 +281,39 @@ fn undefined_tiers_except(all: &[&Loaded], unreadable_tiers: &BTreeSet<String>) 
             _ => None,
         })
         .collect();
-    for l in all {
-        let (Resource::GlobalNetworkPolicy { spec, .. } | Resource::NetworkPolicy { spec, .. }) =
-            &l.resource
-        else {
-            continue;
-        };
-        let Some(tier) = spec.tier.as_deref() else {
-            continue;
-        };
-        if tier == semantic::DEFAULT_TIER || tiers.contains(tier) || unreadable_tiers.contains(tier)
-        {
-            continue;
-        }
-        errors.push(LoadError {
-            file: l.source.file.clone(),
-            line: Some(l.source.line),
-            column: None,
-            resource: Some(l.resource.id()),
-            field: Some("spec.tier".to_owned()),
-            message: format!(
-                "tier `{tier}` is not defined: add a Tier named `{tier}` (apiVersion projectcalico.org/v3, \
-                 kind Tier), or remove spec.tier to use the default tier"
-            ),
-        });
+    all.iter()
+        .filter_map(|l| {
+            undefined_tier(l, |tier| {
+                tiers.contains(tier) || unreadable_tiers.contains(tier)
+            })
+        })
+        .collect()
+}
+
+/// The error of a policy whose tier is neither the default tier nor one
+/// `defined` says exists (a check of one changed policy against a state
+/// whose tiers are known); `None` for any other resource.
+pub fn undefined_tier(l: &Loaded, defined: impl Fn(&str) -> bool) -> Option<LoadError> {
+    let (Resource::GlobalNetworkPolicy { spec, .. } | Resource::NetworkPolicy { spec, .. }) =
+        &l.resource
+    else {
+        return None;
+    };
+    let tier = spec.tier.as_deref()?;
+    if tier == semantic::DEFAULT_TIER || defined(tier) {
+        return None;
     }
-    errors
+    Some(LoadError {
+        file: l.source.file.clone(),
+        line: Some(l.source.line),
+        column: None,
+        resource: Some(l.resource.id()),
+        field: Some("spec.tier".to_owned()),
+        message: format!(
+            "tier `{tier}` is not defined: add a Tier named `{tier}` (apiVersion projectcalico.org/v3, \
+             kind Tier), or remove spec.tier to use the default tier"
+        ),
+    })
 }
 
 /// An address of two endpoints (pods that are endpoints, static

@@ -431,7 +431,7 @@ fn list_page(
     let mut next_page_token = String::new();
     let matching = desired
         .entries
-        .range::<String, _>((after, Bound::Unbounded))
+        .range::<_, String>((after, Bound::Unbounded))
         .map(|(id, e)| (id, convert::resource(e)))
         .filter(|(_, res)| {
             (r.kind.is_empty() || convert::kind_matches(res, &r.kind))

@@ -14,7 +14,7 @@ pub mod persist;
 mod tests;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, hash_map},
+    collections::{BTreeSet, HashMap, hash_map},
     fmt,
     net::IpAddr,
     path::{Path, PathBuf},
@@ -113,13 +113,41 @@ impl Entry {
 }
 
 /// The whole desired state.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Desired {
     /// Counts the changes; 0 is the empty state nobody wrote.
     pub generation: u64,
-    /// By [`Entry::id`]; shared, so that planning a change copies the map,
-    /// not the resources.
-    pub entries: BTreeMap<String, Arc<Entry>>,
+    /// By [`Entry::id`]. A persistent map: planning a change copies it in
+    /// O(1) and changes it in O(log n), sharing every untouched node (and
+    /// every resource, by `Arc`) with the current state, so that a change
+    /// costs what it changes, not the 10 000 entries a cluster holds.
+    pub entries: imbl::OrdMap<String, Arc<Entry>>,
+    /// Which endpoint holds each address, as the check of this state found
+    /// it (so the next change is checked against it instead of against
+    /// every endpoint); `None` for a state not made by a plan (loaded from
+    /// disk, seeded), whose first change's check walks every endpoint.
+    addresses: Option<AddressIndex>,
+}
+
+/// Endpoint ids by the addresses they hold.
+type AddressIndex = imbl::HashMap<IpAddr, Arc<str>>;
+
+/// Equal when they hold the same resources at the same generation; the
+/// address index is derived from the entries.
+impl PartialEq for Desired {
+    fn eq(&self, other: &Self) -> bool {
+        self.generation == other.generation && self.entries == other.entries
+    }
+}
+
+/// What [`Desired::check_and_build`] found.
+struct Checked {
+    /// Every problem.
+    errors: Vec<LoadError>,
+    /// The policy set, when the checks before it passed.
+    set: Option<PolicySet>,
+    /// Who holds each address, when no two endpoints share one.
+    addresses: Option<AddressIndex>,
 }
 
 /// What a change did to one resource.
@@ -440,12 +468,17 @@ impl Desired {
         set
     }
 
-    /// Addresses of two endpoints (see [`load::address_shared`]): among
-    /// all, or, when `changed` lists what changed since a state that had
-    /// none, between a created or changed endpoint and any other (the error
-    /// names the changed one: that is the resource the writer can fix).
-    /// Read from the kept normal forms, so no address is parsed again.
-    fn shared_addresses(&self, changed: Option<&[(String, Action)]>) -> Vec<LoadError> {
+    /// Addresses of two endpoints (see [`load::address_shared`]), and the
+    /// index of who holds each address when there are none. Among all
+    /// endpoints; or, when `since` gives a state that had none, with its
+    /// index, and what changed since, between a created or changed
+    /// endpoint and any other, looked up in that index (the error names
+    /// the changed one: that is the resource the writer can fix). Read
+    /// from the kept normal forms, so no address is parsed again.
+    fn shared_addresses(
+        &self,
+        since: Option<(&Self, &[(String, Action)])>,
+    ) -> (Vec<LoadError>, Option<AddressIndex>) {
         fn ips(e: &Entry) -> &[IpAddr] {
             match e.normal() {
                 Ok(Normal::Endpoint(ep)) => &ep.ips,
@@ -453,46 +486,66 @@ impl Desired {
             }
         }
         let mut errors = Vec::new();
-        let mut owners: HashMap<IpAddr, &Entry> = HashMap::new();
-        let mut claim = |e| {
-            for &ip in ips(e) {
-                match owners.entry(ip) {
-                    hash_map::Entry::Vacant(v) => {
-                        v.insert(e);
-                    }
-                    hash_map::Entry::Occupied(first) => {
-                        errors.push(load::address_shared(&e.loaded, ip, &first.get().loaded));
+        let Some((previous, changed, mut index)) =
+            since.and_then(|(p, c)| Some((p, c, p.addresses.clone()?)))
+        else {
+            let mut owners: HashMap<IpAddr, (&str, &Entry)> = HashMap::new();
+            for (id, e) in &self.entries {
+                for &ip in ips(e) {
+                    match owners.entry(ip) {
+                        hash_map::Entry::Vacant(v) => {
+                            v.insert((id, e));
+                        }
+                        hash_map::Entry::Occupied(first) => {
+                            errors.push(load::address_shared(&e.loaded, ip, &first.get().1.loaded));
+                        }
                     }
                 }
             }
+            let index = errors.is_empty().then(|| {
+                owners
+                    .into_iter()
+                    .map(|(ip, (id, _))| (ip, Arc::from(id)))
+                    .collect()
+            });
+            return (errors, index);
         };
-        let Some(changed) = changed else {
-            self.entries.values().for_each(|e| claim(e));
-            return errors;
-        };
-        let changed: BTreeSet<&str> = changed
+        // What the changed endpoints held is free; then each claims what
+        // it holds now, in id order.
+        for (id, action) in changed {
+            if matches!(action, Action::Configured | Action::Deleted)
+                && let Some(old) = previous.entries.get(id)
+            {
+                for ip in ips(old) {
+                    if index.get(ip).is_some_and(|holder| **holder == **id) {
+                        index.remove(ip);
+                    }
+                }
+            }
+        }
+        let mut claims: Vec<(&str, &Entry)> = changed
             .iter()
             .filter(|(_, a)| matches!(a, Action::Created | Action::Configured))
-            .map(|(id, _)| id.as_str())
+            .filter_map(|(id, _)| Some((id.as_str(), &**self.entries.get(id)?)))
             .collect();
-        changed
-            .iter()
-            .filter_map(|id| self.entries.get(*id))
-            .for_each(|e| claim(e));
-        if owners.is_empty() {
-            return errors;
-        }
-        for (id, other) in &self.entries {
-            if changed.contains(id.as_str()) {
-                continue;
-            }
-            for ip in ips(other) {
-                if let Some(mine) = owners.get(ip) {
-                    errors.push(load::address_shared(&mine.loaded, *ip, &other.loaded));
+        claims.sort_unstable_by_key(|(id, _)| *id);
+        claims.dedup_by_key(|(id, _)| *id);
+        for (id, e) in claims {
+            let id: Arc<str> = Arc::from(id);
+            for &ip in ips(e) {
+                match index.get(&ip) {
+                    None => {
+                        index.insert(ip, id.clone());
+                    }
+                    Some(holder) => {
+                        let first = self.entries.get(&**holder).map_or(&e.loaded, |h| &h.loaded);
+                        errors.push(load::address_shared(&e.loaded, ip, first));
+                    }
                 }
             }
         }
-        errors
+        let index = errors.is_empty().then_some(index);
+        (errors, index)
     }
 
     /// Every problem of a whole state: checks across resources, the policy
@@ -508,7 +561,7 @@ impl Desired {
         previous: Option<&Self>,
         terminator: Option<&TerminatorConfig>,
     ) -> Vec<LoadError> {
-        self.check_and_build(previous, None, terminator).0
+        self.check_and_build(previous, None, terminator).errors
     }
 
     /// As [`Self::check_since`], also returning the policy set it built.
@@ -522,12 +575,12 @@ impl Desired {
         previous: Option<&Self>,
         changed: Option<&[(String, Action)]>,
         terminator: Option<&TerminatorConfig>,
-    ) -> (Vec<LoadError>, Option<PolicySet>) {
-        let all: Vec<&Loaded> = self.entries.values().map(|e| &e.loaded).collect();
+    ) -> Checked {
         // Keyed by id, a state cannot hold one resource twice: of the
         // cross checks, the tiers and the addresses are left.
-        let mut errors = load::undefined_tiers(&all);
-        errors.extend(self.shared_addresses(previous.and(changed)));
+        let mut errors = self.undefined_tiers(previous.zip(changed));
+        let (shared, addresses) = self.shared_addresses(previous.zip(changed));
+        errors.extend(shared);
         let mut set = None;
         if errors.is_empty() {
             match self.policy_set() {
@@ -571,7 +624,41 @@ impl Desired {
                 message: p.message,
             });
         }
-        (errors, set)
+        Checked {
+            errors,
+            set,
+            addresses,
+        }
+    }
+
+    /// Policies whose tier is not defined: among all, or, when `since`
+    /// gives a state that passed this check and what changed since, among
+    /// the created and changed policies, unless a tier changed.
+    fn undefined_tiers(&self, since: Option<(&Self, &[(String, Action)])>) -> Vec<LoadError> {
+        let is_tier = |e: Option<&Arc<Entry>>| {
+            e.is_some_and(|e| matches!(e.loaded.resource, Resource::Tier { .. }))
+        };
+        let changed = since.and_then(|(previous, changed)| {
+            let tiers_changed = changed.iter().any(|(id, action)| {
+                *action != Action::Unchanged
+                    && (is_tier(previous.entries.get(id)) || is_tier(self.entries.get(id)))
+            });
+            (!tiers_changed).then_some(changed)
+        });
+        let Some(changed) = changed else {
+            let all: Vec<&Loaded> = self.entries.values().map(|e| &e.loaded).collect();
+            return load::undefined_tiers(&all);
+        };
+        changed
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Created | Action::Configured))
+            .filter_map(|(id, _)| self.entries.get(id))
+            .filter_map(|e| {
+                load::undefined_tier(&e.loaded, |tier| {
+                    self.entries.contains_key(&ref_id("Tier", "", tier))
+                })
+            })
+            .collect()
     }
 
     /// A refusal when `set` needs more XDP prefilter entries (source nets of
@@ -801,16 +888,17 @@ impl Desired {
                     .collect(),
             });
         }
-        let (errors, policy) = next.check_and_build(Some(self), Some(&changes), terminator);
-        if !errors.is_empty() {
-            return Err(Refusal::Invalid(errors));
+        let checked = next.check_and_build(Some(self), Some(&changes), terminator);
+        if !checked.errors.is_empty() {
+            return Err(Refusal::Invalid(checked.errors));
         }
         next.generation = self.generation + 1;
+        next.addresses = checked.addresses;
         Ok(Plan {
             next,
             changes,
             changed,
-            policy,
+            policy: checked.set,
         })
     }
 
@@ -829,6 +917,7 @@ impl Desired {
         Self {
             generation: 1,
             entries,
+            addresses: None,
         }
     }
 }

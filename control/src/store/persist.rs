@@ -55,7 +55,6 @@
 //! named.
 
 use std::{
-    collections::BTreeMap,
     fs::{self, File, OpenOptions},
     io::Write,
     path::{Path, PathBuf},
@@ -182,8 +181,8 @@ pub fn commit(dir: &Path, prev: &Desired, next: &Desired) -> Result<bool> {
 /// the ids `prev` holds that `next` does not: one walk of both maps in key
 /// order (a lookup per entry costs a dozen key compares on 10 000 entries).
 pub(crate) fn changed<'a>(
-    prev: &'a BTreeMap<String, Arc<Entry>>,
-    next: &'a BTreeMap<String, Arc<Entry>>,
+    prev: &'a imbl::OrdMap<String, Arc<Entry>>,
+    next: &'a imbl::OrdMap<String, Arc<Entry>>,
 ) -> (Vec<&'a Arc<Entry>>, Vec<&'a str>) {
     let (mut put, mut delete) = (Vec::new(), Vec::new());
     let mut old = prev.iter().peekable();

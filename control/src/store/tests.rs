@@ -969,6 +969,114 @@ fn a_whole_state_check_finds_a_shared_address() {
     assert_eq!(errors[0].resource.as_deref(), Some("StaticEndpoint/lab/b"));
 }
 
+#[test]
+fn the_address_index_follows_every_change_as_a_whole_state_check_would() {
+    // Random changes of six endpoints over eight addresses, each a batch
+    // of one or two writes or a delete, checked against a model of who
+    // holds what: a change is accepted exactly when, after it, no address
+    // has two holders. The plans carry the address index from state to
+    // state; a state loaded from disk (no index) starts the walk, and
+    // every 50 steps the state is saved and loaded again to restart it.
+    let dir = state_dir("address-index");
+    let mut d = apply(&Desired::default(), ALLOW_WEB).unwrap().next;
+    let mut model: std::collections::BTreeMap<String, Vec<u8>> = std::collections::BTreeMap::new();
+    let mut seed = 0x2545_f491_u64;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for step in 0..400 {
+        let mut after = model.clone();
+        let mut files = Vec::new();
+        let mut delete = Vec::new();
+        for _ in 0..=next(2) {
+            let name = format!("e{}", next(6));
+            // One mention of an endpoint per batch.
+            if files.iter().any(|(n, _)| *n == name) || delete.contains(&name) {
+                continue;
+            }
+            if next(4) == 0 {
+                if after.remove(&name).is_some() {
+                    delete.push(name);
+                }
+                continue;
+            }
+            let mut ips: Vec<u8> = (0..=next(2)).map(|_| next(8) as u8).collect();
+            ips.sort_unstable();
+            ips.dedup();
+            let list: Vec<String> = ips.iter().map(|i| format!("10.2.0.{i}")).collect();
+            files.push((name.clone(), endpoint(&name, &list.join(", "), "1")));
+            after.insert(name, ips);
+        }
+        let mut holders: HashMap<u8, usize> = HashMap::new();
+        for ip in after.values().flatten() {
+            *holders.entry(*ip).or_default() += 1;
+        }
+        let valid = holders.values().all(|n| *n == 1);
+        let inputs: Vec<InputFile> = files.iter().map(|(n, t)| file(n, t)).collect();
+        let ids: Vec<String> = delete
+            .iter()
+            .map(|n| format!("StaticEndpoint/lab/{n}"))
+            .collect();
+        match d.plan_apply(&inputs, &ids, Writer::new(OWNER_CTL), None) {
+            Ok(p) => {
+                assert!(
+                    valid,
+                    "step {step}: accepted {files:?} -{delete:?} over {model:?}"
+                );
+                d = p.next;
+                model = after;
+                accepted += 1;
+            }
+            Err(Refusal::Invalid(errors)) => {
+                assert!(
+                    !valid,
+                    "step {step}: refused {files:?} -{delete:?} over {model:?}: {errors:?}"
+                );
+                assert!(
+                    errors.iter().all(|e| e.message.starts_with("address ")),
+                    "{errors:?}"
+                );
+                refused += 1;
+            }
+            Err(other) => panic!("step {step}: {other}"),
+        }
+        if step % 50 == 49 {
+            persist::save(&dir, &d).unwrap();
+            d = persist::load(&dir).unwrap().unwrap();
+        }
+    }
+    assert!(
+        accepted > 100 && refused > 50,
+        "{accepted} accepted, {refused} refused"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn deleting_a_tier_a_stored_policy_uses_is_refused() {
+    let tier = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n";
+    let policy = "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.web}
+spec: {tier: security, selector: all(), ingress: [{action: Allow}]}
+";
+    let d = apply(&Desired::default(), &format!("{tier}---\n{policy}"))
+        .unwrap()
+        .next;
+    // A change to something else is checked against the stored tiers.
+    let d = apply(&d, ALLOW_WEB).unwrap().next;
+    let errors =
+        refused_fields(d.plan_delete(&["Tier/security".to_owned()], Writer::new(OWNER_CTL), None));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "GlobalNetworkPolicy/security.web");
+    assert!(
+        errors[0].1.contains("tier `security` is not defined"),
+        "{errors:?}"
+    );
+}
+
 /// A doNotTrack policy denying `n` source /32s: `n` XDP prefilter entries.
 fn untracked_deny(n: usize) -> String {
     let nets: Vec<String> = (0..n)
