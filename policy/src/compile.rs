@@ -127,7 +127,7 @@ pub struct Compiled {
 /// after one endpoint changed judges that endpoint, not every pair.
 #[derive(Debug, Default)]
 pub struct Cache {
-    by_inputs: HashMap<InputKey, Cached>,
+    by_inputs: rustc_hash::FxHashMap<InputKey, Cached>,
     by_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
     /// The previous compile's endpoints, network sets and namespaces.
     world: world::World,
@@ -203,8 +203,12 @@ enum Resolved {
 /// How a program is looked up in [`Cache::by_inputs`]: the direction,
 /// whether it has tier defaults (the untracked programs do not), the
 /// endpoint's addresses when they constrain its rules, and its policies'
-/// ids in walk order. The lookup is then confirmed against [`Cached`].
-type InputKey = (PolicyType, bool, Option<Vec<IpAddr>>, Vec<String>);
+/// ids in walk order, hashed (the ids of a program's policies are a few
+/// hundred bytes, and a compile looks up every program). The lookup is
+/// then confirmed against [`Cached`]: two lists of ids that hash alike
+/// find each other's program, which fails the check and is only where a
+/// rebuild starts.
+type InputKey = (PolicyType, bool, Option<Vec<IpAddr>>, u64);
 
 /// A cached program and everything it was built from.
 #[derive(Debug)]
@@ -340,7 +344,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         programs: Vec::new(),
         previous: std::mem::take(&mut cache.by_inputs),
         previous_content: std::mem::take(&mut cache.by_content),
-        next: HashMap::new(),
+        next: rustc_hash::FxHashMap::default(),
         next_content: HashMap::new(),
         ports_epoch: cache.world.ports_epoch,
         reads_kept: kept_all && cache.world.ports_epoch == epoch,
@@ -361,18 +365,10 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     // it.
     let mut by_list: rustc_hash::FxHashMap<(usize, PolicyType), ListPrograms> =
         rustc_hash::FxHashMap::default();
-    let mut endpoints: HashMap<u128, EndpointPrograms, _> =
-        HashMap::with_capacity_and_hasher(set.endpoints.len(), Default::default());
-    // Every endpoint's addresses are claimed, with policy or without: the
-    // dataplane's unclaimed default (`policy.unclaimed`) reads the map.
-    for ep in &set.endpoints {
-        for ip in &ep.ips {
-            endpoints.entry(to_u128(*ip)).or_default();
-        }
-    }
-
+    // Each endpoint's programs by direction, then by address.
+    let mut programs_of: Vec<[Option<u32>; 2]> = vec![[None; 2]; set.endpoints.len()];
     for direction in [PolicyType::Ingress, PolicyType::Egress] {
-        for (ep, all) in set.endpoints.iter().zip(&applicable) {
+        for ((ep, all), programs) in set.endpoints.iter().zip(&applicable).zip(&mut programs_of) {
             let at = (Arc::as_ptr(all).cast::<usize>() as usize, direction);
             let known = by_list.get(&at).copied();
             let index = match known {
@@ -419,13 +415,20 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
                     index
                 }
             };
-            for ip in &ep.ips {
-                let e = endpoints.entry(to_u128(*ip)).or_default();
-                match direction {
-                    PolicyType::Ingress => e.ingress = Some(index),
-                    PolicyType::Egress => e.egress = Some(index),
-                }
-            }
+            programs[dir_index(direction)] = Some(index);
+        }
+    }
+    // Every endpoint's addresses are claimed, with policy or without: the
+    // dataplane's unclaimed default (`policy.unclaimed`) reads the map. An
+    // address two endpoints hold (not from a store) takes the last one's
+    // program in each direction it has one.
+    let mut endpoints: HashMap<u128, EndpointPrograms, _> =
+        HashMap::with_capacity_and_hasher(set.endpoints.len(), Default::default());
+    for (ep, [ingress, egress]) in set.endpoints.iter().zip(programs_of) {
+        for ip in &ep.ips {
+            let e = endpoints.entry(to_u128(*ip)).or_default();
+            e.ingress = ingress.or(e.ingress);
+            e.egress = egress.or(e.egress);
         }
     }
     // The appliance's own (doNotTrack) policies: every packet, before
@@ -499,9 +502,9 @@ struct Compiler<'a> {
     rule_base: Vec<[Option<RuleId>; 2]>,
     tier_defaults: HashMap<(String, PolicyType), RuleId>,
     programs: Vec<Arc<Program>>,
-    previous: HashMap<InputKey, Cached>,
+    previous: rustc_hash::FxHashMap<InputKey, Cached>,
     previous_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
-    next: HashMap<InputKey, Cached>,
+    next: rustc_hash::FxHashMap<InputKey, Cached>,
     next_content: HashMap<u64, (Vec<Cubes>, Arc<Program>)>,
     ports_epoch: u64,
     /// Whether every selector resolves as in the previous compile (every
@@ -623,15 +626,15 @@ impl Compiler<'_> {
         with_defaults: bool,
     ) -> u32 {
         let (tiers, order) = self.inputs(policies, direction, with_defaults);
-        let key: InputKey = (
-            direction,
-            with_defaults,
-            local.map(<[IpAddr]>::to_vec),
-            order
-                .iter()
-                .map(|&pi| self.set.policies[pi].id.clone())
-                .collect(),
-        );
+        let ids = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = rustc_hash::FxHasher::default();
+            for &pi in &order {
+                self.set.policies[pi].id.hash(&mut h);
+            }
+            h.finish()
+        };
+        let key: InputKey = (direction, with_defaults, local.map(<[IpAddr]>::to_vec), ids);
         // The same policies read the world or not alike: a cached program
         // that read it is valid if what it read reads the same now.
         let mut reads_now = None;

@@ -35,6 +35,11 @@ use crate::{
 pub(super) struct World {
     /// By id, with the number of the last update that saw it.
     endpoints: FxHashMap<String, (Arc<Endpoint>, u64)>,
+    /// The last update's endpoints in the set's order, when their ids were
+    /// distinct (else empty): a set with the same ids in the same order
+    /// (a store's, after endpoints changed in place) is compared position
+    /// by position, by pointer, without hashing 10 000 ids.
+    order: Vec<Arc<Endpoint>>,
     updates: u64,
     net_sets: Vec<NetSet>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
@@ -65,6 +70,9 @@ impl Changes {
 impl World {
     /// Takes `set`'s world; what changed.
     pub(super) fn update(&mut self, set: &PolicySet) -> Changes {
+        if let Some(changes) = self.update_in_place(set) {
+            return changes;
+        }
         let mut changes = Changes {
             everything: self.net_sets != set.net_sets || self.namespaces != set.namespaces,
             ..Changes::default()
@@ -102,6 +110,11 @@ impl World {
                 }
             }
         }
+        self.order = if seen == set.endpoints.len() {
+            set.endpoints.clone()
+        } else {
+            Vec::new()
+        };
         if seen < self.endpoints.len() {
             self.endpoints.retain(|_, (gone, mark)| {
                 if *mark == now {
@@ -120,6 +133,52 @@ impl World {
             self.ports_epoch += 1;
         }
         changes
+    }
+}
+
+impl World {
+    /// [`World::update`] when `set` holds the last update's endpoint ids in
+    /// the same order: a pointer compare per endpoint, and the work of an
+    /// update only for those that changed. `None` otherwise (an endpoint
+    /// came or went, or the order differs).
+    fn update_in_place(&mut self, set: &PolicySet) -> Option<Changes> {
+        if self.order.is_empty() || self.order.len() != set.endpoints.len() {
+            return None;
+        }
+        let moved: Vec<usize> = (0..self.order.len())
+            .filter(|&i| !Arc::ptr_eq(&self.order[i], &set.endpoints[i]))
+            .collect();
+        if moved
+            .iter()
+            .any(|&i| self.order[i].id != set.endpoints[i].id)
+        {
+            return None;
+        }
+        let mut changes = Changes {
+            everything: self.net_sets != set.net_sets || self.namespaces != set.namespaces,
+            ..Changes::default()
+        };
+        let mut ports = false;
+        for i in moved {
+            let ep = &set.endpoints[i];
+            let old = std::mem::replace(&mut self.order[i], ep.clone());
+            if let Some((kept, _)) = self.endpoints.get_mut(ep.id.as_str()) {
+                *kept = ep.clone();
+            }
+            if *old != **ep {
+                ports |= (old.ips != ep.ips || old.ports != ep.ports)
+                    && !(old.ports.is_empty() && ep.ports.is_empty());
+                changes.changed.push((old, ep.clone()));
+            }
+        }
+        if changes.everything {
+            self.net_sets.clone_from(&set.net_sets);
+            self.namespaces.clone_from(&set.namespaces);
+        }
+        if ports {
+            self.ports_epoch += 1;
+        }
+        Some(changes)
     }
 }
 
@@ -215,6 +274,26 @@ pub(super) struct Applicability {
     /// per content: endpoints with the same policies share it, and the
     /// compile works out a list's programs once.
     lists: HashSet<Arc<[usize]>, rustc_hash::FxBuildHasher>,
+    /// The last compile's endpoints in the set's order with the lists
+    /// handed out, when their ids were distinct (else empty).
+    last: Vec<(Arc<Endpoint>, Arc<[usize]>)>,
+    /// The number of ids when `last` was handed out.
+    last_n: u32,
+}
+
+/// What judging one endpoint in a compile reads besides the endpoint.
+struct Judge<'a> {
+    set: &'a PolicySet,
+    /// The set's tracked policies' indices by `applies` id.
+    by_spec: &'a HashMap<u32, Vec<usize>>,
+    /// Ids below this exist.
+    n: u32,
+    /// This compile's number.
+    now: u64,
+    /// Whether the policies' ids and order are the last compile's.
+    same_layout: bool,
+    /// Whether a namespace's labels may have changed.
+    namespaces_changed: bool,
 }
 
 #[derive(Debug)]
@@ -255,7 +334,8 @@ impl Applicability {
             .map(|(id, p)| (*id, p.do_not_track))
             .collect();
         let same_layout = layout == self.layout;
-        if !same_layout || self.lists.len() > 4 * set.endpoints.len() + 64 {
+        let lists_cleared = !same_layout || self.lists.len() > 4 * set.endpoints.len() + 64;
+        if lists_cleared {
             self.lists.clear();
         }
         self.layout = layout;
@@ -268,84 +348,133 @@ impl Applicability {
         let n = self.specs.len() as u32;
         self.compiles += 1;
         let now = self.compiles;
+        let judge = Judge {
+            set,
+            by_spec: &by_spec,
+            n,
+            now,
+            same_layout,
+            namespaces_changed,
+        };
+        // The same endpoint ids in the same order as the last compile, the
+        // same policies and namespaces: only the endpoints that are not the
+        // same allocation as before are judged (a pod relabelled).
+        if !lists_cleared
+            && !namespaces_changed
+            && self.last_n == n
+            && !self.last.is_empty()
+            && self.last.len() == set.endpoints.len()
+            && self
+                .last
+                .iter()
+                .zip(&set.endpoints)
+                .all(|((old, _), ep)| Arc::ptr_eq(old, ep) || old.id == ep.id)
+        {
+            let mut out = Vec::with_capacity(set.endpoints.len());
+            for (i, ep) in set.endpoints.iter().enumerate() {
+                if !Arc::ptr_eq(&self.last[i].0, ep) {
+                    let list = self.judge(&judge, ep).0;
+                    self.last[i] = (ep.clone(), list);
+                }
+                out.push(self.last[i].1.clone());
+            }
+            return out;
+        }
         let mut seen = 0;
         let mut out = Vec::with_capacity(set.endpoints.len());
         for ep in &set.endpoints {
-            // The common case: the same endpoint, namespaces, policies and
-            // ids as the last compile; its list stands.
-            if let Some(j) = self.endpoints.get_mut(ep.id.as_str())
-                && j.mark + 1 == now
-                && same_layout
-                && !namespaces_changed
-                && j.seen == n
-                && Arc::ptr_eq(&j.endpoint, ep)
-                && let Some(list) = &j.list
-            {
-                j.mark = now;
-                seen += 1;
-                out.push(list.clone());
-                continue;
-            }
-            let ns_labels = set.namespaces.get(&ep.namespace);
-            if !self.endpoints.contains_key(ep.id.as_str()) {
-                let fresh = Judged {
-                    endpoint: ep.clone(),
-                    namespace_labels: ns_labels.cloned(),
-                    seen: 0,
-                    matched: Vec::new(),
-                    mark: 0,
-                    list: None,
-                };
-                self.endpoints.insert(ep.id.clone(), fresh);
-            }
-            let j = self
-                .endpoints
-                .get_mut(ep.id.as_str())
-                .expect("inserted above");
-            let same = j.mark != now
-                && (Arc::ptr_eq(&j.endpoint, ep) || same_applies_inputs(&j.endpoint, ep))
-                && j.namespace_labels.as_ref() == ns_labels;
-            if !same {
-                j.namespace_labels = ns_labels.cloned();
-                j.seen = 0;
-                j.matched.clear();
-            }
-            if j.mark != now {
-                seen += 1;
-            }
-            j.mark = now;
-            j.endpoint = ep.clone();
-            // Every id not judged yet, live or not: one dead now (its
-            // policy deleted) may live again with a policy alike.
-            for id in j.seen..n {
-                if applies_to(set, &self.specs[id as usize], ep) {
-                    j.matched.push(id);
-                }
-            }
-            j.seen = n;
-            let mut policies: Vec<usize> = j
-                .matched
-                .iter()
-                .filter_map(|id| by_spec.get(id))
-                .flatten()
-                .copied()
-                .collect();
-            policies.sort_unstable();
-            let list = match self.lists.get(policies.as_slice()) {
-                Some(l) => l.clone(),
-                None => {
-                    let l: Arc<[usize]> = policies.into();
-                    self.lists.insert(l.clone());
-                    l
-                }
-            };
-            j.list = Some(list.clone());
+            let (list, first) = self.judge(&judge, ep);
+            seen += usize::from(first);
             out.push(list);
         }
         if seen < self.endpoints.len() {
             self.endpoints.retain(|_, j| j.mark == now);
         }
+        // Kept for the next compile when every id was distinct.
+        self.last = if seen == set.endpoints.len() {
+            set.endpoints
+                .iter()
+                .cloned()
+                .zip(out.iter().cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.last_n = n;
         out
+    }
+
+    /// The list of `ep`, judged against every policy id it has not been
+    /// judged against, and whether this is the compile's first sight of
+    /// its id.
+    fn judge(&mut self, judge: &Judge<'_>, ep: &Arc<Endpoint>) -> (Arc<[usize]>, bool) {
+        let (set, n, now) = (judge.set, judge.n, judge.now);
+        // The common case: the same endpoint, namespaces, policies and
+        // ids as the last compile; its list stands.
+        if let Some(j) = self.endpoints.get_mut(ep.id.as_str())
+            && j.mark + 1 == now
+            && judge.same_layout
+            && !judge.namespaces_changed
+            && j.seen == n
+            && Arc::ptr_eq(&j.endpoint, ep)
+            && let Some(list) = &j.list
+        {
+            j.mark = now;
+            return (list.clone(), true);
+        }
+        let ns_labels = set.namespaces.get(&ep.namespace);
+        if !self.endpoints.contains_key(ep.id.as_str()) {
+            let fresh = Judged {
+                endpoint: ep.clone(),
+                namespace_labels: ns_labels.cloned(),
+                seen: 0,
+                matched: Vec::new(),
+                mark: 0,
+                list: None,
+            };
+            self.endpoints.insert(ep.id.clone(), fresh);
+        }
+        let j = self
+            .endpoints
+            .get_mut(ep.id.as_str())
+            .expect("inserted above");
+        let same = j.mark != now
+            && (Arc::ptr_eq(&j.endpoint, ep) || same_applies_inputs(&j.endpoint, ep))
+            && j.namespace_labels.as_ref() == ns_labels;
+        if !same {
+            j.namespace_labels = ns_labels.cloned();
+            j.seen = 0;
+            j.matched.clear();
+        }
+        let first = j.mark != now;
+        j.mark = now;
+        j.endpoint = ep.clone();
+        // Every id not judged yet, live or not: one dead now (its
+        // policy deleted) may live again with a policy alike.
+        for id in j.seen..n {
+            if applies_to(set, &self.specs[id as usize], ep) {
+                j.matched.push(id);
+            }
+        }
+        j.seen = n;
+        let mut policies: Vec<usize> = j
+            .matched
+            .iter()
+            .filter_map(|id| judge.by_spec.get(id))
+            .flatten()
+            .copied()
+            .collect();
+        policies.sort_unstable();
+        let list = match self.lists.get(policies.as_slice()) {
+            Some(l) => l.clone(),
+            None => {
+                let l: Arc<[usize]> = policies.into();
+                self.lists.insert(l.clone());
+                l
+            }
+        };
+        j.list = Some(list.clone());
+        (list, first)
     }
 
     /// The id of each policy's `applies`, in order (new ones get the next
