@@ -629,6 +629,18 @@ impl Classifier {
     /// TupleMerge's split of the bucket of table `id` that `rule` hashes
     /// to: the colliding rules that fit a more specific tuple move to the
     /// table with that tuple.
+    ///
+    /// The tuple starts from the colliders' common one, so two buckets
+    /// seldom pick the same: at a limit of 20, acl1 10k's overflowing
+    /// buckets made 61 of its 69 tables, most of a few dozen rules
+    /// (tuples such as /31 by /30, destination port /13, protocol), the
+    /// other 8 being those relaxation makes. Tried and not
+    /// kept (see `docs/benchmarks.md`): tuples from a fixed menu of
+    /// lengths, raised from the table's own tuple (14 tables at 20, but
+    /// no fewer instructions per lookup than the limit of 128); splits
+    /// at a lower limit into existing tables only (none fits on these
+    /// sets); a bound on the tables splits may make (15 to 26 tables,
+    /// 1.7x the instructions of the limit of 128).
     fn split(&mut self, id: u32, rule: &Rule) {
         let table = &self.tables[id as usize];
         let Some(target) = table.split_tuple(rule) else {
