@@ -47,10 +47,12 @@
 //!   unread. A tier's default rule (last, matching everything) is no such
 //!   bound and keeps its turn.
 //!
-//! The cost of a lookup is one hash probe per table plus a short bucket
-//! scan: it follows the number of tables (about 5 to 34 on ClassBench-like
-//! sets of 1k to 100k rules), not the number of rules. What does grow with
-//! the rules is the memory the probes touch, so large sets pay in cache
+//! The cost of a lookup is one hash probe per table plus a bucket scan
+//! that stops at the first entry that cannot beat the match in hand: it
+//! follows the number of tables (5 to 10 on ClassBench sets of 1k to
+//! 100k rules, public or generated), not the number of rules, and a
+//! table costs more than a longer bucket (see [`COLLISION_LIMIT`]). What
+//! does grow with the rules is the memory the probes touch, so large sets pay in cache
 //! misses (see `benches/classifier.rs`), except where an early catch-all
 //! lets the lookups skip most buckets unread. On generated sets the
 //! smallest index of nearly every table is near 0, so the early stop
@@ -147,10 +149,22 @@ use table::{Hot, Table, Tuple};
 pub type RuleIndex = u32;
 
 /// How many rules one bucket holds before TupleMerge tries to split it.
-/// The paper's code defaults to 10; on generated ClassBench-like sets 20
-/// makes a third to two thirds fewer tables at 100k rules for somewhat
-/// longer bucket scans, and about the same cost per lookup at 1k and 10k.
-pub const COLLISION_LIMIT: usize = 20;
+///
+/// The paper's code defaults to 10, and this was 20. Here a probe costs
+/// far more than a bucket entry: a probe is a hash, a cache line that is
+/// seldom in cache and branches no predictor learns, while a bucket is
+/// read in order, sorted by index (a scan stops at the first entry that
+/// cannot beat the match in hand) and skipped whole by its summary. And
+/// each split of a long bucket tends to make a table of its own (it
+/// halves the widest spread of *its* colliders, so two buckets seldom
+/// pick one tuple). On the public ClassBench sets (`db_generator`'s
+/// acl1, fw1, ipc1) 20 made 69 tables on acl1 10k and 26 on ipc1 10k;
+/// 128 makes 8 and 10, for 4182 → 689 and 1365 → 624 instructions per
+/// lookup (fw1 1k: 21 → 5 tables, 1172 → 806). Our generated sets,
+/// whose buckets seldom reach 20, gain where they do (FW 100k: 34 → 8
+/// tables, 702 → 482; IPC 1k: 848 → 646) and lose nowhere. 64 and 96
+/// leave acl1 10k at 16 and 11 tables (1283 and 714 instructions).
+pub const COLLISION_LIMIT: usize = 128;
 
 /// The match in hand before any: above every [`RuleIndex`].
 pub(crate) const NO_MATCH: u64 = 1 << 32;
@@ -615,6 +629,18 @@ impl Classifier {
     /// TupleMerge's split of the bucket of table `id` that `rule` hashes
     /// to: the colliding rules that fit a more specific tuple move to the
     /// table with that tuple.
+    ///
+    /// The tuple starts from the colliders' common one, so two buckets
+    /// seldom pick the same: at a limit of 20, acl1 10k's overflowing
+    /// buckets made 61 of its 69 tables, most of a few dozen rules
+    /// (tuples such as /31 by /30, destination port /13, protocol), the
+    /// other 8 being those relaxation makes. Tried and not
+    /// kept (see `docs/benchmarks.md`): tuples from a fixed menu of
+    /// lengths, raised from the table's own tuple (14 tables at 20, but
+    /// no fewer instructions per lookup than the limit of 128); splits
+    /// at a lower limit into existing tables only (none fits on these
+    /// sets); a bound on the tables splits may make (15 to 26 tables,
+    /// 1.7x the instructions of the limit of 128).
     fn split(&mut self, id: u32, rule: &Rule) {
         let table = &self.tables[id as usize];
         let Some(target) = table.split_tuple(rule) else {
