@@ -113,8 +113,14 @@ pub struct ServiceUpstreamTlsSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServiceSpec {
-    /// The service address and port.
+    /// The service address and port; several TLSServices may share one,
+    /// told apart by SNI (`server_names`).
     pub listen: SocketAddr,
+    /// The TLS server names (SNI) this service answers on a shared
+    /// address: exact, or `*.` and a suffix; empty: the address's default
+    /// (see the terminator's `ServiceConfig`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
     /// `plain`, `terminate`, `originate` or `terminate+originate`.
     pub mode: ModeName,
     /// The client-facing TLS (terminate modes).
@@ -496,6 +502,7 @@ impl ApplianceSet {
         Ok(ServiceConfig {
             name: name.to_owned(),
             listen: s.listen,
+            server_names: s.server_names.clone(),
             mode: s.mode,
             tls,
             upstream_tls,
@@ -735,6 +742,7 @@ impl ApplianceSet {
                 s.name.clone(),
                 TlsServiceSpec {
                     listen: s.listen,
+                    server_names: s.server_names.clone(),
                     mode: s.mode,
                     tls,
                     upstream_tls,
