@@ -24,8 +24,8 @@ use causeway_dataplane::{
 };
 use causeway_tls::{
     config::{
-        BalancerName, BreakerConfig, BudgetConfigFile, MinVersion, ModeName, ServerTlsConfig,
-        ServiceConfig, TerminatorConfig, TimeoutsConfig, UpstreamTlsConfig,
+        BalancerName, BreakerConfig, BudgetConfigFile, MinVersion, ModeName, ProtocolName,
+        ServerTlsConfig, ServiceConfig, TerminatorConfig, TimeoutsConfig, UpstreamTlsConfig,
     },
     identity::{ClientMaterialConfig, ClientTls, ServerMaterialConfig, ServerTls, TlsVersions},
 };
@@ -123,6 +123,10 @@ pub struct TlsServiceSpec {
     pub server_names: Vec<String>,
     /// `plain`, `terminate`, `originate` or `terminate+originate`.
     pub mode: ModeName,
+    /// `tcp` (the default) or `postgres` (answers PostgreSQL's
+    /// SSLRequest; see the terminator's `ProtocolName`).
+    #[serde(default, skip_serializing_if = "is_tcp")]
+    pub protocol: ProtocolName,
     /// The client-facing TLS (terminate modes).
     #[serde(default)]
     pub tls: Option<ServiceTlsSpec>,
@@ -155,6 +159,10 @@ pub struct TlsServiceSpec {
     /// next is reset and counted (see the terminator's `ServiceConfig`).
     #[serde(default = "max_connections_per_client")]
     pub max_connections_per_client: usize,
+}
+
+fn is_tcp(p: &ProtocolName) -> bool {
+    *p == ProtocolName::Tcp
 }
 
 fn max_connections() -> usize {
@@ -504,6 +512,7 @@ impl ApplianceSet {
             listen: s.listen,
             server_names: s.server_names.clone(),
             mode: s.mode,
+            protocol: s.protocol,
             tls,
             upstream_tls,
             upstreams: match &s.upstream_service {
@@ -744,6 +753,7 @@ impl ApplianceSet {
                     listen: s.listen,
                     server_names: s.server_names.clone(),
                     mode: s.mode,
+                    protocol: s.protocol,
                     tls,
                     upstream_tls,
                     upstreams: s.upstreams.clone(),

@@ -67,6 +67,29 @@ pub enum ModeName {
     TerminateOriginate,
 }
 
+/// What a client says before its TLS handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolName {
+    /// Nothing: the client leg is TLS (or plain TCP) from its first byte.
+    #[default]
+    Tcp,
+    /// PostgreSQL: the terminator answers the client's SSLRequest with
+    /// `S` and terminates the TLS that follows, or takes PostgreSQL 17's
+    /// direct TLS (a ClientHello first, which must offer ALPN
+    /// `postgresql`); it declines a GSSENCRequest with `N`, refuses a
+    /// client that starts without TLS with a FATAL ErrorResponse, and
+    /// proxies the plaintext PostgreSQL protocol to the upstream. Needs a
+    /// terminating mode.
+    Postgres,
+}
+
+impl ProtocolName {
+    fn is_tcp(&self) -> bool {
+        *self == Self::Tcp
+    }
+}
+
 /// A service: where it listens, how it secures each leg, where it sends
 /// connections.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -91,6 +114,11 @@ pub struct ServiceConfig {
     pub server_names: Vec<String>,
     /// `plain`, `terminate`, `originate` or `terminate+originate`.
     pub mode: ModeName,
+    /// What the client says before its TLS: `tcp` (the default: TLS, or
+    /// plain bytes, from the first byte) or `postgres` (see
+    /// [`ProtocolName::Postgres`]).
+    #[serde(default, skip_serializing_if = "ProtocolName::is_tcp")]
+    pub protocol: ProtocolName,
     /// The client-facing TLS (terminate modes).
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
@@ -441,6 +469,15 @@ impl TerminatorConfig {
                     );
                 }
             }
+            if s.protocol == ProtocolName::Postgres && !terminates {
+                err(
+                    at("protocol"),
+                    format!(
+                        "postgres: the terminator answers PostgreSQL's SSLRequest and terminates the TLS that follows, which mode {:?} does not; set mode terminate or terminate+originate with a tls section",
+                        s.mode
+                    ),
+                );
+            }
             if s.upstreams.is_empty() && s.upstreams_from.is_none() {
                 err(
                     at("upstreams"),
@@ -568,6 +605,11 @@ impl TerminatorConfig {
             let first = &self.services[f];
             for (field, mine, theirs) in [
                 (
+                    "protocol",
+                    format!("{:?}", s.protocol).to_ascii_lowercase(),
+                    format!("{:?}", first.protocol).to_ascii_lowercase(),
+                ),
+                (
                     "max_connections",
                     s.max_connections.to_string(),
                     first.max_connections.to_string(),
@@ -621,6 +663,14 @@ impl ServiceConfig {
     #[must_use]
     pub fn routes_by_sni(&self) -> bool {
         !self.server_names.is_empty()
+    }
+
+    /// Whether the client's first bytes are read before a service and its
+    /// TLS session are started: to choose by SNI, or to answer a
+    /// PostgreSQL SSLRequest.
+    #[must_use]
+    pub fn reads_first_bytes(&self) -> bool {
+        self.routes_by_sni() || self.protocol == ProtocolName::Postgres
     }
 }
 
@@ -890,5 +940,47 @@ services:
         );
         assert!(e[2].starts_with(&at(3)), "{e:?}");
         assert!(e[3].starts_with(&at(4)), "{e:?}");
+    }
+
+    #[test]
+    fn postgres_needs_a_terminating_mode_and_one_protocol_per_address() {
+        let pg = GOOD.replace("mode: terminate", "mode: terminate\n    protocol: postgres");
+        assert_eq!(errors_of(&pg), Vec::<String>::new());
+        let c: TerminatorConfig = serde_yaml::from_str(&pg).unwrap();
+        assert_eq!(c.services[0].protocol, ProtocolName::Postgres);
+        assert!(
+            serde_yaml::to_string(&c)
+                .unwrap()
+                .contains("protocol: postgres")
+        );
+        let e = errors_of(
+            &pg.replace("mode: terminate", "mode: plain")
+                .replace(
+                    "    tls: {cert: /x/server.pem, key: /x/server-key.pem, client_ca: /x/ca.pem,\n          allowed_identities: ['spiffe://causeway.lab/ns/lab/sa/client']}\n",
+                    "",
+                ),
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("terminator.services[0].protocol: postgres: the terminator answers PostgreSQL's SSLRequest"),
+            "{e:?}"
+        );
+        let e = errors_of(&SHARED.replacen(
+            "    mode: terminate\n    tls: {cert: /x/beta.pem",
+            "    mode: terminate\n    protocol: postgres\n    tls: {cert: /x/beta.pem",
+            1,
+        ));
+        assert_eq!(
+            e,
+            [
+                "terminator.services[1].protocol: postgres differs from service `alpha`'s tcp: services sharing 10.100.0.10:443 are accepted by one listener, which enforces one value; make them equal"
+            ]
+        );
+        let e = serde_yaml::from_str::<TerminatorConfig>(
+            &GOOD.replace("mode: terminate", "mode: terminate\n    protocol: mysql"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown variant `mysql`"), "{e}");
     }
 }

@@ -76,8 +76,9 @@ impl Refusal {
     }
 }
 
-/// Why a client of a listener that chooses its service from the client's
-/// first bytes (by SNI) was refused before any service was chosen: a small
+/// Why a client of a listener that reads the client's first bytes (to
+/// choose a service by SNI, or to answer PostgreSQL's SSLRequest) was
+/// refused before any service was chosen: a small
 /// enum that indexes a counter array
 /// (`listener_refused_total{listen,reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,17 +98,26 @@ pub enum ListenerRefusal {
     /// Its address already holds `max_connections_per_client` connections
     /// on this worker.
     ClientLimit,
+    /// A PostgreSQL client that did not start with an SSLRequest or a
+    /// ClientHello (a plaintext startup or cancel request), or sent more
+    /// before it was answered `S`.
+    PostgresNotTls,
+    /// A PostgreSQL client's direct TLS ClientHello without ALPN
+    /// `postgresql`.
+    PostgresNoAlpn,
 }
 
 impl ListenerRefusal {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::NoSni,
         Self::UnknownSni,
         Self::BadHello,
         Self::Timeout,
         Self::Eof,
         Self::ClientLimit,
+        Self::PostgresNotTls,
+        Self::PostgresNoAlpn,
     ];
 
     /// The label.
@@ -120,6 +130,8 @@ impl ListenerRefusal {
             Self::Timeout => "timeout",
             Self::Eof => "eof",
             Self::ClientLimit => "client_limit",
+            Self::PostgresNotTls => "postgres_not_tls",
+            Self::PostgresNoAlpn => "postgres_no_alpn",
         }
     }
 }

@@ -23,7 +23,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::{
-    config::{BalancerName, MinVersion, ModeName, ServiceConfig, TerminatorConfig},
+    config::{BalancerName, MinVersion, ModeName, ProtocolName, ServiceConfig, TerminatorConfig},
     driver::{DriverKind, choose_driver},
     engine::{Engine, ListenerSpec, ServiceSpec, Timeouts},
     identity::{
@@ -88,15 +88,17 @@ fn pool_config(s: &ServiceConfig) -> PoolConfig {
     }
 }
 
-/// The listeners that choose a service by SNI: every address shared by
-/// several services, and every address whose one service names the
-/// server names it answers (so that others are refused). Validation has
-/// made sure each such service terminates TLS.
+/// The listeners that read the client's first bytes before choosing a
+/// service: every address shared by several services (told apart by SNI),
+/// every address whose one service names the server names it answers (so
+/// that others are refused), and every PostgreSQL service (to answer its
+/// SSLRequest). Validation has made sure each such service terminates TLS
+/// and that services sharing an address agree on the protocol.
 fn listener_specs(cfg: &TerminatorConfig) -> Vec<ListenerSpec> {
     let mut out: Vec<ListenerSpec> = Vec::new();
     for (i, s) in cfg.services.iter().enumerate() {
         let shared = cfg.services.iter().filter(|o| o.listen == s.listen).count() > 1;
-        if !(shared || s.routes_by_sni()) {
+        if !(shared || s.reads_first_bytes()) {
             continue;
         }
         let l = match out.iter().position(|l| l.listen == s.listen) {
@@ -107,6 +109,7 @@ fn listener_specs(cfg: &TerminatorConfig) -> Vec<ListenerSpec> {
                     accepts_for: i,
                     names: Vec::new(),
                     default: None,
+                    postgres: s.protocol == ProtocolName::Postgres,
                 });
                 out.last_mut().expect("just pushed")
             }

@@ -122,6 +122,10 @@ pub(crate) struct Conn {
     pub(crate) routed: bool,
     /// Reads the ClientHello in [`Phase::Hello`].
     acceptor: Option<Box<rustls::server::Acceptor>>,
+    /// What [`Phase::Hello`] waits for.
+    prelude: hello::Prelude,
+    /// A PostgreSQL request's first bytes, while fewer than its length.
+    pg_head: hello::PgHead,
     pub(crate) peer: SocketAddr,
     /// Refused at accept (over the per-client cap): never started, not
     /// counted in the per-client table.
@@ -170,6 +174,8 @@ impl Conn {
             listener: service,
             routed: true,
             acceptor: None,
+            prelude: hello::Prelude::ClientHello,
+            pg_head: hello::PgHead::default(),
             peer,
             refused: false,
             ready_at: None,
@@ -207,6 +213,13 @@ impl Conn {
         if !self.routed {
             self.acceptor = Some(Box::default());
             self.phase = Phase::Hello;
+            if cx.services[self.listener]
+                .router
+                .as_ref()
+                .is_some_and(|r| r.postgres)
+            {
+                self.prelude = hello::Prelude::Postgres;
+            }
         } else if self.terminates() {
             let config = cx.services[self.service]
                 .spec

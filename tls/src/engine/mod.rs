@@ -21,6 +21,8 @@
 //! by four chunks plus rustls's state.
 
 mod conn;
+#[cfg(test)]
+mod pg_tests;
 mod route;
 #[cfg(test)]
 mod sni_tests;
@@ -209,8 +211,13 @@ pub(crate) struct Service {
     /// Open connections per client address (entries at zero are removed).
     pub(crate) per_client: HashMap<IpAddr, usize>,
     /// Present when this service's listener is shared by several services
-    /// (or routes by SNI): how its clients are told apart.
+    /// (or routes by SNI, or speaks PostgreSQL): how its clients are told
+    /// apart.
     pub(crate) router: Option<Router>,
+    /// The PostgreSQL form of `spec.server_tls`'s current config (with
+    /// ALPN `postgresql`), and the config it was made from: made again
+    /// only when the material reloads.
+    pub(crate) postgres_tls: Option<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)>,
 }
 
 enum Slot {
@@ -266,6 +273,7 @@ impl Engine {
                 paused: false,
                 per_client: HashMap::new(),
                 router: None,
+                postgres_tls: None,
             })
             .collect();
         Self {

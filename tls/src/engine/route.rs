@@ -29,6 +29,10 @@ pub struct ListenerSpec {
     pub names: Vec<(String, usize)>,
     /// The service for clients that send no SNI or one not in `names`.
     pub default: Option<usize>,
+    /// The services speak PostgreSQL: its SSLRequest comes before the
+    /// ClientHello, or a ClientHello offering ALPN `postgresql` (direct
+    /// TLS).
+    pub postgres: bool,
 }
 
 /// A [`ListenerSpec`] ready for lookups.
@@ -38,6 +42,7 @@ pub(crate) struct Router {
     /// Keyed by the suffix after `*.`.
     wildcard: HashMap<String, usize>,
     default: Option<usize>,
+    pub(crate) postgres: bool,
     /// The listener's index in [`crate::metrics::WorkerMetrics`].
     pub(crate) metrics: usize,
 }
@@ -57,6 +62,7 @@ impl Router {
             exact,
             wildcard,
             default: spec.default,
+            postgres: spec.postgres,
             metrics,
         }
     }
@@ -95,6 +101,7 @@ mod tests {
                     ("Web.Example.Org".into(), 2),
                 ],
                 default,
+                postgres: false,
             },
             0,
         )

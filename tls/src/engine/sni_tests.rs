@@ -60,6 +60,7 @@ fn two_services(p: &Pki, default: Option<usize>) -> Sim {
         accepts_for: 0,
         names: vec![("alpha.test".into(), 0), ("beta.test".into(), 1)],
         default,
+        postgres: false,
     };
     Sim::routing(vec![alpha, beta], &[listener])
 }
