@@ -1261,3 +1261,174 @@ fn a_config_with_two_unnamed_services_on_one_address_is_refused_at_start() {
         "{err}"
     );
 }
+
+// ---- PostgreSQL's own TLS negotiation (Armoured car II) ----
+
+/// psql from island B with `conninfo` and `sql`; (stdout, stderr, success).
+fn psql(lab: &Lab, conninfo: &str, sql: &str) -> (String, String, bool) {
+    let out = lab.try_exec(
+        "b",
+        &format!("env PGCONNECT_TIMEOUT=5 psql '{conninfo}' -At -c '{sql}'"),
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn psql_verify_full_with_a_client_certificate_through_a_postgres_service() {
+    require("psql", "postgresql-client");
+    require("openssl", "openssl");
+    let lab = Lab::up("tq");
+    let dir = tempdir("pg-tls");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // A CA with the server certificate for pg.test, the admitted client
+    // and an intruder it also signs.
+    let ca = Ca::new("causeway PostgreSQL test CA").expect("a CA");
+    let (ca_pem, _) = ca.write(&dir, "ca").expect("write the CA");
+    let mut leaf = Leaf::svid("spiffe://sni.test/ns/lab/sa/pg");
+    leaf.dns_names = vec!["pg.test".to_owned()];
+    leaf.client = false;
+    ca.issue(&leaf)
+        .expect("issue")
+        .write(&dir, "pg")
+        .expect("write");
+    let year = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+    let client = issue(&ca, &dir, "client", SNI_CLIENT, year);
+    let intruder = issue(
+        &ca,
+        &dir,
+        "intruder",
+        "spiffe://sni.test/ns/lab/sa/intruder",
+        year,
+    );
+
+    // PostgreSQL on island B's loopback, run as the postgres user.
+    let data = dir.join("pgdata");
+    ok(&format!(
+        "runuser -u postgres -- {} -D {} -A trust -U postgres >/dev/null",
+        pg_bin("initdb"),
+        data.display()
+    ));
+    let _pg = spawn_in(
+        &lab,
+        "b",
+        &format!(
+            "runuser -u postgres -- {} -D {} -h 127.0.0.1 -p 5432 -k {}",
+            pg_bin("postgres"),
+            data.display(),
+            dir.display()
+        ),
+        &dir.join("pg.log"),
+    );
+    let port = 15433;
+    let services = format!(
+        "    - name: pg\n      listen: 10.2.0.2:{port}\n      mode: terminate\n      protocol: postgres\n\
+         \x20     tls: {{cert: {d}/pg.pem, key: {d}/pg-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}']}}\n\
+         \x20     upstreams: [127.0.0.1:5432]\n",
+        d = dir.display(),
+        ca = ca_pem.display()
+    );
+    let gw = Gateway::start(&lab, "pgtls", "", &services, port);
+    let ready = wait_for(Duration::from_secs(20), || {
+        listening(&lab, "b", 5432).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "PostgreSQL did not start:\n{}",
+        std::fs::read_to_string(dir.join("pg.log")).unwrap_or_default()
+    );
+    let conninfo = |host: &str, mode: &str, cert: Option<&(PathBuf, PathBuf)>| {
+        let auth = cert.map_or(String::new(), |(c, k)| {
+            format!(" sslcert={} sslkey={}", c.display(), k.display())
+        });
+        format!(
+            "host={host} hostaddr=10.2.0.2 port={port} user=postgres dbname=postgres sslmode={mode} sslrootcert={}{auth}",
+            ca_pem.display()
+        )
+    };
+
+    // verify-full with the admitted client certificate: served, and the
+    // server sees a plaintext connection from the terminator.
+    let (out, err, ok_) = psql(
+        &lab,
+        &conninfo("pg.test", "verify-full", Some(&client)),
+        "select 6 * 7; select ssl from pg_stat_ssl where pid = pg_backend_pid(); select client_addr from pg_stat_activity where pid = pg_backend_pid()",
+    );
+    assert!(ok_, "{err}\n{}", gw.log());
+    assert_eq!(out, "42\nf\n127.0.0.1", "{err}");
+
+    // The terminator verifies the client: none, or one not admitted, is
+    // refused in the handshake.
+    let (_, err, ok_) = psql(&lab, &conninfo("pg.test", "verify-full", None), "select 1");
+    assert!(!ok_, "no client certificate must be refused");
+    assert!(err.contains("certificate"), "{err}");
+    let (_, err, ok_) = psql(
+        &lab,
+        &conninfo("pg.test", "verify-full", Some(&intruder)),
+        "select 1",
+    );
+    assert!(!ok_, "an identity not admitted must be refused: {err}");
+    // verify-full checks the name the terminator's certificate carries.
+    let (_, err, ok_) = psql(
+        &lab,
+        &conninfo("other.test", "verify-full", Some(&client)),
+        "select 1",
+    );
+    assert!(!ok_ && err.contains("does not match host name"), "{err}");
+    // A client without TLS gets PostgreSQL's own FATAL.
+    let (_, err, ok_) = psql(
+        &lab,
+        &conninfo("pg.test", "disable", Some(&client)),
+        "select 1",
+    );
+    assert!(
+        !ok_ && err.contains("accepts PostgreSQL over TLS only"),
+        "{err}"
+    );
+
+    // PostgreSQL 17's direct TLS: a ClientHello first, with ALPN.
+    let s_client = |alpn: &str| {
+        let out = lab.try_exec(
+            "b",
+            &format!(
+                "sh -c 'timeout 5 openssl s_client -connect 10.2.0.2:{port} -servername pg.test -verify_hostname pg.test -CAfile {} -cert {} -key {} {alpn} -verify_return_error </dev/null 2>&1'",
+                ca_pem.display(),
+                client.0.display(),
+                client.1.display()
+            ),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let direct = s_client("-alpn postgresql");
+    assert!(direct.contains("ALPN protocol: postgresql"), "{direct}");
+    assert!(direct.contains("Verification: OK"), "{direct}");
+    let no_alpn = s_client("");
+    assert!(no_alpn.contains("no application protocol"), "{no_alpn}");
+
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    let failures = |reason: &str| {
+        sample(
+            &m,
+            &format!(
+                "causeway_terminator_tls_handshake_failures_total{{service=\"pg\",peer=\"src\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(failures("no_client_cert"), 1.0, "{m}");
+    assert_eq!(failures("identity_not_admitted"), 1.0, "{m}");
+    let refused = |reason: &str| {
+        sample(
+            &m,
+            &format!(
+                "causeway_terminator_listener_refused_total{{listen=\"10.2.0.2:{port}\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(refused("postgres_not_tls"), 1.0, "{m}");
+    assert_eq!(refused("postgres_no_alpn"), 1.0, "{m}");
+}
