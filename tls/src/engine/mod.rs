@@ -19,6 +19,13 @@
 //! when its inbox is empty, so a slow peer stops the other side's reads and
 //! TCP's own flow control does the rest. Memory per connection is bounded
 //! by four chunks plus rustls's state.
+//!
+//! Some listeners read the client's first bytes before a service is
+//! chosen ([`ListenerSpec`]): an address shared by services told apart by
+//! the ClientHello's server name (SNI), and a PostgreSQL service, whose
+//! client asks for TLS with an SSLRequest first. Such a connection starts
+//! in a Hello phase (`conn/hello.rs`) and belongs to no service until its
+//! ClientHello names one; a refusal there is counted against the listener.
 
 mod conn;
 #[cfg(test)]
