@@ -247,3 +247,33 @@ fn metrics_render_the_listener_family() {
         "{text}"
     );
 }
+
+#[test]
+fn the_per_client_cap_of_a_shared_listener_is_counted_there() {
+    let p = pki();
+    let mut sim = two_services(&p, None);
+    for s in &mut sim.engine.services {
+        s.spec.max_connections_per_client = 1;
+    }
+    let first = sim.accept();
+    let second = sim.accept();
+    assert_eq!(sim.conn(first).closed, None);
+    assert_eq!(sim.conn(second).closed, Some(true), "reset at once");
+    assert_eq!(
+        sim.metrics
+            .listener(0)
+            .refusals(ListenerRefusal::ClientLimit),
+        1
+    );
+    for i in 0..2 {
+        assert_eq!(
+            sim.metrics.service(i).refusals(Refusal::ClientLimit),
+            0,
+            "no service was chosen for it"
+        );
+    }
+    // The first one goes; the address may connect again.
+    sim.client_fin(first);
+    let third = sim.accept();
+    assert_eq!(sim.conn(third).closed, None);
+}
