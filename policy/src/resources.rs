@@ -24,8 +24,8 @@ use causeway_dataplane::{
 };
 use causeway_tls::{
     config::{
-        BalancerName, BreakerConfig, BudgetConfigFile, MinVersion, ModeName, ServerTlsConfig,
-        ServiceConfig, TerminatorConfig, TimeoutsConfig, UpstreamTlsConfig,
+        BalancerName, BreakerConfig, BudgetConfigFile, MinVersion, ModeName, ProtocolName,
+        ServerTlsConfig, ServiceConfig, TerminatorConfig, TimeoutsConfig, UpstreamTlsConfig,
     },
     identity::{ClientMaterialConfig, ClientTls, ServerMaterialConfig, ServerTls, TlsVersions},
 };
@@ -113,10 +113,20 @@ pub struct ServiceUpstreamTlsSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServiceSpec {
-    /// The service address and port.
+    /// The service address and port; several TLSServices may share one,
+    /// told apart by SNI (`server_names`).
     pub listen: SocketAddr,
+    /// The TLS server names (SNI) this service answers on a shared
+    /// address: exact, or `*.` and a suffix; empty: the address's default
+    /// (see the terminator's `ServiceConfig`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
     /// `plain`, `terminate`, `originate` or `terminate+originate`.
     pub mode: ModeName,
+    /// `tcp` (the default) or `postgres` (answers PostgreSQL's
+    /// SSLRequest; see the terminator's `ProtocolName`).
+    #[serde(default, skip_serializing_if = "is_tcp")]
+    pub protocol: ProtocolName,
     /// The client-facing TLS (terminate modes).
     #[serde(default)]
     pub tls: Option<ServiceTlsSpec>,
@@ -149,6 +159,10 @@ pub struct TlsServiceSpec {
     /// next is reset and counted (see the terminator's `ServiceConfig`).
     #[serde(default = "max_connections_per_client")]
     pub max_connections_per_client: usize,
+}
+
+fn is_tcp(p: &ProtocolName) -> bool {
+    *p == ProtocolName::Tcp
 }
 
 fn max_connections() -> usize {
@@ -496,7 +510,9 @@ impl ApplianceSet {
         Ok(ServiceConfig {
             name: name.to_owned(),
             listen: s.listen,
+            server_names: s.server_names.clone(),
             mode: s.mode,
+            protocol: s.protocol,
             tls,
             upstream_tls,
             upstreams: match &s.upstream_service {
@@ -735,7 +751,9 @@ impl ApplianceSet {
                 s.name.clone(),
                 TlsServiceSpec {
                     listen: s.listen,
+                    server_names: s.server_names.clone(),
                     mode: s.mode,
+                    protocol: s.protocol,
                     tls,
                     upstream_tls,
                     upstreams: s.upstreams.clone(),

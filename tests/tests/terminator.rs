@@ -1028,3 +1028,407 @@ print(json.dumps(res))
         "{m}"
     );
 }
+
+// ---- Several services on one address, chosen by SNI (Armoured car II) ----
+
+/// A CA of its own with server certificates for `alpha.test` and
+/// `beta.test` and one client certificate, under `dir`.
+struct SniPki {
+    ca: PathBuf,
+    client: (PathBuf, PathBuf),
+}
+
+const SNI_CLIENT: &str = "spiffe://sni.test/ns/lab/sa/client";
+
+fn sni_pki(dir: &Path) -> SniPki {
+    let ca = Ca::new("causeway SNI test CA").expect("a CA");
+    let (ca_path, _) = ca.write(dir, "ca").expect("write the CA");
+    for name in ["alpha.test", "beta.test"] {
+        let mut leaf = Leaf::svid(&format!("spiffe://sni.test/ns/lab/sa/{name}"));
+        leaf.dns_names = vec![name.to_owned()];
+        leaf.client = false;
+        ca.issue(&leaf)
+            .expect("issue")
+            .write(dir, name)
+            .expect("write");
+    }
+    let year = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+    SniPki {
+        ca: ca_path,
+        client: issue(&ca, dir, "client", SNI_CLIENT, year),
+    }
+}
+
+/// `alpha.test` (mTLS, admitting [`SNI_CLIENT`]) in front of backend
+/// 8081 and `beta.test` (TLS) in front of 8082, both on
+/// 10.2.0.2:`port`.
+fn sni_services(dir: &Path, ca: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "    - name: alpha\n      listen: 10.2.0.2:{port}\n      server_names: [alpha.test]\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/alpha.test.pem, key: {d}/alpha.test-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}']}}\n\
+         \x20     upstreams: [10.2.0.2:8081]\n\
+         \x20   - name: beta\n      listen: 10.2.0.2:{port}\n      server_names: [beta.test]\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/beta.test.pem, key: {d}/beta.test-key.pem}}\n\
+         \x20     upstreams: [10.2.0.2:8082]\n",
+        ca = ca.display()
+    )
+}
+
+/// The X-Backend header of a backend asked directly.
+fn backend_name(lab: &Lab, port: u16) -> String {
+    let head = lab.exec(
+        "b",
+        &format!("curl -s -m 3 -D - -o /dev/null http://10.2.0.2:{port}/"),
+    );
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-backend:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no X-Backend from {port}: {head}"))
+}
+
+/// curl from island B to `https://name:port/` (resolved to 10.2.0.2),
+/// verifying the server against `ca`; (status, X-Backend), status `none`
+/// when no HTTP answer came.
+fn curl_sni(
+    lab: &Lab,
+    name: &str,
+    port: u16,
+    ca: &Path,
+    cert: Option<&(PathBuf, PathBuf)>,
+) -> (String, String) {
+    let auth = cert.map_or(String::new(), |(c, k)| {
+        format!("--cert {} --key {}", c.display(), k.display())
+    });
+    let out = lab.try_exec(
+        "b",
+        &format!(
+            "curl -s -m 5 -D - -o /dev/null --cacert {} {auth} --resolve {name}:{port}:10.2.0.2 https://{name}:{port}/",
+            ca.display()
+        ),
+    );
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("none")
+        .to_owned();
+    let backend = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-backend:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, backend)
+}
+
+/// `openssl s_client` from island B to 10.2.0.2:`port` with `sni` (`None`:
+/// `-noservername`), one request; its whole output.
+fn s_client_sni(lab: &Lab, port: u16, sni: Option<&str>, ca: &Path) -> String {
+    let name = sni.map_or("-noservername".to_owned(), |n| {
+        format!("-servername {n} -verify_hostname {n}")
+    });
+    let out = lab.try_exec(
+        "b",
+        &format!(
+            "sh -c 'printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | timeout 5 openssl s_client -connect 10.2.0.2:{port} {name} -CAfile {} -verify_return_error -ign_eof 2>&1'",
+            ca.display()
+        ),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn two_services_on_one_port_are_chosen_by_sni_and_unknown_names_refused() {
+    require("curl", "curl");
+    require("openssl", "openssl");
+    let lab = Lab::up("tn");
+    let pki_dir = tempdir("sni-pki");
+    std::fs::set_permissions(
+        &pki_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let pki = sni_pki(&pki_dir);
+    let port = 17443;
+    let gw = Gateway::start(
+        &lab,
+        "sni",
+        "",
+        &sni_services(&pki_dir, &pki.ca, port),
+        port,
+    );
+    let (b1, b2) = (backend_name(&lab, 8081), backend_name(&lab, 8082));
+    assert_ne!(b1, b2, "the two backends tell themselves apart");
+
+    // curl: each name reaches its own backend, through its own
+    // certificate (curl checks the name) and its own client policy.
+    for _ in 0..3 {
+        assert_eq!(
+            curl_sni(&lab, "alpha.test", port, &pki.ca, Some(&pki.client)),
+            ("200".to_owned(), b1.clone()),
+            "{}",
+            gw.log()
+        );
+        assert_eq!(
+            curl_sni(&lab, "beta.test", port, &pki.ca, None),
+            ("200".to_owned(), b2.clone()),
+            "{}",
+            gw.log()
+        );
+    }
+    // alpha requires the client certificate; beta does not ask for one.
+    assert_eq!(curl_sni(&lab, "alpha.test", port, &pki.ca, None).0, "none");
+
+    // openssl s_client: the name chooses the certificate, verified.
+    let beta = s_client_sni(&lab, port, Some("beta.test"), &pki.ca);
+    assert!(beta.contains("Verification: OK"), "{beta}");
+    assert!(beta.contains(&format!("X-Backend: {b2}")), "{beta}");
+    // An unknown name and no name at all are refused with an alert.
+    let gamma = s_client_sni(&lab, port, Some("gamma.test"), &pki.ca);
+    assert!(gamma.contains("unrecognized name"), "{gamma}");
+    assert!(!gamma.contains("X-Backend"), "{gamma}");
+    let none = s_client_sni(&lab, port, None, &pki.ca);
+    assert!(none.contains("unrecognized name"), "{none}");
+    let unknown_by_curl = curl_sni(&lab, "gamma.test", port, &pki.ca, None);
+    assert_eq!(unknown_by_curl.0, "none");
+
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&pki_dir);
+    let refused = |reason: &str| {
+        sample(
+            &m,
+            &format!(
+                "causeway_terminator_listener_refused_total{{listen=\"10.2.0.2:{port}\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(refused("unknown_sni"), 2.0, "{m}");
+    assert_eq!(refused("no_sni"), 1.0, "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_tls_handshakes_total{service=\"alpha\"}"
+        ),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_tls_handshakes_total{service=\"beta\"}"
+        ),
+        4.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_tls_handshake_failures_total{service=\"alpha\",peer=\"src\",reason=\"no_client_cert\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[test]
+fn a_config_with_two_unnamed_services_on_one_address_is_refused_at_start() {
+    let dir = tempdir("sni-bad");
+    let yaml = format!(
+        "ports: []\napi: {{socket: {d}/gw.sock}}\nstate: {{dir: {d}/state}}\nterminator:\n  cores: [0]\n  services:\n\
+         \x20   - {{name: one, listen: 10.2.0.2:17444, mode: terminate, tls: {{cert: /x.pem, key: /x-key.pem}}, upstreams: [10.2.0.2:8081]}}\n\
+         \x20   - {{name: two, listen: 10.2.0.2:17444, mode: terminate, tls: {{cert: /x.pem, key: /x-key.pem}}, upstreams: [10.2.0.2:8082]}}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("gw.yaml"), yaml).unwrap();
+    let out = Command::new(causeway_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("gw.yaml"))
+        .output()
+        .expect("causeway");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("terminator.services[1].server_names: service `one` is already the default (no server_names) on 10.2.0.2:17444"),
+        "{err}"
+    );
+}
+
+// ---- PostgreSQL's own TLS negotiation (Armoured car II) ----
+
+/// psql from island B with `conninfo` and `sql`; (stdout, stderr, success).
+fn psql(lab: &Lab, conninfo: &str, sql: &str) -> (String, String, bool) {
+    let out = lab.try_exec(
+        "b",
+        &format!("env PGCONNECT_TIMEOUT=5 psql '{conninfo}' -At -c '{sql}'"),
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn psql_verify_full_with_a_client_certificate_through_a_postgres_service() {
+    require("psql", "postgresql-client");
+    require("openssl", "openssl");
+    let lab = Lab::up("tq");
+    let dir = tempdir("pg-tls");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // A CA with the server certificate for pg.test, the admitted client
+    // and an intruder it also signs.
+    let ca = Ca::new("causeway PostgreSQL test CA").expect("a CA");
+    let (ca_pem, _) = ca.write(&dir, "ca").expect("write the CA");
+    let mut leaf = Leaf::svid("spiffe://sni.test/ns/lab/sa/pg");
+    leaf.dns_names = vec!["pg.test".to_owned()];
+    leaf.client = false;
+    ca.issue(&leaf)
+        .expect("issue")
+        .write(&dir, "pg")
+        .expect("write");
+    let year = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+    let client = issue(&ca, &dir, "client", SNI_CLIENT, year);
+    let intruder = issue(
+        &ca,
+        &dir,
+        "intruder",
+        "spiffe://sni.test/ns/lab/sa/intruder",
+        year,
+    );
+
+    // PostgreSQL on island B's loopback, run as the postgres user.
+    let data = dir.join("pgdata");
+    ok(&format!(
+        "runuser -u postgres -- {} -D {} -A trust -U postgres >/dev/null",
+        pg_bin("initdb"),
+        data.display()
+    ));
+    let _pg = spawn_in(
+        &lab,
+        "b",
+        &format!(
+            "runuser -u postgres -- {} -D {} -h 127.0.0.1 -p 5432 -k {}",
+            pg_bin("postgres"),
+            data.display(),
+            dir.display()
+        ),
+        &dir.join("pg.log"),
+    );
+    let port = 15433;
+    let services = format!(
+        "    - name: pg\n      listen: 10.2.0.2:{port}\n      mode: terminate\n      protocol: postgres\n\
+         \x20     tls: {{cert: {d}/pg.pem, key: {d}/pg-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}']}}\n\
+         \x20     upstreams: [127.0.0.1:5432]\n",
+        d = dir.display(),
+        ca = ca_pem.display()
+    );
+    let gw = Gateway::start(&lab, "pgtls", "", &services, port);
+    let ready = wait_for(Duration::from_secs(20), || {
+        listening(&lab, "b", 5432).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "PostgreSQL did not start:\n{}",
+        std::fs::read_to_string(dir.join("pg.log")).unwrap_or_default()
+    );
+    let conninfo = |host: &str, mode: &str, cert: Option<&(PathBuf, PathBuf)>| {
+        let auth = cert.map_or(String::new(), |(c, k)| {
+            format!(" sslcert={} sslkey={}", c.display(), k.display())
+        });
+        format!(
+            "host={host} hostaddr=10.2.0.2 port={port} user=postgres dbname=postgres sslmode={mode} sslrootcert={}{auth}",
+            ca_pem.display()
+        )
+    };
+
+    // verify-full with the admitted client certificate: served, and the
+    // server sees a plaintext connection from the terminator.
+    let (out, err, ok_) = psql(
+        &lab,
+        &conninfo("pg.test", "verify-full", Some(&client)),
+        "select 6 * 7; select ssl from pg_stat_ssl where pid = pg_backend_pid(); select client_addr from pg_stat_activity where pid = pg_backend_pid()",
+    );
+    assert!(ok_, "{err}\n{}", gw.log());
+    assert_eq!(out, "42\nf\n127.0.0.1", "{err}");
+
+    // The terminator verifies the client: none, or one not admitted, is
+    // refused in the handshake.
+    let (_, err, ok_) = psql(&lab, &conninfo("pg.test", "verify-full", None), "select 1");
+    assert!(!ok_, "no client certificate must be refused");
+    assert!(err.contains("certificate"), "{err}");
+    let (_, err, ok_) = psql(
+        &lab,
+        &conninfo("pg.test", "verify-full", Some(&intruder)),
+        "select 1",
+    );
+    assert!(!ok_, "an identity not admitted must be refused: {err}");
+    // verify-full checks the name the terminator's certificate carries.
+    let (_, err, ok_) = psql(
+        &lab,
+        &conninfo("other.test", "verify-full", Some(&client)),
+        "select 1",
+    );
+    assert!(!ok_ && err.contains("does not match host name"), "{err}");
+    // A client without TLS gets PostgreSQL's own FATAL.
+    let (_, err, ok_) = psql(
+        &lab,
+        &conninfo("pg.test", "disable", Some(&client)),
+        "select 1",
+    );
+    assert!(
+        !ok_ && err.contains("accepts PostgreSQL over TLS only"),
+        "{err}"
+    );
+
+    // PostgreSQL 17's direct TLS: a ClientHello first, with ALPN.
+    let s_client = |alpn: &str| {
+        let out = lab.try_exec(
+            "b",
+            &format!(
+                "sh -c 'timeout 5 openssl s_client -connect 10.2.0.2:{port} -servername pg.test -verify_hostname pg.test -CAfile {} -cert {} -key {} {alpn} -verify_return_error </dev/null 2>&1'",
+                ca_pem.display(),
+                client.0.display(),
+                client.1.display()
+            ),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let direct = s_client("-alpn postgresql");
+    assert!(direct.contains("ALPN protocol: postgresql"), "{direct}");
+    assert!(direct.contains("Verification: OK"), "{direct}");
+    let no_alpn = s_client("");
+    assert!(no_alpn.contains("no application protocol"), "{no_alpn}");
+
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    let failures = |reason: &str| {
+        sample(
+            &m,
+            &format!(
+                "causeway_terminator_tls_handshake_failures_total{{service=\"pg\",peer=\"src\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(failures("no_client_cert"), 1.0, "{m}");
+    assert_eq!(failures("identity_not_admitted"), 1.0, "{m}");
+    let refused = |reason: &str| {
+        sample(
+            &m,
+            &format!(
+                "causeway_terminator_listener_refused_total{{listen=\"10.2.0.2:{port}\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(refused("postgres_not_tls"), 1.0, "{m}");
+    assert_eq!(refused("postgres_no_alpn"), 1.0, "{m}");
+}

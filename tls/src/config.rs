@@ -4,7 +4,13 @@
 //! fields are errors. Durations are written as Envoy writes them: `250ms`,
 //! `1s`, `5m`, `1h`.
 
-use std::{collections::HashSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    net::SocketAddr,
+    path::PathBuf,
+    time::Duration,
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -61,6 +67,29 @@ pub enum ModeName {
     TerminateOriginate,
 }
 
+/// What a client says before its TLS handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolName {
+    /// Nothing: the client leg is TLS (or plain TCP) from its first byte.
+    #[default]
+    Tcp,
+    /// PostgreSQL: the terminator answers the client's SSLRequest with
+    /// `S` and terminates the TLS that follows, or takes PostgreSQL 17's
+    /// direct TLS (a ClientHello first, which must offer ALPN
+    /// `postgresql`); it declines a GSSENCRequest with `N`, refuses a
+    /// client that starts without TLS with a FATAL ErrorResponse, and
+    /// proxies the plaintext PostgreSQL protocol to the upstream. Needs a
+    /// terminating mode.
+    Postgres,
+}
+
+impl ProtocolName {
+    fn is_tcp(&self) -> bool {
+        *self == Self::Tcp
+    }
+}
+
 /// A service: where it listens, how it secures each leg, where it sends
 /// connections.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -69,10 +98,27 @@ pub struct ServiceConfig {
     /// Names the service in metrics and logs.
     pub name: String,
     /// The service address and port (the dataplane routes the address to
-    /// the host port).
+    /// the host port). Several services may share one address if each
+    /// terminates TLS: the client's SNI chooses among them (see
+    /// `server_names`).
     pub listen: SocketAddr,
+    /// The TLS server names (SNI) this service answers, as Envoy's
+    /// `filter_chain_match.server_names`: exact names (`db.example.com`)
+    /// or one leading wildcard label (`*.example.com`, which matches
+    /// `a.example.com` but neither `example.com` nor `a.b.example.com`).
+    /// Empty: this service is its address's default and takes every
+    /// client whose SNI no other service on the address names, or that
+    /// sends none. An address with no default refuses such clients,
+    /// counted in `listener_refused_total{reason="unknown_sni"|"no_sni"}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
     /// `plain`, `terminate`, `originate` or `terminate+originate`.
     pub mode: ModeName,
+    /// What the client says before its TLS: `tcp` (the default: TLS, or
+    /// plain bytes, from the first byte) or `postgres` (see
+    /// [`ProtocolName::Postgres`]).
+    #[serde(default, skip_serializing_if = "ProtocolName::is_tcp")]
+    pub protocol: ProtocolName,
     /// The client-facing TLS (terminate modes).
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
@@ -356,7 +402,6 @@ impl TerminatorConfig {
             }
         }
         let mut names = HashSet::new();
-        let mut listens = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let at = |f: &str| format!("terminator.services[{i}].{f}");
             if s.name.is_empty()
@@ -373,11 +418,10 @@ impl TerminatorConfig {
             if !names.insert(&s.name) {
                 err(at("name"), format!("`{}` is used twice", s.name));
             }
-            if !listens.insert(s.listen) {
-                err(
-                    at("listen"),
-                    format!("{} is used by two services", s.listen),
-                );
+            for (j, n) in s.server_names.iter().enumerate() {
+                if let Err(why) = check_server_name(n) {
+                    err(at(&format!("server_names[{j}]")), why);
+                }
             }
             if s.listen.port() == 0 {
                 err(at("listen"), "port 0 is not a port to listen on".into());
@@ -424,6 +468,15 @@ impl TerminatorConfig {
                         "identities can only be checked with client certificates: set tls.client_ca".into(),
                     );
                 }
+            }
+            if s.protocol == ProtocolName::Postgres && !terminates {
+                err(
+                    at("protocol"),
+                    format!(
+                        "postgres: the terminator answers PostgreSQL's SSLRequest and terminates the TLS that follows, which mode {:?} does not; set mode terminate or terminate+originate with a tls section",
+                        s.mode
+                    ),
+                );
             }
             if s.upstreams.is_empty() && s.upstreams_from.is_none() {
                 err(
@@ -477,12 +530,176 @@ impl TerminatorConfig {
                 }
             }
         }
+        self.validate_shared_addresses(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
     }
+
+    /// The services that share a listen address are told apart by SNI:
+    /// each terminates TLS, no server name is claimed twice, at most one
+    /// is the default, and they agree on what is enforced per address
+    /// (the accept limits and the ClientHello's timeout).
+    fn validate_shared_addresses(&self, errors: &mut Vec<ConfigError>) {
+        let mut err = |i: usize, f: &str, reason: String| {
+            errors.push(ConfigError {
+                field: format!("terminator.services[{i}].{f}"),
+                reason,
+            });
+        };
+        let mut first_at: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut default_at: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut claimed: HashMap<(SocketAddr, String), usize> = HashMap::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let routes = s.routes_by_sni() || self.shares_listen(i);
+            if !routes {
+                first_at.insert(s.listen, i);
+                continue;
+            }
+            if !s.terminates() {
+                let why = if s.server_names.is_empty() {
+                    format!(
+                        "{} is shared with another service: services on one address are told apart by their TLS server name (SNI), so each must terminate TLS (mode terminate or terminate+originate)",
+                        s.listen
+                    )
+                } else {
+                    "server_names are read from the client's TLS ClientHello: only a service that terminates TLS can have them".into()
+                };
+                err(i, "mode", why);
+            }
+            if s.server_names.is_empty()
+                && let Some(&d) = default_at.get(&s.listen)
+            {
+                err(
+                    i,
+                    "server_names",
+                    format!(
+                        "service `{}` is already the default (no server_names) on {}: give this one server_names, or that one",
+                        self.services[d].name, s.listen
+                    ),
+                );
+            } else if s.server_names.is_empty() {
+                default_at.insert(s.listen, i);
+            }
+            for (j, n) in s.server_names.iter().enumerate() {
+                let key = (s.listen, n.to_ascii_lowercase());
+                if let Some(&other) = claimed.get(&key) {
+                    err(
+                        i,
+                        &format!("server_names[{j}]"),
+                        format!(
+                            "`{n}` on {} is claimed by service `{}` already: a server name chooses one service",
+                            s.listen, self.services[other].name
+                        ),
+                    );
+                } else {
+                    claimed.insert(key, i);
+                }
+            }
+            let Some(&f) = first_at.get(&s.listen) else {
+                first_at.insert(s.listen, i);
+                continue;
+            };
+            let first = &self.services[f];
+            for (field, mine, theirs) in [
+                (
+                    "protocol",
+                    format!("{:?}", s.protocol).to_ascii_lowercase(),
+                    format!("{:?}", first.protocol).to_ascii_lowercase(),
+                ),
+                (
+                    "max_connections",
+                    s.max_connections.to_string(),
+                    first.max_connections.to_string(),
+                ),
+                (
+                    "max_connections_per_client",
+                    s.max_connections_per_client.to_string(),
+                    first.max_connections_per_client.to_string(),
+                ),
+                (
+                    "timeouts.handshake",
+                    format!("{:?}", s.timeouts.handshake),
+                    format!("{:?}", first.timeouts.handshake),
+                ),
+            ] {
+                if mine != theirs {
+                    err(
+                        i,
+                        field,
+                        format!(
+                            "{mine} differs from service `{}`'s {theirs}: services sharing {} are accepted by one listener, which enforces one value; make them equal",
+                            first.name, s.listen
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether another service listens on service `i`'s address.
+    fn shares_listen(&self, i: usize) -> bool {
+        let listen = self.services[i].listen;
+        self.services
+            .iter()
+            .enumerate()
+            .any(|(j, s)| j != i && s.listen == listen)
+    }
+}
+
+impl ServiceConfig {
+    /// Whether the client leg is TLS that this service terminates.
+    #[must_use]
+    pub fn terminates(&self) -> bool {
+        matches!(
+            self.mode,
+            ModeName::Terminate | ModeName::TerminateOriginate
+        )
+    }
+
+    /// Whether this service names the server names it answers.
+    #[must_use]
+    pub fn routes_by_sni(&self) -> bool {
+        !self.server_names.is_empty()
+    }
+
+    /// Whether the client's first bytes are read before a service and its
+    /// TLS session are started: to choose by SNI, or to answer a
+    /// PostgreSQL SSLRequest.
+    #[must_use]
+    pub fn reads_first_bytes(&self) -> bool {
+        self.routes_by_sni() || self.protocol == ProtocolName::Postgres
+    }
+}
+
+/// A server name as SNI carries it (RFC 6066 section 3: a DNS host name,
+/// no IP literal, no trailing dot), or `*.` and such a name.
+fn check_server_name(name: &str) -> Result<(), String> {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if host.is_empty() || name.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "`{name}` is not a server name: write a DNS name (db.example.com) or one leading wildcard label (*.example.com)"
+        ));
+    }
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host
+            .split('.')
+            .all(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(format!(
+            "`{name}` is an IP address: TLS clients send no SNI for an address (RFC 6066 section 3), so route it with a default service (one without server_names)"
+        ));
+    }
+    Ok(())
 }
 
 /// `250ms`, `1s`, `5m`, `1h` as a [`Duration`], for serde's `with`.
@@ -597,5 +814,173 @@ services:
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `balancr`"), "{e}");
+    }
+
+    const SHARED: &str = r"
+cores: [0]
+services:
+  - name: alpha
+    listen: 10.100.0.10:443
+    server_names: [alpha.example.com, '*.alpha.example.com']
+    mode: terminate
+    tls: {cert: /x/alpha.pem, key: /x/alpha-key.pem, client_ca: /x/ca.pem}
+    upstreams: [10.2.0.2:8081]
+  - name: beta
+    listen: 10.100.0.10:443
+    server_names: [beta.example.com]
+    mode: terminate
+    tls: {cert: /x/beta.pem, key: /x/beta-key.pem}
+    upstreams: [10.2.0.2:8082]
+";
+
+    fn errors_of(yaml: &str) -> Vec<String> {
+        let c: TerminatorConfig = serde_yaml::from_str(yaml).unwrap();
+        c.validate(2)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn services_with_distinct_server_names_share_an_address() {
+        assert_eq!(errors_of(SHARED), Vec::<String>::new());
+        // A third without names is the address's default.
+        let with_default = format!(
+            "{SHARED}  - {{name: fallback, listen: 10.100.0.10:443, mode: terminate,\n      tls: {{cert: /x/f.pem, key: /x/f-key.pem}}, upstreams: [10.2.0.2:8083]}}\n"
+        );
+        assert_eq!(errors_of(&with_default), Vec::<String>::new());
+        // Without server_names the section still reads as before.
+        let c: TerminatorConfig = serde_yaml::from_str(GOOD).unwrap();
+        assert!(c.services[0].server_names.is_empty());
+        let back = serde_yaml::to_string(&c).unwrap();
+        assert!(!back.contains("server_names"), "{back}");
+    }
+
+    #[test]
+    fn two_services_on_one_address_without_names_are_refused() {
+        let e = errors_of(
+            &SHARED
+                .replace("    server_names: [beta.example.com]\n", "")
+                .replace(
+                    "    server_names: [alpha.example.com, '*.alpha.example.com']\n",
+                    "",
+                ),
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("terminator.services[1].server_names: service `alpha` is already the default (no server_names) on 10.100.0.10:443"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_name_claimed_twice_on_one_address_is_refused() {
+        let e = errors_of(&SHARED.replace(
+            "[beta.example.com]",
+            "[beta.example.com, Alpha.Example.com]",
+        ));
+        assert_eq!(
+            e,
+            [
+                "terminator.services[1].server_names[1]: `Alpha.Example.com` on 10.100.0.10:443 is claimed by service `alpha` already: a server name chooses one service"
+            ]
+        );
+        // The same name on another address is fine.
+        let e = errors_of(&SHARED.replace(
+            "listen: 10.100.0.10:443\n    server_names: [beta.example.com]",
+            "listen: 10.100.0.11:443\n    server_names: [alpha.example.com]",
+        ));
+        assert_eq!(e, Vec::<String>::new());
+    }
+
+    #[test]
+    fn services_sharing_an_address_must_terminate_and_agree_on_its_limits() {
+        let e = errors_of(
+            &SHARED
+                .replacen(
+                    "mode: terminate\n    tls: {cert: /x/beta.pem, key: /x/beta-key.pem}",
+                    "mode: plain",
+                    1,
+                )
+                .replacen(
+                    "upstreams: [10.2.0.2:8082]",
+                    "upstreams: [10.2.0.2:8082]\n    max_connections: 5",
+                    1,
+                ),
+        );
+        assert!(
+            e.iter().any(|e| e.starts_with("terminator.services[1].mode: server_names are read from the client's TLS ClientHello")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.starts_with(
+                "terminator.services[1].max_connections: 5 differs from service `alpha`'s 10000"
+            )),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_server_names_are_refused_with_their_index() {
+        let e = errors_of(&SHARED.replace(
+            "[beta.example.com]",
+            "[beta.example.com, 'bad name', 10.0.0.1, 'a.*.com', '']",
+        ));
+        let at = |j: usize| format!("terminator.services[1].server_names[{j}]:");
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].starts_with(&at(1)) && e[0].contains("not a server name"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with(&at(2)) && e[1].contains("is an IP address"),
+            "{e:?}"
+        );
+        assert!(e[2].starts_with(&at(3)), "{e:?}");
+        assert!(e[3].starts_with(&at(4)), "{e:?}");
+    }
+
+    #[test]
+    fn postgres_needs_a_terminating_mode_and_one_protocol_per_address() {
+        let pg = GOOD.replace("mode: terminate", "mode: terminate\n    protocol: postgres");
+        assert_eq!(errors_of(&pg), Vec::<String>::new());
+        let c: TerminatorConfig = serde_yaml::from_str(&pg).unwrap();
+        assert_eq!(c.services[0].protocol, ProtocolName::Postgres);
+        assert!(
+            serde_yaml::to_string(&c)
+                .unwrap()
+                .contains("protocol: postgres")
+        );
+        let e = errors_of(
+            &pg.replace("mode: terminate", "mode: plain")
+                .replace(
+                    "    tls: {cert: /x/server.pem, key: /x/server-key.pem, client_ca: /x/ca.pem,\n          allowed_identities: ['spiffe://causeway.lab/ns/lab/sa/client']}\n",
+                    "",
+                ),
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("terminator.services[0].protocol: postgres: the terminator answers PostgreSQL's SSLRequest"),
+            "{e:?}"
+        );
+        let e = errors_of(&SHARED.replacen(
+            "    mode: terminate\n    tls: {cert: /x/beta.pem",
+            "    mode: terminate\n    protocol: postgres\n    tls: {cert: /x/beta.pem",
+            1,
+        ));
+        assert_eq!(
+            e,
+            [
+                "terminator.services[1].protocol: postgres differs from service `alpha`'s tcp: services sharing 10.100.0.10:443 are accepted by one listener, which enforces one value; make them equal"
+            ]
+        );
+        let e = serde_yaml::from_str::<TerminatorConfig>(
+            &GOOD.replace("mode: terminate", "mode: terminate\n    protocol: mysql"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown variant `mysql`"), "{e}");
     }
 }

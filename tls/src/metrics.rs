@@ -76,6 +76,86 @@ impl Refusal {
     }
 }
 
+/// Why a client of a listener that reads the client's first bytes (to
+/// choose a service by SNI, or to answer PostgreSQL's SSLRequest) was
+/// refused before any service was chosen: a small
+/// enum that indexes a counter array
+/// (`listener_refused_total{listen,reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerRefusal {
+    /// Its ClientHello named no server and the address has no default
+    /// service.
+    NoSni,
+    /// Its ClientHello named a server no service on the address answers,
+    /// and the address has no default service.
+    UnknownSni,
+    /// Its first bytes were not a ClientHello rustls could read.
+    BadHello,
+    /// It sent no whole ClientHello within the handshake timeout.
+    Timeout,
+    /// It hung up before its ClientHello was whole.
+    Eof,
+    /// Its address already holds `max_connections_per_client` connections
+    /// on this worker.
+    ClientLimit,
+    /// A PostgreSQL client that did not start with an SSLRequest or a
+    /// ClientHello (a plaintext startup or cancel request), or sent more
+    /// before it was answered `S`.
+    PostgresNotTls,
+    /// A PostgreSQL client's direct TLS ClientHello without ALPN
+    /// `postgresql`.
+    PostgresNoAlpn,
+}
+
+impl ListenerRefusal {
+    /// Every reason, in counter order.
+    pub const ALL: [Self; 8] = [
+        Self::NoSni,
+        Self::UnknownSni,
+        Self::BadHello,
+        Self::Timeout,
+        Self::Eof,
+        Self::ClientLimit,
+        Self::PostgresNotTls,
+        Self::PostgresNoAlpn,
+    ];
+
+    /// The label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSni => "no_sni",
+            Self::UnknownSni => "unknown_sni",
+            Self::BadHello => "bad_client_hello",
+            Self::Timeout => "timeout",
+            Self::Eof => "eof",
+            Self::ClientLimit => "client_limit",
+            Self::PostgresNotTls => "postgres_not_tls",
+            Self::PostgresNoAlpn => "postgres_no_alpn",
+        }
+    }
+}
+
+/// One routing listener's figures in one worker.
+#[derive(Debug)]
+pub struct ListenerCounters {
+    /// The address it listens on.
+    pub listen: SocketAddr,
+    refused: [AtomicU64; ListenerRefusal::ALL.len()],
+}
+
+impl ListenerCounters {
+    pub(crate) fn refused(&self, why: ListenerRefusal) {
+        self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Clients refused for `why`.
+    #[must_use]
+    pub fn refusals(&self, why: ListenerRefusal) -> u64 {
+        self.refused[why as usize].load(Relaxed)
+    }
+}
+
 /// Where the terminator ran out of file descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdStage {
@@ -405,6 +485,7 @@ impl ServiceCounters {
 #[derive(Debug)]
 pub struct WorkerMetrics {
     services: Vec<ServiceCounters>,
+    listeners: Vec<ListenerCounters>,
     restarts: AtomicU64,
 }
 
@@ -417,8 +498,29 @@ impl WorkerMetrics {
                 .into_iter()
                 .map(|(n, e)| ServiceCounters::new(n, e))
                 .collect(),
+            listeners: Vec::new(),
             restarts: AtomicU64::new(0),
         }
+    }
+
+    /// Adds figures for the listeners that route by SNI, in the order of
+    /// the engine's [`crate::engine::ListenerSpec`]s.
+    #[must_use]
+    pub fn with_listeners(mut self, listens: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.listeners = listens
+            .into_iter()
+            .map(|listen| ListenerCounters {
+                listen,
+                refused: Default::default(),
+            })
+            .collect();
+        self
+    }
+
+    /// Routing listener `i`'s figures.
+    #[must_use]
+    pub fn listener(&self, i: usize) -> &ListenerCounters {
+        &self.listeners[i]
     }
 
     /// The worker's ring failed and the worker was built again.
@@ -619,6 +721,23 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
             let _ = writeln!(
                 out,
                 "{p}_refused_total{{service=\"{s}\",reason=\"{}\"}} {v}",
+                why.as_str()
+            );
+        }
+    }
+    family(
+        &mut out,
+        "listener_refused_total",
+        "counter",
+        "Clients of an address shared by services (told apart by SNI) refused before a service was chosen, by reason.",
+    );
+    for (i, l) in first.listeners.iter().enumerate() {
+        for why in ListenerRefusal::ALL {
+            let v = sum(workers, |w| load(&w.listeners[i].refused[why as usize]));
+            let _ = writeln!(
+                out,
+                "{p}_listener_refused_total{{listen=\"{}\",reason=\"{}\"}} {v}",
+                l.listen,
                 why.as_str()
             );
         }

@@ -23,9 +23,9 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::{
-    config::{BalancerName, MinVersion, ModeName, ServiceConfig, TerminatorConfig},
+    config::{BalancerName, MinVersion, ModeName, ProtocolName, ServiceConfig, TerminatorConfig},
     driver::{DriverKind, choose_driver},
-    engine::{Engine, ServiceSpec, Timeouts},
+    engine::{Engine, ListenerSpec, ServiceSpec, Timeouts},
     identity::{
         ClientMaterialConfig, ClientTls, Reload, ServerMaterialConfig, ServerTls, TlsVersions,
     },
@@ -86,6 +86,41 @@ fn pool_config(s: &ServiceConfig) -> PoolConfig {
         },
         ..PoolConfig::default()
     }
+}
+
+/// The listeners that read the client's first bytes before choosing a
+/// service: every address shared by several services (told apart by SNI),
+/// every address whose one service names the server names it answers (so
+/// that others are refused), and every PostgreSQL service (to answer its
+/// SSLRequest). Validation has made sure each such service terminates TLS
+/// and that services sharing an address agree on the protocol.
+fn listener_specs(cfg: &TerminatorConfig) -> Vec<ListenerSpec> {
+    let mut out: Vec<ListenerSpec> = Vec::new();
+    for (i, s) in cfg.services.iter().enumerate() {
+        let shared = cfg.services.iter().filter(|o| o.listen == s.listen).count() > 1;
+        if !(shared || s.reads_first_bytes()) {
+            continue;
+        }
+        let l = match out.iter().position(|l| l.listen == s.listen) {
+            Some(k) => &mut out[k],
+            None => {
+                out.push(ListenerSpec {
+                    listen: s.listen,
+                    accepts_for: i,
+                    names: Vec::new(),
+                    default: None,
+                    postgres: s.protocol == ProtocolName::Postgres,
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        if s.server_names.is_empty() {
+            l.default = Some(i);
+        }
+        l.names
+            .extend(s.server_names.iter().map(|n| (n.clone(), i)));
+    }
+    out
 }
 
 fn load_material(s: &ServiceConfig) -> Result<Material> {
@@ -283,10 +318,14 @@ impl Terminator {
             .collect::<Result<_>>()?;
         let driver = choose_driver(cfg.driver);
         let stop = Arc::new(AtomicBool::new(false));
+        // One listener per address; the services sharing one are told
+        // apart by SNI.
+        let routing = listener_specs(cfg);
         let listen: Vec<Listen> = cfg
             .services
             .iter()
             .enumerate()
+            .filter(|&(i, s)| cfg.services[..i].iter().all(|o| o.listen != s.listen))
             .map(|(service, s)| Listen {
                 service,
                 addr: s.listen,
@@ -316,16 +355,20 @@ impl Terminator {
                     max_connections_per_client: s.max_connections_per_client,
                 })
                 .collect();
-            let metrics = Arc::new(WorkerMetrics::new(
-                cfg.services
-                    .iter()
-                    .map(|s| (s.name.as_str(), s.upstreams.as_slice())),
-            ));
+            let metrics = Arc::new(
+                WorkerMetrics::new(
+                    cfg.services
+                        .iter()
+                        .map(|s| (s.name.as_str(), s.upstreams.as_slice())),
+                )
+                .with_listeners(routing.iter().map(|l| l.listen)),
+            );
             all_metrics.push(metrics.clone());
-            let (stop, ready, listen, netns, drain) = (
+            let (stop, ready, listen, routing, netns, drain) = (
                 stop.clone(),
                 ready_tx.clone(),
                 listen.clone(),
+                routing.clone(),
                 cfg.netns.clone(),
                 cfg.drain_timeout,
             );
@@ -348,7 +391,8 @@ impl Terminator {
                             w as u64 + 1,
                             Instant::now(),
                             worker_metrics.clone(),
-                        );
+                        )
+                        .with_listeners(&routing);
                         match driver {
                             DriverKind::IoUring => {
                                 let mut worker = Worker::new(engine, &listen)?;

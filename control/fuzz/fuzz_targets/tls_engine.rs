@@ -1,7 +1,9 @@
 //! Fuzzes the terminator's engine fed hostile bytes: real rustls on the
-//! engine's side, the peer's bytes from the input. Three services: mTLS
-//! terminate (TLS 1.3), terminate admitting TLS 1.2, and originate (a
-//! hostile upstream answering the engine's ClientHello). The driver is
+//! engine's side, the peer's bytes from the input. Six services: mTLS
+//! terminate (TLS 1.3), terminate admitting TLS 1.2, originate (a
+//! hostile upstream answering the engine's ClientHello), PostgreSQL
+//! (an SSLRequest or direct TLS first), and two on one listener told
+//! apart by SNI (`causeway.test`, `*.test`, no default). The driver is
 //! simulated, and keeps the engine's contract: bytes arrive on a leg only
 //! when the engine asked to receive there; sends complete at once;
 //! connects succeed unless told.
@@ -20,7 +22,7 @@ use std::{
 };
 
 use causeway_tls::{
-    engine::{ConnKey, Engine, Io, Leg, ServiceSpec, Timeouts},
+    engine::{ConnKey, Engine, Io, Leg, ListenerSpec, ServiceSpec, Timeouts},
     identity::{ClientMaterialConfig, ClientTls, ServerTls, TlsVersions, ca::lab_pki},
     metrics::WorkerMetrics,
     pool::PoolConfig,
@@ -29,7 +31,31 @@ use libfuzzer_sys::fuzz_target;
 
 const UPSTREAM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, 2)), 8443);
 
-/// The three services' specs, with the lab PKI loaded once.
+/// The services that have a listener of their own (the last one is
+/// reached through the SNI listener of the one before).
+const LISTENING: usize = 5;
+
+/// The listeners that read first bytes: PostgreSQL's, and the SNI one.
+fn listeners() -> [ListenerSpec; 2] {
+    [
+        ListenerSpec {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 100, 0, 10)), 5432),
+            accepts_for: 3,
+            names: Vec::new(),
+            default: Some(3),
+            postgres: true,
+        },
+        ListenerSpec {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 100, 0, 10)), 443),
+            accepts_for: 4,
+            names: vec![("causeway.test".into(), 4), ("*.test".into(), 5)],
+            default: None,
+            postgres: false,
+        },
+    ]
+}
+
+/// The services' specs, with the lab PKI loaded once.
 fn specs() -> &'static Vec<ServiceSpec> {
     static SPECS: OnceLock<Vec<ServiceSpec>> = OnceLock::new();
     SPECS.get_or_init(|| {
@@ -69,9 +95,12 @@ fn specs() -> &'static Vec<ServiceSpec> {
             max_connections_per_client: 4,
         };
         vec![
-            spec("mtls", Some(server13), None),
-            spec("tls12", Some(server12), None),
+            spec("mtls", Some(server13.clone()), None),
+            spec("tls12", Some(server12.clone()), None),
             spec("originate", None, Some(client)),
+            spec("pg", Some(server13.clone()), None),
+            spec("sni-a", Some(server13), None),
+            spec("sni-b", Some(server12), None),
         ]
     })
 }
@@ -112,12 +141,16 @@ fn drive(engine: &mut Engine, recvs: &mut HashSet<(ConnKey, Leg)>, now: Instant,
 fuzz_target!(|data: &[u8]| {
     let specs = specs();
     let mut now = Instant::now();
-    let metrics = Arc::new(WorkerMetrics::new(
-        specs
-            .iter()
-            .map(|s| (s.name.as_str(), s.endpoints.as_slice())),
-    ));
-    let mut engine = Engine::new(specs.clone(), 7, now, metrics);
+    let listeners = listeners();
+    let metrics = Arc::new(
+        WorkerMetrics::new(
+            specs
+                .iter()
+                .map(|s| (s.name.as_str(), s.endpoints.as_slice())),
+        )
+        .with_listeners(listeners.iter().map(|l| l.listen)),
+    );
+    let mut engine = Engine::new(specs.clone(), 7, now, metrics).with_listeners(&listeners);
     let mut conns: Vec<ConnKey> = Vec::new();
     let mut recvs = HashSet::new();
     let mut rest = data;
@@ -127,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
             |conns: &[ConnKey]| (!conns.is_empty()).then(|| conns[usize::from(*arg) % conns.len()]);
         match op % 6 {
             0 => {
-                let service = usize::from(*arg) % specs.len();
+                let service = usize::from(*arg) % LISTENING;
                 if engine.accepting(service) {
                     let peer = SocketAddr::new(
                         IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2 + arg / 64)),

@@ -142,11 +142,13 @@ out("journal", "format1-snapshot", snapshot(3, [stored(3, "old", 80)], fmt=1) + 
 # Opcodes: 0 accept (arg: service), 1 client bytes, 2 upstream bytes
 # (arg: connection, then a length byte and the bytes), 3 EOF/reset,
 # 4 time passes, 5 refuse connects.
-def client_hello(versions):
+def client_hello(versions, alpn=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version, ctx.maximum_version = versions
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
     inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
     s = ctx.wrap_bio(inc, outg, server_hostname="causeway.test")
     try:
@@ -172,6 +174,16 @@ out("tls_engine", "tls12-client-hello", bytes([0, 1]) + feed(1, 0, hello12) + by
 # answers with a TLS alert, then garbage.
 alert = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
 out("tls_engine", "originate-alert", bytes([0, 2]) + feed(1, 0, b"GET / HTTP/1.0\r\n\r\n") + feed(2, 0, alert))
+# PostgreSQL (service 3): an SSLRequest, then the ClientHello; direct TLS
+# with ALPN postgresql; a plaintext StartupMessage.
+ssl_request = bytes([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+out("tls_engine", "postgres-ssl-request", bytes([0, 3]) + feed(1, 0, ssl_request) + feed(1, 0, hello13) + bytes([4, 10]))
+hello_pg = client_hello((ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3), ["postgresql"])
+out("tls_engine", "postgres-direct-alpn", bytes([0, 3]) + feed(1, 0, hello_pg) + bytes([4, 10]))
+startup = b"\x00\x03\x00\x00user\x00postgres\x00\x00"
+out("tls_engine", "postgres-plaintext", bytes([0, 3]) + feed(1, 0, struct.pack("!I", len(startup) + 4) + startup))
+# The SNI listener (service 4): causeway.test chooses sni-a.
+out("tls_engine", "sni-client-hello", bytes([0, 4]) + feed(1, 0, hello13) + bytes([4, 10]))
 out("tls_engine", "plaintext-to-tls", bytes([0, 0]) + feed(1, 0, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") + bytes([4, 255, 4, 255]))
 
 # --- pipeline ---------------------------------------------------------

@@ -258,6 +258,78 @@ spec: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}
 }
 
 #[test]
+fn tls_services_share_an_address_only_with_distinct_server_names() {
+    let dir = state_dir("sni");
+    let pki = causeway_tls::identity::ca::lab_pki(&dir, "causeway.test", &[]).unwrap();
+    let id = format!(
+        "apiVersion: causeway.dev/v1alpha1
+kind: Identity
+metadata: {{name: gateway}}
+spec: {{cert: {}, key: {}}}
+",
+        pki.server.cert.display(),
+        pki.server.key.display()
+    );
+    let svc = |name: &str, names: &str| {
+        format!(
+            "---
+apiVersion: causeway.dev/v1alpha1
+kind: TLSService
+metadata: {{name: {name}}}
+spec:
+  listen: 127.0.0.1:8443{names}
+  mode: terminate
+  protocol: postgres
+  tls: {{identity: gateway}}
+  upstreams: [127.0.0.1:5432]
+"
+        )
+    };
+    let t = TerminatorConfig {
+        cores: vec![0],
+        netns: None,
+        driver: Default::default(),
+        drain_timeout: std::time::Duration::from_secs(1),
+        services: Vec::new(),
+    };
+    let plan = |text: String| {
+        Desired::default().plan_apply(
+            &[file("svc.yaml", &text)],
+            &[],
+            Writer::new(OWNER_CTL),
+            Some(&t),
+        )
+    };
+    let named = plan(format!(
+        "{id}{}{}",
+        svc("a", "\n  server_names: [a.test]"),
+        svc("b", "\n  server_names: [b.test]")
+    ))
+    .unwrap();
+    let configs = named.next.appliance_set().service_configs();
+    assert_eq!(configs[0].server_names, ["a.test"]);
+    assert_eq!(
+        configs[0].protocol,
+        causeway_tls::config::ProtocolName::Postgres
+    );
+    let Err(Refusal::Invalid(errors)) = plan(format!("{id}{}{}", svc("a", ""), svc("b", "")))
+    else {
+        panic!("two defaults on one address were accepted");
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].resource.as_deref(), Some("TLSService/b"));
+    assert_eq!(errors[0].field.as_deref(), Some("spec.server_names"));
+    assert!(
+        errors[0]
+            .message
+            .contains("service `a` is already the default (no server_names) on 127.0.0.1:8443"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
 fn delete_of_a_missing_resource_is_not_found() {
     let d = apply(&Desired::default(), ALLOW_WEB).unwrap().next;
     assert_eq!(

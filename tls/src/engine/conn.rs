@@ -1,5 +1,7 @@
 //! One proxied connection: two legs, the bytes between them, its timers.
 
+mod hello;
+
 use std::{io::Read, net::SocketAddr, time::Instant};
 
 use rustls::pki_types::ServerName;
@@ -8,7 +10,7 @@ use super::{Attempt, ConnKey, Ctx, Io, Leg, Mode, ServiceSpec, Timeouts};
 use crate::{
     buf::{Buf, BufPool, BufWriter},
     identity::{self, HandshakeFailure},
-    metrics::{FdStage, Peer},
+    metrics::{FdStage, ListenerRefusal, Peer},
     pool::EndpointId,
 };
 
@@ -22,6 +24,9 @@ pub(crate) enum FailedOp {
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Reading the client's ClientHello to choose a service (a listener
+    /// shared by services told apart by SNI).
+    Hello,
     /// The client's TLS handshake (terminate modes).
     Handshake,
     /// Connecting the upstream leg (and its TLS handshake, originating).
@@ -105,7 +110,22 @@ impl Side {
 /// A connection.
 pub(crate) struct Conn {
     pub(crate) key: ConnKey,
+    /// The service it belongs to: its listener's until its ClientHello
+    /// chose one (see `routed`).
     pub(crate) service: usize,
+    /// The service whose listener accepted it, which holds its accept
+    /// slot and per-client count.
+    pub(crate) listener: usize,
+    /// Whether `service` is final: false while a shared listener's client
+    /// has not yet named (by SNI) the service it wants. Nothing is counted
+    /// for a service before.
+    pub(crate) routed: bool,
+    /// Reads the ClientHello in [`Phase::Hello`].
+    acceptor: Option<Box<rustls::server::Acceptor>>,
+    /// What [`Phase::Hello`] waits for.
+    prelude: hello::Prelude,
+    /// A PostgreSQL request's first bytes, while fewer than its length.
+    pg_head: hello::PgHead,
     pub(crate) peer: SocketAddr,
     /// Refused at accept (over the per-client cap): never started, not
     /// counted in the per-client table.
@@ -151,6 +171,11 @@ impl Conn {
         Self {
             key,
             service,
+            listener: service,
+            routed: true,
+            acceptor: None,
+            prelude: hello::Prelude::ClientHello,
+            pg_head: hello::PgHead::default(),
             peer,
             refused: false,
             ready_at: None,
@@ -185,7 +210,17 @@ impl Conn {
     /// upstream.
     pub(crate) fn start(&mut self, cx: &mut Ctx<'_>, now: Instant) {
         self.sides[Leg::Client as usize].open = true;
-        if self.terminates() {
+        if !self.routed {
+            self.acceptor = Some(Box::default());
+            self.phase = Phase::Hello;
+            if cx.services[self.listener]
+                .router
+                .as_ref()
+                .is_some_and(|r| r.postgres)
+            {
+                self.prelude = hello::Prelude::Postgres;
+            }
+        } else if self.terminates() {
             let config = cx.services[self.service]
                 .spec
                 .server_tls
@@ -432,11 +467,18 @@ impl Conn {
             return;
         }
         match self.phase {
-            Phase::Handshake | Phase::Failing if now >= self.opened + self.timeouts.handshake => {
-                if self.phase == Phase::Handshake {
-                    cx.metrics
+            Phase::Hello | Phase::Handshake | Phase::Failing
+                if now >= self.opened + self.timeouts.handshake =>
+            {
+                match self.phase {
+                    Phase::Handshake => cx
+                        .metrics
                         .service(self.service)
-                        .handshake_failed(Peer::Client, "timeout");
+                        .handshake_failed(Peer::Client, "timeout"),
+                    Phase::Hello => {
+                        hello::count_refusal(cx, self.listener, ListenerRefusal::Timeout)
+                    }
+                    _ => {}
                 }
                 self.close(cx, true, now);
                 return;
@@ -485,7 +527,9 @@ impl Conn {
         }
         let idle = self.last_active + self.timeouts.idle;
         let phase = match self.phase {
-            Phase::Handshake | Phase::Failing => Some(self.opened + self.timeouts.handshake),
+            Phase::Hello | Phase::Handshake | Phase::Failing => {
+                Some(self.opened + self.timeouts.handshake)
+            }
             Phase::Connecting => self.attempt.map(|a| a.started + self.timeouts.connect),
             Phase::Established | Phase::Closed => None,
         };
@@ -546,6 +590,9 @@ impl Conn {
     fn flow(&mut self, cx: &mut Ctx<'_>, src: Leg, now: Instant) -> bool {
         if self.closed || self.phase == Phase::Failing {
             return false;
+        }
+        if self.phase == Phase::Hello {
+            return src == Leg::Client && self.read_hello(cx, now);
         }
         let mut moved = false;
         // 1. Raw bytes into rustls.
@@ -772,16 +819,20 @@ impl Conn {
             svc.pool.connection_closed(ep, now);
             counters.upstream_closed();
         }
-        counters.closed(now.saturating_duration_since(self.opened));
-        if crate::flows::TAP.is_on() {
-            crate::flows::TAP.push(crate::flows::FlowRecord {
-                at: std::time::SystemTime::now(),
-                service: svc.spec.name.clone(),
-                client: self.peer,
-                upstream: self.endpoint.map(|ep| svc.pool.addr(ep)),
-                bytes: self.moved,
-                identity: self.identity.clone(),
-            });
+        // A client refused before its ClientHello chose a service is
+        // counted against its listener only.
+        if self.routed {
+            counters.closed(now.saturating_duration_since(self.opened));
+            if crate::flows::TAP.is_on() {
+                crate::flows::TAP.push(crate::flows::FlowRecord {
+                    at: std::time::SystemTime::now(),
+                    service: svc.spec.name.clone(),
+                    client: self.peer,
+                    upstream: self.endpoint.map(|ep| svc.pool.addr(ep)),
+                    bytes: self.moved,
+                    identity: self.identity.clone(),
+                });
+            }
         }
         for side in &mut self.sides {
             side.release_idle(cx.bufs);

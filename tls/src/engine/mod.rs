@@ -19,8 +19,20 @@
 //! when its inbox is empty, so a slow peer stops the other side's reads and
 //! TCP's own flow control does the rest. Memory per connection is bounded
 //! by four chunks plus rustls's state.
+//!
+//! Some listeners read the client's first bytes before a service is
+//! chosen ([`ListenerSpec`]): an address shared by services told apart by
+//! the ClientHello's server name (SNI), and a PostgreSQL service, whose
+//! client asks for TLS with an SSLRequest first. Such a connection starts
+//! in a Hello phase (`conn/hello.rs`) and belongs to no service until its
+//! ClientHello names one; a refusal there is counted against the listener.
 
 mod conn;
+#[cfg(test)]
+mod pg_tests;
+mod route;
+#[cfg(test)]
+mod sni_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -37,11 +49,13 @@ use std::{
 use crate::{
     buf::BufPool,
     identity::{ClientTls, ServerTls},
-    metrics::{FdStage, Refusal, WorkerMetrics},
+    metrics::{FdStage, ListenerRefusal, Refusal, WorkerMetrics},
     pool::{EndpointId, Pool, PoolConfig},
 };
 
 use conn::{Conn, FailedOp};
+pub use route::ListenerSpec;
+use route::Router;
 
 /// Whether `errno`, from `accept` or `socket`, means this process or the
 /// system ran out of something local: descriptors (`EMFILE` per process,
@@ -203,6 +217,14 @@ pub(crate) struct Service {
     pub(crate) paused: bool,
     /// Open connections per client address (entries at zero are removed).
     pub(crate) per_client: HashMap<IpAddr, usize>,
+    /// Present when this service's listener is shared by several services
+    /// (or routes by SNI, or speaks PostgreSQL): how its clients are told
+    /// apart.
+    pub(crate) router: Option<Router>,
+    /// The PostgreSQL form of `spec.server_tls`'s current config (with
+    /// ALPN `postgresql`), and the config it was made from: made again
+    /// only when the material reloads.
+    pub(crate) postgres_tls: Option<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)>,
 }
 
 enum Slot {
@@ -257,6 +279,8 @@ impl Engine {
                 open: 0,
                 paused: false,
                 per_client: HashMap::new(),
+                router: None,
+                postgres_tls: None,
             })
             .collect();
         Self {
@@ -271,6 +295,30 @@ impl Engine {
             draining: false,
             live: 0,
         }
+    }
+
+    /// Routes the clients of `listeners` by the server name of their
+    /// ClientHello (see [`ListenerSpec`]); listener `i` counts into the
+    /// metrics' listener `i` ([`WorkerMetrics::with_listeners`]).
+    ///
+    /// # Panics
+    ///
+    /// A listener names a service this engine does not have.
+    #[must_use]
+    pub fn with_listeners(mut self, listeners: &[ListenerSpec]) -> Self {
+        for (i, l) in listeners.iter().enumerate() {
+            let n = self.services.len();
+            let names = l.names.iter().map(|(_, s)| s);
+            assert!(
+                names
+                    .chain(l.default.iter())
+                    .chain([&l.accepts_for])
+                    .all(|&s| s < n),
+                "a listener names a service the engine does not have"
+            );
+            self.services[l.accepts_for].router = Some(Router::new(l, i));
+        }
+        self
     }
 
     /// The next thing to do, if any.
@@ -325,6 +373,8 @@ impl Engine {
         let svc = &mut self.services[service];
         svc.open += 1;
         let mut conn = Conn::new(key, service, &svc.spec, peer, now);
+        let routed_later = svc.router.as_ref().map(|r| r.metrics);
+        conn.routed = routed_later.is_none();
         let from_client = svc.per_client.entry(peer.ip()).or_default();
         let refuse = *from_client >= svc.spec.max_connections_per_client;
         if refuse {
@@ -334,14 +384,24 @@ impl Engine {
         }
         self.slots[index as usize] = Slot::Busy(Box::new(conn));
         let counters = self.metrics.service(service);
-        counters.accepted();
+        // A client of a shared listener counts for its service once its
+        // ClientHello chose one.
+        if routed_later.is_none() {
+            counters.accepted();
+        }
         if svc.open >= svc.spec.max_connections && !svc.paused {
             svc.paused = true;
             counters.service_limit_reached();
             self.io.push_back(Io::PauseAccept { service });
         }
         if refuse {
-            counters.refused(Refusal::ClientLimit);
+            match routed_later {
+                Some(l) => self
+                    .metrics
+                    .listener(l)
+                    .refused(ListenerRefusal::ClientLimit),
+                None => counters.refused(Refusal::ClientLimit),
+            }
             tracing::debug!(%peer, "client at its connection cap; refused");
             self.with_conn(key, now, |c, cx| c.close(cx, true, now));
         } else {
@@ -507,7 +567,8 @@ impl Engine {
         };
         f(c, &mut cx);
         if was_open && c.closed {
-            let service = c.service;
+            // Accepts are limited per listener: give the slot back there.
+            let service = c.listener;
             let s = &mut self.services[service];
             s.open -= 1;
             let ip = c.peer.ip();

@@ -89,24 +89,34 @@ pub(crate) fn plain_spec(endpoints: Vec<SocketAddr>) -> ServiceSpec {
 
 impl Sim {
     pub(crate) fn new(spec: ServiceSpec) -> Self {
+        Self::routing(vec![spec], &[])
+    }
+
+    /// An engine with several `specs`, `listeners` routing by SNI.
+    pub(crate) fn routing(specs: Vec<ServiceSpec>, listeners: &[ListenerSpec]) -> Self {
         let now = Instant::now();
-        let metrics = Arc::new(WorkerMetrics::new([(
-            spec.name.as_str(),
-            spec.endpoints.as_slice(),
-        )]));
-        let behaviour = spec
-            .endpoints
+        let metrics = Arc::new(
+            WorkerMetrics::new(
+                specs
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.endpoints.as_slice())),
+            )
+            .with_listeners(listeners.iter().map(|l| l.listen)),
+        );
+        let behaviour = specs
             .iter()
+            .flat_map(|s| &s.endpoints)
             .map(|&a| (a, Behaviour::Accept))
             .collect();
+        let paused = vec![false; specs.len()];
         Self {
-            engine: Engine::new(vec![spec], 7, now, metrics.clone()),
+            engine: Engine::new(specs, 7, now, metrics.clone()).with_listeners(listeners),
             now,
             conns: HashMap::new(),
             behaviour,
             echo: true,
             connects: Vec::new(),
-            paused: vec![false],
+            paused,
             metrics,
             stall_upstreams: false,
         }

@@ -17,12 +17,12 @@ use crate::identity::{
     ca::{LabPki, lab_pki},
 };
 
-struct Pki {
-    _dir: tempfile::TempDir,
-    pki: LabPki,
+pub(crate) struct Pki {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) pki: LabPki,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let pki = lab_pki(
         dir.path(),
@@ -76,7 +76,7 @@ use rustls_pki_types::pem::PemObject;
 
 /// Moves bytes between the client session and the simulated client leg
 /// until nothing moves; returns the plaintext the client received.
-fn pump(sim: &mut Sim, k: ConnKey, c: &mut rustls::ClientConnection) -> Vec<u8> {
+pub(crate) fn pump(sim: &mut Sim, k: ConnKey, c: &mut rustls::ClientConnection) -> Vec<u8> {
     let mut plain = Vec::new();
     for _ in 0..100 {
         let mut moved = false;
