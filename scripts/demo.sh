@@ -8,7 +8,8 @@
 # with per-rule counters, applied through the control API (causeway ctl),
 # refused when wrong, and still in force after a restart. Before the gates, the armoured car: curl over mTLS
 # through the terminator to three backends, a refused client, and psql and
-# redis-cli across two gateways. Last, the sync: Calico policy and workload
+# redis-cli across two gateways, psql with verify-full to a PostgreSQL TLS
+# service, and a service chosen by SNI. Last, the sync: Calico policy and workload
 # endpoints written into a real etcd as calicoctl writes them, carried to the
 # appliance by `causeway sync`, the verdicts following etcd's changes, and
 # still enforced once etcd and the sync are gone; and a drain before a
@@ -134,7 +135,19 @@ terminator:
     - {name: redis-in, listen: 10.2.0.2:16379, mode: terminate, upstreams: [127.0.0.1:6379],
        tls: {cert: $PKI/upstream.pem, key: $PKI/upstream-key.pem, client_ca: $PKI/ca.pem,
              allowed_identities: [spiffe://causeway.lab/ns/lab/sa/gateway]}}
+    # PostgreSQL's own TLS (the SSLRequest, or PG17's direct TLS), ended
+    # here for stock psql; the client certificate is the identity.
+    - {name: postgres-tls, listen: 10.2.0.2:15433, mode: terminate, protocol: postgres,
+       upstreams: [127.0.0.1:5432],
+       tls: {cert: $PKI/upstream.pem, key: $PKI/upstream-key.pem, client_ca: $PKI/ca.pem,
+             allowed_identities: [spiffe://causeway.lab/ns/lab/sa/client]}}
+    # Chosen by SNI on a shared port; with no default service, any other
+    # name is refused (and counted).
+    - {name: web-by-name, listen: 10.2.0.2:18443, mode: terminate, server_names: [demo.causeway.lab],
+       upstreams: [127.0.0.1:8080], tls: {cert: $PKI/server.pem, key: $PKI/server-key.pem}}
 YAML
+mkdir -p "$FAR/www" && echo "island B's web, reached by its name" >"$FAR/www/index.html"
+ip netns exec "$LAB-b" python3 -m http.server 8080 --bind 127.0.0.1 --directory "$FAR/www" >/dev/null 2>&1 &
 ip netns exec "$LAB-b" "$CW" run --config "$FAR/gateway.yaml" >"$FAR/gateway.log" 2>&1 &
 for _ in $(seq 50); do
   ip netns exec "$LAB-b" ss -Hltn | grep -q ':5432 ' && ip netns exec "$LAB-b" ss -Hltn | grep -q ':15432 ' && break
@@ -145,6 +158,19 @@ ip netns exec "$LAB-a" psql -h 10.100.0.20 -p 5432 -U postgres -c "select 'acros
 echo "redis-cli -h 10.100.0.21:"
 ip netns exec "$LAB-a" redis-cli -h 10.100.0.21 -p 6379 SET causeway bridge
 ip netns exec "$LAB-a" redis-cli -h 10.100.0.21 -p 6379 GET causeway
+
+step "PostgreSQL TLS ended by causeway: stock psql, sslmode=verify-full, its client certificate the identity"
+PGTLS="host=10.2.0.2 port=15433 user=postgres dbname=postgres sslmode=verify-full sslrootcert=$PKI/ca.pem"
+ip netns exec "$LAB-b" psql "$PGTLS sslcert=$PKI/client.pem sslkey=$PKI/client-key.pem" \
+  -c "select 'verify-full through causeway' as psql, client_addr as server_sees from pg_stat_activity where pid = pg_backend_pid()"
+echo -n "without a client certificate: "
+{ ip netns exec "$LAB-b" psql "$PGTLS sslcert=$FAR/no-such.crt sslkey=$FAR/no-such.key" -c "select 1" 2>&1 || true; } | tail -1
+
+step "SNI routing: demo.causeway.lab on 10.2.0.2:18443 is served; another name is refused and counted"
+ip netns exec "$LAB-b" curl -s -m 5 --cacert "$PKI/ca.pem" --resolve demo.causeway.lab:18443:10.2.0.2 https://demo.causeway.lab:18443/
+OTHER=$(ip netns exec "$LAB-b" openssl s_client -connect 10.2.0.2:18443 -servername other.test -CAfile "$PKI/ca.pem" </dev/null 2>&1 || true)
+echo "other.test: $(grep -m1 -o 'unrecognized name' <<<"$OTHER" || echo 'answered?!')"
+curl -s --unix-socket "$FAR/gateway.sock" http://x/metrics | grep -E '^causeway_terminator_listener_refused_total' | grep -v ' 0$' || true
 
 step "the terminator's metrics (Linkerd's names) on the appliance's /metrics"
 curl -s --unix-socket "/run/causeway/lab/$LAB/causeway.sock" http://x/metrics \
