@@ -36,7 +36,9 @@
 //! - `plan_and_compile`: as above, the figure;
 //! - `plan`, `compile`: the two halves;
 //! - `clone`, `policy_set`: the parts of the plan that grow with the
-//!   state.
+//!   state;
+//! - `commit`: a plan and its journal record written and fdatasynced
+//!   (less `plan`: the save the node runs beside the compile).
 //!
 //! Allocation is with mimalloc, as in the `causeway` binary.
 //!
@@ -323,6 +325,20 @@ fn sync_shape(c: &mut Criterion) {
     group.bench_function("policy_set", |b| {
         b.iter(|| black_box(desired.policy_set().expect("a valid state builds")));
     });
+    // The journal record of one change, written and fdatasynced, as the
+    // node does beside the compile (the disk decides most of this).
+    let dir = std::env::temp_dir().join(format!("causeway-bench-sync-{}", std::process::id()));
+    persist::save(&dir, &desired).expect("saved");
+    group.bench_function("commit", |b| {
+        b.iter(|| {
+            let plan = desired
+                .plan_apply(&[next()], &[], Writer::new(OWNER_CTL), None)
+                .expect("a valid change");
+            persist::commit(&dir, &desired, &plan.next).expect("committed");
+            desired = plan.next;
+        });
+    });
+    let _ = std::fs::remove_dir_all(&dir);
     group.finish();
 }
 
