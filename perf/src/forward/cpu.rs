@@ -123,6 +123,14 @@ pub(crate) fn ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
+/// Whether the generator, asked for `asked_pps` (`None`: as fast as it
+/// can), offered less than [`KEPT_UP`] of it: something held it back (its
+/// CPU is shared with the sink and with kernel work of the forwarding),
+/// so the point measures neither the generator nor the forwarder alone.
+pub(crate) fn held_back(asked_pps: Option<f64>, offered_pps: f64) -> bool {
+    asked_pps.is_some_and(|asked| offered_pps < asked * KEPT_UP)
+}
+
 /// Nanoseconds per packet of `ticks` clock ticks (at `hz` a second) spent
 /// over `packets` packets; `None` when nothing was forwarded.
 pub(crate) fn ticks_per_packet_ns(ticks: u64, hz: u64, packets: u64) -> Option<f64> {
@@ -205,5 +213,16 @@ intr 12399
         // A few frames more (ARP, a late warm-up frame) still kept up.
         assert!(generator_bound(1000, 1003));
         assert!(!generator_bound(0, 0), "nothing offered: no point");
+    }
+
+    #[test]
+    fn held_back_when_the_rate_asked_was_not_offered() {
+        assert!(
+            !held_back(None, 26_000.0),
+            "as fast as it can: no rate to miss"
+        );
+        assert!(!held_back(Some(250_000.0), 249_994.0));
+        assert!(!held_back(Some(250_000.0), 247_500.0));
+        assert!(held_back(Some(250_000.0), 26_022.0));
     }
 }

@@ -33,6 +33,9 @@ pub(crate) struct Point {
     /// The forwarder kept up with everything offered, so `pps` is the
     /// generator's rate, not the forwarder's ([`cpu::generator_bound`]).
     pub(crate) generator_bound: bool,
+    /// A rate was asked and the generator did not offer it
+    /// ([`cpu::held_back`]).
+    pub(crate) held_back: bool,
     /// What the forwarded frames cost in CPU.
     pub(crate) cost: Cost,
     /// Frames that reached island B per second: the forwarding rate.
@@ -248,6 +251,7 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
     Ok(Point {
         tx_pps: generated.sent as f64 / secs,
         generator_bound: cpu::generator_bound(generated.sent, forwarded),
+        held_back: cpu::held_back(load.rate, generated.sent as f64 / secs),
         cost,
         pps: forwarded as f64 / secs,
         loss: if generated.sent == 0 {

@@ -27,7 +27,10 @@
 //!   the CPU time per forwarded packet ([`cpu`]): the figure that does not
 //!   depend on the generator, and the one to compare. The offered rate
 //!   and the generator-bound flag go beside it (at this rate a forwarder
-//!   that is not bound did not sustain it, and its cost is at saturation).
+//!   that is not bound did not sustain it, and its cost is at saturation;
+//!   one whose generator did not offer the rate is flagged held back: its
+//!   CPU, shared with the sink and kernel work of the forwarding, could
+//!   not keep up, and the run compares with nothing).
 //!
 //! causeway's lab is started once with a manifests directory; each R is
 //! written there and loaded with SIGHUP (0 rules: the endpoint alone, no
@@ -380,7 +383,11 @@ fn row(rules: u32, who: &str, rate: &str, p: &Point) -> String {
         p.tx_pps,
         p.pps,
         p.loss * 100.0,
-        if p.generator_bound { "gen" } else { "-" },
+        match (p.held_back, p.generator_bound) {
+            (true, _) => "held",
+            (false, true) => "gen",
+            (false, false) => "-",
+        },
         p.p50_us,
         p.p99_us,
         p.probes,
@@ -414,7 +421,8 @@ fn header(title: &str, load: &Load) {
          (cost: the one to compare; busy: causeway's worker busy time; fwdK/fwdAll: kernel/all time of \
          the forwarder's CPU {}; genK: kernel time of the generator's CPU {}); usr: user share of the \
          forwarder's CPU (somebody else's, for a kernel forwarder); wait: share of the run causeway's \
-         worker waited preempted; bound=gen: the forwarder kept up with all that was offered",
+         worker waited preempted; bound=gen: the forwarder kept up with all that was offered, \
+         bound=held: the generator did not offer the rate asked",
         load.duration.as_secs_f64(),
         load.sizes,
         load.flows,
@@ -455,6 +463,11 @@ fn run_measures(rules: u32, who: &str, rate: &str, p: &Point) -> Vec<Measure> {
             at("generator-bound"),
             "bool",
             f64::from(u8::from(p.generator_bound)),
+        ),
+        Measure::new(
+            at("generator held back"),
+            "bool",
+            f64::from(u8::from(p.held_back)),
         ),
         Measure::new(at("forwarder CPU user share"), "ratio", c.fwd_user_share),
     ];
