@@ -582,6 +582,31 @@ pub fn prometheus(s: &DataplaneStats) -> String {
             let _ = writeln!(out, "{name}{{port=\"{}\",event=\"{event}\"}} {v}", p.name);
         }
     }
+    let name = "causeway_worker_busy_seconds_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Wall-clock time of the worker's polls that carried frames (a poll-mode worker spins the rest of the time).\n# TYPE {name} counter"
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{name}{{worker=\"{i}\",core=\"{}\"}} {}",
+            w.core,
+            w.busy_ns as f64 / 1e9
+        );
+    }
+    let name = "causeway_worker_busy_polls_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The worker's polls that carried frames.\n# TYPE {name} counter"
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{name}{{worker=\"{i}\",core=\"{}\"}} {}",
+            w.core, w.busy_polls
+        );
+    }
     let name = "causeway_xdp_packets_total";
     let _ = writeln!(
         out,
@@ -745,6 +770,28 @@ mod tests {
         p.set_ready(false);
         assert_eq!(status(&get(&p, "/ready")), "503", "stopping");
         assert_eq!(status(&get(&p, "/nope")), "404");
+    }
+
+    #[test]
+    fn each_workers_busy_time_is_a_counter_in_seconds() {
+        use causeway_dataplane::xdp::WorkerStats;
+        let s = DataplaneStats {
+            workers: vec![WorkerStats {
+                core: 1,
+                busy_ns: 1_500_000_000,
+                busy_polls: 7,
+            }],
+            ..DataplaneStats::default()
+        };
+        let text = prometheus(&s);
+        assert!(
+            text.contains("causeway_worker_busy_seconds_total{worker=\"0\",core=\"1\"} 1.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("causeway_worker_busy_polls_total{worker=\"0\",core=\"1\"} 7\n"),
+            "{text}"
+        );
     }
 
     #[test]

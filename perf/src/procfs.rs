@@ -17,6 +17,25 @@ pub(crate) fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// Time on a CPU and time waiting in a run queue (preempted or not yet
+/// scheduled), nanoseconds, summed over the threads of `pid` whose name
+/// starts with `prefix`: the first two fields of their
+/// `/proc/PID/task/*/schedstat`. (0, 0) if there are none.
+pub(crate) fn thread_times(pid: u32, prefix: &str) -> (u64, u64) {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0, 0);
+    };
+    tasks
+        .flatten()
+        .filter(|t| fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix)))
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            let mut f = s.split_whitespace().map(str::parse::<u64>);
+            Some((f.next()?.ok()?, f.next()?.ok()?))
+        })
+        .fold((0, 0), |(r, w), (r1, w1)| (r + r1, w + w1))
+}
+
 /// `VmRSS` of `pid`, KiB; 0 if `pid` is gone.
 pub(crate) fn rss_kib(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -86,6 +105,12 @@ mod tests {
         assert!(cpu_ns(me) > 0);
         assert!(rss_kib(me) > 0);
         assert_eq!(with_children(me)[0], me);
+        let name = fs::read_to_string("/proc/self/comm").unwrap();
+        assert!(
+            thread_times(me, name.trim_end()).0 > 0,
+            "the main thread ran"
+        );
+        assert_eq!(thread_times(me, "no such thread"), (0, 0));
         assert_eq!(ppid(me), Some(std::os::unix::process::parent_id()));
     }
 

@@ -1,8 +1,10 @@
 //! End to end: `causeway-perf forward --quick` and `policy-scale --quick`
 //! build real labs, send real traffic through causeway and through Linux,
 //! and write their reports. Checked: every figure is there, finite and
-//! positive, with its ratio consistent with its two values; never how large
-//! any of them is (timings are not pass/fail).
+//! positive, with its ratio consistent with its two values; every run of
+//! `forward` says what was offered, what was forwarded and whether the
+//! generator bound it; never how large any of them is (timings are not
+//! pass/fail).
 //!
 //! Needs root, the `causeway` binary in the same target directory
 //! (`cargo build --release --bin causeway`), nft and ping.
@@ -61,17 +63,9 @@ fn scenario(name: &str, tag: &str, extra: &[&str]) -> Value {
     serde_json::from_str(&text).expect("the report is JSON")
 }
 
-fn check_figures(report: &Value, scenario: &str, names: &[String]) {
-    assert_eq!(report["scenario"], scenario);
-    assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
-    assert!(report["machine"]["kernel"].is_string());
-    assert!(report["machine"]["cpu_model"].is_string());
-    for party in ["generator", "sink", "causeway"] {
-        assert!(
-            report["placement"][party].is_string(),
-            "placement of {party}"
-        );
-    }
+/// Checks the figures `names` of `report`, all in `unit`, better when
+/// higher or lower as `higher_is_better` says.
+fn check_figures_in(report: &Value, names: &[String], unit: &str, higher_is_better: bool) {
     let figures = report["figures"].as_array().expect("figures");
     for name in names {
         let f = figures
@@ -86,13 +80,32 @@ fn check_figures(report: &Value, scenario: &str, names: &[String]) {
             v
         };
         let (ours, theirs, ratio) = (value("causeway"), value("peer_value"), value("ratio"));
-        assert_eq!(f["higher_is_better"], true, "{name}");
+        assert_eq!(f["higher_is_better"], higher_is_better, "{name}");
+        let expected = if higher_is_better {
+            ours / theirs
+        } else {
+            theirs / ours
+        };
         assert!(
-            (ratio - ours / theirs).abs() <= 1e-9 * ratio.max(1.0),
-            "{name}: ratio {ratio} is not {ours} / {theirs}"
+            (ratio - expected).abs() <= 1e-9 * ratio.max(1.0),
+            "{name}: ratio {ratio} is not {expected}"
         );
-        assert!(f["peer"].is_string() && f["unit"] == "pps", "{name}");
+        assert!(f["peer"].is_string() && f["unit"] == unit, "{name}");
     }
+}
+
+fn check_figures(report: &Value, scenario: &str, names: &[String]) {
+    assert_eq!(report["scenario"], scenario);
+    assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
+    assert!(report["machine"]["kernel"].is_string());
+    assert!(report["machine"]["cpu_model"].is_string());
+    for party in ["generator", "sink", "causeway"] {
+        assert!(
+            report["placement"][party].is_string(),
+            "placement of {party}"
+        );
+    }
+    check_figures_in(report, names, "pps", true);
 }
 
 #[test]
@@ -105,6 +118,35 @@ fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
     // In-kernel XDP forwarding at 0 rules: it must have forwarded (pps > 0).
     names.push("pps rules=0 xdp".to_owned());
     check_figures(&report, "forward", &names);
+    // CPU per packet at the fixed rate, beside every peer: lower is better.
+    let costs: Vec<String> = names.iter().map(|n| n.replacen("pps", "cpu", 1)).collect();
+    check_figures_in(&report, &costs, "ns/pkt", false);
+    // Every run says what was offered, what arrived, and whether the
+    // generator bound it or was held back; the cost runs are at the
+    // default 250 000 pps.
+    let measures = report["measures"].as_array().expect("measures");
+    let has = |name: &str| measures.iter().any(|m| m["name"] == name);
+    for who in ["causeway", "linux-nft-linear", "linux-nft-set"] {
+        for rules in [0, 1000] {
+            for rate in ["max", "250000pps"] {
+                for what in [
+                    "offered",
+                    "forwarded",
+                    "generator-bound",
+                    "generator held back",
+                ] {
+                    let name = format!("{who} rules={rules} rate={rate} {what}");
+                    assert!(has(&name), "no measure {name} in {measures:#?}");
+                }
+            }
+        }
+    }
+    assert!(has("causeway rules=0 rate=250000pps worker busy"));
+    assert!(has(
+        "linux-xdp-fwd rules=0 rate=250000pps forwarder CPU kernel"
+    ));
+    assert!(report["placement"]["cost"].is_string());
+    assert!(report["placement"]["load"].is_string());
     assert!(report["placement"]["linux"].is_string());
     assert!(report["placement"]["linux-xdp-fwd"].is_string());
     // By default island B's receive is not steered: every forwarder pays

@@ -17,6 +17,7 @@
 //!
 //! Minimum kernel: 5.16 (managed neighbours); AF_XDP need_wakeup needs 5.4.
 
+mod busy;
 pub mod neigh;
 pub mod netlink;
 pub mod program;
@@ -40,8 +41,9 @@ use tracing::{info, warn};
 
 pub use program::{XdpCounters, XdpMode, XdpProgram};
 
-pub use self::socket::XskStats;
+pub use self::{busy::WorkerStats, socket::XskStats};
 use self::{
+    busy::{BusyClock, SharedBusy},
     neigh::{NeighCounters, NeighLimits, NeighbourManager, NeighbourStats, SharedNeighbours},
     netlink::Netlink,
     publish::Published,
@@ -227,6 +229,9 @@ pub struct DataplaneStats {
     /// queues, in the order of `ports`: frames lost between the XDP
     /// redirect and the worker (RX ring full, fill ring empty).
     pub sockets: Vec<XskStats>,
+    /// Per worker, the time of its polls that carried frames: what the
+    /// packets cost it, apart from the time it spins on empty rings.
+    pub workers: Vec<WorkerStats>,
 }
 
 /// The running dataplane. Dropping it (or [`Self::stop`]) stops the workers,
@@ -244,6 +249,8 @@ pub struct Dataplane {
     program: Option<Arc<Mutex<XdpProgram>>>,
     policy: Arc<SharedPolicy>,
     adopted: Arc<Vec<AtomicU64>>,
+    /// Each worker's busy time, published with its counters.
+    busy: Vec<Arc<SharedBusy>>,
     /// Each worker's flow table counters, published every 100 ms.
     conntrack: Arc<Vec<Mutex<ConntrackStats>>>,
     rule_counters: Arc<Mutex<RuleCounters>>,
@@ -461,6 +468,7 @@ impl Dataplane {
         );
         let rule_counters = Arc::new(Mutex::new(RuleCounters::new()));
         let mut counters = Vec::new();
+        let mut busy = Vec::new();
         let mut workers = Vec::new();
         let mut sockets = Vec::new();
         let wakers = (0..n_workers)
@@ -494,6 +502,8 @@ impl Dataplane {
             }
             let shared = Arc::new(SharedCounters::new(config.ports.len()));
             counters.push(shared.clone());
+            let worker_busy = Arc::new(SharedBusy::default());
+            busy.push(worker_busy.clone());
             let mut pipeline = Pipeline::with_policy(
                 tables.clone(),
                 neigh.load(),
@@ -514,6 +524,7 @@ impl Dataplane {
                 neigh: neigh.clone(),
                 requests: neighbours.requests.clone(),
                 counters: shared,
+                busy: worker_busy,
                 wake: wakers[w].clone(),
                 local: tun.clone(),
             };
@@ -545,6 +556,7 @@ impl Dataplane {
             program: Some(Arc::new(Mutex::new(program))),
             policy,
             adopted,
+            busy,
             conntrack,
             rule_counters,
             prefilter_names: Mutex::new(prefilter_names),
@@ -656,6 +668,12 @@ impl Dataplane {
             flows: conntrack.entries as u64,
             conntrack,
             sockets: self.socket_stats(),
+            workers: self
+                .busy
+                .iter()
+                .zip(&self.cores)
+                .map(|(b, &core)| b.read(core))
+                .collect(),
             ports: self.ports.iter().cloned().zip(sums).collect(),
             xdp,
             neighbours: self.neigh.load().len(),
@@ -767,6 +785,8 @@ struct WorkerRun {
     neigh: Arc<SharedNeighbours>,
     requests: crossbeam_channel::Sender<(PortId, IpAddr)>,
     counters: Arc<SharedCounters>,
+    /// Where it publishes its busy time.
+    busy: Arc<SharedBusy>,
     /// Readable when the control side published something.
     wake: Arc<std::os::fd::OwnedFd>,
     /// Where the appliance's own allowed packets go (none: dropped).
@@ -806,6 +826,7 @@ impl WorkerRun {
         let mut policy_generation = self.policy.generation();
         let mut last_traffic = Instant::now();
         let mut last_publish = Instant::now();
+        let mut busy = BusyClock::default();
         let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&*self.wake);
         let mut pfds: Vec<libc::pollfd> = fds
             .iter()
@@ -846,6 +867,13 @@ impl WorkerRun {
             if n > 0 || worker.held_frames() > 0 {
                 last_traffic = now;
                 self.counters.publish(worker.pipeline.counters());
+                if n > 0 {
+                    // One clock read per batch that carried frames: from
+                    // the top of this turn (`now`) to here, transmit and
+                    // publishing included.
+                    busy.add(now.elapsed());
+                    self.busy.publish(&busy);
+                }
                 continue;
             }
             if self.busy_poll || now.duration_since(last_traffic) < self.idle {

@@ -1,5 +1,6 @@
-//! One measured point: a sink in island B, the generator in island A, and
-//! island B's interface counter read before and after.
+//! One measured point: a sink in island B, the generator in island A,
+//! island B's interface counter read before and after, and the CPU time
+//! the run cost ([`super::cpu`]).
 #![forbid(unsafe_code)]
 
 use std::{
@@ -10,18 +11,33 @@ use std::{
 use anyhow::Context;
 use serde_json::Value;
 
-use super::{Load, SINK_PORT};
+use super::{
+    Load, SINK_PORT,
+    cpu::{self, CpuTimes},
+};
 use crate::{
     lab::{self, Lab},
     pktgen::{self, GenConfig, frame::FrameSpec},
+    procfs,
     sink::Sink,
 };
+
+/// The name of causeway's dataplane worker threads (`cw-worker-N`).
+const WORKER_THREADS: &str = "cw-worker-";
 
 /// What one run through a lab gave.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Point {
-    /// Frames the generator sent per second.
+    /// Frames the generator sent per second: the offered rate.
     pub(crate) tx_pps: f64,
+    /// The forwarder kept up with everything offered, so `pps` is the
+    /// generator's rate, not the forwarder's ([`cpu::generator_bound`]).
+    pub(crate) generator_bound: bool,
+    /// A rate was asked and the generator did not offer it
+    /// ([`cpu::held_back`]).
+    pub(crate) held_back: bool,
+    /// What the forwarded frames cost in CPU.
+    pub(crate) cost: Cost,
     /// Frames that reached island B per second: the forwarding rate.
     pub(crate) pps: f64,
     /// 1 - received / sent.
@@ -34,6 +50,65 @@ pub(crate) struct Point {
     pub(crate) probes: u64,
     /// Where causeway lost frames during the run, when an appliance ran.
     pub(crate) lost: Option<Losses>,
+}
+
+/// CPU time per forwarded frame, nanoseconds (`None`: nothing forwarded,
+/// or no appliance to ask).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cost {
+    /// causeway's workers' busy time (polls that carried frames).
+    pub(crate) busy_ns: Option<f64>,
+    /// System, irq and softirq time of the forwarder's CPU.
+    pub(crate) fwd_kernel_ns: Option<f64>,
+    /// All the time the forwarder's CPU ran anything (a spinning worker's
+    /// whole run).
+    pub(crate) fwd_cpu_ns: Option<f64>,
+    /// System, irq and softirq time of the generator's CPU (shared with
+    /// the generator and the sink).
+    pub(crate) gen_kernel_ns: Option<f64>,
+    /// The share of the run the forwarder's CPU spent in user time: for a
+    /// kernel forwarder, somebody else's work (another build) that may
+    /// have taken system time there as well.
+    pub(crate) fwd_user_share: f64,
+    /// The share of the run causeway's workers spent waiting in a run
+    /// queue: preempted by somebody else on their CPU, which their busy
+    /// time (wall clock) then counts.
+    pub(crate) worker_wait_share: Option<f64>,
+}
+
+impl Cost {
+    /// What one forwarded frame costs the forwarder, the figure to compare:
+    /// a causeway worker's busy time, else the kernel time of the
+    /// forwarder's CPU.
+    pub(crate) fn per_packet_ns(&self) -> Option<f64> {
+        self.busy_ns.or(self.fwd_kernel_ns)
+    }
+
+    /// The cost of `forwarded` frames from the CPU times of a run and the
+    /// appliance's busy time (`busy_ns`, if one ran).
+    fn of(cpus: (&CpuTimes, &CpuTimes), hz: u64, forwarded: u64, busy_ns: Option<u64>) -> Self {
+        let (fwd, generator) = cpus;
+        let ticks = |t: u64| cpu::ticks_per_packet_ns(t, hz, forwarded);
+        let window = fwd.busy() + fwd.idle + fwd.iowait + fwd.steal;
+        Self {
+            busy_ns: busy_ns.and_then(|ns| cpu::ns_per_packet(ns, forwarded)),
+            fwd_kernel_ns: ticks(fwd.kernel()),
+            fwd_cpu_ns: ticks(fwd.busy()),
+            gen_kernel_ns: ticks(generator.kernel()),
+            fwd_user_share: if window == 0 {
+                0.0
+            } else {
+                (fwd.user + fwd.nice) as f64 / window as f64
+            },
+            worker_wait_share: None,
+        }
+    }
+}
+
+/// The workers' busy time, summed, from `causeway stats`.
+fn busy_ns(stats: &Value) -> Option<u64> {
+    let workers = stats["workers"].as_array()?;
+    Some(workers.iter().filter_map(|w| w["busy_ns"].as_u64()).sum())
 }
 
 /// Frames an appliance lost during a run, by where (counter deltas of
@@ -124,14 +199,47 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
     // An appliance's counters, where one runs (a Linux lab has none).
     let stats_before = lab.stats().ok();
     let before = lab::rx_packets(&island_b, "eth0")?;
+    // The appliance's workers, where one runs.
+    let appliance = match stats_before {
+        Some(_) => lab
+            .status()
+            .ok()
+            .and_then(|s| s["appliance"]["pid"].as_u64())
+            .and_then(|p| u32::try_from(p).ok()),
+        None => None,
+    };
+    let workers = || appliance.map(|pid| procfs::thread_times(pid, WORKER_THREADS));
+    let (workers_before, cpus_before) = (workers(), cpu::read()?);
     let generated = run_generator(config)?;
+    // The CPU while the generator sent; the drain below adds frames but
+    // (for a spinning worker) mostly idle turns.
+    let (cpus_after, workers_after) = (cpu::read()?, workers());
     // Let what is still queued in the gateway arrive.
     std::thread::sleep(Duration::from_millis(200));
     let after = lab::rx_packets(&island_b, "eth0")?;
-    let lost = Losses::between(stats_before.as_ref(), lab.stats().ok().as_ref());
+    let stats_after = lab.stats().ok();
+    let lost = Losses::between(stats_before.as_ref(), stats_after.as_ref());
+    let busy = stats_before
+        .as_ref()
+        .zip(stats_after.as_ref())
+        .and_then(|(b, a)| Some(busy_ns(a)?.saturating_sub(busy_ns(b)?)));
     let seen = sink.finish()?;
     let forwarded = after.saturating_sub(before);
+    let delta = |i: usize| {
+        let zero = CpuTimes::default();
+        let (a, b) = (cpus_after.get(i), cpus_before.get(i));
+        a.unwrap_or(&zero).since(b.unwrap_or(&zero))
+    };
     let secs = generated.elapsed.as_secs_f64().max(1e-9);
+    let mut cost = Cost::of(
+        (&delta(load.forward_cpu), &delta(load.gen_cpu)),
+        load.ticks_per_second,
+        forwarded,
+        busy,
+    );
+    cost.worker_wait_share = workers_before
+        .zip(workers_after)
+        .map(|((_, w0), (_, w1))| w1.saturating_sub(w0) as f64 / secs / 1e9);
     let hist = &seen.latency_ns;
     let us = |q: f64| {
         if hist.is_empty() {
@@ -142,6 +250,9 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
     };
     Ok(Point {
         tx_pps: generated.sent as f64 / secs,
+        generator_bound: cpu::generator_bound(generated.sent, forwarded),
+        held_back: cpu::held_back(load.rate, generated.sent as f64 / secs),
+        cost,
         pps: forwarded as f64 / secs,
         loss: if generated.sent == 0 {
             1.0

@@ -15,14 +15,27 @@
 //! - `policy-scale`: causeway for R in 0, 1k, 10k, 100k (quick: 0, 1k), its
 //!   peer being causeway itself at 0 rules.
 //!
-//! Each point is a warm-up, then the generator ([`crate::pktgen`], AF_XDP
-//! from island A's eth0) as fast as it can for `--seconds`; the forwarding
-//! rate is what island B's eth0 received over the sending time, the sink
-//! ([`crate::sink`]) gives the probes' latency. causeway's lab is started
-//! once with a manifests directory; each R is written there and loaded with
-//! SIGHUP (0 rules: the endpoint alone, no policy, so everything is
-//! allowed). The Linux lab is built once and its ruleset replaced with
-//! `nft -f` per point (0 rules: no table).
+//! Each point is two runs, each a warm-up then the generator
+//! ([`crate::pktgen`], AF_XDP from island A's eth0) for `--seconds`:
+//!
+//! - capacity: as fast as the generator can (or `--rate`); the forwarding
+//!   rate is what island B's eth0 received over the sending time, the sink
+//!   ([`crate::sink`]) gives the probes' latency. When the forwarder kept
+//!   up with everything offered the point is flagged generator-bound: its
+//!   rate is the generator's, and says nothing of the forwarder.
+//! - cost: at `--cpu-rate` (250k pps), a rate every forwarder sustains,
+//!   the CPU time per forwarded packet ([`cpu`]): the figure that does not
+//!   depend on the generator, and the one to compare. The offered rate
+//!   and the generator-bound flag go beside it (at this rate a forwarder
+//!   that is not bound did not sustain it, and its cost is at saturation;
+//!   one whose generator did not offer the rate is flagged held back: its
+//!   CPU, shared with the sink and kernel work of the forwarding, could
+//!   not keep up, and the run compares with nothing).
+//!
+//! causeway's lab is started once with a manifests directory; each R is
+//! written there and loaded with SIGHUP (0 rules: the endpoint alone, no
+//! policy, so everything is allowed). The Linux lab is built once and its
+//! ruleset replaced with `nft -f` per point (0 rules: no table).
 //!
 //! Placement on this 2-core machine: the dataplane worker has the last CPU
 //! (the lab configuration's `workers.cores`); generator and sink share CPU 0
@@ -40,6 +53,7 @@
 //! stack, so that it could not send more than about 350k pps. The
 //! placement goes into the report.
 
+mod cpu;
 mod measure;
 mod rules;
 mod xdp;
@@ -57,7 +71,7 @@ use crate::{
     lab::{self, Lab},
     pktgen::frame::FrameSpec,
     progress::Progress,
-    report_schema::{Figure, Machine, Report},
+    report_schema::{Figure, Machine, Measure, Report},
 };
 use measure::{Point, measure};
 use xdp::XdpPeer;
@@ -85,9 +99,14 @@ pub(crate) struct Args {
     /// Distinct flows (UDP source ports).
     #[arg(long, default_value_t = 1024)]
     flows: u16,
-    /// Frames per second to send [default: as fast as possible].
+    /// Frames per second to send in the capacity run [default: as fast as
+    /// possible].
     #[arg(long, value_name = "PPS")]
     rate: Option<f64>,
+    /// Frames per second of the cost run of `forward`, where CPU time per
+    /// packet is measured: a rate every forwarder sustains.
+    #[arg(long, value_name = "PPS", default_value_t = 250_000.0)]
+    cpu_rate: f64,
     /// Stop a point after this many frames, if its time is not up first.
     #[arg(long, default_value_t = u64::MAX)]
     count: u64,
@@ -126,12 +145,32 @@ pub(crate) struct Load {
     /// Where island B's receive is steered (RPS); `None`: where frames
     /// are sent into it.
     pub(crate) island_b_rx_cpu: Option<usize>,
+    /// The CPU the forwarder runs on (causeway's worker, Linux's RPS
+    /// target, XDP's NAPI thread).
+    pub(crate) forward_cpu: usize,
+    /// Clock ticks per second of `/proc/stat`.
+    pub(crate) ticks_per_second: u64,
+}
+
+impl Load {
+    /// The same load at `rate` frames per second.
+    fn at(&self, rate: f64) -> Self {
+        Self {
+            rate: Some(rate),
+            ..self.clone()
+        }
+    }
 }
 
 /// What the scenario shares between points.
 struct Setup {
     causeway: PathBuf,
     load: Load,
+    /// The rate of the cost runs.
+    cpu_rate: f64,
+    /// `/proc/loadavg` when the scenario started: whether somebody else
+    /// was busy on the machine.
+    load_at_start: String,
     scratch: PathBuf,
     prefix: String,
     labs_made: u32,
@@ -146,6 +185,11 @@ impl Setup {
         let scratch = std::env::temp_dir().join(format!("causeway-perf-{}", std::process::id()));
         std::fs::create_dir_all(&scratch)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        anyhow::ensure!(
+            args.cpu_rate.is_finite() && args.cpu_rate > 0.0,
+            "--cpu-rate {}: give a positive rate in frames per second",
+            args.cpu_rate
+        );
         if let Some(cpu) = args.island_b_rx_cpu {
             anyhow::ensure!(
                 cpu < cpus,
@@ -165,7 +209,11 @@ impl Setup {
                 gen_cpu: args.gen_cpu,
                 sink_cpu: args.sink_cpu,
                 island_b_rx_cpu: args.island_b_rx_cpu,
+                forward_cpu: cpus - 1,
+                ticks_per_second: cpu::ticks_per_second(),
             },
+            cpu_rate: args.cpu_rate,
+            load_at_start: loadavg(),
             scratch,
             prefix: args.lab_prefix.clone(),
             labs_made: 0,
@@ -253,6 +301,21 @@ impl Setup {
         let last = self.last_cpu;
         let mut p = BTreeMap::from([
             (
+                "load".to_owned(),
+                format!(
+                    "/proc/loadavg at start: {}, at the end: {}; per run, the forwarder CPU's user share (for a kernel forwarder, somebody else's work) and the worker's run-queue wait (causeway preempted) say whether others shared the forwarder's CPU",
+                    self.load_at_start,
+                    loadavg()
+                ),
+            ),
+            (
+                "cost".to_owned(),
+                format!(
+                    "CPU per forwarded packet at {:.0} pps: causeway's worker busy time (polls that carried frames); Linux and XDP: system+irq+softirq of CPU {last} from /proc/stat",
+                    self.cpu_rate
+                ),
+            ),
+            (
                 "generator".to_owned(),
                 format!(
                     "CPU {}: AF_XDP TX (copy mode) on island A's eth0; shares the CPU with the sink and the kernel's veth work",
@@ -294,17 +357,48 @@ impl Setup {
     }
 }
 
-/// How a point prints, as it lands; an appliance's point says where it
-/// lost frames, on a second line.
-fn row(rules: u32, who: &str, p: &Point) -> String {
+/// `/proc/loadavg`'s three averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// A run's rate as rows and measures name it.
+fn rate_label(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "max".to_owned(), |r| format!("{r:.0}pps"))
+}
+
+/// Nanoseconds, or `-` for none.
+fn ns(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
+}
+
+/// How a run prints, as it lands; an appliance's run says where it lost
+/// frames, on a second line.
+fn row(rules: u32, who: &str, rate: &str, p: &Point) -> String {
+    let c = &p.cost;
     let mut out = format!(
-        "{rules:>7}  {who:<18} {:>12.0} {:>12.0} {:>6.1}% {:>9.1} {:>9.1} {:>7}",
+        "{rules:>7}  {who:<16} {rate:>10} {:>10.0} {:>10.0} {:>6.1}% {:>5} {:>8.1} {:>8.1} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5.0}% {:>5}",
         p.tx_pps,
         p.pps,
         p.loss * 100.0,
+        match (p.held_back, p.generator_bound) {
+            (true, _) => "held",
+            (false, true) => "gen",
+            (false, false) => "-",
+        },
         p.p50_us,
         p.p99_us,
-        p.probes
+        p.probes,
+        ns(c.per_packet_ns()),
+        ns(c.busy_ns),
+        ns(c.fwd_kernel_ns),
+        ns(c.fwd_cpu_ns),
+        ns(c.gen_kernel_ns),
+        c.fwd_user_share * 100.0,
+        c.worker_wait_share
+            .map_or_else(|| "-".to_owned(), |w| format!("{:.0}%", w * 100.0)),
     );
     if let Some(l) = p.lost {
         out += &format!(
@@ -323,31 +417,125 @@ fn row(rules: u32, who: &str, p: &Point) -> String {
 
 fn header(title: &str, load: &Load) {
     println!(
-        "{title}: {:.1} s per point, frames {:?} bytes, {} flows, {}",
+        "{title}: {:.1} s per run, frames {:?} bytes, {} flows; CPU columns in ns per forwarded packet \
+         (cost: the one to compare; busy: causeway's worker busy time; fwdK/fwdAll: kernel/all time of \
+         the forwarder's CPU {}; genK: kernel time of the generator's CPU {}); usr: user share of the \
+         forwarder's CPU (somebody else's, for a kernel forwarder); wait: share of the run causeway's \
+         worker waited preempted; bound=gen: the forwarder kept up with all that was offered, \
+         bound=held: the generator did not offer the rate asked",
         load.duration.as_secs_f64(),
         load.sizes,
         load.flows,
-        load.rate
-            .map_or("as fast as possible".to_owned(), |r| format!(
-                "{r:.0} pps offered"
-            ))
+        load.forward_cpu,
+        load.gen_cpu,
     );
     println!(
-        "{:>7}  {:<18} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
-        "rules", "forwarder", "tx_pps", "fwd_pps", "loss", "p50_us", "p99_us", "probes"
+        "{:>7}  {:<16} {:>10} {:>10} {:>10} {:>7} {:>5} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>5}",
+        "rules",
+        "forwarder",
+        "rate",
+        "offered",
+        "fwd_pps",
+        "loss",
+        "bound",
+        "p50_us",
+        "p99_us",
+        "probes",
+        "cost",
+        "busy",
+        "fwdK",
+        "fwdAll",
+        "genK",
+        "usr",
+        "wait"
     );
+}
+
+/// One run's values beside its figures: offered and forwarded rates, the
+/// generator-bound flag and every CPU column.
+fn run_measures(rules: u32, who: &str, rate: &str, p: &Point) -> Vec<Measure> {
+    let at = |what: &str| format!("{who} rules={rules} rate={rate} {what}");
+    let c = &p.cost;
+    let mut m = vec![
+        Measure::new(at("offered"), "pps", p.tx_pps),
+        Measure::new(at("forwarded"), "pps", p.pps),
+        Measure::new(
+            at("generator-bound"),
+            "bool",
+            f64::from(u8::from(p.generator_bound)),
+        ),
+        Measure::new(
+            at("generator held back"),
+            "bool",
+            f64::from(u8::from(p.held_back)),
+        ),
+        Measure::new(at("forwarder CPU user share"), "ratio", c.fwd_user_share),
+    ];
+    if let Some(w) = c.worker_wait_share {
+        m.push(Measure::new(at("worker run-queue wait share"), "ratio", w));
+    }
+    for (what, v) in [
+        ("cost", c.per_packet_ns()),
+        ("worker busy", c.busy_ns),
+        ("forwarder CPU kernel", c.fwd_kernel_ns),
+        ("forwarder CPU all", c.fwd_cpu_ns),
+        ("generator CPU kernel", c.gen_kernel_ns),
+    ] {
+        if let Some(v) = v {
+            m.push(Measure::new(at(what), "ns/pkt", v));
+        }
+    }
+    m
+}
+
+/// A point of `forward`: a capacity run and a cost run.
+struct Runs {
+    capacity: Point,
+    cost: Point,
+}
+
+impl Setup {
+    /// Measures both runs of `who` at `rules` rules, prints them and keeps
+    /// their measures.
+    fn runs(
+        &self,
+        (lab, spec): (&Lab, &FrameSpec),
+        (rules, who): (u32, &str),
+        bar: &mut Progress,
+        measures: &mut Vec<Measure>,
+    ) -> anyhow::Result<Runs> {
+        bar.doing(&format!("{who} rules={rules}"));
+        let capacity = measure(lab, spec, &self.load)?;
+        let label = rate_label(self.load.rate);
+        bar.print(&row(rules, who, &label, &capacity));
+        measures.extend(run_measures(rules, who, &label, &capacity));
+        bar.doing(&format!("{who} rules={rules} at {:.0} pps", self.cpu_rate));
+        let load = self.load.at(self.cpu_rate);
+        let cost = measure(lab, spec, &load)?;
+        let label = rate_label(load.rate);
+        bar.print(&row(rules, who, &label, &cost));
+        measures.extend(run_measures(rules, who, &label, &cost));
+        bar.step(&format!("{who} rules={rules}"));
+        Ok(Runs { capacity, cost })
+    }
+}
+
+/// The cost figure of causeway beside `peer`, when both forwarded.
+fn cost_figure(name: String, ours: &Point, peer: &str, theirs: &Point) -> Option<Figure> {
+    let (a, b) = (ours.cost.per_packet_ns()?, theirs.cost.per_packet_ns()?);
+    (a > 0.0 && b > 0.0).then(|| Figure::new(name, "ns/pkt", a, peer, b, false))
 }
 
 fn summary(figures: &[Figure]) {
     println!();
     println!(
-        "{:<34} {:>12} {:<20} {:>12} {:>7}",
-        "figure", "causeway", "peer", "peer_value", "ratio"
+        "{:<30} {:>7} {:>12} {:<20} {:>12} {:>7}",
+        "figure", "unit", "causeway", "peer", "peer_value", "ratio"
     );
     for f in figures {
         println!(
-            "{:<34} {:>12.0} {:<20} {:>12.0} {:>7.3}",
-            f.name, f.causeway, f.peer, f.peer_value, f.ratio
+            "{:<30} {:>7} {:>12.0} {:<20} {:>12.0} {:>7.3}",
+            f.name, f.unit, f.causeway, f.peer, f.peer_value, f.ratio
         );
     }
 }
@@ -369,45 +557,42 @@ pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
     let cw_spec = Setup::spec(&cw)?;
     let linux_spec = Setup::spec(&linux)?;
     let mut figures = Vec::new();
+    let mut measures = Vec::new();
     // Per rule count: causeway, nft linear, nft set; and XDP at 0 rules.
     let mut bar = Progress::new("forward", counts.len() as u64 * 3 + 1);
     for &r in counts {
-        bar.doing(&format!("causeway rules={r}"));
+        bar.doing(&format!("loading {r} rules"));
         Setup::set_policy(&cw, &dir, r)?;
-        let ours = measure(&cw, &cw_spec, &setup.load)?;
-        bar.print(&row(r, "causeway", &ours));
-        bar.step(&format!("causeway rules={r}"));
+        let ours = setup.runs((&cw, &cw_spec), (r, "causeway"), &mut bar, &mut measures)?;
+        let mut peers = Vec::new();
         for (form, ruleset) in [("linear", rules::nft_linear(r)), ("set", rules::nft_set(r))] {
             let peer = format!("linux-nft-{form}");
-            bar.doing(&format!("{peer} rules={r}"));
             linux.nft(&ruleset, &setup.scratch)?;
-            let theirs = measure(&linux, &linux_spec, &setup.load)?;
-            bar.print(&row(r, &peer, &theirs));
-            bar.step(&format!("{peer} rules={r}"));
-            figures.push(Figure::new(
-                format!("pps rules={r} nft={form}"),
-                "pps",
-                ours.pps,
-                peer,
-                theirs.pps,
-                true,
-            ));
+            let theirs = setup.runs((&linux, &linux_spec), (r, &peer), &mut bar, &mut measures)?;
+            peers.push((format!("rules={r} nft={form}"), peer, theirs));
         }
         if r == 0 {
-            bar.doing("linux-xdp-fwd rules=0");
             let theirs = {
                 let _xdp = XdpPeer::attach(&linux, setup.last_cpu)?;
-                measure(&linux, &linux_spec, &setup.load)?
+                let who = "linux-xdp-fwd";
+                setup.runs((&linux, &linux_spec), (r, who), &mut bar, &mut measures)?
             };
-            bar.print(&row(r, "linux-xdp-fwd", &theirs));
-            bar.step("linux-xdp-fwd rules=0");
+            peers.push(("rules=0 xdp".to_owned(), "linux-xdp-fwd".to_owned(), theirs));
+        }
+        for (point, peer, theirs) in peers {
             figures.push(Figure::new(
-                "pps rules=0 xdp",
+                format!("pps {point}"),
                 "pps",
-                ours.pps,
-                "linux-xdp-fwd",
-                theirs.pps,
+                ours.capacity.pps,
+                &peer,
+                theirs.capacity.pps,
                 true,
+            ));
+            figures.extend(cost_figure(
+                format!("cpu {point}"),
+                &ours.cost,
+                &peer,
+                &theirs.cost,
             ));
         }
     }
@@ -417,7 +602,7 @@ pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
         machine: Machine::detect(),
         placement: setup.placement(true),
         figures,
-        measures: Vec::new(),
+        measures,
         goals: Vec::new(),
     };
     drop((cw, linux));
@@ -447,7 +632,7 @@ pub(crate) fn policy_scale(args: &Args) -> anyhow::Result<()> {
         Setup::set_policy(&cw, &dir, r)?;
         bar.doing(&format!("causeway rules={r}"));
         let p = measure(&cw, &spec, &setup.load)?;
-        bar.print(&row(r, "causeway", &p));
+        bar.print(&row(r, "causeway", &rate_label(setup.load.rate), &p));
         bar.step(&format!("causeway rules={r}"));
         let base = *base.get_or_insert(p.pps);
         figures.push(Figure::new(
