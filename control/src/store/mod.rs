@@ -56,6 +56,13 @@ impl PartialEq for Entry {
     }
 }
 
+/// An entry equals itself (its numbers are finite: the loader refuses a
+/// NaN order). Being `Eq` lets `Arc<Entry>` compare by pointer first, so the
+/// journal's diff of two states ([`persist::changed`]) does not compare
+/// in full the dozens of unchanged entries that share a node with a
+/// changed one.
+impl Eq for Entry {}
+
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Entry")
