@@ -333,9 +333,10 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     let epoch = cache.world.ports_epoch;
     let changes = cache.world.update(set);
     let kept_all = world::carry_selected(set, &changes, std::mem::take(&mut cache.selected));
-    let applicable = cache
-        .applicability
-        .applicable(set, changes.namespaces_changed());
+    let applicable =
+        cache
+            .applicability
+            .applicable(set, changes.namespaces_changed(), changes.moved());
     let mut c = Compiler {
         set,
         rules: Vec::with_capacity(cache.rules),

@@ -58,12 +58,21 @@ pub(super) struct Changes {
     /// Whether a network set or a namespace changed (rare: every kept
     /// selector is resolved again).
     everything: bool,
+    /// When the set holds the last update's endpoint ids in the same
+    /// order: the positions whose endpoint is not the same allocation.
+    moved: Option<Vec<usize>>,
 }
 
 impl Changes {
     /// Whether a namespace's labels may have changed (or a network set).
     pub(super) fn namespaces_changed(&self) -> bool {
         self.everything
+    }
+
+    /// The positions of the endpoints changed in place, when no endpoint
+    /// came or went and the order is the last update's.
+    pub(super) fn moved(&self) -> Option<&[usize]> {
+        self.moved.as_deref()
     }
 }
 
@@ -159,7 +168,7 @@ impl World {
             ..Changes::default()
         };
         let mut ports = false;
-        for i in moved {
+        for &i in &moved {
             let ep = &set.endpoints[i];
             let old = std::mem::replace(&mut self.order[i], ep.clone());
             if let Some((kept, _)) = self.endpoints.get_mut(ep.id.as_str()) {
@@ -178,6 +187,7 @@ impl World {
         if ports {
             self.ports_epoch += 1;
         }
+        changes.moved = Some(moved);
         Some(changes)
     }
 }
@@ -274,9 +284,9 @@ pub(super) struct Applicability {
     /// per content: endpoints with the same policies share it, and the
     /// compile works out a list's programs once.
     lists: HashSet<Arc<[usize]>, rustc_hash::FxBuildHasher>,
-    /// The last compile's endpoints in the set's order with the lists
-    /// handed out, when their ids were distinct (else empty).
-    last: Vec<(Arc<Endpoint>, Arc<[usize]>)>,
+    /// The lists the last compile handed out, in the set's order, when
+    /// its endpoint ids were distinct (else empty).
+    last: Vec<Arc<[usize]>>,
     /// The number of ids when `last` was handed out.
     last_n: u32,
 }
@@ -314,11 +324,13 @@ impl Applicability {
     /// For each endpoint of `set`, in order, the indices of the tracked
     /// (not doNotTrack) policies that apply to it, ascending; the same
     /// allocation for the same list. `namespaces_changed`: whether a
-    /// namespace's labels may differ from the last compile's.
+    /// namespace's labels may differ from the last compile's; `moved`:
+    /// [`Changes::moved`] of this compile's world update.
     pub(super) fn applicable(
         &mut self,
         set: &PolicySet,
         namespaces_changed: bool,
+        moved: Option<&[usize]>,
     ) -> Vec<Arc<[usize]>> {
         let mut spec_of = self.intern(set);
         let live: HashSet<&u32> = spec_of.iter().collect();
@@ -356,29 +368,20 @@ impl Applicability {
             same_layout,
             namespaces_changed,
         };
-        // The same endpoint ids in the same order as the last compile, the
-        // same policies and namespaces: only the endpoints that are not the
-        // same allocation as before are judged (a pod relabelled).
-        if !lists_cleared
+        // The same endpoint ids in the same order as the last compile
+        // (`moved`, from the world's update), the same policies and
+        // namespaces: only the endpoints that are not the same allocation as
+        // before are judged (a pod relabelled).
+        if let Some(moved) = moved
+            && !lists_cleared
             && !namespaces_changed
             && self.last_n == n
-            && !self.last.is_empty()
             && self.last.len() == set.endpoints.len()
-            && self
-                .last
-                .iter()
-                .zip(&set.endpoints)
-                .all(|((old, _), ep)| Arc::ptr_eq(old, ep) || old.id == ep.id)
         {
-            let mut out = Vec::with_capacity(set.endpoints.len());
-            for (i, ep) in set.endpoints.iter().enumerate() {
-                if !Arc::ptr_eq(&self.last[i].0, ep) {
-                    let list = self.judge(&judge, ep).0;
-                    self.last[i] = (ep.clone(), list);
-                }
-                out.push(self.last[i].1.clone());
+            for &i in moved {
+                self.last[i] = self.judge(&judge, &set.endpoints[i]).0;
             }
-            return out;
+            return self.last.clone();
         }
         let mut seen = 0;
         let mut out = Vec::with_capacity(set.endpoints.len());
@@ -392,11 +395,7 @@ impl Applicability {
         }
         // Kept for the next compile when every id was distinct.
         self.last = if seen == set.endpoints.len() {
-            set.endpoints
-                .iter()
-                .cloned()
-                .zip(out.iter().cloned())
-                .collect()
+            out.clone()
         } else {
             Vec::new()
         };
