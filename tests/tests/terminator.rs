@@ -76,16 +76,29 @@ fn failures(lab: &Lab, reason: &str) -> f64 {
 /// One HTTPS request from island A with curl; (status, X-Backend).
 fn curl(lab: &Lab, t: &Tls, cert: Option<(&Path, &Path)>) -> (String, String) {
     let (host, port) = t.service.rsplit_once(':').expect("host:port");
+    curl_https(lab, "a", &t.server_name, port, host, &t.ca, cert)
+}
+
+/// curl from `island` to `https://name:port/`, `name` resolved to `addr`,
+/// verifying the server against `ca`; (status, X-Backend), status `none`
+/// when no HTTP answer came.
+fn curl_https(
+    lab: &Lab,
+    island: &str,
+    name: &str,
+    port: impl std::fmt::Display,
+    addr: &str,
+    ca: &Path,
+    cert: Option<(&Path, &Path)>,
+) -> (String, String) {
     let auth = cert.map_or(String::new(), |(c, k)| {
         format!("--cert {} --key {}", c.display(), k.display())
     });
     let out = lab.try_exec(
-        "a",
+        island,
         &format!(
-            "curl -s -m 5 -D - -o /dev/null --cacert {} {auth} --resolve {}:{port}:{host} https://{}:{port}/",
-            t.ca.display(),
-            t.server_name,
-            t.server_name
+            "curl -s -m 5 -D - -o /dev/null --cacert {} {auth} --resolve {name}:{port}:{addr} https://{name}:{port}/",
+            ca.display()
         ),
     );
     let head = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -1101,32 +1114,8 @@ fn curl_sni(
     ca: &Path,
     cert: Option<&(PathBuf, PathBuf)>,
 ) -> (String, String) {
-    let auth = cert.map_or(String::new(), |(c, k)| {
-        format!("--cert {} --key {}", c.display(), k.display())
-    });
-    let out = lab.try_exec(
-        "b",
-        &format!(
-            "curl -s -m 5 -D - -o /dev/null --cacert {} {auth} --resolve {name}:{port}:10.2.0.2 https://{name}:{port}/",
-            ca.display()
-        ),
-    );
-    let head = String::from_utf8_lossy(&out.stdout).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("none")
-        .to_owned();
-    let backend = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("x-backend:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, backend)
+    let cert = cert.map(|(c, k)| (c.as_path(), k.as_path()));
+    curl_https(lab, "b", name, port, "10.2.0.2", ca, cert)
 }
 
 /// `openssl s_client` from island B to 10.2.0.2:`port` with `sni` (`None`:
