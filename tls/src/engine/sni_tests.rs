@@ -5,13 +5,12 @@
 use std::{io::Write, sync::Arc, time::Duration};
 
 use rustls::pki_types::ServerName;
-use rustls_pki_types::{CertificateDer, pem::PemObject};
 
 use super::tests::{Sim, addr, plain_spec};
-use super::tls_tests::{Pki, pki, pump};
+use super::tls_tests::{Pki, client_config, pki, pump};
 use super::*;
 use crate::identity::{
-    ClientMaterialConfig, ClientTls, ServerMaterialConfig, ServerTls, TlsVersions,
+    ServerMaterialConfig, ServerTls, TlsVersions,
     ca::{Ca, Leaf},
 };
 use crate::metrics::ListenerRefusal;
@@ -68,30 +67,7 @@ fn two_services(p: &Pki, default: Option<usize>) -> Sim {
 /// A client for `name` (`None`: an IP address, so no SNI), trusting the
 /// lab CA, presenting the lab client certificate if `with_cert`.
 fn client_for(p: &Pki, name: Option<&str>, with_cert: bool) -> rustls::ClientConnection {
-    let config = if with_cert {
-        ClientTls::load(&ClientMaterialConfig {
-            cert: p.pki.client.cert.clone(),
-            key: p.pki.client.key.clone(),
-            trust: p.pki.ca_cert.clone(),
-            upstream_identities: Vec::new(),
-            versions: TlsVersions::Tls13,
-        })
-        .unwrap()
-        .current()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&p.pki.ca_cert).unwrap();
-        for c in CertificateDer::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(crate::identity::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    };
+    let config = client_config(p, with_cert, Vec::new());
     let server = match name {
         Some(n) => ServerName::try_from(n.to_owned()).unwrap(),
         None => ServerName::IpAddress(std::net::Ipv4Addr::new(10, 100, 0, 10).into()),

@@ -41,35 +41,45 @@ fn terminate_spec(p: &Pki) -> ServiceSpec {
 
 /// A client session as the lab client (or with no certificate).
 fn client(p: &Pki, with_cert: bool) -> rustls::ClientConnection {
-    let config = if with_cert {
-        ClientTls::load(&ClientMaterialConfig {
-            cert: p.pki.client.cert.clone(),
-            key: p.pki.client.key.clone(),
-            trust: p.pki.ca_cert.clone(),
-            upstream_identities: vec![p.pki.server.spiffe_id.clone()],
-            versions: TlsVersions::Tls13,
-        })
-        .unwrap()
-        .current()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&p.pki.ca_cert).unwrap();
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(crate::identity::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    };
+    let config = client_config(p, with_cert, vec![p.pki.server.spiffe_id.clone()]);
     rustls::ClientConnection::new(
         config,
         ServerName::IpAddress(Ipv4Addr::new(10, 100, 0, 10).into()),
     )
     .unwrap()
+}
+
+/// A client config trusting the lab CA and admitting the servers
+/// `upstream_identities` names (any, empty), presenting the lab client's
+/// certificate if `with_cert`.
+pub(crate) fn client_config(
+    p: &Pki,
+    with_cert: bool,
+    upstream_identities: Vec<String>,
+) -> Arc<rustls::ClientConfig> {
+    if with_cert {
+        return ClientTls::load(&ClientMaterialConfig {
+            cert: p.pki.client.cert.clone(),
+            key: p.pki.client.key.clone(),
+            trust: p.pki.ca_cert.clone(),
+            upstream_identities,
+            versions: TlsVersions::Tls13,
+        })
+        .unwrap()
+        .current();
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&p.pki.ca_cert).unwrap();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(crate::identity::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 use rustls_pki_types::pem::PemObject;
