@@ -199,6 +199,18 @@ fn a_change_that_leaves_no_policy_is_refused_unless_asked_for() {
     assert!(apply(&none, &EP.replace("10.2.0.2", "10.2.0.3")).is_ok());
 }
 
+/// A terminator section with no services of its own, for checks of
+/// TLSService resources.
+fn terminator() -> TerminatorConfig {
+    TerminatorConfig {
+        cores: vec![0],
+        netns: None,
+        driver: Default::default(),
+        drain_timeout: std::time::Duration::from_secs(1),
+        services: Vec::new(),
+    }
+}
+
 #[test]
 fn a_tls_service_needs_its_identity() {
     let svc = "apiVersion: causeway.dev/v1alpha1
@@ -210,13 +222,7 @@ spec:
   tls: {identity: gateway}
   upstreams: [127.0.0.1:8080]
 ";
-    let t = TerminatorConfig {
-        cores: vec![0],
-        netns: None,
-        driver: Default::default(),
-        drain_timeout: std::time::Duration::from_secs(1),
-        services: Vec::new(),
-    };
+    let t = terminator();
     let Err(Refusal::Invalid(errors)) = Desired::default().plan_apply(
         &[file("svc.yaml", svc)],
         &[],
@@ -285,13 +291,7 @@ spec:
 "
         )
     };
-    let t = TerminatorConfig {
-        cores: vec![0],
-        netns: None,
-        driver: Default::default(),
-        drain_timeout: std::time::Duration::from_secs(1),
-        services: Vec::new(),
-    };
+    let t = terminator();
     let plan = |text: String| {
         Desired::default().plan_apply(
             &[file("svc.yaml", &text)],
