@@ -34,6 +34,9 @@
 //! `causeway-perf sync` scenario's single changes.
 //!
 //! - `plan_and_compile`: as above, the figure;
+//! - `plan_and_compile_spaced`: the same with the changes 100 ms apart, as
+//!   the node meets them (the scenario's pace): the caches have gone cold
+//!   between them, and only the change is timed;
 //! - `plan`, `compile`: the two halves;
 //! - `clone`, `policy_set`: the parts of the plan that grow with the
 //!   state;
@@ -297,6 +300,25 @@ fn sync_shape(c: &mut Criterion) {
             let compiled = compile(&set, plan.next.generation, &mut cache);
             desired = plan.next;
             black_box(compiled.built)
+        });
+    });
+    // As the node sees it: changes 100 ms apart, with the caches gone
+    // cold between them (only the change itself is timed).
+    group.bench_function("plan_and_compile_spaced", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                std::thread::sleep(Duration::from_millis(100));
+                let started = std::time::Instant::now();
+                let plan = desired
+                    .plan_apply(&[next()], &[], Writer::new(OWNER_CTL), None)
+                    .expect("a valid change");
+                let set = plan.policy.expect("a change carries its policy set");
+                black_box(compile(&set, plan.next.generation, &mut cache).built);
+                desired = plan.next;
+                total += started.elapsed();
+            }
+            total
         });
     });
     group.bench_function("plan", |b| {

@@ -806,6 +806,7 @@ fn compile_set(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         programs_built = c.built,
         programs_reused = c.reused,
         programs_resolved = c.resolved,
+        carried = c.carried,
         prefilter = c.prefilter.len(),
         "policy compiled"
     );

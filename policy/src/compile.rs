@@ -109,6 +109,10 @@ pub struct Compiled {
     /// shared), because a policy walked before theirs gained or lost
     /// rules; counted in `reused` too.
     pub renumbered: usize,
+    /// Whether the last compile's programs, rule table and rule ids were
+    /// carried whole and only endpoints moved between its programs (a pod
+    /// relabelled: see [`Last`]); its programs count as reused.
+    pub carried: bool,
 }
 
 /// What the previous compile built, to reuse.
@@ -143,6 +147,109 @@ pub struct Cache {
     set_content: HashMap<u32, (Arc<Vec<Prefix>>, Arc<AddrSet>)>,
     /// [`SET_THRESHOLD`] unless set ([`Cache::with_set_threshold`]).
     set_threshold: Option<usize>,
+    /// What the last compile made, whole, for a compile that can carry it.
+    last: Option<Last>,
+}
+
+/// What a compile made, kept whole for the next one: when no policy, tier,
+/// namespace, network set or selector resolution changed, and no endpoint
+/// came, went or changed its addresses, the programs, the rule table (and
+/// so every rule id), the address sets and the prefilter stand as they
+/// are; an endpoint relabelled only moves to the program of its new list
+/// of policies, which some other endpoint already runs. A relabel in a
+/// cluster of 10 000 pods then costs the endpoints it changed, not a walk
+/// of every program's inputs.
+#[derive(Debug)]
+struct Last {
+    /// The policies it compiled (a store's state shares an unchanged
+    /// policy's allocation from one state to the next).
+    policies: Vec<Arc<Policy>>,
+    tiers: Vec<Tier>,
+    /// Each list of applicable policies' programs in each direction, by
+    /// the list's address; the list is held, so that no other list takes
+    /// the address while it is a key.
+    by_list: rustc_hash::FxHashMap<usize, (Arc<[usize]>, [ListPrograms; 2])>,
+    /// Whether two endpoints held one address (the last one's program
+    /// wins it): then a move is not a patch of one claim, and the compile
+    /// runs whole.
+    shared_addresses: bool,
+    endpoints: HashMap<u128, EndpointPrograms, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>,
+    programs: Vec<Arc<Program>>,
+    rules: Arc<[RuleMeta]>,
+    untracked: Vec<u32>,
+    sets: Vec<Arc<AddrSet>>,
+    prefilter: Vec<(IpPrefix, RuleId)>,
+}
+
+impl Last {
+    /// The compile of `set` as [`Last`]'s programs with the endpoints that
+    /// moved ([`world::Changes::moved`]) claimed for their new lists'
+    /// programs; `None` when it cannot be carried (see [`Last`]) and the
+    /// compile must run whole.
+    fn carry(
+        &mut self,
+        set: &PolicySet,
+        generation: u64,
+        changes: &world::Changes,
+        applicable: &[Arc<[usize]>],
+    ) -> Option<Compiled> {
+        let moved = changes.moved()?;
+        let same_policies = self.policies.len() == set.policies.len()
+            && self
+                .policies
+                .iter()
+                .zip(&set.policies)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if changes.namespaces_changed()
+            || self.shared_addresses
+            || !same_policies
+            || self.tiers != set.tiers
+            || changes
+                .changed()
+                .iter()
+                .any(|(before, after)| before.ips != after.ips)
+        {
+            return None;
+        }
+        let mut claims = Vec::with_capacity(moved.len());
+        for &i in moved {
+            let list = Arc::as_ptr(applicable.get(i)?).cast::<usize>() as usize;
+            let (_, [ingress, egress]) = self.by_list.get(&list)?;
+            let program = |l: &ListPrograms| match l {
+                ListPrograms::None => Some(None),
+                ListPrograms::Program(p) => Some(Some(*p)),
+                ListPrograms::PerEndpoint => None,
+            };
+            claims.push((
+                i,
+                EndpointPrograms {
+                    ingress: program(ingress)?,
+                    egress: program(egress)?,
+                },
+            ));
+        }
+        for (i, programs) in claims {
+            for ip in &set.endpoints[i].ips {
+                self.endpoints.insert(to_u128(*ip), programs);
+            }
+        }
+        Some(Compiled {
+            program: PolicyProgram {
+                generation,
+                endpoints: self.endpoints.clone(),
+                programs: self.programs.clone(),
+                rules: self.rules.clone(),
+                untracked: self.untracked.clone(),
+                sets: self.sets.clone(),
+            },
+            prefilter: self.prefilter.clone(),
+            built: 0,
+            reused: self.programs.len(),
+            resolved: 0,
+            renumbered: 0,
+            carried: true,
+        })
+    }
 }
 
 impl Cache {
@@ -337,6 +444,16 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         cache
             .applicability
             .applicable(set, changes.namespaces_changed(), changes.moved());
+    let reads_kept = kept_all && cache.world.ports_epoch == epoch;
+    if reads_kept
+        && let Some(last) = &mut cache.last
+        && let Some(carried) = last.carry(set, generation, &changes, &applicable)
+    {
+        cache.selected = std::mem::take(&mut *set.memo.selected.lock().expect("not poisoned"));
+        return carried;
+    }
+    // Dropped before the compile: it holds the lists' addresses.
+    cache.last = None;
     let mut c = Compiler {
         set,
         rules: Vec::with_capacity(cache.rules),
@@ -348,7 +465,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         next: rustc_hash::FxHashMap::default(),
         next_content: HashMap::new(),
         ports_epoch: cache.world.ports_epoch,
-        reads_kept: kept_all && cache.world.ports_epoch == epoch,
+        reads_kept,
         carried_sets: RefCell::default(),
         set_threshold: cache.set_threshold.unwrap_or(SET_THRESHOLD),
         set_ids: RefCell::new(std::mem::take(&mut cache.set_ids)),
@@ -366,10 +483,17 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     // it.
     let mut by_list: rustc_hash::FxHashMap<(usize, PolicyType), ListPrograms> =
         rustc_hash::FxHashMap::default();
+    // The lists `by_list` has keys for, held for the next compile.
+    let mut lists: Vec<Arc<[usize]>> = Vec::new();
     // Each endpoint's programs by direction, then by address.
     let mut programs_of: Vec<[Option<u32>; 2]> = vec![[None; 2]; set.endpoints.len()];
     for direction in [PolicyType::Ingress, PolicyType::Egress] {
-        for ((ep, all), programs) in set.endpoints.iter().zip(&applicable).zip(&mut programs_of) {
+        for ((ep, all), programs) in set
+            .endpoints
+            .iter()
+            .zip(applicable.iter())
+            .zip(&mut programs_of)
+        {
             let at = (Arc::as_ptr(all).cast::<usize>() as usize, direction);
             let known = by_list.get(&at).copied();
             let index = match known {
@@ -385,6 +509,9 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
                         .copied()
                         .filter(|&i| set.policies[i].types.contains(&direction))
                         .collect();
+                    if direction == PolicyType::Ingress {
+                        lists.push(all.clone());
+                    }
                     if applicable.is_empty() {
                         by_list.insert(at, ListPrograms::None);
                         continue;
@@ -425,11 +552,13 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     // program in each direction it has one.
     let mut endpoints: HashMap<u128, EndpointPrograms, _> =
         HashMap::with_capacity_and_hasher(set.endpoints.len(), Default::default());
+    let mut claims = 0;
     for (ep, [ingress, egress]) in set.endpoints.iter().zip(programs_of) {
         for ip in &ep.ips {
             let e = endpoints.entry(to_u128(*ip)).or_default();
             e.ingress = ingress.or(e.ingress);
             e.egress = egress.or(e.egress);
+            claims += 1;
         }
     }
     // The appliance's own (doNotTrack) policies: every packet, before
@@ -459,12 +588,36 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
     cache.selected = std::mem::take(&mut *set.memo.selected.lock().expect("not poisoned"));
     cache.by_inputs = c.next;
     cache.by_content = c.next_content;
+    let rules: Arc<[RuleMeta]> = c.rules.into();
+    let by_list = lists
+        .into_iter()
+        .filter_map(|list| {
+            let at = Arc::as_ptr(&list).cast::<usize>() as usize;
+            let of = |d| by_list.get(&(at, d)).copied();
+            Some((
+                at,
+                (list, [of(PolicyType::Ingress)?, of(PolicyType::Egress)?]),
+            ))
+        })
+        .collect();
+    cache.last = Some(Last {
+        policies: set.policies.clone(),
+        tiers: set.tiers.clone(),
+        by_list,
+        shared_addresses: claims != endpoints.len(),
+        endpoints: endpoints.clone(),
+        programs: c.programs.clone(),
+        rules: rules.clone(),
+        untracked: untracked.clone(),
+        sets: sets.clone(),
+        prefilter: prefilter.clone(),
+    });
     Compiled {
         program: PolicyProgram {
             generation,
             endpoints,
             programs: c.programs,
-            rules: c.rules,
+            rules,
             untracked,
             sets,
         },
@@ -473,6 +626,7 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         reused: c.reused,
         resolved: c.resolved,
         renumbered: c.renumbered,
+        carried: false,
     }
 }
 

@@ -919,7 +919,7 @@ fn host_policy_pipeline() -> Pipeline {
         action,
     };
     let mut policy = PolicyProgram::allow_all(1);
-    policy.rules = vec![meta(Action::Allow, Some(0)), meta(Action::Deny, None)];
+    policy.rules = [meta(Action::Allow, Some(0)), meta(Action::Deny, None)].into();
     policy.programs = vec![Arc::new(Program {
         tiers: vec![TierProgram {
             classifier: Arc::new(Classifier::build(&rules)),

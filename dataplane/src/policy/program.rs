@@ -238,8 +238,9 @@ pub struct PolicyProgram {
     pub endpoints: HashMap<u128, EndpointPrograms, BuildHasherDefault<FxHasher>>,
     /// The programs, shared between endpoints with the same policies.
     pub programs: Vec<Arc<Program>>,
-    /// Every rule, by [`RuleId`].
-    pub rules: Vec<RuleMeta>,
+    /// Every rule, by [`RuleId`]; shared, so that a compile which changes
+    /// only which endpoint runs which program keeps the table as it is.
+    pub rules: Arc<[RuleMeta]>,
     /// The appliance's own (doNotTrack) programs, judged first for every
     /// packet: its ingress, then its egress. No match falls through.
     pub untracked: Vec<u32>,

@@ -74,6 +74,11 @@ impl Changes {
     pub(super) fn moved(&self) -> Option<&[usize]> {
         self.moved.as_deref()
     }
+
+    /// The endpoints changed in place: (before, after).
+    pub(super) fn changed(&self) -> &[(Arc<Endpoint>, Arc<Endpoint>)] {
+        &self.changed
+    }
 }
 
 impl World {
@@ -285,8 +290,9 @@ pub(super) struct Applicability {
     /// compile works out a list's programs once.
     lists: HashSet<Arc<[usize]>, rustc_hash::FxBuildHasher>,
     /// The lists the last compile handed out, in the set's order, when
-    /// its endpoint ids were distinct (else empty).
-    last: Vec<Arc<[usize]>>,
+    /// its endpoint ids were distinct (else empty). Shared with the
+    /// compile it was handed to, which lets go of it before the next.
+    last: Arc<Vec<Arc<[usize]>>>,
     /// The number of ids when `last` was handed out.
     last_n: u32,
 }
@@ -331,7 +337,7 @@ impl Applicability {
         set: &PolicySet,
         namespaces_changed: bool,
         moved: Option<&[usize]>,
-    ) -> Vec<Arc<[usize]>> {
+    ) -> Arc<Vec<Arc<[usize]>>> {
         let mut spec_of = self.intern(set);
         let live: HashSet<&u32> = spec_of.iter().collect();
         // Ids of policies long gone: start again rather than judge every
@@ -378,9 +384,12 @@ impl Applicability {
             && self.last_n == n
             && self.last.len() == set.endpoints.len()
         {
+            let mut last = std::mem::take(&mut self.last);
+            let lists = Arc::make_mut(&mut last);
             for &i in moved {
-                self.last[i] = self.judge(&judge, &set.endpoints[i]).0;
+                lists[i] = self.judge(&judge, &set.endpoints[i]).0;
             }
+            self.last = last;
             return self.last.clone();
         }
         let mut seen = 0;
@@ -394,10 +403,11 @@ impl Applicability {
             self.endpoints.retain(|_, j| j.mark == now);
         }
         // Kept for the next compile when every id was distinct.
+        let out = Arc::new(out);
         self.last = if seen == set.endpoints.len() {
             out.clone()
         } else {
-            Vec::new()
+            Arc::default()
         };
         self.last_n = n;
         out
