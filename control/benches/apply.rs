@@ -37,6 +37,8 @@
 //! - `plan_and_compile_spaced`: the same with the changes 100 ms apart, as
 //!   the node meets them (the scenario's pace): the caches have gone cold
 //!   between them, and only the change is timed;
+//! - `plan_and_compile_port_moved`: the scenario's other single change,
+//!   a policy's port moved;
 //! - `plan`, `compile`: the two halves;
 //! - `clone`, `policy_set`: the parts of the plan that grow with the
 //!   state;
@@ -319,6 +321,24 @@ fn sync_shape(c: &mut Criterion) {
                 total += started.elapsed();
             }
             total
+        });
+    });
+    // The scenario's other single change: a policy's port moved (and back
+    // on its next turn), policies 0, 7, 14, ... in turn.
+    let mut moves = (0..shape::POLICIES).step_by(7).cycle().enumerate();
+    let mut port_moved = move || {
+        let (n, k) = moves.next().expect("cycles");
+        let back = n / (shape::POLICIES as usize).div_ceil(7) % 2;
+        file(shape::policy(k, 1 - back as u32))
+    };
+    group.bench_function("plan_and_compile_port_moved", |b| {
+        b.iter(|| {
+            let plan = desired
+                .plan_apply(&[port_moved()], &[], Writer::new(OWNER_CTL), None)
+                .expect("a valid change");
+            let set = plan.policy.expect("a change carries its policy set");
+            black_box(compile(&set, plan.next.generation, &mut cache).built);
+            desired = plan.next;
         });
     });
     group.bench_function("plan", |b| {

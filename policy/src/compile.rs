@@ -151,14 +151,17 @@ pub struct Cache {
     last: Option<Last>,
 }
 
-/// What a compile made, kept whole for the next one: when no policy, tier,
-/// namespace, network set or selector resolution changed, and no endpoint
-/// came, went or changed its addresses, the programs, the rule table (and
-/// so every rule id), the address sets and the prefilter stand as they
-/// are; an endpoint relabelled only moves to the program of its new list
-/// of policies, which some other endpoint already runs. A relabel in a
-/// cluster of 10 000 pods then costs the endpoints it changed, not a walk
-/// of every program's inputs.
+/// What a compile made, kept whole for the next one. When no tier,
+/// namespace, network set or selector resolution changed, no endpoint
+/// came, went or changed its addresses, and every policy is the same or
+/// edited in place ([`edited_in_place`]: its rules' contents changed, not
+/// their number, its tier, order or whom it applies to), the rule table
+/// and every rule id stand, and so does every program but those that walk
+/// an edited policy. An endpoint relabelled moves to the program of its
+/// new list of policies, which some other endpoint already runs; a policy
+/// whose port moved rebuilds the programs that walk it. In a cluster of
+/// 10 000 pods either change then costs what it changed, not a walk of
+/// every program's inputs.
 #[derive(Debug)]
 struct Last {
     /// The policies it compiled (a store's state shares an unchanged
@@ -176,33 +179,44 @@ struct Last {
     endpoints: HashMap<u128, EndpointPrograms, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>,
     programs: Vec<Arc<Program>>,
     rules: Arc<[RuleMeta]>,
+    /// [`Compiler::rule_base`] and [`Compiler::tier_defaults`]: where each
+    /// policy's and tier's rules are in `rules`.
+    rule_base: Vec<[Option<RuleId>; 2]>,
+    tier_defaults: HashMap<(String, PolicyType), RuleId>,
     untracked: Vec<u32>,
     sets: Vec<Arc<AddrSet>>,
     prefilter: Vec<(IpPrefix, RuleId)>,
 }
 
+/// What carrying [`Last`] to a new set takes.
+struct Carry {
+    /// The endpoints (by position) whose list of policies changed, with
+    /// the programs of their new lists.
+    claims: Vec<(usize, EndpointPrograms)>,
+    /// The policies (by index) edited in place.
+    edited: Vec<usize>,
+    /// The programs that walk an edited policy, to rebuild: the index,
+    /// the direction and the policies it walks.
+    rebuild: Vec<(u32, PolicyType, Vec<usize>)>,
+}
+
 impl Last {
-    /// The compile of `set` as [`Last`]'s programs with the endpoints that
-    /// moved ([`world::Changes::moved`]) claimed for their new lists'
-    /// programs; `None` when it cannot be carried (see [`Last`]) and the
-    /// compile must run whole.
+    /// How `set` is this compile's carried, or `None` when it cannot be
+    /// (see [`Last`]) and the compile must run whole. `applicable` is the
+    /// applicability's lists and `in_place` whether it judged only the
+    /// endpoints that moved.
     fn carry(
-        &mut self,
+        &self,
         set: &PolicySet,
-        generation: u64,
         changes: &world::Changes,
         applicable: &[Arc<[usize]>],
-    ) -> Option<Compiled> {
+        in_place: bool,
+    ) -> Option<Carry> {
         let moved = changes.moved()?;
-        let same_policies = self.policies.len() == set.policies.len()
-            && self
-                .policies
-                .iter()
-                .zip(&set.policies)
-                .all(|(a, b)| Arc::ptr_eq(a, b));
-        if changes.namespaces_changed()
+        if !in_place
+            || changes.namespaces_changed()
             || self.shared_addresses
-            || !same_policies
+            || self.policies.len() != set.policies.len()
             || self.tiers != set.tiers
             || changes
                 .changed()
@@ -211,15 +225,24 @@ impl Last {
         {
             return None;
         }
+        let mut edited = Vec::new();
+        for (i, (old, new)) in self.policies.iter().zip(&set.policies).enumerate() {
+            if !Arc::ptr_eq(old, new) {
+                if !edited_in_place(old, new) {
+                    return None;
+                }
+                edited.push(i);
+            }
+        }
+        let program = |l: &ListPrograms| match l {
+            ListPrograms::None => Some(None),
+            ListPrograms::Program(p) => Some(Some(*p)),
+            ListPrograms::PerEndpoint => None,
+        };
         let mut claims = Vec::with_capacity(moved.len());
         for &i in moved {
             let list = Arc::as_ptr(applicable.get(i)?).cast::<usize>() as usize;
             let (_, [ingress, egress]) = self.by_list.get(&list)?;
-            let program = |l: &ListPrograms| match l {
-                ListPrograms::None => Some(None),
-                ListPrograms::Program(p) => Some(Some(*p)),
-                ListPrograms::PerEndpoint => None,
-            };
             claims.push((
                 i,
                 EndpointPrograms {
@@ -228,28 +251,137 @@ impl Last {
                 },
             ));
         }
-        for (i, programs) in claims {
-            for ip in &set.endpoints[i].ips {
-                self.endpoints.insert(to_u128(*ip), programs);
+        let mut rebuild = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (list, programs) in self.by_list.values().filter(|_| !edited.is_empty()) {
+            for (direction, walked) in [PolicyType::Ingress, PolicyType::Egress]
+                .into_iter()
+                .zip(programs)
+            {
+                let has = |p: &usize| set.policies[*p].types.contains(&direction);
+                if !edited
+                    .iter()
+                    .any(|p| has(p) && list.binary_search(p).is_ok())
+                {
+                    continue;
+                }
+                let Some(index) = program(walked)? else {
+                    // A list with an edited policy of this direction has
+                    // a program in it.
+                    return None;
+                };
+                if seen.insert(index) {
+                    rebuild.push((index, direction, list.iter().copied().filter(has).collect()));
+                }
             }
         }
-        Some(Compiled {
-            program: PolicyProgram {
-                generation,
-                endpoints: self.endpoints.clone(),
-                programs: self.programs.clone(),
-                rules: self.rules.clone(),
-                untracked: self.untracked.clone(),
-                sets: self.sets.clone(),
-            },
-            prefilter: self.prefilter.clone(),
-            built: 0,
-            reused: self.programs.len(),
-            resolved: 0,
-            renumbered: 0,
-            carried: true,
+        Some(Carry {
+            claims,
+            edited,
+            rebuild,
         })
     }
+}
+
+/// Whether `new` is `old` with only its rules' contents changed: the same
+/// id, tier, order, directions and number of rules in each (so the same
+/// rule ids), whom it applies to, tracked, and whether a rule constrains
+/// the endpoint's own addresses.
+fn edited_in_place(old: &Policy, new: &Policy) -> bool {
+    old.id == new.id
+        && old.tier == new.tier
+        && old.order == new.order
+        && old.applies == new.applies
+        && old.types == new.types
+        && !old.do_not_track
+        && !new.do_not_track
+        && old.local_constrained == new.local_constrained
+        && old.ingress.len() == new.ingress.len()
+        && old.egress.len() == new.egress.len()
+}
+
+/// [`compile`] by carrying `last` as `carry` says.
+fn carried(
+    set: &PolicySet,
+    generation: u64,
+    cache: &mut Cache,
+    mut last: Last,
+    carry: Carry,
+) -> Compiled {
+    for (i, programs) in carry.claims {
+        for ip in &set.endpoints[i].ips {
+            last.endpoints.insert(to_u128(*ip), programs);
+        }
+    }
+    let (mut built, mut resolved) = (0, 0);
+    if !carry.rebuild.is_empty() {
+        let mut c = Compiler::new(set, cache, true);
+        let mut rules = last.rules.to_vec();
+        for &pi in &carry.edited {
+            for direction in [PolicyType::Ingress, PolicyType::Egress] {
+                let Some(base) = last.rule_base[pi][dir_index(direction)] else {
+                    continue;
+                };
+                for (ri, rule) in rules_of(&set.policies[pi], direction).iter().enumerate() {
+                    rules[base as usize + ri].action = dp_action(rule.action);
+                }
+            }
+        }
+        c.rules = rules;
+        c.rule_base = std::mem::take(&mut last.rule_base);
+        c.tier_defaults = std::mem::take(&mut last.tier_defaults);
+        for (index, direction, policies) in &carry.rebuild {
+            let at = c.program(policies, *direction, None, true);
+            last.programs[*index as usize] = c.programs[at as usize].clone();
+        }
+        // The programs not rebuilt keep their entries, and their sets.
+        for (key, cached) in std::mem::take(&mut c.previous) {
+            if let Some(reads) = &cached.reads {
+                c.carried_sets
+                    .borrow_mut()
+                    .extend(reads.selected.iter().filter_map(|s| match s {
+                        Resolved::Set(id) => Some(*id),
+                        Resolved::Addrs(_) => None,
+                    }));
+            }
+            c.next.entry(key).or_insert(cached);
+        }
+        let live: std::collections::HashSet<u64> = c.next.values().map(|c| c.content).collect();
+        for (content, entry) in std::mem::take(&mut c.previous_content) {
+            if live.contains(&content) {
+                c.next_content.entry(content).or_insert(entry);
+            }
+        }
+        last.sets = c.sets(&mut cache.set_content);
+        (built, resolved) = (c.built, c.resolved);
+        last.rules = c.rules.into();
+        last.rule_base = c.rule_base;
+        last.tier_defaults = c.tier_defaults;
+        cache.set_ids = c.set_ids.take();
+        cache.rules = last.rules.len();
+        cache.by_inputs = c.next;
+        cache.by_content = c.next_content;
+    }
+    last.policies.clone_from(&set.policies);
+    cache.selected = std::mem::take(&mut *set.memo.selected.lock().expect("not poisoned"));
+    let compiled = Compiled {
+        program: PolicyProgram {
+            generation,
+            endpoints: last.endpoints.clone(),
+            programs: last.programs.clone(),
+            rules: last.rules.clone(),
+            untracked: last.untracked.clone(),
+            sets: last.sets.clone(),
+        },
+        prefilter: last.prefilter.clone(),
+        built,
+        reused: last.programs.len() - built,
+        resolved,
+        renumbered: 0,
+        carried: true,
+    };
+    cache.last = Some(last);
+    compiled
 }
 
 impl Cache {
@@ -445,38 +577,16 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
             .applicability
             .applicable(set, changes.namespaces_changed(), changes.moved());
     let reads_kept = kept_all && cache.world.ports_epoch == epoch;
+    let in_place = cache.applicability.in_place();
     if reads_kept
-        && let Some(last) = &mut cache.last
-        && let Some(carried) = last.carry(set, generation, &changes, &applicable)
+        && let Some(last) = cache.last.take()
+        && let Some(carry) = last.carry(set, &changes, &applicable, in_place)
     {
-        cache.selected = std::mem::take(&mut *set.memo.selected.lock().expect("not poisoned"));
-        return carried;
+        return carried(set, generation, cache, last, carry);
     }
     // Dropped before the compile: it holds the lists' addresses.
     cache.last = None;
-    let mut c = Compiler {
-        set,
-        rules: Vec::with_capacity(cache.rules),
-        rule_base: vec![[None; 2]; set.policies.len()],
-        tier_defaults: HashMap::new(),
-        programs: Vec::new(),
-        previous: std::mem::take(&mut cache.by_inputs),
-        previous_content: std::mem::take(&mut cache.by_content),
-        next: rustc_hash::FxHashMap::default(),
-        next_content: HashMap::new(),
-        ports_epoch: cache.world.ports_epoch,
-        reads_kept,
-        carried_sets: RefCell::default(),
-        set_threshold: cache.set_threshold.unwrap_or(SET_THRESHOLD),
-        set_ids: RefCell::new(std::mem::take(&mut cache.set_ids)),
-        resolutions: RefCell::new(HashMap::new()),
-        by_side: RefCell::default(),
-        used_sets: RefCell::new(HashMap::new()),
-        built: 0,
-        reused: 0,
-        resolved: 0,
-        renumbered: 0,
-    };
+    let mut c = Compiler::new(set, cache, reads_kept);
     let mut signatures: rustc_hash::FxHashMap<Signature, u32> = rustc_hash::FxHashMap::default();
     // By list (endpoints with the same policies share its allocation) and
     // direction: the program, when the endpoint's addresses do not change
@@ -608,6 +718,8 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
         endpoints: endpoints.clone(),
         programs: c.programs.clone(),
         rules: rules.clone(),
+        rule_base: c.rule_base,
+        tier_defaults: c.tier_defaults,
         untracked: untracked.clone(),
         sets: sets.clone(),
         prefilter: prefilter.clone(),
@@ -686,7 +798,35 @@ struct Compiler<'a> {
     renumbered: usize,
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    /// A compile of `set` that may reuse what `cache` kept (taken from it
+    /// for the compile); `reads_kept`: see [`Compiler::reads_kept`].
+    fn new(set: &'a PolicySet, cache: &mut Cache, reads_kept: bool) -> Self {
+        Compiler {
+            set,
+            rules: Vec::with_capacity(cache.rules),
+            rule_base: vec![[None; 2]; set.policies.len()],
+            tier_defaults: HashMap::new(),
+            programs: Vec::new(),
+            previous: std::mem::take(&mut cache.by_inputs),
+            previous_content: std::mem::take(&mut cache.by_content),
+            next: rustc_hash::FxHashMap::default(),
+            next_content: HashMap::new(),
+            ports_epoch: cache.world.ports_epoch,
+            reads_kept,
+            carried_sets: RefCell::default(),
+            set_threshold: cache.set_threshold.unwrap_or(SET_THRESHOLD),
+            set_ids: RefCell::new(std::mem::take(&mut cache.set_ids)),
+            resolutions: RefCell::new(HashMap::new()),
+            by_side: RefCell::default(),
+            used_sets: RefCell::new(HashMap::new()),
+            built: 0,
+            reused: 0,
+            resolved: 0,
+            renumbered: 0,
+        }
+    }
+
     /// How `sel` on rule side `e` is matched: as an address set when it
     /// selects at least [`Compiler::set_threshold`] host addresses and the
     /// side names no named port (those resolve per selected endpoint),

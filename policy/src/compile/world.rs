@@ -295,6 +295,9 @@ pub(super) struct Applicability {
     last: Arc<Vec<Arc<[usize]>>>,
     /// The number of ids when `last` was handed out.
     last_n: u32,
+    /// Whether the last compile judged only the endpoints that moved, so
+    /// that every other endpoint's list is the same allocation as before.
+    in_place: bool,
 }
 
 /// What judging one endpoint in a compile reads besides the endpoint.
@@ -384,6 +387,7 @@ impl Applicability {
             && self.last_n == n
             && self.last.len() == set.endpoints.len()
         {
+            self.in_place = true;
             let mut last = std::mem::take(&mut self.last);
             let lists = Arc::make_mut(&mut last);
             for &i in moved {
@@ -392,6 +396,7 @@ impl Applicability {
             self.last = last;
             return self.last.clone();
         }
+        self.in_place = false;
         let mut seen = 0;
         let mut out = Vec::with_capacity(set.endpoints.len());
         for ep in &set.endpoints {
@@ -411,6 +416,13 @@ impl Applicability {
         };
         self.last_n = n;
         out
+    }
+
+    /// Whether the last [`Applicability::applicable`] judged only the
+    /// endpoints that moved: every other endpoint's list is the allocation
+    /// the compile before had.
+    pub(super) fn in_place(&self) -> bool {
+        self.in_place
     }
 
     /// The list of `ep`, judged against every policy id it has not been
