@@ -6,9 +6,10 @@
 use std::{hint::black_box, sync::Arc, time::Instant};
 
 use causeway_dataplane::{
-    pipeline::{Pipeline, PortInfo, RpFilter, Tables, Verdict},
-    port::{HeapMemory, MemPort, PortId, Worker},
+    pipeline::{Pipeline, PortInfo, Tables, Verdict},
+    port::{HeapMemory, MemPort, Worker},
     route::{NeighTable, Route, RouteTable},
+    topology::{PortId, RpFilter},
     wire::{EthernetAddress, checksum},
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

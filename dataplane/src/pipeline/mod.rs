@@ -44,7 +44,6 @@ pub mod source;
 
 pub use counters::{DropReason, PortCounters, SharedCounters};
 pub use filter::{Filter, PacketFacts};
-pub use source::RpFilter;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -54,8 +53,8 @@ use std::{
 
 use crate::{
     policy::{conntrack::FlowKey, program::PolicyProgram},
-    port::PortId,
     route::{NeighTable, RouteTable},
+    topology::{PortId, RpFilter},
     wire::{
         EtherType, EthernetAddress, IpProtocol, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6,
         tcp, udp,

@@ -9,10 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod lpm;
-mod prefix;
 
+pub use crate::topology::{IpPrefix, PrefixError};
 pub use lpm::Lpm;
-pub use prefix::{IpPrefix, PrefixError};
 
 use std::{
     collections::HashMap,
@@ -22,7 +21,7 @@ use std::{
 
 use rustc_hash::FxHasher;
 
-use crate::{port::PortId, wire::EthernetAddress};
+use crate::{topology::PortId, wire::EthernetAddress};
 
 /// Where a routed packet leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,51 +50,16 @@ use self::{
     socket::{RING_SIZE, XskMemory, XskPort},
 };
 use crate::{
-    pipeline::{Pipeline, PortCounters, PortInfo, RpFilter, SharedCounters, Tables},
+    pipeline::{Pipeline, PortCounters, PortInfo, SharedCounters, Tables},
     policy::{
         conntrack::ConntrackStats,
         program::{PolicyProgram, RuleId, RuleMeta, Unclaimed},
     },
-    port::{PortId, Worker},
-    route::{IpPrefix, Route, RouteTable},
+    port::Worker,
+    route::{Route, RouteTable},
+    topology::{IpPrefix, PortConfig, PortId, RouteConfig},
     wire::EthernetAddress,
 };
-
-/// A port of the appliance, as configured.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortConfig {
-    /// The port's name (`a`, `b`, `host`): used in routes, counters, logs.
-    pub name: String,
-    /// The kernel interface in the appliance's network namespace.
-    pub interface: String,
-    /// RX queues to bind, 0..queues (one AF_XDP socket each).
-    #[serde(default = "one")]
-    pub queues: u32,
-    /// The reverse-path check of received sources (anti-spoofing):
-    /// `strict` (the default), `loose` or `off`.
-    #[serde(default, skip_serializing_if = "RpFilter::is_default")]
-    pub rp_filter: RpFilter,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// A configured route (beyond the ports' connected routes).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// The destination prefix.
-    pub prefix: IpPrefix,
-    /// The next hop; it must lie in a connected subnet of some port.
-    #[serde(default)]
-    pub via: Option<IpAddr>,
-    /// The egress port by name: required without `via` (a connected route),
-    /// optional with it.
-    #[serde(default)]
-    pub port: Option<String>,
-}
 
 /// How workers run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
