@@ -37,12 +37,14 @@
 #![forbid(unsafe_code)]
 
 pub mod counters;
+mod facts;
 pub mod filter;
 mod icmp;
 pub mod martian;
 pub mod source;
 
 pub use counters::{DropReason, PortCounters, SharedCounters};
+use facts::Transport;
 pub use filter::{Filter, PacketFacts};
 
 use std::{
@@ -52,13 +54,10 @@ use std::{
 };
 
 use crate::{
-    policy::{conntrack::FlowKey, program::PolicyProgram},
+    policy::program::PolicyProgram,
     route::{NeighTable, RouteTable},
     topology::{PortId, RpFilter},
-    wire::{
-        EtherType, EthernetAddress, IpProtocol, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6,
-        tcp, udp,
-    },
+    wire::{EtherType, EthernetAddress, IpProtocol, checksum, ethernet, icmpv4, ipv4, ipv6},
 };
 
 /// What the pipeline decided for a frame.
@@ -279,14 +278,14 @@ impl Pipeline {
                 return Verdict::Drop(DropReason::Malformed);
             }
             let first = ip.frag_offset() == 0;
-            if first_fragment_l4_truncated(ip.next_header(), first, ip.payload()) {
+            let Ok(l4) = Transport::parse(ip.next_header(), first, ip.payload()) else {
                 return Verdict::Drop(DropReason::Malformed);
-            }
+            };
             let local = self.is_local(IpAddr::V4(ip.dst_addr()));
             let facts = (local || self.filter.active()).then(|| {
                 let src = u128::from(ip.src_addr().to_ipv6_mapped());
                 let dst = u128::from(ip.dst_addr().to_ipv6_mapped());
-                facts(src, dst, ip.next_header(), first, ip.payload(), len)
+                facts::of(src, dst, ip.next_header(), &l4, len)
             });
             (
                 ip.src_addr(),
@@ -352,13 +351,13 @@ impl Pipeline {
                 return Verdict::Drop(DropReason::Malformed);
             };
             let l4 = &buf[off + upper.offset..off + ip_len];
-            if first_fragment_l4_truncated(upper.protocol, !upper.non_first_fragment, l4) {
+            let Ok(l4) = Transport::parse(upper.protocol, !upper.non_first_fragment, l4) else {
                 return Verdict::Drop(DropReason::Malformed);
-            }
+            };
             let local = self.is_local(IpAddr::V6(ip.dst_addr()));
             let facts = (local || self.filter.active()).then(|| {
                 let (src, dst) = (u128::from(ip.src_addr()), u128::from(ip.dst_addr()));
-                facts(src, dst, upper.protocol, !upper.non_first_fragment, l4, len)
+                facts::of(src, dst, upper.protocol, &l4, len)
             });
             (
                 ip.src_addr(),
@@ -567,125 +566,6 @@ impl Pipeline {
             }
             None => Verdict::Drop(DropReason::TtlExpired),
         }
-    }
-}
-
-/// What the policy stage needs of a packet. `l4` is the L4 header and
-/// payload (validated for first fragments); a non-first fragment has no
-/// ports and is judged on addresses and protocol.
-fn facts(
-    src: u128,
-    dst: u128,
-    proto: IpProtocol,
-    first_fragment: bool,
-    l4: &[u8],
-    len: usize,
-) -> PacketFacts {
-    let mut f = PacketFacts {
-        src,
-        dst,
-        proto: u8::from(proto),
-        sport: 0,
-        dport: 0,
-        icmp: None,
-        tcp_flags: 0,
-        inner: None,
-        len: len as u32,
-    };
-    if !first_fragment {
-        return f;
-    }
-    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
-    match proto {
-        IpProtocol::Tcp => {
-            f.sport = be16(l4, 0);
-            f.dport = be16(l4, 2);
-            f.tcp_flags = l4[13];
-        }
-        IpProtocol::Udp => {
-            f.sport = be16(l4, 0);
-            f.dport = be16(l4, 2);
-        }
-        IpProtocol::Icmp | IpProtocol::Icmpv6 => {
-            let (ty, code) = (l4[0], l4[1]);
-            f.icmp = Some((ty, code));
-            let v6 = proto == IpProtocol::Icmpv6;
-            let echo = if v6 {
-                matches!(ty, 128 | 129)
-            } else {
-                matches!(ty, 0 | 8)
-            };
-            let error = if v6 {
-                ty < 128
-            } else {
-                matches!(ty, 3 | 4 | 5 | 11 | 12)
-            };
-            if echo {
-                f.sport = be16(l4, 4);
-                f.dport = f.sport;
-            } else if error {
-                f.inner = inner_flow(&l4[8..], v6);
-            }
-        }
-        // SCTP and UDP-Lite carry ports where TCP and UDP do.
-        IpProtocol::Unknown(132 | 136) if l4.len() >= 4 => {
-            f.sport = be16(l4, 0);
-            f.dport = be16(l4, 2);
-        }
-        _ => {}
-    }
-    f
-}
-
-/// The flow of the packet an ICMP error quotes, as its sender sent it.
-fn inner_flow(quoted: &[u8], v6: bool) -> Option<FlowKey> {
-    let (src, dst, proto, l4) = if v6 {
-        let ip = quoted.get(..40)?;
-        let src = u128::from_be_bytes(ip[8..24].try_into().ok()?);
-        let dst = u128::from_be_bytes(ip[24..40].try_into().ok()?);
-        (src, dst, ip[6], &quoted[40..])
-    } else {
-        let ihl = usize::from(*quoted.first()? & 0x0f) * 4;
-        let ip = quoted.get(..ihl.max(20))?;
-        let addr = |i: usize| -> Option<u128> {
-            let b: [u8; 4] = ip.get(i..i + 4)?.try_into().ok()?;
-            Some(u128::from(Ipv4Addr::from(b).to_ipv6_mapped()))
-        };
-        (addr(12)?, addr(16)?, ip[9], quoted.get(ihl..)?)
-    };
-    let (sport, dport) = match proto {
-        1 | 58 => {
-            let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
-            (id, id)
-        }
-        6 | 17 | 132 | 136 => (
-            u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
-            u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
-        ),
-        _ => (0, 0),
-    };
-    Some(FlowKey {
-        src,
-        dst,
-        proto,
-        sport,
-        dport,
-    })
-}
-
-/// Whether a first fragment's L4 header is cut short. Policy (and later
-/// conntrack) reads ports and flags from it, so such a packet is malformed.
-#[inline]
-fn first_fragment_l4_truncated(proto: IpProtocol, first_fragment: bool, l4: &[u8]) -> bool {
-    if !first_fragment {
-        return false;
-    }
-    match proto {
-        IpProtocol::Tcp => tcp::Packet::new_checked(l4).is_err(),
-        IpProtocol::Udp => udp::Packet::new_checked(l4).is_err(),
-        IpProtocol::Icmp => icmpv4::Packet::new_checked(l4).is_err(),
-        IpProtocol::Icmpv6 => icmpv6::Packet::new_checked(l4).is_err(),
-        _ => false,
     }
 }
 

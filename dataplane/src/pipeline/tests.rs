@@ -10,6 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
+    policy::conntrack::FlowKey,
     port::{HeapMemory, MemPort, Worker},
     route::{IpPrefix, Route},
     wire::checksum,
