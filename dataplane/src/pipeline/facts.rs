@@ -39,8 +39,8 @@ pub(super) enum Transport<'a> {
     Icmpv6(icmpv6::Packet<&'a [u8]>),
     /// Another protocol's first fragment: its bytes, no view.
     Other(&'a [u8]),
-    /// A non-first fragment: no L4 header here.
-    Fragment,
+    /// A non-first fragment: its data, no L4 header.
+    Fragment(&'a [u8]),
 }
 
 impl<'a> Transport<'a> {
@@ -57,7 +57,7 @@ impl<'a> Transport<'a> {
         l4: &'a [u8],
     ) -> Result<Self, Error> {
         if !first_fragment {
-            return Ok(Self::Fragment);
+            return Ok(Self::Fragment(l4));
         }
         Ok(match proto {
             IpProtocol::Tcp => Self::Tcp(tcp::Packet::new_checked(l4)?),
@@ -134,7 +134,7 @@ pub(super) fn of(
                 f.dport = dport;
             }
         }
-        Transport::Other(_) | Transport::Fragment => {}
+        Transport::Other(_) | Transport::Fragment(_) => {}
     }
     f
 }
