@@ -187,3 +187,91 @@ fn inner_flow(quoted: &[u8], v6: bool) -> Option<FlowKey> {
         dport,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 header from 10.1.0.2 to 10.2.0.2 of protocol `proto` (no
+    /// options; the total length claims `total`, as a quoted header may).
+    fn ipv4_header(proto: u8, total: u16) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h.extend([10, 1, 0, 2, 10, 2, 0, 2]);
+        h
+    }
+
+    fn mapped(a: [u8; 4]) -> u128 {
+        u128::from(Ipv4Addr::from(a).to_ipv6_mapped())
+    }
+
+    fn facts_of(proto: IpProtocol, l4: &[u8]) -> PacketFacts {
+        let t = Transport::parse(proto, true, l4).expect("a whole L4 header");
+        of(1, 2, proto, &t, 100)
+    }
+
+    #[test]
+    fn tcp_ports_and_flags_come_from_the_view() {
+        let mut tcp = [0u8; 20];
+        tcp[..4].copy_from_slice(&[0x30, 0x39, 0, 80]);
+        tcp[12] = 5 << 4;
+        tcp[13] = tcp::flags::SYN;
+        let f = facts_of(IpProtocol::Tcp, &tcp);
+        assert_eq!(
+            (f.sport, f.dport, f.tcp_flags),
+            (12345, 80, tcp::flags::SYN)
+        );
+        assert_eq!((f.proto, f.len, f.icmp, f.inner), (6, 100, None, None));
+    }
+
+    #[test]
+    fn a_cut_short_first_fragment_header_is_an_error_and_a_later_fragment_has_no_ports() {
+        assert!(Transport::parse(IpProtocol::Tcp, true, &[0; 19]).is_err());
+        assert!(Transport::parse(IpProtocol::Udp, true, &[0; 7]).is_err());
+        assert!(Transport::parse(IpProtocol::Icmp, true, &[8, 0, 0]).is_err());
+        let t = Transport::parse(IpProtocol::Tcp, false, &[1, 2, 3, 4]).unwrap();
+        let f = of(1, 2, IpProtocol::Tcp, &t, 60);
+        assert_eq!((f.sport, f.dport, f.tcp_flags), (0, 0, 0));
+    }
+
+    #[test]
+    fn sctp_ports_are_read_where_udp_has_them() {
+        let f = facts_of(SCTP, &[0x0b, 0x59, 0x0b, 0x5a, 0, 0, 0, 0]);
+        assert_eq!((f.sport, f.dport), (2905, 2906));
+        let f = facts_of(SCTP, &[0x0b, 0x59, 0x0b]);
+        assert_eq!((f.sport, f.dport), (0, 0));
+    }
+
+    #[test]
+    fn an_icmp_error_names_the_flow_of_the_cut_short_datagram_it_quotes() {
+        // Port unreachable about a 1000-byte UDP datagram: its header and
+        // the first 8 bytes, as RFC 792 asks, and no more.
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend(ipv4_header(17, 1000));
+        icmp.extend([0x30, 0x39, 0, 53, 0x03, 0xd4, 0, 0]);
+        let f = facts_of(IpProtocol::Icmp, &icmp);
+        assert_eq!(f.icmp, Some((3, 3)));
+        let inner = FlowKey {
+            src: mapped([10, 1, 0, 2]),
+            dst: mapped([10, 2, 0, 2]),
+            proto: 17,
+            sport: 12345,
+            dport: 53,
+        };
+        assert_eq!(f.inner, Some(inner));
+        // Source Quench quotes as the errors do.
+        icmp[0] = 4;
+        assert_eq!(facts_of(IpProtocol::Icmp, &icmp).inner, Some(inner));
+        // Cut shorter than the ports: no flow.
+        icmp.truncate(8 + 20 + 3);
+        assert_eq!(facts_of(IpProtocol::Icmp, &icmp).inner, None);
+    }
+
+    #[test]
+    fn an_echo_is_keyed_by_its_identifier() {
+        let f = facts_of(IpProtocol::Icmp, &[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
+        assert_eq!((f.icmp, f.sport, f.dport), (Some((8, 0)), 0x1234, 0x1234));
+        let f = facts_of(IpProtocol::Icmpv6, &[129, 0, 0, 0, 0x12, 0x34, 0, 1]);
+        assert_eq!((f.icmp, f.sport, f.dport), (Some((129, 0)), 0x1234, 0x1234));
+    }
+}
