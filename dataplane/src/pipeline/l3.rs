@@ -32,9 +32,6 @@ pub(super) struct Ip<A> {
     pub(super) proto: IpProtocol,
     /// Where the IP packet ends in the frame (before any padding).
     pub(super) end: usize,
-    /// Whether an ICMP error may be sent about this packet (not about an
-    /// ICMP error, nor, for IPv4, a non-first fragment).
-    pub(super) answerable: bool,
 }
 
 /// An IP version, as the walk sees it.
@@ -51,6 +48,12 @@ pub(super) trait Family {
     /// extension headers do not walk, or a first fragment's L4 header is
     /// cut short.
     fn parse(frame: &[u8], off: usize) -> Result<(Ip<Self::Addr>, Transport<'_>), ()>;
+
+    /// Whether an ICMP error may be sent about a packet whose L4 header is
+    /// `l4`: not about an ICMP error, nor, for IPv4, a non-first fragment.
+    /// Asked only of expired packets (the walk parses them again), so the
+    /// forwarding path does not pay for it.
+    fn answerable(ip: &Ip<Self::Addr>, l4: &Transport<'_>) -> bool;
 
     /// The address as the policy stage keys it (IPv4 mapped into IPv6).
     fn mapped(addr: Self::Addr) -> u128;
@@ -105,24 +108,27 @@ impl Family for V4 {
         // rather than from the view.
         let payload = &frame[off..][ip.header_len()..usize::from(ip.total_len())];
         let l4 = Transport::parse(proto, first, payload).map_err(drop)?;
-        // RFC 1812 §4.3.2.7: no ICMP error about an ICMP error or a
-        // non-first fragment (any ICMP message but an echo counts).
-        let about_error = match &l4 {
-            Transport::Icmpv4(p) => !matches!(
-                p.msg_type(),
-                icmpv4::Message::EchoRequest | icmpv4::Message::EchoReply
-            ),
-            _ => false,
-        };
         let ip = Ip {
             src: ip.src_addr(),
             dst: ip.dst_addr(),
             hop_limit: ip.hop_limit(),
             proto,
             end: off + usize::from(ip.total_len()),
-            answerable: first && !about_error,
         };
         Ok((ip, l4))
+    }
+
+    fn answerable(_: &Ip<Ipv4Addr>, l4: &Transport<'_>) -> bool {
+        // RFC 1812 §4.3.2.7: no ICMP error about an ICMP error or a
+        // non-first fragment (any ICMP message but an echo counts).
+        match l4 {
+            Transport::Fragment(_) => false,
+            Transport::Icmpv4(p) => matches!(
+                p.msg_type(),
+                icmpv4::Message::EchoRequest | icmpv4::Message::EchoReply
+            ),
+            _ => true,
+        }
     }
 
     #[inline]
@@ -183,25 +189,27 @@ impl Family for V6 {
         let upper = ipv6::upper_layer(packet).map_err(drop)?;
         let first = !upper.non_first_fragment;
         let l4 = Transport::parse(upper.protocol, first, &packet[upper.offset..]).map_err(drop)?;
-        // RFC 4443 §2.4 (e): no ICMPv6 error about an ICMPv6 error. Of a
-        // non-first fragment the first byte of its data is taken for the
-        // type, as Linux's is_ineligible() does.
-        let about_error = match &l4 {
-            Transport::Icmpv6(p) => p.msg_type().is_error(),
-            Transport::Fragment(data) if upper.protocol == IpProtocol::Icmpv6 => {
-                data.first().is_some_and(|t| *t < 128)
-            }
-            _ => false,
-        };
         let ip = Ip {
             src: ip.src_addr(),
             dst: ip.dst_addr(),
             hop_limit: ip.hop_limit(),
             proto: upper.protocol,
             end: off + packet.len(),
-            answerable: !about_error,
         };
         Ok((ip, l4))
+    }
+
+    fn answerable(ip: &Ip<Ipv6Addr>, l4: &Transport<'_>) -> bool {
+        // RFC 4443 §2.4 (e): no ICMPv6 error about an ICMPv6 error. Of a
+        // non-first fragment the first byte of its data is taken for the
+        // type, as Linux's is_ineligible() does.
+        match l4 {
+            Transport::Icmpv6(p) => !p.msg_type().is_error(),
+            Transport::Fragment(data) if ip.proto == IpProtocol::Icmpv6 => {
+                data.first().is_none_or(|t| *t >= 128)
+            }
+            _ => true,
+        }
     }
 
     #[inline]

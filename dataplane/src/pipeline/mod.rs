@@ -308,7 +308,7 @@ impl Pipeline {
         }
         // 5. TTL / hop limit.
         if ip.hop_limit <= 1 {
-            return self.time_exceeded::<F>(ingress, buf, len, off, ip.answerable, now);
+            return self.time_exceeded::<F>(ingress, buf, len, off, now);
         }
         // 6. Route.
         let Some(route) = F::lookup(&self.tables.routes, ip.dst).copied() else {
@@ -423,23 +423,24 @@ impl Pipeline {
         true
     }
 
-    /// Answers an expired packet with ICMP time exceeded from the ingress
-    /// port's address, when it has one of the family, the packet may be
-    /// answered (`answerable`, see [`l3::Ip`]) and the rate limit allows.
-    /// The original is counted as expired either way.
+    /// Answers an expired packet (at `buf[off..len]`, parsed once already)
+    /// with ICMP time exceeded from the ingress port's address, when it has
+    /// one of the family, the packet may be answered and the rate limit
+    /// allows. The original is counted as expired either way.
+    #[cold]
     fn time_exceeded<F: Family>(
         &mut self,
         ingress: PortId,
         buf: &mut [u8],
         len: usize,
         off: usize,
-        answerable: bool,
         now: Instant,
     ) -> Verdict {
         let port = self.tables.ports[ingress.index()];
         let Some(src) = F::port_addr(&port) else {
             return Verdict::Drop(DropReason::TtlExpired);
         };
+        let answerable = F::parse(&buf[..len], off).is_ok_and(|(ip, l4)| F::answerable(&ip, &l4));
         if !answerable || !self.icmp_allowed(now) {
             return Verdict::Drop(DropReason::TtlExpired);
         }
