@@ -7,8 +7,8 @@
 //! (or, when there is none, the seed the file would make: its ports,
 //! routes, terminator services and `policy.manifests`), the policy that
 //! state compiles to, the identities' certificates, keys and trust bundles,
-//! the control API's TCP certificates, the terminator's network namespace
-//! and the ports' interfaces. A deployment tool runs it on a new
+//! the control API's TCP certificates, the terminator's network namespace,
+//! the ports' interfaces and the route table over their subnets. A deployment tool runs it on a new
 //! configuration before restarting the service, so a bad template never
 //! stops a running appliance.
 //!
@@ -114,7 +114,7 @@ pub fn check(path: &Path) -> Result<Checked, Vec<String>> {
             ns.display()
         ));
     }
-    let (source, ports) = match &state {
+    let (from, ports) = match &state {
         Some((StateSource::Stored(p), d)) => (
             format!("stored state {}", p.display()),
             d.appliance_set().port_configs(),
@@ -124,7 +124,7 @@ pub fn check(path: &Path) -> Result<Checked, Vec<String>> {
     for p in &ports {
         if !interface_exists(&p.interface) {
             errors.push(format!(
-                "{source}: port {}: interface {} does not exist in this network namespace",
+                "{from}: port {}: interface {} does not exist in this network namespace",
                 p.name, p.interface
             ));
         }
@@ -133,8 +133,24 @@ pub fn check(path: &Path) -> Result<Checked, Vec<String>> {
         return Err(errors);
     };
     let appliance = desired.appliance_set();
-    if let Err(e) = appliance.route_configs() {
-        errors.push(format!("{file}: routes: {e}"));
+    match appliance.route_configs() {
+        Err(e) => errors.push(format!("{file}: routes: {e}")),
+        // The route table a start builds, over the ports' subnets as the
+        // kernel has them now (once every interface is there).
+        Ok(routes) if errors.is_empty() && !appliance.ports.is_empty() => {
+            let ports = appliance.port_configs();
+            match causeway_dataplane::xdp::connected(&ports) {
+                Ok(connected) => {
+                    if let Err(e) = causeway_dataplane::route::build(&ports, &connected, &routes) {
+                        let name = appliance.routes.keys().nth(e.index);
+                        let name = name.map_or_else(String::new, |n| format!("Route/{n}: "));
+                        errors.push(format!("{from}: {name}{e}"));
+                    }
+                }
+                Err(e) => errors.push(format!("{from}: reading the ports' subnets: {e:#}")),
+            }
+        }
+        Ok(_) => {}
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -187,6 +203,27 @@ mod tests {
         assert_eq!(c.state, StateSource::Seed);
         assert_eq!((c.ports, c.services, c.generation), (1, 0, 1));
         assert!(!state.exists(), "--check must not seed the state");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_route_whose_next_hop_no_port_reaches_is_named() {
+        let d = tmp("route");
+        let config = |via: &str| {
+            format!(
+                "ports: [{{name: lo, interface: lo}}]\nroutes: [{{prefix: 10.3.0.0/16, via: {via}}}]\n\
+                 workers: {{cores: [0]}}\nstate: {{dir: {}}}\n",
+                d.join("state").display()
+            )
+        };
+        // lo's subnet, 127.0.0.0/8, is in every network namespace.
+        check(&write(&d, "good.yaml", &config("127.0.0.9"))).expect("reachable");
+        let errors = check(&write(&d, "bad.yaml", &config("10.9.0.1"))).expect_err("refused");
+        let all = errors.join("\n");
+        assert!(
+            all.contains("10.9.0.1 is not in any port's connected subnet"),
+            "{all}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -15,7 +15,8 @@ use causeway_dataplane::{
     host::{CALICO_FAILSAFE_INBOUND, FailsafePort},
     policy::program::{PolicyProgram, RuleId, Unclaimed},
     route::IpPrefix,
-    xdp::{DataplaneConfig, PortConfig, RouteConfig, WorkerConfig, XdpMode, neigh::NeighLimits},
+    topology::{PortConfig, RouteConfig},
+    xdp::{DataplaneConfig, WorkerConfig, XdpMode, neigh::NeighLimits},
 };
 use causeway_tls::config::TerminatorConfig;
 use serde::{Deserialize, Serialize};
@@ -579,7 +580,7 @@ mod tests {
 
     #[test]
     fn rp_filter_is_strict_unless_a_port_says_otherwise() {
-        use causeway_dataplane::pipeline::RpFilter;
+        use causeway_dataplane::topology::RpFilter;
         let c = Config::parse(
             "ports:\n  - {name: a, interface: a0, rp_filter: loose}\n  - {name: b, interface: b0, rp_filter: off}\n  - {name: c, interface: c0}\n",
         )

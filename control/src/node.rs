@@ -21,12 +21,16 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use causeway_dataplane::xdp::{Dataplane, DataplaneStats};
+use causeway_dataplane::{
+    route::{self, RouteProblem},
+    xdp::{Dataplane, DataplaneStats},
+};
 use causeway_tls::{config::TerminatorConfig, metrics::WorkerMetrics, terminator::Terminator};
 use tracing::{info, warn};
 
 use causeway_policy::{
     compile::{self, Cache, Compiled},
+    load::LoadError,
     normalize::{Endpoint, PolicySet},
     resources::ApplianceSet,
 };
@@ -323,7 +327,9 @@ impl Node {
         plan: impl FnOnce(&Desired, Option<&TerminatorConfig>) -> Result<Plan, Refusal>,
     ) -> Result<Committed, ChangeError> {
         let mut inner = self.inner.lock().expect("not poisoned");
-        let plan = match plan(&inner.desired, self.config.terminator.as_ref()) {
+        let plan = match plan(&inner.desired, self.config.terminator.as_ref())
+            .and_then(|p| routes_build(&inner.desired, p))
+        {
             Ok(p) => p,
             Err(r) => {
                 match r {
@@ -730,6 +736,62 @@ impl Node {
     }
 }
 
+/// Refuses a change after which the dataplane's route table would not
+/// build at the next start: a next hop no port's connected subnet holds,
+/// or one reached on another port than the route names (the store checks
+/// what needs no kernel). The ports' subnets are read from the kernel now;
+/// when they cannot be (an interface not there yet), the check is left to
+/// the start, which fails closed.
+fn routes_build(current: &Desired, plan: Plan) -> Result<Plan, Refusal> {
+    if !plan.changed || !plan.next.touches_appliance(current, &plan.changes) {
+        return Ok(plan);
+    }
+    let appliance = plan.next.appliance_set();
+    // Without ports there is no dataplane, and its routes are not used.
+    if appliance.routes.is_empty() || appliance.ports.is_empty() {
+        return Ok(plan);
+    }
+    let ports = appliance.port_configs();
+    // A prefix that does not parse was refused by the store's checks.
+    let Ok(routes) = appliance.route_configs() else {
+        return Ok(plan);
+    };
+    let connected = match causeway_dataplane::xdp::connected(&ports) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(
+                error = %format!("{e:#}"),
+                "cannot read the ports' subnets: routes are checked against them at the next start"
+            );
+            return Ok(plan);
+        }
+    };
+    let Err(e) = route::build(&ports, &connected, &routes) else {
+        return Ok(plan);
+    };
+    let name = appliance
+        .routes
+        .keys()
+        .nth(e.index)
+        .cloned()
+        .unwrap_or_default();
+    let resource = format!("Route/{name}");
+    let source = plan.next.entries.get(&resource).map(|e| &e.loaded.source);
+    let field = match e.problem {
+        RouteProblem::NoSuchPort(_) => "spec.port",
+        RouteProblem::Nowhere => "spec",
+        _ => "spec.via",
+    };
+    Err(Refusal::Invalid(vec![LoadError {
+        file: source.map(|s| s.file.clone()).unwrap_or_default(),
+        line: source.map(|s| s.line),
+        column: None,
+        resource: Some(resource),
+        field: Some(field.to_owned()),
+        message: e.to_string(),
+    }]))
+}
+
 fn diff<T: PartialEq>(
     had: &BTreeMap<String, T>,
     wanted: &BTreeMap<String, T>,
@@ -1009,5 +1071,61 @@ fn collect(p: &std::path::Path, files: &mut Vec<InputFile>, errors: &mut Vec<Str
             }),
             Err(e) => errors.push(format!("{}: {e}", path.display())),
         }
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use crate::store::OWNER_CTL;
+
+    fn apply(d: &Desired, text: &str) -> Result<Plan, Refusal> {
+        let file = InputFile {
+            name: "in.yaml".into(),
+            text: text.into(),
+        };
+        d.plan_apply(&[file], &[], Writer::new(OWNER_CTL), None)
+    }
+
+    /// Port `a` on `lo`, whose connected subnet (127.0.0.0/8) every
+    /// network namespace has, and a route through `via`.
+    fn port_and_route(via: &str) -> String {
+        format!(
+            "apiVersion: causeway.dev/v1alpha1\nkind: Port\nmetadata: {{name: a}}\n\
+             spec: {{interface: lo}}\n---\n\
+             apiVersion: causeway.dev/v1alpha1\nkind: Route\nmetadata: {{name: to-c}}\n\
+             spec: {{prefix: 10.3.0.0/16, via: {via}}}\n"
+        )
+    }
+
+    #[test]
+    fn a_route_the_dataplane_could_not_build_is_refused_at_apply() {
+        let d = Desired::default();
+        let good = apply(&d, &port_and_route("127.0.0.9")).unwrap();
+        assert!(routes_build(&d, good).is_ok());
+        let bad = apply(&d, &port_and_route("10.9.0.1")).unwrap();
+        let Err(Refusal::Invalid(errors)) = routes_build(&d, bad) else {
+            panic!("a next hop outside every connected subnet is refused");
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert_eq!(e.resource.as_deref(), Some("Route/to-c"));
+        assert_eq!(e.field.as_deref(), Some("spec.via"));
+        assert_eq!(e.file, std::path::Path::new("in.yaml"));
+        assert!(
+            e.message
+                .contains("10.9.0.1 is not in any port's connected subnet"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn routes_of_an_appliance_without_ports_are_not_built() {
+        let d = Desired::default();
+        let route = "apiVersion: causeway.dev/v1alpha1\nkind: Route\nmetadata: {name: to-c}\n\
+                     spec: {prefix: 10.3.0.0/16, via: 10.9.0.1}\n";
+        let plan = apply(&d, route).unwrap();
+        assert!(routes_build(&d, plan).is_ok());
     }
 }

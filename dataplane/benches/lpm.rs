@@ -11,8 +11,8 @@ use std::{
 };
 
 use causeway_dataplane::{
-    port::PortId,
     route::{IpPrefix, Route, RouteTable},
+    topology::PortId,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

@@ -23,6 +23,7 @@ use std::{
 use crate::{
     pipeline::{DropReason, Pipeline, Verdict},
     route::NeighTable,
+    topology::PortId,
 };
 
 /// Frames a worker holds while their next hop is resolved (Linux holds
@@ -31,18 +32,6 @@ pub const HOLD_MAX: usize = 256;
 /// How long a held frame waits before it is dropped (Linux gives up on a
 /// neighbour after 3 probes a second apart).
 pub const HOLD_FOR: Duration = Duration::from_secs(3);
-
-/// A port's index in the worker's (and the configuration's) port list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortId(pub u16);
-
-impl PortId {
-    /// The index as `usize`.
-    #[inline]
-    pub fn index(self) -> usize {
-        usize::from(self.0)
-    }
-}
 
 /// The appliance's own kernel, as a worker hands it the packets addressed
 /// to the appliance that policy allowed (see [`crate::host`]).

@@ -18,9 +18,8 @@ use std::{
 };
 
 use causeway_dataplane::{
-    pipeline::RpFilter,
     route::IpPrefix,
-    xdp::{PortConfig, RouteConfig},
+    topology::{PortConfig, RouteConfig, RpFilter},
 };
 use causeway_tls::{
     config::{

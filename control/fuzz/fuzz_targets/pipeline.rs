@@ -19,10 +19,10 @@ use std::{
 };
 
 use causeway_dataplane::{
-    pipeline::{Pipeline, PortInfo, RpFilter, Tables, Verdict},
+    pipeline::{Pipeline, PortInfo, Tables, Verdict},
     policy::program::PolicyProgram,
-    port::PortId,
     route::{NeighTable, Route, RouteTable},
+    topology::{PortId, RpFilter},
     wire::EthernetAddress,
 };
 use causeway_policy::{

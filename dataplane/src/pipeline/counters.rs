@@ -40,7 +40,7 @@ pub enum DropReason {
     /// ever travels back to the sender of what it quotes).
     IcmpMisdirected = 10,
     /// The source address fails the ingress port's reverse-path check
-    /// ([`crate::pipeline::RpFilter`]): the route back to it leaves by
+    /// ([`crate::topology::RpFilter`]): the route back to it leaves by
     /// another port (strict), there is none, or it is the appliance's own.
     Spoofed = 11,
     /// A TCP segment with a flag combination no connection sends (SYN+FIN,

@@ -63,7 +63,7 @@ use crate::{
         conntrack::{Conntrack, FlowKey, Lookup, NO_PORT, TcpFirst, Timeouts},
         program::{PolicyProgram, RuleId, Unclaimed},
     },
-    port::PortId,
+    topology::PortId,
 };
 
 /// The facts of a packet the policy stage needs.

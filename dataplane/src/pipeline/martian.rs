@@ -48,7 +48,7 @@ pub fn v6(src: Ipv6Addr, dst: Ipv6Addr) -> bool {
 }
 
 /// The broadcast addresses of the connected IPv4 subnets (routes without a
-/// next hop) of /30 or shorter.
+/// next hop) of /30 or shorter, sorted (the walk searches them per packet).
 pub fn directed_broadcasts(routes: &RouteTable) -> Vec<Ipv4Addr> {
     let mut out: Vec<Ipv4Addr> = routes
         .routes()

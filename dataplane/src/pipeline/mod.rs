@@ -32,19 +32,28 @@
 //! 8. Rewrite: MACs, TTL − 1 with the IPv4 checksum updated incrementally
 //!    (RFC 1624 eqn. 3), hop limit − 1 for IPv6. Transmit on the egress port.
 //!
+//! Steps 2 to 8 are one walk (`Pipeline::walk`) for IPv4 and IPv6 alike:
+//! what differs between them (the header and its checks, martians,
+//! broadcasts, which LPM, the ICMP error, the TTL rewrite) is the `l3`
+//! module's `Family` trait, implemented by two zero-sized types, so the walk
+//! is compiled once per family with nothing to dispatch at run time. The
+//! policy facts are read through the checked `wire` views (`facts`).
+//!
 //! A VLAN-tagged frame is routed with its tags untouched (see
 //! docs/ARCHITECTURE.md, "VLANs").
 #![forbid(unsafe_code)]
 
 pub mod counters;
+mod facts;
 pub mod filter;
 mod icmp;
+mod l3;
 pub mod martian;
 pub mod source;
 
 pub use counters::{DropReason, PortCounters, SharedCounters};
 pub use filter::{Filter, PacketFacts};
-pub use source::RpFilter;
+use l3::{Family, V4, V6};
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -53,13 +62,10 @@ use std::{
 };
 
 use crate::{
-    policy::{conntrack::FlowKey, program::PolicyProgram},
-    port::PortId,
+    policy::program::PolicyProgram,
     route::{NeighTable, RouteTable},
-    wire::{
-        EtherType, EthernetAddress, IpProtocol, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6,
-        tcp, udp,
-    },
+    topology::{PortId, RpFilter},
+    wire::{EtherType, EthernetAddress, ethernet},
 };
 
 /// What the pipeline decided for a frame.
@@ -258,13 +264,16 @@ impl Pipeline {
         }
         let off = l2.l3_offset;
         match l2.ethertype {
-            EtherType::Ipv4 => self.ipv4(ingress, buf, len, off, now),
-            EtherType::Ipv6 => self.ipv6(ingress, buf, len, off, now),
+            EtherType::Ipv4 => self.walk::<V4>(ingress, buf, len, off, now),
+            EtherType::Ipv6 => self.walk::<V6>(ingress, buf, len, off, now),
             _ => Verdict::Drop(DropReason::NotIp),
         }
     }
 
-    fn ipv4(
+    /// The L3 walk of one IP packet at `buf[off..len]`, for either family
+    /// (see the module documentation for the stages).
+    #[inline]
+    fn walk<F: Family>(
         &mut self,
         ingress: PortId,
         buf: &mut [u8],
@@ -272,128 +281,47 @@ impl Pipeline {
         off: usize,
         now: Instant,
     ) -> Verdict {
-        let (src, dst, ttl, proto, first_fragment, facts, end, local) = {
-            let Ok(ip) = ipv4::Packet::new_checked(&buf[off..len]) else {
+        // 2. The header, checked through its view; the policy facts while
+        //    the L4 view is at hand.
+        let (ip, local, facts) = {
+            let Ok((ip, l4)) = F::parse(&buf[..len], off) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
-            if !ip.verify_checksum() {
-                return Verdict::Drop(DropReason::Malformed);
-            }
-            let first = ip.frag_offset() == 0;
-            if first_fragment_l4_truncated(ip.next_header(), first, ip.payload()) {
-                return Verdict::Drop(DropReason::Malformed);
-            }
-            let local = self.is_local(IpAddr::V4(ip.dst_addr()));
-            let facts = (local || self.filter.active()).then(|| {
-                let src = u128::from(ip.src_addr().to_ipv6_mapped());
-                let dst = u128::from(ip.dst_addr().to_ipv6_mapped());
-                facts(src, dst, ip.next_header(), first, ip.payload(), len)
-            });
-            (
-                ip.src_addr(),
-                ip.dst_addr(),
-                ip.hop_limit(),
-                ip.next_header(),
-                first,
-                facts,
-                off + usize::from(ip.total_len()),
-                local,
-            )
+            let local = self.is_local(ip.dst.into());
+            let facts = (local || self.filter.active())
+                .then(|| facts::of(F::mapped(ip.src), F::mapped(ip.dst), ip.proto, &l4, len));
+            (ip, local, facts)
         };
-        if martian::v4(src, dst) {
+        // 3. Addresses: martians, the appliance's own, directed broadcasts.
+        if F::martian(ip.src, ip.dst) {
             return Verdict::Drop(DropReason::Martian);
         }
         if local {
-            return self.judge_host(ingress, IpAddr::V4(src), facts.as_ref(), off..end, now);
+            return self.judge_host(ingress, ip.src.into(), facts.as_ref(), off..ip.end, now);
         }
-        if self.broadcasts.contains(&dst) {
+        if F::directed_broadcast(&self.broadcasts, ip.dst) {
             return Verdict::Drop(DropReason::DirectedBroadcast);
         }
-        if let Err(reason) = self.admit(ingress, IpAddr::V4(src), facts.as_ref(), now) {
+        // 4. The source check and policy.
+        if let Err(reason) = self.admit(ingress, ip.src.into(), facts.as_ref(), now) {
             return Verdict::Drop(reason);
         }
-        if ttl <= 1 {
-            return self.time_exceeded_v4(ingress, buf, len, off, proto, first_fragment, now);
+        // 5. TTL / hop limit.
+        if ip.hop_limit <= 1 {
+            return self.time_exceeded::<F>(ingress, buf, len, off, now);
         }
-        let Some(route) = self.tables.routes.lookup_v4(dst).copied() else {
+        // 6. Route.
+        let Some(route) = F::lookup(&self.tables.routes, ip.dst).copied() else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let next_hop = route.via.unwrap_or(IpAddr::V4(dst));
+        // 7. Neighbour.
+        let next_hop = route.via.unwrap_or(ip.dst.into());
         let Some(mac) = self.neighbour(route.port, next_hop) else {
             return Verdict::Unresolved;
         };
+        // 8. Rewrite.
         self.rewrite_l2(buf, route.port, mac);
-        let mut ip = ipv4::Packet::new_unchecked(&mut buf[off..len]);
-        // RFC 1624 §3, eqn. 3: TTL shares a 16-bit word with the protocol.
-        let old_word = u16::from_be_bytes([ttl, u8::from(proto)]);
-        let new_word = u16::from_be_bytes([ttl - 1, u8::from(proto)]);
-        let sum = checksum::update(ip.checksum(), old_word, new_word);
-        ip.set_hop_limit(ttl - 1);
-        ip.set_checksum(sum);
-        Verdict::Tx {
-            port: route.port,
-            len,
-        }
-    }
-
-    fn ipv6(
-        &mut self,
-        ingress: PortId,
-        buf: &mut [u8],
-        len: usize,
-        off: usize,
-        now: Instant,
-    ) -> Verdict {
-        let (src, dst, hop_limit, upper, facts, end, local) = {
-            let Ok(ip) = ipv6::Packet::new_checked(&buf[off..len]) else {
-                return Verdict::Drop(DropReason::Malformed);
-            };
-            let ip_len = ipv6::HEADER_LEN + usize::from(ip.payload_len());
-            let Ok(upper) = ipv6::upper_layer(&buf[off..off + ip_len]) else {
-                return Verdict::Drop(DropReason::Malformed);
-            };
-            let l4 = &buf[off + upper.offset..off + ip_len];
-            if first_fragment_l4_truncated(upper.protocol, !upper.non_first_fragment, l4) {
-                return Verdict::Drop(DropReason::Malformed);
-            }
-            let local = self.is_local(IpAddr::V6(ip.dst_addr()));
-            let facts = (local || self.filter.active()).then(|| {
-                let (src, dst) = (u128::from(ip.src_addr()), u128::from(ip.dst_addr()));
-                facts(src, dst, upper.protocol, !upper.non_first_fragment, l4, len)
-            });
-            (
-                ip.src_addr(),
-                ip.dst_addr(),
-                ip.hop_limit(),
-                upper,
-                facts,
-                off + ip_len,
-                local,
-            )
-        };
-        if martian::v6(src, dst) {
-            return Verdict::Drop(DropReason::Martian);
-        }
-        if local {
-            return self.judge_host(ingress, IpAddr::V6(src), facts.as_ref(), off..end, now);
-        }
-        if let Err(reason) = self.admit(ingress, IpAddr::V6(src), facts.as_ref(), now) {
-            return Verdict::Drop(reason);
-        }
-        if hop_limit <= 1 {
-            let is_error = upper.protocol == IpProtocol::Icmpv6
-                && buf.get(off + upper.offset).is_some_and(|t| *t < 128);
-            return self.time_exceeded_v6(ingress, buf, len, off, is_error, now);
-        }
-        let Some(route) = self.tables.routes.lookup_v6(dst).copied() else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        let next_hop = route.via.unwrap_or(IpAddr::V6(dst));
-        let Some(mac) = self.neighbour(route.port, next_hop) else {
-            return Verdict::Unresolved;
-        };
-        self.rewrite_l2(buf, route.port, mac);
-        ipv6::Packet::new_unchecked(&mut buf[off..len]).set_hop_limit(hop_limit - 1);
+        F::forward(&mut buf[off..len], &ip);
         Verdict::Tx {
             port: route.port,
             len,
@@ -495,38 +423,28 @@ impl Pipeline {
         true
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "private helper; the arguments are one frame's facts"
-    )]
-    fn time_exceeded_v4(
+    /// Answers an expired packet (at `buf[off..len]`, parsed once already)
+    /// with ICMP time exceeded from the ingress port's address, when it has
+    /// one of the family, the packet may be answered and the rate limit
+    /// allows. The original is counted as expired either way.
+    #[cold]
+    fn time_exceeded<F: Family>(
         &mut self,
         ingress: PortId,
         buf: &mut [u8],
         len: usize,
         off: usize,
-        proto: IpProtocol,
-        first_fragment: bool,
         now: Instant,
     ) -> Verdict {
         let port = self.tables.ports[ingress.index()];
-        let Some(src) = port.ipv4 else {
+        let Some(src) = F::port_addr(&port) else {
             return Verdict::Drop(DropReason::TtlExpired);
         };
-        // RFC 1812 §4.3.2.7: no ICMP error about an ICMP error or a non-first fragment.
-        let about_error = proto == IpProtocol::Icmp
-            && buf
-                .get(off + ipv4::Packet::new_unchecked(&buf[off..len]).header_len())
-                .is_some_and(|t| {
-                    !matches!(
-                        icmpv4::Message::from(*t),
-                        icmpv4::Message::EchoRequest | icmpv4::Message::EchoReply
-                    )
-                });
-        if about_error || !first_fragment || !self.icmp_allowed(now) {
+        let answerable = F::parse(&buf[..len], off).is_ok_and(|(ip, l4)| F::answerable(&ip, &l4));
+        if !answerable || !self.icmp_allowed(now) {
             return Verdict::Drop(DropReason::TtlExpired);
         }
-        match icmp::time_exceeded_v4(buf, len, off, port.mac, src) {
+        match F::time_exceeded(buf, len, off, port.mac, src) {
             Some(new_len) => {
                 self.counters[ingress.index()].icmp_errors_sent += 1;
                 // The ICMP error replaces the frame; the original is still counted as expired.
@@ -538,155 +456,6 @@ impl Pipeline {
             }
             None => Verdict::Drop(DropReason::TtlExpired),
         }
-    }
-
-    fn time_exceeded_v6(
-        &mut self,
-        ingress: PortId,
-        buf: &mut [u8],
-        len: usize,
-        off: usize,
-        about_error: bool,
-        now: Instant,
-    ) -> Verdict {
-        let port = self.tables.ports[ingress.index()];
-        let Some(src) = port.ipv6 else {
-            return Verdict::Drop(DropReason::TtlExpired);
-        };
-        // RFC 4443 §2.4 (e): no ICMPv6 error about an ICMPv6 error.
-        if about_error || !self.icmp_allowed(now) {
-            return Verdict::Drop(DropReason::TtlExpired);
-        }
-        match icmp::time_exceeded_v6(buf, len, off, port.mac, src) {
-            Some(new_len) => {
-                self.counters[ingress.index()].icmp_errors_sent += 1;
-                self.counters[ingress.index()].drop(DropReason::TtlExpired);
-                Verdict::Tx {
-                    port: ingress,
-                    len: new_len,
-                }
-            }
-            None => Verdict::Drop(DropReason::TtlExpired),
-        }
-    }
-}
-
-/// What the policy stage needs of a packet. `l4` is the L4 header and
-/// payload (validated for first fragments); a non-first fragment has no
-/// ports and is judged on addresses and protocol.
-fn facts(
-    src: u128,
-    dst: u128,
-    proto: IpProtocol,
-    first_fragment: bool,
-    l4: &[u8],
-    len: usize,
-) -> PacketFacts {
-    let mut f = PacketFacts {
-        src,
-        dst,
-        proto: u8::from(proto),
-        sport: 0,
-        dport: 0,
-        icmp: None,
-        tcp_flags: 0,
-        inner: None,
-        len: len as u32,
-    };
-    if !first_fragment {
-        return f;
-    }
-    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
-    match proto {
-        IpProtocol::Tcp => {
-            f.sport = be16(l4, 0);
-            f.dport = be16(l4, 2);
-            f.tcp_flags = l4[13];
-        }
-        IpProtocol::Udp => {
-            f.sport = be16(l4, 0);
-            f.dport = be16(l4, 2);
-        }
-        IpProtocol::Icmp | IpProtocol::Icmpv6 => {
-            let (ty, code) = (l4[0], l4[1]);
-            f.icmp = Some((ty, code));
-            let v6 = proto == IpProtocol::Icmpv6;
-            let echo = if v6 {
-                matches!(ty, 128 | 129)
-            } else {
-                matches!(ty, 0 | 8)
-            };
-            let error = if v6 {
-                ty < 128
-            } else {
-                matches!(ty, 3 | 4 | 5 | 11 | 12)
-            };
-            if echo {
-                f.sport = be16(l4, 4);
-                f.dport = f.sport;
-            } else if error {
-                f.inner = inner_flow(&l4[8..], v6);
-            }
-        }
-        // SCTP and UDP-Lite carry ports where TCP and UDP do.
-        IpProtocol::Unknown(132 | 136) if l4.len() >= 4 => {
-            f.sport = be16(l4, 0);
-            f.dport = be16(l4, 2);
-        }
-        _ => {}
-    }
-    f
-}
-
-/// The flow of the packet an ICMP error quotes, as its sender sent it.
-fn inner_flow(quoted: &[u8], v6: bool) -> Option<FlowKey> {
-    let (src, dst, proto, l4) = if v6 {
-        let ip = quoted.get(..40)?;
-        let src = u128::from_be_bytes(ip[8..24].try_into().ok()?);
-        let dst = u128::from_be_bytes(ip[24..40].try_into().ok()?);
-        (src, dst, ip[6], &quoted[40..])
-    } else {
-        let ihl = usize::from(*quoted.first()? & 0x0f) * 4;
-        let ip = quoted.get(..ihl.max(20))?;
-        let addr = |i: usize| -> Option<u128> {
-            let b: [u8; 4] = ip.get(i..i + 4)?.try_into().ok()?;
-            Some(u128::from(Ipv4Addr::from(b).to_ipv6_mapped()))
-        };
-        (addr(12)?, addr(16)?, ip[9], quoted.get(ihl..)?)
-    };
-    let (sport, dport) = match proto {
-        1 | 58 => {
-            let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
-            (id, id)
-        }
-        6 | 17 | 132 | 136 => (
-            u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
-            u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
-        ),
-        _ => (0, 0),
-    };
-    Some(FlowKey {
-        src,
-        dst,
-        proto,
-        sport,
-        dport,
-    })
-}
-
-/// Whether a first fragment's L4 header is cut short. Policy (and later
-/// conntrack) reads ports and flags from it, so such a packet is malformed.
-#[inline]
-fn first_fragment_l4_truncated(proto: IpProtocol, first_fragment: bool, l4: &[u8]) -> bool {
-    if !first_fragment {
-        return false;
-    }
-    match proto {
-        IpProtocol::Tcp => tcp::Packet::new_checked(l4).is_err(),
-        IpProtocol::Udp => udp::Packet::new_checked(l4).is_err(),
-        IpProtocol::Icmp => icmpv4::Packet::new_checked(l4).is_err(),
-        IpProtocol::Icmpv6 => icmpv6::Packet::new_checked(l4).is_err(),
-        _ => false,
     }
 }
 

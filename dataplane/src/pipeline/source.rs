@@ -29,29 +29,7 @@
 use std::net::IpAddr;
 
 use super::Tables;
-use crate::port::PortId;
-
-/// How a port checks the source address of what it receives. Strict unless
-/// configured otherwise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RpFilter {
-    /// The route back to the source must leave by the ingress port.
-    #[default]
-    Strict,
-    /// Some route back to the source must exist, by any port.
-    Loose,
-    /// No check.
-    Off,
-}
-
-impl RpFilter {
-    /// Whether this is the default ([`RpFilter::Strict`]), for serde's
-    /// `skip_serializing_if`.
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-}
+use crate::topology::{PortId, RpFilter};
 
 impl Tables {
     /// Whether `src` could have come from port `ingress` under that port's

@@ -10,9 +10,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
+    policy::conntrack::FlowKey,
     port::{HeapMemory, MemPort, Worker},
     route::{IpPrefix, Route},
-    wire::checksum,
+    wire::{IpProtocol, checksum},
 };
 
 const MAC_A: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xa0]);

@@ -2,17 +2,20 @@
 //!
 //! The route table is a longest-prefix match over IPv4 and IPv6 ([`lpm`]);
 //! its entries are the connected routes of the ports (read from the kernel's
-//! addresses on the port interfaces) plus the configured routes. Neighbours
+//! addresses on the port interfaces) plus the configured routes, put
+//! together and checked by [`build`], which is pure so that the control
+//! API can refuse a bad route when it is applied. Neighbours
 //! (next hop → MAC) are the kernel's, read over netlink by
 //! [`crate::xdp::neigh`] and published to the workers as an immutable
 //! [`NeighTable`] snapshot.
 #![forbid(unsafe_code)]
 
+mod build;
 pub mod lpm;
-mod prefix;
 
+pub use crate::topology::{IpPrefix, PrefixError};
+pub use build::{Connected, RouteError, RouteProblem, build};
 pub use lpm::Lpm;
-pub use prefix::{IpPrefix, PrefixError};
 
 use std::{
     collections::HashMap,
@@ -22,7 +25,7 @@ use std::{
 
 use rustc_hash::FxHasher;
 
-use crate::{port::PortId, wire::EthernetAddress};
+use crate::{topology::PortId, wire::EthernetAddress};
 
 /// Where a routed packet leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! until the last one nothing is forwarded):
 //!
 //! 1. read the ports' interfaces, MACs and addresses over netlink;
-//! 2. build the route table: connected routes, then configured routes;
+//! 2. build the route table: connected routes, then configured routes
+//!    ([`route::build`], which the control API also runs at apply);
 //! 3. start the neighbour manager (kernel neighbour table → snapshots);
 //! 4. load the XDP program, mark the appliance's own addresses and the
 //!    failsafe ports, attach it to every port (packets are dropped until a
@@ -50,51 +51,16 @@ use self::{
     socket::{RING_SIZE, XskMemory, XskPort},
 };
 use crate::{
-    pipeline::{Pipeline, PortCounters, PortInfo, RpFilter, SharedCounters, Tables},
+    pipeline::{Pipeline, PortCounters, PortInfo, SharedCounters, Tables},
     policy::{
         conntrack::ConntrackStats,
         program::{PolicyProgram, RuleId, RuleMeta, Unclaimed},
     },
-    port::{PortId, Worker},
-    route::{IpPrefix, Route, RouteTable},
+    port::Worker,
+    route::{self, Connected, RouteTable},
+    topology::{IpPrefix, PortConfig, PortId, RouteConfig},
     wire::EthernetAddress,
 };
-
-/// A port of the appliance, as configured.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortConfig {
-    /// The port's name (`a`, `b`, `host`): used in routes, counters, logs.
-    pub name: String,
-    /// The kernel interface in the appliance's network namespace.
-    pub interface: String,
-    /// RX queues to bind, 0..queues (one AF_XDP socket each).
-    #[serde(default = "one")]
-    pub queues: u32,
-    /// The reverse-path check of received sources (anti-spoofing):
-    /// `strict` (the default), `loose` or `off`.
-    #[serde(default, skip_serializing_if = "RpFilter::is_default")]
-    pub rp_filter: RpFilter,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// A configured route (beyond the ports' connected routes).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// The destination prefix.
-    pub prefix: IpPrefix,
-    /// The next hop; it must lie in a connected subnet of some port.
-    #[serde(default)]
-    pub via: Option<IpAddr>,
-    /// The egress port by name: required without `via` (a connected route),
-    /// optional with it.
-    #[serde(default)]
-    pub port: Option<String>,
-}
 
 /// How workers run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -300,7 +266,7 @@ impl Dataplane {
         let addrs = nl.addrs().context("listing addresses")?;
         let mut ports = Vec::new();
         let mut infos = Vec::new();
-        let mut routes = RouteTable::default();
+        let mut connected = Vec::new();
         let mut local = Vec::new();
         for (i, p) in config.ports.iter().enumerate() {
             let id = PortId(i as u16);
@@ -329,15 +295,8 @@ impl Dataplane {
                         info.ipv6.get_or_insert(v6);
                     }
                 }
-                // 2a. Connected route of the address's subnet.
-                routes.insert(
-                    IpPrefix::containing(a.addr, a.prefix_len),
-                    Route {
-                        port: id,
-                        via: None,
-                    },
-                );
             }
+            connected.extend(connected_subnets(id, &mine));
             infos.push(info);
             ports.push(PortState {
                 name: p.name.clone(),
@@ -351,49 +310,8 @@ impl Dataplane {
                 native_xdp: false,
             });
         }
-        // 2b. Configured routes.
-        let connected = routes.clone();
-        for r in &config.routes {
-            let by_name = |name: &str| {
-                config
-                    .ports
-                    .iter()
-                    .position(|p| p.name == name)
-                    .map(|i| PortId(i as u16))
-                    .with_context(|| format!("route {}: no port named {name}", r.prefix))
-            };
-            let route = match (r.via, &r.port) {
-                (Some(via), port) => {
-                    let found = connected.lookup(via).map(|c| c.port).with_context(|| {
-                        format!(
-                            "route {} via {via}: {via} is not in any port's connected subnet",
-                            r.prefix
-                        )
-                    })?;
-                    if let Some(name) = port {
-                        let named = by_name(name)?;
-                        if named != found {
-                            bail!(
-                                "route {} via {via}: {via} is reached on port {}, not {name}",
-                                r.prefix,
-                                config.ports[found.index()].name
-                            );
-                        }
-                    }
-                    Route {
-                        port: found,
-                        via: Some(via),
-                    }
-                }
-                (None, Some(name)) => Route {
-                    port: by_name(name)?,
-                    via: None,
-                },
-                (None, None) => bail!("route {}: give a next hop (via) or a port", r.prefix),
-            };
-            routes.insert(r.prefix, route);
-        }
-        let routes = Arc::new(routes);
+        // 2. Connected routes, then configured routes.
+        let routes = Arc::new(route::build(&config.ports, &connected, &config.routes)?);
 
         // 3. Neighbours.
         let neighbours = NeighbourManager::start(
@@ -730,6 +648,40 @@ pub fn own_addresses(ports: &[PortConfig]) -> Result<Vec<IpAddr>> {
         );
     }
     Ok(out)
+}
+
+/// The connected subnets of `ports`' interfaces as the kernel has them now:
+/// what [`route::build`] checks next hops against. The control API calls
+/// it when routes are applied; [`Dataplane::start`] reads the same.
+///
+/// # Errors
+/// Netlink cannot be read, or a port's interface is missing.
+pub fn connected(ports: &[PortConfig]) -> Result<Vec<Connected>> {
+    let mut nl = Netlink::open(false).context("opening a netlink socket")?;
+    let links = nl.links().context("listing interfaces")?;
+    let addrs = nl.addrs().context("listing addresses")?;
+    let mut out = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let link = port_link(&links, p)?;
+        let mine: Vec<_> = addrs.iter().filter(|a| a.index == link.index).collect();
+        out.extend(connected_subnets(PortId(i as u16), &mine));
+    }
+    Ok(out)
+}
+
+/// The subnets of a port's addresses; IPv6 link-local ones have none (the
+/// dataplane does not route them).
+fn connected_subnets<'a>(
+    port: PortId,
+    addrs: &'a [&netlink::Addr],
+) -> impl Iterator<Item = Connected> + 'a {
+    addrs
+        .iter()
+        .filter(|a| !matches!(a.addr, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .map(move |a| Connected {
+            port,
+            prefix: IpPrefix::containing(a.addr, a.prefix_len),
+        })
 }
 
 /// The interface of port `p` among `links`.

@@ -38,7 +38,7 @@ use super::{
     netlink::{Neigh, Netlink},
     publish::Published,
 };
-use crate::{port::PortId, route::NeighTable};
+use crate::{route::NeighTable, topology::PortId};
 
 /// The published neighbour table.
 pub type SharedNeighbours = Published<NeighTable>;
