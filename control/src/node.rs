@@ -185,7 +185,7 @@ pub struct Node {
     config: Config,
     inner: Mutex<Inner>,
     /// The policy set of the current generation, for explain.
-    policy: arc_swap::ArcSwap<(u64, PolicySet)>,
+    policy: arc_swap::ArcSwap<(u64, Arc<PolicySet>)>,
     dataplane: Option<Mutex<Dataplane>>,
     /// Worker metrics of every terminator this process started (old ones
     /// drain and stop; their counters still count).
@@ -229,7 +229,7 @@ impl Node {
         let set = desired
             .policy_set()
             .map_err(|e| anyhow::anyhow!("the stored policy does not build: {e}"))?;
-        let set = with_host(set, host.as_ref());
+        let set = with_host(Arc::new(set), host.as_ref());
         let compiled = compile_set(&set, desired.generation, &mut cache);
         let dataplane = if appliance.ports.is_empty() {
             info!("no ports: this appliance runs the terminator only");
@@ -284,7 +284,7 @@ impl Node {
     }
 
     /// The policy set in force and its generation.
-    pub fn policy(&self) -> Arc<(u64, PolicySet)> {
+    pub fn policy(&self) -> Arc<(u64, Arc<PolicySet>)> {
         self.policy.load_full()
     }
 
@@ -364,7 +364,7 @@ impl Node {
                 let due = persist::commit(dir, current, next);
                 (due, started.elapsed())
             });
-            let compiled = match set.map_or_else(|| next.policy_set(), Ok) {
+            let compiled = match set.map_or_else(|| next.policy_set().map(Arc::new), Ok) {
                 Ok(set) => {
                     let set = with_host(set, host);
                     let c = compile_set(&set, next.generation, cache);
@@ -451,7 +451,7 @@ impl Node {
         &self,
         inner: &mut Inner,
         old: &Desired,
-        compiled: Result<(PolicySet, Compiled), String>,
+        compiled: Result<(Arc<PolicySet>, Compiled), String>,
         changes: &[(String, Action)],
     ) {
         let desired = inner.desired.clone();
@@ -843,16 +843,12 @@ fn host_endpoint(config: &Config, appliance: &ApplianceSet) -> Result<Option<Arc
 
 /// `set` with the host endpoint among its endpoints. A copy: the set's
 /// memo of selector results must not outlive a change of endpoints.
-fn with_host(set: PolicySet, host: Option<&Arc<Endpoint>>) -> PolicySet {
+fn with_host(set: Arc<PolicySet>, host: Option<&Arc<Endpoint>>) -> Arc<PolicySet> {
     match host {
         Some(h) => {
-            #[allow(
-                clippy::redundant_clone,
-                reason = "the clone is the point: it starts with an empty memo"
-            )]
-            let mut set = set.clone();
+            let mut set = (*set).clone();
             set.endpoints.push(h.clone());
-            set
+            Arc::new(set)
         }
         None => set,
     }

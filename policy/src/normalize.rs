@@ -542,6 +542,43 @@ impl PolicySet {
         set
     }
 
+    /// This set with `changes` made, each the normal forms of one resource
+    /// before and after, when every one replaces an endpoint or a policy
+    /// where it stands (the same endpoint; a policy with the same order,
+    /// name and id, so the same place in the order) or is not policy's;
+    /// `None` otherwise (a resource came or went; a tier, namespace or
+    /// network set changed), when [`PolicySet::assemble`] must build it
+    /// whole. A pod relabelled in a set of 10 000 endpoints then costs a
+    /// copy of the lists, not a walk of every resource and a sort. The
+    /// copy starts with an empty [`Memo`].
+    pub fn patched<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a Normal, &'a Normal)>,
+    ) -> Option<Self> {
+        let mut next = self.clone();
+        for (before, after) in changes {
+            match (before, after) {
+                (Normal::Nothing, Normal::Nothing) => {}
+                (Normal::Endpoint(old), Normal::Endpoint(new)) if old.id == new.id => {
+                    let at = next.endpoints.iter().position(|e| Arc::ptr_eq(e, old))?;
+                    next.endpoints[at] = new.clone();
+                }
+                (Normal::Policy(old), Normal::Policy(new))
+                    if old.id == new.id
+                        && old.name == new.name
+                        && order_key(old.order)
+                            .total_cmp(&order_key(new.order))
+                            .is_eq() =>
+                {
+                    let at = next.policies.iter().position(|p| Arc::ptr_eq(p, old))?;
+                    next.policies[at] = new.clone();
+                }
+                _ => return None,
+            }
+        }
+        Some(next)
+    }
+
     /// The labels of a namespace (empty if it has no Namespace resource).
     pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
         self.namespaces.get(ns).cloned().unwrap_or_default()

@@ -134,6 +134,10 @@ pub struct Desired {
     /// every endpoint); `None` for a state not made by a plan (loaded from
     /// disk, seeded), whose first change's check walks every endpoint.
     addresses: Option<AddressIndex>,
+    /// The policy set of this state, as its check built it (the next
+    /// change's check patches it instead of assembling every resource);
+    /// `None` for a state not made by a plan.
+    set: Option<Arc<PolicySet>>,
 }
 
 /// Endpoint ids by the addresses they hold.
@@ -152,7 +156,7 @@ struct Checked {
     /// Every problem.
     errors: Vec<LoadError>,
     /// The policy set, when the checks before it passed.
-    set: Option<PolicySet>,
+    set: Option<Arc<PolicySet>>,
     /// Who holds each address, when no two endpoints share one.
     addresses: Option<AddressIndex>,
 }
@@ -181,7 +185,7 @@ pub struct Plan {
     pub changed: bool,
     /// The policy set of `next`, built while checking it (so publishing
     /// need not build it again); `None` when nothing changed.
-    pub policy: Option<PolicySet>,
+    pub policy: Option<Arc<PolicySet>>,
 }
 
 /// The owner of what the configuration file seeds and SIGHUP reloads.
@@ -419,6 +423,31 @@ impl Desired {
         Ok(PolicySet::assemble(parts))
     }
 
+    /// [`Self::policy_set`], made by patching `previous`'s set with
+    /// `changed` where it can be ([`PolicySet::patched`]).
+    fn policy_set_since(
+        &self,
+        since: Option<(&Self, &[(String, Action)])>,
+    ) -> Result<PolicySet, String> {
+        if let Some((previous, changed)) = since
+            && let Some(set) = &previous.set
+        {
+            let pairs: Option<Vec<(&Normal, &Normal)>> = changed
+                .iter()
+                .filter(|(_, a)| *a != Action::Unchanged)
+                .map(|(id, _)| {
+                    let before = previous.entries.get(id)?.normal().ok()?;
+                    let after = self.entries.get(id)?.normal().ok()?;
+                    Some((before, after))
+                })
+                .collect();
+            if let Some(set) = pairs.and_then(|p| set.patched(p)) {
+                return Ok(set);
+            }
+        }
+        self.policy_set()
+    }
+
     /// The appliance kinds, and the Kubernetes Services and EndpointSlices
     /// TLS services may name.
     /// Whether a change from `previous` to this state, naming `changed`,
@@ -590,10 +619,10 @@ impl Desired {
         errors.extend(shared);
         let mut set = None;
         if errors.is_empty() {
-            match self.policy_set() {
+            match self.policy_set_since(previous.zip(changed)) {
                 Ok(s) => {
                     errors.extend(self.prefilter_fits(&s));
-                    set = Some(s);
+                    set = Some(Arc::new(s));
                 }
                 Err(message) => errors.push(LoadError {
                     file: PathBuf::new(),
@@ -901,6 +930,7 @@ impl Desired {
         }
         next.generation = self.generation + 1;
         next.addresses = checked.addresses;
+        next.set.clone_from(&checked.set);
         Ok(Plan {
             next,
             changes,
@@ -925,6 +955,7 @@ impl Desired {
             generation: 1,
             entries,
             addresses: None,
+            set: None,
         }
     }
 }

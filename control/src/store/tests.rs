@@ -1278,3 +1278,54 @@ fn only_a_change_to_an_appliance_resource_or_a_service_touches_the_appliance_set
     let p = apply(&d, svc).unwrap();
     assert!(p.next.touches_appliance(&d, &p.changes));
 }
+
+#[test]
+fn every_plan_carries_the_policy_set_a_whole_build_of_its_state_makes() {
+    // Random changes of four endpoints and four policies: relabels, moves
+    // to other addresses, policies' ports, orders and names moved, some of
+    // each deleted and made again, a namespace relabelled. Most are patches
+    // of the last plan's set (an endpoint or a policy replaced where it
+    // stands); the rest build it whole. Either way the plan's set must be
+    // the one `policy_set` assembles from every resource of the state.
+    let policy = |k: u64, order: u64, port: u64| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: p{k}}}\nspec:\n  order: {order}\n  selector: v == '{}'\n  ingress:\n  - {{action: Allow, protocol: TCP, destination: {{ports: [{port}]}}}}\n",
+            k % 2
+        )
+    };
+    let mut d = apply(&Desired::default(), ALLOW_WEB).unwrap().next;
+    let mut seed = 0x9e37_79b9_u64;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    let mut accepted = 0;
+    for step in 0..300 {
+        let (mut inputs, mut delete) = (Vec::new(), Vec::new());
+        match next(10) {
+            0..4 => {
+                let e = next(4);
+                let ip = if next(5) == 0 { 10 + e + 4 * next(2) } else { 10 + e };
+                inputs.push(file("e", &endpoint(&format!("e{e}"), &format!("10.2.0.{ip}"), &next(2).to_string())));
+            }
+            4..7 => inputs.push(file("p", &policy(next(4), next(3), 80 + next(3)))),
+            7 => delete.push(format!("GlobalNetworkPolicy/p{}", next(4))),
+            8 => delete.push(format!("StaticEndpoint/lab/e{}", next(4))),
+            _ => inputs.push(file(
+                "ns",
+                &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: lab, labels: {{team: t{}}}}}\n", next(2)),
+            )),
+        }
+        delete.retain(|id| d.entries.contains_key(id));
+        let Ok(plan) = d.plan_apply(&inputs, &delete, Writer::new(OWNER_CTL), None) else {
+            continue;
+        };
+        if let Some(set) = &plan.policy {
+            let whole = plan.next.policy_set().expect("a planned state builds");
+            assert_eq!(**set, whole, "step {step}: {inputs:?} -{delete:?}");
+            accepted += 1;
+        }
+        d = plan.next;
+    }
+    assert!(accepted > 150, "{accepted} changes accepted");
+}
