@@ -92,6 +92,10 @@ pub struct ServiceTlsSpec {
     /// `"1.3"` (default) or `"1.2"`.
     #[serde(default)]
     pub min_version: MinVersion,
+    /// ALPN protocols announced to clients, most preferred first (see the
+    /// terminator's `ServerTlsConfig::alpn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// The upstream-facing mTLS of a TLSService.
@@ -106,6 +110,14 @@ pub struct ServiceUpstreamTlsSpec {
     /// `"1.3"` (default) or `"1.2"`.
     #[serde(default)]
     pub min_version: MinVersion,
+    /// The SNI sent to upstreams (see the terminator's
+    /// `UpstreamTlsConfig::server_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// ALPN protocols offered to upstreams; empty: the client's, forwarded
+    /// (see the terminator's `UpstreamTlsConfig::alpn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// A terminator service (live): as `terminator.services[]` in the
@@ -481,6 +493,7 @@ impl ApplianceSet {
                     client_ca: i.ca.clone(),
                     allowed_identities: t.allowed_identities.clone(),
                     min_version: t.min_version,
+                    alpn: t.alpn.clone(),
                 })
             }
             None => None,
@@ -503,6 +516,8 @@ impl ApplianceSet {
                     ca,
                     identities: t.identities.clone(),
                     min_version: t.min_version,
+                    server_name: t.server_name.clone(),
+                    alpn: t.alpn.clone(),
                 })
             }
             None => None,
@@ -622,6 +637,7 @@ impl ApplianceSet {
                 client_trust: i.ca.clone(),
                 allowed_identities: Vec::new(),
                 versions: TlsVersions::Tls12And13,
+                alpn: Vec::new(),
             };
             if let Err(e) = ServerTls::load(&server) {
                 let field = material_field(&e.to_string(), i);
@@ -729,6 +745,7 @@ impl ApplianceSet {
                     identity: s.name.clone(),
                     allowed_identities: t.allowed_identities.clone(),
                     min_version: t.min_version,
+                    alpn: t.alpn.clone(),
                 }
             });
             let upstream_tls = s.upstream_tls.as_ref().map(|t| {
@@ -745,6 +762,8 @@ impl ApplianceSet {
                     identity: id,
                     identities: t.identities.clone(),
                     min_version: t.min_version,
+                    server_name: t.server_name.clone(),
+                    alpn: t.alpn.clone(),
                 }
             });
             set.services.insert(

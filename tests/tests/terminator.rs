@@ -1421,3 +1421,189 @@ fn psql_verify_full_with_a_client_certificate_through_a_postgres_service() {
     assert_eq!(refused("postgres_not_tls"), 1.0, "{m}");
     assert_eq!(refused("postgres_no_alpn"), 1.0, "{m}");
 }
+
+// ---- ALPN: h2 and gRPC through the terminator (Armoured car II) ----
+
+/// The venv scripts/deps.sh makes with grpcio (see control.rs).
+fn grpc_python() -> PathBuf {
+    let venv = std::env::var_os("CAUSEWAY_PYENV")
+        .map_or_else(|| PathBuf::from("/opt/causeway/pyenv"), PathBuf::from);
+    let py = venv.join("bin/python");
+    assert!(
+        Command::new(&py)
+            .args(["-c", "import grpc, grpc_health"])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "{} lacks grpcio or grpcio-health-checking: run scripts/deps.sh",
+        py.display()
+    );
+    py
+}
+
+/// A gRPC server (Python's grpcio: the health service, `causeway.Echo`
+/// SERVING) over plaintext HTTP/2 on `addr`.
+const GRPC_SERVER: &str = r#"
+import sys
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+h = health.HealthServicer()
+h.set("causeway.Echo", health_pb2.HealthCheckResponse.SERVING)
+health_pb2_grpc.add_HealthServicer_to_server(h, server)
+server.add_insecure_port(sys.argv[1])
+server.start()
+server.wait_for_termination()
+"#;
+
+/// A gRPC client over mTLS: ca, cert, key, address, TLS name; prints the
+/// health status of `causeway.Echo`, or `ERROR` and the gRPC error.
+const GRPC_CLIENT: &str = r#"
+import sys
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+ca, cert, key = (open(p, "rb").read() for p in sys.argv[1:4])
+creds = grpc.ssl_channel_credentials(ca, key, cert)
+ch = grpc.secure_channel(sys.argv[4], creds, options=[("grpc.ssl_target_name_override", sys.argv[5])])
+try:
+    r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="causeway.Echo"), timeout=5)
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status))
+except grpc.RpcError as e:
+    print("ERROR", e.code(), e.details())
+"#;
+
+#[test]
+fn curl_http2_and_a_grpc_client_negotiate_h2_through_the_terminator() {
+    require("curl", "curl");
+    require("nginx", "nginx");
+    let py = grpc_python();
+    let lab = Lab::up("ta");
+    let dir = tempdir("alpn");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pki = sni_pki(&dir);
+    // An HTTP/2 backend without TLS (h2c, prior knowledge): nginx, saying
+    // which protocol it was spoken to in.
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\nevents {{}}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n\
+             \x20 fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n\
+             \x20 server {{\n    listen 127.0.0.1:18080 http2;\n\
+             \x20   location / {{ add_header X-Proto $server_protocol always; return 200 \"h2 backend\\n\"; }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let _nginx = spawn_in(
+        &lab,
+        "b",
+        &format!("nginx -e {d}/nginx-error.log -p {d} -c {d}/nginx.conf"),
+        &dir.join("nginx.log"),
+    );
+    std::fs::write(dir.join("grpc_server.py"), GRPC_SERVER).unwrap();
+    std::fs::write(dir.join("grpc_client.py"), GRPC_CLIENT).unwrap();
+    let _grpc = spawn_in(
+        &lab,
+        "b",
+        &format!("{} {d}/grpc_server.py 127.0.0.1:50051", py.display()),
+        &dir.join("grpc.log"),
+    );
+    // `h2` (alpha.test, TLS) announces h2 only; `grpc` (beta.test, mTLS)
+    // announces h2; `grpc-no-alpn` is the same without ALPN.
+    let ca = pki.ca.display();
+    let services = format!(
+        "    - name: h2\n      listen: 10.2.0.2:17445\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/alpha.test.pem, key: {d}/alpha.test-key.pem, alpn: [h2]}}\n\
+         \x20     upstreams: [127.0.0.1:18080]\n\
+         \x20   - name: grpc\n      listen: 10.2.0.2:17446\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/beta.test.pem, key: {d}/beta.test-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}'], alpn: [h2, http/1.1]}}\n\
+         \x20     upstreams: [127.0.0.1:50051]\n\
+         \x20   - name: grpc-no-alpn\n      listen: 10.2.0.2:17447\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/beta.test.pem, key: {d}/beta.test-key.pem, client_ca: {ca}}}\n\
+         \x20     upstreams: [127.0.0.1:50051]\n"
+    );
+    let gw = Gateway::start(&lab, "alpn-gw", "", &services, 17447);
+    let up = wait_for(Duration::from_secs(20), || {
+        (listening(&lab, "b", 18080) && listening(&lab, "b", 50051)).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "the backends did not start:\n{}\n{}",
+        std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("grpc.log")).unwrap_or_default()
+    );
+
+    // curl --http2: h2 is negotiated with the terminator, and the h2c
+    // backend behind it was spoken to in HTTP/2.
+    let curl = |flag: &str| {
+        let out = lab.try_exec(
+            "b",
+            &format!(
+                "curl -v -s -m 5 {flag} -D - -o /dev/null --cacert {ca} --resolve alpha.test:17445:10.2.0.2 https://alpha.test:17445/"
+            ),
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (head, verbose) = curl("--http2");
+    assert!(
+        verbose.contains("ALPN: server accepted h2"),
+        "{verbose}\n{}",
+        gw.log()
+    );
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-proto: http/2.0"),
+        "{head}"
+    );
+    // A client offering only http/1.1 gets no_application_protocol.
+    let (head, verbose) = curl("--http1.1");
+    assert!(head.is_empty(), "{head}");
+    assert!(verbose.contains("no application protocol"), "{verbose}");
+
+    // gRPC (Python's grpcio, whose TLS insists on ALPN h2) over mTLS.
+    let grpc = |port: u16| {
+        let out = lab.try_exec(
+            "b",
+            &format!(
+                "timeout 20 {} {d}/grpc_client.py {ca} {} {} 10.2.0.2:{port} beta.test",
+                py.display(),
+                pki.client.0.display(),
+                pki.client.1.display()
+            ),
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let served = grpc(17446);
+    assert_eq!(served.trim(), "SERVING", "{served}\n{}", gw.log());
+    // Without ALPN on the service, the same client refuses to go on.
+    let refused = grpc(17447);
+    assert!(refused.starts_with("ERROR"), "{refused}");
+
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_tls_handshake_failures_total{service=\"h2\",peer=\"src\",reason=\"no_application_protocol\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_tls_handshakes_total{service=\"grpc\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}

@@ -188,6 +188,16 @@ pub struct ServerTlsConfig {
     /// `"1.3"` (the default) or `"1.2"` (TLS 1.2 and 1.3).
     #[serde(default)]
     pub min_version: MinVersion,
+    /// The application protocols announced with ALPN (RFC 7301), most
+    /// preferred first: `[h2, http/1.1]` for a gRPC or HTTP/2 backend that
+    /// also takes HTTP/1.1. Empty (the default): no ALPN. A client that
+    /// offers ALPN but none of these gets a fatal `no_application_protocol`
+    /// alert, counted in
+    /// `tls_handshake_failures_total{reason="no_application_protocol"}`;
+    /// one that offers none is served with none negotiated (as nginx and
+    /// Envoy do), so a plain `openssl s_client` still connects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// mTLS towards upstreams.
@@ -207,6 +217,19 @@ pub struct UpstreamTlsConfig {
     /// `"1.3"` or `"1.2"`.
     #[serde(default)]
     pub min_version: MinVersion,
+    /// The server name sent to upstreams as SNI (RFC 6066), for an
+    /// upstream that serves several names. Absent: none (the upstream is
+    /// dialled by address). Never used to verify the upstream: that is
+    /// by chain and SPIFFE ID (`identities`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The application protocols offered to upstreams with ALPN, most
+    /// preferred first. Empty (the default): in mode
+    /// `terminate+originate` the protocol negotiated with the client, if
+    /// any, is offered (ALPN is forwarded, so an h2 client reaches an h2
+    /// upstream); in mode `originate` none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// The oldest TLS version accepted.
@@ -468,6 +491,33 @@ impl TerminatorConfig {
                         "identities can only be checked with client certificates: set tls.client_ca".into(),
                     );
                 }
+                check_alpn(&t.alpn, &|j| at(&format!("tls.alpn[{j}]")), &mut err);
+                if s.protocol == ProtocolName::Postgres && !t.alpn.is_empty() {
+                    err(
+                        at("tls.alpn"),
+                        "protocol postgres announces ALPN `postgresql` itself: remove tls.alpn"
+                            .into(),
+                    );
+                }
+            }
+            if let Some(t) = &s.upstream_tls {
+                check_alpn(
+                    &t.alpn,
+                    &|j| at(&format!("upstream_tls.alpn[{j}]")),
+                    &mut err,
+                );
+                if let Some(n) = &t.server_name {
+                    let why = if n.starts_with("*.") {
+                        Err(format!(
+                            "`{n}` is a wildcard: SNI names one server; write its name"
+                        ))
+                    } else {
+                        check_server_name(n)
+                    };
+                    if let Err(why) = why {
+                        err(at("upstream_tls.server_name"), why);
+                    }
+                }
             }
             if s.protocol == ProtocolName::Postgres && !terminates {
                 err(
@@ -671,6 +721,29 @@ impl ServiceConfig {
     #[must_use]
     pub fn reads_first_bytes(&self) -> bool {
         self.routes_by_sni() || self.protocol == ProtocolName::Postgres
+    }
+}
+
+/// ALPN protocol names (RFC 7301 section 3.1: each 1 to 255 bytes; an
+/// IANA name such as `h2` or `http/1.1`, written as visible ASCII here),
+/// each once.
+fn check_alpn(
+    names: &[String],
+    at: &dyn Fn(usize) -> String,
+    err: &mut impl FnMut(String, String),
+) {
+    let mut seen = HashSet::new();
+    for (j, n) in names.iter().enumerate() {
+        if n.is_empty() || n.len() > 255 || !n.bytes().all(|b| b.is_ascii_graphic()) {
+            err(
+                at(j),
+                format!(
+                    "`{n}` is not an ALPN protocol name: 1 to 255 visible ASCII characters, such as h2 or http/1.1"
+                ),
+            );
+        } else if !seen.insert(n.as_str()) {
+            err(at(j), format!("`{n}` is listed twice"));
+        }
     }
 }
 
@@ -982,5 +1055,60 @@ services:
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown variant `mysql`"), "{e}");
+    }
+
+    #[test]
+    fn alpn_lists_and_the_upstream_server_name_are_checked_by_index() {
+        let with = GOOD.replace(
+            "allowed_identities: ['spiffe://causeway.lab/ns/lab/sa/client']}",
+            "allowed_identities: ['spiffe://causeway.lab/ns/lab/sa/client'], alpn: [h2, http/1.1]}",
+        );
+        assert_eq!(errors_of(&with), Vec::<String>::new());
+        let c: TerminatorConfig = serde_yaml::from_str(&with).unwrap();
+        assert_eq!(c.services[0].tls.as_ref().unwrap().alpn, ["h2", "http/1.1"]);
+        let e = errors_of(&with.replace("[h2, http/1.1]", "[h2, '', 'h 2', h2]"));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("terminator.services[0].tls.alpn[1]: `` is not an ALPN protocol name"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("terminator.services[0].tls.alpn[2]:"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e[2],
+            "terminator.services[0].tls.alpn[3]: `h2` is listed twice"
+        );
+        let e =
+            errors_of(&with.replace("mode: terminate", "mode: terminate\n    protocol: postgres"));
+        assert_eq!(
+            e,
+            [
+                "terminator.services[0].tls.alpn: protocol postgres announces ALPN `postgresql` itself: remove tls.alpn"
+            ]
+        );
+        let up = GOOD.replace("mode: terminate", "mode: terminate+originate").replace(
+            "    upstreams:",
+            "    upstream_tls: {cert: /x/gw.pem, key: /x/gw-key.pem, ca: /x/ca.pem,\n                   server_name: grpc.example.com, alpn: [h2]}\n    upstreams:",
+        );
+        assert_eq!(errors_of(&up), Vec::<String>::new());
+        let e = errors_of(
+            &up.replace("grpc.example.com", "'*.example.com'")
+                .replace("[h2]", "[h2, h2]"),
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            e[0],
+            "terminator.services[0].upstream_tls.alpn[1]: `h2` is listed twice"
+        );
+        assert!(
+            e[1].starts_with(
+                "terminator.services[0].upstream_tls.server_name: `*.example.com` is a wildcard"
+            ),
+            "{e:?}"
+        );
+        let e = errors_of(&up.replace("grpc.example.com", "10.0.0.1"));
+        assert!(e[0].contains("is an IP address"), "{e:?}");
     }
 }

@@ -49,6 +49,7 @@ pub const HANDSHAKE_REASONS: &[&str] = &[
     "bad_certificate",
     "protocol_version",
     "peer_misbehaved",
+    "no_application_protocol",
     "other",
     "timeout",
     "eof",
@@ -450,6 +451,16 @@ impl ServiceCounters {
             .iter()
             .position(|r| *r == reason)
             .map_or(0, |i| self.handshake_failures[0][i].load(Relaxed))
+    }
+
+    /// Upstream handshakes that failed for `reason` (a
+    /// [`HANDSHAKE_REASONS`] label).
+    #[must_use]
+    pub fn upstream_handshake_failures(&self, reason: &str) -> u64 {
+        HANDSHAKE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.handshake_failures[1][i].load(Relaxed))
     }
 
     /// Clients refused for `why`.

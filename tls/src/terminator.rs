@@ -25,7 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::{
     config::{BalancerName, MinVersion, ModeName, ProtocolName, ServiceConfig, TerminatorConfig},
     driver::{DriverKind, choose_driver},
-    engine::{Engine, ListenerSpec, ServiceSpec, Timeouts},
+    engine::{Engine, ListenerSpec, ServiceSpec, Timeouts, UpstreamHello},
     identity::{
         ClientMaterialConfig, ClientTls, Reload, ServerMaterialConfig, ServerTls, TlsVersions,
     },
@@ -123,6 +123,22 @@ fn listener_specs(cfg: &TerminatorConfig) -> Vec<ListenerSpec> {
     out
 }
 
+/// ALPN protocol names as the wire carries them.
+fn alpn(names: &[String]) -> Vec<Vec<u8>> {
+    names.iter().map(|n| n.as_bytes().to_vec()).collect()
+}
+
+/// What `s` says to its upstreams in its ClientHello.
+fn upstream_hello(s: &ServiceConfig) -> UpstreamHello {
+    s.upstream_tls
+        .as_ref()
+        .map(|t| UpstreamHello {
+            server_name: t.server_name.clone(),
+            alpn: alpn(&t.alpn),
+        })
+        .unwrap_or_default()
+}
+
 fn load_material(s: &ServiceConfig) -> Result<Material> {
     let server = match (&s.tls, s.mode) {
         (Some(t), ModeName::Terminate | ModeName::TerminateOriginate) => Some(Arc::new(
@@ -132,6 +148,7 @@ fn load_material(s: &ServiceConfig) -> Result<Material> {
                 client_trust: t.client_ca.clone(),
                 allowed_identities: t.allowed_identities.clone(),
                 versions: versions(t.min_version),
+                alpn: alpn(&t.alpn),
             })
             .with_context(|| format!("service {}: tls", s.name))?,
         )),
@@ -343,6 +360,7 @@ impl Terminator {
                     name: s.name.clone(),
                     server_tls: m.server.clone(),
                     client_tls: m.client.clone(),
+                    upstream_hello: upstream_hello(s),
                     endpoints: s.upstreams.clone(),
                     pool: pool_config(s),
                     timeouts: Timeouts {
@@ -580,6 +598,7 @@ mod tests {
             name: "echo".into(),
             server_tls: None,
             client_tls: None,
+            upstream_hello: Default::default(),
             endpoints: vec![upstream],
             pool: PoolConfig::default(),
             timeouts: Timeouts::default(),

@@ -88,6 +88,7 @@ fn specs() -> &'static Vec<ServiceSpec> {
             name: name.to_owned(),
             server_tls,
             client_tls,
+            upstream_hello: Default::default(),
             endpoints: vec![UPSTREAM],
             pool: PoolConfig::default(),
             timeouts: Timeouts::default(),

@@ -148,6 +148,8 @@ pub(crate) struct Conn {
     /// The endpoint of the established upstream leg.
     endpoint: Option<EndpointId>,
     pub(crate) identity: Option<String>,
+    /// The application protocol the client negotiated with ALPN.
+    pub(crate) alpn: Option<Vec<u8>>,
     /// Plaintext bytes moved from each leg to the other.
     moved: [u64; 2],
     /// Outboxes of abandoned upstream attempts whose send was in flight
@@ -191,6 +193,7 @@ impl Conn {
             attempts: 0,
             endpoint: None,
             identity: None,
+            alpn: None,
             moved: [0; 2],
             retired: Vec::new(),
             scheduled: None,
@@ -363,8 +366,25 @@ impl Conn {
                 .as_ref()
                 .expect("originate modes have client TLS")
                 .current();
-            let name = ServerName::IpAddress(svc.pool.addr(current.endpoint).ip().into());
-            match rustls::ClientConnection::new(config, name) {
+            let hello = &svc.spec.upstream_hello;
+            let name = match &hello.server_name {
+                Some(n) => match ServerName::try_from(n.clone()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Validation admits DNS names only.
+                        tracing::warn!(name = n, error = %e, "not a server name; sending none");
+                        ServerName::IpAddress(svc.pool.addr(current.endpoint).ip().into())
+                    }
+                },
+                None => ServerName::IpAddress(svc.pool.addr(current.endpoint).ip().into()),
+            };
+            // The configured protocols, or the client's, forwarded.
+            let alpn = if hello.alpn.is_empty() {
+                self.alpn.iter().cloned().collect()
+            } else {
+                hello.alpn.clone()
+            };
+            match rustls::ClientConnection::new_with_alpn(config, name, alpn) {
                 Ok(mut tls) => {
                     tls.set_buffer_limit(None);
                     up.tls = Some(tls.into());
@@ -545,6 +565,14 @@ impl Conn {
         )
     }
 
+    /// The protocol the upstream leg's TLS negotiated with ALPN.
+    pub(crate) fn upstream_alpn(&self) -> Option<&[u8]> {
+        self.sides[Leg::Upstream as usize]
+            .tls
+            .as_ref()
+            .and_then(|t| t.alpn_protocol())
+    }
+
     pub(crate) fn outgoing(&self, leg: Leg) -> &[u8] {
         self.sides[leg as usize].outbox.readable()
     }
@@ -708,6 +736,7 @@ impl Conn {
     fn handshake_done(&mut self, cx: &mut Ctx<'_>, now: Instant) {
         if let Some(tls) = &self.sides[Leg::Client as usize].tls {
             self.identity = identity::peer_identity(tls);
+            self.alpn = tls.alpn_protocol().map(<[u8]>::to_vec);
         }
         self.ready_at = Some(now);
         cx.metrics.service(self.service).handshake_ok();

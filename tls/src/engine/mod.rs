@@ -27,6 +27,8 @@
 //! in a Hello phase (`conn/hello.rs`) and belongs to no service until its
 //! ClientHello names one; a refusal there is counted against the listener.
 
+#[cfg(test)]
+mod alpn_tests;
 mod conn;
 #[cfg(test)]
 mod pg_tests;
@@ -173,6 +175,20 @@ impl Default for Timeouts {
     }
 }
 
+/// What the engine says in its ClientHello to an upstream (originate
+/// modes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamHello {
+    /// The server name sent as SNI; `None`: none (the upstream is dialled
+    /// by address, and rustls sends no SNI for an address). The upstream
+    /// is verified by chain and SPIFFE ID whatever this says.
+    pub server_name: Option<String>,
+    /// ALPN protocols offered, most preferred first. Empty: the protocol
+    /// negotiated with the client, if the client leg is TLS and one was
+    /// (ALPN forwarded); otherwise none.
+    pub alpn: Vec<Vec<u8>>,
+}
+
 /// One service as the engine needs it.
 #[derive(Clone)]
 pub struct ServiceSpec {
@@ -182,6 +198,8 @@ pub struct ServiceSpec {
     pub server_tls: Option<Arc<ServerTls>>,
     /// TLS towards upstreams (originate modes).
     pub client_tls: Option<Arc<ClientTls>>,
+    /// The SNI and ALPN offered to upstreams (originate modes).
+    pub upstream_hello: UpstreamHello,
     /// The upstream endpoints.
     pub endpoints: Vec<SocketAddr>,
     /// Balancer, ejection and retry budget.
@@ -354,6 +372,20 @@ impl Engine {
     #[must_use]
     pub fn identity(&self, conn: ConnKey) -> Option<&str> {
         self.conn(conn).and_then(|c| c.identity.as_deref())
+    }
+
+    /// The application protocol `conn`'s client negotiated with ALPN,
+    /// once its TLS handshake is done (`None`: none was).
+    #[must_use]
+    pub fn alpn(&self, conn: ConnKey) -> Option<&[u8]> {
+        self.conn(conn).and_then(|c| c.alpn.as_deref())
+    }
+
+    /// The application protocol `conn`'s upstream leg negotiated with
+    /// ALPN, once its TLS handshake is done (originate modes).
+    #[must_use]
+    pub fn upstream_alpn(&self, conn: ConnKey) -> Option<&[u8]> {
+        self.conn(conn).and_then(Conn::upstream_alpn)
     }
 
     /// A connection was accepted on `service` from `peer`. One over the

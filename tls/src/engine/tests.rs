@@ -79,6 +79,7 @@ pub(crate) fn plain_spec(endpoints: Vec<SocketAddr>) -> ServiceSpec {
         name: "demo".into(),
         server_tls: None,
         client_tls: None,
+        upstream_hello: Default::default(),
         endpoints,
         pool: PoolConfig::default(),
         timeouts: Timeouts::default(),

@@ -121,6 +121,7 @@ pub(crate) fn start(
         name: "echo".into(),
         server_tls: None,
         client_tls: None,
+        upstream_hello: Default::default(),
         endpoints: endpoints.clone(),
         pool: PoolConfig::default(),
         timeouts: Timeouts::default(),
