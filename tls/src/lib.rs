@@ -9,6 +9,8 @@
 //! - [`identity`]: TLS material, SPIFFE identities, authorization, reload
 //!   and the lab CA;
 //! - [`buf`]: connection buffers lent from a per-worker pool;
+//! - [`proxy`]: the PROXY protocol v2, read from trusted load balancers
+//!   and sent to upstreams;
 //! - [`metrics`]: Linkerd-style counters and histograms;
 //! - [`config`]: the `terminator:` section of the appliance configuration;
 //! - [`tokio_driver`]: the tokio (epoll) driver, where io_uring is
@@ -23,6 +25,7 @@ pub mod flows;
 pub mod identity;
 pub mod metrics;
 pub mod pool;
+pub mod proxy;
 pub mod terminator;
 pub mod tokio_driver;
 pub mod uring;
