@@ -25,7 +25,8 @@ use causeway_dataplane::{
 use causeway_tls::{
     config::{
         BalancerName, BreakerConfig, BudgetConfigFile, MinVersion, ModeName, ProtocolName,
-        ServerTlsConfig, ServiceConfig, TerminatorConfig, TimeoutsConfig, UpstreamTlsConfig,
+        ProxyProtocolConfig, ServerTlsConfig, ServiceConfig, TerminatorConfig, TimeoutsConfig,
+        UpstreamTlsConfig,
     },
     identity::{ClientMaterialConfig, ClientTls, ServerMaterialConfig, ServerTls, TlsVersions},
 };
@@ -171,6 +172,10 @@ pub struct TlsServiceSpec {
     /// next is reset and counted (see the terminator's `ServiceConfig`).
     #[serde(default = "max_connections_per_client")]
     pub max_connections_per_client: usize,
+    /// The PROXY protocol v2 towards upstreams and from trusted load
+    /// balancers (see the terminator's `ProxyProtocolConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
 }
 
 fn is_tcp(p: &ProtocolName) -> bool {
@@ -551,6 +556,7 @@ impl ApplianceSet {
             breaker: s.breaker,
             max_connections: s.max_connections,
             max_connections_per_client: s.max_connections_per_client,
+            proxy_protocol: s.proxy_protocol.clone(),
         })
     }
 
@@ -783,6 +789,7 @@ impl ApplianceSet {
                     breaker: s.breaker,
                     max_connections: s.max_connections,
                     max_connections_per_client: s.max_connections_per_client,
+                    proxy_protocol: s.proxy_protocol.clone(),
                 },
             );
         }

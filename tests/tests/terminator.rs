@@ -1607,3 +1607,193 @@ fn curl_http2_and_a_grpc_client_negotiate_h2_through_the_terminator() {
         "{m}"
     );
 }
+
+// ---- PROXY protocol v2 (Armoured car II) ----
+
+/// A backend that reads a PROXY v2 header, then an HTTP request, and
+/// answers with what the header said as JSON: source, destination, and
+/// the TLVs (the SSL one opened into its fields).
+const PROXY_PRINTER: &str = r#"
+import json, socket, struct, sys, threading
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+def recv_exact(c, n):
+    b = b""
+    while len(b) < n:
+        d = c.recv(n - len(b))
+        if not d:
+            raise EOFError(len(b))
+        b += d
+    return b
+def tlvs(b):
+    out = {}
+    while b:
+        t, l = b[0], struct.unpack("!H", b[1:3])[0]
+        out["%#04x" % t] = b[3:3 + l]
+        b = b[3 + l:]
+    return out
+def serve(c):
+    try:
+        h = recv_exact(c, 16)
+        assert h[:12] == SIG, h
+        body = recv_exact(c, struct.unpack("!H", h[14:16])[0])
+        fam = h[13] >> 4
+        info = {"version": h[12] >> 4, "command": h[12] & 15}
+        if fam == 1:
+            info["source"] = "%s:%d" % (socket.inet_ntop(socket.AF_INET, body[0:4]), struct.unpack("!H", body[8:10])[0])
+            info["destination"] = "%s:%d" % (socket.inet_ntop(socket.AF_INET, body[4:8]), struct.unpack("!H", body[10:12])[0])
+            rest = body[12:]
+        else:
+            rest = body[36:] if fam == 2 else body
+        t = tlvs(rest)
+        info["tlvs"] = {k: v.decode("latin-1") for k, v in t.items() if k != "0x20"}
+        if "0x20" in t:
+            ssl = t["0x20"]
+            info["ssl"] = {"client": ssl[0], "verify": struct.unpack("!I", ssl[1:5])[0],
+                           "subs": {k: v.decode() for k, v in tlvs(ssl[5:]).items()}}
+        info["peer"] = "%s:%d" % c.getpeername()[:2]
+        req = b""
+        while b"\r\n\r\n" not in req:
+            d = c.recv(4096)
+            if not d:
+                break
+            req += d
+        out = json.dumps(info).encode()
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+    except Exception as e:
+        print("refused:", repr(e), flush=True)
+    finally:
+        c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A load balancer's client: sends a PROXY v2 header naming
+/// 198.51.100.7:4242 to `port`, then a request; prints the answer's body,
+/// or `CLOSED` if the connection ended without one.
+const PROXY_LB_CLIENT: &str = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+c = socket.create_connection(("10.2.0.2", port), timeout=5)
+addrs = socket.inet_aton("198.51.100.7") + socket.inet_aton("10.2.0.2") + struct.pack("!HH", 4242, port)
+c.sendall(b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs + b"GET / HTTP/1.0\r\n\r\n")
+data = b""
+try:
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        data += d
+except OSError:
+    pass
+print(data.split(b"\r\n\r\n", 1)[1].decode() if b"\r\n\r\n" in data else "CLOSED")
+"#;
+
+#[test]
+fn backends_see_the_real_client_and_its_spiffe_id_in_a_proxy_header() {
+    require("curl", "curl");
+    let lab = Lab::up("tp");
+    let dir = tempdir("proxy");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pki = sni_pki(&dir);
+    let d = dir.display();
+    std::fs::write(dir.join("printer.py"), PROXY_PRINTER).unwrap();
+    std::fs::write(dir.join("lb_client.py"), PROXY_LB_CLIENT).unwrap();
+    let _printer = spawn_in(
+        &lab,
+        "b",
+        &format!("python3 {d}/printer.py 18090"),
+        &dir.join("printer.log"),
+    );
+    // `pp`: mTLS, sends the header; `lb`: plain, reads a header from
+    // 10.2.0.2 (the test's own "load balancer") and sends one on;
+    // `strict`: trusts only 192.0.2.0/24.
+    let ca = pki.ca.display();
+    let services = format!(
+        "    - name: pp\n      listen: 10.2.0.2:17448\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/beta.test.pem, key: {d}/beta.test-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}'], alpn: [http/1.1]}}\n\
+         \x20     upstreams: [127.0.0.1:18090]\n      proxy_protocol: {{send: true}}\n\
+         \x20   - name: lb\n      listen: 10.2.0.2:17449\n      mode: plain\n      upstreams: [127.0.0.1:18090]\n\
+         \x20     proxy_protocol: {{send: true, trusted_sources: [10.2.0.2/32]}}\n\
+         \x20   - name: strict\n      listen: 10.2.0.2:17450\n      mode: plain\n      upstreams: [127.0.0.1:18090]\n\
+         \x20     proxy_protocol: {{send: true, trusted_sources: [192.0.2.0/24]}}\n"
+    );
+    let gw = Gateway::start(&lab, "proxy-gw", "", &services, 17450);
+    let up = wait_for(Duration::from_secs(20), || {
+        listening(&lab, "b", 18090).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{}",
+        std::fs::read_to_string(dir.join("printer.log")).unwrap_or_default()
+    );
+
+    // curl with the client certificate: the backend's socket peer is the
+    // terminator (127.0.0.1), the header names curl's own address and
+    // its SPIFFE ID.
+    let out = lab.try_exec(
+        "b",
+        &format!(
+            "curl -s -m 5 --cacert {ca} --cert {} --key {} --resolve beta.test:17448:10.2.0.2 https://beta.test:17448/",
+            pki.client.0.display(),
+            pki.client.1.display()
+        ),
+    );
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    let seen: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: `{body}`\n{}", gw.log()));
+    assert!(
+        seen["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{seen}"
+    );
+    let source = seen["source"].as_str().unwrap();
+    assert!(source.starts_with("10.2.0.2:"), "curl's address: {seen}");
+    assert_ne!(source, "10.2.0.2:17448");
+    assert_eq!(seen["destination"], "10.2.0.2:17448", "{seen}");
+    assert_eq!(seen["tlvs"]["0xe0"], SNI_CLIENT, "the SPIFFE ID: {seen}");
+    assert_eq!(seen["tlvs"]["0x01"], "http/1.1", "ALPN: {seen}");
+    assert_eq!(seen["tlvs"]["0x02"], "beta.test", "SNI: {seen}");
+    assert_eq!(
+        seen["ssl"]["client"], 7,
+        "SSL, cert on conn and session: {seen}"
+    );
+    assert_eq!(seen["ssl"]["verify"], 0, "{seen}");
+    assert_eq!(seen["ssl"]["subs"]["0x21"], "TLSv1.3", "{seen}");
+
+    // From a trusted load balancer: its header's client is passed on.
+    let lb = |port: u16| {
+        let out = lab.try_exec("b", &format!("timeout 10 python3 {d}/lb_client.py {port}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let body = lb(17449);
+    let seen: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: `{body}`\n{}", gw.log()));
+    assert_eq!(seen["source"], "198.51.100.7:4242", "{seen}");
+    assert_eq!(seen["destination"], "10.2.0.2:17449", "{seen}");
+    // The same header to a service that does not trust 10.2.0.2: refused.
+    assert_eq!(lb(17450), "CLOSED");
+
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_refused_total{service=\"strict\",reason=\"proxy_untrusted\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_refused_total{service=\"lb\",reason=\"proxy_bad_header\"}"
+        ),
+        0.0,
+        "{m}"
+    );
+}

@@ -160,6 +160,38 @@ pub struct ServiceConfig {
     /// An island behind one NAT address needs it raised.
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: usize,
+    /// The PROXY protocol v2 (HAProxy's spec): sent to upstreams, read
+    /// from trusted load balancers in front. Absent: neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
+}
+
+/// The PROXY protocol v2 on a service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolConfig {
+    /// Send a v2 header to each upstream connection, before any other
+    /// byte (before the ClientHello, originating): the client's address
+    /// and port, the service address, and for a TLS client its ALPN
+    /// (`PP2_TYPE_ALPN`), SNI (`PP2_TYPE_AUTHORITY`), TLS version and
+    /// cipher with whether it showed a verified certificate
+    /// (`PP2_TYPE_SSL`), and its SPIFFE ID in TLV `0xE0`. The upstream
+    /// must expect it (nginx `listen ... proxy_protocol`, HAProxy
+    /// `accept-proxy`).
+    #[serde(default)]
+    pub send: bool,
+    /// Load balancers (addresses or prefixes: `10.1.0.0/24`,
+    /// `2001:db8::/64`) whose v2 header is read before anything else;
+    /// its source address then stands for the client's (balancing,
+    /// flows, the header sent upstream). Such a source without a header,
+    /// or with a malformed one, is refused, counted as
+    /// `proxy_bad_header`; any other client that starts with a header
+    /// is refused, counted as `proxy_untrusted`. The per-client cap
+    /// still counts the socket's address (the load balancer's): raise
+    /// `max_connections_per_client` behind one. Services sharing an
+    /// address must list the same sources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_sources: Vec<String>,
 }
 
 fn default_max_connections() -> usize {
@@ -500,6 +532,19 @@ impl TerminatorConfig {
                     );
                 }
             }
+            if let Some(p) = &s.proxy_protocol {
+                for (j, c) in p.trusted_sources.iter().enumerate() {
+                    if let Err(why) = c.parse::<crate::proxy::Cidr>() {
+                        err(at(&format!("proxy_protocol.trusted_sources[{j}]")), why);
+                    }
+                }
+                if !p.send && p.trusted_sources.is_empty() {
+                    err(
+                        at("proxy_protocol"),
+                        "neither sends nor reads a header: set send: true, list trusted_sources, or remove proxy_protocol".into(),
+                    );
+                }
+            }
             if let Some(t) = &s.upstream_tls {
                 check_alpn(
                     &t.alpn,
@@ -674,6 +719,11 @@ impl TerminatorConfig {
                     format!("{:?}", s.timeouts.handshake),
                     format!("{:?}", first.timeouts.handshake),
                 ),
+                (
+                    "proxy_protocol.trusted_sources",
+                    format!("{:?}", trusted(s)),
+                    format!("{:?}", trusted(first)),
+                ),
             ] {
                 if mine != theirs {
                     err(
@@ -722,6 +772,13 @@ impl ServiceConfig {
     pub fn reads_first_bytes(&self) -> bool {
         self.routes_by_sni() || self.protocol == ProtocolName::Postgres
     }
+}
+
+/// The PROXY sources a service trusts (its listener reads headers from).
+fn trusted(s: &ServiceConfig) -> &[String] {
+    s.proxy_protocol
+        .as_ref()
+        .map_or(&[][..], |p| p.trusted_sources.as_slice())
 }
 
 /// ALPN protocol names (RFC 7301 section 3.1: each 1 to 255 bytes; an
@@ -1110,5 +1167,43 @@ services:
         );
         let e = errors_of(&up.replace("grpc.example.com", "10.0.0.1"));
         assert!(e[0].contains("is an IP address"), "{e:?}");
+    }
+
+    #[test]
+    fn proxy_protocol_sources_are_parsed_and_agreed_per_address() {
+        let with = format!(
+            "{GOOD}    proxy_protocol: {{send: true, trusted_sources: [10.9.0.0/16, '2001:db8::7']}}\n"
+        );
+        assert_eq!(errors_of(&with), Vec::<String>::new());
+        let c: TerminatorConfig = serde_yaml::from_str(&with).unwrap();
+        assert!(c.services[0].proxy_protocol.as_ref().unwrap().send);
+        let e = errors_of(
+            &with
+                .replace("10.9.0.0/16", "10.9.0.1/16")
+                .replace("'2001:db8::7'", "lb.example"),
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("terminator.services[0].proxy_protocol.trusted_sources[0]: `10.9.0.1/16` has host bits set"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("terminator.services[0].proxy_protocol.trusted_sources[1]: `lb.example` is not an address"),
+            "{e:?}"
+        );
+        let e = errors_of(&format!("{GOOD}    proxy_protocol: {{}}\n"));
+        assert!(
+            e[0].starts_with("terminator.services[0].proxy_protocol: neither sends nor reads"),
+            "{e:?}"
+        );
+        let e = errors_of(&format!(
+            "{SHARED}    proxy_protocol: {{trusted_sources: [10.9.0.0/16]}}\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "terminator.services[1].proxy_protocol.trusted_sources: [\"10.9.0.0/16\"] differs from service `alpha`'s []: services sharing 10.100.0.10:443 are accepted by one listener, which enforces one value; make them equal"
+            ]
+        );
     }
 }

@@ -62,17 +62,28 @@ pub enum Refusal {
     /// Its address already holds `max_connections_per_client` connections
     /// on this worker.
     ClientLimit,
+    /// It started with a PROXY header but is not a trusted source.
+    ProxyUntrusted,
+    /// A trusted source sent no PROXY v2 header, a malformed one, or none
+    /// within the handshake timeout.
+    ProxyBadHeader,
 }
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 1] = [Self::ClientLimit];
+    pub const ALL: [Self; 3] = [
+        Self::ClientLimit,
+        Self::ProxyUntrusted,
+        Self::ProxyBadHeader,
+    ];
 
     /// The label.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientLimit => "client_limit",
+            Self::ProxyUntrusted => "proxy_untrusted",
+            Self::ProxyBadHeader => "proxy_bad_header",
         }
     }
 }
@@ -106,11 +117,16 @@ pub enum ListenerRefusal {
     /// A PostgreSQL client's direct TLS ClientHello without ALPN
     /// `postgresql`.
     PostgresNoAlpn,
+    /// It started with a PROXY header but is not a trusted source.
+    ProxyUntrusted,
+    /// A trusted source sent no PROXY v2 header, a malformed one, or none
+    /// within the handshake timeout.
+    ProxyBadHeader,
 }
 
 impl ListenerRefusal {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::NoSni,
         Self::UnknownSni,
         Self::BadHello,
@@ -119,6 +135,8 @@ impl ListenerRefusal {
         Self::ClientLimit,
         Self::PostgresNotTls,
         Self::PostgresNoAlpn,
+        Self::ProxyUntrusted,
+        Self::ProxyBadHeader,
     ];
 
     /// The label.
@@ -133,6 +151,8 @@ impl ListenerRefusal {
             Self::ClientLimit => "client_limit",
             Self::PostgresNotTls => "postgres_not_tls",
             Self::PostgresNoAlpn => "postgres_no_alpn",
+            Self::ProxyUntrusted => "proxy_untrusted",
+            Self::ProxyBadHeader => "proxy_bad_header",
         }
     }
 }

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::{
     config::{BalancerName, MinVersion, ModeName, ProtocolName, ServiceConfig, TerminatorConfig},
     driver::{DriverKind, choose_driver},
-    engine::{Engine, ListenerSpec, ServiceSpec, Timeouts, UpstreamHello},
+    engine::{Engine, ListenerSpec, ProxyProtocol, ServiceSpec, Timeouts, UpstreamHello},
     identity::{
         ClientMaterialConfig, ClientTls, Reload, ServerMaterialConfig, ServerTls, TlsVersions,
     },
@@ -137,6 +137,22 @@ fn upstream_hello(s: &ServiceConfig) -> UpstreamHello {
             alpn: alpn(&t.alpn),
         })
         .unwrap_or_default()
+}
+
+/// The PROXY protocol of `s` (validation has parsed its sources).
+fn proxy_protocol(s: &ServiceConfig) -> ProxyProtocol {
+    let Some(p) = &s.proxy_protocol else {
+        return ProxyProtocol::off(s.listen);
+    };
+    ProxyProtocol {
+        local: s.listen,
+        send: p.send,
+        trusted: p
+            .trusted_sources
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+    }
 }
 
 fn load_material(s: &ServiceConfig) -> Result<Material> {
@@ -361,6 +377,7 @@ impl Terminator {
                     server_tls: m.server.clone(),
                     client_tls: m.client.clone(),
                     upstream_hello: upstream_hello(s),
+                    proxy: proxy_protocol(s),
                     endpoints: s.upstreams.clone(),
                     pool: pool_config(s),
                     timeouts: Timeouts {
@@ -599,6 +616,7 @@ mod tests {
             server_tls: None,
             client_tls: None,
             upstream_hello: Default::default(),
+            proxy: ProxyProtocol::off(listen),
             endpoints: vec![upstream],
             pool: PoolConfig::default(),
             timeouts: Timeouts::default(),

@@ -1,6 +1,7 @@
 //! One proxied connection: two legs, the bytes between them, its timers.
 
 mod hello;
+mod proxy;
 
 use std::{io::Read, net::SocketAddr, time::Instant};
 
@@ -24,6 +25,9 @@ pub(crate) enum FailedOp {
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Reading a trusted load balancer's PROXY header, before anything
+    /// else.
+    Proxy,
     /// Reading the client's ClientHello to choose a service (a listener
     /// shared by services told apart by SNI).
     Hello,
@@ -126,7 +130,17 @@ pub(crate) struct Conn {
     prelude: hello::Prelude,
     /// A PostgreSQL request's first bytes, while fewer than its length.
     pg_head: hello::PgHead,
+    /// The socket's peer (per-client caps count it).
     pub(crate) peer: SocketAddr,
+    /// The client: `peer`, or the source a trusted PROXY header named.
+    pub(crate) client: SocketAddr,
+    /// The address the client connected to: the service's, or the
+    /// destination a trusted PROXY header named.
+    local: SocketAddr,
+    /// What is left to do with PROXY headers from the client.
+    proxy: proxy::Inbound,
+    /// A trusted PROXY header's bytes, while it is not whole.
+    proxy_head: Vec<u8>,
     /// Refused at accept (over the per-client cap): never started, not
     /// counted in the per-client table.
     pub(crate) refused: bool,
@@ -179,6 +193,10 @@ impl Conn {
             prelude: hello::Prelude::ClientHello,
             pg_head: hello::PgHead::default(),
             peer,
+            client: peer,
+            local: spec.proxy.local,
+            proxy: proxy::Inbound::Done,
+            proxy_head: Vec::new(),
             refused: false,
             ready_at: None,
             spoke: false,
@@ -209,10 +227,29 @@ impl Conn {
         matches!(self.mode, Mode::Originate | Mode::TerminateOriginate)
     }
 
-    /// The accepted connection begins: a TLS handshake, or straight to the
-    /// upstream.
+    /// The accepted connection begins: a trusted load balancer's PROXY
+    /// header first, then a TLS handshake, or straight to the upstream.
     pub(crate) fn start(&mut self, cx: &mut Ctx<'_>, now: Instant) {
         self.sides[Leg::Client as usize].open = true;
+        let trusted = &cx.services[self.listener].spec.proxy.trusted;
+        self.proxy = if trusted.is_empty() {
+            proxy::Inbound::Done
+        } else if trusted.iter().any(|c| c.contains(self.peer.ip())) {
+            proxy::Inbound::Read
+        } else {
+            proxy::Inbound::Screen
+        };
+        if self.proxy == proxy::Inbound::Read {
+            self.phase = Phase::Proxy;
+        } else {
+            self.begin(cx, now);
+        }
+        self.pump(cx, now);
+    }
+
+    /// What follows the accept, or a trusted PROXY header: the Hello
+    /// phase, a TLS handshake, or a connect.
+    fn begin(&mut self, cx: &mut Ctx<'_>, now: Instant) {
         if !self.routed {
             self.acceptor = Some(Box::default());
             self.phase = Phase::Hello;
@@ -239,14 +276,12 @@ impl Conn {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start a TLS session");
                     self.close(cx, true, now);
-                    return;
                 }
             }
         } else {
             self.ready_at = Some(now);
             self.begin_connect(cx, false, now);
         }
-        self.pump(cx, now);
     }
 
     /// Chooses an endpoint and asks for a connect, or refuses the client
@@ -268,7 +303,7 @@ impl Conn {
         } else {
             svc.pool.on_new_connection(now);
         }
-        let Some(endpoint) = svc.pool.pick(self.peer.ip(), &self.tried, now) else {
+        let Some(endpoint) = svc.pool.pick(self.client.ip(), &self.tried, now) else {
             counters.no_endpoint();
             self.close(cx, true, now);
             return;
@@ -356,8 +391,13 @@ impl Conn {
             .endpoint(current.endpoint.0 as usize)
             .connected(&svc.pool, current.endpoint, now);
         let originates = self.originates();
+        // The PROXY header goes first, before any TLS.
+        let header = svc.spec.proxy.send.then(|| self.proxy_header());
         let up = &mut self.sides[Leg::Upstream as usize];
         up.open = true;
+        if let Some(header) = header {
+            up.outbox.append(cx.bufs, &header);
+        }
         self.last_active = now;
         if originates {
             let config = svc
@@ -487,10 +527,14 @@ impl Conn {
             return;
         }
         match self.phase {
-            Phase::Hello | Phase::Handshake | Phase::Failing
+            Phase::Proxy | Phase::Hello | Phase::Handshake | Phase::Failing
                 if now >= self.opened + self.timeouts.handshake =>
             {
                 match self.phase {
+                    Phase::Proxy => {
+                        tracing::debug!(peer = %self.peer, "no whole PROXY header in time; refused");
+                        self.count_proxy_refusal(cx, false);
+                    }
                     Phase::Handshake => cx
                         .metrics
                         .service(self.service)
@@ -547,7 +591,7 @@ impl Conn {
         }
         let idle = self.last_active + self.timeouts.idle;
         let phase = match self.phase {
-            Phase::Hello | Phase::Handshake | Phase::Failing => {
+            Phase::Proxy | Phase::Hello | Phase::Handshake | Phase::Failing => {
                 Some(self.opened + self.timeouts.handshake)
             }
             Phase::Connecting => self.attempt.map(|a| a.started + self.timeouts.connect),
@@ -618,6 +662,12 @@ impl Conn {
     fn flow(&mut self, cx: &mut Ctx<'_>, src: Leg, now: Instant) -> bool {
         if self.closed || self.phase == Phase::Failing {
             return false;
+        }
+        if src == Leg::Client && !self.screen_proxy(cx, now) {
+            return false;
+        }
+        if self.phase == Phase::Proxy {
+            return src == Leg::Client && self.read_proxy(cx, now);
         }
         if self.phase == Phase::Hello {
             return src == Leg::Client && self.read_hello(cx, now);
@@ -856,7 +906,7 @@ impl Conn {
                 crate::flows::TAP.push(crate::flows::FlowRecord {
                     at: std::time::SystemTime::now(),
                     service: svc.spec.name.clone(),
-                    client: self.peer,
+                    client: self.client,
                     upstream: self.endpoint.map(|ep| svc.pool.addr(ep)),
                     bytes: self.moved,
                     identity: self.identity.clone(),

@@ -32,6 +32,8 @@ mod alpn_tests;
 mod conn;
 #[cfg(test)]
 mod pg_tests;
+#[cfg(test)]
+mod proxy_tests;
 mod route;
 #[cfg(test)]
 mod sni_tests;
@@ -189,6 +191,34 @@ pub struct UpstreamHello {
     pub alpn: Vec<Vec<u8>>,
 }
 
+/// The PROXY protocol v2 ([`crate::proxy`]) on a service's legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// The address the service listens on: the destination named in the
+    /// header sent upstream, unless a trusted header named another.
+    pub local: SocketAddr,
+    /// Send a header to each upstream connection, before anything else
+    /// (before the TLS ClientHello, originating).
+    pub send: bool,
+    /// Sources (load balancers) whose header is read first, and whose
+    /// client address then stands for the connection's. A client from
+    /// elsewhere that starts with a header is refused. Empty: no header
+    /// is read or looked for.
+    pub trusted: Vec<crate::proxy::Cidr>,
+}
+
+impl ProxyProtocol {
+    /// Neither sent nor read.
+    #[must_use]
+    pub fn off(local: SocketAddr) -> Self {
+        Self {
+            local,
+            send: false,
+            trusted: Vec::new(),
+        }
+    }
+}
+
 /// One service as the engine needs it.
 #[derive(Clone)]
 pub struct ServiceSpec {
@@ -200,6 +230,8 @@ pub struct ServiceSpec {
     pub client_tls: Option<Arc<ClientTls>>,
     /// The SNI and ALPN offered to upstreams (originate modes).
     pub upstream_hello: UpstreamHello,
+    /// The PROXY protocol towards upstreams and from load balancers.
+    pub proxy: ProxyProtocol,
     /// The upstream endpoints.
     pub endpoints: Vec<SocketAddr>,
     /// Balancer, ejection and retry budget.
@@ -372,6 +404,13 @@ impl Engine {
     #[must_use]
     pub fn identity(&self, conn: ConnKey) -> Option<&str> {
         self.conn(conn).and_then(|c| c.identity.as_deref())
+    }
+
+    /// The client of `conn`: its socket's peer, or the address a trusted
+    /// load balancer's PROXY header named.
+    #[must_use]
+    pub fn client(&self, conn: ConnKey) -> Option<SocketAddr> {
+        self.conn(conn).map(|c| c.client)
     }
 
     /// The application protocol `conn`'s client negotiated with ALPN,
