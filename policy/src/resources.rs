@@ -695,6 +695,7 @@ impl ApplianceSet {
             driver: Default::default(),
             drain_timeout: std::time::Duration::from_secs(10),
             services: Vec::new(),
+            access_log: None,
         });
         t.services = services;
         // Read once per process: it reads cgroup files, and every apply

@@ -1797,3 +1797,85 @@ fn backends_see_the_real_client_and_its_spiffe_id_in_a_proxy_header() {
         "{m}"
     );
 }
+
+// ---- The access log (Armoured car II) ----
+
+#[test]
+fn the_access_log_has_one_line_per_curl_connection_with_its_fields() {
+    require("curl", "curl");
+    let lab = Lab::up("tl");
+    let dir = tempdir("access-log");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pki = sni_pki(&dir);
+    let (d, ca) = (dir.display(), pki.ca.display());
+    let log = dir.join("access.jsonl");
+    // alpha.test (mTLS) in front of backend 8081; the access log is a
+    // key of the terminator section, after its services.
+    let services = format!(
+        "    - name: alpha\n      listen: 10.2.0.2:17451\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/alpha.test.pem, key: {d}/alpha.test-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}'], alpn: [http/1.1]}}\n\
+         \x20     upstreams: [10.2.0.2:8081]\n\
+         \x20 access_log: {{to: {}, capacity: 64}}\n",
+        log.display()
+    );
+    let gw = Gateway::start(&lab, "access-gw", "", &services, 17451);
+    let b1 = backend_name(&lab, 8081);
+    assert_eq!(
+        curl_sni(&lab, "alpha.test", 17451, &pki.ca, Some(&pki.client)),
+        ("200".to_owned(), b1),
+        "{}",
+        gw.log()
+    );
+    // No client certificate: refused in the handshake.
+    assert_eq!(curl_sni(&lab, "alpha.test", 17451, &pki.ca, None).0, "none");
+    let lines = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.lines().count() >= 2).then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "two access log lines: `{}`\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            gw.log()
+        )
+    });
+    let records: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(records.len(), 2, "{lines}");
+    let served = &records[0];
+    assert_eq!(served["service"], "alpha", "{served}");
+    assert!(
+        served["client"].as_str().unwrap().starts_with("10.2.0.2:"),
+        "{served}"
+    );
+    assert_eq!(served["identity"], SNI_CLIENT, "{served}");
+    assert_eq!(served["alpn"], "http/1.1", "{served}");
+    assert_eq!(served["upstream"], "10.2.0.2:8081", "{served}");
+    assert!(
+        served["bytes_from_client"].as_u64().unwrap() > 20,
+        "{served}"
+    );
+    assert!(served["bytes_to_client"].as_u64().unwrap() > 20, "{served}");
+    assert!(served["duration_ms"].as_f64().unwrap() > 0.0, "{served}");
+    assert_eq!(served["close"], "done", "{served}");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let ts = served["ts"].as_f64().unwrap();
+    assert!(ts <= now && ts > now - 60.0, "{served}");
+    let refused = &records[1];
+    assert_eq!(refused["close"], "handshake_failed", "{refused}");
+    assert_eq!(refused["identity"], serde_json::Value::Null, "{refused}");
+    assert_eq!(refused["upstream"], serde_json::Value::Null, "{refused}");
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        m.lines()
+            .any(|l| l == "causeway_terminator_access_log_dropped_total 0"),
+        "{m}"
+    );
+}

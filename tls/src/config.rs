@@ -38,6 +38,40 @@ pub struct TerminatorConfig {
     /// The services.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// One JSON line per connection, written by a thread of its own.
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// The access log (see [`crate::access_log`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `stdout`, or an absolute file path, appended to (created if
+    /// missing).
+    pub to: String,
+    /// Records that may wait for the writer; past it the workers drop
+    /// records (counted in `access_log_dropped_total`) rather than wait.
+    /// Default 4096, about a megabyte of records.
+    #[serde(default = "default_access_log_capacity")]
+    pub capacity: usize,
+}
+
+fn default_access_log_capacity() -> usize {
+    4096
+}
+
+impl AccessLogConfig {
+    /// Where the lines go.
+    #[must_use]
+    pub fn sink(&self) -> crate::access_log::Sink {
+        if self.to == "stdout" {
+            crate::access_log::Sink::Stdout
+        } else {
+            crate::access_log::Sink::File(PathBuf::from(&self.to))
+        }
+    }
 }
 
 fn default_cores() -> Vec<usize> {
@@ -453,6 +487,20 @@ impl TerminatorConfig {
                 err(
                     format!("terminator.cores[{i}]"),
                     format!("CPU {c} does not exist (this machine has {cpus})"),
+                );
+            }
+        }
+        if let Some(a) = &self.access_log {
+            if a.to != "stdout" && !a.to.starts_with('/') {
+                err(
+                    "terminator.access_log.to".into(),
+                    format!("`{}`: write stdout or an absolute file path", a.to),
+                );
+            }
+            if !(1..=1_000_000).contains(&a.capacity) {
+                err(
+                    "terminator.access_log.capacity".into(),
+                    format!("{} is out of range (1 to 1000000)", a.capacity),
                 );
             }
         }
@@ -1203,6 +1251,30 @@ services:
             e,
             [
                 "terminator.services[1].proxy_protocol.trusted_sources: [\"10.9.0.0/16\"] differs from service `alpha`'s []: services sharing 10.100.0.10:443 are accepted by one listener, which enforces one value; make them equal"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_access_log_goes_to_stdout_or_an_absolute_file() {
+        let with =
+            |a: &str| GOOD.replace("cores: [0]\n", &format!("cores: [0]\naccess_log: {a}\n"));
+        let c: TerminatorConfig = serde_yaml::from_str(&with("{to: stdout}")).unwrap();
+        c.validate(2).unwrap();
+        assert_eq!(c.access_log.as_ref().unwrap().capacity, 4096);
+        assert_eq!(
+            c.access_log.unwrap().sink(),
+            crate::access_log::Sink::Stdout
+        );
+        assert_eq!(
+            errors_of(&with("{to: /var/log/causeway/access.jsonl, capacity: 10}")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            errors_of(&with("{to: access.log, capacity: 0}")),
+            [
+                "terminator.access_log.to: `access.log`: write stdout or an absolute file path",
+                "terminator.access_log.capacity: 0 is out of range (1 to 1000000)"
             ]
         );
     }

@@ -8,6 +8,8 @@
 //!   and probing) and the retry budget, on virtual time;
 //! - [`identity`]: TLS material, SPIFFE identities, authorization, reload
 //!   and the lab CA;
+//! - [`access_log`]: one JSON line per connection, written off the
+//!   workers through a bounded channel;
 //! - [`buf`]: connection buffers lent from a per-worker pool;
 //! - [`proxy`]: the PROXY protocol v2, read from trusted load balancers
 //!   and sent to upstreams;
@@ -17,6 +19,7 @@
 //!   unavailable; [`driver`]: which of the two a worker runs on;
 //! - [`terminator`]: the running terminator (workers, reload, metrics).
 
+pub mod access_log;
 pub mod buf;
 pub mod config;
 pub mod driver;

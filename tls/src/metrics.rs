@@ -518,6 +518,7 @@ pub struct WorkerMetrics {
     services: Vec<ServiceCounters>,
     listeners: Vec<ListenerCounters>,
     restarts: AtomicU64,
+    access_log_dropped: AtomicU64,
 }
 
 impl WorkerMetrics {
@@ -531,6 +532,7 @@ impl WorkerMetrics {
                 .collect(),
             listeners: Vec::new(),
             restarts: AtomicU64::new(0),
+            access_log_dropped: AtomicU64::new(0),
         }
     }
 
@@ -552,6 +554,18 @@ impl WorkerMetrics {
     #[must_use]
     pub fn listener(&self, i: usize) -> &ListenerCounters {
         &self.listeners[i]
+    }
+
+    /// An access log record was dropped: the writer was behind.
+    pub(crate) fn access_log_dropped(&self) {
+        self.access_log_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Access log records this worker dropped because the writer was
+    /// behind.
+    #[must_use]
+    pub fn access_log_drops(&self) -> u64 {
+        self.access_log_dropped.load(Relaxed)
     }
 
     /// The worker's ring failed and the worker was built again.
@@ -802,6 +816,17 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
         out,
         "{p}_worker_restarts_total {}",
         sum(workers, |w| load(&w.restarts))
+    );
+    family(
+        &mut out,
+        "access_log_dropped_total",
+        "counter",
+        "Access log records dropped because the writer was behind (the workers never wait for it).",
+    );
+    let _ = writeln!(
+        out,
+        "{p}_access_log_dropped_total {}",
+        sum(workers, |w| load(&w.access_log_dropped))
     );
     for (name, help, which) in [
         ("connect_latency_ms", "Upstream TCP connect latency.", 0),

@@ -23,6 +23,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::{
+    access_log::AccessLog,
     config::{BalancerName, MinVersion, ModeName, ProtocolName, ServiceConfig, TerminatorConfig},
     driver::{DriverKind, choose_driver},
     engine::{Engine, ListenerSpec, ProxyProtocol, ServiceSpec, Timeouts, UpstreamHello},
@@ -60,6 +61,7 @@ pub struct Terminator {
     reloader: Option<thread::JoinHandle<()>>,
     metrics: Vec<Arc<WorkerMetrics>>,
     driver: DriverKind,
+    access_log: Option<AccessLog>,
 }
 
 fn versions(v: MinVersion) -> TlsVersions {
@@ -350,6 +352,13 @@ impl Terminator {
             .map(load_material)
             .collect::<Result<_>>()?;
         let driver = choose_driver(cfg.driver);
+        // The access log's writer, before any connection can close.
+        let access_log = cfg
+            .access_log
+            .as_ref()
+            .map(|a| AccessLog::open(&a.sink(), a.capacity))
+            .transpose()
+            .context("terminator.access_log.to")?;
         let stop = Arc::new(AtomicBool::new(false));
         // One listener per address; the services sharing one are told
         // apart by SNI.
@@ -399,6 +408,7 @@ impl Terminator {
                 .with_listeners(routing.iter().map(|l| l.listen)),
             );
             all_metrics.push(metrics.clone());
+            let log = access_log.as_ref().map(AccessLog::sender);
             let (stop, ready, listen, routing, netns, drain) = (
                 stop.clone(),
                 ready_tx.clone(),
@@ -427,7 +437,8 @@ impl Terminator {
                             Instant::now(),
                             worker_metrics.clone(),
                         )
-                        .with_listeners(&routing);
+                        .with_listeners(&routing)
+                        .with_access_log(log.clone());
                         match driver {
                             DriverKind::IoUring => {
                                 let mut worker = Worker::new(engine, &listen)?;
@@ -456,6 +467,7 @@ impl Terminator {
             reloader: None,
             metrics: all_metrics,
             driver,
+            access_log,
         };
         for _ in 0..cfg.cores.len() {
             match ready_rx.recv() {
@@ -511,6 +523,11 @@ impl Terminator {
         }
         if let Some(r) = self.reloader.take() {
             let _ = r.join();
+        }
+        // The workers, and their senders, are gone: what is queued is
+        // written, then the writer ends.
+        if let Some(log) = self.access_log.take() {
+            log.close();
         }
     }
 

@@ -208,6 +208,7 @@ fn terminator() -> TerminatorConfig {
         driver: Default::default(),
         drain_timeout: std::time::Duration::from_secs(1),
         services: Vec::new(),
+        access_log: None,
     }
 }
 

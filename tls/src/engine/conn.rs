@@ -9,6 +9,7 @@ use rustls::pki_types::ServerName;
 
 use super::{Attempt, ConnKey, Ctx, Io, Leg, Mode, ServiceSpec, Timeouts};
 use crate::{
+    access_log::{AccessRecord, CloseReason},
     buf::{Buf, BufPool, BufWriter},
     identity::{self, HandshakeFailure},
     metrics::{FdStage, ListenerRefusal, Peer},
@@ -141,6 +142,9 @@ pub(crate) struct Conn {
     proxy: proxy::Inbound,
     /// A trusted PROXY header's bytes, while it is not whole.
     proxy_head: Vec<u8>,
+    /// Why it ends if [`Phase::Failing`] ends it: a failed handshake, or
+    /// a refusal.
+    failing: CloseReason,
     /// Refused at accept (over the per-client cap): never started, not
     /// counted in the per-client table.
     pub(crate) refused: bool,
@@ -197,6 +201,7 @@ impl Conn {
             local: spec.proxy.local,
             proxy: proxy::Inbound::Done,
             proxy_head: Vec::new(),
+            failing: CloseReason::HandshakeFailed,
             refused: false,
             ready_at: None,
             spoke: false,
@@ -275,7 +280,7 @@ impl Conn {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start a TLS session");
-                    self.close(cx, true, now);
+                    self.close(cx, true, CloseReason::Internal, now);
                 }
             }
         } else {
@@ -296,7 +301,7 @@ impl Conn {
             if !svc.pool.try_retry(now) {
                 counters.budget_exhausted();
                 tracing::debug!(peer = %self.peer, "retry budget exhausted; closing the client");
-                self.close(cx, true, now);
+                self.close(cx, true, CloseReason::RetryBudget, now);
                 return;
             }
             counters.retried();
@@ -305,7 +310,7 @@ impl Conn {
         }
         let Some(endpoint) = svc.pool.pick(self.client.ip(), &self.tried, now) else {
             counters.no_endpoint();
-            self.close(cx, true, now);
+            self.close(cx, true, CloseReason::NoEndpoint, now);
             return;
         };
         svc.pool.connect_started(endpoint, now);
@@ -362,7 +367,7 @@ impl Conn {
             "no descriptor for an upstream socket; resetting the client (local pressure, not the upstream's fault)"
         );
         // Closing abandons the attempt: the endpoint is not charged.
-        self.close(cx, true, now);
+        self.close(cx, true, CloseReason::NoDescriptor, now);
     }
 
     pub(crate) fn on_connected(
@@ -519,7 +524,7 @@ impl Conn {
             return;
         }
         tracing::debug!(peer = %self.peer, ?leg, errno, "socket error; closing");
-        self.close(cx, true, now);
+        self.close(cx, true, CloseReason::SocketError, now);
     }
 
     pub(crate) fn on_timer(&mut self, cx: &mut Ctx<'_>, now: Instant) {
@@ -544,7 +549,7 @@ impl Conn {
                     }
                     _ => {}
                 }
-                self.close(cx, true, now);
+                self.close(cx, true, CloseReason::HandshakeTimeout, now);
                 return;
             }
             Phase::Connecting => {
@@ -574,13 +579,13 @@ impl Conn {
             if !self.spoke {
                 cx.metrics.service(self.service).first_byte_closed();
                 tracing::debug!(peer = %self.peer, "no first byte in time; closing");
-                self.close(cx, false, now);
+                self.close(cx, false, CloseReason::FirstByteTimeout, now);
                 return;
             }
         }
         if now >= self.last_active + self.timeouts.idle {
             cx.metrics.service(self.service).idle_closed();
-            self.close(cx, false, now);
+            self.close(cx, false, CloseReason::IdleTimeout, now);
         }
     }
 
@@ -630,7 +635,7 @@ impl Conn {
         tracing::debug!(peer = %self.peer, ?leg, error = %err, reason = reason.as_str(), "TLS failed");
         match leg {
             Leg::Upstream if self.phase == Phase::Connecting => self.attempt_failed(cx, now),
-            Leg::Upstream => self.close(cx, true, now),
+            Leg::Upstream => self.close(cx, true, CloseReason::UpstreamTls, now),
             Leg::Client => {
                 let side = &mut self.sides[Leg::Client as usize];
                 side.flush_tls(cx.bufs);
@@ -723,7 +728,7 @@ impl Conn {
                         cx.metrics
                             .service(self.service)
                             .handshake_failed(Peer::Client, "eof");
-                        self.close(cx, false, now);
+                        self.close(cx, false, CloseReason::HandshakeFailed, now);
                     }
                     Leg::Upstream => self.attempt_failed(cx, now),
                 }
@@ -802,7 +807,7 @@ impl Conn {
         if self.phase == Phase::Failing {
             let c = &mut self.sides[Leg::Client as usize];
             if c.outbox.is_empty() && !c.send_armed {
-                self.close(cx, false, now);
+                self.close(cx, false, self.failing, now);
             } else if !c.send_armed {
                 c.send_armed = true;
                 cx.io.push_back(Io::Send {
@@ -877,12 +882,12 @@ impl Conn {
                 .iter()
                 .all(|s| s.read_done && s.shutdown_sent && !s.send_armed && s.outbox.is_empty());
         if done {
-            self.close(cx, false, now);
+            self.close(cx, false, CloseReason::Done, now);
         }
     }
 
-    /// Ends the connection: asks the driver to close both legs.
-    pub(crate) fn close(&mut self, cx: &mut Ctx<'_>, reset: bool, now: Instant) {
+    /// Ends the connection for `why`: asks the driver to close both legs.
+    pub(crate) fn close(&mut self, cx: &mut Ctx<'_>, reset: bool, why: CloseReason, now: Instant) {
         if self.closed {
             return;
         }
@@ -911,6 +916,26 @@ impl Conn {
                     bytes: self.moved,
                     identity: self.identity.clone(),
                 });
+            }
+        }
+        if let Some(log) = cx.access_log {
+            let taken = log.offer(AccessRecord {
+                closed: now,
+                service: self.routed.then(|| svc.name.clone()),
+                client: self.client,
+                identity: self.identity.clone(),
+                alpn: self
+                    .alpn
+                    .as_deref()
+                    .map(|a| String::from_utf8_lossy(a).into_owned()),
+                upstream: self.endpoint.map(|ep| svc.pool.addr(ep)),
+                bytes_from_client: self.moved[Leg::Client as usize],
+                bytes_to_client: self.moved[Leg::Upstream as usize],
+                duration: now.saturating_duration_since(self.opened),
+                close: why,
+            });
+            if !taken {
+                cx.metrics.access_log_dropped();
             }
         }
         for side in &mut self.sides {

@@ -28,6 +28,8 @@
 //! ClientHello names one; a refusal there is counted against the listener.
 
 #[cfg(test)]
+mod access_log_tests;
+#[cfg(test)]
 mod alpn_tests;
 mod conn;
 #[cfg(test)]
@@ -51,6 +53,7 @@ use std::{
 };
 
 use crate::{
+    access_log::{AccessLogSender, CloseReason},
     buf::BufPool,
     identity::{ClientTls, ServerTls},
     metrics::{FdStage, ListenerRefusal, Refusal, WorkerMetrics},
@@ -262,6 +265,8 @@ impl ServiceSpec {
 /// A service's live state in one worker.
 pub(crate) struct Service {
     pub(crate) spec: ServiceSpec,
+    /// `spec.name`, shared into access log records.
+    pub(crate) name: Arc<str>,
     pub(crate) pool: Pool,
     pub(crate) open: usize,
     pub(crate) paused: bool,
@@ -289,6 +294,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) io: &'a mut VecDeque<Io>,
     pub(crate) metrics: &'a WorkerMetrics,
     pub(crate) scratch: &'a mut [u8],
+    pub(crate) access_log: Option<&'a AccessLogSender>,
 }
 
 /// All connections of one worker.
@@ -303,6 +309,7 @@ pub struct Engine {
     scratch: Box<[u8]>,
     draining: bool,
     live: usize,
+    access_log: Option<AccessLogSender>,
 }
 
 impl Engine {
@@ -325,6 +332,7 @@ impl Engine {
                     seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                     now,
                 ),
+                name: Arc::from(spec.name.as_str()),
                 spec,
                 open: 0,
                 paused: false,
@@ -344,7 +352,15 @@ impl Engine {
             scratch: vec![0; crate::buf::CHUNK].into_boxed_slice(),
             draining: false,
             live: 0,
+            access_log: None,
         }
+    }
+
+    /// Offers a record of each connection that closes to `log`.
+    #[must_use]
+    pub fn with_access_log(mut self, log: Option<AccessLogSender>) -> Self {
+        self.access_log = log;
+        self
     }
 
     /// Routes the clients of `listeners` by the server name of their
@@ -474,7 +490,9 @@ impl Engine {
                 None => counters.refused(Refusal::ClientLimit),
             }
             tracing::debug!(%peer, "client at its connection cap; refused");
-            self.with_conn(key, now, |c, cx| c.close(cx, true, now));
+            self.with_conn(key, now, |c, cx| {
+                c.close(cx, true, CloseReason::Refused, now);
+            });
         } else {
             self.with_conn(key, now, |c, cx| c.start(cx, now));
         }
@@ -607,7 +625,9 @@ impl Engine {
             })
             .collect();
         for key in keys {
-            self.with_conn(key, now, |c, cx| c.close(cx, true, now));
+            self.with_conn(key, now, |c, cx| {
+                c.close(cx, true, CloseReason::Shutdown, now);
+            });
         }
     }
 
@@ -635,6 +655,7 @@ impl Engine {
             io: &mut self.io,
             metrics: &self.metrics,
             scratch: &mut self.scratch,
+            access_log: self.access_log.as_ref(),
         };
         f(c, &mut cx);
         if was_open && c.closed {

@@ -14,6 +14,7 @@ use rustls::ProtocolVersion;
 
 use super::{Conn, Ctx, Leg, hello};
 use crate::{
+    access_log::CloseReason,
     metrics::{ListenerRefusal, Refusal},
     proxy::{self, Decoded, Header, tlv},
 };
@@ -44,7 +45,7 @@ impl Conn {
         if proxy::looks_like_header(first) {
             tracing::debug!(peer = %self.peer, "a PROXY header from a source not trusted; refused");
             self.count_proxy_refusal(cx, true);
-            self.close(cx, true, now);
+            self.close(cx, true, CloseReason::Refused, now);
             return false;
         }
         self.proxy = Inbound::Done;
@@ -85,7 +86,7 @@ impl Conn {
                 Err(e) => {
                     tracing::debug!(peer = %self.peer, error = %e, "a trusted source's PROXY header is malformed; refused");
                     self.count_proxy_refusal(cx, false);
-                    self.close(cx, true, now);
+                    self.close(cx, true, CloseReason::Refused, now);
                     return true;
                 }
             }
