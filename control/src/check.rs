@@ -102,6 +102,7 @@ pub fn check(path: &Path) -> Result<Checked, Vec<String>> {
             client_trust: Some(tcp.client_ca.clone()),
             allowed_identities: tcp.admin_identities.clone(),
             versions: TlsVersions::Tls13,
+            alpn: Vec::new(),
         }) {
             errors.push(format!("{file}: api.tcp: {e}"));
         }

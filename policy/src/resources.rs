@@ -24,7 +24,8 @@ use causeway_dataplane::{
 use causeway_tls::{
     config::{
         BalancerName, BreakerConfig, BudgetConfigFile, MinVersion, ModeName, ProtocolName,
-        ServerTlsConfig, ServiceConfig, TerminatorConfig, TimeoutsConfig, UpstreamTlsConfig,
+        ProxyProtocolConfig, ServerTlsConfig, ServiceConfig, TerminatorConfig, TimeoutsConfig,
+        UpstreamTlsConfig,
     },
     identity::{ClientMaterialConfig, ClientTls, ServerMaterialConfig, ServerTls, TlsVersions},
 };
@@ -91,6 +92,10 @@ pub struct ServiceTlsSpec {
     /// `"1.3"` (default) or `"1.2"`.
     #[serde(default)]
     pub min_version: MinVersion,
+    /// ALPN protocols announced to clients, most preferred first (see the
+    /// terminator's `ServerTlsConfig::alpn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// The upstream-facing mTLS of a TLSService.
@@ -105,6 +110,14 @@ pub struct ServiceUpstreamTlsSpec {
     /// `"1.3"` (default) or `"1.2"`.
     #[serde(default)]
     pub min_version: MinVersion,
+    /// The SNI sent to upstreams (see the terminator's
+    /// `UpstreamTlsConfig::server_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// ALPN protocols offered to upstreams; empty: the client's, forwarded
+    /// (see the terminator's `UpstreamTlsConfig::alpn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// A terminator service (live): as `terminator.services[]` in the
@@ -158,6 +171,10 @@ pub struct TlsServiceSpec {
     /// next is reset and counted (see the terminator's `ServiceConfig`).
     #[serde(default = "max_connections_per_client")]
     pub max_connections_per_client: usize,
+    /// The PROXY protocol v2 towards upstreams and from trusted load
+    /// balancers (see the terminator's `ProxyProtocolConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
 }
 
 fn is_tcp(p: &ProtocolName) -> bool {
@@ -480,6 +497,7 @@ impl ApplianceSet {
                     client_ca: i.ca.clone(),
                     allowed_identities: t.allowed_identities.clone(),
                     min_version: t.min_version,
+                    alpn: t.alpn.clone(),
                 })
             }
             None => None,
@@ -502,6 +520,8 @@ impl ApplianceSet {
                     ca,
                     identities: t.identities.clone(),
                     min_version: t.min_version,
+                    server_name: t.server_name.clone(),
+                    alpn: t.alpn.clone(),
                 })
             }
             None => None,
@@ -535,6 +555,7 @@ impl ApplianceSet {
             breaker: s.breaker,
             max_connections: s.max_connections,
             max_connections_per_client: s.max_connections_per_client,
+            proxy_protocol: s.proxy_protocol.clone(),
         })
     }
 
@@ -621,6 +642,7 @@ impl ApplianceSet {
                 client_trust: i.ca.clone(),
                 allowed_identities: Vec::new(),
                 versions: TlsVersions::Tls12And13,
+                alpn: Vec::new(),
             };
             if let Err(e) = ServerTls::load(&server) {
                 let field = material_field(&e.to_string(), i);
@@ -672,6 +694,7 @@ impl ApplianceSet {
             driver: Default::default(),
             drain_timeout: std::time::Duration::from_secs(10),
             services: Vec::new(),
+            access_log: None,
         });
         t.services = services;
         // Read once per process: it reads cgroup files, and every apply
@@ -728,6 +751,7 @@ impl ApplianceSet {
                     identity: s.name.clone(),
                     allowed_identities: t.allowed_identities.clone(),
                     min_version: t.min_version,
+                    alpn: t.alpn.clone(),
                 }
             });
             let upstream_tls = s.upstream_tls.as_ref().map(|t| {
@@ -744,6 +768,8 @@ impl ApplianceSet {
                     identity: id,
                     identities: t.identities.clone(),
                     min_version: t.min_version,
+                    server_name: t.server_name.clone(),
+                    alpn: t.alpn.clone(),
                 }
             });
             set.services.insert(
@@ -763,6 +789,7 @@ impl ApplianceSet {
                     breaker: s.breaker,
                     max_connections: s.max_connections,
                     max_connections_per_client: s.max_connections_per_client,
+                    proxy_protocol: s.proxy_protocol.clone(),
                 },
             );
         }

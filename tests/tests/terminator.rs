@@ -1421,3 +1421,461 @@ fn psql_verify_full_with_a_client_certificate_through_a_postgres_service() {
     assert_eq!(refused("postgres_not_tls"), 1.0, "{m}");
     assert_eq!(refused("postgres_no_alpn"), 1.0, "{m}");
 }
+
+// ---- ALPN: h2 and gRPC through the terminator (Armoured car II) ----
+
+/// The venv scripts/deps.sh makes with grpcio (see control.rs).
+fn grpc_python() -> PathBuf {
+    let venv = std::env::var_os("CAUSEWAY_PYENV")
+        .map_or_else(|| PathBuf::from("/opt/causeway/pyenv"), PathBuf::from);
+    let py = venv.join("bin/python");
+    assert!(
+        Command::new(&py)
+            .args(["-c", "import grpc, grpc_health"])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "{} lacks grpcio or grpcio-health-checking: run scripts/deps.sh",
+        py.display()
+    );
+    py
+}
+
+/// A gRPC server (Python's grpcio: the health service, `causeway.Echo`
+/// SERVING) over plaintext HTTP/2 on `addr`.
+const GRPC_SERVER: &str = r#"
+import sys
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+h = health.HealthServicer()
+h.set("causeway.Echo", health_pb2.HealthCheckResponse.SERVING)
+health_pb2_grpc.add_HealthServicer_to_server(h, server)
+server.add_insecure_port(sys.argv[1])
+server.start()
+server.wait_for_termination()
+"#;
+
+/// A gRPC client over mTLS: ca, cert, key, address, TLS name; prints the
+/// health status of `causeway.Echo`, or `ERROR` and the gRPC error.
+const GRPC_CLIENT: &str = r#"
+import sys
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+ca, cert, key = (open(p, "rb").read() for p in sys.argv[1:4])
+creds = grpc.ssl_channel_credentials(ca, key, cert)
+ch = grpc.secure_channel(sys.argv[4], creds, options=[("grpc.ssl_target_name_override", sys.argv[5])])
+try:
+    r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="causeway.Echo"), timeout=5)
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status))
+except grpc.RpcError as e:
+    print("ERROR", e.code(), e.details())
+"#;
+
+#[test]
+fn curl_http2_and_a_grpc_client_negotiate_h2_through_the_terminator() {
+    require("curl", "curl");
+    require("nginx", "nginx");
+    let py = grpc_python();
+    let lab = Lab::up("ta");
+    let dir = tempdir("alpn");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pki = sni_pki(&dir);
+    // An HTTP/2 backend without TLS (h2c, prior knowledge): nginx, saying
+    // which protocol it was spoken to in.
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\nevents {{}}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n\
+             \x20 fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n\
+             \x20 server {{\n    listen 127.0.0.1:18080 http2;\n\
+             \x20   location / {{ add_header X-Proto $server_protocol always; return 200 \"h2 backend\\n\"; }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let _nginx = spawn_in(
+        &lab,
+        "b",
+        &format!("nginx -e {d}/nginx-error.log -p {d} -c {d}/nginx.conf"),
+        &dir.join("nginx.log"),
+    );
+    std::fs::write(dir.join("grpc_server.py"), GRPC_SERVER).unwrap();
+    std::fs::write(dir.join("grpc_client.py"), GRPC_CLIENT).unwrap();
+    let _grpc = spawn_in(
+        &lab,
+        "b",
+        &format!("{} {d}/grpc_server.py 127.0.0.1:50051", py.display()),
+        &dir.join("grpc.log"),
+    );
+    // `h2` (alpha.test, TLS) announces h2 only; `grpc` (beta.test, mTLS)
+    // announces h2; `grpc-no-alpn` is the same without ALPN.
+    let ca = pki.ca.display();
+    let services = format!(
+        "    - name: h2\n      listen: 10.2.0.2:17445\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/alpha.test.pem, key: {d}/alpha.test-key.pem, alpn: [h2]}}\n\
+         \x20     upstreams: [127.0.0.1:18080]\n\
+         \x20   - name: grpc\n      listen: 10.2.0.2:17446\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/beta.test.pem, key: {d}/beta.test-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}'], alpn: [h2, http/1.1]}}\n\
+         \x20     upstreams: [127.0.0.1:50051]\n\
+         \x20   - name: grpc-no-alpn\n      listen: 10.2.0.2:17447\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/beta.test.pem, key: {d}/beta.test-key.pem, client_ca: {ca}}}\n\
+         \x20     upstreams: [127.0.0.1:50051]\n"
+    );
+    let gw = Gateway::start(&lab, "alpn-gw", "", &services, 17447);
+    let up = wait_for(Duration::from_secs(20), || {
+        (listening(&lab, "b", 18080) && listening(&lab, "b", 50051)).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "the backends did not start:\n{}\n{}",
+        std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("grpc.log")).unwrap_or_default()
+    );
+
+    // curl --http2: h2 is negotiated with the terminator, and the h2c
+    // backend behind it was spoken to in HTTP/2.
+    let curl = |flag: &str| {
+        let out = lab.try_exec(
+            "b",
+            &format!(
+                "curl -v -s -m 5 {flag} -D - -o /dev/null --cacert {ca} --resolve alpha.test:17445:10.2.0.2 https://alpha.test:17445/"
+            ),
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (head, verbose) = curl("--http2");
+    assert!(
+        verbose.contains("ALPN: server accepted h2"),
+        "{verbose}\n{}",
+        gw.log()
+    );
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-proto: http/2.0"),
+        "{head}"
+    );
+    // A client offering only http/1.1 gets no_application_protocol.
+    let (head, verbose) = curl("--http1.1");
+    assert!(head.is_empty(), "{head}");
+    assert!(verbose.contains("no application protocol"), "{verbose}");
+
+    // gRPC (Python's grpcio, whose TLS insists on ALPN h2) over mTLS.
+    let grpc = |port: u16| {
+        let out = lab.try_exec(
+            "b",
+            &format!(
+                "timeout 20 {} {d}/grpc_client.py {ca} {} {} 10.2.0.2:{port} beta.test",
+                py.display(),
+                pki.client.0.display(),
+                pki.client.1.display()
+            ),
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let served = grpc(17446);
+    assert_eq!(served.trim(), "SERVING", "{served}\n{}", gw.log());
+    // Without ALPN on the service, the same client refuses to go on.
+    let refused = grpc(17447);
+    assert!(refused.starts_with("ERROR"), "{refused}");
+
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_tls_handshake_failures_total{service=\"h2\",peer=\"src\",reason=\"no_application_protocol\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_tls_handshakes_total{service=\"grpc\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+// ---- PROXY protocol v2 (Armoured car II) ----
+
+/// A backend that reads a PROXY v2 header, then an HTTP request, and
+/// answers with what the header said as JSON: source, destination, and
+/// the TLVs (the SSL one opened into its fields).
+const PROXY_PRINTER: &str = r#"
+import json, socket, struct, sys, threading
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+def recv_exact(c, n):
+    b = b""
+    while len(b) < n:
+        d = c.recv(n - len(b))
+        if not d:
+            raise EOFError(len(b))
+        b += d
+    return b
+def tlvs(b):
+    out = {}
+    while b:
+        t, l = b[0], struct.unpack("!H", b[1:3])[0]
+        out["%#04x" % t] = b[3:3 + l]
+        b = b[3 + l:]
+    return out
+def serve(c):
+    try:
+        h = recv_exact(c, 16)
+        assert h[:12] == SIG, h
+        body = recv_exact(c, struct.unpack("!H", h[14:16])[0])
+        fam = h[13] >> 4
+        info = {"version": h[12] >> 4, "command": h[12] & 15}
+        if fam == 1:
+            info["source"] = "%s:%d" % (socket.inet_ntop(socket.AF_INET, body[0:4]), struct.unpack("!H", body[8:10])[0])
+            info["destination"] = "%s:%d" % (socket.inet_ntop(socket.AF_INET, body[4:8]), struct.unpack("!H", body[10:12])[0])
+            rest = body[12:]
+        else:
+            rest = body[36:] if fam == 2 else body
+        t = tlvs(rest)
+        info["tlvs"] = {k: v.decode("latin-1") for k, v in t.items() if k != "0x20"}
+        if "0x20" in t:
+            ssl = t["0x20"]
+            info["ssl"] = {"client": ssl[0], "verify": struct.unpack("!I", ssl[1:5])[0],
+                           "subs": {k: v.decode() for k, v in tlvs(ssl[5:]).items()}}
+        info["peer"] = "%s:%d" % c.getpeername()[:2]
+        req = b""
+        while b"\r\n\r\n" not in req:
+            d = c.recv(4096)
+            if not d:
+                break
+            req += d
+        out = json.dumps(info).encode()
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+    except Exception as e:
+        print("refused:", repr(e), flush=True)
+    finally:
+        c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A load balancer's client: sends a PROXY v2 header naming
+/// 198.51.100.7:4242 to `port`, then a request; prints the answer's body,
+/// or `CLOSED` if the connection ended without one.
+const PROXY_LB_CLIENT: &str = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+c = socket.create_connection(("10.2.0.2", port), timeout=5)
+addrs = socket.inet_aton("198.51.100.7") + socket.inet_aton("10.2.0.2") + struct.pack("!HH", 4242, port)
+c.sendall(b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs + b"GET / HTTP/1.0\r\n\r\n")
+data = b""
+try:
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        data += d
+except OSError:
+    pass
+print(data.split(b"\r\n\r\n", 1)[1].decode() if b"\r\n\r\n" in data else "CLOSED")
+"#;
+
+#[test]
+fn backends_see_the_real_client_and_its_spiffe_id_in_a_proxy_header() {
+    require("curl", "curl");
+    let lab = Lab::up("tp");
+    let dir = tempdir("proxy");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pki = sni_pki(&dir);
+    let d = dir.display();
+    std::fs::write(dir.join("printer.py"), PROXY_PRINTER).unwrap();
+    std::fs::write(dir.join("lb_client.py"), PROXY_LB_CLIENT).unwrap();
+    let _printer = spawn_in(
+        &lab,
+        "b",
+        &format!("python3 {d}/printer.py 18090"),
+        &dir.join("printer.log"),
+    );
+    // `pp`: mTLS, sends the header; `lb`: plain, reads a header from
+    // 10.2.0.2 (the test's own "load balancer") and sends one on;
+    // `strict`: trusts only 192.0.2.0/24.
+    let ca = pki.ca.display();
+    let services = format!(
+        "    - name: pp\n      listen: 10.2.0.2:17448\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/beta.test.pem, key: {d}/beta.test-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}'], alpn: [http/1.1]}}\n\
+         \x20     upstreams: [127.0.0.1:18090]\n      proxy_protocol: {{send: true}}\n\
+         \x20   - name: lb\n      listen: 10.2.0.2:17449\n      mode: plain\n      upstreams: [127.0.0.1:18090]\n\
+         \x20     proxy_protocol: {{send: true, trusted_sources: [10.2.0.2/32]}}\n\
+         \x20   - name: strict\n      listen: 10.2.0.2:17450\n      mode: plain\n      upstreams: [127.0.0.1:18090]\n\
+         \x20     proxy_protocol: {{send: true, trusted_sources: [192.0.2.0/24]}}\n"
+    );
+    let gw = Gateway::start(&lab, "proxy-gw", "", &services, 17450);
+    let up = wait_for(Duration::from_secs(20), || {
+        listening(&lab, "b", 18090).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{}",
+        std::fs::read_to_string(dir.join("printer.log")).unwrap_or_default()
+    );
+
+    // curl with the client certificate: the backend's socket peer is the
+    // terminator (127.0.0.1), the header names curl's own address and
+    // its SPIFFE ID.
+    let out = lab.try_exec(
+        "b",
+        &format!(
+            "curl -s -m 5 --cacert {ca} --cert {} --key {} --resolve beta.test:17448:10.2.0.2 https://beta.test:17448/",
+            pki.client.0.display(),
+            pki.client.1.display()
+        ),
+    );
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    let seen: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: `{body}`\n{}", gw.log()));
+    assert!(
+        seen["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{seen}"
+    );
+    let source = seen["source"].as_str().unwrap();
+    assert!(source.starts_with("10.2.0.2:"), "curl's address: {seen}");
+    assert_ne!(source, "10.2.0.2:17448");
+    assert_eq!(seen["destination"], "10.2.0.2:17448", "{seen}");
+    assert_eq!(seen["tlvs"]["0xe0"], SNI_CLIENT, "the SPIFFE ID: {seen}");
+    assert_eq!(seen["tlvs"]["0x01"], "http/1.1", "ALPN: {seen}");
+    assert_eq!(seen["tlvs"]["0x02"], "beta.test", "SNI: {seen}");
+    assert_eq!(
+        seen["ssl"]["client"], 7,
+        "SSL, cert on conn and session: {seen}"
+    );
+    assert_eq!(seen["ssl"]["verify"], 0, "{seen}");
+    assert_eq!(seen["ssl"]["subs"]["0x21"], "TLSv1.3", "{seen}");
+
+    // From a trusted load balancer: its header's client is passed on.
+    let lb = |port: u16| {
+        let out = lab.try_exec("b", &format!("timeout 10 python3 {d}/lb_client.py {port}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let body = lb(17449);
+    let seen: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: `{body}`\n{}", gw.log()));
+    assert_eq!(seen["source"], "198.51.100.7:4242", "{seen}");
+    assert_eq!(seen["destination"], "10.2.0.2:17449", "{seen}");
+    // The same header to a service that does not trust 10.2.0.2: refused.
+    assert_eq!(lb(17450), "CLOSED");
+
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_refused_total{service=\"strict\",reason=\"proxy_untrusted\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "causeway_terminator_refused_total{service=\"lb\",reason=\"proxy_bad_header\"}"
+        ),
+        0.0,
+        "{m}"
+    );
+}
+
+// ---- The access log (Armoured car II) ----
+
+#[test]
+fn the_access_log_has_one_line_per_curl_connection_with_its_fields() {
+    require("curl", "curl");
+    let lab = Lab::up("tl");
+    let dir = tempdir("access-log");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pki = sni_pki(&dir);
+    let (d, ca) = (dir.display(), pki.ca.display());
+    let log = dir.join("access.jsonl");
+    // alpha.test (mTLS) in front of backend 8081; the access log is a
+    // key of the terminator section, after its services.
+    let services = format!(
+        "    - name: alpha\n      listen: 10.2.0.2:17451\n      mode: terminate\n\
+         \x20     tls: {{cert: {d}/alpha.test.pem, key: {d}/alpha.test-key.pem, client_ca: {ca},\n\
+         \x20           allowed_identities: ['{SNI_CLIENT}'], alpn: [http/1.1]}}\n\
+         \x20     upstreams: [10.2.0.2:8081]\n\
+         \x20 access_log: {{to: {}, capacity: 64}}\n",
+        log.display()
+    );
+    let gw = Gateway::start(&lab, "access-gw", "", &services, 17451);
+    let b1 = backend_name(&lab, 8081);
+    assert_eq!(
+        curl_sni(&lab, "alpha.test", 17451, &pki.ca, Some(&pki.client)),
+        ("200".to_owned(), b1),
+        "{}",
+        gw.log()
+    );
+    // No client certificate: refused in the handshake.
+    assert_eq!(curl_sni(&lab, "alpha.test", 17451, &pki.ca, None).0, "none");
+    let lines = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.lines().count() >= 2).then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "two access log lines: `{}`\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            gw.log()
+        )
+    });
+    let records: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(records.len(), 2, "{lines}");
+    let served = &records[0];
+    assert_eq!(served["service"], "alpha", "{served}");
+    assert!(
+        served["client"].as_str().unwrap().starts_with("10.2.0.2:"),
+        "{served}"
+    );
+    assert_eq!(served["identity"], SNI_CLIENT, "{served}");
+    assert_eq!(served["alpn"], "http/1.1", "{served}");
+    assert_eq!(served["upstream"], "10.2.0.2:8081", "{served}");
+    assert!(
+        served["bytes_from_client"].as_u64().unwrap() > 20,
+        "{served}"
+    );
+    assert!(served["bytes_to_client"].as_u64().unwrap() > 20, "{served}");
+    assert!(served["duration_ms"].as_f64().unwrap() > 0.0, "{served}");
+    assert_eq!(served["close"], "done", "{served}");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let ts = served["ts"].as_f64().unwrap();
+    assert!(ts <= now && ts > now - 60.0, "{served}");
+    let refused = &records[1];
+    assert_eq!(refused["close"], "handshake_failed", "{refused}");
+    assert_eq!(refused["identity"], serde_json::Value::Null, "{refused}");
+    assert_eq!(refused["upstream"], serde_json::Value::Null, "{refused}");
+    let m = gw.metrics();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        m.lines()
+            .any(|l| l == "causeway_terminator_access_log_dropped_total 0"),
+        "{m}"
+    );
+}

@@ -38,6 +38,40 @@ pub struct TerminatorConfig {
     /// The services.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// One JSON line per connection, written by a thread of its own.
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// The access log (see [`crate::access_log`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `stdout`, or an absolute file path, appended to (created if
+    /// missing).
+    pub to: String,
+    /// Records that may wait for the writer; past it the workers drop
+    /// records (counted in `access_log_dropped_total`) rather than wait.
+    /// Default 4096, about a megabyte of records.
+    #[serde(default = "default_access_log_capacity")]
+    pub capacity: usize,
+}
+
+fn default_access_log_capacity() -> usize {
+    4096
+}
+
+impl AccessLogConfig {
+    /// Where the lines go.
+    #[must_use]
+    pub fn sink(&self) -> crate::access_log::Sink {
+        if self.to == "stdout" {
+            crate::access_log::Sink::Stdout
+        } else {
+            crate::access_log::Sink::File(PathBuf::from(&self.to))
+        }
+    }
 }
 
 fn default_cores() -> Vec<usize> {
@@ -160,6 +194,38 @@ pub struct ServiceConfig {
     /// An island behind one NAT address needs it raised.
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: usize,
+    /// The PROXY protocol v2 (HAProxy's spec): sent to upstreams, read
+    /// from trusted load balancers in front. Absent: neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
+}
+
+/// The PROXY protocol v2 on a service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolConfig {
+    /// Send a v2 header to each upstream connection, before any other
+    /// byte (before the ClientHello, originating): the client's address
+    /// and port, the service address, and for a TLS client its ALPN
+    /// (`PP2_TYPE_ALPN`), SNI (`PP2_TYPE_AUTHORITY`), TLS version and
+    /// cipher with whether it showed a verified certificate
+    /// (`PP2_TYPE_SSL`), and its SPIFFE ID in TLV `0xE0`. The upstream
+    /// must expect it (nginx `listen ... proxy_protocol`, HAProxy
+    /// `accept-proxy`).
+    #[serde(default)]
+    pub send: bool,
+    /// Load balancers (addresses or prefixes: `10.1.0.0/24`,
+    /// `2001:db8::/64`) whose v2 header is read before anything else;
+    /// its source address then stands for the client's (balancing,
+    /// flows, the header sent upstream). Such a source without a header,
+    /// or with a malformed one, is refused, counted as
+    /// `proxy_bad_header`; any other client that starts with a header
+    /// is refused, counted as `proxy_untrusted`. The per-client cap
+    /// still counts the socket's address (the load balancer's): raise
+    /// `max_connections_per_client` behind one. Services sharing an
+    /// address must list the same sources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_sources: Vec<String>,
 }
 
 fn default_max_connections() -> usize {
@@ -188,6 +254,16 @@ pub struct ServerTlsConfig {
     /// `"1.3"` (the default) or `"1.2"` (TLS 1.2 and 1.3).
     #[serde(default)]
     pub min_version: MinVersion,
+    /// The application protocols announced with ALPN (RFC 7301), most
+    /// preferred first: `[h2, http/1.1]` for a gRPC or HTTP/2 backend that
+    /// also takes HTTP/1.1. Empty (the default): no ALPN. A client that
+    /// offers ALPN but none of these gets a fatal `no_application_protocol`
+    /// alert, counted in
+    /// `tls_handshake_failures_total{reason="no_application_protocol"}`;
+    /// one that offers none is served with none negotiated (as nginx and
+    /// Envoy do), so a plain `openssl s_client` still connects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// mTLS towards upstreams.
@@ -207,6 +283,19 @@ pub struct UpstreamTlsConfig {
     /// `"1.3"` or `"1.2"`.
     #[serde(default)]
     pub min_version: MinVersion,
+    /// The server name sent to upstreams as SNI (RFC 6066), for an
+    /// upstream that serves several names. Absent: none (the upstream is
+    /// dialled by address). Never used to verify the upstream: that is
+    /// by chain and SPIFFE ID (`identities`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The application protocols offered to upstreams with ALPN, most
+    /// preferred first. Empty (the default): in mode
+    /// `terminate+originate` the protocol negotiated with the client, if
+    /// any, is offered (ALPN is forwarded, so an h2 client reaches an h2
+    /// upstream); in mode `originate` none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
 }
 
 /// The oldest TLS version accepted.
@@ -401,6 +490,20 @@ impl TerminatorConfig {
                 );
             }
         }
+        if let Some(a) = &self.access_log {
+            if a.to != "stdout" && !a.to.starts_with('/') {
+                err(
+                    "terminator.access_log.to".into(),
+                    format!("`{}`: write stdout or an absolute file path", a.to),
+                );
+            }
+            if !(1..=1_000_000).contains(&a.capacity) {
+                err(
+                    "terminator.access_log.capacity".into(),
+                    format!("{} is out of range (1 to 1000000)", a.capacity),
+                );
+            }
+        }
         let mut names = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let at = |f: &str| format!("terminator.services[{i}].{f}");
@@ -467,6 +570,46 @@ impl TerminatorConfig {
                         at("tls.allowed_identities"),
                         "identities can only be checked with client certificates: set tls.client_ca".into(),
                     );
+                }
+                check_alpn(&t.alpn, &|j| at(&format!("tls.alpn[{j}]")), &mut err);
+                if s.protocol == ProtocolName::Postgres && !t.alpn.is_empty() {
+                    err(
+                        at("tls.alpn"),
+                        "protocol postgres announces ALPN `postgresql` itself: remove tls.alpn"
+                            .into(),
+                    );
+                }
+            }
+            if let Some(p) = &s.proxy_protocol {
+                for (j, c) in p.trusted_sources.iter().enumerate() {
+                    if let Err(why) = c.parse::<crate::proxy::Cidr>() {
+                        err(at(&format!("proxy_protocol.trusted_sources[{j}]")), why);
+                    }
+                }
+                if !p.send && p.trusted_sources.is_empty() {
+                    err(
+                        at("proxy_protocol"),
+                        "neither sends nor reads a header: set send: true, list trusted_sources, or remove proxy_protocol".into(),
+                    );
+                }
+            }
+            if let Some(t) = &s.upstream_tls {
+                check_alpn(
+                    &t.alpn,
+                    &|j| at(&format!("upstream_tls.alpn[{j}]")),
+                    &mut err,
+                );
+                if let Some(n) = &t.server_name {
+                    let why = if n.starts_with("*.") {
+                        Err(format!(
+                            "`{n}` is a wildcard: SNI names one server; write its name"
+                        ))
+                    } else {
+                        check_server_name(n)
+                    };
+                    if let Err(why) = why {
+                        err(at("upstream_tls.server_name"), why);
+                    }
                 }
             }
             if s.protocol == ProtocolName::Postgres && !terminates {
@@ -624,6 +767,11 @@ impl TerminatorConfig {
                     format!("{:?}", s.timeouts.handshake),
                     format!("{:?}", first.timeouts.handshake),
                 ),
+                (
+                    "proxy_protocol.trusted_sources",
+                    format!("{:?}", trusted(s)),
+                    format!("{:?}", trusted(first)),
+                ),
             ] {
                 if mine != theirs {
                     err(
@@ -671,6 +819,36 @@ impl ServiceConfig {
     #[must_use]
     pub fn reads_first_bytes(&self) -> bool {
         self.routes_by_sni() || self.protocol == ProtocolName::Postgres
+    }
+}
+
+/// The PROXY sources a service trusts (its listener reads headers from).
+fn trusted(s: &ServiceConfig) -> &[String] {
+    s.proxy_protocol
+        .as_ref()
+        .map_or(&[][..], |p| p.trusted_sources.as_slice())
+}
+
+/// ALPN protocol names (RFC 7301 section 3.1: each 1 to 255 bytes; an
+/// IANA name such as `h2` or `http/1.1`, written as visible ASCII here),
+/// each once.
+fn check_alpn(
+    names: &[String],
+    at: &dyn Fn(usize) -> String,
+    err: &mut impl FnMut(String, String),
+) {
+    let mut seen = HashSet::new();
+    for (j, n) in names.iter().enumerate() {
+        if n.is_empty() || n.len() > 255 || !n.bytes().all(|b| b.is_ascii_graphic()) {
+            err(
+                at(j),
+                format!(
+                    "`{n}` is not an ALPN protocol name: 1 to 255 visible ASCII characters, such as h2 or http/1.1"
+                ),
+            );
+        } else if !seen.insert(n.as_str()) {
+            err(at(j), format!("`{n}` is listed twice"));
+        }
     }
 }
 
@@ -982,5 +1160,122 @@ services:
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown variant `mysql`"), "{e}");
+    }
+
+    #[test]
+    fn alpn_lists_and_the_upstream_server_name_are_checked_by_index() {
+        let with = GOOD.replace(
+            "allowed_identities: ['spiffe://causeway.lab/ns/lab/sa/client']}",
+            "allowed_identities: ['spiffe://causeway.lab/ns/lab/sa/client'], alpn: [h2, http/1.1]}",
+        );
+        assert_eq!(errors_of(&with), Vec::<String>::new());
+        let c: TerminatorConfig = serde_yaml::from_str(&with).unwrap();
+        assert_eq!(c.services[0].tls.as_ref().unwrap().alpn, ["h2", "http/1.1"]);
+        let e = errors_of(&with.replace("[h2, http/1.1]", "[h2, '', 'h 2', h2]"));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("terminator.services[0].tls.alpn[1]: `` is not an ALPN protocol name"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("terminator.services[0].tls.alpn[2]:"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e[2],
+            "terminator.services[0].tls.alpn[3]: `h2` is listed twice"
+        );
+        let e =
+            errors_of(&with.replace("mode: terminate", "mode: terminate\n    protocol: postgres"));
+        assert_eq!(
+            e,
+            [
+                "terminator.services[0].tls.alpn: protocol postgres announces ALPN `postgresql` itself: remove tls.alpn"
+            ]
+        );
+        let up = GOOD.replace("mode: terminate", "mode: terminate+originate").replace(
+            "    upstreams:",
+            "    upstream_tls: {cert: /x/gw.pem, key: /x/gw-key.pem, ca: /x/ca.pem,\n                   server_name: grpc.example.com, alpn: [h2]}\n    upstreams:",
+        );
+        assert_eq!(errors_of(&up), Vec::<String>::new());
+        let e = errors_of(
+            &up.replace("grpc.example.com", "'*.example.com'")
+                .replace("[h2]", "[h2, h2]"),
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            e[0],
+            "terminator.services[0].upstream_tls.alpn[1]: `h2` is listed twice"
+        );
+        assert!(
+            e[1].starts_with(
+                "terminator.services[0].upstream_tls.server_name: `*.example.com` is a wildcard"
+            ),
+            "{e:?}"
+        );
+        let e = errors_of(&up.replace("grpc.example.com", "10.0.0.1"));
+        assert!(e[0].contains("is an IP address"), "{e:?}");
+    }
+
+    #[test]
+    fn proxy_protocol_sources_are_parsed_and_agreed_per_address() {
+        let with = format!(
+            "{GOOD}    proxy_protocol: {{send: true, trusted_sources: [10.9.0.0/16, '2001:db8::7']}}\n"
+        );
+        assert_eq!(errors_of(&with), Vec::<String>::new());
+        let c: TerminatorConfig = serde_yaml::from_str(&with).unwrap();
+        assert!(c.services[0].proxy_protocol.as_ref().unwrap().send);
+        let e = errors_of(
+            &with
+                .replace("10.9.0.0/16", "10.9.0.1/16")
+                .replace("'2001:db8::7'", "lb.example"),
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("terminator.services[0].proxy_protocol.trusted_sources[0]: `10.9.0.1/16` has host bits set"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("terminator.services[0].proxy_protocol.trusted_sources[1]: `lb.example` is not an address"),
+            "{e:?}"
+        );
+        let e = errors_of(&format!("{GOOD}    proxy_protocol: {{}}\n"));
+        assert!(
+            e[0].starts_with("terminator.services[0].proxy_protocol: neither sends nor reads"),
+            "{e:?}"
+        );
+        let e = errors_of(&format!(
+            "{SHARED}    proxy_protocol: {{trusted_sources: [10.9.0.0/16]}}\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "terminator.services[1].proxy_protocol.trusted_sources: [\"10.9.0.0/16\"] differs from service `alpha`'s []: services sharing 10.100.0.10:443 are accepted by one listener, which enforces one value; make them equal"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_access_log_goes_to_stdout_or_an_absolute_file() {
+        let with =
+            |a: &str| GOOD.replace("cores: [0]\n", &format!("cores: [0]\naccess_log: {a}\n"));
+        let c: TerminatorConfig = serde_yaml::from_str(&with("{to: stdout}")).unwrap();
+        c.validate(2).unwrap();
+        assert_eq!(c.access_log.as_ref().unwrap().capacity, 4096);
+        assert_eq!(
+            c.access_log.unwrap().sink(),
+            crate::access_log::Sink::Stdout
+        );
+        assert_eq!(
+            errors_of(&with("{to: /var/log/causeway/access.jsonl, capacity: 10}")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            errors_of(&with("{to: access.log, capacity: 0}")),
+            [
+                "terminator.access_log.to: `access.log`: write stdout or an absolute file path",
+                "terminator.access_log.capacity: 0 is out of range (1 to 1000000)"
+            ]
+        );
     }
 }

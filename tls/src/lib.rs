@@ -8,13 +8,18 @@
 //!   and probing) and the retry budget, on virtual time;
 //! - [`identity`]: TLS material, SPIFFE identities, authorization, reload
 //!   and the lab CA;
+//! - [`access_log`]: one JSON line per connection, written off the
+//!   workers through a bounded channel;
 //! - [`buf`]: connection buffers lent from a per-worker pool;
+//! - [`proxy`]: the PROXY protocol v2, read from trusted load balancers
+//!   and sent to upstreams;
 //! - [`metrics`]: Linkerd-style counters and histograms;
 //! - [`config`]: the `terminator:` section of the appliance configuration;
 //! - [`tokio_driver`]: the tokio (epoll) driver, where io_uring is
 //!   unavailable; [`driver`]: which of the two a worker runs on;
 //! - [`terminator`]: the running terminator (workers, reload, metrics).
 
+pub mod access_log;
 pub mod buf;
 pub mod config;
 pub mod driver;
@@ -23,6 +28,7 @@ pub mod flows;
 pub mod identity;
 pub mod metrics;
 pub mod pool;
+pub mod proxy;
 pub mod terminator;
 pub mod tokio_driver;
 pub mod uring;

@@ -49,6 +49,7 @@ pub const HANDSHAKE_REASONS: &[&str] = &[
     "bad_certificate",
     "protocol_version",
     "peer_misbehaved",
+    "no_application_protocol",
     "other",
     "timeout",
     "eof",
@@ -61,17 +62,28 @@ pub enum Refusal {
     /// Its address already holds `max_connections_per_client` connections
     /// on this worker.
     ClientLimit,
+    /// It started with a PROXY header but is not a trusted source.
+    ProxyUntrusted,
+    /// A trusted source sent no PROXY v2 header, a malformed one, or none
+    /// within the handshake timeout.
+    ProxyBadHeader,
 }
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 1] = [Self::ClientLimit];
+    pub const ALL: [Self; 3] = [
+        Self::ClientLimit,
+        Self::ProxyUntrusted,
+        Self::ProxyBadHeader,
+    ];
 
     /// The label.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientLimit => "client_limit",
+            Self::ProxyUntrusted => "proxy_untrusted",
+            Self::ProxyBadHeader => "proxy_bad_header",
         }
     }
 }
@@ -105,11 +117,16 @@ pub enum ListenerRefusal {
     /// A PostgreSQL client's direct TLS ClientHello without ALPN
     /// `postgresql`.
     PostgresNoAlpn,
+    /// It started with a PROXY header but is not a trusted source.
+    ProxyUntrusted,
+    /// A trusted source sent no PROXY v2 header, a malformed one, or none
+    /// within the handshake timeout.
+    ProxyBadHeader,
 }
 
 impl ListenerRefusal {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::NoSni,
         Self::UnknownSni,
         Self::BadHello,
@@ -118,6 +135,8 @@ impl ListenerRefusal {
         Self::ClientLimit,
         Self::PostgresNotTls,
         Self::PostgresNoAlpn,
+        Self::ProxyUntrusted,
+        Self::ProxyBadHeader,
     ];
 
     /// The label.
@@ -132,6 +151,8 @@ impl ListenerRefusal {
             Self::ClientLimit => "client_limit",
             Self::PostgresNotTls => "postgres_not_tls",
             Self::PostgresNoAlpn => "postgres_no_alpn",
+            Self::ProxyUntrusted => "proxy_untrusted",
+            Self::ProxyBadHeader => "proxy_bad_header",
         }
     }
 }
@@ -452,6 +473,16 @@ impl ServiceCounters {
             .map_or(0, |i| self.handshake_failures[0][i].load(Relaxed))
     }
 
+    /// Upstream handshakes that failed for `reason` (a
+    /// [`HANDSHAKE_REASONS`] label).
+    #[must_use]
+    pub fn upstream_handshake_failures(&self, reason: &str) -> u64 {
+        HANDSHAKE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.handshake_failures[1][i].load(Relaxed))
+    }
+
     /// Clients refused for `why`.
     #[must_use]
     pub fn refusals(&self, why: Refusal) -> u64 {
@@ -487,6 +518,7 @@ pub struct WorkerMetrics {
     services: Vec<ServiceCounters>,
     listeners: Vec<ListenerCounters>,
     restarts: AtomicU64,
+    access_log_dropped: AtomicU64,
 }
 
 impl WorkerMetrics {
@@ -500,6 +532,7 @@ impl WorkerMetrics {
                 .collect(),
             listeners: Vec::new(),
             restarts: AtomicU64::new(0),
+            access_log_dropped: AtomicU64::new(0),
         }
     }
 
@@ -521,6 +554,18 @@ impl WorkerMetrics {
     #[must_use]
     pub fn listener(&self, i: usize) -> &ListenerCounters {
         &self.listeners[i]
+    }
+
+    /// An access log record was dropped: the writer was behind.
+    pub(crate) fn access_log_dropped(&self) {
+        self.access_log_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Access log records this worker dropped because the writer was
+    /// behind.
+    #[must_use]
+    pub fn access_log_drops(&self) -> u64 {
+        self.access_log_dropped.load(Relaxed)
     }
 
     /// The worker's ring failed and the worker was built again.
@@ -771,6 +816,17 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
         out,
         "{p}_worker_restarts_total {}",
         sum(workers, |w| load(&w.restarts))
+    );
+    family(
+        &mut out,
+        "access_log_dropped_total",
+        "counter",
+        "Access log records dropped because the writer was behind (the workers never wait for it).",
+    );
+    let _ = writeln!(
+        out,
+        "{p}_access_log_dropped_total {}",
+        sum(workers, |w| load(&w.access_log_dropped))
     );
     for (name, help, which) in [
         ("connect_latency_ms", "Upstream TCP connect latency.", 0),

@@ -23,9 +23,10 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::{
+    access_log::AccessLog,
     config::{BalancerName, MinVersion, ModeName, ProtocolName, ServiceConfig, TerminatorConfig},
     driver::{DriverKind, choose_driver},
-    engine::{Engine, ListenerSpec, ServiceSpec, Timeouts},
+    engine::{Engine, ListenerSpec, ProxyProtocol, ServiceSpec, Timeouts, UpstreamHello},
     identity::{
         ClientMaterialConfig, ClientTls, Reload, ServerMaterialConfig, ServerTls, TlsVersions,
     },
@@ -60,6 +61,7 @@ pub struct Terminator {
     reloader: Option<thread::JoinHandle<()>>,
     metrics: Vec<Arc<WorkerMetrics>>,
     driver: DriverKind,
+    access_log: Option<AccessLog>,
 }
 
 fn versions(v: MinVersion) -> TlsVersions {
@@ -123,6 +125,38 @@ fn listener_specs(cfg: &TerminatorConfig) -> Vec<ListenerSpec> {
     out
 }
 
+/// ALPN protocol names as the wire carries them.
+fn alpn(names: &[String]) -> Vec<Vec<u8>> {
+    names.iter().map(|n| n.as_bytes().to_vec()).collect()
+}
+
+/// What `s` says to its upstreams in its ClientHello.
+fn upstream_hello(s: &ServiceConfig) -> UpstreamHello {
+    s.upstream_tls
+        .as_ref()
+        .map(|t| UpstreamHello {
+            server_name: t.server_name.clone(),
+            alpn: alpn(&t.alpn),
+        })
+        .unwrap_or_default()
+}
+
+/// The PROXY protocol of `s` (validation has parsed its sources).
+fn proxy_protocol(s: &ServiceConfig) -> ProxyProtocol {
+    let Some(p) = &s.proxy_protocol else {
+        return ProxyProtocol::off(s.listen);
+    };
+    ProxyProtocol {
+        local: s.listen,
+        send: p.send,
+        trusted: p
+            .trusted_sources
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+    }
+}
+
 fn load_material(s: &ServiceConfig) -> Result<Material> {
     let server = match (&s.tls, s.mode) {
         (Some(t), ModeName::Terminate | ModeName::TerminateOriginate) => Some(Arc::new(
@@ -132,6 +166,7 @@ fn load_material(s: &ServiceConfig) -> Result<Material> {
                 client_trust: t.client_ca.clone(),
                 allowed_identities: t.allowed_identities.clone(),
                 versions: versions(t.min_version),
+                alpn: alpn(&t.alpn),
             })
             .with_context(|| format!("service {}: tls", s.name))?,
         )),
@@ -317,6 +352,13 @@ impl Terminator {
             .map(load_material)
             .collect::<Result<_>>()?;
         let driver = choose_driver(cfg.driver);
+        // The access log's writer, before any connection can close.
+        let access_log = cfg
+            .access_log
+            .as_ref()
+            .map(|a| AccessLog::open(&a.sink(), a.capacity))
+            .transpose()
+            .context("terminator.access_log.to")?;
         let stop = Arc::new(AtomicBool::new(false));
         // One listener per address; the services sharing one are told
         // apart by SNI.
@@ -343,6 +385,8 @@ impl Terminator {
                     name: s.name.clone(),
                     server_tls: m.server.clone(),
                     client_tls: m.client.clone(),
+                    upstream_hello: upstream_hello(s),
+                    proxy: proxy_protocol(s),
                     endpoints: s.upstreams.clone(),
                     pool: pool_config(s),
                     timeouts: Timeouts {
@@ -364,6 +408,7 @@ impl Terminator {
                 .with_listeners(routing.iter().map(|l| l.listen)),
             );
             all_metrics.push(metrics.clone());
+            let log = access_log.as_ref().map(AccessLog::sender);
             let (stop, ready, listen, routing, netns, drain) = (
                 stop.clone(),
                 ready_tx.clone(),
@@ -392,7 +437,8 @@ impl Terminator {
                             Instant::now(),
                             worker_metrics.clone(),
                         )
-                        .with_listeners(&routing);
+                        .with_listeners(&routing)
+                        .with_access_log(log.clone());
                         match driver {
                             DriverKind::IoUring => {
                                 let mut worker = Worker::new(engine, &listen)?;
@@ -421,6 +467,7 @@ impl Terminator {
             reloader: None,
             metrics: all_metrics,
             driver,
+            access_log,
         };
         for _ in 0..cfg.cores.len() {
             match ready_rx.recv() {
@@ -476,6 +523,11 @@ impl Terminator {
         }
         if let Some(r) = self.reloader.take() {
             let _ = r.join();
+        }
+        // The workers, and their senders, are gone: what is queued is
+        // written, then the writer ends.
+        if let Some(log) = self.access_log.take() {
+            log.close();
         }
     }
 
@@ -580,6 +632,8 @@ mod tests {
             name: "echo".into(),
             server_tls: None,
             client_tls: None,
+            upstream_hello: Default::default(),
+            proxy: ProxyProtocol::off(listen),
             endpoints: vec![upstream],
             pool: PoolConfig::default(),
             timeouts: Timeouts::default(),

@@ -22,7 +22,7 @@ use std::{
 };
 
 use causeway_tls::{
-    engine::{ConnKey, Engine, Io, Leg, ListenerSpec, ServiceSpec, Timeouts},
+    engine::{ConnKey, Engine, Io, Leg, ListenerSpec, ProxyProtocol, ServiceSpec, Timeouts},
     identity::{ClientMaterialConfig, ClientTls, ServerTls, TlsVersions, ca::lab_pki},
     metrics::WorkerMetrics,
     pool::PoolConfig,
@@ -88,6 +88,8 @@ fn specs() -> &'static Vec<ServiceSpec> {
             name: name.to_owned(),
             server_tls,
             client_tls,
+            upstream_hello: Default::default(),
+            proxy: ProxyProtocol::off(UPSTREAM),
             endpoints: vec![UPSTREAM],
             pool: PoolConfig::default(),
             timeouts: Timeouts::default(),

@@ -226,6 +226,7 @@ impl ApiTls {
             client_trust: Some(tcp.client_ca.clone()),
             allowed_identities: tcp.admin_identities.clone(),
             versions: TlsVersions::Tls13,
+            alpn: Vec::new(),
         })
         .map_err(|e| anyhow::anyhow!("api.tcp: {e}"))?;
         let acceptor = arc_swap::ArcSwap::from_pointee(h2_acceptor(&tls));

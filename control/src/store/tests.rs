@@ -208,6 +208,7 @@ fn terminator() -> TerminatorConfig {
         driver: Default::default(),
         drain_timeout: std::time::Duration::from_secs(1),
         services: Vec::new(),
+        access_log: None,
     }
 }
 
@@ -327,6 +328,59 @@ spec:
         "{}",
         errors[0]
     );
+}
+
+#[test]
+fn a_tls_service_carries_alpn_and_the_proxy_protocol_and_bad_values_name_their_field() {
+    let dir = state_dir("alpn-proxy");
+    let pki = causeway_tls::identity::ca::lab_pki(&dir, "causeway.test", &[]).unwrap();
+    let svc = |sources: &str| {
+        format!(
+            "apiVersion: causeway.dev/v1alpha1
+kind: Identity
+metadata: {{name: gateway}}
+spec: {{cert: {}, key: {}}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: TLSService
+metadata: {{name: grpc}}
+spec:
+  listen: 127.0.0.1:8443
+  mode: terminate
+  tls: {{identity: gateway, alpn: [h2, http/1.1]}}
+  upstreams: [127.0.0.1:50051]
+  proxy_protocol: {{send: true, trusted_sources: [{sources}]}}
+",
+            pki.server.cert.display(),
+            pki.server.key.display()
+        )
+    };
+    let t = terminator();
+    let plan = |text: String| {
+        Desired::default().plan_apply(
+            &[file("svc.yaml", &text)],
+            &[],
+            Writer::new(OWNER_CTL),
+            Some(&t),
+        )
+    };
+    let ok = plan(svc("10.9.0.0/16")).unwrap();
+    let configs = ok.next.appliance_set().service_configs();
+    assert_eq!(configs[0].tls.as_ref().unwrap().alpn, ["h2", "http/1.1"]);
+    let p = configs[0].proxy_protocol.as_ref().unwrap();
+    assert!(p.send);
+    assert_eq!(p.trusted_sources, ["10.9.0.0/16"]);
+    let Err(Refusal::Invalid(errors)) = plan(svc("10.9.0.1/16")) else {
+        panic!("a source with host bits was accepted");
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].resource.as_deref(), Some("TLSService/grpc"));
+    assert_eq!(
+        errors[0].field.as_deref(),
+        Some("spec.proxy_protocol.trusted_sources[0]")
+    );
+    assert!(errors[0].message.contains("host bits set"), "{}", errors[0]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! One proxied connection: two legs, the bytes between them, its timers.
 
 mod hello;
+mod proxy;
 
 use std::{io::Read, net::SocketAddr, time::Instant};
 
@@ -8,6 +9,7 @@ use rustls::pki_types::ServerName;
 
 use super::{Attempt, ConnKey, Ctx, Io, Leg, Mode, ServiceSpec, Timeouts};
 use crate::{
+    access_log::{AccessRecord, CloseReason},
     buf::{Buf, BufPool, BufWriter},
     identity::{self, HandshakeFailure},
     metrics::{FdStage, ListenerRefusal, Peer},
@@ -24,6 +26,9 @@ pub(crate) enum FailedOp {
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Reading a trusted load balancer's PROXY header, before anything
+    /// else.
+    Proxy,
     /// Reading the client's ClientHello to choose a service (a listener
     /// shared by services told apart by SNI).
     Hello,
@@ -126,7 +131,20 @@ pub(crate) struct Conn {
     prelude: hello::Prelude,
     /// A PostgreSQL request's first bytes, while fewer than its length.
     pg_head: hello::PgHead,
+    /// The socket's peer (per-client caps count it).
     pub(crate) peer: SocketAddr,
+    /// The client: `peer`, or the source a trusted PROXY header named.
+    pub(crate) client: SocketAddr,
+    /// The address the client connected to: the service's, or the
+    /// destination a trusted PROXY header named.
+    local: SocketAddr,
+    /// What is left to do with PROXY headers from the client.
+    proxy: proxy::Inbound,
+    /// A trusted PROXY header's bytes, while it is not whole.
+    proxy_head: Vec<u8>,
+    /// Why it ends if [`Phase::Failing`] ends it: a failed handshake, or
+    /// a refusal.
+    failing: CloseReason,
     /// Refused at accept (over the per-client cap): never started, not
     /// counted in the per-client table.
     pub(crate) refused: bool,
@@ -148,6 +166,8 @@ pub(crate) struct Conn {
     /// The endpoint of the established upstream leg.
     endpoint: Option<EndpointId>,
     pub(crate) identity: Option<String>,
+    /// The application protocol the client negotiated with ALPN.
+    pub(crate) alpn: Option<Vec<u8>>,
     /// Plaintext bytes moved from each leg to the other.
     moved: [u64; 2],
     /// Outboxes of abandoned upstream attempts whose send was in flight
@@ -177,6 +197,11 @@ impl Conn {
             prelude: hello::Prelude::ClientHello,
             pg_head: hello::PgHead::default(),
             peer,
+            client: peer,
+            local: spec.proxy.local,
+            proxy: proxy::Inbound::Done,
+            proxy_head: Vec::new(),
+            failing: CloseReason::HandshakeFailed,
             refused: false,
             ready_at: None,
             spoke: false,
@@ -191,6 +216,7 @@ impl Conn {
             attempts: 0,
             endpoint: None,
             identity: None,
+            alpn: None,
             moved: [0; 2],
             retired: Vec::new(),
             scheduled: None,
@@ -206,10 +232,29 @@ impl Conn {
         matches!(self.mode, Mode::Originate | Mode::TerminateOriginate)
     }
 
-    /// The accepted connection begins: a TLS handshake, or straight to the
-    /// upstream.
+    /// The accepted connection begins: a trusted load balancer's PROXY
+    /// header first, then a TLS handshake, or straight to the upstream.
     pub(crate) fn start(&mut self, cx: &mut Ctx<'_>, now: Instant) {
         self.sides[Leg::Client as usize].open = true;
+        let trusted = &cx.services[self.listener].spec.proxy.trusted;
+        self.proxy = if trusted.is_empty() {
+            proxy::Inbound::Done
+        } else if trusted.iter().any(|c| c.contains(self.peer.ip())) {
+            proxy::Inbound::Read
+        } else {
+            proxy::Inbound::Screen
+        };
+        if self.proxy == proxy::Inbound::Read {
+            self.phase = Phase::Proxy;
+        } else {
+            self.begin(cx, now);
+        }
+        self.pump(cx, now);
+    }
+
+    /// What follows the accept, or a trusted PROXY header: the Hello
+    /// phase, a TLS handshake, or a connect.
+    fn begin(&mut self, cx: &mut Ctx<'_>, now: Instant) {
         if !self.routed {
             self.acceptor = Some(Box::default());
             self.phase = Phase::Hello;
@@ -235,15 +280,13 @@ impl Conn {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start a TLS session");
-                    self.close(cx, true, now);
-                    return;
+                    self.close(cx, true, CloseReason::Internal, now);
                 }
             }
         } else {
             self.ready_at = Some(now);
             self.begin_connect(cx, false, now);
         }
-        self.pump(cx, now);
     }
 
     /// Chooses an endpoint and asks for a connect, or refuses the client
@@ -258,16 +301,16 @@ impl Conn {
             if !svc.pool.try_retry(now) {
                 counters.budget_exhausted();
                 tracing::debug!(peer = %self.peer, "retry budget exhausted; closing the client");
-                self.close(cx, true, now);
+                self.close(cx, true, CloseReason::RetryBudget, now);
                 return;
             }
             counters.retried();
         } else {
             svc.pool.on_new_connection(now);
         }
-        let Some(endpoint) = svc.pool.pick(self.peer.ip(), &self.tried, now) else {
+        let Some(endpoint) = svc.pool.pick(self.client.ip(), &self.tried, now) else {
             counters.no_endpoint();
-            self.close(cx, true, now);
+            self.close(cx, true, CloseReason::NoEndpoint, now);
             return;
         };
         svc.pool.connect_started(endpoint, now);
@@ -324,7 +367,7 @@ impl Conn {
             "no descriptor for an upstream socket; resetting the client (local pressure, not the upstream's fault)"
         );
         // Closing abandons the attempt: the endpoint is not charged.
-        self.close(cx, true, now);
+        self.close(cx, true, CloseReason::NoDescriptor, now);
     }
 
     pub(crate) fn on_connected(
@@ -353,8 +396,13 @@ impl Conn {
             .endpoint(current.endpoint.0 as usize)
             .connected(&svc.pool, current.endpoint, now);
         let originates = self.originates();
+        // The PROXY header goes first, before any TLS.
+        let header = svc.spec.proxy.send.then(|| self.proxy_header());
         let up = &mut self.sides[Leg::Upstream as usize];
         up.open = true;
+        if let Some(header) = header {
+            up.outbox.append(cx.bufs, &header);
+        }
         self.last_active = now;
         if originates {
             let config = svc
@@ -363,8 +411,25 @@ impl Conn {
                 .as_ref()
                 .expect("originate modes have client TLS")
                 .current();
-            let name = ServerName::IpAddress(svc.pool.addr(current.endpoint).ip().into());
-            match rustls::ClientConnection::new(config, name) {
+            let hello = &svc.spec.upstream_hello;
+            let name = match &hello.server_name {
+                Some(n) => match ServerName::try_from(n.clone()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Validation admits DNS names only.
+                        tracing::warn!(name = n, error = %e, "not a server name; sending none");
+                        ServerName::IpAddress(svc.pool.addr(current.endpoint).ip().into())
+                    }
+                },
+                None => ServerName::IpAddress(svc.pool.addr(current.endpoint).ip().into()),
+            };
+            // The configured protocols, or the client's, forwarded.
+            let alpn = if hello.alpn.is_empty() {
+                self.alpn.iter().cloned().collect()
+            } else {
+                hello.alpn.clone()
+            };
+            match rustls::ClientConnection::new_with_alpn(config, name, alpn) {
                 Ok(mut tls) => {
                     tls.set_buffer_limit(None);
                     up.tls = Some(tls.into());
@@ -459,7 +524,7 @@ impl Conn {
             return;
         }
         tracing::debug!(peer = %self.peer, ?leg, errno, "socket error; closing");
-        self.close(cx, true, now);
+        self.close(cx, true, CloseReason::SocketError, now);
     }
 
     pub(crate) fn on_timer(&mut self, cx: &mut Ctx<'_>, now: Instant) {
@@ -467,10 +532,14 @@ impl Conn {
             return;
         }
         match self.phase {
-            Phase::Hello | Phase::Handshake | Phase::Failing
+            Phase::Proxy | Phase::Hello | Phase::Handshake | Phase::Failing
                 if now >= self.opened + self.timeouts.handshake =>
             {
                 match self.phase {
+                    Phase::Proxy => {
+                        tracing::debug!(peer = %self.peer, "no whole PROXY header in time; refused");
+                        self.count_proxy_refusal(cx, false);
+                    }
                     Phase::Handshake => cx
                         .metrics
                         .service(self.service)
@@ -480,7 +549,7 @@ impl Conn {
                     }
                     _ => {}
                 }
-                self.close(cx, true, now);
+                self.close(cx, true, CloseReason::HandshakeTimeout, now);
                 return;
             }
             Phase::Connecting => {
@@ -510,13 +579,13 @@ impl Conn {
             if !self.spoke {
                 cx.metrics.service(self.service).first_byte_closed();
                 tracing::debug!(peer = %self.peer, "no first byte in time; closing");
-                self.close(cx, false, now);
+                self.close(cx, false, CloseReason::FirstByteTimeout, now);
                 return;
             }
         }
         if now >= self.last_active + self.timeouts.idle {
             cx.metrics.service(self.service).idle_closed();
-            self.close(cx, false, now);
+            self.close(cx, false, CloseReason::IdleTimeout, now);
         }
     }
 
@@ -527,7 +596,7 @@ impl Conn {
         }
         let idle = self.last_active + self.timeouts.idle;
         let phase = match self.phase {
-            Phase::Hello | Phase::Handshake | Phase::Failing => {
+            Phase::Proxy | Phase::Hello | Phase::Handshake | Phase::Failing => {
                 Some(self.opened + self.timeouts.handshake)
             }
             Phase::Connecting => self.attempt.map(|a| a.started + self.timeouts.connect),
@@ -545,6 +614,14 @@ impl Conn {
         )
     }
 
+    /// The protocol the upstream leg's TLS negotiated with ALPN.
+    pub(crate) fn upstream_alpn(&self) -> Option<&[u8]> {
+        self.sides[Leg::Upstream as usize]
+            .tls
+            .as_ref()
+            .and_then(|t| t.alpn_protocol())
+    }
+
     pub(crate) fn outgoing(&self, leg: Leg) -> &[u8] {
         self.sides[leg as usize].outbox.readable()
     }
@@ -558,7 +635,7 @@ impl Conn {
         tracing::debug!(peer = %self.peer, ?leg, error = %err, reason = reason.as_str(), "TLS failed");
         match leg {
             Leg::Upstream if self.phase == Phase::Connecting => self.attempt_failed(cx, now),
-            Leg::Upstream => self.close(cx, true, now),
+            Leg::Upstream => self.close(cx, true, CloseReason::UpstreamTls, now),
             Leg::Client => {
                 let side = &mut self.sides[Leg::Client as usize];
                 side.flush_tls(cx.bufs);
@@ -590,6 +667,12 @@ impl Conn {
     fn flow(&mut self, cx: &mut Ctx<'_>, src: Leg, now: Instant) -> bool {
         if self.closed || self.phase == Phase::Failing {
             return false;
+        }
+        if src == Leg::Client && !self.screen_proxy(cx, now) {
+            return false;
+        }
+        if self.phase == Phase::Proxy {
+            return src == Leg::Client && self.read_proxy(cx, now);
         }
         if self.phase == Phase::Hello {
             return src == Leg::Client && self.read_hello(cx, now);
@@ -645,7 +728,7 @@ impl Conn {
                         cx.metrics
                             .service(self.service)
                             .handshake_failed(Peer::Client, "eof");
-                        self.close(cx, false, now);
+                        self.close(cx, false, CloseReason::HandshakeFailed, now);
                     }
                     Leg::Upstream => self.attempt_failed(cx, now),
                 }
@@ -708,6 +791,7 @@ impl Conn {
     fn handshake_done(&mut self, cx: &mut Ctx<'_>, now: Instant) {
         if let Some(tls) = &self.sides[Leg::Client as usize].tls {
             self.identity = identity::peer_identity(tls);
+            self.alpn = tls.alpn_protocol().map(<[u8]>::to_vec);
         }
         self.ready_at = Some(now);
         cx.metrics.service(self.service).handshake_ok();
@@ -723,7 +807,7 @@ impl Conn {
         if self.phase == Phase::Failing {
             let c = &mut self.sides[Leg::Client as usize];
             if c.outbox.is_empty() && !c.send_armed {
-                self.close(cx, false, now);
+                self.close(cx, false, self.failing, now);
             } else if !c.send_armed {
                 c.send_armed = true;
                 cx.io.push_back(Io::Send {
@@ -798,12 +882,12 @@ impl Conn {
                 .iter()
                 .all(|s| s.read_done && s.shutdown_sent && !s.send_armed && s.outbox.is_empty());
         if done {
-            self.close(cx, false, now);
+            self.close(cx, false, CloseReason::Done, now);
         }
     }
 
-    /// Ends the connection: asks the driver to close both legs.
-    pub(crate) fn close(&mut self, cx: &mut Ctx<'_>, reset: bool, now: Instant) {
+    /// Ends the connection for `why`: asks the driver to close both legs.
+    pub(crate) fn close(&mut self, cx: &mut Ctx<'_>, reset: bool, why: CloseReason, now: Instant) {
         if self.closed {
             return;
         }
@@ -827,11 +911,31 @@ impl Conn {
                 crate::flows::TAP.push(crate::flows::FlowRecord {
                     at: std::time::SystemTime::now(),
                     service: svc.spec.name.clone(),
-                    client: self.peer,
+                    client: self.client,
                     upstream: self.endpoint.map(|ep| svc.pool.addr(ep)),
                     bytes: self.moved,
                     identity: self.identity.clone(),
                 });
+            }
+        }
+        if let Some(log) = cx.access_log {
+            let taken = log.offer(AccessRecord {
+                closed: now,
+                service: self.routed.then(|| svc.name.clone()),
+                client: self.client,
+                identity: self.identity.clone(),
+                alpn: self
+                    .alpn
+                    .as_deref()
+                    .map(|a| String::from_utf8_lossy(a).into_owned()),
+                upstream: self.endpoint.map(|ep| svc.pool.addr(ep)),
+                bytes_from_client: self.moved[Leg::Client as usize],
+                bytes_to_client: self.moved[Leg::Upstream as usize],
+                duration: now.saturating_duration_since(self.opened),
+                close: why,
+            });
+            if !taken {
+                cx.metrics.access_log_dropped();
             }
         }
         for side in &mut self.sides {

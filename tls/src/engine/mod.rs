@@ -27,9 +27,15 @@
 //! in a Hello phase (`conn/hello.rs`) and belongs to no service until its
 //! ClientHello names one; a refusal there is counted against the listener.
 
+#[cfg(test)]
+mod access_log_tests;
+#[cfg(test)]
+mod alpn_tests;
 mod conn;
 #[cfg(test)]
 mod pg_tests;
+#[cfg(test)]
+mod proxy_tests;
 mod route;
 #[cfg(test)]
 mod sni_tests;
@@ -47,6 +53,7 @@ use std::{
 };
 
 use crate::{
+    access_log::{AccessLogSender, CloseReason},
     buf::BufPool,
     identity::{ClientTls, ServerTls},
     metrics::{FdStage, ListenerRefusal, Refusal, WorkerMetrics},
@@ -173,6 +180,48 @@ impl Default for Timeouts {
     }
 }
 
+/// What the engine says in its ClientHello to an upstream (originate
+/// modes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamHello {
+    /// The server name sent as SNI; `None`: none (the upstream is dialled
+    /// by address, and rustls sends no SNI for an address). The upstream
+    /// is verified by chain and SPIFFE ID whatever this says.
+    pub server_name: Option<String>,
+    /// ALPN protocols offered, most preferred first. Empty: the protocol
+    /// negotiated with the client, if the client leg is TLS and one was
+    /// (ALPN forwarded); otherwise none.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// The PROXY protocol v2 ([`crate::proxy`]) on a service's legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// The address the service listens on: the destination named in the
+    /// header sent upstream, unless a trusted header named another.
+    pub local: SocketAddr,
+    /// Send a header to each upstream connection, before anything else
+    /// (before the TLS ClientHello, originating).
+    pub send: bool,
+    /// Sources (load balancers) whose header is read first, and whose
+    /// client address then stands for the connection's. A client from
+    /// elsewhere that starts with a header is refused. Empty: no header
+    /// is read or looked for.
+    pub trusted: Vec<crate::proxy::Cidr>,
+}
+
+impl ProxyProtocol {
+    /// Neither sent nor read.
+    #[must_use]
+    pub fn off(local: SocketAddr) -> Self {
+        Self {
+            local,
+            send: false,
+            trusted: Vec::new(),
+        }
+    }
+}
+
 /// One service as the engine needs it.
 #[derive(Clone)]
 pub struct ServiceSpec {
@@ -182,6 +231,10 @@ pub struct ServiceSpec {
     pub server_tls: Option<Arc<ServerTls>>,
     /// TLS towards upstreams (originate modes).
     pub client_tls: Option<Arc<ClientTls>>,
+    /// The SNI and ALPN offered to upstreams (originate modes).
+    pub upstream_hello: UpstreamHello,
+    /// The PROXY protocol towards upstreams and from load balancers.
+    pub proxy: ProxyProtocol,
     /// The upstream endpoints.
     pub endpoints: Vec<SocketAddr>,
     /// Balancer, ejection and retry budget.
@@ -212,6 +265,8 @@ impl ServiceSpec {
 /// A service's live state in one worker.
 pub(crate) struct Service {
     pub(crate) spec: ServiceSpec,
+    /// `spec.name`, shared into access log records.
+    pub(crate) name: Arc<str>,
     pub(crate) pool: Pool,
     pub(crate) open: usize,
     pub(crate) paused: bool,
@@ -239,6 +294,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) io: &'a mut VecDeque<Io>,
     pub(crate) metrics: &'a WorkerMetrics,
     pub(crate) scratch: &'a mut [u8],
+    pub(crate) access_log: Option<&'a AccessLogSender>,
 }
 
 /// All connections of one worker.
@@ -253,6 +309,7 @@ pub struct Engine {
     scratch: Box<[u8]>,
     draining: bool,
     live: usize,
+    access_log: Option<AccessLogSender>,
 }
 
 impl Engine {
@@ -275,6 +332,7 @@ impl Engine {
                     seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                     now,
                 ),
+                name: Arc::from(spec.name.as_str()),
                 spec,
                 open: 0,
                 paused: false,
@@ -294,7 +352,15 @@ impl Engine {
             scratch: vec![0; crate::buf::CHUNK].into_boxed_slice(),
             draining: false,
             live: 0,
+            access_log: None,
         }
+    }
+
+    /// Offers a record of each connection that closes to `log`.
+    #[must_use]
+    pub fn with_access_log(mut self, log: Option<AccessLogSender>) -> Self {
+        self.access_log = log;
+        self
     }
 
     /// Routes the clients of `listeners` by the server name of their
@@ -356,6 +422,27 @@ impl Engine {
         self.conn(conn).and_then(|c| c.identity.as_deref())
     }
 
+    /// The client of `conn`: its socket's peer, or the address a trusted
+    /// load balancer's PROXY header named.
+    #[must_use]
+    pub fn client(&self, conn: ConnKey) -> Option<SocketAddr> {
+        self.conn(conn).map(|c| c.client)
+    }
+
+    /// The application protocol `conn`'s client negotiated with ALPN,
+    /// once its TLS handshake is done (`None`: none was).
+    #[must_use]
+    pub fn alpn(&self, conn: ConnKey) -> Option<&[u8]> {
+        self.conn(conn).and_then(|c| c.alpn.as_deref())
+    }
+
+    /// The application protocol `conn`'s upstream leg negotiated with
+    /// ALPN, once its TLS handshake is done (originate modes).
+    #[must_use]
+    pub fn upstream_alpn(&self, conn: ConnKey) -> Option<&[u8]> {
+        self.conn(conn).and_then(Conn::upstream_alpn)
+    }
+
     /// A connection was accepted on `service` from `peer`. One over the
     /// service's per-client cap is closed at once (reset), counted as
     /// refused: carry out the queued [`Io::Close`] as for any other.
@@ -403,7 +490,9 @@ impl Engine {
                 None => counters.refused(Refusal::ClientLimit),
             }
             tracing::debug!(%peer, "client at its connection cap; refused");
-            self.with_conn(key, now, |c, cx| c.close(cx, true, now));
+            self.with_conn(key, now, |c, cx| {
+                c.close(cx, true, CloseReason::Refused, now);
+            });
         } else {
             self.with_conn(key, now, |c, cx| c.start(cx, now));
         }
@@ -536,7 +625,9 @@ impl Engine {
             })
             .collect();
         for key in keys {
-            self.with_conn(key, now, |c, cx| c.close(cx, true, now));
+            self.with_conn(key, now, |c, cx| {
+                c.close(cx, true, CloseReason::Shutdown, now);
+            });
         }
     }
 
@@ -564,6 +655,7 @@ impl Engine {
             io: &mut self.io,
             metrics: &self.metrics,
             scratch: &mut self.scratch,
+            access_log: self.access_log.as_ref(),
         };
         f(c, &mut cx);
         if was_open && c.closed {

@@ -39,6 +39,7 @@ fn two_services(p: &Pki, default: Option<usize>) -> Sim {
             client_trust: Some(p.pki.ca_cert.clone()),
             allowed_identities: vec![p.pki.client.spiffe_id.clone()],
             versions: TlsVersions::Tls13,
+            alpn: Vec::new(),
         })
         .unwrap(),
     ));
@@ -51,6 +52,7 @@ fn two_services(p: &Pki, default: Option<usize>) -> Sim {
             client_trust: None,
             allowed_identities: Vec::new(),
             versions: TlsVersions::Tls13,
+            alpn: Vec::new(),
         })
         .unwrap(),
     ));

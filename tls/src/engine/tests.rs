@@ -79,6 +79,8 @@ pub(crate) fn plain_spec(endpoints: Vec<SocketAddr>) -> ServiceSpec {
         name: "demo".into(),
         server_tls: None,
         client_tls: None,
+        upstream_hello: Default::default(),
+        proxy: ProxyProtocol::off(SocketAddr::from(([10, 100, 0, 10], 443))),
         endpoints,
         pool: PoolConfig::default(),
         timeouts: Timeouts::default(),

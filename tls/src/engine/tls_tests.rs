@@ -208,6 +208,7 @@ fn originate_speaks_mtls_to_the_upstream() {
         client_trust: Some(p.pki.ca_cert.clone()),
         allowed_identities: vec![p.pki.server.spiffe_id.clone()],
         versions: TlsVersions::Tls13,
+        alpn: Vec::new(),
     })
     .unwrap()
     .current();

@@ -381,6 +381,7 @@ impl LabPki {
             client_trust: Some(self.ca_cert.clone()),
             allowed_identities: vec![self.client.spiffe_id.clone()],
             versions: TlsVersions::Tls13,
+            alpn: Vec::new(),
         }
     }
 

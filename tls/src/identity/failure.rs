@@ -29,13 +29,17 @@ pub enum HandshakeFailure {
     ProtocolVersion,
     /// The peer broke the protocol (unexpected or malformed messages).
     PeerMisbehaved,
+    /// No application protocol in common: the client offered ALPN
+    /// protocols none of which the service announces (RFC 7301 section
+    /// 3.2), or the upstream refused ours.
+    NoApplicationProtocol,
     /// Anything else: no cipher suite in common, internal errors.
     Other,
 }
 
 impl HandshakeFailure {
     /// Every reason, in `index` order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::NoClientCert,
         Self::UnknownCa,
         Self::Expired,
@@ -44,6 +48,7 @@ impl HandshakeFailure {
         Self::BadCertificate,
         Self::ProtocolVersion,
         Self::PeerMisbehaved,
+        Self::NoApplicationProtocol,
         Self::Other,
     ];
 
@@ -58,6 +63,7 @@ impl HandshakeFailure {
             Self::BadCertificate => "bad_certificate",
             Self::ProtocolVersion => "protocol_version",
             Self::PeerMisbehaved => "peer_misbehaved",
+            Self::NoApplicationProtocol => "no_application_protocol",
             Self::Other => "other",
         }
     }
@@ -80,6 +86,7 @@ pub fn classify(err: &Error) -> HandshakeFailure {
     use HandshakeFailure as F;
     match err {
         Error::NoCertificatesPresented => F::NoClientCert,
+        Error::NoApplicationProtocol => F::NoApplicationProtocol,
         Error::InvalidCertificate(e) => match e {
             CertificateError::UnknownIssuer => F::UnknownCa,
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => F::Expired,
@@ -101,6 +108,7 @@ pub fn classify(err: &Error) -> HandshakeFailure {
             | AlertDescription::CertificateUnknown
             | AlertDescription::CertificateRevoked => F::BadCertificate,
             AlertDescription::ProtocolVersion => F::ProtocolVersion,
+            AlertDescription::NoApplicationProtocol => F::NoApplicationProtocol,
             AlertDescription::UnexpectedMessage
             | AlertDescription::DecodeError
             | AlertDescription::IllegalParameter => F::PeerMisbehaved,

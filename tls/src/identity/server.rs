@@ -33,6 +33,12 @@ pub struct ServerMaterialConfig {
     pub allowed_identities: Vec<String>,
     /// TLS versions accepted.
     pub versions: TlsVersions,
+    /// The application protocols announced with ALPN (RFC 7301), most
+    /// preferred first, e.g. `h2` then `http/1.1`. Empty: no ALPN. A
+    /// client that offers ALPN but none of these is refused with a fatal
+    /// `no_application_protocol` alert (RFC 7301 section 3.2); a client
+    /// that offers no ALPN at all is served with none negotiated.
+    pub alpn: Vec<Vec<u8>>,
 }
 
 impl ServerMaterialConfig {
@@ -130,6 +136,8 @@ fn build(cfg: &ServerMaterialConfig, files: &Files) -> Result<Arc<ServerConfig>,
     // Resumption: a session cache for TLS 1.2 IDs and a ticket key for 1.3.
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     config.ticketer = ticketer().map_err(MaterialError::Tls)?;
+    // The application protocols it announces.
+    config.alpn_protocols.clone_from(&cfg.alpn);
     Ok(Arc::new(config))
 }
 

@@ -15,7 +15,7 @@ use std::{
 };
 
 use causeway_tls::{
-    engine::{Engine, ServiceSpec, Timeouts},
+    engine::{Engine, ProxyProtocol, ServiceSpec, Timeouts},
     metrics::WorkerMetrics,
     pool::PoolConfig,
     tokio_driver::TokioWorker,
@@ -121,6 +121,8 @@ pub(crate) fn start(
         name: "echo".into(),
         server_tls: None,
         client_tls: None,
+        upstream_hello: Default::default(),
+        proxy: ProxyProtocol::off(listen),
         endpoints: endpoints.clone(),
         pool: PoolConfig::default(),
         timeouts: Timeouts::default(),

@@ -19,6 +19,7 @@ use std::{sync::Arc, time::Instant};
 
 use super::{Conn, Ctx, Leg, Phase};
 use crate::{
+    access_log::CloseReason,
     buf::BufWriter,
     identity::{self, HandshakeFailure},
     metrics::{ListenerRefusal, Peer},
@@ -263,7 +264,7 @@ impl Conn {
                 service = svc.spec.name,
                 "a routed service has no TLS; closing"
             );
-            self.close(cx, true, now);
+            self.close(cx, true, CloseReason::Internal, now);
             return;
         };
         let mut config = server_tls.current();
@@ -308,8 +309,9 @@ impl Conn {
         let side = &mut self.sides[Leg::Client as usize];
         side.outbox.append(cx.bufs, answer);
         if side.outbox.is_empty() || side.eof {
-            self.close(cx, false, now);
+            self.close(cx, false, CloseReason::Refused, now);
         } else {
+            self.failing = CloseReason::Refused;
             self.phase = Phase::Failing;
         }
     }

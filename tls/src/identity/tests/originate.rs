@@ -19,6 +19,7 @@ fn upstream(lab: &Lab, cert: &std::path::Path, key: &std::path::Path) -> ServerT
         client_trust: Some(lab.pki.ca_cert.clone()),
         allowed_identities: vec![id("gateway")],
         versions: TlsVersions::Tls13,
+        alpn: Vec::new(),
     })
     .expect("upstream material")
 }
