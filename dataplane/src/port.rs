@@ -33,6 +33,19 @@ pub const HOLD_MAX: usize = 256;
 /// neighbour after 3 probes a second apart).
 pub const HOLD_FOR: Duration = Duration::from_secs(3);
 
+/// Bytes every received frame has free in front of it, so a tunnel port can
+/// prepend its encapsulation ([`FrameMemory::prepend`]) without copying the
+/// packet: outer Ethernet and a VLAN tag (18), IPv6 (40), UDP (8) and a
+/// Geneve header (8) leave 54 bytes for Geneve options; VXLAN (8) and a
+/// WireGuard-like header (16) need less. The AF_XDP UMEM registers it as
+/// its frame headroom ([`crate::xdp::socket::XskMemory`]).
+pub const HEADROOM: usize = 128;
+
+/// The largest frame a port must carry: a 1500-byte MTU packet behind an
+/// Ethernet header (14) and two VLAN tags (QinQ, 2 × 4). XDP and AF_XDP
+/// never see the FCS.
+pub const MAX_FRAME: usize = 1500 + 14 + 2 * 4;
+
 /// The appliance's own kernel, as a worker hands it the packets addressed
 /// to the appliance that policy allowed (see [`crate::host`]).
 pub trait LocalStack: std::fmt::Debug {
@@ -53,6 +66,9 @@ impl LocalStack for Vec<Vec<u8>> {
 }
 
 /// Where frames live. `Desc` names one frame buffer.
+///
+/// A frame starts somewhere inside its buffer: a received frame has at least
+/// [`HEADROOM`] bytes in front of it, which [`Self::prepend`] hands out.
 pub trait FrameMemory {
     /// A frame descriptor: cheap to copy, names a buffer in this memory.
     type Desc: Copy;
@@ -67,6 +83,15 @@ pub trait FrameMemory {
 
     /// The frame's current length.
     fn frame_len(&self, desc: &Self::Desc) -> usize;
+
+    /// Moves the frame's start `n` bytes earlier, into its headroom, and
+    /// grows its length by `n`: the packet's bytes stay where they are and
+    /// are not copied. The `n` new bytes in front hold whatever was there;
+    /// the caller writes the new header through [`Self::with_frame`].
+    ///
+    /// Returns `false`, changing nothing, if fewer than `n` bytes are free
+    /// in front of the frame (a received frame has at least [`HEADROOM`]).
+    fn prepend(&mut self, desc: &mut Self::Desc, n: usize) -> bool;
 }
 
 /// One port (for AF_XDP: one socket, i.e. one interface queue).
@@ -274,23 +299,29 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
     }
 }
 
-/// Frame buffers on the heap, for the in-memory port.
+/// Frame buffers on the heap, for the in-memory port. Like a UMEM frame,
+/// each buffer is [`HEADROOM`] bytes of headroom and then the frame, whose
+/// start [`FrameMemory::prepend`] moves back.
 #[derive(Debug)]
 pub struct HeapMemory {
     frames: Vec<Box<[u8]>>,
     lens: Vec<usize>,
+    /// Where each frame starts in its buffer: [`HEADROOM`] until prepended to.
+    starts: Vec<usize>,
 }
 
 impl HeapMemory {
-    /// `count` buffers of `size` bytes, and their descriptors.
+    /// `count` buffers with `size` bytes of room for a frame behind
+    /// [`HEADROOM`] bytes of headroom, and their descriptors.
     pub fn new(count: usize, size: usize) -> (Self, Vec<u32>) {
         let frames = (0..count)
-            .map(|_| vec![0u8; size].into_boxed_slice())
+            .map(|_| vec![0u8; HEADROOM + size].into_boxed_slice())
             .collect();
         (
             Self {
                 frames,
                 lens: vec![0; count],
+                starts: vec![HEADROOM; count],
             },
             (0..count as u32).collect(),
         )
@@ -298,7 +329,16 @@ impl HeapMemory {
 
     /// The bytes of a frame.
     pub fn frame(&self, desc: u32) -> &[u8] {
-        &self.frames[desc as usize][..self.lens[desc as usize]]
+        let i = desc as usize;
+        &self.frames[i][self.starts[i]..][..self.lens[i]]
+    }
+
+    /// Empties a frame and gives it its whole headroom back, as receiving
+    /// into a UMEM frame does.
+    fn rewind(&mut self, desc: u32) {
+        let i = desc as usize;
+        self.starts[i] = HEADROOM;
+        self.lens[i] = 0;
     }
 }
 
@@ -312,7 +352,7 @@ impl FrameMemory for HeapMemory {
         f: impl FnOnce(&mut [u8], usize) -> (R, usize),
     ) -> R {
         let i = *desc as usize;
-        let (r, len) = f(&mut self.frames[i], self.lens[i]);
+        let (r, len) = f(&mut self.frames[i][self.starts[i]..], self.lens[i]);
         self.lens[i] = len;
         r
     }
@@ -320,6 +360,17 @@ impl FrameMemory for HeapMemory {
     #[inline]
     fn frame_len(&self, desc: &u32) -> usize {
         self.lens[*desc as usize]
+    }
+
+    #[inline]
+    fn prepend(&mut self, desc: &mut u32, n: usize) -> bool {
+        let i = *desc as usize;
+        if n > self.starts[i] {
+            return false;
+        }
+        self.starts[i] -= n;
+        self.lens[i] += n;
+        true
     }
 }
 
@@ -376,6 +427,7 @@ impl Worker<HeapMemory, MemPort> {
     /// If no buffer is free or the frame does not fit in one.
     pub fn inject(&mut self, port: PortId, frame: &[u8]) {
         let mut desc = self.free.pop().expect("a free frame buffer");
+        self.mem.rewind(desc);
         self.mem.with_frame(&mut desc, |buf, _| {
             buf[..frame.len()].copy_from_slice(frame);
             ((), frame.len())
@@ -397,5 +449,85 @@ impl Worker<HeapMemory, MemPort> {
         let n = sent.len();
         self.free.extend(sent);
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Puts `bytes` in `desc` as a port receives a frame: at the start of
+    /// its buffer's frame room, behind the whole headroom.
+    fn receive(mem: &mut HeapMemory, mut desc: u32, bytes: &[u8]) {
+        mem.rewind(desc);
+        mem.with_frame(&mut desc, |buf, _| {
+            buf[..bytes.len()].copy_from_slice(bytes);
+            ((), bytes.len())
+        });
+    }
+
+    #[test]
+    fn prepend_moves_the_start_back_and_leaves_the_packet_in_place() {
+        let (mut mem, free) = HeapMemory::new(2, MAX_FRAME);
+        let mut desc = free[0];
+        let packet: Vec<u8> = (0..64).collect();
+        receive(&mut mem, desc, &packet);
+        let packet_at = mem.frame(desc).as_ptr();
+
+        assert!(mem.prepend(&mut desc, 50));
+        assert_eq!(mem.frame_len(&desc), 50 + packet.len());
+        mem.with_frame(&mut desc, |buf, len| {
+            buf[..50].fill(0xee);
+            ((), len)
+        });
+
+        let frame = mem.frame(desc);
+        assert!(frame[..50].iter().all(|&b| b == 0xee));
+        assert_eq!(
+            &frame[50..],
+            &packet[..],
+            "the packet's bytes are untouched"
+        );
+        assert_eq!(
+            frame[50..].as_ptr(),
+            packet_at,
+            "the packet was not copied: it is at the same address"
+        );
+        assert_eq!(mem.frame(free[1]).len(), 0, "the other frame is untouched");
+    }
+
+    #[test]
+    fn prepend_beyond_the_headroom_is_refused_and_changes_nothing() {
+        let (mut mem, free) = HeapMemory::new(1, MAX_FRAME);
+        let mut desc = free[0];
+        let packet = [0xab; 60];
+        receive(&mut mem, desc, &packet);
+        let packet_at = mem.frame(desc).as_ptr();
+
+        assert!(!mem.prepend(&mut desc, HEADROOM + 1));
+        assert_eq!(mem.frame(desc), &packet[..]);
+        assert_eq!(mem.frame(desc).as_ptr(), packet_at);
+
+        // The headroom is used up in steps, exactly.
+        assert!(mem.prepend(&mut desc, HEADROOM - 8));
+        assert!(!mem.prepend(&mut desc, 9));
+        assert!(mem.prepend(&mut desc, 8));
+        assert!(!mem.prepend(&mut desc, 1));
+        assert_eq!(mem.frame_len(&desc), HEADROOM + packet.len());
+        assert_eq!(mem.frame(desc)[HEADROOM..].as_ptr(), packet_at);
+
+        // Receiving into the buffer again gives the headroom back.
+        receive(&mut mem, desc, &packet);
+        assert_eq!(mem.frame(desc).as_ptr(), packet_at);
+        assert!(mem.prepend(&mut desc, HEADROOM));
+    }
+
+    #[test]
+    fn a_largest_frame_fits_behind_the_headroom() {
+        let (mut mem, free) = HeapMemory::new(1, MAX_FRAME);
+        let mut desc = free[0];
+        receive(&mut mem, desc, &[0x5a; MAX_FRAME]);
+        assert!(mem.prepend(&mut desc, HEADROOM));
+        assert_eq!(mem.frame_len(&desc), HEADROOM + MAX_FRAME);
     }
 }

@@ -17,14 +17,43 @@ use xsk_rs::{
     config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
 };
 
-use crate::port::{FrameMemory, Port};
+use crate::port::{FrameMemory, HEADROOM, MAX_FRAME, Port};
 
 /// Ring sizes (descriptors) of every AF_XDP ring.
 pub const RING_SIZE: u32 = 2048;
-/// The size of one UMEM frame: an MTU-sized packet plus headroom.
+/// The size of one UMEM frame: headroom, then the packet (see [`XskMemory`]).
 pub const FRAME_SIZE: u32 = 2048;
+/// The headroom the kernel keeps in front of every packet it receives into
+/// a UMEM frame for the XDP program (`XDP_PACKET_HEADROOM`,
+/// include/uapi/linux/bpf.h).
+pub const XDP_PACKET_HEADROOM: usize = 256;
+/// The room for a received packet: what is left of a frame after our
+/// headroom and the XDP program's.
+pub const DATA_ROOM: usize = FRAME_SIZE as usize - HEADROOM - XDP_PACKET_HEADROOM;
+
+// 2048 - 128 - 256 = 1664 >= 1522 (1500-byte MTU, Ethernet, two VLAN tags):
+// a larger frame would be dropped by the kernel (`rx_dropped`).
+const _: () = assert!(MAX_FRAME <= DATA_ROOM);
+// The masks that find a frame from an address (here and in the kernel's
+// aligned mode) need a power of two.
+const _: () = assert!(FRAME_SIZE.is_power_of_two());
 
 /// The UMEM of one worker.
+///
+/// Each frame is laid out as the kernel lays out an aligned UMEM chunk
+/// registered with `frame_headroom` = [`HEADROOM`]:
+///
+/// ```text
+/// | HEADROOM (128) | XDP_PACKET_HEADROOM (256) | packet ... DATA_ROOM (1664) |
+/// ^ frame start      (the XDP program's)         ^ received data starts here
+/// ```
+///
+/// A received packet therefore has `HEADROOM` + 256 bytes in front of it,
+/// less any the XDP program pushed (`bpf_xdp_adjust_head`; ours pushes
+/// none), and never fewer than `HEADROOM`. Once the frame is the worker's,
+/// all of it is: [`FrameMemory::prepend`] moves the descriptor's address
+/// back into either headroom, and the kernel transmits from any address
+/// inside the frame.
 #[derive(Debug)]
 pub struct XskMemory {
     umem: Umem,
@@ -36,15 +65,22 @@ impl XskMemory {
     /// # Errors
     /// The mmap or the UMEM registration failed.
     pub fn new(frames: u32) -> Result<(Self, Vec<FrameDesc>)> {
-        let config = UmemConfig::builder()
-            .frame_size(FrameSize::new(FRAME_SIZE)?)
-            .fill_queue_size(QueueSize::new(RING_SIZE)?)
-            .comp_queue_size(QueueSize::new(RING_SIZE)?)
-            .build()?;
+        let config = umem_config()?;
         let frames = NonZeroU32::new(frames).context("a UMEM needs frames")?;
         let (umem, descs) = Umem::new(config, frames, false).context("creating the UMEM")?;
         Ok((Self { umem }, descs))
     }
+}
+
+/// The UMEM's configuration: [`FRAME_SIZE`] frames with [`HEADROOM`] in
+/// front of the XDP program's headroom.
+fn umem_config() -> Result<UmemConfig> {
+    Ok(UmemConfig::builder()
+        .frame_size(FrameSize::new(FRAME_SIZE)?)
+        .fill_queue_size(QueueSize::new(RING_SIZE)?)
+        .comp_queue_size(QueueSize::new(RING_SIZE)?)
+        .frame_headroom(HEADROOM as u32)
+        .build()?)
 }
 
 impl FrameMemory for XskMemory {
@@ -72,6 +108,23 @@ impl FrameMemory for XskMemory {
     #[inline]
     fn frame_len(&self, desc: &FrameDesc) -> usize {
         desc.lengths().data()
+    }
+
+    #[inline]
+    fn prepend(&mut self, desc: &mut FrameDesc, n: usize) -> bool {
+        // Frames are FRAME_SIZE-aligned offsets into the UMEM, so this is
+        // how far the packet starts into its frame.
+        let room = desc.addr() % FRAME_SIZE as usize;
+        if n > room {
+            return false;
+        }
+        let len = desc.lengths().data();
+        desc.set_addr(desc.addr() - n);
+        // SAFETY: as in `with_frame`: `desc` is this UMEM's, held by the
+        // worker and on no ring, and its new address is in the same frame.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        data.cursor().set_pos(len + n);
+        true
     }
 }
 
@@ -309,5 +362,22 @@ impl Port for XskPort {
         // SAFETY: free frames belong to this UMEM and to no ring.
         let given = unsafe { self.fill.produce(&free[from..]) };
         free.truncate(free.len() - given);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_umem_layout_leaves_room_for_the_largest_frame() {
+        let config = umem_config().expect("a valid UMEM config");
+        assert_eq!(config.frame_size().get(), FRAME_SIZE);
+        assert_eq!(config.frame_headroom() as usize, HEADROOM);
+        assert_eq!(config.xdp_headroom() as usize, XDP_PACKET_HEADROOM);
+        assert_eq!(config.mtu() as usize, DATA_ROOM);
+        // 2048 - 128 - 256; the const assertion beside DATA_ROOM holds the
+        // MAX_FRAME (1522) bound at compile time.
+        assert_eq!(DATA_ROOM, 1664);
     }
 }
