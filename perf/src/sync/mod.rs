@@ -30,7 +30,12 @@
 //!    a pause between. For each, t0 just before the etcd transaction;
 //!    the floor when our own etcd watch sees it; t1 when `WaitEnforced` of
 //!    the generation in which the appliance's watch showed the resource
-//!    answers. After each, the sync's own `lag_seconds` is read beside it.
+//!    answers (asked before the write, for the next generation, so that
+//!    it answers when the workers enforce it rather than a round trip
+//!    after the watch's event). After each, the sync's own `lag_seconds`
+//!    is read beside it, and a disk probe (1 KiB appended and
+//!    fdatasynced beside the appliance's state) times what the
+//!    appliance's journal write costs on this disk at the time.
 //! 5. Churn: `--churn-rate` endpoint changes per second for
 //!    `--churn-seconds`, each endpoint once, written on schedule whatever
 //!    the answers (256 transactions in flight at most); lag (t0 → t1) and
@@ -339,6 +344,10 @@ pub(crate) struct Single {
     pub(crate) above_floor: Times,
     /// The sync's own `lag_seconds` read after each change.
     pub(crate) reported_lag: Times,
+    /// A 1 KiB append and fdatasync beside the appliance's state, between
+    /// changes: what the appliance's own journal write costs on this disk
+    /// at the time (it syncs each change before acknowledging it).
+    pub(crate) flush: Times,
     pub(crate) done: u32,
     pub(crate) timed_out: u32,
     pub(crate) commits: Vec<Commit>,
@@ -628,6 +637,7 @@ async fn single(
         written: Times::new()?,
         above_floor: Times::new()?,
         reported_lag: Times::new()?,
+        flush: Times::new()?,
         done: 0,
         timed_out: 0,
         commits: Vec::new(),
@@ -638,6 +648,14 @@ async fn single(
     let log_from = process::offset(env.appliance_log);
     let sync_from = process::offset(sync.log());
     let deadline = Instant::now() + plan.max;
+    // Beside the appliance's control socket: its state directory is on
+    // the same file system.
+    let probe = env
+        .control
+        .parent()
+        .unwrap_or(env.scratch)
+        .join("causeway-perf-flush-probe");
+    let _ = std::fs::remove_file(&probe);
     let mut bar = Progress::new("write -> enforced", u64::from(plan.changes));
     for n in 0..WARM_UP + plan.changes {
         if Instant::now() >= deadline {
@@ -652,6 +670,9 @@ async fn single(
         } else {
             inv.move_port(((u64::from(half) * 37) % u64::from(shape.policies)) as u32)
         };
+        // One change at a time and nothing else writing: it will be the
+        // next generation.
+        shared.ask_ahead();
         let i = shared.register(&object.key, &object.id);
         writer.update(&object).await?;
         shared.written(i, Instant::now());
@@ -688,7 +709,15 @@ async fn single(
                 bar.step("last: not enforced within 10 s");
             }
         }
-        tokio::time::sleep(plan.pause).await;
+        let paused = Instant::now();
+        if n >= WARM_UP {
+            let probe = probe.clone();
+            match tokio::task::spawn_blocking(move || flush_probe(&probe)).await? {
+                Ok(took) => s.flush.record(took),
+                Err(e) => eprintln!("sync: the disk probe failed: {e:#}"),
+            }
+        }
+        tokio::time::sleep(plan.pause.saturating_sub(paused.elapsed())).await;
         // What the sync says of the same change, once its push has
         // answered (the workers enforce before the Apply's answer is back).
         if n >= WARM_UP
@@ -700,11 +729,27 @@ async fn single(
         }
     }
     drop(bar);
+    let _ = std::fs::remove_file(&probe);
     s.cpu = cpu.since();
     s.commits = process::commits(env.appliance_log, log_from);
     s.pushes = process::pushes(sync.log(), sync_from);
     anyhow::ensure!(s.done > 0, "no single change was enforced");
     Ok(s)
+}
+
+/// Appends 1 KiB to `file` and fdatasyncs it, as the appliance's journal
+/// does for a change: how long that took.
+fn flush_probe(file: &Path) -> anyhow::Result<Duration> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .with_context(|| format!("opening {}", file.display()))?;
+    let started = Instant::now();
+    f.write_all(&[b'x'; 1024])?;
+    f.sync_data()?;
+    Ok(started.elapsed())
 }
 
 /// Step 5: the churn.

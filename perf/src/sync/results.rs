@@ -222,6 +222,10 @@ pub(crate) fn report(m: &Measured, plan: &Plan) -> Report {
             ("write → etcd's answer", &s.written),
             ("enforced − floor, per change", &s.above_floor),
             ("the sync's own lag_seconds after each", &s.reported_lag),
+            (
+                "appliance disk: 1 KiB append + fdatasync (probe, between changes)",
+                &s.flush,
+            ),
         ] {
             measures.push(Measure::new(
                 format!("single: {what} {name}"),
@@ -453,6 +457,7 @@ pub(crate) fn print(m: &Measured, report: &Report) {
     s.seen.row("single: write -> appliance's event");
     s.written.row("single: write -> etcd's answer");
     s.reported_lag.row("single: the sync's own lag_seconds");
+    s.flush.row("single: disk probe, 1 KiB append + fdatasync");
     for (what, t) in commit_phases(&s.commits) {
         t.row(&format!("single: appliance commit, arrival -> {what}"));
     }

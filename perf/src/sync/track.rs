@@ -8,6 +8,11 @@
 //!   instant the event of the change's resource arrives, with its
 //!   generation, and at once a `StatusService.WaitEnforced` of that
 //!   generation, whose answer is the instant every worker enforces it.
+//!   A writer that knows its change will be the next generation (one
+//!   change at a time, nothing else writing) asks ahead
+//!   ([`Shared::ask_ahead`]): the WaitEnforced of the next generation is
+//!   then already waiting when the change lands, so its answer comes when
+//!   the workers enforce it, not a round trip after the watch's event.
 //!
 //! Each change is matched by its etcd key (floor) and by the id of the
 //! resource it stands for on the appliance: the scenario keeps at most one
@@ -89,11 +94,21 @@ pub(crate) struct Shared {
     inner: Arc<Mutex<Tracker>>,
     /// Woken at every enforcement.
     enforced: Arc<Notify>,
+    /// Told to ask WaitEnforced of the next generation now.
+    ahead: Arc<Notify>,
 }
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.inner.lock().expect("not poisoned")
+    }
+
+    /// Asks WaitEnforced of the generation after the highest asked, before
+    /// the change that will make it is written. An ask that turns out
+    /// early (another generation came first) still answers the change
+    /// it covers: an answer for `g` covers every event up to `g`.
+    pub(crate) fn ask_ahead(&self) {
+        self.ahead.notify_one();
     }
 
     /// A change of `key` (resource `id`) about to be written: t0 is now.
@@ -227,15 +242,45 @@ pub(crate) async fn appliance(channel: Channel, from: u64, shared: Shared) -> an
         .context("watching the appliance")?
         .into_inner();
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    {
+        let mut t = shared.lock();
+        t.requested = t.requested.max(from);
+    }
+    let ask = |generation: u64| {
+        let (mut status, tx) = (status.clone(), tx.clone());
+        tokio::spawn(async move {
+            let answer = status
+                .wait_enforced(WaitEnforcedRequest {
+                    generation,
+                    timeout: prost_types::Duration::try_from(ENFORCE_TIMEOUT).ok(),
+                })
+                .await;
+            let now = Instant::now();
+            match answer {
+                Ok(_) => {
+                    let _ = tx.send((generation, now));
+                }
+                Err(e) => eprintln!("sync: WaitEnforced({generation}): {}", e.message()),
+            }
+        });
+    };
     loop {
         tokio::select! {
+            () = shared.ahead.notified() => {
+                let generation = {
+                    let mut t = shared.lock();
+                    t.requested += 1;
+                    t.requested
+                };
+                ask(generation);
+            }
             message = stream.message() => {
                 let Some(event) = message.context("the appliance's watch")? else { break };
                 let now = Instant::now();
                 let generation = event.generation;
                 let Some(r) = event.resource else { continue };
                 let id = format!("{}/{}/{}", r.kind, r.namespace, r.name);
-                let ask = {
+                let unasked = {
                     let mut t = shared.lock();
                     if r.owner.starts_with("sync/") {
                         t.sync_events += 1;
@@ -249,29 +294,14 @@ pub(crate) async fn appliance(channel: Channel, from: u64, shared: Shared) -> an
                             None => t.waiting.push(i),
                         }
                     }
-                    let ask = generation > t.requested;
-                    if ask {
+                    let unasked = generation > t.requested;
+                    if unasked {
                         t.requested = generation;
                     }
-                    ask
+                    unasked
                 };
-                if ask {
-                    let (mut status, tx) = (status.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let answer = status
-                            .wait_enforced(WaitEnforcedRequest {
-                                generation,
-                                timeout: prost_types::Duration::try_from(ENFORCE_TIMEOUT).ok(),
-                            })
-                            .await;
-                        let now = Instant::now();
-                        match answer {
-                            Ok(_) => {
-                                let _ = tx.send((generation, now));
-                            }
-                            Err(e) => eprintln!("sync: WaitEnforced({generation}): {}", e.message()),
-                        }
-                    });
+                if unasked {
+                    ask(generation);
                 }
             }
             Some((generation, at)) = rx.recv() => {
