@@ -126,13 +126,31 @@ fn connects(lab: &Lab, port: u16) -> bool {
     .success()
 }
 
-/// A file in a fresh temporary directory.
-fn temp_file(tag: &str, name: &str, body: &str) -> PathBuf {
+/// A file in a fresh temporary directory, both removed on drop (a failing
+/// test's too).
+struct TempFile(PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn temp_file(tag: &str, name: &str, body: &str) -> TempFile {
     let dir = std::env::temp_dir().join(format!("causeway-ctl-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, body).unwrap();
-    p
+    TempFile(p)
 }
 
 fn generation(target: &str) -> u64 {
@@ -400,18 +418,20 @@ fn a_python_client_applies_gets_and_explains_bad_input_is_refused_and_the_state_
                     .unwrap()
                     .replace("order: 10", &format!("order: {}", 20 + i)),
             );
-            Command::new(python())
+            let child = Command::new(python())
                 .arg(client_script())
                 .arg(&t)
                 .args(["apply", f.to_str().unwrap(), &format!("expected={g2}")])
                 .stdout(Stdio::piped())
                 .spawn()
-                .unwrap()
+                .unwrap();
+            // The file lives until its writer is done.
+            (f, child)
         })
         .collect();
     let won = racers
         .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
+        .map(|(_file, c)| c.wait_with_output().unwrap())
         .filter(|o| o.status.success())
         .count();
     assert_eq!(won, 1, "concurrent writers from generation {g2}");
