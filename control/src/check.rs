@@ -158,7 +158,7 @@ pub fn check(path: &Path) -> Result<Checked, Vec<String>> {
     }
     Ok(Checked {
         generation: desired.generation,
-        resources: desired.entries.len(),
+        resources: desired.entries().len(),
         ports: ports.len(),
         services: appliance.service_configs().len(),
         state: source,

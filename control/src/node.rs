@@ -415,8 +415,8 @@ impl Node {
             .filter(|(_, a)| *a != Action::Unchanged)
             .filter_map(|(id, action)| {
                 let e = match action {
-                    Action::Deleted => old.entries.get(id),
-                    _ => inner.desired.entries.get(id),
+                    Action::Deleted => old.entries().get(id),
+                    _ => inner.desired.entries().get(id),
                 }?;
                 Some(Event {
                     id: id.clone(),
@@ -776,7 +776,7 @@ fn routes_build(current: &Desired, plan: Plan) -> Result<Plan, Refusal> {
         .cloned()
         .unwrap_or_default();
     let resource = format!("Route/{name}");
-    let source = plan.next.entries.get(&resource).map(|e| &e.loaded.source);
+    let source = plan.next.entries().get(&resource).map(|e| &e.loaded.source);
     let field = match e.problem {
         RouteProblem::NoSuchPort(_) => "spec.port",
         RouteProblem::Nowhere => "spec",
@@ -928,7 +928,7 @@ fn load_or_seed(config: &Config) -> Result<Desired> {
     if let Some(d) = persist::load(dir)? {
         info!(
             generation = d.generation,
-            resources = d.entries.len(),
+            resources = d.entries().len(),
             file = %persist::path(dir).display(),
             "loaded the stored configuration"
         );
@@ -943,7 +943,7 @@ fn load_or_seed(config: &Config) -> Result<Desired> {
     persist::save(dir, &seed)
         .with_context(|| format!("saving the first state in {}", dir.display()))?;
     info!(
-        resources = seed.entries.len(),
+        resources = seed.entries().len(),
         file = %persist::path(dir).display(),
         "seeded the stored configuration from the configuration file"
     );

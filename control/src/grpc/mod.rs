@@ -431,7 +431,7 @@ fn list_page(
     let mut bytes = 0usize;
     let mut next_page_token = String::new();
     let matching = desired
-        .entries
+        .entries()
         .range::<_, String>((after, Bound::Unbounded))
         .map(|(id, e)| (id, convert::resource(e)))
         .filter(|(_, res)| {
@@ -607,7 +607,7 @@ impl proto::config_service_server::ConfigService for Api {
         let id = ref_id(&r.kind, &r.namespace, &r.name);
         let desired = self.node.desired();
         desired
-            .entries
+            .entries()
             .get(&id)
             .map(|e| Response::new(convert::resource(e)))
             .ok_or_else(|| Status::not_found(format!("{id} does not exist")))
@@ -671,7 +671,7 @@ impl proto::config_service_server::ConfigService for Api {
         let mut initial = Vec::new();
         match r.from_generation {
             0 => {
-                for e in desired.entries.values() {
+                for e in desired.entries().values() {
                     let res = convert::resource(e);
                     if r.kind.is_empty() || convert::kind_matches(&res, &r.kind) {
                         initial.push(Ok(proto::WatchEvent {

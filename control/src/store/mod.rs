@@ -128,7 +128,9 @@ pub struct Desired {
     /// O(1) and changes it in O(log n), sharing every untouched node (and
     /// every resource, by `Arc`) with the current state, so that a change
     /// costs what it changes, not the 10 000 entries a cluster holds.
-    pub entries: imbl::OrdMap<String, Arc<Entry>>,
+    /// Private: only a plan (or a load) changes it, and with it
+    /// `addresses` and `set`; [`Desired::entries`] reads it.
+    entries: imbl::OrdMap<String, Arc<Entry>>,
     /// Which endpoint holds each address, as the check of this state found
     /// it (so the next change is checked against it instead of against
     /// every endpoint); `None` for a state not made by a plan (loaded from
@@ -370,6 +372,11 @@ fn is_policy(r: &Resource) -> bool {
 }
 
 impl Desired {
+    /// Every resource, by [`Entry::id`].
+    pub fn entries(&self) -> &imbl::OrdMap<String, Arc<Entry>> {
+        &self.entries
+    }
+
     /// Whether the state holds at least one policy.
     pub fn has_policy(&self) -> bool {
         self.entries.values().any(|e| is_policy(&e.loaded.resource))
