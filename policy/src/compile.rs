@@ -201,6 +201,19 @@ struct Carry {
 }
 
 impl Last {
+    /// The program this compile made, for the workers (it shares every
+    /// program, the rule table and the sets with this `Last`).
+    fn program(&self, generation: u64) -> PolicyProgram {
+        PolicyProgram {
+            generation,
+            endpoints: self.endpoints.clone(),
+            programs: self.programs.clone(),
+            rules: self.rules.clone(),
+            untracked: self.untracked.clone(),
+            sets: self.sets.clone(),
+        }
+    }
+
     /// How `set` is this compile's carried, or `None` when it cannot be
     /// (see [`Last`]) and the compile must run whole. `applicable` is the
     /// applicability's lists and `in_place` whether it judged only the
@@ -365,14 +378,7 @@ fn carried(
     last.policies.clone_from(&set.policies);
     cache.selected = std::mem::take(&mut *set.memo.selected.lock().expect("not poisoned"));
     let compiled = Compiled {
-        program: PolicyProgram {
-            generation,
-            endpoints: last.endpoints.clone(),
-            programs: last.programs.clone(),
-            rules: last.rules.clone(),
-            untracked: last.untracked.clone(),
-            sets: last.sets.clone(),
-        },
+        program: last.program(generation),
         prefilter: last.prefilter.clone(),
         built,
         reused: last.programs.len() - built,
@@ -710,36 +716,31 @@ pub fn compile(set: &PolicySet, generation: u64, cache: &mut Cache) -> Compiled 
             ))
         })
         .collect();
-    cache.last = Some(Last {
+    let last = Last {
         policies: set.policies.clone(),
         tiers: set.tiers.clone(),
         by_list,
         shared_addresses: claims != endpoints.len(),
-        endpoints: endpoints.clone(),
-        programs: c.programs.clone(),
-        rules: rules.clone(),
+        endpoints,
+        programs: c.programs,
+        rules,
         rule_base: c.rule_base,
         tier_defaults: c.tier_defaults,
-        untracked: untracked.clone(),
-        sets: sets.clone(),
-        prefilter: prefilter.clone(),
-    });
-    Compiled {
-        program: PolicyProgram {
-            generation,
-            endpoints,
-            programs: c.programs,
-            rules,
-            untracked,
-            sets,
-        },
+        untracked,
+        sets,
         prefilter,
+    };
+    let compiled = Compiled {
+        program: last.program(generation),
+        prefilter: last.prefilter.clone(),
         built: c.built,
         reused: c.reused,
         resolved: c.resolved,
         renumbered: c.renumbered,
         carried: false,
-    }
+    };
+    cache.last = Some(last);
+    compiled
 }
 
 fn rules_of(p: &Policy, d: PolicyType) -> &[NRule] {
