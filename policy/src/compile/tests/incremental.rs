@@ -394,6 +394,25 @@ fn assert_same_meaning(got: &Compiled, want: &Compiled, context: &dyn Fn() -> St
 
 /// Asserts that `got` is what the cold compile `want` is: exactly, or by
 /// meaning when it carried the compile before it.
+/// One step of a run: `state` compiled with the run's `cache` and with
+/// `cold` (a fresh cache), the two judged equivalent and on 30 packets
+/// against the reference evaluator; the incremental compile, for the
+/// run's tally.
+fn judge(
+    state: &State,
+    cache: &mut Cache,
+    mut cold: Cache,
+    r: &mut Rng,
+    context: &dyn Fn() -> String,
+) -> Compiled {
+    let set = state.policy_set();
+    let incremental = compile(&set, state.generation, cache);
+    let cold = compile(&set, state.generation, &mut cold);
+    assert_equivalent(&incremental, &cold, context);
+    agree_on_packets(&set, &incremental, r, 30, any_packet, context);
+    incremental
+}
+
 fn assert_equivalent(got: &Compiled, want: &Compiled, context: &dyn Fn() -> String) {
     if got.carried {
         assert_same_meaning(got, want, context);
@@ -629,17 +648,9 @@ fn relabel_run(seed: u64, steps: usize) -> Tally {
             state = next;
         }
         let context = || format!("seed {seed}, step {step}; changes:\n{}", history.join(""));
-        let set = state.policy_set();
-        let incremental = compile(&set, state.generation, &mut cache);
-        let cold = compile(&set, state.generation, &mut Cache::default());
-        if incremental.carried {
-            assert_same_meaning(&incremental, &cold, &context);
-            tally.carried += 1;
-        } else {
-            assert_same(&incremental, &cold, &context);
-        }
+        let incremental = judge(&state, &mut cache, Cache::default(), &mut r, &context);
+        tally.carried += usize::from(incremental.carried);
         tally.steps += usize::from(step > 0);
-        agree_on_packets(&set, &incremental, &mut r, 30, any_packet, &context);
     }
     tally
 }
@@ -729,20 +740,13 @@ fn edit_run(seed: u64, steps: usize, threshold: usize) -> Tally {
             state = next;
         }
         let context = || format!("seed {seed}, step {step}; changes:\n{}", history.join(""));
-        let set = state.policy_set();
-        let incremental = compile(&set, state.generation, &mut cache);
-        let cold = compile(
-            &set,
-            state.generation,
-            &mut Cache::with_set_threshold(threshold),
-        );
-        assert_equivalent(&incremental, &cold, &context);
+        let cold = Cache::with_set_threshold(threshold);
+        let incremental = judge(&state, &mut cache, cold, &mut r, &context);
         if step > 0 {
             tally.steps += 1;
             tally.carried += usize::from(incremental.carried);
             tally.built += usize::from(incremental.carried) * incremental.built;
         }
-        agree_on_packets(&set, &incremental, &mut r, 30, any_packet, &context);
     }
     tally
 }
