@@ -429,12 +429,19 @@ async fn session(
                 // this sync sends (a connection alone does not: a refused
                 // message would be retried every 100 ms).
                 *backoff = Duration::from_millis(100);
+                // The appliance's own part: its arrival → every worker
+                // enforcing (the rest of `took` is the way there and back).
+                let enforced = answer
+                    .enforced_after
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .unwrap_or_default();
                 info!(
                     appliance = %addr,
                     generation,
                     put = d.put.len(),
                     deleted = d.delete.len(),
                     took = ?took,
+                    enforced = ?enforced,
                     "pushed"
                 );
             }

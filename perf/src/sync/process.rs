@@ -221,6 +221,9 @@ pub(crate) struct Push {
     pub(crate) deleted: u64,
     /// The Apply's round trip (wait_enforced).
     pub(crate) took: Duration,
+    /// The appliance's own part of it, its arrival → every worker
+    /// enforcing (the answer's `enforced_after`); zero in logs before it.
+    pub(crate) enforced: Duration,
 }
 
 /// The pushes logged in `log` after byte `from`.
@@ -233,6 +236,7 @@ pub(crate) fn pushes(log: &Path, from: u64) -> Vec<Push> {
                 put: field(l, "put")?.parse().ok()?,
                 deleted: field(l, "deleted")?.parse().ok()?,
                 took: duration(field(l, "took")?)?,
+                enforced: field(l, "enforced").and_then(duration).unwrap_or_default(),
             })
         })
         .collect()
@@ -288,11 +292,18 @@ mod tests {
         assert_eq!(c[0].changes, 3);
         assert_eq!(c[0].published, Duration::from_micros(4750));
         assert!(commits(&log, offset(&log)).is_empty());
-        let push = "2026-12-06T22:33:20Z  INFO causeway_cli::sync::push: pushed appliance=unix:/x generation=7 put=12 deleted=0 took=30.5ms";
+        let push = "2026-12-06T22:33:20Z  INFO causeway_cli::sync::push: pushed appliance=unix:/x generation=7 put=12 deleted=0 took=30.5ms enforced=1.25ms";
         std::fs::write(&log, format!("\u{1b}[2m{push}\u{1b}[0m\n")).unwrap();
         let p = pushes(&log, 0);
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].put, p[0].took), (12, Duration::from_micros(30_500)));
+        assert_eq!(
+            (p[0].put, p[0].took, p[0].enforced),
+            (
+                12,
+                Duration::from_micros(30_500),
+                Duration::from_micros(1250)
+            )
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

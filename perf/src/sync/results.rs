@@ -96,6 +96,17 @@ fn push_times(pushes: &[Push]) -> Times {
     Times::of(pushes.iter().map(|p| p.took))
 }
 
+/// Each push's round trip less the appliance's own part: the gRPC call's
+/// way there and back (both ends' runtimes, HTTP/2, the blocking pool).
+fn transport_times(pushes: &[Push]) -> Times {
+    Times::of(
+        pushes
+            .iter()
+            .filter(|p| !p.enforced.is_zero())
+            .map(|p| p.took.saturating_sub(p.enforced)),
+    )
+}
+
 fn ms(us: f64) -> f64 {
     us / 1e3
 }
@@ -244,6 +255,11 @@ pub(crate) fn report(m: &Measured, plan: &Plan) -> Report {
             format!("single: push round trip (Apply, wait_enforced) {name}"),
             "us",
             push_times(&s.pushes).at(q),
+        ));
+        measures.push(Measure::new(
+            format!("single: push round trip less the appliance's arrival → enforced {name}"),
+            "us",
+            transport_times(&s.pushes).at(q),
         ));
     }
     let pushes = c.pushes.1.saturating_sub(c.pushes.0);
@@ -462,6 +478,7 @@ pub(crate) fn print(m: &Measured, report: &Report) {
         t.row(&format!("single: appliance commit, arrival -> {what}"));
     }
     push_times(&s.pushes).row("single: push round trip");
+    transport_times(&s.pushes).row("single: - less the appliance's arrival -> enforced");
     c.lag.row("churn: write -> enforced");
     c.floor.row("churn: floor");
     c.written.row("churn: write -> etcd's answer");
