@@ -9,7 +9,8 @@
 # refused when wrong, and still in force after a restart. Before the gates, the armoured car: curl over mTLS
 # through the terminator to three backends, a refused client, and psql and
 # redis-cli across two gateways, psql with verify-full to a PostgreSQL TLS
-# service, and a service chosen by SNI. Last, the sync: Calico policy and workload
+# service, a service chosen by SNI, ALPN, a PROXY v2 header carrying the
+# client's SPIFFE ID to a backend, and the access log. Last, the sync: Calico policy and workload
 # endpoints written into a real etcd as calicoctl writes them, carried to the
 # appliance by `causeway sync`, the verdicts following etcd's changes, and
 # still enforced once etcd and the sync are gone; and a drain before a
@@ -145,7 +146,41 @@ terminator:
     # name is refused (and counted).
     - {name: web-by-name, listen: 10.2.0.2:18443, mode: terminate, server_names: [demo.causeway.lab],
        upstreams: [127.0.0.1:8080], tls: {cert: $PKI/server.pem, key: $PKI/server-key.pem}}
+    # mTLS with ALPN announced, and a PROXY v2 header sent upstream: the
+    # client's address and its verified SPIFFE ID (TLV 0xE0).
+    - {name: web-proxied, listen: 10.2.0.2:18444, mode: terminate, upstreams: [127.0.0.1:8081],
+       proxy_protocol: {send: true},
+       tls: {cert: $PKI/server.pem, key: $PKI/server-key.pem, client_ca: $PKI/ca.pem, alpn: [h2, http/1.1]}}
+  # One JSON line per connection, written off the workers.
+  access_log: {to: $FAR/access.log}
 YAML
+# A backend that expects a PROXY v2 header and answers with what it said.
+cat >"$FAR/proxy_echo.py" <<'PY'
+import ipaddress, socket, struct
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8081)); s.listen()
+def serve(c):
+    head = c.recv(16, socket.MSG_WAITALL)
+    assert head[:12] == b"\r\n\r\n\x00\r\nQUIT\n", "no PROXY v2 signature"
+    body = c.recv(struct.unpack("!H", head[14:16])[0], socket.MSG_WAITALL)
+    src = ipaddress.ip_address(body[0:4]); port = struct.unpack("!H", body[8:10])[0]
+    tlvs, at = {}, 12
+    while at + 3 <= len(body):
+        t, n = body[at], struct.unpack("!H", body[at + 1:at + 3])[0]
+        tlvs[t] = body[at + 3:at + 3 + n]; at += 3 + n
+    c.recv(65536)
+    said = f"the backend's PROXY v2 header: client {src}:{port}, SPIFFE ID {tlvs.get(0xE0, b'-').decode()}\n"
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(said) + said.encode())
+while True:
+    c, _ = s.accept()
+    try:
+        serve(c)
+    except Exception as e:  # a client gone early (openssl s_client): serve the next
+        print(e, flush=True)
+    finally:
+        c.close()
+PY
+ip netns exec "$LAB-b" python3 "$FAR/proxy_echo.py" >"$FAR/proxy_echo.log" 2>&1 &
 mkdir -p "$FAR/www" && echo "island B's web, reached by its name" >"$FAR/www/index.html"
 ip netns exec "$LAB-b" python3 -m http.server 8080 --bind 127.0.0.1 --directory "$FAR/www" >/dev/null 2>&1 &
 ip netns exec "$LAB-b" "$CW" run --config "$FAR/gateway.yaml" >"$FAR/gateway.log" 2>&1 &
@@ -171,6 +206,15 @@ ip netns exec "$LAB-b" curl -s -m 5 --cacert "$PKI/ca.pem" --resolve demo.causew
 OTHER=$(ip netns exec "$LAB-b" openssl s_client -connect 10.2.0.2:18443 -servername other.test -CAfile "$PKI/ca.pem" </dev/null 2>&1 || true)
 echo "other.test: $(grep -m1 -o 'unrecognized name' <<<"$OTHER" || echo 'answered?!')"
 curl -s --unix-socket "$FAR/gateway.sock" http://x/metrics | grep -E '^causeway_terminator_listener_refused_total' | grep -v ' 0$' || true
+
+step "ALPN and PROXY v2: h2 negotiated on 10.2.0.2:18444; the backend sees the client's address and SPIFFE ID; the access log"
+ip netns exec "$LAB-b" openssl s_client -connect 10.2.0.2:18444 -alpn h2,http/1.1 -CAfile "$PKI/ca.pem" \
+  -cert "$PKI/client.pem" -key "$PKI/client-key.pem" </dev/null 2>/dev/null | grep -m1 '^ALPN protocol' || echo "no ALPN?!"
+ip netns exec "$LAB-b" curl -s -m 5 --http1.1 --cacert "$PKI/ca.pem" --cert "$PKI/client.pem" --key "$PKI/client-key.pem" \
+  --resolve demo.causeway.lab:18444:10.2.0.2 https://demo.causeway.lab:18444/
+sleep 0.5
+echo "the gateway's access log, last line:"
+tail -1 "$FAR/access.log"
 
 step "the terminator's metrics (Linkerd's names) on the appliance's /metrics"
 curl -s --unix-socket "/run/causeway/lab/$LAB/causeway.sock" http://x/metrics \
