@@ -1,14 +1,23 @@
-//! Builds the `forward` scenario's in-kernel XDP peer (bpf/xdp_fwd.bpf.c)
-//! with clang `-target bpf` into OUT_DIR; `src/forward/xdp.rs` embeds it.
+//! Builds the `forward` scenario's BPF programs with clang `-target bpf`
+//! into OUT_DIR: the in-kernel XDP peer (bpf/xdp_fwd.bpf.c), which
+//! `src/forward/xdp.rs` embeds, and the cheap sink (bpf/xdp_sink.bpf.c),
+//! which `src/forward/xdp_sink.rs` embeds.
 
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
-    let src = "bpf/xdp_fwd.bpf.c";
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CLANG");
-    let out =
-        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("xdp_fwd.bpf.o");
+    for name in ["xdp_fwd", "xdp_sink"] {
+        compile(name);
+    }
+}
+
+/// Compiles `bpf/NAME.bpf.c` into `OUT_DIR/NAME.bpf.o`.
+fn compile(name: &str) {
+    let src = format!("bpf/{name}.bpf.c");
+    println!("cargo:rerun-if-changed={src}");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join(format!("{name}.bpf.o"));
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
@@ -16,13 +25,13 @@ fn main() {
         .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
         .arg(format!("-I{multiarch}"))
         .arg("-c")
-        .arg(src)
+        .arg(&src)
         .arg("-o")
         .arg(&out)
         .status()
         .unwrap_or_else(|e| {
             panic!(
-                "cannot run `{clang}` to build the XDP peer ({e}); \
+                "cannot run `{clang}` to build {src} ({e}); \
                  install it with `apt-get install clang libbpf-dev linux-libc-dev`"
             )
         });

@@ -41,6 +41,11 @@ pub const HOLD_FOR: Duration = Duration::from_secs(3);
 /// its frame headroom ([`crate::xdp::socket::XskMemory`]).
 pub const HEADROOM: usize = 128;
 
+/// A port flushed (the kernel woken to transmit) as soon as this many
+/// frames wait on its TX ring, however short the worker's TX hold: what
+/// one copy-mode `sendto(2)` transmits (TX_BATCH_SIZE in net/xdp/xsk.c).
+pub const FLUSH_AT: usize = 32;
+
 /// The largest frame a port must carry: a 1500-byte MTU packet behind an
 /// Ethernet header (14) and two VLAN tags (QinQ, 2 × 4). XDP and AF_XDP
 /// never see the FCS.
@@ -135,6 +140,14 @@ pub struct Worker<M: FrameMemory, P: Port<Desc = M::Desc>> {
     retry_held: bool,
     /// Where allowed packets to the appliance itself go; none: dropped.
     local: Option<Box<dyn LocalStack + Send>>,
+    /// How long frames queued for transmission may wait for more before
+    /// their port is flushed ([`Self::set_tx_hold`]).
+    tx_hold: Duration,
+    /// Per port: frames queued since its last flush, and when the first
+    /// of them was queued (`None`: nothing waits).
+    unflushed: Vec<(usize, Option<Instant>)>,
+    /// Ports flushed by the last turn.
+    flushes: usize,
 }
 
 impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
@@ -147,8 +160,9 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
         pipeline: Pipeline,
         batch: usize,
     ) -> Self {
-        let tx = (0..ports.len())
-            .map(|_| Vec::with_capacity(batch * ports.len()))
+        let ports_len = ports.len();
+        let tx = (0..ports_len)
+            .map(|_| Vec::with_capacity(batch * ports_len))
             .collect();
         Self {
             mem,
@@ -161,7 +175,31 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
             held: VecDeque::new(),
             retry_held: false,
             local: None,
+            tx_hold: Duration::ZERO,
+            unflushed: vec![(0, None); ports_len],
+            flushes: 0,
         }
+    }
+
+    /// Lets frames queued for transmission wait up to `hold` for more
+    /// before their port is flushed, or until [`FLUSH_AT`] wait: one
+    /// wake-up of the kernel then carries several frames at rates where
+    /// each turn receives one or two. Zero (the default) flushes in the
+    /// turn that queued them. The worker must keep turning while frames
+    /// wait ([`Self::unflushed_frames`]).
+    pub fn set_tx_hold(&mut self, hold: Duration) {
+        self.tx_hold = hold;
+    }
+
+    /// Frames queued for transmission whose port was not flushed yet.
+    pub fn unflushed_frames(&self) -> usize {
+        self.unflushed.iter().map(|(n, _)| n).sum()
+    }
+
+    /// How many ports the last [`Self::poll`] flushed: a turn that
+    /// received nothing may still have woken the kernel to transmit.
+    pub fn flushes(&self) -> usize {
+        self.flushes
     }
 
     /// Sets where packets to the appliance itself that policy allowed go
@@ -234,7 +272,19 @@ impl<M: FrameMemory, P: Port<Desc = M::Desc>> Worker<M, P> {
                 counters.drop(DropReason::TxRingFull);
             }
             self.free.extend(queue.drain(..).skip(sent));
-            self.ports[i].flush();
+            let waiting = &mut self.unflushed[i];
+            waiting.0 += sent;
+            // Also when the ring took nothing: the flush makes it go.
+            waiting.1.get_or_insert(now);
+        }
+        self.flushes = 0;
+        for (i, (count, since)) in self.unflushed.iter_mut().enumerate() {
+            let Some(first) = *since else { continue };
+            if *count >= FLUSH_AT || now.saturating_duration_since(first) >= self.tx_hold {
+                self.ports[i].flush();
+                (*count, *since) = (0, None);
+                self.flushes += 1;
+            }
         }
         received
     }
@@ -384,6 +434,8 @@ pub struct MemPort {
     pub sent: Vec<u32>,
     /// The TX ring's capacity: frames beyond it are refused.
     pub tx_capacity: usize,
+    /// Times the worker flushed the port (woke the kernel, under AF_XDP).
+    pub flushes: usize,
 }
 
 impl MemPort {
@@ -413,7 +465,9 @@ impl Port for MemPort {
         n
     }
 
-    fn flush(&mut self) {}
+    fn flush(&mut self) {
+        self.flushes += 1;
+    }
 
     fn reclaim(&mut self, _free: &mut Vec<u32>) {}
 

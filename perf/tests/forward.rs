@@ -3,8 +3,10 @@
 //! and write their reports. Checked: every figure is there, finite and
 //! positive, with its ratio consistent with its two values; every run of
 //! `forward` says what was offered, what was forwarded and whether the
-//! generator bound it; never how large any of them is (timings are not
-//! pass/fail).
+//! generator bound it; that the XDP sink (the default) counted what the
+//! forwarder says it forwarded; never how large any of them is (timings
+//! are not pass/fail). Every lab (namespaces, and the XDP programs in
+//! them) is gone afterwards, whether the scenario passed or failed.
 //!
 //! Needs root, the `causeway` binary in the same target directory
 //! (`cargo build --release --bin causeway`), nft and ping.
@@ -43,6 +45,15 @@ fn scenario(name: &str, tag: &str, extra: &[&str]) -> Value {
         .args(extra)
         .output()
         .expect("run causeway-perf");
+    // Cleaned up whether it passed or failed: checked first.
+    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let leftover = String::from_utf8_lossy(&leftover.stdout);
+    assert!(
+        !leftover
+            .lines()
+            .any(|l| l.starts_with(&format!("{prefix}x"))),
+        "labs left behind:\n{leftover}"
+    );
     assert!(
         out.status.success(),
         "causeway-perf {name} failed ({}):\nstdout: {}\nstderr: {}",
@@ -52,14 +63,6 @@ fn scenario(name: &str, tag: &str, extra: &[&str]) -> Value {
     );
     let text = std::fs::read_to_string(&json).expect("the report was written");
     let _ = std::fs::remove_file(&json);
-    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let leftover = String::from_utf8_lossy(&leftover.stdout);
-    assert!(
-        !leftover
-            .lines()
-            .any(|l| l.starts_with(&format!("{prefix}x"))),
-        "labs left behind:\n{leftover}"
-    );
     serde_json::from_str(&text).expect("the report is JSON")
 }
 
@@ -150,12 +153,40 @@ fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
     assert!(report["placement"]["linux"].is_string());
     assert!(report["placement"]["linux-xdp-fwd"].is_string());
     // By default island B's receive is not steered: every forwarder pays
-    // for it on its own CPU.
+    // for it on its own CPU, and the XDP sink counts and drops there.
     let sink = report["placement"]["sink"].as_str().unwrap();
     assert!(
         sink.contains("island B's receive runs on the forwarder's CPU"),
         "{sink}"
     );
+    assert!(sink.contains("XDP on island B's eth0"), "{sink}");
+    // The sink's map counted what the forwarder says it forwarded, in
+    // every run where the forwarder counts (causeway's transmits on port
+    // b, Linux's ForwDatagrams). Tolerance: 0.1% or 16 frames, for a
+    // frame in flight at a read.
+    let value = |name: &str| {
+        measures
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("no measure {name} in {measures:#?}"))
+    };
+    for who in ["causeway", "linux-nft-linear", "linux-nft-set"] {
+        for rules in [0, 1000] {
+            for rate in ["max", "250000pps"] {
+                let at = format!("{who} rules={rules} rate={rate}");
+                let sink = value(&format!("{at} sink counted"));
+                let forwarder = value(&format!("{at} forwarder counted"));
+                assert!(forwarder > 0.0, "{at}: nothing forwarded");
+                assert!(
+                    (sink - forwarder).abs() <= (forwarder * 0.001).max(16.0),
+                    "{at}: the XDP sink counted {sink}, the forwarder {forwarder}"
+                );
+            }
+        }
+    }
+    // The XDP peer's redirects are counted by nobody but the sink.
+    assert!(value("linux-xdp-fwd rules=0 rate=250000pps sink counted") > 0.0);
     let xdp = report["figures"]
         .as_array()
         .unwrap()
@@ -167,14 +198,19 @@ fn forward_quick_reports_causeway_and_linux_at_each_rule_count() {
 
 #[test]
 fn policy_scale_quick_reports_causeway_against_itself_at_zero_rules() {
-    // The old placement, island B's receive steered to CPU 0 by RPS, is
-    // still there to compare with.
-    let report = scenario("policy-scale", "ps", &["--island-b-rx-cpu", "0"]);
+    // The old placement, island B's receive steered to CPU 0 by RPS, and
+    // the UDP sink are still there to compare with.
+    let report = scenario(
+        "policy-scale",
+        "ps",
+        &["--island-b-rx-cpu", "0", "--sink", "udp"],
+    );
     let sink = report["placement"]["sink"].as_str().unwrap();
     assert!(
         sink.contains("island B's receive softirq steered to CPU 0 by RPS"),
         "{sink}"
     );
+    assert!(sink.contains("UDP socket in island B"), "{sink}");
     let names: Vec<String> = [0, 1000].iter().map(|r| format!("pps rules={r}")).collect();
     check_figures(&report, "policy-scale", &names);
     let zero = &report["figures"][0];

@@ -3,7 +3,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use proptest::prelude::*;
@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::{
     policy::conntrack::FlowKey,
-    port::{HeapMemory, MemPort, Worker},
+    port::{FLUSH_AT, HeapMemory, MemPort, Worker},
     route::{IpPrefix, Route},
     wire::{IpProtocol, checksum},
 };
@@ -460,6 +460,43 @@ fn the_worker_moves_frames_between_memory_ports() {
     assert_eq!(c[1].tx_bytes, 100 * frame.len() as u64);
     assert_eq!(c[1].drops[DropReason::TxRingFull as usize], 50);
     assert_eq!(w.free_frames(), 256, "every buffer came back");
+}
+
+#[test]
+fn a_tx_hold_flushes_once_for_frames_of_several_turns() {
+    let (mem, free) = HeapMemory::new(256, 2048);
+    let ports = vec![MemPort::new(1024), MemPort::new(1024)];
+    let mut w = Worker::new(mem, ports, free, pipeline(), 64);
+    let frame = udp4("10.1.0.2", "10.2.0.2", 64, b"one");
+    // No hold: the turn that queues a frame flushes its port.
+    let t0 = Instant::now();
+    w.inject(A, &frame);
+    assert_eq!(w.poll(t0), 1);
+    assert_eq!((w.flushes(), w.unflushed_frames()), (1, 0));
+    assert_eq!(w.ports[B.index()].flushes, 1);
+    // A 50 µs hold: frames of three turns wait, then go in one flush.
+    w.set_tx_hold(Duration::from_micros(50));
+    for us in [0, 10, 20] {
+        w.inject(A, &frame);
+        assert_eq!(w.poll(t0 + Duration::from_micros(us)), 1);
+        assert_eq!(w.flushes(), 0, "held at {us} µs");
+    }
+    assert_eq!(w.unflushed_frames(), 3);
+    assert_eq!(w.poll(t0 + Duration::from_micros(49)), 0);
+    assert_eq!(w.flushes(), 0);
+    assert_eq!(w.poll(t0 + Duration::from_micros(50)), 0);
+    assert_eq!((w.flushes(), w.unflushed_frames()), (1, 0));
+    assert_eq!(w.ports[B.index()].flushes, 2);
+    assert_eq!(w.take_sent(B).len(), 4, "every frame was queued");
+    // FLUSH_AT frames go at once, however long the hold.
+    w.set_tx_hold(Duration::from_secs(1));
+    for _ in 0..FLUSH_AT {
+        w.inject(A, &frame);
+    }
+    let t1 = t0 + Duration::from_millis(1);
+    assert_eq!(w.poll(t1), FLUSH_AT);
+    assert_eq!((w.flushes(), w.unflushed_frames()), (1, 0));
+    assert_eq!(w.ports[B.index()].flushes, 3);
 }
 
 /// `frame` as it arrives on the port with MAC `mac`.

@@ -78,6 +78,13 @@ pub struct WorkerConfig {
     /// How long a worker spins on empty rings before it sleeps in poll(2).
     #[serde(default = "default_idle_us")]
     pub idle_before_sleep_us: u64,
+    /// How long forwarded frames may wait on a TX ring for more before
+    /// the kernel is woken to send them (at most 32 wait): one copy-mode
+    /// `sendto(2)` then carries several frames at rates where a turn
+    /// receives one or two. Adds up to this much latency; 0 sends in the
+    /// turn that received.
+    #[serde(default = "default_tx_hold_us")]
+    pub tx_hold_us: u64,
 }
 
 fn default_cores() -> Vec<usize> {
@@ -95,6 +102,10 @@ fn default_idle_us() -> u64 {
     200
 }
 
+fn default_tx_hold_us() -> u64 {
+    0
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
@@ -102,6 +113,7 @@ impl Default for WorkerConfig {
             batch: default_batch(),
             busy_poll: false,
             idle_before_sleep_us: default_idle_us(),
+            tx_hold_us: default_tx_hold_us(),
         }
     }
 }
@@ -438,6 +450,7 @@ impl Dataplane {
                 core,
                 busy_poll: config.workers.busy_poll,
                 idle: Duration::from_micros(config.workers.idle_before_sleep_us),
+                tx_hold: Duration::from_micros(config.workers.tx_hold_us),
                 stop: stop.clone(),
                 neigh: neigh.clone(),
                 requests: neighbours.requests.clone(),
@@ -733,6 +746,7 @@ struct WorkerRun {
     core: usize,
     busy_poll: bool,
     idle: Duration,
+    tx_hold: Duration,
     stop: Arc<AtomicBool>,
     neigh: Arc<SharedNeighbours>,
     requests: crossbeam_channel::Sender<(PortId, IpAddr)>,
@@ -774,6 +788,7 @@ impl WorkerRun {
         if let Some(local) = &self.local {
             worker.set_local_stack(Box::new(local.clone()));
         }
+        worker.set_tx_hold(self.tx_hold);
         let mut generation = self.neigh.generation();
         let mut policy_generation = self.policy.generation();
         let mut last_traffic = Instant::now();
@@ -816,13 +831,14 @@ impl WorkerRun {
             for req in worker.pipeline.take_unresolved() {
                 let _ = self.requests.try_send(req);
             }
-            if n > 0 || worker.held_frames() > 0 {
+            let flushed = worker.flushes() > 0;
+            if n > 0 || flushed || worker.held_frames() > 0 || worker.unflushed_frames() > 0 {
                 last_traffic = now;
                 self.counters.publish(worker.pipeline.counters());
-                if n > 0 {
-                    // One clock read per batch that carried frames: from
-                    // the top of this turn (`now`) to here, transmit and
-                    // publishing included.
+                if n > 0 || flushed {
+                    // One clock read per turn that carried frames or sent
+                    // held ones: from the top of this turn (`now`) to
+                    // here, transmit and publishing included.
                     busy.add(now.elapsed());
                     self.busy.publish(&busy);
                 }

@@ -343,8 +343,9 @@ impl Port for XskPort {
         let n = unsafe { self.comp.consume(&mut self.scratch) };
         self.in_flight -= n;
         free.extend_from_slice(&self.scratch[..n]);
-        if self.in_flight > 0 && self.tx.needs_wakeup() {
-            // Frames still waiting: keep the copy-mode transmitter going.
+        if self.in_flight > self.unkicked && self.tx.needs_wakeup() {
+            // Frames kicked but not all sent: keep the copy-mode
+            // transmitter going (frames not kicked yet wait for a flush).
             let _ = self.tx.wakeup();
         }
     }

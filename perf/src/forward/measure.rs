@@ -1,6 +1,7 @@
 //! One measured point: a sink in island B, the generator in island A,
-//! island B's interface counter read before and after, and the CPU time
-//! the run cost ([`super::cpu`]).
+//! the sink's count (the XDP sink's map, or island B's interface counter
+//! beside a UDP socket) and the forwarder's own count read before and
+//! after, and the CPU time the run cost ([`super::cpu`]).
 #![forbid(unsafe_code)]
 
 use std::{
@@ -14,6 +15,7 @@ use serde_json::Value;
 use super::{
     Load, SINK_PORT,
     cpu::{self, CpuTimes},
+    xdp_sink::XdpSink,
 };
 use crate::{
     lab::{self, Lab},
@@ -50,6 +52,68 @@ pub(crate) struct Point {
     pub(crate) probes: u64,
     /// Where causeway lost frames during the run, when an appliance ran.
     pub(crate) lost: Option<Losses>,
+    /// Frames the sink counted over the run (and the drain after it).
+    pub(crate) sink_counted: u64,
+    /// Frames the forwarder says it forwarded over the same time:
+    /// causeway's transmits on port `b`, or Linux's `ForwDatagrams`
+    /// (which does not count what XDP redirects).
+    pub(crate) forwarder_counted: Option<u64>,
+}
+
+/// What a run goes through and where its frames are counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) lab: &'a Lab,
+    pub(crate) spec: &'a FrameSpec,
+    /// The XDP sink on island B's `eth0`; `None`: a UDP socket receives,
+    /// and island B's interface counter counts.
+    pub(crate) sink: Option<&'a XdpSink>,
+    /// The in-kernel XDP peer forwards: the kernel counts nothing it
+    /// redirects, so there is no forwarder's count.
+    pub(crate) xdp_peer: bool,
+}
+
+impl Target<'_> {
+    /// Frames that reached island B so far, as this target counts them.
+    fn received(&self) -> anyhow::Result<u64> {
+        match self.sink {
+            Some(sink) => sink.count(),
+            None => lab::rx_packets(&self.lab.ns("b"), "eth0"),
+        }
+    }
+
+    /// Frames the forwarder says it forwarded so far: causeway's
+    /// transmits on port `b` (from `stats`, when an appliance runs), else
+    /// the appliance namespace's `ForwDatagrams`.
+    fn forwarded(&self, stats: Option<&Value>) -> Option<u64> {
+        if self.xdp_peer {
+            return None;
+        }
+        match stats {
+            Some(stats) => port_b_tx(stats),
+            None => {
+                let snmp = lab::in_netns(&self.lab.ns("gw"), &["cat", "/proc/net/snmp"]).ok()?;
+                forw_datagrams(&snmp)
+            }
+        }
+    }
+}
+
+/// causeway's transmits on port `b` from its statistics.
+fn port_b_tx(stats: &Value) -> Option<u64> {
+    let ports = stats["ports"].as_array()?;
+    let b = ports.iter().find(|p| p[0]["name"] == "b")?;
+    b[1]["tx_packets"].as_u64()
+}
+
+/// `Ip: ForwDatagrams` of a `/proc/net/snmp` text.
+fn forw_datagrams(snmp: &str) -> Option<u64> {
+    let mut ip = snmp.lines().filter(|l| l.starts_with("Ip: "));
+    let (names, values) = (ip.next()?, ip.next()?);
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ForwDatagrams")?;
+    values.split_whitespace().nth(i)?.parse().ok()
 }
 
 /// CPU time per forwarded frame, nanoseconds (`None`: nothing forwarded,
@@ -163,12 +227,13 @@ impl Losses {
     }
 }
 
-/// Sends `load` from island A to island B through `lab`'s gateway and
+/// Sends `load` from island A to island B through `target`'s gateway and
 /// measures what arrives.
 ///
 /// # Errors
 /// The sink, generator or counters fail.
-pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Result<Point> {
+pub(crate) fn measure(target: &Target<'_>, load: &Load) -> anyhow::Result<Point> {
+    let (lab, spec) = (target.lab, target.spec);
     let island_b = lab.ns("b");
     let sink_addr = SocketAddr::V4(SocketAddrV4::new(spec.dst_ip, SINK_PORT));
     let config = GenConfig {
@@ -192,13 +257,18 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
         probe_every: 0,
         ..config.clone()
     };
-    let sink = Sink::start(&island_b, sink_addr, Some(load.sink_cpu))?;
+    // The UDP socket, unless the XDP sink counts (it has no latency).
+    let sink = match target.sink {
+        Some(_) => None,
+        None => Some(Sink::start(&island_b, sink_addr, Some(load.sink_cpu))?),
+    };
     run_generator(warm)?;
     std::thread::sleep(Duration::from_millis(200));
 
     // An appliance's counters, where one runs (a Linux lab has none).
     let stats_before = lab.stats().ok();
-    let before = lab::rx_packets(&island_b, "eth0")?;
+    let before = target.received()?;
+    let forwarder_before = target.forwarded(stats_before.as_ref());
     // The appliance's workers, where one runs.
     let appliance = match stats_before {
         Some(_) => lab
@@ -216,14 +286,18 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
     let (cpus_after, workers_after) = (cpu::read()?, workers());
     // Let what is still queued in the gateway arrive.
     std::thread::sleep(Duration::from_millis(200));
-    let after = lab::rx_packets(&island_b, "eth0")?;
+    let after = target.received()?;
     let stats_after = lab.stats().ok();
+    let forwarder_after = target.forwarded(stats_after.as_ref());
     let lost = Losses::between(stats_before.as_ref(), stats_after.as_ref());
     let busy = stats_before
         .as_ref()
         .zip(stats_after.as_ref())
         .and_then(|(b, a)| Some(busy_ns(a)?.saturating_sub(busy_ns(b)?)));
-    let seen = sink.finish()?;
+    let latency_ns = match sink {
+        Some(sink) => Some(sink.finish()?.latency_ns),
+        None => None,
+    };
     let forwarded = after.saturating_sub(before);
     let delta = |i: usize| {
         let zero = CpuTimes::default();
@@ -240,13 +314,9 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
     cost.worker_wait_share = workers_before
         .zip(workers_after)
         .map(|((_, w0), (_, w1))| w1.saturating_sub(w0) as f64 / secs / 1e9);
-    let hist = &seen.latency_ns;
-    let us = |q: f64| {
-        if hist.is_empty() {
-            0.0
-        } else {
-            hist.value_at_quantile(q) as f64 / 1000.0
-        }
+    let us = |q: f64| match &latency_ns {
+        Some(hist) if !hist.is_empty() => hist.value_at_quantile(q) as f64 / 1000.0,
+        _ => 0.0,
     };
     Ok(Point {
         tx_pps: generated.sent as f64 / secs,
@@ -261,8 +331,12 @@ pub(crate) fn measure(lab: &Lab, spec: &FrameSpec, load: &Load) -> anyhow::Resul
         },
         p50_us: us(0.5),
         p99_us: us(0.99),
-        probes: hist.len(),
+        probes: latency_ns.as_ref().map_or(0, |h| h.len()),
         lost,
+        sink_counted: forwarded,
+        forwarder_counted: forwarder_before
+            .zip(forwarder_after)
+            .map(|(b, a)| a.saturating_sub(b)),
     })
 }
 
@@ -274,4 +348,33 @@ fn run_generator(config: GenConfig) -> anyhow::Result<pktgen::GenReport> {
         .join()
         .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?
         .context("the generator")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forw_datagrams_is_read_from_the_ip_lines() {
+        let snmp = "\
+Ip: Forwarding DefaultTTL InReceives InHdrErrors InAddrErrors ForwDatagrams InUnknownProtos
+Ip: 1 64 1200 0 0 1100 0
+Icmp: InMsgs InErrors
+Icmp: 3 0
+";
+        assert_eq!(forw_datagrams(snmp), Some(1100));
+        assert_eq!(forw_datagrams("Icmp: InMsgs\nIcmp: 3\n"), None);
+    }
+
+    #[test]
+    fn port_b_transmits_are_read_from_the_stats() {
+        let stats = serde_json::json!({
+            "ports": [
+                [{"name": "a"}, {"rx_packets": 10, "tx_packets": 1}],
+                [{"name": "b"}, {"rx_packets": 2, "tx_packets": 9}],
+            ]
+        });
+        assert_eq!(port_b_tx(&stats), Some(9));
+        assert_eq!(port_b_tx(&serde_json::json!({"ports": []})), None);
+    }
 }

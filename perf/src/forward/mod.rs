@@ -19,8 +19,12 @@
 //! ([`crate::pktgen`], AF_XDP from island A's eth0) for `--seconds`:
 //!
 //! - capacity: as fast as the generator can (or `--rate`); the forwarding
-//!   rate is what island B's eth0 received over the sending time, the sink
-//!   ([`crate::sink`]) gives the probes' latency. When the forwarder kept
+//!   rate is what island B's sink counted over the sending time. The sink
+//!   (`--sink`) is by default an XDP program on island B's eth0 that
+//!   counts and drops ([`xdp_sink`]), so the forwarder's CPU, which runs
+//!   island B's receive, pays for forwarding and not for a socket's
+//!   receive path; `--sink udp` is a UDP socket ([`crate::sink`]) that
+//!   gives the probes' latency. When the forwarder kept
 //!   up with everything offered the point is flagged generator-bound: its
 //!   rate is the generator's, and says nothing of the forwarder.
 //! - cost: at `--cpu-rate` (250k pps), a rate every forwarder sustains,
@@ -57,6 +61,7 @@ mod cpu;
 mod measure;
 mod rules;
 mod xdp;
+mod xdp_sink;
 
 use std::{
     collections::BTreeMap,
@@ -73,13 +78,27 @@ use crate::{
     progress::Progress,
     report_schema::{Figure, Machine, Measure, Report},
 };
-use measure::{Point, measure};
+use measure::{Point, Target, measure};
 use xdp::XdpPeer;
+use xdp_sink::XdpSink;
 
 /// The UDP port the generator sends to and the sink listens on.
 pub(crate) const SINK_PORT: u16 = 9000;
 /// Flow `i` comes from source port `FIRST_SRC_PORT + i`.
 const FIRST_SRC_PORT: u16 = 1024;
+
+/// Where island B counts the frames that reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SinkKind {
+    /// An XDP program on island B's eth0 counts and drops them
+    /// ([`xdp_sink`]): the forwarder's CPU, which runs island B's receive,
+    /// pays almost nothing for it. No latency.
+    Xdp,
+    /// A UDP socket receives them ([`crate::sink`]), island B's interface
+    /// counter counts them; the probes give latency, and the forwarder's
+    /// CPU pays for a socket's receive path.
+    Udp,
+}
 
 /// Arguments of `causeway-perf forward` and `policy-scale`.
 #[derive(Debug, clap::Args)]
@@ -122,7 +141,12 @@ pub(crate) struct Args {
     /// The generator's CPU.
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
-    /// The sink's CPU.
+    /// The sink: `xdp` counts and drops in XDP on island B's eth0 (the
+    /// forwarder's CPU does forwarding, no latency); `udp` is a socket
+    /// (probe latency, and a receive path the forwarder's CPU pays for).
+    #[arg(long, value_enum, default_value_t = SinkKind::Xdp)]
+    sink: SinkKind,
+    /// The UDP sink's CPU.
     #[arg(long, default_value_t = 0)]
     sink_cpu: usize,
     /// Steer island B's receive processing to this CPU with RPS [default:
@@ -141,6 +165,7 @@ pub(crate) struct Load {
     pub(crate) duration: Duration,
     pub(crate) probe_every: u64,
     pub(crate) gen_cpu: usize,
+    pub(crate) sink: SinkKind,
     pub(crate) sink_cpu: usize,
     /// Where island B's receive is steered (RPS); `None`: where frames
     /// are sent into it.
@@ -207,6 +232,7 @@ impl Setup {
                 duration: Duration::from_secs_f64(seconds),
                 probe_every: args.probe_every,
                 gen_cpu: args.gen_cpu,
+                sink: args.sink,
                 sink_cpu: args.sink_cpu,
                 island_b_rx_cpu: args.island_b_rx_cpu,
                 forward_cpu: cpus - 1,
@@ -238,6 +264,14 @@ impl Setup {
         let lab = Lab::up(&self.causeway, &name, true, Some(&dir))?;
         self.steer_island_b(&lab)?;
         Ok((lab, dir))
+    }
+
+    /// The XDP sink on `lab`'s island B, when `--sink xdp`.
+    fn sink(&self, lab: &Lab) -> anyhow::Result<Option<XdpSink>> {
+        match self.load.sink {
+            SinkKind::Xdp => XdpSink::attach(lab).map(Some),
+            SinkKind::Udp => Ok(None),
+        }
     }
 
     /// Steers island B's receive as `--island-b-rx-cpu` says.
@@ -324,11 +358,17 @@ impl Setup {
             ),
             (
                 "sink".to_owned(),
-                format!(
-                    "CPU {}: UDP socket in island B; {}; forwarded packets counted on island B's eth0",
-                    self.load.sink_cpu,
-                    self.island_b_rx(),
-                ),
+                match self.load.sink {
+                    SinkKind::Xdp => format!(
+                        "XDP on island B's eth0 (--sink xdp): counts the generator's frames in a per-CPU map and drops them (XDP_DROP), forwarded packets read from that map; no latency; {}",
+                        self.island_b_rx(),
+                    ),
+                    SinkKind::Udp => format!(
+                        "CPU {}: UDP socket in island B (--sink udp); {}; forwarded packets counted on island B's eth0",
+                        self.load.sink_cpu,
+                        self.island_b_rx(),
+                    ),
+                },
             ),
             (
                 "causeway".to_owned(),
@@ -348,7 +388,11 @@ impl Setup {
             p.insert(
                 "linux-xdp-fwd".to_owned(),
                 format!(
-                    "XDP in native mode on a0 (bpf_fib_lookup, TTL - 1, bpf_redirect to b0; no rules), a0's NAPI threaded and pinned to CPU {last}, the dataplane worker's; island B's eth0 runs XDP_PASS (a veth takes redirected frames only then), its NAPI scheduled from CPU {last}; {}",
+                    "XDP in native mode on a0 (bpf_fib_lookup, TTL - 1, bpf_redirect to b0; no rules), a0's NAPI threaded and pinned to CPU {last}, the dataplane worker's; island B's eth0 runs {} (a veth takes redirected frames only then), its NAPI scheduled from CPU {last}; {}",
+                    match self.load.sink {
+                        SinkKind::Xdp => "the XDP sink",
+                        SinkKind::Udp => "XDP_PASS",
+                    },
                     self.island_b_rx()
                 ),
             );
@@ -417,7 +461,7 @@ fn row(rules: u32, who: &str, rate: &str, p: &Point) -> String {
 
 fn header(title: &str, load: &Load) {
     println!(
-        "{title}: {:.1} s per run, frames {:?} bytes, {} flows; CPU columns in ns per forwarded packet \
+        "{title}: {:.1} s per run, frames {:?} bytes, {} flows, {} sink; CPU columns in ns per forwarded packet \
          (cost: the one to compare; busy: causeway's worker busy time; fwdK/fwdAll: kernel/all time of \
          the forwarder's CPU {}; genK: kernel time of the generator's CPU {}); usr: user share of the \
          forwarder's CPU (somebody else's, for a kernel forwarder); wait: share of the run causeway's \
@@ -426,6 +470,10 @@ fn header(title: &str, load: &Load) {
         load.duration.as_secs_f64(),
         load.sizes,
         load.flows,
+        match load.sink {
+            SinkKind::Xdp => "XDP (count and drop on island B's eth0; no latency)",
+            SinkKind::Udp => "UDP socket",
+        },
         load.forward_cpu,
         load.gen_cpu,
     );
@@ -470,7 +518,11 @@ fn run_measures(rules: u32, who: &str, rate: &str, p: &Point) -> Vec<Measure> {
             f64::from(u8::from(p.held_back)),
         ),
         Measure::new(at("forwarder CPU user share"), "ratio", c.fwd_user_share),
+        Measure::new(at("sink counted"), "frames", p.sink_counted as f64),
     ];
+    if let Some(n) = p.forwarder_counted {
+        m.push(Measure::new(at("forwarder counted"), "frames", n as f64));
+    }
     if let Some(w) = c.worker_wait_share {
         m.push(Measure::new(at("worker run-queue wait share"), "ratio", w));
     }
@@ -499,19 +551,19 @@ impl Setup {
     /// their measures.
     fn runs(
         &self,
-        (lab, spec): (&Lab, &FrameSpec),
+        target: &Target<'_>,
         (rules, who): (u32, &str),
         bar: &mut Progress,
         measures: &mut Vec<Measure>,
     ) -> anyhow::Result<Runs> {
         bar.doing(&format!("{who} rules={rules}"));
-        let capacity = measure(lab, spec, &self.load)?;
+        let capacity = measure(target, &self.load)?;
         let label = rate_label(self.load.rate);
         bar.print(&row(rules, who, &label, &capacity));
         measures.extend(run_measures(rules, who, &label, &capacity));
         bar.doing(&format!("{who} rules={rules} at {:.0} pps", self.cpu_rate));
         let load = self.load.at(self.cpu_rate);
-        let cost = measure(lab, spec, &load)?;
+        let cost = measure(target, &load)?;
         let label = rate_label(load.rate);
         bar.print(&row(rules, who, &label, &cost));
         measures.extend(run_measures(rules, who, &label, &cost));
@@ -556,6 +608,19 @@ pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
     let linux = setup.linux_lab()?;
     let cw_spec = Setup::spec(&cw)?;
     let linux_spec = Setup::spec(&linux)?;
+    let (cw_sink, linux_sink) = (setup.sink(&cw)?, setup.sink(&linux)?);
+    let cw_target = Target {
+        lab: &cw,
+        spec: &cw_spec,
+        sink: cw_sink.as_ref(),
+        xdp_peer: false,
+    };
+    let linux_target = Target {
+        lab: &linux,
+        spec: &linux_spec,
+        sink: linux_sink.as_ref(),
+        xdp_peer: false,
+    };
     let mut figures = Vec::new();
     let mut measures = Vec::new();
     // Per rule count: causeway, nft linear, nft set; and XDP at 0 rules.
@@ -563,19 +628,23 @@ pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
     for &r in counts {
         bar.doing(&format!("loading {r} rules"));
         Setup::set_policy(&cw, &dir, r)?;
-        let ours = setup.runs((&cw, &cw_spec), (r, "causeway"), &mut bar, &mut measures)?;
+        let ours = setup.runs(&cw_target, (r, "causeway"), &mut bar, &mut measures)?;
         let mut peers = Vec::new();
         for (form, ruleset) in [("linear", rules::nft_linear(r)), ("set", rules::nft_set(r))] {
             let peer = format!("linux-nft-{form}");
             linux.nft(&ruleset, &setup.scratch)?;
-            let theirs = setup.runs((&linux, &linux_spec), (r, &peer), &mut bar, &mut measures)?;
+            let theirs = setup.runs(&linux_target, (r, &peer), &mut bar, &mut measures)?;
             peers.push((format!("rules={r} nft={form}"), peer, theirs));
         }
         if r == 0 {
             let theirs = {
-                let _xdp = XdpPeer::attach(&linux, setup.last_cpu)?;
+                let _xdp = XdpPeer::attach(&linux, setup.last_cpu, linux_sink.is_some())?;
                 let who = "linux-xdp-fwd";
-                setup.runs((&linux, &linux_spec), (r, who), &mut bar, &mut measures)?
+                let target = Target {
+                    xdp_peer: true,
+                    ..linux_target
+                };
+                setup.runs(&target, (r, who), &mut bar, &mut measures)?
             };
             peers.push(("rules=0 xdp".to_owned(), "linux-xdp-fwd".to_owned(), theirs));
         }
@@ -605,6 +674,7 @@ pub(crate) fn forward(args: &Args) -> anyhow::Result<()> {
         measures,
         goals: Vec::new(),
     };
+    drop((cw_sink, linux_sink));
     drop((cw, linux));
     let _ = std::fs::remove_dir_all(&setup.scratch);
     report.write(&args.json)
@@ -624,6 +694,13 @@ pub(crate) fn policy_scale(args: &Args) -> anyhow::Result<()> {
     header("policy-scale", &setup.load);
     let (cw, dir) = setup.causeway_lab()?;
     let spec = Setup::spec(&cw)?;
+    let sink = setup.sink(&cw)?;
+    let target = Target {
+        lab: &cw,
+        spec: &spec,
+        sink: sink.as_ref(),
+        xdp_peer: false,
+    };
     let mut base = None;
     let mut figures = Vec::new();
     let mut bar = Progress::new("policy-scale", counts.len() as u64);
@@ -631,7 +708,7 @@ pub(crate) fn policy_scale(args: &Args) -> anyhow::Result<()> {
         bar.doing(&format!("loading {r} rules"));
         Setup::set_policy(&cw, &dir, r)?;
         bar.doing(&format!("causeway rules={r}"));
-        let p = measure(&cw, &spec, &setup.load)?;
+        let p = measure(&target, &setup.load)?;
         bar.print(&row(r, "causeway", &rate_label(setup.load.rate), &p));
         bar.step(&format!("causeway rules={r}"));
         let base = *base.get_or_insert(p.pps);
@@ -653,6 +730,7 @@ pub(crate) fn policy_scale(args: &Args) -> anyhow::Result<()> {
         measures: Vec::new(),
         goals: Vec::new(),
     };
+    drop(sink);
     drop(cw);
     let _ = std::fs::remove_dir_all(&setup.scratch);
     report.write(&args.json)

@@ -9,6 +9,8 @@
 //!   redirects island A's frames to `b0`;
 //! - `xdp_pass` on island B's `eth0`: a veth takes redirected frames only
 //!   when its peer runs an XDP program (that gives the peer its NAPI).
+//!   With the XDP sink ([`super::xdp_sink`]) already there, its program
+//!   serves, and `xdp_pass` is not attached.
 //!
 //! `a0`'s NAPI (where the forwarding happens) runs as a kernel thread
 //! (`threaded`) pinned to the forwarder's CPU, the one causeway's worker
@@ -58,12 +60,17 @@ impl std::fmt::Debug for XdpPeer {
 
 impl XdpPeer {
     /// Attaches the forwarder to `lab` (a Linux lab: no appliance), its
-    /// forwarding NAPI on `forward_cpu`.
+    /// forwarding NAPI on `forward_cpu`; `island_b_has_xdp`: an XDP
+    /// program (the sink) already runs on island B's `eth0`.
     ///
     /// # Errors
     /// Loading or native attach fails (not root, a kernel without XDP on
     /// veth), or the NAPI threads cannot be made or pinned.
-    pub(crate) fn attach(lab: &Lab, forward_cpu: usize) -> anyhow::Result<Self> {
+    pub(crate) fn attach(
+        lab: &Lab,
+        forward_cpu: usize,
+        island_b_has_xdp: bool,
+    ) -> anyhow::Result<Self> {
         let mut ebpf = Ebpf::load(OBJECT).context("loading the XDP peer (are you root?)")?;
         for name in ["xdp_fwd", "xdp_pass"] {
             let prog: &mut Xdp = ebpf
@@ -75,7 +82,9 @@ impl XdpPeer {
         }
         let (gw, b) = (lab.ns("gw"), lab.ns("b"));
         // Island B first: a redirect to b0 needs its peer's NAPI ready.
-        attach_in(&mut ebpf, "xdp_pass", &b, "eth0")?;
+        if !island_b_has_xdp {
+            attach_in(&mut ebpf, "xdp_pass", &b, "eth0")?;
+        }
         attach_in(&mut ebpf, "xdp_fwd", &gw, "a0")?;
         let mut peer = Self {
             ebpf: Some(ebpf),
@@ -114,7 +123,7 @@ impl Drop for XdpPeer {
 /// Attaches program `name` of `ebpf` to `iface` of namespace `ns`, in
 /// native mode, from a thread inside `ns` (the link is made against the
 /// calling thread's namespace; it lives as long as `ebpf`).
-fn attach_in(ebpf: &mut Ebpf, name: &str, ns: &str, iface: &str) -> anyhow::Result<()> {
+pub(super) fn attach_in(ebpf: &mut Ebpf, name: &str, ns: &str, iface: &str) -> anyhow::Result<()> {
     thread::scope(|s| {
         s.spawn(|| -> anyhow::Result<()> {
             sys::enter_netns(ns)?;
