@@ -3,13 +3,36 @@
 //! A connection holds a chunk only while it has bytes in it, so an idle
 //! connection costs no buffer memory, and after warm-up no read or write
 //! allocates: chunks come back to the worker's free list and are lent
-//! again. A chunk is big enough for one whole TLS record (16 KiB of
-//! plaintext plus the record overhead), which is the unit rustls reads and
-//! writes.
+//! again. A chunk holds [`RECORDS_PER_CHUNK`] whole TLS records (16 KiB
+//! of plaintext each plus the record overhead), so that bulk transfers move
+//! several full-size records per receive and per send: on loopback the
+//! kernel's cost is per call and per segment far more than per byte.
 
-/// Bytes in one chunk: a maximal TLS 1.2/1.3 record (2^14 plaintext +
-/// 256 expansion + 5 header) rounded up.
-pub const CHUNK: usize = 16 * 1024 + 512;
+/// Bytes in one maximal TLS 1.2/1.3 record: 2^14 plaintext + 256
+/// expansion + 5 header, rounded up.
+pub const RECORD: usize = 16 * 1024 + 512;
+
+/// The plaintext of one full-size record (RFC 8446 §5.1: 2^14).
+pub const RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// What a record adds to its plaintext, at most, with the cipher suites
+/// rustls offers: 5 header + 1 content type + 16 tag (TLS 1.3 AEAD), 5 +
+/// 8 explicit nonce + 16 tag (TLS 1.2 AES-GCM); rounded up.
+pub const RECORD_OVERHEAD: usize = 64;
+
+/// Full-size records one chunk holds.
+pub const RECORDS_PER_CHUNK: usize = 4;
+
+/// Bytes in one chunk.
+pub const CHUNK: usize = RECORDS_PER_CHUNK * RECORD;
+
+/// Plaintext that can be encrypted into `room` bytes whatever the record
+/// sizes: each record started costs at most [`RECORD_OVERHEAD`].
+#[must_use]
+pub fn plaintext_room(room: usize) -> usize {
+    let records = room.div_ceil(RECORD_PLAINTEXT + RECORD_OVERHEAD);
+    room.saturating_sub(records * RECORD_OVERHEAD)
+}
 
 /// The free list of one worker. Chunks are never returned to the allocator;
 /// the list keeps at most `keep` of them.

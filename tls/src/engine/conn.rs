@@ -747,7 +747,20 @@ impl Conn {
             let d = &self.sides[dst as usize];
             match &d.tls {
                 Some(t) if t.wants_write() || t.is_handshaking() => 0,
-                Some(_) => crate::buf::CHUNK - 512,
+                // What rustls makes of it must fit the outbox, so that
+                // rustls holds nothing back (its buffer is unlimited).
+                Some(_) => {
+                    let room = crate::buf::plaintext_room(d.outbox.room());
+                    let s = &self.sides[src as usize];
+                    if s.tls.is_none() && s.inbox.len() > room {
+                        // Only full-size records while more is waiting: a
+                        // short one now would be one more record, segment
+                        // and send for the same bytes.
+                        room - room % crate::buf::RECORD_PLAINTEXT
+                    } else {
+                        room
+                    }
+                }
                 None => d.outbox.room(),
             }
         };

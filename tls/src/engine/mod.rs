@@ -345,7 +345,7 @@ impl Engine {
             services,
             slots: Vec::new(),
             free: Vec::new(),
-            bufs: BufPool::new(1024),
+            bufs: BufPool::new(256),
             io: VecDeque::new(),
             timers: BinaryHeap::new(),
             metrics,
