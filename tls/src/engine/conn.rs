@@ -453,6 +453,9 @@ impl Conn {
         };
         self.endpoint = Some(attempt.endpoint);
         self.phase = Phase::Established;
+        if let Some(tls) = &self.sides[Leg::Upstream as usize].tls {
+            count_record_path(cx, self.service, Peer::Upstream, tls);
+        }
         self.last_active = now;
         cx.metrics.service(self.service).upstream_opened();
     }
@@ -805,6 +808,7 @@ impl Conn {
         if let Some(tls) = &self.sides[Leg::Client as usize].tls {
             self.identity = identity::peer_identity(tls);
             self.alpn = tls.alpn_protocol().map(<[u8]>::to_vec);
+            count_record_path(cx, self.service, Peer::Client, tls);
         }
         self.ready_at = Some(now);
         cx.metrics.service(self.service).handshake_ok();
@@ -987,6 +991,14 @@ fn deliver(d: &mut Side, bufs: &mut BufPool, data: &[u8]) {
             debug_assert_eq!(n, data.len(), "delivery never exceeds the outbox's room");
         }
     }
+}
+
+/// Counts which path `tls`'s records take (see [`crate::ktls`]), once
+/// its handshake is done.
+fn count_record_path(cx: &Ctx<'_>, service: usize, peer: Peer, tls: &rustls::Connection) {
+    let suite = tls.negotiated_cipher_suite().map(|s| s.suite());
+    let why = crate::ktls::record_path(cx.ktls, suite);
+    cx.metrics.service(service).record_path(peer, why);
 }
 
 /// `leg`'s side and the other one, both mutable.
