@@ -771,6 +771,17 @@ impl Conn {
             return moved;
         }
         let (s, d) = split(&mut self.sides, src);
+        if d.tls.is_some() {
+            // rustls hands its records over one by one: the chunk is
+            // chosen for all of them here, before the first.
+            let plain = match &s.tls {
+                Some(_) => room,
+                None => s.inbox.len().min(room),
+            };
+            let records = plain.div_ceil(crate::buf::RECORD_PLAINTEXT);
+            d.outbox
+                .reserve(cx.bufs, plain + records * crate::buf::RECORD_OVERHEAD);
+        }
         let n = if let Some(tls) = &mut s.tls {
             let buf = &mut cx.scratch[..room];
             match tls.reader().read(buf) {
