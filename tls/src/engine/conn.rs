@@ -771,13 +771,13 @@ impl Conn {
             return moved;
         }
         let (s, d) = split(&mut self.sides, src);
-        if d.tls.is_some() {
-            // rustls hands its records over one by one: the chunk is
-            // chosen for all of them here, before the first.
-            let plain = match &s.tls {
-                Some(_) => room,
-                None => s.inbox.len().min(room),
-            };
+        // rustls hands its records over one by one: the chunk is chosen
+        // for all of them here, before the first.
+        let plain = match &s.tls {
+            Some(_) => room,
+            None => s.inbox.len().min(room),
+        };
+        if d.tls.is_some() && plain > 0 {
             let records = plain.div_ceil(crate::buf::RECORD_PLAINTEXT);
             d.outbox
                 .reserve(cx.bufs, plain + records * crate::buf::RECORD_OVERHEAD);
