@@ -149,6 +149,22 @@ fn curl_with_the_lab_client_certificate_reaches_all_three_backends() {
             "causeway_terminator_tcp_open_total{service=\"demo\",peer=\"dst\"}"
         ) >= 12.0
     );
+    // Each client leg says which path its records took: user space, for
+    // the reason this kernel gives (here, usually, no tls ULP).
+    let reason = match causeway_tls::ktls::probe() {
+        causeway_tls::ktls::KtlsSupport::NoTlsUlp => "no_tls_ulp",
+        causeway_tls::ktls::KtlsSupport::Available => "kernel_path_not_built",
+        _ => "kernel_refused",
+    };
+    assert!(
+        sample(
+            &m,
+            &format!(
+                "causeway_terminator_tls_record_path_total{{service=\"demo\",peer=\"src\",path=\"userspace\",reason=\"{reason}\"}}"
+            )
+        ) >= 12.0,
+        "{m}"
+    );
     // Every byte went through the dataplane's host port.
     let stats = lab.stats();
     assert!(Lab::port_counter(&stats, "host", "rx_packets") > 0);

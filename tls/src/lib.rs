@@ -11,6 +11,8 @@
 //! - [`access_log`]: one JSON line per connection, written off the
 //!   workers through a bounded channel;
 //! - [`buf`]: connection buffers lent from a per-worker pool;
+//! - [`ktls`]: the kernel TLS probe, and which path each leg's records
+//!   take;
 //! - [`proxy`]: the PROXY protocol v2, read from trusted load balancers
 //!   and sent to upstreams;
 //! - [`metrics`]: Linkerd-style counters and histograms;
@@ -26,6 +28,7 @@ pub mod driver;
 pub mod engine;
 pub mod flows;
 pub mod identity;
+pub mod ktls;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

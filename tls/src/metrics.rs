@@ -18,7 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::pool::{EndpointId, EndpointState, Pool};
+use crate::{
+    ktls::Userspace,
+    pool::{EndpointId, EndpointState, Pool},
+};
 
 /// Which leg a figure belongs to (Linkerd's `peer` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +342,8 @@ pub struct ServiceCounters {
     written: [AtomicU64; 2],
     handshakes: AtomicU64,
     handshake_failures: [Vec<AtomicU64>; 2],
+    /// TLS legs by record path: all in user space, by reason, per leg.
+    record_path: [[AtomicU64; Userspace::ALL.len()]; 2],
     retries: AtomicU64,
     budget_exhausted: AtomicU64,
     no_endpoint: AtomicU64,
@@ -373,6 +378,7 @@ impl ServiceCounters {
                 zeros(HANDSHAKE_REASONS.len()),
                 zeros(HANDSHAKE_REASONS.len()),
             ],
+            record_path: Default::default(),
             retries: AtomicU64::new(0),
             budget_exhausted: AtomicU64::new(0),
             no_endpoint: AtomicU64::new(0),
@@ -418,6 +424,9 @@ impl ServiceCounters {
             .position(|r| *r == reason)
             .unwrap_or(HANDSHAKE_REASONS.len() - 3);
         self.handshake_failures[peer as usize][i].fetch_add(1, Relaxed);
+    }
+    pub(crate) fn record_path(&self, peer: Peer, why: Userspace) {
+        self.record_path[peer as usize][why as usize].fetch_add(1, Relaxed);
     }
     pub(crate) fn retried(&self) {
         self.retries.fetch_add(1, Relaxed);
@@ -499,6 +508,13 @@ impl ServiceCounters {
     #[must_use]
     pub fn fd_exhaustions(&self, stage: FdStage) -> u64 {
         self.fd_exhausted[stage as usize].load(Relaxed)
+    }
+
+    /// TLS legs on `peer`'s side whose records went through user space
+    /// for `why`.
+    #[must_use]
+    pub fn record_paths(&self, peer: Peer, why: Userspace) -> u64 {
+        self.record_path[peer as usize][why as usize].load(Relaxed)
     }
 
     /// Retries, budget exhaustions, refusals for lack of an endpoint.
@@ -699,6 +715,30 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
                         out,
                         "{p}_tls_handshake_failures_total{{service=\"{s}\",peer=\"{}\",reason=\"{reason}\"}} {v}",
                         peer.label()
+                    );
+                }
+            }
+        }
+    }
+    family(
+        &mut out,
+        "tls_record_path_total",
+        "counter",
+        "TLS legs by where their records are sealed and opened (user space or kernel TLS), and why.",
+    );
+    for i in 0..n {
+        let s = &first.services[i].name;
+        for peer in [Peer::Client, Peer::Upstream] {
+            for why in Userspace::ALL {
+                let v = sum(workers, |w| {
+                    load(&w.services[i].record_path[peer as usize][why as usize])
+                });
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "{p}_tls_record_path_total{{service=\"{s}\",peer=\"{}\",path=\"userspace\",reason=\"{}\"}} {v}",
+                        peer.label(),
+                        why.as_str()
                     );
                 }
             }

@@ -352,6 +352,11 @@ impl Terminator {
             .map(load_material)
             .collect::<Result<_>>()?;
         let driver = choose_driver(cfg.driver);
+        let ktls = crate::ktls::probe();
+        tracing::info!(
+            ktls = %ktls,
+            "TLS records are sealed and opened in user space (rustls); see tls_record_path_total"
+        );
         // The access log's writer, before any connection can close.
         let access_log = cfg
             .access_log
@@ -438,7 +443,8 @@ impl Terminator {
                             worker_metrics.clone(),
                         )
                         .with_listeners(&routing)
-                        .with_access_log(log.clone());
+                        .with_access_log(log.clone())
+                        .with_ktls(ktls);
                         match driver {
                             DriverKind::IoUring => {
                                 let mut worker = Worker::new(engine, &listen)?;

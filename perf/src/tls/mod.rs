@@ -130,6 +130,11 @@ pub(crate) struct Args {
     /// Keep the working directory (configurations, logs, certificates).
     #[arg(long)]
     keep: bool,
+    /// Measure only these (for iterating on one load): `idle` and runs
+    /// named PREFIX-MODE, e.g. `tls-bulk,tls-keepalive,tcp-bulk`
+    /// [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<String>,
 }
 
 /// The scenario's working directory, removed on drop unless kept.
@@ -177,6 +182,11 @@ impl Run {
 
     fn mtls(self) -> bool {
         self.prefix == "mtls"
+    }
+
+    /// `PREFIX-MODE`, as `--only` names it.
+    fn name(self) -> String {
+        format!("{}-{}", self.prefix, self.mode.name())
     }
 }
 
@@ -620,10 +630,18 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     );
     let mut figures = Vec::new();
     let mtls_runs: &[Run] = if args.mtls { &MTLS_RUNS } else { &[] };
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let runs: Vec<Run> = RUNS
+        .iter()
+        .chain(mtls_runs)
+        .copied()
+        .filter(|r| wanted(&r.name()))
+        .collect();
+    let idle_servers = if wanted("idle") { all.len() } else { 0 };
     // One step per server's idle memory and per measured run.
     let per_round = |run: &Run| all.len() - usize::from(run.plain() && aws_index.is_some());
-    let measured: usize = RUNS.iter().chain(mtls_runs).map(per_round).sum();
-    let mut bar = Progress::new("tls", (all.len() + measured * rounds_n) as u64);
+    let measured: usize = runs.iter().map(per_round).sum();
+    let mut bar = Progress::new("tls", (idle_servers + measured * rounds_n) as u64);
     let mut emit = |out: &mut std::io::StdoutLock<'_>, bar: &Progress, f: Figure| {
         bar.clear();
         row(out, &f);
@@ -631,14 +649,16 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     // 1. Memory per idle connection, on fresh servers.
-    eprintln!("causeway-perf: {idle} idle TLS connections per server");
     let mut idle_kib = Vec::new();
-    for s in &all {
+    if idle_servers > 0 {
+        eprintln!("causeway-perf: {idle} idle TLS connections per server");
+    }
+    for s in all.iter().take(idle_servers) {
         bar.doing(&format!("idle memory: {}", s.name));
         idle_kib.push(driver.idle_memory(s)?);
         bar.step(&format!("idle memory: {}", s.name));
     }
-    for (i, s) in all.iter().enumerate().skip(1) {
+    for (i, s) in all.iter().enumerate().take(idle_servers).skip(1) {
         emit(
             &mut out,
             &bar,
@@ -656,7 +676,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     // 2. The load runs: per run, every server in turn, `rounds` times,
     // each round starting one server later (a slow minute on this shared
     // machine then falls on all of them); the median round counts.
-    for &run in RUNS.iter().chain(mtls_runs) {
+    for &run in &runs {
         let mut rounds: Vec<Vec<Vec<Quantity>>> = all.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds_n {
             for k in 0..all.len() {

@@ -453,6 +453,9 @@ impl Conn {
         };
         self.endpoint = Some(attempt.endpoint);
         self.phase = Phase::Established;
+        if let Some(tls) = &self.sides[Leg::Upstream as usize].tls {
+            count_record_path(cx, self.service, Peer::Upstream, tls);
+        }
         self.last_active = now;
         cx.metrics.service(self.service).upstream_opened();
     }
@@ -747,7 +750,20 @@ impl Conn {
             let d = &self.sides[dst as usize];
             match &d.tls {
                 Some(t) if t.wants_write() || t.is_handshaking() => 0,
-                Some(_) => crate::buf::CHUNK - 512,
+                // What rustls makes of it must fit the outbox, so that
+                // rustls holds nothing back (its buffer is unlimited).
+                Some(_) => {
+                    let room = crate::buf::plaintext_room(d.outbox.room());
+                    let s = &self.sides[src as usize];
+                    if s.tls.is_none() && s.inbox.len() > room {
+                        // Only full-size records while more is waiting: a
+                        // short one now would be one more record, segment
+                        // and send for the same bytes.
+                        room - room % crate::buf::RECORD_PLAINTEXT
+                    } else {
+                        room
+                    }
+                }
                 None => d.outbox.room(),
             }
         };
@@ -755,6 +771,17 @@ impl Conn {
             return moved;
         }
         let (s, d) = split(&mut self.sides, src);
+        // rustls hands its records over one by one: the chunk is chosen
+        // for all of them here, before the first.
+        let plain = match &s.tls {
+            Some(_) => room,
+            None => s.inbox.len().min(room),
+        };
+        if d.tls.is_some() && plain > 0 {
+            let records = plain.div_ceil(crate::buf::RECORD_PLAINTEXT);
+            d.outbox
+                .reserve(cx.bufs, plain + records * crate::buf::RECORD_OVERHEAD);
+        }
         let n = if let Some(tls) = &mut s.tls {
             let buf = &mut cx.scratch[..room];
             match tls.reader().read(buf) {
@@ -792,6 +819,7 @@ impl Conn {
         if let Some(tls) = &self.sides[Leg::Client as usize].tls {
             self.identity = identity::peer_identity(tls);
             self.alpn = tls.alpn_protocol().map(<[u8]>::to_vec);
+            count_record_path(cx, self.service, Peer::Client, tls);
         }
         self.ready_at = Some(now);
         cx.metrics.service(self.service).handshake_ok();
@@ -974,6 +1002,14 @@ fn deliver(d: &mut Side, bufs: &mut BufPool, data: &[u8]) {
             debug_assert_eq!(n, data.len(), "delivery never exceeds the outbox's room");
         }
     }
+}
+
+/// Counts which path `tls`'s records take (see [`crate::ktls`]), once
+/// its handshake is done.
+fn count_record_path(cx: &Ctx<'_>, service: usize, peer: Peer, tls: &rustls::Connection) {
+    let suite = tls.negotiated_cipher_suite().map(|s| s.suite());
+    let why = crate::ktls::record_path(cx.ktls, suite);
+    cx.metrics.service(service).record_path(peer, why);
 }
 
 /// `leg`'s side and the other one, both mutable.

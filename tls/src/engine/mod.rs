@@ -56,6 +56,7 @@ use crate::{
     access_log::{AccessLogSender, CloseReason},
     buf::BufPool,
     identity::{ClientTls, ServerTls},
+    ktls::KtlsSupport,
     metrics::{FdStage, ListenerRefusal, Refusal, WorkerMetrics},
     pool::{EndpointId, Pool, PoolConfig},
 };
@@ -295,6 +296,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) metrics: &'a WorkerMetrics,
     pub(crate) scratch: &'a mut [u8],
     pub(crate) access_log: Option<&'a AccessLogSender>,
+    pub(crate) ktls: KtlsSupport,
 }
 
 /// All connections of one worker.
@@ -310,6 +312,7 @@ pub struct Engine {
     draining: bool,
     live: usize,
     access_log: Option<AccessLogSender>,
+    ktls: KtlsSupport,
 }
 
 impl Engine {
@@ -345,7 +348,7 @@ impl Engine {
             services,
             slots: Vec::new(),
             free: Vec::new(),
-            bufs: BufPool::new(1024),
+            bufs: BufPool::new(256),
             io: VecDeque::new(),
             timers: BinaryHeap::new(),
             metrics,
@@ -353,7 +356,16 @@ impl Engine {
             draining: false,
             live: 0,
             access_log: None,
+            ktls: KtlsSupport::Unprobed,
         }
+    }
+
+    /// What [`crate::ktls::probe`] found: each TLS leg counts which record
+    /// path it takes, and why, from it.
+    #[must_use]
+    pub fn with_ktls(mut self, support: KtlsSupport) -> Self {
+        self.ktls = support;
+        self
     }
 
     /// Offers a record of each connection that closes to `log`.
@@ -656,6 +668,7 @@ impl Engine {
             metrics: &self.metrics,
             scratch: &mut self.scratch,
             access_log: self.access_log.as_ref(),
+            ktls: self.ktls,
         };
         f(c, &mut cx);
         if was_open && c.closed {

@@ -68,6 +68,12 @@ pub(crate) struct Sim {
     pub(crate) metrics: Arc<WorkerMetrics>,
     /// Upstream legs start stalled (their peer does not read).
     pub(crate) stall_upstreams: bool,
+    /// Bytes one receive hands the engine at most ([`crate::buf::CHUNK`]
+    /// is the drivers' most).
+    pub(crate) recv_max: usize,
+    /// Bytes one send takes at most (a short send, as a kernel with a
+    /// full socket buffer makes).
+    pub(crate) send_max: usize,
 }
 
 pub(crate) fn addr(i: u8) -> SocketAddr {
@@ -121,6 +127,8 @@ impl Sim {
             paused,
             metrics,
             stall_upstreams: false,
+            recv_max: crate::buf::CHUNK,
+            send_max: usize::MAX,
         }
     }
 
@@ -204,7 +212,7 @@ impl Sim {
             Io::Send { conn, leg } => {
                 let out = self.engine.outgoing(conn, leg);
                 let range = (out.as_ptr() as usize, out.len());
-                let data = out.to_vec();
+                let data = out[..out.len().min(self.send_max)].to_vec();
                 let c = self.conns.get_mut(&conn).unwrap();
                 let e = end(c, leg);
                 if e.stalled {
@@ -293,7 +301,7 @@ impl Sim {
                 continue;
             }
             if !e.to_engine.is_empty() {
-                let n = e.to_engine.len().min(crate::buf::CHUNK);
+                let n = e.to_engine.len().min(self.recv_max);
                 let data: Vec<u8> = e.to_engine.drain(..n).collect();
                 e.recv_armed = false;
                 self.engine.received(k, leg, &data, now);
