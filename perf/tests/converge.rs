@@ -8,6 +8,8 @@
 //! Needs root, the `causeway` binary in the same target directory
 //! (`cargo build --release --bin causeway`) and nft.
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -54,14 +56,7 @@ fn converge_quick_reports_causeway_against_nft_f() {
     assert!(stdout.contains("goal: apply_to_enforced_p99"), "{stdout}");
     let text = std::fs::read_to_string(&json).expect("the report was written");
     let _ = std::fs::remove_file(&json);
-    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let leftover = String::from_utf8_lossy(&leftover.stdout);
-    assert!(
-        !leftover
-            .lines()
-            .any(|l| l.starts_with(&format!("{prefix}x"))),
-        "labs left behind:\n{leftover}"
-    );
+    common::assert_no_lab_left(&prefix);
     let report: Value = serde_json::from_str(&text).expect("the report is JSON");
 
     assert_eq!(report["scenario"], "converge");

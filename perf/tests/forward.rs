@@ -11,6 +11,8 @@
 //! Needs root, the `causeway` binary in the same target directory
 //! (`cargo build --release --bin causeway`), nft and ping.
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -46,14 +48,7 @@ fn scenario(name: &str, tag: &str, extra: &[&str]) -> Value {
         .output()
         .expect("run causeway-perf");
     // Cleaned up whether it passed or failed: checked first.
-    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let leftover = String::from_utf8_lossy(&leftover.stdout);
-    assert!(
-        !leftover
-            .lines()
-            .any(|l| l.starts_with(&format!("{prefix}x"))),
-        "labs left behind:\n{leftover}"
-    );
+    common::assert_no_lab_left(&prefix);
     assert!(
         out.status.success(),
         "causeway-perf {name} failed ({}):\nstdout: {}\nstderr: {}",

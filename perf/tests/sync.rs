@@ -9,6 +9,8 @@
 //! Needs root, etcd (Debian: etcd-server) and the `causeway` binary in the
 //! same target directory (`cargo build --release --bin causeway`).
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -50,14 +52,7 @@ fn sync_quick_reports_write_to_enforced_beside_the_etcd_floor() {
     assert!(stderr.contains("goal: p99 etcd write"), "{stderr}");
     let text = std::fs::read_to_string(&json).expect("the report was written");
     let _ = std::fs::remove_file(&json);
-    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let leftover = String::from_utf8_lossy(&leftover.stdout);
-    assert!(
-        !leftover
-            .lines()
-            .any(|l| l.starts_with(&format!("{prefix}x"))),
-        "labs left behind:\n{leftover}"
-    );
+    common::assert_no_lab_left(&prefix);
     let etcd = Command::new("pgrep")
         .args(["-f", "--", "--name causeway-perf"])
         .output()
