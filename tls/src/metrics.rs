@@ -619,6 +619,28 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
     };
     let load = |a: &AtomicU64| a.load(Relaxed);
     let n = first.services.len();
+    // A counter per service, leg and reason (`labels[r]`, the reason's
+    // labels), written only where it is not zero.
+    let by_reason = |out: &mut String,
+                     name: &str,
+                     labels: &[String],
+                     value: &dyn Fn(&ServiceCounters, Peer, usize) -> u64| {
+        for i in 0..n {
+            let s = &first.services[i].name;
+            for peer in [Peer::Client, Peer::Upstream] {
+                for (r, labels) in labels.iter().enumerate() {
+                    let v = sum(workers, |w| value(&w.services[i], peer, r));
+                    if v > 0 {
+                        let _ = writeln!(
+                            out,
+                            "{p}_{name}{{service=\"{s}\",peer=\"{}\",{labels}}} {v}",
+                            peer.label()
+                        );
+                    }
+                }
+            }
+        }
+    };
 
     // Linkerd's TCP families: one sample per service and leg.
     type PerLeg = fn(&ServiceCounters, Peer) -> u64;
@@ -703,47 +725,32 @@ pub fn render(workers: &[&WorkerMetrics]) -> String {
         "counter",
         "TLS handshakes that failed, by leg and reason.",
     );
-    for i in 0..n {
-        let s = &first.services[i].name;
-        for peer in [Peer::Client, Peer::Upstream] {
-            for (r, reason) in HANDSHAKE_REASONS.iter().enumerate() {
-                let v = sum(workers, |w| {
-                    load(&w.services[i].handshake_failures[peer as usize][r])
-                });
-                if v > 0 {
-                    let _ = writeln!(
-                        out,
-                        "{p}_tls_handshake_failures_total{{service=\"{s}\",peer=\"{}\",reason=\"{reason}\"}} {v}",
-                        peer.label()
-                    );
-                }
-            }
-        }
-    }
+    let reasons: Vec<String> = HANDSHAKE_REASONS
+        .iter()
+        .map(|r| format!("reason=\"{r}\""))
+        .collect();
+    by_reason(
+        &mut out,
+        "tls_handshake_failures_total",
+        &reasons,
+        &|c, peer, r| load(&c.handshake_failures[peer as usize][r]),
+    );
     family(
         &mut out,
         "tls_record_path_total",
         "counter",
         "TLS legs by where their records are sealed and opened (user space or kernel TLS), and why.",
     );
-    for i in 0..n {
-        let s = &first.services[i].name;
-        for peer in [Peer::Client, Peer::Upstream] {
-            for why in Userspace::ALL {
-                let v = sum(workers, |w| {
-                    load(&w.services[i].record_path[peer as usize][why as usize])
-                });
-                if v > 0 {
-                    let _ = writeln!(
-                        out,
-                        "{p}_tls_record_path_total{{service=\"{s}\",peer=\"{}\",path=\"userspace\",reason=\"{}\"}} {v}",
-                        peer.label(),
-                        why.as_str()
-                    );
-                }
-            }
-        }
-    }
+    let reasons: Vec<String> = Userspace::ALL
+        .iter()
+        .map(|why| format!("path=\"userspace\",reason=\"{}\"", why.as_str()))
+        .collect();
+    by_reason(
+        &mut out,
+        "tls_record_path_total",
+        &reasons,
+        &|c, peer, r| load(&c.record_path[peer as usize][r]),
+    );
     for (name, help, f) in [
         (
             "retries_total",

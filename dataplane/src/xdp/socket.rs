@@ -17,7 +17,7 @@ use xsk_rs::{
     config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
 };
 
-use crate::port::{FrameMemory, HEADROOM, MAX_FRAME, Port};
+use crate::port::{FLUSH_AT, FrameMemory, HEADROOM, MAX_FRAME, Port};
 
 /// Ring sizes (descriptors) of every AF_XDP ring.
 pub const RING_SIZE: u32 = 2048;
@@ -322,10 +322,10 @@ impl Port for XskPort {
         if self.unkicked == 0 && self.in_flight == 0 {
             return;
         }
-        // In copy mode each sendto(2) transmits at most 32 frames
-        // (TX_BATCH_SIZE in net/xdp/xsk.c): kick once per 32.
+        // In copy mode each sendto(2) transmits at most FLUSH_AT frames
+        // (TX_BATCH_SIZE in net/xdp/xsk.c): kick once per FLUSH_AT.
         if self.tx.needs_wakeup() {
-            for _ in 0..self.unkicked.div_ceil(32).max(1) {
+            for _ in 0..self.unkicked.div_ceil(FLUSH_AT).max(1) {
                 if self.tx.wakeup().is_err() {
                     break;
                 }
